@@ -1,0 +1,38 @@
+"""Exception types shared by every layer of lsrl."""
+from __future__ import annotations
+
+__all__ = ["LsrlError", "ShapeError", "VerifyError", "ParseError", "CompileError", "PassError"]
+
+
+class LsrlError(Exception):
+    """Base class of every error lsrl raises on purpose (user errors, not bugs)."""
+
+
+class ShapeError(LsrlError, ValueError):
+    """A dimension mismatch, raised where the offending op is built (names the op and the shapes)."""
+
+
+class VerifyError(LsrlError, ValueError):
+    """An IR module breaks an invariant (names the op, its SSA name and its source location)."""
+
+
+class ParseError(LsrlError, ValueError):
+    """Malformed IR text; the message carries ``file:line:col`` and a caret line."""
+
+    def __init__(self, message: str, filename: str | None = None, line: int | None = None,
+                 col: int | None = None, source_line: str | None = None):
+        self.filename, self.line, self.col, self.source_line = filename, line, col, source_line
+        self.reason = message
+        where = f"{filename or '<string>'}:{line}:{col}: " if line is not None else ""
+        text = f"{where}error: {message}"
+        if source_line is not None and col is not None:
+            text += f"\n{source_line}\n{' ' * (col - 1)}^"
+        super().__init__(text)
+
+
+class CompileError(LsrlError):
+    """A program cannot be compiled for the requested target/mode; the message says why."""
+
+
+class PassError(LsrlError):
+    """A pass pipeline is malformed or a pass failed; names the pass."""
