@@ -224,10 +224,13 @@ _ATTR_TYPES = {
 class Module:
     """A program: ops in topological order, one ``input`` op, one returned op."""
 
-    def __init__(self, ops: Iterable[Op], output: Op, name: str = "main"):
+    def __init__(self, ops: Iterable[Op], output: Op, name: str = "main", metadata: dict | None = None):
         self.ops = list(ops)
         self.output = output
         self.name = name
+        # Facts about the module that are not ops (e.g. the layout of program values in compiled layers);
+        # passes that change the ops a fact describes must update or drop it.
+        self.metadata = dict(metadata or {})
 
     @staticmethod
     def from_output(output: Op, name: str = "main") -> "Module":
@@ -284,7 +287,7 @@ class Module:
             new.operands = [mapping[id(o)] for o in op.operands]
             mapping[id(op)] = new
             new_ops.append(new)
-        return Module(new_ops, mapping[id(self.output)], self.name)
+        return Module(new_ops, mapping[id(self.output)], self.name, self.metadata)
 
     def verify(self) -> "Module":
         """Raise :class:`VerifyError` naming the first op that breaks an invariant; return self."""
