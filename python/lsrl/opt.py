@@ -1,0 +1,280 @@
+"""Run pass pipelines on IR modules: ``lsrl.opt.run`` and the ``lsrl-opt`` command line tool.
+
+``run`` clones its input, then applies each pass of the pipeline; after every pass it verifies the IR
+(naming the pass that broke it), optionally prints the IR MLIR-style
+(``// -----// IR Dump After <pass> //----- //``), times the passes, and in checking mode runs the
+interpreter on random input sequences before and after every pass to name the first pass that changed
+the program's meaning.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Iterable, TextIO
+
+import numpy as np
+
+from .errors import LsrlError, PassError, VerifyError
+from .passes import Pass, format_pipeline, load_passes, parse_pipeline, pass_options
+
+__all__ = ["run", "passes", "main", "check_inputs"]
+
+
+def _as_module(module_or_program):
+    from .ir.core import Module
+    if isinstance(module_or_program, Module):
+        return module_or_program
+    ir = getattr(module_or_program, "ir", None)
+    if ir is not None:
+        return ir() if callable(ir) else ir
+    raise TypeError(f"expected an lsrl.ir.Module or a program with an .ir, got {type(module_or_program).__name__}")
+
+
+def passes() -> list[tuple[str, str, list[tuple[str, str, object]]]]:
+    """Every registered pass as ``(name, summary, [(option, type, default), ...])``, sorted by name."""
+    registry = load_passes()
+    return [(name, cls.summary, [(o.name, o.type, o.default) for o in pass_options(cls)])
+            for name, cls in sorted(registry.items())]
+
+
+# ---------------------------------------------------------------------------- checking mode
+
+def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np.ndarray:
+    """Random input sequences ``(batch, steps, d)`` inside the input op's ``lower``/``upper`` bounds.
+
+    Half of the sequences are uniform in the bounds (normal where unbounded); the other half use integers
+    where the bounds allow it, since token programs are only specified on integer inputs.
+    """
+    inp = module.input
+    d = inp.dim
+    lo = inp.attrs["lower"].array().astype(np.float64)
+    hi = inp.attrs["upper"].array().astype(np.float64)
+    rng = np.random.default_rng(seed)
+    xs = np.empty((batch, steps, d))
+    for j in range(d):
+        a, b = lo[j], hi[j]
+        for i in range(batch):
+            integral = i % 2 == 1
+            if np.isfinite(a) and np.isfinite(b):
+                if integral and np.ceil(a) <= np.floor(b):
+                    vals = rng.integers(np.ceil(a), np.floor(b) + 1, size=steps).astype(np.float64)
+                else:
+                    vals = rng.uniform(a, b, size=steps)
+            elif np.isfinite(a):
+                vals = a + rng.exponential(2.0, size=steps)
+            elif np.isfinite(b):
+                vals = b - rng.exponential(2.0, size=steps)
+            else:
+                vals = rng.normal(0.0, 2.0, size=steps)
+            if integral:
+                vals = np.clip(np.round(vals), a, b)
+            xs[i, :, j] = vals
+    return xs
+
+
+def _interpret(module, xs):
+    from .ir.interpreter import interpret
+    return np.asarray(interpret(module, xs), dtype=np.float64)
+
+
+def _same(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    return a.shape == b.shape and bool(np.all(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)))
+
+
+# ---------------------------------------------------------------------------- change detection
+
+def _fingerprint(module) -> tuple:
+    """A structural value equal for two modules exactly when they print the same (up to SSA names)."""
+    index: dict[int, int] = {}
+    ops = []
+    for i, op in enumerate(module.ops):
+        index[id(op)] = i
+        attrs = tuple(sorted((k, v.key() if hasattr(v, "key") else (type(v).__name__, v))
+                             for k, v in op.attrs.items()))
+        ops.append((op.kind, op.dim, tuple(index.get(id(o), -1) for o in op.operands), attrs, op.name))
+    return tuple(ops), index.get(id(module.output), -1), module.name
+
+
+def _dump(module, header: str, out: TextIO) -> None:
+    out.write(f"// -----// IR Dump After {header} //----- //\n")
+    out.write(str(module))
+    out.write("\n\n")
+    out.flush()
+
+
+def _timing_report(rows: list[tuple[str, float]], total: float, out: TextIO) -> None:
+    bar = "===" + "-" * 73 + "==="
+    out.write(f"{bar}\n{'... Execution time report ...':^79}\n{bar}\n")
+    out.write(f"  Total Execution Time: {total:.4f} seconds\n\n")
+    out.write("  ----Wall Time----  ----Name----\n")
+    for name, secs in rows:
+        pct = 100.0 * secs / total if total > 0 else 0.0
+        out.write(f"  {secs:8.4f} ({pct:5.1f}%)  {name}\n")
+    out.write(f"  {total:8.4f} (100.0%)  Total\n")
+    out.flush()
+
+
+# ---------------------------------------------------------------------------- run
+
+def run(module_or_program, pipeline: str | Iterable[Pass], *, verify: bool = True,
+        print_ir_after_all: bool = False, print_ir_after_change: bool = False, time_passes: bool = False,
+        check: bool = False, check_rtol: float = 1e-9, check_atol: float = 1e-9,
+        out: TextIO | None = None):
+    """Run a pass pipeline on a copy of ``module_or_program`` (a Module, or a program with ``.ir``).
+
+    ``pipeline`` is pipeline text (``"canonicalize,cse{},dce"``) or a list of pass instances.  The
+    caller's module is never mutated.  Raises :class:`PassError` for a malformed pipeline, a failing pass
+    or (``check=True``) a pass that changed the outputs on the random check inputs beyond
+    ``check_rtol``/``check_atol``; :class:`VerifyError` naming the pass when a pass leaves invalid IR.
+    IR dumps and the timing report go to ``out`` (default ``sys.stderr``).
+    """
+    out = sys.stderr if out is None else out
+    pass_list = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    for p in pass_list:
+        if not isinstance(p, Pass):
+            raise TypeError(f"pipeline entries must be lsrl.passes.Pass instances, got {type(p).__name__}")
+    module = _as_module(module_or_program).clone()
+    timings: list[tuple[str, float]] = []
+    t_start = time.perf_counter()
+
+    if verify:
+        t0 = time.perf_counter()
+        try:
+            module.verify()
+        except VerifyError as e:
+            raise VerifyError(f"the input IR is invalid: {e}") from None
+        timings.append(("(A) verifier", time.perf_counter() - t0))
+
+    xs = reference = None
+    if check:
+        xs = check_inputs(module)
+        reference = _interpret(module, xs)
+
+    track_change = print_ir_after_change and not print_ir_after_all
+    for position, p in enumerate(pass_list, start=1):
+        label = p.pipeline_text()
+        before = _fingerprint(module) if track_change else None
+        t0 = time.perf_counter()
+        try:
+            result = p.run(module)
+        except LsrlError as e:
+            e.add_note(f"while running pass {label!r} (position {position} of pipeline "
+                       f"{format_pipeline(pass_list)!r})")
+            raise
+        except Exception as e:  # a bug in the pass: report it as a pass failure naming the pass
+            raise PassError(f"pass {label!r} failed: {type(e).__name__}: {e}") from e
+        timings.append((label, time.perf_counter() - t0))
+        if result is not None:
+            module = result
+        if verify:
+            t0 = time.perf_counter()
+            try:
+                module.verify()
+            except VerifyError as e:
+                raise VerifyError(f"pass {label!r} (position {position}) produced invalid IR: {e}") from None
+            timings.append(("(A) verifier", time.perf_counter() - t0))
+        if print_ir_after_all or (track_change and _fingerprint(module) != before):
+            _dump(module, label, out)
+        if check:
+            got = _interpret(module, xs)
+            if not _same(got, reference, check_rtol, check_atol):
+                if got.shape != reference.shape:
+                    detail = f"output shape {reference.shape} became {got.shape}"
+                else:
+                    err = np.abs(got - reference)
+                    worst = np.unravel_index(int(np.nanargmax(np.where(np.isnan(err), np.inf, err))), err.shape)
+                    detail = (f"at (sequence, step, coordinate) {tuple(int(i) for i in worst)} the output was "
+                              f"{reference[worst]!r} before and {got[worst]!r} after")
+                raise PassError(f"checking mode: pass {label!r} (position {position}) changed the program's "
+                                f"meaning: {detail}")
+            reference = got
+
+    if time_passes:
+        merged: dict[str, float] = {}
+        for name, secs in timings:
+            merged[name] = merged.get(name, 0.0) + secs
+        _timing_report(list(merged.items()), time.perf_counter() - t_start, out)
+    return module
+
+
+# ---------------------------------------------------------------------------- command line
+
+def _list_passes(out: TextIO) -> None:
+    out.write("Available passes:\n")
+    for name, summary, options in passes():
+        out.write(f"  {name:<18} {summary}\n")
+        for opt, typ, default in options:
+            shown = "none" if default is None else (str(default).lower() if isinstance(default, bool) else default)
+            out.write(f"      {opt}: {typ} = {shown}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="lsrl-opt",
+        description="Read LSRL IR, run a pass pipeline on it and print the resulting IR.")
+    ap.add_argument("file", nargs="?", default="-", help="input IR file ('-' or nothing: standard input)")
+    ap.add_argument("-p", "--pipeline", "--pass-pipeline", dest="pipeline", default=None,
+                    help='comma-separated passes with options, e.g. "canonicalize,cse,dce{}"')
+    ap.add_argument("-o", "--output", default="-", help="output file ('-': standard output)")
+    ap.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
+    ap.add_argument("--print-ir-after-change", action="store_true",
+                    help="print the IR after every pass that changed it (stderr)")
+    ap.add_argument("--time-passes", action="store_true", help="print the wall time of every pass (stderr)")
+    ap.add_argument("--no-verify", action="store_true", help="do not verify the IR after each pass")
+    ap.add_argument("--check", action="store_true",
+                    help="interpret the program on random inputs after each pass and fail at the first pass "
+                         "that changes its outputs")
+    ap.add_argument("--list-passes", action="store_true", help="list the registered passes and their options")
+    return ap
+
+
+def _error(message: str, notes=()) -> int:
+    first = message.split("\n", 1)[0]
+    sys.stderr.write(message + "\n" if ": error:" in first else f"lsrl-opt: error: {message}\n")
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
+    sys.stderr.flush()
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list_passes:
+        _list_passes(sys.stdout)
+        return 0
+    if args.pipeline is None:
+        args.pipeline = ""
+    try:
+        from .ir import parse
+        if args.file == "-":
+            text, filename = sys.stdin.read(), "<stdin>"
+        else:
+            try:
+                with open(args.file, encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError as e:
+                return _error(f"cannot read {args.file}: {e.strerror}")
+            filename = args.file
+        pass_list = parse_pipeline(args.pipeline)  # before parsing the IR: a bad pipeline is reported first
+        module = parse(text, filename=filename)
+        result = run(module, pass_list, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
+                     print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
+                     check=args.check, out=sys.stderr)
+        printed = str(result) + "\n"
+    except LsrlError as e:
+        return _error(str(e), getattr(e, "__notes__", ()))
+    if args.output == "-":
+        sys.stdout.write(printed)
+        sys.stdout.flush()
+    else:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(printed)
+        except OSError as e:
+            return _error(f"cannot write {args.output}: {e.strerror}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
