@@ -1,0 +1,242 @@
+"""``canonicalize``: greedy local rewrites to a fixpoint (``compile.md`` §3).
+
+Patterns (each preserves the op's value exactly in exact arithmetic):
+
+* ``linear(linear(x))`` → one linear ``(A₂A₁, A₂b₁ + b₂)`` when the inner linear has a single use (the
+  reference condition) or is a constant;
+* ``linstate(linear(x))`` → ``B ← B·A_lin``, ``bias ← B·b_lin + bias`` (the linear stays if others use it);
+  ``linstate(slice(x))`` and ``linear(slice(x))`` read ``x`` through the scattered columns;
+* ``relu(relu(x))`` → the inner relu; with ``use_ranges=true``, ``relu(x)`` → ``x`` when range analysis
+  proves ``x ≥ 0``;
+* ``slice`` of the whole operand → the operand; ``slice(slice(x))`` → one slice; ``slice(concat(...))`` → the
+  covered operand, or a concat of (slices of) the covered operands; ``slice(linear(x))`` → the linear's rows;
+* ``concat`` of one operand → the operand; nested concats are flattened; adjacent slices of one value are
+  merged; a concat whose operands are all one value ``v`` → ``linear(v, [I; …; I])``;
+* identity linears (``A = I``, ``b = 0``) are removed;
+* ``multi`` whose every output coordinate has a constant factor → ``linear`` (``diag(c)`` on the other half);
+* constant folding (as the ``constant-fold`` pass).
+
+Ops that no longer reach the output are dropped.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..ir.core import Module, Op
+from ..ir.matrix import Matrix, Vector, matvec
+from . import Pass, register_pass
+from .constant_fold import ConstantAnalysis, fold_constant_ops
+from .rewrite import Rewriter, apply_patterns, is_constant
+
+__all__ = ["Canonicalize", "canonicalize_patterns", "selection_matrix"]
+
+
+def selection_matrix(rows: int, cols: int, picks, *, exact: bool = False) -> Matrix:
+    """``S`` with ``S[i, picks[i]] = 1`` (``S x = x[picks]``)."""
+    picks = list(picks)
+    return Matrix.from_entries((rows, cols), range(rows), picks, [1.0] * rows, exact=exact)
+
+
+def _slice_columns(mat: Matrix, start: int, end: int, width: int) -> Matrix:
+    """``mat · S`` where ``S`` selects ``x[start:end]`` from a ``width``-vector: columns scattered."""
+    n = end - start
+    return mat @ selection_matrix(n, width, range(start, end))
+
+
+# ---------------------------------------------------------------------------- linear patterns
+
+def fold_linear_linear(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind != "linear":
+        return None
+    inner = op.operands[0]
+    if inner.kind != "linear" or not (rw.single_use(inner) or is_constant(inner)):
+        return None
+    a2, b2 = op.attrs["A"], op.attrs["b"]
+    a1, b1 = inner.attrs["A"], inner.attrs["b"]
+    return rw.create("linear", [inner.operands[0]], {"A": a2 @ a1, "b": matvec(a2, b1) + b2}, loc=op.loc)
+
+
+def fold_linear_slice(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind not in ("linear", "linstate"):
+        return None
+    inner = op.operands[0]
+    if inner.kind != "slice":
+        return None
+    key = "A" if op.kind == "linear" else "B"
+    src = inner.operands[0]
+    attrs = dict(op.attrs)
+    attrs[key] = _slice_columns(op.attrs[key], inner.attrs["start"], inner.attrs["end"], src.dim)
+    return rw.create(op.kind, [src], attrs, loc=op.loc)
+
+
+def absorb_linear_into_linstate(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind != "linstate":
+        return None
+    inner = op.operands[0]
+    if inner.kind != "linear":
+        return None
+    bmat = op.attrs["B"]
+    attrs = dict(op.attrs)
+    attrs["B"] = bmat @ inner.attrs["A"]
+    attrs["bias"] = matvec(bmat, inner.attrs["b"]) + op.attrs["bias"]
+    return rw.create("linstate", [inner.operands[0]], attrs, loc=op.loc)
+
+
+def remove_identity_linear(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind == "linear" and op.attrs["A"].is_identity() and op.attrs["b"].is_zero():
+        return op.operands[0]
+    return None
+
+
+# ---------------------------------------------------------------------------- relu
+
+def fold_relu_relu(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind == "relu" and op.operands[0].kind == "relu":
+        return op.operands[0]
+    return None
+
+
+def relu_of_nonnegative(ranges):
+    def relu_of_nonnegative(rw: Rewriter, op: Op) -> Op | None:
+        if op.kind == "relu" and ranges.nonnegative(op.operands[0]):
+            return op.operands[0]
+        return None
+    return relu_of_nonnegative
+
+
+# ---------------------------------------------------------------------------- slices
+
+def fold_slice(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind != "slice":
+        return None
+    start, end = op.attrs["start"], op.attrs["end"]
+    src = op.operands[0]
+    if start == 0 and end == src.dim:
+        return src
+    if src.kind == "slice":
+        s0 = src.attrs["start"]
+        return rw.create("slice", [src.operands[0]], {"start": s0 + start, "end": s0 + end}, loc=op.loc)
+    if src.kind == "linear":
+        rows = list(range(start, end))
+        return rw.create("linear", [src.operands[0]],
+                         {"A": src.attrs["A"].rows(rows), "b": src.attrs["b"][start:end]}, loc=op.loc)
+    if src.kind == "concat":
+        pieces = []
+        offset = 0
+        for operand in src.operands:
+            lo, hi = offset, offset + operand.dim
+            offset = hi
+            a, b = max(lo, start), min(hi, end)
+            if a >= b:
+                continue
+            if a == lo and b == hi:
+                pieces.append(operand)
+            else:
+                pieces.append(rw.create("slice", [operand], {"start": a - lo, "end": b - lo}))
+        if len(pieces) == 1:
+            return pieces[0]
+        return rw.create("concat", pieces, loc=op.loc)
+    return None
+
+
+# ---------------------------------------------------------------------------- concat
+
+def fold_concat(rw: Rewriter, op: Op) -> Op | None:
+    if op.kind != "concat":
+        return None
+    operands = op.operands
+    if len(operands) == 1:
+        return operands[0]
+    if any(o.kind == "concat" for o in operands):
+        flat = [x for o in operands for x in (o.operands if o.kind == "concat" else [o])]
+        return rw.create("concat", flat, loc=op.loc)
+    # adjacent slices of one value that continue each other → one slice
+    merged: list[Op] = []
+    changed = False
+    for o in operands:
+        prev = merged[-1] if merged else None
+        if (prev is not None and o.kind == "slice" and prev.kind == "slice"
+                and o.operands[0] is prev.operands[0] and prev.attrs["end"] == o.attrs["start"]):
+            merged[-1] = rw.create("slice", [o.operands[0]], {"start": prev.attrs["start"], "end": o.attrs["end"]})
+            changed = True
+        else:
+            merged.append(o)
+    if changed:
+        return merged[0] if len(merged) == 1 else rw.create("concat", merged, loc=op.loc)
+    first = operands[0]
+    if all(o is first for o in operands):
+        k, d = len(operands), first.dim
+        a = selection_matrix(k * d, d, [i % d for i in range(k * d)])
+        return rw.create("linear", [first], {"A": a, "b": Vector.zeros(k * d)}, loc=op.loc)
+    return None
+
+
+# ---------------------------------------------------------------------------- multi
+
+def multi_with_constant_factor(consts: ConstantAnalysis):
+    def multi_with_constant_factor(rw: Rewriter, op: Op) -> Op | None:
+        if op.kind != "multi":
+            return None
+        src = op.operands[0]
+        vals = consts(src)
+        h = op.dim
+        rows, cols, coefs = [], [], []
+        bias = []
+        for i in range(h):
+            x, y = vals[i], vals[h + i]
+            if x is not None and y is not None:
+                return None  # a constant product: constant folding's job
+            if y is not None:
+                coef, col = y, i
+            elif x is not None:
+                coef, col = x, h + i
+            else:
+                return None
+            if coef != 0:
+                rows.append(i)
+                cols.append(col)
+                coefs.append(coef)
+            bias.append(0.0)
+        a = Matrix.from_entries((h, 2 * h), rows, cols, coefs)
+        return rw.create("linear", [src], {"A": a, "b": Vector(np.zeros(h))}, loc=op.loc)
+    return multi_with_constant_factor
+
+
+def canonicalize_patterns(*, consts: ConstantAnalysis | None = None, ranges=None) -> list:
+    """The pattern list of ``canonicalize`` (``ranges``: a :class:`RangeAnalysis` to drop provably idle
+    ReLUs)."""
+    consts = consts or ConstantAnalysis()
+    patterns = [
+        fold_constant_ops(consts),
+        remove_identity_linear,
+        fold_linear_linear,
+        fold_linear_slice,
+        absorb_linear_into_linstate,
+        fold_relu_relu,
+        fold_slice,
+        fold_concat,
+        multi_with_constant_factor(consts),
+    ]
+    if ranges is not None:
+        patterns.append(relu_of_nonnegative(ranges))
+    return patterns
+
+
+@register_pass
+@dataclasses.dataclass
+class Canonicalize(Pass):
+    name = "canonicalize"
+    summary = "fold Lin∘Lin, Lin→LinState, ReLU∘ReLU, slices/concats, constants (greedy, to a fixpoint)"
+    use_ranges: bool = dataclasses.field(default=False, metadata={
+        "help": "drop ReLUs of values that range analysis proves non-negative"})
+    t_max: int | None = dataclasses.field(default=None, metadata={
+        "help": "sequence length the range analysis may assume (none: any)"})
+
+    def run(self, module: Module) -> None:
+        ranges = None
+        if self.use_ranges:
+            from .range_analysis import RangeAnalysis
+            ranges = RangeAnalysis(module, self.t_max)
+        apply_patterns(module, canonicalize_patterns(ranges=ranges))
