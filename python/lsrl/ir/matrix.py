@@ -85,6 +85,9 @@ class Matrix:
         csr.eliminate_zeros()
         csr.sum_duplicates()
         csr.sort_indices()
+        # One index dtype, so that equal matrices have equal keys whatever built them.
+        csr.indptr = csr.indptr.astype(np.int64, copy=False)
+        csr.indices = csr.indices.astype(np.int64, copy=False)
         if csr.nnz and not np.all(np.isfinite(csr.data)):
             raise ValueError("matrix has non-finite entries")
         return Matrix(csr.shape, csr=csr)
