@@ -1,0 +1,123 @@
+"""The paper's Listing 1: in-context approximation of a continuous function (programs.md §2).
+
+The prompt is a piecewise-constant table of ``f`` (one token per grid cell: cell size, lower
+corner, value at the centre), preceded by the query.  The program remembers the query, recognises
+the cell that contains it and accumulates that cell's value; the answer is the output at the last
+step.
+
+Listing bugs fixed here (programs.md §2.4): the step counter is a scalar (the listing's
+``A = ones(d_in, d_in)`` counter grows like ``d_in^t``) broadcast to ``d_in`` by a Linear, the
+listing's undefined ``counter`` is that scalar, and ``active`` is broadcast to ``d_out`` before the
+value conditional (there is no implicit broadcasting).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..lang import ForEach, Input, Linear, LinState
+from ..sugar import f_and, f_bump, f_constant, f_larger, f_smaller
+from .conditional import check_conditional, gated, named
+
+__all__ = ["continuous_approximator", "continuous_graph", "continuous_prompt", "continuous_query",
+           "cell_centre"]
+
+
+def continuous_graph(d_in: int, d_out: int, conditional: str = "multiplicative", scale: float = 1000,
+                     large_constant: float = 1e10, value_bound: float | None = None):
+    """Build Listing 1's graph; returns ``(output, nodes)`` with the named nodes of the node table."""
+    if int(d_in) != d_in or int(d_out) != d_out or d_in < 1 or d_out < 1:
+        raise ValueError(f"continuous_approximator: d_in and d_out must be positive integers, "
+                         f"got d_in={d_in}, d_out={d_out}")
+    d_in, d_out = int(d_in), int(d_out)
+    check_conditional(conditional)
+    if value_bound is None:
+        value_lower, value_upper = -np.inf, np.inf
+    else:
+        if not value_bound >= 0:
+            raise ValueError(f"continuous_approximator: value_bound must be >= 0, got {value_bound}")
+        value_lower, value_upper = -float(value_bound), float(value_bound)
+    lower = np.array([0.0] * (1 + d_in) + [value_lower] * d_out)
+    upper = np.array([1.0] * (1 + d_in) + [value_upper] * d_out)
+    cond_kw = dict(scale=scale, large_constant=large_constant)
+
+    x = Input(1 + d_in + d_out, lower=lower, upper=upper, name="x")
+    one = f_constant(x, 1, name="one")
+    ctr = LinState(one, A=[[1]], B=[[1]], init_state=[0], name="ctr")
+    ctr_v = Linear(ctr, np.ones((d_in, 1)), name="ctr_v")
+    query_in = named(x[0:d_in], "query_in")
+    q_upd = gated(conditional, lambda nm: f_smaller(ctr_v, 1.5, scale=scale, name=nm), query_in,
+                  negated=lambda nm: f_larger(ctr_v, 1.5, scale=scale, name=nm),
+                  value_nonneg=True, name="q_upd", **cond_kw)
+    q = LinState(q_upd, A=np.eye(d_in), B=np.eye(d_in), init_state=np.zeros(d_in), name="q")
+
+    step = Linear(named(x[0], "delta"), np.ones((d_in, 1)), name="step")
+    lb = named(x[1:1 + d_in], "lb")
+    ub = named(lb + step, "ub")
+    bump = f_bump(q, lb, ub, scale=scale, name="bump")
+    bsum = Linear(bump, np.ones((1, d_in)), name="bsum")
+    in_cell = f_larger(bsum, d_in - 0.5, scale=scale, name="in_cell")
+    # The second factor is always 1 (the counter starts at 1); kept as in the listing.
+    ctr_positive = f_larger(ctr, 0.5, scale=scale, name="ctr_positive")
+    active = f_and(in_cell, ctr_positive, scale=scale, name="active")
+    active_v = Linear(active, np.ones((d_out, 1)), name="active_v")
+    value_in = named(x[1 + d_in:1 + d_in + d_out], "value_in")
+    y_upd = gated(conditional, lambda nm: f_larger(active_v, 0.5, scale=scale, name=nm), value_in,
+                  negated=lambda nm: f_smaller(active_v, 0.5, scale=scale, name=nm),
+                  value_nonneg=False, name="y_upd", **cond_kw)
+    y = LinState(y_upd, A=np.eye(d_out), B=np.eye(d_out), init_state=np.zeros(d_out), name="y")
+    nodes = dict(x=x, one=one, ctr=ctr, ctr_v=ctr_v, q_upd=q_upd, q=q, step=step, lb=lb, ub=ub,
+                 bump=bump, bsum=bsum, in_cell=in_cell, active=active, active_v=active_v,
+                 y_upd=y_upd, y=y)
+    return y, nodes
+
+
+def continuous_approximator(d_in: int, d_out: int, conditional: str = "multiplicative",
+                            scale: float = 1000, large_constant: float = 1e10,
+                            value_bound: float | None = None):
+    """Listing 1 as a program over tokens of dimension ``1 + d_in + d_out``.
+
+    Input: ``continuous_query(q, d_out)`` followed by ``continuous_prompt(f, d_in, d_out, N)``.
+    The output at the last step is ``f`` at the centre of the grid cell ``Π (l_j, l_j + δ]`` that
+    contains ``q`` (0 if none does, e.g. a coordinate equal to 0), provided ``q`` lies at least
+    ``1/scale`` inside the cell.  ``value_bound`` (optional) declares ``|ȳ| ≤ value_bound`` for the
+    value slots; the first ``1 + d_in`` slots are declared in ``[0, 1]``.
+    """
+    output, _ = continuous_graph(d_in, d_out, conditional, scale, large_constant, value_bound)
+    return ForEach(output)
+
+
+def continuous_prompt(f, d_in: int, d_out: int, n_levels: int) -> np.ndarray:
+    """The prompt ``(n_levels**d_in, 1 + d_in + d_out)``: one row ``[δ, l_1..l_d_in, f(centre)]`` per
+    cell, cells in lexicographic order with the first dimension outermost."""
+    if int(n_levels) != n_levels or n_levels < 1:
+        raise ValueError(f"continuous_prompt: n_levels must be a positive integer, got {n_levels}")
+    n_levels = int(n_levels)
+    edges = np.linspace(0.0, 1.0, n_levels + 1)
+    lowers = edges[:-1]
+    centres = (edges[:-1] + edges[1:]) / 2
+    delta = 1.0 / n_levels
+    rows = []
+    for index in itertools.product(range(n_levels), repeat=d_in):
+        index = list(index)
+        value = np.asarray(f(centres[index]), dtype=np.float64).reshape(-1)
+        if value.shape != (d_out,):
+            raise ValueError(f"continuous_prompt: f returned {value.size} values, expected "
+                             f"d_out={d_out}")
+        rows.append(np.concatenate([[delta], lowers[index], value]))
+    return np.array(rows, dtype=np.float64)
+
+
+def continuous_query(q, d_out: int) -> np.ndarray:
+    """The query token ``[q_1..q_d_in, 0 × (d_out + 1)]`` (the first row of the input)."""
+    q = np.asarray(q, dtype=np.float64).reshape(-1)
+    return np.concatenate([q, np.zeros(d_out + 1)])
+
+
+def cell_centre(q, n_levels: int) -> np.ndarray:
+    """Centre of the cell ``Π (l_j, l_j + 1/N]`` containing ``q`` (as the prompt computes it)."""
+    q = np.asarray(q, dtype=np.float64)
+    index = np.clip(np.ceil(q * n_levels) - 1, 0, n_levels - 1).astype(int)
+    edges = np.linspace(0.0, 1.0, n_levels + 1)
+    return (edges[index] + edges[index + 1]) / 2
