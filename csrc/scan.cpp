@@ -1,0 +1,145 @@
+// Batched drivers for the linear-recurrence scans declared in scan.hpp.
+#include "scan.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace lsrl {
+namespace kernel {
+
+namespace {
+// Below this many multiply-adds in total a single thread is faster than
+// starting workers.
+constexpr double kMinWorkForThreads = 1.0e6;
+// Each thread should get at least this much work.
+constexpr double kMinWorkPerThread = 2.5e5;
+}  // namespace
+
+int choose_threads(index_t batch, double work_per_seq, int requested) {
+    if (batch <= 1) return 1;
+    const index_t cap = batch;
+    if (requested > 0) return static_cast<int>(std::min<index_t>(requested, cap));
+    const double total = work_per_seq * static_cast<double>(batch);
+    if (!(total >= kMinWorkForThreads)) return 1;
+    unsigned hw = std::thread::hardware_concurrency();
+    if (hw == 0) hw = 1;
+    index_t n = static_cast<index_t>(hw);
+    const index_t by_work = static_cast<index_t>(total / kMinWorkPerThread);
+    n = std::min(n, std::max<index_t>(by_work, 1));
+    n = std::min(n, cap);
+    return static_cast<int>(std::max<index_t>(n, 1));
+}
+
+void parallel_for_batch(index_t batch, int threads, batch_body_fn body, void* ctx) {
+    if (batch <= 0) return;
+    if (threads <= 1 || batch == 1) {
+        for (index_t b = 0; b < batch; ++b) body(ctx, b);
+        return;
+    }
+    // Dynamic distribution: each worker grabs the next unprocessed sequence.
+    std::atomic<index_t> next{0};
+    auto worker = [&]() {
+        for (;;) {
+            const index_t b = next.fetch_add(1, std::memory_order_relaxed);
+            if (b >= batch) break;
+            body(ctx, b);
+        }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<std::size_t>(threads - 1));
+    for (int i = 0; i + 1 < threads; ++i) {
+        try {
+            pool.emplace_back(worker);
+        } catch (const std::system_error&) {
+            break;  // could not start another thread: the remaining work runs below
+        }
+    }
+    worker();  // the calling thread works too
+    for (auto& th : pool) th.join();
+}
+
+namespace {
+
+template <typename T>
+struct DiagCtx {
+    index_t steps, k;
+    const T *a, *U, *s0;
+    T* S;
+    static void run(void* p, index_t b) {
+        auto* c = static_cast<DiagCtx*>(p);
+        const index_t blk = c->steps * c->k;
+        scan_diag_one<T>(c->k, c->steps, c->a, c->U + b * blk, c->s0 + b * c->k, c->S + b * blk);
+    }
+};
+
+template <typename T>
+struct DenseCtx {
+    index_t steps, k;
+    const T *A, *U, *s0;
+    T* S;
+    static void run(void* p, index_t b) {
+        auto* c = static_cast<DenseCtx*>(p);
+        const index_t blk = c->steps * c->k;
+        scan_dense_one<T>(c->k, c->steps, c->A, c->U + b * blk, c->s0 + b * c->k, c->S + b * blk);
+    }
+};
+
+template <typename T>
+struct CsrCtx {
+    index_t steps, k;
+    const index_t *indptr, *indices;
+    const T *data, *U, *s0;
+    T* S;
+    static void run(void* p, index_t b) {
+        auto* c = static_cast<CsrCtx*>(p);
+        const index_t blk = c->steps * c->k;
+        scan_csr_one<T>(c->k, c->steps, c->indptr, c->indices, c->data, c->U + b * blk,
+                        c->s0 + b * c->k, c->S + b * blk);
+    }
+};
+
+}  // namespace
+
+template <typename T>
+void scan_diag(index_t batch, index_t steps, index_t k, const T* a, const T* U, const T* s0,
+               T* S, int threads) {
+    if (batch <= 0 || steps <= 0 || k <= 0) return;
+    DiagCtx<T> ctx{steps, k, a, U, s0, S};
+    parallel_for_batch(batch, threads, &DiagCtx<T>::run, &ctx);
+}
+
+template <typename T>
+void scan_dense(index_t batch, index_t steps, index_t k, const T* A, const T* U, const T* s0,
+                T* S, int threads) {
+    if (batch <= 0 || steps <= 0 || k <= 0) return;
+    DenseCtx<T> ctx{steps, k, A, U, s0, S};
+    parallel_for_batch(batch, threads, &DenseCtx<T>::run, &ctx);
+}
+
+template <typename T>
+void scan_csr(index_t batch, index_t steps, index_t k, const index_t* indptr,
+              const index_t* indices, const T* data, const T* U, const T* s0, T* S, int threads) {
+    if (batch <= 0 || steps <= 0 || k <= 0) return;
+    CsrCtx<T> ctx{steps, k, indptr, indices, data, U, s0, S};
+    parallel_for_batch(batch, threads, &CsrCtx<T>::run, &ctx);
+}
+
+// Explicit instantiations for the two supported dtypes.
+template void scan_diag<double>(index_t, index_t, index_t, const double*, const double*,
+                                const double*, double*, int);
+template void scan_diag<float>(index_t, index_t, index_t, const float*, const float*,
+                               const float*, float*, int);
+template void scan_dense<double>(index_t, index_t, index_t, const double*, const double*,
+                                 const double*, double*, int);
+template void scan_dense<float>(index_t, index_t, index_t, const float*, const float*,
+                                const float*, float*, int);
+template void scan_csr<double>(index_t, index_t, index_t, const index_t*, const index_t*,
+                               const double*, const double*, const double*, double*, int);
+template void scan_csr<float>(index_t, index_t, index_t, const index_t*, const index_t*,
+                              const float*, const float*, const float*, float*, int);
+
+}  // namespace kernel
+}  // namespace lsrl
