@@ -1,0 +1,177 @@
+"""``debranch``: any program (a DAG of core ops) → the layer form (compile.md §2, decisions D5/D6).
+
+The layer form is a chain ``input → L1 → … → Ln`` in which every op reads the previous one and only
+``linstate``, ``linear``, ``relu`` and ``multi`` occur: every layer is one ``linstate`` followed by its
+segment (``linear``/``relu``/``multi``), no two linears are adjacent, and the last op may be a ``linear``
+readout.  The number of ``linstate`` ops is the longest chain of dependent state blocks (at least one; a
+program without states gets one passthrough layer ``A = 0, B = I``).
+
+Two modes:
+
+* ``mode=schedule`` (default, D5): stage scheduling over the affine normal form — :mod:`.debranch_affine`
+  (normal form, CSE, range facts, dead-code removal) and :mod:`.debranch_schedule` (stages, carriers,
+  emission).  Several placements (ASAP/ALAP per kind and inside layers) are planned and the narrowest plan
+  is emitted (ties: fewer non-zeros).
+* ``mode=reference``: the paper's 13 local rewrite cases in the reference order, with the D6 progress fix
+  (:mod:`.debranch_reference`), for the noise experiment (experiments.md D13).
+
+``exact=true`` computes in exact rationals (constants taken at their exact value) and emits exact
+constants, so the exact interpreter gives identical results; ``exact=false`` rounds constants to float64
+first.  The output carries ``metadata["layout"]`` (per chain op, what every slot holds) and
+``metadata["stages"]`` (per chain op, its stage kind, stage index and layer) — see docs/compiler.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+from typing import ClassVar, Literal
+
+from ..errors import PassError
+from . import Pass, register_pass
+from .debranch_affine import NormalForm
+from .debranch_schedule import (Plan, asap_layers, build_schedule, emit, place_layers, plan_carriers,
+                                unit_graph)
+
+__all__ = ["Debranch", "debranch", "is_layer_form", "layer_form_problems", "POLICIES"]
+
+# (name, S units late, R/M units late, late inside layers)
+POLICIES = {
+    "asap": (False, False, False),
+    "asap-intra-alap": (False, False, True),
+    "alap-rm": (False, True, False),
+    "alap-rm-intra-alap": (False, True, True),
+    "alap": (True, True, True),
+    "alap-intra-asap": (True, True, False),
+    "alap-s": (True, False, False),
+    "alap-s-intra-alap": (True, False, True),
+}
+# the placements tried by schedule=auto: on the paper's programs the narrowest plan is always among them
+AUTO_POLICIES = ("asap", "alap-rm-intra-alap", "alap")
+
+
+def _ssa_names(module) -> dict:
+    """``id(op) -> name`` as the printer names the ops (its own names, else 0, 1, …)."""
+    try:
+        from ..ir.printer import _Namer  # the printer's naming, so layouts match printed IR
+        namer = _Namer(module.ops)
+        return {id(op): namer(op) for op in module.ops}
+    except Exception:  # noqa: BLE001 - the printer is optional for naming
+        out, n = {}, 0
+        for op in module.ops:
+            if op.name:
+                out[id(op)] = op.name
+            else:
+                out[id(op)] = str(n)
+                n += 1
+        return out
+
+
+def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
+                   fold_memoryless_states: bool = False):
+    """``(normal form, [plans])`` for the requested placement policies (all of them for ``auto``)."""
+    if exact:
+        module = _to_exact(module)
+    nf = NormalForm(module, exact=exact, fold_memoryless_states=fold_memoryless_states).build().prune()
+    deps, consumers, out_units = unit_graph(nf)
+    asap = asap_layers(nf, deps)
+    n_layers = max([1] + [asap[u] for u in range(1, len(nf.units)) if nf.units[u].kind == "S"])
+    names = AUTO_POLICIES if schedule == "auto" else list(POLICIES) if schedule == "all" else [schedule]
+    plans = []
+    seen = set()
+    for name in names:
+        if name not in POLICIES:
+            raise PassError(f"debranch: unknown schedule {name!r}; choose auto, all or one of "
+                            f"{', '.join(POLICIES)}")
+        s_late, rm_late, intra_late = POLICIES[name]
+        lay = place_layers(nf, deps, consumers, out_units, asap, n_layers, s_late, rm_late)
+        sched = build_schedule(nf, deps, consumers, lay, n_layers, intra_late, name)
+        key = tuple((kind, tuple(m)) for kind, m in sched.stages)
+        if key in seen:
+            continue
+        seen.add(key)
+        plans.append(plan_carriers(nf, sched))
+    return nf, plans
+
+
+def _to_exact(module):
+    """A clone whose matrix/vector constants are in the exact domain."""
+    from ..ir.matrix import Matrix, Vector
+    m = module.clone()
+    for op in m.ops:
+        if op.kind == "input":  # bounds may be infinite; they are only used as float facts
+            continue
+        for k, v in list(op.attrs.items()):
+            if isinstance(v, Matrix) or isinstance(v, Vector):
+                op.attrs[k] = v.to_exact()
+    return m
+
+
+def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: str = "auto",
+             fold_memoryless_states: bool = False):
+    """The layer form of ``module`` (a new module; the argument is not modified)."""
+    if mode == "reference":
+        from .debranch_reference import reference_debranch
+        return reference_debranch(module, exact=exact)
+    if mode != "schedule":
+        raise PassError(f"debranch: unknown mode {mode!r} (schedule or reference)")
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the planner allocates many small dicts and no cycles; collections only cost time
+    try:
+        nf, plans = plan_schedules(module, exact=exact, schedule=schedule,
+                                   fold_memoryless_states=fold_memoryless_states)
+        best: Plan = min(plans, key=lambda p: p.cost)
+        out = emit(nf, best, _ssa_names(nf.module))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    out.metadata["schedule"] = best.schedule.policy
+    return out
+
+
+@register_pass
+@dataclasses.dataclass
+class Debranch(Pass):
+    name: ClassVar[str] = "debranch"
+    summary: ClassVar[str] = "turn the program DAG into the layer form (a chain of linstate/linear/relu/multi)"
+
+    mode: Literal["schedule", "reference"] = dataclasses.field(
+        default="schedule", metadata={"help": "schedule: stage scheduling (narrow, fast); reference: the paper's "
+                                              "13 rewrite cases in the reference order (D13)"})
+    exact: bool = dataclasses.field(
+        default=False, metadata={"help": "compute and emit exact rational constants (else round to float64)"})
+    schedule: str = dataclasses.field(
+        default="auto", metadata={"help": "placement policy: auto (the narrowest of " + ", ".join(AUTO_POLICIES)
+                                          + "), all (the narrowest of every policy) or one of " + ", ".join(POLICIES)})
+    fold_memoryless_states: bool = dataclasses.field(
+        default=False, metadata={"help": "treat state blocks with A = 0 as affine values (fewer layers than the "
+                                         "program's LinState depth)"})
+
+    def run(self, module):
+        return debranch(module, mode=self.mode, exact=self.exact, schedule=self.schedule,
+                        fold_memoryless_states=self.fold_memoryless_states)
+
+
+# ---------------------------------------------------------------------------- layer form check
+
+def layer_form_problems(module) -> list:
+    """Why ``module`` is not in the layer form (empty when it is)."""
+    problems = []
+    ops = module.ops
+    if not ops or ops[0].kind != "input":
+        return ["the first op is not the input"]
+    if len(ops) < 2 or ops[1].kind != "linstate":
+        problems.append("the first op after the input is not a linstate")
+    for i, op in enumerate(ops[1:], 1):
+        if op.kind not in ("linstate", "linear", "relu", "multi"):
+            problems.append(f"op {i} is a {op.kind}")
+        if len(op.operands) != 1 or op.operands[0] is not ops[i - 1]:
+            problems.append(f"op {i} ({op.kind}) does not read the previous op")
+        if op.kind == "linear" and i + 1 < len(ops) and ops[i + 1].kind in ("linear", "linstate"):
+            problems.append(f"op {i} is a linear followed by a {ops[i + 1].kind}")
+    if module.output is not ops[-1]:
+        problems.append("the output is not the last op")
+    return problems
+
+
+def is_layer_form(module) -> bool:
+    return not layer_form_problems(module)

@@ -1,0 +1,544 @@
+"""The affine normal form used by ``debranch`` (compile.md §7.1).
+
+Every program value is rewritten as an affine function of **atoms**: the coordinates of the input and the
+outputs of the nonlinear *units*.  Units are scalar where the op is elementwise and blocks where it is not:
+
+* ``R`` — one ReLU coordinate ``relu(row)``;
+* ``M`` — one Multi coordinate ``left · right`` (two rows);
+* ``S`` — one weakly connected block of a LinState's ``A`` (``k`` coordinates, ``k`` input rows, the block of
+  ``A`` and of ``init``);
+* ``X`` — the input (``d_in`` atoms).
+
+A *row* is a ``dict`` ``{column: coefficient}`` over atom columns, column :data:`CONST` being the constant 1.
+Rows are never mutated once built, so they are shared freely.  Coefficients are Python floats (float mode)
+or :class:`fractions.Fraction` (exact mode); the same code serves both domains.
+
+While the normal form is built, ``Linear``/``Slice``/``Concat`` disappear (they only recombine rows) and the
+nonlinear coordinates are simplified and hash-consed:
+
+* ``relu(r)`` is ``r`` when ``r ≥ 0`` is provable, ``0`` when ``r ≤ 0`` is, a constant when ``r`` is one, and
+  otherwise ``s · relu(r/s)`` for the positive scale ``s`` that makes the first coefficient ``±1`` — so
+  ``relu(μx)`` and ``relu(x)`` are one unit;
+* ``l · r`` with a constant operand is affine; otherwise both operands are normalised (signed scales) and
+  the pair is sorted (the product commutes);
+* a LinState is split into the weakly connected blocks of its ``A``; identical blocks (same ``A``, input
+  rows and ``init``) are one unit.
+
+Bounds of every atom are tracked for the non-negativity proofs (interval arithmetic, tightened for sums of
+ReLUs of one direction — ``f_step`` outputs lie in ``[0, 1]`` — and a fixed-point iteration for states).
+Finally :meth:`NormalForm.prune` removes dead units and dead state coordinates.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from ..errors import PassError
+
+CONST = 0  # column of the constant 1
+
+_INF = math.inf
+_REL_SLACK = 1e-12  # relative safety margin of float interval bounds (sound decisions near zero)
+_MAX_GROUP = 64  # largest group of same-direction ReLUs bounded exactly
+
+
+class Unit:
+    """A nonlinear unit (see the module docstring)."""
+
+    __slots__ = ("index", "kind", "atoms", "rows", "A", "init", "origin")
+
+    def __init__(self, index: int, kind: str, atoms: list, rows: list, A=None, init=None):
+        self.index = index
+        self.kind = kind
+        self.atoms = atoms
+        self.rows = rows
+        self.A = A  # S: list of dict rows over local coordinates
+        self.init = init  # S: list of numbers
+
+    def deps(self, atom_unit: list) -> set:
+        out = set()
+        for row in self.rows:
+            for a in row:
+                if a != CONST:
+                    out.add(atom_unit[a])
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Unit {self.kind}{self.index} atoms={self.atoms}>"
+
+
+def row_key(row: dict) -> tuple:
+    return tuple(sorted(row.items()))
+
+
+def combine(terms, const=0) -> dict:
+    """``Σ c · row + const`` over ``(c, row)`` pairs, zeros dropped."""
+    acc: dict = {}
+    get = acc.get
+    for c, row in terms:
+        if c == 0:
+            continue
+        if c == 1:
+            for k, v in row.items():
+                acc[k] = get(k, 0) + v
+        else:
+            for k, v in row.items():
+                acc[k] = get(k, 0) + c * v
+    if const != 0:
+        acc[CONST] = get(CONST, 0) + const
+    return {k: v for k, v in acc.items() if v != 0}
+
+
+def scale_row(row: dict, c) -> dict:
+    if c == 1:
+        return row
+    if c == 0:
+        return {}
+    out = {k: v * c for k, v in row.items()}
+    return {k: v for k, v in out.items() if v != 0}
+
+
+def is_constant(row: dict) -> bool:
+    return not row or (len(row) == 1 and CONST in row)
+
+
+def first_atom_coef(row: dict):
+    """The coefficient of the smallest atom column (rows are not constant)."""
+    return row[min(k for k in row if k != CONST)]
+
+
+def normalise(row: dict, exact: bool, signed: bool):
+    """``(s, row/s)`` with ``s`` the first atom coefficient (``|·|`` unless ``signed``).
+
+    In float mode the division may round the other coefficients (by at most half an ulp each — the same
+    order as the rounding of the dot product itself); in exchange every multiple of a direction gets the
+    *same* normalised row, so pre-activations that share a direction also share its rounding (the
+    ``f_step`` pair ``relu(μv)``, ``relu(v − 1/μ)`` then cancels as it does in the interpreter).
+    """
+    c = first_atom_coef(row)
+    s = c if signed else abs(c)
+    if s == 1:
+        return s, row
+    return s, {k: v / s for k, v in row.items()}
+
+
+def _mul_bound(a: float, b: float) -> float:
+    if a == 0 or b == 0:
+        return 0.0
+    return a * b
+
+
+def interval_product(l1, h1, l2, h2):
+    cands = (_mul_bound(l1, l2), _mul_bound(l1, h2), _mul_bound(h1, l2), _mul_bound(h1, h2))
+    return min(cands), max(cands)
+
+
+def _float_rows(matrix) -> list:
+    csr = matrix.scipy()
+    indptr, indices, data = csr.indptr.tolist(), csr.indices.tolist(), csr.data.tolist()
+    return [dict(zip(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]]))
+            for i in range(matrix.shape[0])]
+
+
+def matrix_rows(matrix, exact: bool) -> list:
+    """Rows of a :class:`~lsrl.ir.matrix.Matrix` as dicts, in the requested domain."""
+    if exact:
+        return [dict(r) for r in matrix.exact_rows()]
+    return _float_rows(matrix)
+
+
+def vector_values(vector, exact: bool) -> list:
+    return vector.array(exact).tolist()
+
+
+class NormalForm:
+    """Build the affine normal form of a module (see the module docstring).
+
+    After :meth:`build` and :meth:`prune`: ``units`` (live units, creation order = topological, ``units[0]``
+    the input), ``atom_unit[a]`` / ``atom_local[a]`` (producer and coordinate in it), ``lo``/``hi`` (atom
+    bounds, floats), ``origin[a]`` (``(op, coordinate, scale)``: the program value ``op[coordinate]`` equals
+    ``scale · atom``) and ``output_rows``.
+    """
+
+    def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False):
+        self.module = module
+        self.exact = exact
+        self.fold_memoryless_states = fold_memoryless_states
+        self.units: list[Unit] = []
+        self.atom_unit: list = [None]  # column 0 is CONST
+        self.atom_local: list = [None]
+        self.lo: list = [1.0]
+        self.hi: list = [1.0]
+        self.origin: list = [None]
+        self.rgroup: list = [None]  # R atoms: (direction key, offset) of relu(direction + offset)
+        self._cse: dict = {}
+        self.sign_cache: dict = {}  # row key or atom -> (slots, sign) of an R-stage carrier
+        self.values: dict = {}
+        self.output_rows: list = []
+
+    # ------------------------------------------------------------------ atoms and bounds
+    def _new_atoms(self, unit_index: int, n: int) -> list:
+        start = len(self.atom_unit)
+        for i in range(n):
+            self.atom_unit.append(unit_index)
+            self.atom_local.append(i)
+            self.lo.append(-_INF)
+            self.hi.append(_INF)
+            self.origin.append(None)
+            self.rgroup.append(None)
+        return list(range(start, start + n))
+
+    def bounds(self, row: dict):
+        """Sound float bounds ``(lo, hi)`` of an affine row over the atoms.
+
+        Each end is widened by a relative margin of the magnitudes summed into it (float rounding, and the
+        rounding of exact coefficients to floats), so a bound of exactly 0 from exact zeros stays 0.
+        """
+        lo = hi = 0.0
+        slack_lo = slack_hi = 0.0
+        groups = None
+        lo_a, hi_a, rgroup = self.lo, self.hi, self.rgroup
+        for a, c in row.items():
+            c = float(c)
+            if a == CONST:
+                lo += c
+                hi += c
+                slack_lo += abs(c)
+                slack_hi += abs(c)
+                continue
+            g = rgroup[a]
+            if g is not None:
+                if groups is None:
+                    groups = {}
+                groups.setdefault(g[0], []).append((c, g[1], a))
+                continue
+            l, h = (c * lo_a[a], c * hi_a[a]) if c > 0 else (c * hi_a[a], c * lo_a[a])
+            lo += l
+            hi += h
+            slack_lo += abs(l) if math.isfinite(l) else 0.0
+            slack_hi += abs(h) if math.isfinite(h) else 0.0
+        if groups:
+            for members in groups.values():
+                if len(members) == 1:
+                    c, _, a = members[0]
+                    l, h = (c * lo_a[a], c * hi_a[a]) if c > 0 else (c * hi_a[a], c * lo_a[a])
+                    sl = abs(l) if math.isfinite(l) else 0.0
+                    sh = abs(h) if math.isfinite(h) else 0.0
+                else:
+                    l, h, sl, sh = self._group_bounds(members)
+                lo += l
+                hi += h
+                slack_lo += sl
+                slack_hi += sh
+        if math.isnan(lo):
+            lo = -_INF
+        if math.isnan(hi):
+            hi = _INF
+        return lo - _REL_SLACK * slack_lo, hi + _REL_SLACK * slack_hi
+
+    def _group_bounds(self, members):
+        """Bounds of ``Σ c_i relu(p + k_i)`` for ReLUs of one direction ``p``.
+
+        When ``Σ c_i = 0`` the sum is a bounded piecewise-linear function of ``p``: its extremes are at the
+        breakpoints ``p = −k_j`` or in the limits (``0`` and ``Σ c_i k_i``), independent of the range of
+        ``p``.  Otherwise the members are bounded one by one.
+        """
+        csum = sum(c for c, _, _ in members)
+        if len(members) >= 2 and csum == 0 and len(members) <= _MAX_GROUP:
+            ks = [float(k) for _, k, _ in members]
+            cs = [c for c, _, _ in members]
+            # (value, magnitude summed into it) at the limits and at every breakpoint
+            cands = [(0.0, 0.0), (sum(c * k for c, k in zip(cs, ks)), sum(abs(c * k) for c, k in zip(cs, ks)))]
+            for kj in ks:
+                terms = [c * max(0.0, k - kj) for c, k in zip(cs, ks)]
+                cands.append((sum(terms), sum(abs(t) for t in terms) + sum(abs(c) for c in cs) * abs(kj)))
+            lo_v = min(v - _REL_SLACK * m for v, m in cands)
+            hi_v = max(v + _REL_SLACK * m for v, m in cands)
+            return lo_v, hi_v, 0.0, 0.0
+        lo = hi = 0.0
+        slack_lo = slack_hi = 0.0
+        for c, _, a in members:
+            l, h = (c * self.lo[a], c * self.hi[a]) if c > 0 else (c * self.hi[a], c * self.lo[a])
+            lo += l
+            hi += h
+            slack_lo += abs(l) if math.isfinite(l) else 0.0
+            slack_hi += abs(h) if math.isfinite(h) else 0.0
+        return lo, hi, slack_lo, slack_hi
+
+    # ------------------------------------------------------------------ building
+    def build(self) -> "NormalForm":
+        module = self.module
+        exact = self.exact
+        inp = module.input
+        x = Unit(0, "X", [], [])
+        self.units.append(x)
+        x.atoms = self._new_atoms(0, inp.dim)
+        lower = vector_values(inp.attrs["lower"], False)
+        upper = vector_values(inp.attrs["upper"], False)
+        for i, a in enumerate(x.atoms):
+            self.lo[a], self.hi[a] = float(lower[i]), float(upper[i])
+            self.origin[a] = (inp, i, 1)
+        one = Fraction(1) if exact else 1.0
+        values = self.values
+        values[id(inp)] = [{a: one} for a in x.atoms]
+        handlers = {"linear": self._linear, "slice": self._slice, "concat": self._concat, "relu": self._relu,
+                    "multi": self._multi, "linstate": self._linstate}
+        for op in module.ops:
+            if op.kind == "input":
+                if op is not inp:
+                    raise PassError(f"debranch: {op.describe()}: a module has exactly one input op")
+                continue
+            handler = handlers.get(op.kind)
+            if handler is None:
+                raise PassError(f"debranch: {op.describe()}: only core ops (linear, relu, linstate, concat, multi, "
+                                f"slice) can be debranched, found {op.kind!r}")
+            values[id(op)] = handler(op, [values[id(o)] for o in op.operands])
+        self.output_rows = values[id(module.output)]
+        return self
+
+    def _linear(self, op, ins):
+        (rows,) = ins
+        a = matrix_rows(op.attrs["A"], self.exact)
+        b = vector_values(op.attrs["b"], self.exact)
+        return [combine(((c, rows[j]) for j, c in ar.items()), b[i]) for i, ar in enumerate(a)]
+
+    def _slice(self, op, ins):
+        return ins[0][op.attrs["start"]:op.attrs["end"]]
+
+    def _concat(self, op, ins):
+        out = []
+        for rows in ins:
+            out.extend(rows)
+        return out
+
+    def _lookup(self, key, make):
+        unit = self._cse.get(key)
+        if unit is None:
+            unit = make()
+            self._cse[key] = unit
+        return unit
+
+    def _relu(self, op, ins):
+        (rows,) = ins
+        out = []
+        for i, row in enumerate(rows):
+            if is_constant(row):
+                c = row.get(CONST, 0)
+                out.append({CONST: c} if c > 0 else {})
+                continue
+            lo, hi = self.bounds(row)
+            if lo >= 0:
+                out.append(row)
+                continue
+            if hi <= 0:
+                out.append({})
+                continue
+            s, nrow = normalise(row, self.exact, signed=False)
+            key = ("R", row_key(nrow))
+            unit = self._cse.get(key)
+            if unit is None:
+                unit = Unit(len(self.units), "R", [], [nrow])
+                self.units.append(unit)
+                (a,) = unit.atoms = self._new_atoms(unit.index, 1)
+                nlo, nhi = self.bounds(nrow)
+                self.lo[a], self.hi[a] = max(0.0, nlo), max(0.0, nhi)
+                self.origin[a] = (op, i, s)
+                direction = {k: v for k, v in nrow.items() if k != CONST}
+                self.rgroup[a] = (row_key(direction), nrow.get(CONST, 0))
+                self._cse[key] = unit
+            out.append({unit.atoms[0]: s})
+        return out
+
+    def _multi(self, op, ins):
+        (rows,) = ins
+        h = len(rows) // 2
+        out = []
+        for i in range(h):
+            left, right = rows[i], rows[h + i]
+            if not left or not right:
+                out.append({})
+                continue
+            if is_constant(left):
+                out.append(scale_row(right, left[CONST]))
+                continue
+            if is_constant(right):
+                out.append(scale_row(left, right[CONST]))
+                continue
+            sl, nl = normalise(left, self.exact, signed=True)
+            sr, nr = normalise(right, self.exact, signed=True)
+            kl, kr = row_key(nl), row_key(nr)
+            if kr < kl:
+                kl, kr, nl, nr = kr, kl, nr, nl
+            key = ("M", kl, kr)
+            unit = self._cse.get(key)
+            if unit is None:
+                unit = Unit(len(self.units), "M", [], [nl, nr])
+                self.units.append(unit)
+                (a,) = unit.atoms = self._new_atoms(unit.index, 1)
+                l1, h1 = self.bounds(nl)
+                l2, h2 = self.bounds(nr)
+                self.lo[a], self.hi[a] = interval_product(l1, h1, l2, h2)
+                self.origin[a] = (op, i, sl * sr)
+                self._cse[key] = unit
+            out.append({unit.atoms[0]: sl * sr})
+        return out
+
+    def _linstate(self, op, ins):
+        (rows,) = ins
+        exact = self.exact
+        a_rows = matrix_rows(op.attrs["A"], exact)
+        b_rows = matrix_rows(op.attrs["B"], exact)
+        bias = vector_values(op.attrs["bias"], exact)
+        init = vector_values(op.attrs["init"], exact)
+        k = op.dim
+        in_rows = [combine(((c, rows[j]) for j, c in br.items()), bias[i]) for i, br in enumerate(b_rows)]
+        # weakly connected blocks of A
+        parent = list(range(k))
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i, ar in enumerate(a_rows):
+            for j in ar:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[ri] = rj
+        blocks: dict = {}
+        for i in range(k):
+            blocks.setdefault(find(i), []).append(i)
+        out: list = [None] * k
+        for coords in blocks.values():
+            pos = {c: n for n, c in enumerate(coords)}
+            block_a = [{pos[j]: v for j, v in a_rows[c].items()} for c in coords]
+            if self.fold_memoryless_states and not any(block_a):
+                for c in coords:
+                    out[c] = in_rows[c]
+                continue
+            block_rows = [in_rows[c] for c in coords]
+            block_init = [init[c] for c in coords]
+            key = ("S", tuple(row_key(r) for r in block_a), tuple(row_key(r) for r in block_rows),
+                   tuple(block_init))
+            unit = self._cse.get(key)
+            if unit is None:
+                unit = Unit(len(self.units), "S", [], block_rows, A=block_a, init=block_init)
+                self.units.append(unit)
+                unit.atoms = self._new_atoms(unit.index, len(coords))
+                for n, c in enumerate(coords):
+                    self.origin[unit.atoms[n]] = (op, c, 1)
+                self._state_bounds(unit)
+                self._cse[key] = unit
+            one = Fraction(1) if exact else 1.0
+            for n, c in enumerate(coords):
+                out[c] = {unit.atoms[n]: one}
+        return out
+
+    def _state_bounds(self, unit: Unit) -> None:
+        """Interval invariant of a state block: the hull iteration ``J ← J ∪ (A·J + U)`` from ``init`` until
+        ``A·J + U ⊆ J``; if it does not close, a widened candidate, then infinite bounds where it grows."""
+        k = len(unit.atoms)
+        in_b = [self.bounds(r) for r in unit.rows]
+        a_rows = [[(j, float(v)) for j, v in ar.items()] for ar in unit.A]
+        init = [float(v) for v in unit.init]
+
+        def step(lo, hi):
+            nlo, nhi = [], []
+            for i in range(k):
+                l, h = in_b[i]
+                for j, v in a_rows[i]:
+                    if v > 0:
+                        l += v * lo[j] if lo[j] != 0 else 0.0
+                        h += v * hi[j] if hi[j] != 0 else 0.0
+                    else:
+                        l += v * hi[j] if hi[j] != 0 else 0.0
+                        h += v * lo[j] if lo[j] != 0 else 0.0
+                nlo.append(-_INF if math.isnan(l) else l)
+                nhi.append(_INF if math.isnan(h) else h)
+            return nlo, nhi
+
+        def closed(lo, hi):
+            nlo, nhi = step(lo, hi)
+            ok = True
+            for i in range(k):
+                tol = _REL_SLACK * (abs(nlo[i]) + abs(nhi[i]) + 1.0) if math.isfinite(nlo[i] + nhi[i]) else 0.0
+                if nlo[i] < lo[i] - tol or nhi[i] > hi[i] + tol:
+                    ok = False
+            return ok, nlo, nhi
+
+        lo, hi = list(init), list(init)
+        result = None
+        for _ in range(48):
+            ok, nlo, nhi = closed(lo, hi)
+            if ok:
+                result = (lo, hi)
+                break
+            lo = [min(a, b) for a, b in zip(lo, nlo)]
+            hi = [max(a, b) for a, b in zip(hi, nhi)]
+        if result is None:
+            width = [h - l for l, h in zip(lo, hi)]
+            cand_lo = [l - 0.25 * w - 1e-9 * (abs(l) + 1) for l, w in zip(lo, width)]
+            cand_hi = [h + 0.25 * w + 1e-9 * (abs(h) + 1) for h, w in zip(hi, width)]
+            ok, _, _ = closed(cand_lo, cand_hi)
+            if ok:
+                result = (cand_lo, cand_hi)
+        if result is None:
+            for _ in range(4 * k + 4):
+                ok, nlo, nhi = closed(lo, hi)
+                if ok:
+                    result = (lo, hi)
+                    break
+                lo = [-_INF if n < l else l for l, n in zip(lo, nlo)]
+                hi = [_INF if n > h else h for h, n in zip(hi, nhi)]
+        if result is None:
+            result = ([-_INF] * k, [_INF] * k)
+        lo, hi = result
+        pad = [_REL_SLACK * (abs(l) + abs(h)) if math.isfinite(l + h) else 0.0 for l, h in zip(lo, hi)]
+        for n, a in enumerate(unit.atoms):
+            self.lo[a] = lo[n] - pad[n]
+            self.hi[a] = hi[n] + pad[n]
+
+    # ------------------------------------------------------------------ liveness
+    def prune(self) -> "NormalForm":
+        """Drop units no output depends on; trim state blocks to the coordinates that are read (closed under
+        ``A``: a live coordinate keeps every coordinate its update reads)."""
+        live_atoms = set()
+        for row in self.output_rows:
+            live_atoms.update(a for a in row if a != CONST)
+        kept = []
+        for unit in reversed(self.units[1:]):
+            if unit.kind == "S":
+                live = [n for n, a in enumerate(unit.atoms) if a in live_atoms]
+                if not live:
+                    continue
+                seen = set(live)
+                stack = list(live)
+                while stack:
+                    i = stack.pop()
+                    for j in unit.A[i]:
+                        if j not in seen:
+                            seen.add(j)
+                            stack.append(j)
+                keep = sorted(seen)
+                if len(keep) < len(unit.atoms):
+                    pos = {c: n for n, c in enumerate(keep)}
+                    unit.A = [{pos[j]: v for j, v in unit.A[c].items()} for c in keep]
+                    unit.rows = [unit.rows[c] for c in keep]
+                    unit.init = [unit.init[c] for c in keep]
+                    unit.atoms = [unit.atoms[c] for c in keep]
+                    for n, a in enumerate(unit.atoms):
+                        self.atom_local[a] = n
+            elif unit.atoms[0] not in live_atoms:
+                continue
+            for row in unit.rows:
+                live_atoms.update(a for a in row if a != CONST)
+            kept.append(unit)
+        kept.append(self.units[0])
+        kept.reverse()
+        for n, unit in enumerate(kept):
+            unit.index = n
+            for a in unit.atoms:
+                self.atom_unit[a] = n
+        self.units = kept
+        return self

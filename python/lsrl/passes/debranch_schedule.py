@@ -1,0 +1,597 @@
+"""Stage scheduling, carriers and emission of the layer form (compile.md §7.2–§7.3).
+
+Input: a pruned :class:`~lsrl.passes.debranch_affine.NormalForm`.  Output: the chain module.
+
+**Stages.**  Every unit gets a stage of its kind: ``S`` (LinState blocks), ``R`` (ReLU coordinates) or ``M``
+(Multi coordinates); stage 0 is the input.  Layer ``ℓ`` = one ``S`` stage followed by ``R``/``M`` stages.  A
+unit's layer lies between its ASAP layer (``S``: one more than its latest dependency; ``R``/``M``: the latest
+dependency's, at least 1) and its ALAP layer (the mirror image from the consumers); the number of layers is
+the longest chain of dependent state blocks (at least 1).  Inside a layer the ``R``/``M`` units are list
+scheduled: of the ready units, the kind of the one with the longest remaining in-layer chain opens the next
+stage, which takes every ready unit of that kind (a mixed level costs two stages, but units of the kind
+not chosen wait there for a later stage of their kind, so chains ``R R M`` and ``M`` share one ``M``
+stage).  Units are then placed at the earliest (ASAP) or the latest (ALAP) stage of their kind that their
+dependencies and consumers allow.
+
+**Carriers.**  What stage ``k`` must output is computed backwards from the readout: the rows read by stage
+``k+1`` (its units' rows and its carriers) restricted to atoms produced *before* stage ``k`` are the
+*functionals* stage ``k`` carries.  Functionals equal up to a scale are one; then, per connected component
+of the functional–atom incidence graph, the component is carried either as its functionals or as its
+atoms, whichever costs fewer slots — a difference used by every consumer costs one slot, not two.  Slot
+cost: 1 in ``S`` (passthrough state ``A = 0``) and ``M`` (``v ⊙ 1``, the 1 from the bias) stages; in ``R``
+stages 1 if the value (or its negation) is provably non-negative (``ReLU(v) = v``), else 2 (``v⁺, v⁻``).
+
+**Emission.**  Each need row is expressed over the stage's *values* (its units' atoms and its carried
+functionals), then decoded to output slots (``v = v⁺ − v⁻`` for split carriers) — that is the next
+stage's input matrix.  Constants are biases everywhere.  ``S`` → one ``linstate`` (block-diagonal ``A``,
+passthrough rows ``A = 0``), ``R`` → ``linear`` + ``relu`` (the linear is left out when it is the
+identity), ``M`` → ``linear`` (left halves, then right halves) + ``multi``, output → ``linear`` readout
+(left out when the identity).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..ir.core import Module, Op
+from ..ir.matrix import Matrix, Vector
+from .debranch_affine import CONST, NormalForm, normalise, row_key
+
+
+class Schedule:
+    """Stages as ``[(kind, [unit index, ...]), ...]``, stage 0 = ``("X", [0])``, plus the layer of each stage."""
+
+    def __init__(self, stages: list, stage_layer: list, policy: str):
+        self.stages = stages
+        self.stage_layer = stage_layer
+        self.policy = policy
+
+
+# ---------------------------------------------------------------------------- layers
+
+def unit_graph(nf: NormalForm):
+    units = nf.units
+    n = len(units)
+    deps = [units[u].deps(nf.atom_unit) for u in range(n)]
+    consumers: list = [[] for _ in range(n)]
+    for u in range(n):
+        for d in deps[u]:
+            consumers[d].append(u)
+    out_units = set()
+    for row in nf.output_rows:
+        out_units.update(nf.atom_unit[a] for a in row if a != CONST)
+    return deps, consumers, out_units
+
+
+def asap_layers(nf: NormalForm, deps) -> list:
+    units = nf.units
+    lay = [0] * len(units)
+    for u in range(1, len(units)):
+        m = max((lay[d] for d in deps[u]), default=0)
+        lay[u] = m + 1 if units[u].kind == "S" else max(1, m)
+    return lay
+
+
+def place_layers(nf: NormalForm, deps, consumers, out_units, asap: list, n_layers: int,
+                 s_late: bool, rm_late: bool) -> list:
+    """Layers with each kind ASAP or ALAP (ALAP relative to the consumers' chosen layers)."""
+    units = nf.units
+    lay = list(asap)
+    for u in range(len(units) - 1, 0, -1):
+        late = units[u].kind == "S" and s_late or units[u].kind != "S" and rm_late
+        if not late:
+            continue
+        latest = n_layers
+        for c in consumers[u]:
+            latest = min(latest, lay[c] - 1 if units[c].kind == "S" else lay[c])
+        lay[u] = max(latest, asap[u])
+    return lay
+
+
+def build_schedule(nf: NormalForm, deps, consumers, lay: list, n_layers: int, intra_late: bool,
+                   policy: str) -> Schedule:
+    units = nf.units
+    by_layer_s: list = [[] for _ in range(n_layers + 1)]
+    by_layer_rm: list = [[] for _ in range(n_layers + 1)]
+    for u in range(1, len(units)):
+        (by_layer_s if units[u].kind == "S" else by_layer_rm)[lay[u]].append(u)
+    stages = [("X", [0])]
+    stage_layer = [0]
+    for layer in range(1, n_layers + 1):
+        stages.append(("S", by_layer_s[layer]))
+        stage_layer.append(layer)
+        for kind, members in _order_layer(units, deps, consumers, by_layer_rm[layer], intra_late):
+            stages.append((kind, members))
+            stage_layer.append(layer)
+    return Schedule(stages, stage_layer, policy)
+
+
+def _order_layer(units, deps, consumers, members: list, intra_late: bool) -> list:
+    if not members:
+        return []
+    inside = set(members)
+    in_deps = {u: [d for d in deps[u] if d in inside] for u in members}
+    in_cons = {u: [c for c in consumers[u] if c in inside] for u in members}
+    height = {}
+    for u in sorted(members, reverse=True):  # creation order is topological
+        height[u] = 1 + max((height[c] for c in in_cons[u]), default=0)
+    indeg = {u: len(in_deps[u]) for u in members}
+    ready = [u for u in members if indeg[u] == 0]
+    seq = []
+    where = {}
+    while ready:
+        best = max(ready, key=lambda u: (height[u], units[u].kind == "R"))
+        kind = units[best].kind
+        chosen = [u for u in ready if units[u].kind == kind]
+        rest = [u for u in ready if units[u].kind != kind]
+        for u in chosen:
+            where[u] = len(seq)
+        seq.append((kind, chosen))
+        for u in chosen:
+            for c in in_cons[u]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    rest.append(c)
+        ready = rest
+    if intra_late:
+        last = len(seq) - 1
+        for u in sorted(members, reverse=True):
+            latest = min((where[c] - 1 for c in in_cons[u]), default=last)
+            kind = units[u].kind
+            while seq[latest][0] != kind:
+                latest -= 1
+            where[u] = max(latest, where[u])
+        seq = [(kind, []) for kind, _ in seq]
+        for u in sorted(members):
+            seq[where[u]][1].append(u)
+        seq = [(kind, m) for kind, m in seq if m]
+        # merge neighbours of one kind that emptied stages may have made adjacent
+        merged = []
+        for kind, m in seq:
+            if merged and merged[-1][0] == kind and not _reads_any(units, deps, m, merged[-1][1]):
+                merged[-1][1].extend(m)
+            else:
+                merged.append((kind, list(m)))
+        seq = merged
+    return seq
+
+
+def _reads_any(units, deps, later, earlier) -> bool:
+    earlier = set(earlier)
+    return any(d in earlier for u in later for d in deps[u])
+
+
+# ---------------------------------------------------------------------------- carriers
+
+class StagePlan:
+    """The values and slots of one stage's output."""
+
+    __slots__ = ("kind", "units", "unit_atoms", "carriers", "carrier_keys", "carrier_sign", "carrier_split",
+                 "slots", "value_slots", "need", "need_keys", "exprs")
+
+    def __init__(self, kind, units):
+        self.kind = kind
+        self.units = units
+        self.unit_atoms: list = []  # atoms output by this stage's units, in slot order
+        self.carriers: list = []  # functionals (rows without const) carried through this stage
+        self.carrier_sign: list = []  # R stages: ±1 so that sign·f ≥ 0 (one slot); 0 otherwise
+        self.carrier_split: list = []  # R stages: carried as (f⁺, f⁻)
+        self.slots = 0
+        self.value_slots: list = []  # per value (unit atoms, then carriers): [(slot, coef), ...]
+        self.need: list = []  # rows the *next* stage reads from this stage's output
+        self.need_keys: list = []  # row keys where known (the next stage's carriers), else None
+        self.exprs: list = []  # per need row: ({value index: coef}, const)
+
+
+class Plan:
+    def __init__(self, schedule: Schedule, stages: list, widths: list, nnz: int):
+        self.schedule = schedule
+        self.stages = stages
+        self.widths = widths
+        self.nnz = nnz
+
+    @property
+    def cost(self):
+        return (max(self.widths), self.nnz, len(self.widths))
+
+
+def _stage_rows(nf: NormalForm, kind: str, members: list) -> list:
+    """The rows a stage reads, in emission order: R: one per unit; M: lefts then rights; S: block rows."""
+    units = nf.units
+    if kind == "M":
+        return [units[u].rows[0] for u in members] + [units[u].rows[1] for u in members]
+    rows = []
+    for u in members:
+        rows.extend(units[u].rows)
+    return rows
+
+
+def plan_carriers(nf: NormalForm, schedule: Schedule) -> Plan:
+    units = nf.units
+    exact = nf.exact
+    stages = schedule.stages
+    n_stages = len(stages)
+    produced = {}
+    for k, (_, members) in enumerate(stages):
+        for u in members:
+            for a in units[u].atoms:
+                produced[a] = k
+    plans = [StagePlan(kind, members) for kind, members in stages]
+    for k, plan in enumerate(plans):
+        for u in plan.units:
+            plan.unit_atoms.extend(units[u].atoms)
+    plans[-1].need = list(nf.output_rows)
+    for k in range(n_stages - 1, -1, -1):
+        plan = plans[k]
+        _choose_carriers(nf, plan, k, produced, exact)
+        if k > 0:
+            unit_rows = _stage_rows(nf, plan.kind, plan.units)
+            plans[k - 1].need = unit_rows + plan.carriers
+            plans[k - 1].need_keys = [None] * len(unit_rows) + plan.carrier_keys
+    widths, nnz = _measure(nf, plans)
+    return Plan(schedule, plans, widths, nnz)
+
+
+def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: dict, exact: bool) -> None:
+    kind = plan.kind
+    own_index = {a: i for i, a in enumerate(plan.unit_atoms)}
+    n_own = len(own_index)
+    # functionals over atoms produced before this stage
+    func_key: dict = {}
+    funcs: list = []  # rows
+    func_keys: list = []
+    row_parts: list = []  # per need row: (own {value: coef}, const, func id or None, scale, past row)
+    keys = plan.need_keys
+    for n, row in enumerate(plan.need):
+        own = {}
+        past = {}
+        const = 0
+        for a, c in row.items():
+            if a == CONST:
+                const = c
+            elif produced[a] == k:
+                own[own_index[a]] = c
+            else:
+                past[a] = c
+        if past:
+            key = keys[n] if not own and n < len(keys) else None
+            if key is not None:  # a carried functional, already normalised
+                s, nrow = 1, past
+            else:
+                s, nrow = normalise(past, exact, signed=True)
+                key = row_key(nrow)
+            fid = func_key.get(key)
+            if fid is None:
+                fid = func_key[key] = len(funcs)
+                funcs.append(nrow)
+                func_keys.append(key)
+            row_parts.append((own, const, fid, s, past))
+        else:
+            row_parts.append((own, const, None, 0, None))
+    # components of the functional–atom incidence graph
+    parent: dict = {}
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for f in funcs:
+        atoms = list(f)
+        for a in atoms:
+            parent.setdefault(a, a)
+        r0 = find(atoms[0])
+        for a in atoms[1:]:
+            ra = find(a)
+            if ra != r0:
+                parent[ra] = r0
+    comp_funcs: dict = {}
+    for fid, f in enumerate(funcs):
+        comp_funcs.setdefault(find(next(iter(f))), []).append(fid)
+    comp_atoms: dict = {}
+    for a in parent:
+        comp_atoms.setdefault(find(a), []).append(a)
+
+    sign_cache = nf.sign_cache
+
+    def weight(key, row) -> tuple:
+        """(slots, sign): R stages need a provably one-signed value for one slot."""
+        if kind != "R":
+            return 1, 0
+        hit = sign_cache.get(key)
+        if hit is None:
+            lo, hi = nf.bounds(row)
+            hit = sign_cache[key] = (1, 1) if lo >= 0 else (1, -1) if hi <= 0 else (2, 0)
+        return hit
+
+    one = Fraction(1) if exact else 1.0
+    carriers, carrier_keys, signs, splits = [], [], [], []
+    func_carrier: dict = {}  # fid -> carrier index (functional mode)
+    atom_carrier: dict = {}  # atom -> carrier index (atom mode)
+    for root in sorted(comp_funcs, key=lambda r: min(comp_funcs[r])):
+        fids = comp_funcs[root]
+        atoms = sorted(comp_atoms[root])
+        fw = [weight(func_keys[f], funcs[f]) for f in fids]
+        aw = [weight(a, {a: one}) if kind == "R" else (1, 0) for a in atoms]
+        if sum(w for w, _ in aw) < sum(w for w, _ in fw):
+            for a, (w, sign) in zip(atoms, aw):
+                atom_carrier[a] = len(carriers)
+                carriers.append({a: one})
+                carrier_keys.append(((a, one),))
+                signs.append(sign)
+                splits.append(w == 2)
+        else:
+            for f, (w, sign) in zip(fids, fw):
+                func_carrier[f] = len(carriers)
+                carriers.append(funcs[f])
+                carrier_keys.append(func_keys[f])
+                signs.append(sign)
+                splits.append(w == 2)
+    plan.carriers = carriers
+    plan.carrier_keys = carrier_keys
+    plan.carrier_sign = signs
+    plan.carrier_split = splits
+    exprs = []
+    for own, const, fid, s, past in row_parts:
+        expr = dict(own)
+        if fid is not None:
+            c = func_carrier.get(fid)
+            if c is not None:
+                expr[n_own + c] = s
+            else:
+                for a, v in past.items():
+                    expr[n_own + atom_carrier[a]] = v
+        exprs.append((expr, const))
+    plan.exprs = exprs
+    # slots of this stage's values
+    value_slots = [[(i, one)] for i in range(n_own)]
+    slot = n_own
+    for c in range(len(carriers)):
+        if kind == "R" and splits[c]:
+            value_slots.append([(slot, one), (slot + 1, -one)])
+            slot += 2
+        elif kind == "R" and signs[c] == -1:
+            value_slots.append([(slot, -one)])
+            slot += 1
+        else:
+            value_slots.append([(slot, one)])
+            slot += 1
+    plan.value_slots = value_slots
+    plan.slots = slot
+
+
+def _decoded(plan: StagePlan, i: int) -> dict:
+    """Need row ``i`` of ``plan`` over its output slots (without the constant)."""
+    expr, _ = plan.exprs[i]
+    out = {}
+    vs = plan.value_slots
+    for v, c in expr.items():
+        for slot, sc in vs[v]:
+            out[slot] = out.get(slot, 0) + c * sc
+    return {k: v for k, v in out.items() if v != 0}
+
+
+def _measure(nf: NormalForm, plans: list):
+    """Widths of the chain ops (input excluded) and an nnz estimate (matrix entries + non-zero biases)."""
+    widths = []
+    nnz = 0
+    for k in range(1, len(plans)):
+        prev, plan = plans[k - 1], plans[k]
+        slots = max(1, plan.slots)
+        entries = sum(len(e) + (1 if c != 0 else 0) for e, c in prev.exprs)
+        if plan.kind == "S":
+            widths.append(slots)
+            nnz += entries + sum(len(a) for u in plan.units for a in nf.units[u].A)
+        elif plan.kind == "R":
+            widths.extend([slots, slots])
+            nnz += entries + sum(1 for s in plan.carrier_split if s)
+        else:
+            widths.extend([2 * slots, slots])
+            nnz += entries + len(plan.carriers)
+    out_rows = len(plans[-1].exprs)
+    widths.append(out_rows)
+    nnz += sum(len(e) + (1 if c != 0 else 0) for e, c in plans[-1].exprs)
+    return widths, nnz
+
+
+# ---------------------------------------------------------------------------- emission
+
+def _matrix(shape, rows: list, exact: bool) -> Matrix:
+    if exact:
+        return Matrix.from_exact_rows(shape, rows)
+    indptr = [0]
+    indices: list = []
+    data: list = []
+    for row in rows:
+        for j in sorted(row):
+            indices.append(j)
+            data.append(row[j])
+        indptr.append(len(indices))
+    csr = sp.csr_array((np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int32),
+                        np.asarray(indptr, dtype=np.int32)), shape=shape)
+    return Matrix.from_scipy(csr)
+
+
+def _vector(values: list, exact: bool) -> Vector:
+    if exact:
+        return Vector([Fraction(v) for v in values], exact=True)
+    return Vector([float(v) for v in values], exact=False)
+
+
+def _is_identity(rows: list, bias: list, n_in: int) -> bool:
+    if len(rows) != n_in or any(b != 0 for b in bias):
+        return False
+    return all(len(r) == 1 and r.get(i) == 1 for i, r in enumerate(rows))
+
+
+def emit(nf: NormalForm, plan: Plan, names: dict) -> Module:
+    """The chain module of a plan, with ``metadata["layout"]`` and ``metadata["stages"]``."""
+    exact = nf.exact
+    zero = Fraction(0) if exact else 0.0
+    one = Fraction(1) if exact else 1.0
+    units = nf.units
+    src_input = nf.module.input
+    inp = Op("input", (), {"dim": src_input.dim, "lower": src_input.attrs["lower"],
+                           "upper": src_input.attrs["upper"]}, name=src_input.name)
+    ops = [inp]
+    describe = _Describer(nf, names)
+    layout = [describe.values(plan.stages[0], "value")]
+    stage_meta = [{"stage": "X", "index": 0, "layer": 0}]
+    prev = inp
+    plans = plan.stages
+    sched = plan.schedule
+    for k in range(1, len(plans)):
+        before, st = plans[k - 1], plans[k]
+        n_in = max(1, before.slots)
+        rows = [_decoded(before, i) for i in range(len(before.exprs))]
+        consts = [c for _, c in before.exprs]
+        meta = {"index": k, "layer": sched.stage_layer[k]}
+        if st.kind == "S":
+            n_unit_rows = sum(len(units[u].rows) for u in st.units)
+            a_rows, init = [], []
+            off = 0
+            for u in st.units:
+                unit = units[u]
+                for ar in unit.A:
+                    a_rows.append({off + j: v for j, v in ar.items()})
+                init.extend(unit.init)
+                off += len(unit.atoms)
+            b_rows = rows[:n_unit_rows] + rows[n_unit_rows:]
+            bias = consts
+            a_rows.extend({} for _ in st.carriers)
+            init.extend(zero for _ in st.carriers)
+            if not b_rows:  # nothing is live: one zero state keeps the chain well formed
+                b_rows, bias, a_rows, init = [{}], [zero], [{}], [zero]
+            k_dim = len(b_rows)
+            op = Op("linstate", [prev], {"A": _matrix((k_dim, k_dim), a_rows, exact),
+                                         "B": _matrix((k_dim, n_in), b_rows, exact),
+                                         "bias": _vector(bias, exact), "init": _vector(init, exact)})
+            ops.append(op)
+            layout.append(describe.values(st, "value") if st.slots else [{"role": "zero", "terms": []}])
+            stage_meta.append(dict(meta, stage="S"))
+            prev = op
+        elif st.kind == "R":
+            n_units = len(st.units)
+            lin_rows, lin_bias, pre_layout = [], [], []
+            for i in range(n_units):
+                lin_rows.append(rows[i])
+                lin_bias.append(consts[i])
+            for c in range(len(st.carriers)):
+                i = n_units + c
+                if st.carrier_split[c]:
+                    lin_rows.append(rows[i])
+                    lin_bias.append(consts[i])
+                    lin_rows.append({j: -v for j, v in rows[i].items()})
+                    lin_bias.append(-consts[i])
+                elif st.carrier_sign[c] == -1:
+                    lin_rows.append({j: -v for j, v in rows[i].items()})
+                    lin_bias.append(-consts[i])
+                else:
+                    lin_rows.append(rows[i])
+                    lin_bias.append(consts[i])
+            post = describe.values(st, "value")
+            if not _is_identity(lin_rows, lin_bias, n_in):
+                op = Op("linear", [prev], {"A": _matrix((len(lin_rows), n_in), lin_rows, exact),
+                                           "b": _vector(lin_bias, exact)})
+                ops.append(op)
+                layout.append([{"role": "pre", "of": j} for j in range(len(lin_rows))])
+                stage_meta.append(dict(meta, stage="R", part="linear"))
+                prev = op
+            op = Op("relu", [prev])
+            ops.append(op)
+            layout.append(post)
+            stage_meta.append(dict(meta, stage="R", part="relu"))
+            prev = op
+        else:  # M
+            n_units = len(st.units)
+            lefts = rows[:n_units] + rows[2 * n_units:]
+            left_bias = consts[:n_units] + consts[2 * n_units:]
+            rights = rows[n_units:2 * n_units] + [{} for _ in st.carriers]
+            right_bias = consts[n_units:2 * n_units] + [one for _ in st.carriers]
+            lin_rows = lefts + rights
+            h = len(lefts)
+            op = Op("linear", [prev], {"A": _matrix((2 * h, n_in), lin_rows, exact),
+                                       "b": _vector(left_bias + right_bias, exact)})
+            ops.append(op)
+            layout.append([{"role": "left", "of": j} for j in range(h)]
+                          + [{"role": "right" if j < n_units else "one", "of": j} for j in range(h)])
+            stage_meta.append(dict(meta, stage="M", part="linear"))
+            op = Op("multi", [op])
+            ops.append(op)
+            layout.append(describe.values(st, "value"))
+            stage_meta.append(dict(meta, stage="M", part="multi"))
+            prev = op
+    last = plans[-1]
+    n_in = max(1, last.slots)
+    out_rows = [_decoded(last, i) for i in range(len(last.exprs))]
+    out_bias = [c for _, c in last.exprs]
+    if not _is_identity(out_rows, out_bias, n_in) or prev.kind == "input":
+        op = Op("linear", [prev], {"A": _matrix((len(out_rows), n_in), out_rows, exact),
+                                   "b": _vector(out_bias, exact)})
+        ops.append(op)
+        layout.append([{"role": "output", "index": j} for j in range(len(out_rows))])
+        stage_meta.append({"stage": "readout", "index": len(plans), "layer": sched.stage_layer[-1]})
+        prev = op
+    module = Module(ops, prev, nf.module.name)
+    module.metadata = dict(nf.module.metadata)
+    module.metadata["layout"] = layout
+    module.metadata["stages"] = stage_meta
+    return module
+
+
+class _Describer:
+    """Layout entries: which program values a slot holds (see docs/compiler.md, "Layout")."""
+
+    def __init__(self, nf: NormalForm, names: dict):
+        self.nf = nf
+        self.names = names
+        self._atom_cache: dict = {}
+
+    def atom(self, a: int) -> list:
+        hit = self._atom_cache.get(a)
+        if hit is None:
+            op, coord, scale = self.nf.origin[a]
+            hit = [self.names.get(id(op), op.name or op.kind), int(coord), _number(1 / scale if scale != 0 else 0)]
+            self._atom_cache[a] = hit
+        return hit
+
+    def functional(self, row: dict) -> list:
+        terms = []
+        for a, c in sorted(row.items()):
+            if a == CONST:
+                continue
+            name, coord, inv = self.atom(a)
+            terms.append([name, coord, _number(c * _as_number(inv))])
+        return terms
+
+    def values(self, st: StagePlan, role: str) -> list:
+        out = []
+        nf = self.nf
+        for a in st.unit_atoms:
+            out.append({"role": role, "terms": [self.atom(a)]})
+        for c, f in enumerate(st.carriers):
+            terms = self.functional(f)
+            if st.kind == "R" and st.carrier_split[c]:
+                out.append({"role": "plus", "terms": terms})
+                out.append({"role": "minus", "terms": terms})
+            elif st.kind == "R" and st.carrier_sign[c] == -1:
+                out.append({"role": "carrier", "terms": [[n, i, _number(-_as_number(v))] for n, i, v in terms]})
+            else:
+                out.append({"role": "carrier", "terms": terms})
+        del nf
+        return out
+
+
+def _number(v):
+    if isinstance(v, Fraction):
+        return int(v) if v.denominator == 1 else (float(v) if float(v) == v else str(v))
+    return float(v) if not isinstance(v, int) else v
+
+
+def _as_number(v):
+    if isinstance(v, str):
+        return Fraction(v)
+    return v

@@ -1,0 +1,315 @@
+"""``debranch`` on hand-built programs and the paper's programs (compile.md §2, §5, §6, §9)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lsrl.errors import PassError
+from lsrl.ir import Matrix, Op, Vector, interpret
+from lsrl.ir.core import Module
+from lsrl.passes.debranch import debranch, is_layer_form, layer_form_problems, plan_schedules
+
+CONDITIONALS = ("direct", "optimized", "step_optimized", "multiplicative", "multiplicative_optimized")
+
+
+def n_layers(module) -> int:
+    return sum(op.kind == "linstate" for op in module.ops)
+
+
+def widest(module) -> int:
+    return max(op.dim for op in module.ops[1:])
+
+
+def nnz(module) -> int:
+    total = 0
+    for op in module.ops:
+        if op.kind == "input":
+            continue
+        for value in op.attrs.values():
+            if isinstance(value, (Matrix, Vector)):
+                total += value.nnz
+    return total
+
+
+def dense_params(module) -> int:
+    """The reference's ``parameter_count``: rows×cols of every matrix plus the bias lengths."""
+    total = 0
+    for op in module.ops:
+        if op.kind == "linear":
+            total += op.attrs["A"].shape[0] * op.attrs["A"].shape[1] + len(op.attrs["b"])
+        elif op.kind == "linstate":
+            total += op.attrs["A"].shape[0] ** 2 + op.attrs["B"].shape[0] * op.attrs["B"].shape[1]
+            total += len(op.attrs["bias"])
+    return total
+
+
+def vec(values):
+    return Vector(np.asarray(values, dtype=float))
+
+
+def mat(values):
+    return Matrix.from_dense(np.asarray(values, dtype=float))
+
+
+def inp(dim, lower=None, upper=None):
+    attrs = {"dim": dim}
+    if lower is not None:
+        attrs["lower"] = vec(np.broadcast_to(lower, (dim,)))
+    if upper is not None:
+        attrs["upper"] = vec(np.broadcast_to(upper, (dim,)))
+    return Op("input", (), attrs, name="x")
+
+
+def same_outputs(module, compiled, xs, rtol=1e-9):
+    want = interpret(module, xs)
+    got = interpret(compiled, xs)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+# ---------------------------------------------------------------------------- Fig. 1
+
+def test_more_ones_is_one_layer_counting_zeros_and_ones():
+    from lsrl.programs import more_ones
+    program = more_ones()
+    compiled = debranch(program.ir)
+    assert is_layer_form(compiled)
+    assert [op.kind for op in compiled.ops] == ["input", "linstate", "linear", "relu", "linear"]
+    state = compiled.ops[1]
+    assert state.attrs["A"].is_identity()
+    b = state.attrs["B"].to_dense().ravel()
+    bias = state.attrs["bias"].values
+    # one coordinate counts ones (B = 1, bias 0), the other zeros (B = -1, bias 1)
+    assert sorted(zip(b.tolist(), bias.tolist())) == [(-1.0, 1.0), (1.0, 0.0)]
+    assert dense_params(compiled) == 17
+    layout = compiled.metadata["layout"][1]
+    assert {tuple(s["terms"][0][:2]) for s in layout} == {("ones", 0), ("zeros", 0)}
+    bits = np.array([0, 1, 1, 0, 0, 0, 1, 1, 0, 0], dtype=float).reshape(-1, 1)
+    np.testing.assert_array_equal(interpret(compiled, bits).ravel(), [0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+
+
+def test_more_ones_exact_mode():
+    from lsrl.programs import more_ones
+    module = more_ones().ir
+    compiled = debranch(module, exact=True)
+    assert all(v.exact for op in compiled.ops[1:] for v in op.attrs.values() if isinstance(v, Matrix))
+    bits = np.random.default_rng(0).integers(0, 2, size=(3, 25, 1)).astype(float)
+    assert (interpret(module, bits, exact=True) == interpret(compiled, bits, exact=True)).all()
+
+
+# ---------------------------------------------------------------------------- Listing 1
+
+def _continuous_inputs(d_in, d_out, n_levels=6, n_queries=4, seed=0):
+    from lsrl.programs import continuous_prompt, continuous_query
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1, 1, size=(d_out, d_in))
+
+    def f(x):
+        return np.tanh(w @ np.asarray(x, dtype=float)) * 2
+
+    prompt = continuous_prompt(f, d_in, d_out, n_levels)
+    # queries well inside their cells (the programs need 1/μ of margin)
+    cells = rng.integers(0, n_levels, size=(n_queries, d_in))
+    q = (cells + rng.uniform(0.3, 0.7, size=cells.shape)) / n_levels
+    xs = np.stack([np.vstack([continuous_query(qi, d_out)[None], prompt]) for qi in q])
+    centres = (cells + 0.5) / n_levels
+    expected = np.stack([f(c) for c in centres])
+    return xs, expected
+
+
+@pytest.mark.parametrize("conditional", CONDITIONALS)
+@pytest.mark.parametrize("dims", [(1, 1), (2, 1), (2, 2)])
+def test_continuous_approximator_three_layers(conditional, dims):
+    from lsrl.programs import continuous_approximator
+    d_in, d_out = dims
+    module = continuous_approximator(d_in, d_out, conditional).ir
+    compiled = debranch(module)
+    assert is_layer_form(compiled)
+    assert n_layers(compiled) == 3
+    xs, expected = _continuous_inputs(d_in, d_out)
+    want = interpret(module, xs)[:, -1]
+    got = interpret(compiled, xs)[:, -1]
+    # λ = 1e10 amplifies the rounding of the ReLU conditionals (about λ·ulp); Multi ones are exact
+    tol = 1e-9 if conditional.startswith("multiplicative") else 1e-2
+    np.testing.assert_allclose(want, expected, atol=tol)
+    np.testing.assert_allclose(got, expected, atol=tol)
+    assert widest(compiled) <= 30
+
+
+def test_continuous_exact_mode_is_identical():
+    from lsrl.programs import continuous_approximator
+    module = continuous_approximator(1, 1, "multiplicative").ir
+    compiled = debranch(module, exact=True)
+    xs, _ = _continuous_inputs(1, 1, n_levels=4, n_queries=2)
+    assert (interpret(module, xs, exact=True) == interpret(compiled, xs, exact=True)).all()
+
+
+# ---------------------------------------------------------------------------- Listing 2
+
+def _token_inputs(n, n_entries=12, n_queries=4, seed=0):
+    from lsrl.programs import draw_queries, random_token_map, token_prompt
+    rng = np.random.default_rng(seed)
+    mapping = random_token_map(n, n_entries, 10, rng)
+    queries = draw_queries(mapping, n_queries, rng)
+    xs = np.stack([token_prompt(q, mapping) for q in queries])
+    expected = np.array([mapping[q] for q in queries], dtype=float)
+    return xs, expected
+
+
+@pytest.mark.parametrize("conditional", CONDITIONALS)
+def test_token_map_n3_five_layers(conditional):
+    from lsrl.programs import token_map
+    module = token_map(3, conditional).ir
+    compiled = debranch(module)
+    assert is_layer_form(compiled)
+    assert n_layers(compiled) == 5
+    xs, expected = _token_inputs(3)
+    want = interpret(module, xs)[:, -3:, 0]
+    got = interpret(compiled, xs)[:, -3:, 0]
+    np.testing.assert_array_equal(np.round(want), expected)
+    np.testing.assert_array_equal(np.round(got), expected)
+    assert np.abs(got - want).max() < 0.05
+    # compile.md §6 reference: widest 1,984 .. 250,470 and nnz 49,894 .. 4,007,120 (≥10× smaller wanted)
+    assert widest(compiled) <= 60 and nnz(compiled) <= 2500
+
+
+def test_token_map_n10_goals():
+    from lsrl.programs import token_map
+    module = token_map(10, "multiplicative_optimized").ir
+    compiled = debranch(module)
+    assert n_layers(compiled) == 5
+    assert widest(compiled) <= 1500 and nnz(compiled) <= 36000
+    xs, expected = _token_inputs(10, n_entries=6, n_queries=2)
+    got = interpret(compiled, xs)[:, -10:, 0]
+    np.testing.assert_array_equal(np.round(got), expected)
+    same_outputs(module, compiled, xs, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------- mechanisms
+
+def test_program_without_states_gets_one_passthrough_layer():
+    x = inp(2)
+    r = Op("relu", [Op("linear", [x], {"A": mat([[1, -1], [2, 1]]), "b": vec([0.5, -1])})])
+    out = Op("linear", [r], {"A": mat([[1, 1]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    assert n_layers(compiled) == 1
+    state = compiled.ops[1]
+    assert state.kind == "linstate" and state.attrs["A"].nnz == 0
+    same_outputs(module, compiled, np.random.default_rng(1).normal(size=(2, 7, 2)))
+
+
+def test_affine_and_constant_programs():
+    x = inp(2)
+    module = Module.from_output(Op("linear", [x], {"A": mat([[1, -1]]), "b": vec([3])}))
+    compiled = debranch(module)
+    assert not layer_form_problems(compiled) and n_layers(compiled) == 1
+    same_outputs(module, compiled, np.random.default_rng(2).normal(size=(2, 5, 2)))
+    const = Module.from_output(Op("linear", [x], {"A": mat([[0, 0]]), "b": vec([4])}))
+    compiled = debranch(const)
+    assert not layer_form_problems(compiled)
+    np.testing.assert_array_equal(interpret(compiled, np.ones((3, 2))), np.full((3, 1), 4.0))
+
+
+def test_relu_carriers_split_only_signed_values():
+    # x is signed and read after a ReLU stage: carried as x⁺, x⁻; a ReLU output is carried as itself
+    x = inp(1)
+    r = Op("relu", [x])
+    r2 = Op("relu", [Op("linear", [r], {"A": mat([[1]]), "b": vec([-1])})])
+    out = Op("linear", [Op("concat", [r2, x, r])], {"A": mat([[1, 1, 1]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    roles = [[s["role"] for s in entry] for entry in compiled.metadata["layout"]]
+    assert any("plus" in r and "minus" in r for r in roles)
+    same_outputs(module, compiled, np.random.default_rng(3).normal(size=(2, 6, 1)) * 3)
+
+
+def test_nonnegative_input_needs_no_split():
+    x = inp(1, lower=0.0, upper=5.0)
+    r = Op("relu", [Op("linear", [x], {"A": mat([[1]]), "b": vec([-1])})])
+    out = Op("linear", [Op("concat", [r, x])], {"A": mat([[1, 1]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    assert widest(compiled) == 2  # r and x side by side, no x⁻
+    assert not any(s["role"] in ("plus", "minus") for e in compiled.metadata["layout"] for s in e)
+    same_outputs(module, compiled, np.random.default_rng(4).uniform(0, 5, size=(2, 6, 1)))
+
+
+def test_relu_of_nonnegative_value_is_dropped_and_scaled_relus_are_shared():
+    x = inp(1)
+    r = Op("relu", [x])
+    again = Op("relu", [r])  # ReLU(ReLU(x)) = ReLU(x)
+    scaled = Op("relu", [Op("linear", [x], {"A": mat([[4.0]]), "b": vec([0])})])  # 4·ReLU(x)
+    out = Op("linear", [Op("concat", [again, scaled])], {"A": mat([[1, 1]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    assert [op.kind for op in compiled.ops] == ["input", "linstate", "relu", "linear"]
+    assert widest(compiled) == 1
+    same_outputs(module, compiled, np.random.default_rng(5).normal(size=(2, 6, 1)))
+
+
+def test_multi_carriers_and_signed_operands():
+    x = inp(2)
+    prod = Op("multi", [x])  # x0 * x1, both signed
+    sq = Op("multi", [Op("concat", [prod, prod])])  # (x0 x1)^2: a second M stage; x carried through it
+    out = Op("linear", [Op("concat", [sq, x])], {"A": mat([[1, 1, -1]]), "b": vec([0.25])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    assert [op.kind for op in compiled.ops].count("multi") == 2
+    layout = compiled.metadata["layout"]
+    assert any(s["role"] == "one" for e in layout for s in e)
+    same_outputs(module, compiled, np.random.default_rng(6).normal(size=(3, 5, 2)))
+
+
+def test_states_reading_states_and_dead_coordinates():
+    x = inp(1)
+    s1 = Op("linstate", [x], {"A": mat([[1, 0], [0, 0.5]]), "B": mat([[1], [1]])})
+    s2 = Op("linstate", [Op("slice", [s1], {"start": 0, "end": 1})],
+            {"A": mat([[0.5, 0.25], [0, 1]]), "B": mat([[1], [0]]), "init": vec([1, 2])})
+    out = Op("slice", [s2], {"start": 0, "end": 1})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    assert n_layers(compiled) == 2
+    # s1's second coordinate is dead; s2 keeps both (its first coordinate reads the second through A)
+    assert compiled.ops[1].dim == 1 and compiled.ops[2].dim == 2
+    same_outputs(module, compiled, np.random.default_rng(7).normal(size=(2, 9, 1)))
+
+
+def test_identical_states_are_one_block():
+    x = inp(1)
+    a = Op("linstate", [x], {"A": mat([[1]]), "B": mat([[1]])})
+    b = Op("linstate", [x], {"A": mat([[1]]), "B": mat([[1]])})
+    out = Op("linear", [Op("concat", [a, b])], {"A": mat([[1, 2]]), "b": vec([0])})
+    compiled = debranch(Module.from_output(out))
+    assert compiled.ops[1].dim == 1
+
+
+def test_schedules_and_options():
+    from lsrl.programs import token_map
+    module = token_map(3, "multiplicative").ir
+    _, plans = plan_schedules(module, schedule="all")
+    assert len(plans) >= 3
+    best = debranch(module, schedule="all")
+    assert widest(best) == min(p.cost[0] for p in plans)
+    for name in ("asap", "alap"):
+        assert n_layers(debranch(module, schedule=name)) == 5
+    with pytest.raises(PassError):
+        debranch(module, schedule="sideways")
+
+
+def test_pipeline_registration():
+    import lsrl.opt
+    from lsrl.programs import more_ones
+    out = lsrl.opt.run(more_ones().ir, "debranch{exact=true}")
+    assert is_layer_form(out)
+    assert out.ops[1].attrs["A"].exact
+
+
+def test_rejects_non_core_ops():
+    from lsrl.ir.core import OPS, OpDef, register_op
+    if "test.debranch_custom" not in OPS:
+        register_op(OpDef("test.debranch_custom", "test op", lambda op: op.operands[0].dim))
+    x = inp(1)
+    module = Module.from_output(Op("test.debranch_custom", [x]))
+    with pytest.raises(PassError, match="test.debranch_custom"):
+        debranch(module)
