@@ -226,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="interpret the program on random inputs after each pass and fail at the first pass "
                          "that changes its outputs")
     ap.add_argument("--list-passes", action="store_true", help="list the registered passes and their options")
+    ap.add_argument("--split-input-file", action="store_true",
+                    help="treat '// -----' lines as separators of independent modules (each processed on its "
+                         "own; outputs separated by '// -----')")
     return ap
 
 
@@ -245,25 +248,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.pipeline is None:
         args.pipeline = ""
+    if args.file == "-":
+        text, filename = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            return _error(f"cannot read {args.file}: {e.strerror}")
+        filename = args.file
     try:
-        from .ir import parse
-        if args.file == "-":
-            text, filename = sys.stdin.read(), "<stdin>"
-        else:
-            try:
-                with open(args.file, encoding="utf-8") as fh:
-                    text = fh.read()
-            except OSError as e:
-                return _error(f"cannot read {args.file}: {e.strerror}")
-            filename = args.file
-        pass_list = parse_pipeline(args.pipeline)  # before parsing the IR: a bad pipeline is reported first
-        module = parse(text, filename=filename)
-        result = run(module, pass_list, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
-                     print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
-                     check=args.check, out=sys.stderr)
-        printed = str(result) + "\n"
+        pass_list = parse_pipeline(args.pipeline)  # a bad pipeline is reported before the IR is read
     except LsrlError as e:
         return _error(str(e), getattr(e, "__notes__", ()))
+    chunks = _split_chunks(text) if args.split_input_file else [text]
+    outputs, status = [], 0
+    for chunk in chunks:
+        try:
+            outputs.append(_process(chunk, filename, pass_list, args))
+        except LsrlError as e:
+            status = _error(str(e), getattr(e, "__notes__", ()))
+    printed = "// -----\n".join(outputs)
     if args.output == "-":
         sys.stdout.write(printed)
         sys.stdout.flush()
@@ -273,7 +278,32 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(printed)
         except OSError as e:
             return _error(f"cannot write {args.output}: {e.strerror}")
-    return 0
+    return status
+
+
+def _split_chunks(text: str) -> list[str]:
+    """Split at ``// -----`` lines; every chunk is padded with the newlines before it, so that error
+    positions are lines of the whole file."""
+    lines = text.splitlines(keepends=True)
+    chunks, current, start = [], [], 0
+    for i, line in enumerate(lines):
+        if line.strip() == "// -----":
+            chunks.append("\n" * start + "".join(current))
+            current, start = [], i + 1
+        else:
+            current.append(line)
+    chunks.append("\n" * start + "".join(current))
+    return chunks
+
+
+def _process(text: str, filename: str, pass_list: list, args) -> str:
+    from .ir import parse
+    module = parse(text, filename=filename)
+    result = run(module, pass_list, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
+                 print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
+                 check=args.check, out=sys.stderr)
+    printed = str(result)
+    return printed if printed.endswith("\n") else printed + "\n"
 
 
 if __name__ == "__main__":

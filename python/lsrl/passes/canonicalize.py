@@ -5,9 +5,10 @@ Patterns (each preserves the op's value exactly in exact arithmetic):
 * ``linear(linear(x))`` → one linear ``(A₂A₁, A₂b₁ + b₂)`` when the inner linear has a single use (the
   reference condition) or is a constant;
 * ``linstate(linear(x))`` → ``B ← B·A_lin``, ``bias ← B·b_lin + bias`` (the linear stays if others use it);
-  ``linstate(slice(x))`` and ``linear(slice(x))`` read ``x`` through the scattered columns;
+  ``linstate(slice(x))`` and ``linear(slice(x))`` read ``x`` through the scattered columns; a
+  linear/linstate reading a concat through zero columns on some operands reads only the others;
 * ``relu(relu(x))`` → the inner relu; with ``use_ranges=true``, ``relu(x)`` → ``x`` when range analysis
-  proves ``x ≥ 0``;
+  proves ``x ≥ 0`` (coordinates proven ``≤ 0`` become 0: then a 0/1 diagonal linear);
 * ``slice`` of the whole operand → the operand; ``slice(slice(x))`` → one slice; ``slice(concat(...))`` → the
   covered operand, or a concat of (slices of) the covered operands; ``slice(linear(x))`` → the linear's rows;
 * ``concat`` of one operand → the operand; nested concats are flattened; adjacent slices of one value are
@@ -71,6 +72,29 @@ def fold_linear_slice(rw: Rewriter, op: Op) -> Op | None:
     return rw.create(op.kind, [src], attrs, loc=op.loc)
 
 
+def skip_unread_concat_operands(rw: Rewriter, op: Op) -> Op | None:
+    """A linear/linstate reading a concat through zero columns on some operands reads only the others."""
+    if op.kind not in ("linear", "linstate") or op.operands[0].kind != "concat":
+        return None
+    key = "A" if op.kind == "linear" else "B"
+    mat: Matrix = op.attrs[key]
+    concat = op.operands[0]
+    read_cols = set(np.unique(mat.scipy().indices).tolist())
+    kept, cols, offset = [], [], 0
+    for operand in concat.operands:
+        span = range(offset, offset + operand.dim)
+        if any(c in read_cols for c in span):
+            kept.append(operand)
+            cols.extend(span)
+        offset += operand.dim
+    if len(kept) == len(concat.operands) or not kept:
+        return None  # nothing to skip (an op reading nothing is constant folding's job)
+    src = kept[0] if len(kept) == 1 else rw.create("concat", kept)
+    attrs = dict(op.attrs)
+    attrs[key] = mat.cols(cols)
+    return rw.create(op.kind, [src], attrs, loc=op.loc)
+
+
 def absorb_linear_into_linstate(rw: Rewriter, op: Op) -> Op | None:
     if op.kind != "linstate":
         return None
@@ -99,10 +123,21 @@ def fold_relu_relu(rw: Rewriter, op: Op) -> Op | None:
 
 
 def relu_of_nonnegative(ranges):
+    """``relu(x)`` → ``x`` when ``x ≥ 0``; when every coordinate is either ``≥ 0`` or ``≤ 0`` → the linear
+    that keeps the former and zeroes the latter."""
     def relu_of_nonnegative(rw: Rewriter, op: Op) -> Op | None:
-        if op.kind == "relu" and ranges.nonnegative(op.operands[0]):
-            return op.operands[0]
-        return None
+        if op.kind != "relu":
+            return None
+        src = op.operands[0]
+        lo, hi = ranges(src)
+        if np.all(lo >= 0):
+            return src
+        passes, zero = lo >= 0, hi <= 0
+        if not np.all(passes | zero):
+            return None
+        keep = np.flatnonzero(passes)
+        a = Matrix.from_entries((op.dim, src.dim), keep, keep, [1.0] * len(keep))
+        return rw.create("linear", [src], {"A": a, "b": Vector.zeros(op.dim)}, loc=op.loc)
     return relu_of_nonnegative
 
 
@@ -213,6 +248,7 @@ def canonicalize_patterns(*, consts: ConstantAnalysis | None = None, ranges=None
         remove_identity_linear,
         fold_linear_linear,
         fold_linear_slice,
+        skip_unread_concat_operands,
         absorb_linear_into_linstate,
         fold_relu_relu,
         fold_slice,

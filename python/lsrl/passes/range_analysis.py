@@ -48,6 +48,65 @@ def _up(x: np.ndarray, err: np.ndarray) -> np.ndarray:
     return np.where(err > 0, x + err, x)
 
 
+def _product_exact(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Whether the float product ``p = fl(a·b)`` is exact (Dekker's error-free product, no FMA needed)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ca, cb = 134217729.0 * a, 134217729.0 * b
+        ah = ca - (ca - a)
+        al = a - ah
+        bh = cb - (cb - b)
+        bl = b - bh
+        err = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    # huge operands overflow the splitting: treat as inexact (the bound is then merely looser)
+    return np.isfinite(p) & np.isfinite(err) & (err == 0) & (np.abs(a) < 1e290) & (np.abs(b) < 1e290)
+
+
+def _lowest_bit(x: np.ndarray) -> np.ndarray:
+    """The exponent of the lowest set bit of each finite non-zero ``x`` (a large value for 0 or ±inf)."""
+    out = np.full(x.shape, 1 << 20, dtype=np.int64)
+    ok = np.isfinite(x) & (x != 0)
+    if ok.any():
+        m, e = np.frexp(np.abs(x[ok]))
+        mant = (m * 2.0 ** 53).astype(np.int64)
+        low = mant & (-mant)
+        out[ok] = e.astype(np.int64) - 53 + np.log2(low.astype(np.float64)).astype(np.int64)
+    return out
+
+
+def _segments(indptr: np.ndarray):
+    starts = indptr[:-1]
+    nonempty = starts < indptr[1:]
+    return starts[nonempty], nonempty
+
+
+def _seg_reduce(ufunc, values: np.ndarray, indptr: np.ndarray, empty) -> np.ndarray:
+    rows = len(indptr) - 1
+    out = np.full(rows, empty, dtype=values.dtype if values.size else np.asarray(empty).dtype)
+    starts, nonempty = _segments(indptr)
+    if starts.size:
+        out[nonempty] = ufunc.reduceat(values, starts)
+    return out
+
+
+def _sum_error(terms: np.ndarray, exact: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row sums of ``terms`` (segments of ``indptr``) and a bound on their rounding error.
+
+    The error is 0 when every term of the row is exact (``exact``) and all of them are multiples of
+    ``2^e`` with ``Σ|t| < 2^(e+53)`` — then every partial sum is representable — and ``γ_n·Σ|t|`` otherwise
+    (infinite terms make the sum infinite and need no bound)."""
+    with np.errstate(invalid="ignore"):
+        total = _seg_reduce(np.add, terms, indptr, 0.0)
+    mag = _seg_reduce(np.add, _finite_abs(terms), indptr, 0.0)
+    count = np.diff(indptr)
+    inexact = _seg_reduce(np.add, (~exact).astype(np.int64), indptr, 0)
+    lsb = _seg_reduce(np.minimum, _lowest_bit(terms), indptr, 1 << 20)
+    with np.errstate(over="ignore"):
+        limit = np.ldexp(1.0, np.minimum(lsb + 52, 1100).astype(np.int64))
+    is_exact = (inexact == 0) & (mag * (1 + 2.0 ** -40) < limit)
+    err = np.where(is_exact, 0.0, (count + 2) * _U * 1.01 * mag)
+    return total, err
+
+
 def _outward_vector(vec: Vector, direction: int) -> np.ndarray:
     """``vec`` as float64 rounded toward ``-inf`` (direction -1) or ``+inf`` (+1) when it is exact."""
     f = vec.to_float().values.astype(np.float64)
@@ -63,41 +122,72 @@ def _outward_vector(vec: Vector, direction: int) -> np.ndarray:
     return out
 
 
+def _representable(values: list, floats: np.ndarray) -> np.ndarray:
+    """Per entry: the exact value equals its float64 rounding."""
+    return np.array([not isinstance(v, Fraction) or Fraction(float(f)) == v for v, f in zip(values, floats)],
+                    dtype=bool)
+
+
 class _IntervalMap:
-    """``x ↦ A x + b`` on boxes, with rounding-error widening (``A`` is rounded to float64 once)."""
+    """``x ↦ A x + b`` on boxes (``lo = A⁺·lo + A⁻·hi + b``), widened by a bound on the rounding error of
+    the float computation (zero where the computation is provably exact)."""
 
     def __init__(self, a: Matrix, b: Vector | None = None):
         csr = a.scipy()
-        pos = csr.maximum(0) if csr.nnz else csr
-        neg = csr.minimum(0) if csr.nnz else csr
-        self.pos = sp.csr_array(pos)
-        self.neg = sp.csr_array(neg)
-        self.absneg = sp.csr_array(-self.neg)
-        self.rows = a.shape[0]
+        m = a.shape[0]
+        self.rows = m
+        self.data = csr.data.astype(np.float64)
+        self.indices = csr.indices.astype(np.int64)
+        if a.exact:
+            _, _, exact_vals = a.coo()  # same (row, col) order as the csr of the rounded matrix
+            self.entry_exact = _representable(exact_vals, self.data) if len(exact_vals) == len(self.data) \
+                else np.zeros(len(self.data), dtype=bool)
+        else:
+            self.entry_exact = np.ones(len(self.data), dtype=bool)
         if b is None:
-            self.b = np.zeros(self.rows)
-            self.b_err = np.zeros(self.rows)
+            self.b = np.zeros(m)
+            self.b_exact = np.ones(m, dtype=bool)
         else:
             self.b = b.to_float().values.astype(np.float64)
-            # an exact bias rounded to float is off by at most half an ulp
-            self.b_err = np.abs(self.b) * _U if b.exact else np.zeros(self.rows)
-        per_row = np.diff(csr.indptr) if csr.nnz else np.zeros(self.rows, dtype=np.int64)
-        # |fl(Σ t_i) − Σ t_i| ≤ γ_n Σ|t_i| for n terms; +3 covers rounding of exact entries and of products
-        self.gamma = (per_row + 3) * _U * 1.01
+            self.b_exact = _representable(b.values.tolist(), self.b) if b.exact else np.ones(m, dtype=bool)
+        # the bias is one more term at the end of every row
+        counts = np.diff(csr.indptr) + 1
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.bias_pos = self.indptr[1:] - 1
+        self.entry_pos = np.setdiff1d(np.arange(self.indptr[-1]), self.bias_pos)
+        self.pos = self.data > 0
+
+    def _side(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        x = np.where(self.pos, near[self.indices], far[self.indices])
+        with np.errstate(invalid="ignore", over="ignore"):
+            prod = self.data * x
+        terms = np.empty(self.indptr[-1])
+        exact = np.empty(self.indptr[-1], dtype=bool)
+        terms[self.entry_pos] = prod
+        exact[self.entry_pos] = self.entry_exact & _product_exact(self.data, x, prod)
+        terms[self.bias_pos] = self.b
+        exact[self.bias_pos] = self.b_exact
+        total, err = _sum_error(terms, exact, self.indptr)
+        return total, err
 
     def __call__(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with np.errstate(invalid="ignore"):
-            new_lo = self.pos @ lo + self.neg @ hi + self.b
-            new_hi = self.pos @ hi + self.neg @ lo + self.b
-        alo, ahi = _finite_abs(lo), _finite_abs(hi)
-        mag_lo = self.pos @ alo + self.absneg @ ahi + np.abs(self.b)
-        mag_hi = self.pos @ ahi + self.absneg @ alo + np.abs(self.b)
-        new_lo = _down(new_lo, self.gamma * mag_lo + self.b_err)
-        new_hi = _up(new_hi, self.gamma * mag_hi + self.b_err)
-        # a sum of infinities of opposite signs cannot occur (lower bounds only add lower bounds), but guard
+        tlo, elo = self._side(lo, hi)
+        thi, ehi = self._side(hi, lo)
+        new_lo, new_hi = _down(tlo, elo), _up(thi, ehi)
+        # lower bounds only add lower bounds, so inf − inf cannot occur; guard anyway
         new_lo = np.where(np.isnan(new_lo), -np.inf, new_lo)
         new_hi = np.where(np.isnan(new_hi), np.inf, new_hi)
         return new_lo, new_hi
+
+
+def _add_terms(*terms_and_flags) -> tuple[np.ndarray, np.ndarray]:
+    """Elementwise ``Σ terms`` with an error bound; arguments are ``(term, exact_flag)`` pairs."""
+    n = len(terms_and_flags)
+    k = terms_and_flags[0][0].shape[0]
+    terms = np.stack([t for t, _ in terms_and_flags], axis=1).reshape(-1)
+    flags = np.stack([np.broadcast_to(f, (k,)) for _, f in terms_and_flags], axis=1).reshape(-1)
+    indptr = np.arange(0, n * k + 1, n, dtype=np.int64)
+    return _sum_error(terms, flags, indptr)
 
 
 def _interval_product(alo, ahi, blo, bhi) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +201,14 @@ def _interval_product(alo, ahi, blo, bhi) -> tuple[np.ndarray, np.ndarray]:
                 cands.append(p)
     stack = np.stack(cands)
     lo, hi = stack.min(axis=0), stack.max(axis=0)
-    # one rounding per product: move non-zero finite bounds one ulp outward
-    lo = np.where(np.isfinite(lo) & (lo != 0), np.nextafter(lo, -np.inf), lo)
-    hi = np.where(np.isfinite(hi) & (hi != 0), np.nextafter(hi, np.inf), hi)
+    # one rounding per product: move inexact bounds one ulp outward
+    for x in (alo, ahi):
+        for y in (blo, bhi):
+            with np.errstate(invalid="ignore", over="ignore"):
+                p = np.where((x == 0) | (y == 0), 0.0, x * y)
+            inexact = np.isfinite(p) & ~_product_exact(x, y, p) & (x != 0) & (y != 0)
+            lo = np.where(inexact & (p == lo), np.nextafter(lo, -np.inf), lo)
+            hi = np.where(inexact & (p == hi), np.nextafter(hi, np.inf), hi)
     return lo, hi
 
 
@@ -171,11 +266,9 @@ def _linstate_range(op: Op, xlo: np.ndarray, xhi: np.ndarray, t_max: int | None,
             slo[closed] = np.minimum(ilo[closed], lo[closed])
             shi[closed] = np.maximum(ihi[closed], hi[closed])
         flo, fhi = step(slo, shi)
-        with np.errstate(invalid="ignore"):
-            nlo, nhi = flo + ulo, fhi + uhi
-        # one more rounding for the addition of U
-        nlo = _down(nlo, (_finite_abs(flo) + _finite_abs(ulo)) * _U * 1.01)
-        nhi = _up(nhi, (_finite_abs(fhi) + _finite_abs(uhi)) * _U * 1.01)
+        t_lo, e_lo = _add_terms((flo, True), (ulo, True))
+        t_hi, e_hi = _add_terms((fhi, True), (uhi, True))
+        nlo, nhi = _down(t_lo, e_lo), _up(t_hi, e_hi)
         nlo = np.where(np.isnan(nlo), -np.inf, nlo)
         nhi = np.where(np.isnan(nhi), np.inf, nhi)
         return nlo, nhi
@@ -259,23 +352,30 @@ def _closed_form(a, ilo, ihi, ulo, uhi, t_max):
         # a ≥ 0, so a·[ilo, ihi] = [a·ilo, a·ihi]; a = 0 ignores an infinite init
         a_ilo = np.where(a == 0, 0.0, a * ilo)
         a_ihi = np.where(a == 0, 0.0, a * ihi)
-        l1 = a_ilo + ulo
-        h1 = a_ihi + uhi
-        l1 = _down(l1, (_finite_abs(a_ilo) + _finite_abs(ulo)) * 2 * _U * 1.01)
-        h1 = _up(h1, (_finite_abs(a_ihi) + _finite_abs(uhi)) * 2 * _U * 1.01)
+        l1, e = _add_terms((a_ilo, (a == 0) | _product_exact(a, ilo, a_ilo)), (ulo, True))
+        l1 = _down(l1, e)
+        h1, e = _add_terms((a_ihi, (a == 0) | _product_exact(a, ihi, a_ihi)), (uhi, True))
+        h1 = _up(h1, e)
         one = a == 1
-        # a < 1: the limit ulo / (1 − a) (three roundings)
-        lim_lo = np.where(one, 0.0, ulo / np.where(one, 1.0, 1.0 - a))
-        lim_hi = np.where(one, 0.0, uhi / np.where(one, 1.0, 1.0 - a))
-        lim_lo = _down(lim_lo, _finite_abs(lim_lo) * 4 * _U)
-        lim_hi = _up(lim_hi, _finite_abs(lim_hi) * 4 * _U)
+        # a < 1: the limit u / (1 − a); widened unless 1 − a and the quotient are exact
+        d = np.where(one, 1.0, 1.0 - a)
+        bb = d - 1.0
+        d_exact = ((1.0 - (d - bb)) + (-a - bb)) == 0  # TwoSum error of 1 + (−a)
+        lims = []
+        for u, direction in ((ulo, -1), (uhi, +1)):
+            q = np.where(one, 0.0, u / d)
+            qd = q * d
+            exact = d_exact & (~np.isfinite(q) | (_product_exact(q, d, qd) & (qd == u)))
+            err = np.where(exact, 0.0, _finite_abs(q) * 4 * _U)
+            lims.append(_down(q, err) if direction < 0 else _up(q, err))
+        lim_lo, lim_hi = lims
         # a = 1: s_T = s_0 + Σ u ∈ [ilo + T·ulo, ihi + T·uhi]
         t_ulo = np.where(ulo == 0, 0.0, T * ulo)
         t_uhi = np.where(uhi == 0, 0.0, T * uhi)
-        cnt_lo = ilo + t_ulo
-        cnt_hi = ihi + t_uhi
-        cnt_lo = _down(cnt_lo, (_finite_abs(ilo) + _finite_abs(t_ulo)) * 2 * _U * 1.01)
-        cnt_hi = _up(cnt_hi, (_finite_abs(ihi) + _finite_abs(t_uhi)) * 2 * _U * 1.01)
+        cnt_lo, e = _add_terms((ilo, True), (t_ulo, (ulo == 0) | _product_exact(np.full_like(ulo, T), ulo, t_ulo)))
+        cnt_lo = _down(cnt_lo, e)
+        cnt_hi, e = _add_terms((ihi, True), (t_uhi, (uhi == 0) | _product_exact(np.full_like(uhi, T), uhi, t_uhi)))
+        cnt_hi = _up(cnt_hi, e)
         end_lo = np.where(one, cnt_lo, lim_lo)
         end_hi = np.where(one, cnt_hi, lim_hi)
         lo = np.minimum(l1, end_lo)

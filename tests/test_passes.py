@@ -1,0 +1,598 @@
+"""Pass infrastructure (registry, pipeline parser, lsrl.opt.run) and the simple passes.
+
+Each pass is checked on hand-built modules for the rewrite it should make, and differentially on random
+programs (tests/strategies.py): the interpreter gives the same outputs before and after the pass — within
+1e-9 in float, identically in exact arithmetic on exact-friendly programs.  Range analysis is checked for
+soundness against every value the interpreter computes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lsrl.opt as opt
+from lsrl.errors import PassError, VerifyError
+from lsrl.ir.core import Module, Op
+from lsrl.ir.interpreter import interpret
+from lsrl.ir.matrix import Matrix, Vector
+from lsrl.passes import PASSES, Pass, format_pipeline, parse_pipeline, pass_options, register_pass
+from lsrl.passes.range_analysis import compute_ranges
+from strategies import T_MAX, programs, random_sequences
+
+SIMPLE_PASSES = ["canonicalize", "canonicalize{use_ranges=true}", "constant-fold", "cse", "dce",
+                 "dce{coordinates=false}", "fuse-linears", "fuse-linears{duplicate=true}", "range-analysis"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def M(rows) -> Matrix:
+    return Matrix.from_dense(np.array(rows, dtype=float))
+
+
+def V(values) -> Vector:
+    return Vector(np.array(values, dtype=float))
+
+
+def inp(dim=2, lower=None, upper=None) -> Op:
+    attrs = {"dim": dim}
+    if lower is not None:
+        attrs["lower"] = V(np.full(dim, lower, dtype=float))
+    if upper is not None:
+        attrs["upper"] = V(np.full(dim, upper, dtype=float))
+    return Op("input", [], attrs, name="x")
+
+
+def lin(x, a, b=None, name=None) -> Op:
+    attrs = {"A": M(a)}
+    if b is not None:
+        attrs["b"] = V(b)
+    return Op("linear", [x], attrs, name=name)
+
+
+def kinds(module) -> list[str]:
+    return [op.kind for op in module.ops]
+
+
+def same_outputs(before: Module, after: Module, *, seed=0, length=7, exact=False):
+    rng = np.random.default_rng(seed)
+    xs = random_sequences(before, length, 3, rng, exact_friendly=exact)
+    ref = interpret(before, xs, exact=exact)
+    got = interpret(after, xs, exact=exact)
+    assert got.shape == ref.shape
+    if exact:
+        assert (got == ref).all()
+    else:
+        scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * scale)
+
+
+def run(module, pipeline, **kw):
+    out = opt.run(module, pipeline, **kw)
+    same_outputs(module, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ registry / parser
+
+@pytest.fixture
+def scratch_pass():
+    """Register throwaway passes and remove them afterwards."""
+    added = []
+
+    def add(cls):
+        cls = register_pass(cls)
+        added.append(cls.name)
+        return cls
+
+    yield add
+    for name in added:
+        PASSES.pop(name, None)
+
+
+def test_builtin_passes_are_registered():
+    names = {name for name, _, _ in opt.passes()}
+    assert {"canonicalize", "constant-fold", "cse", "dce", "fuse-linears", "range-analysis"} <= names
+    for name, summary, options in opt.passes():
+        assert summary and "\n" not in summary
+        for opt_name, typ, _default in options:
+            assert opt_name.isidentifier() and typ
+
+
+def test_parse_pipeline_options_and_types(scratch_pass):
+    @scratch_pass
+    @dataclasses.dataclass
+    class Demo(Pass):
+        name = "test-demo"
+        summary = "a test pass"
+        flag: bool = False
+        count: int | None = None
+        scale: float = 1.0
+        mode: Literal["a", "b"] = "a"
+        label: str = "x"
+
+        def run(self, module):
+            return None
+
+    passes = parse_pipeline(' test-demo , test-demo{flag=true, count=3,scale=2.5e-1, mode=b, label="p,q{}"},'
+                            'test-demo{count=none, flag=0}')
+    assert [type(p) for p in passes] == [Demo] * 3
+    assert passes[0] == Demo()
+    assert passes[1] == Demo(flag=True, count=3, scale=0.25, mode="b", label="p,q{}")
+    assert passes[2] == Demo(flag=False, count=None)
+    # hyphenated option names are accepted
+    assert parse_pipeline("test-demo{flag=yes}")[0].flag is True
+    # round trip
+    assert parse_pipeline(format_pipeline(passes)) == passes
+    assert [o.name for o in pass_options(Demo)] == ["flag", "count", "scale", "mode", "label"]
+    assert parse_pipeline("") == [] and parse_pipeline("   ") == []
+
+
+@pytest.mark.parametrize("text, column, fragment", [
+    ("cse,no-such-pass", 5, "unknown pass 'no-such-pass'; known passes:"),
+    ("canonicalize{bogus=1}", 14, "pass 'canonicalize' has no option 'bogus'"),
+    ("canonicalize{use_ranges=maybe}", 25, "expected a boolean"),
+    ("range-analysis{t_max=ten}", 22, "expected an integer"),
+    ("cse,", 5, "expected a pass name after ','"),
+    ("cse dce", 5, "expected ',' between passes"),
+    ("canonicalize{use_ranges=true", 29, "expected ',' or '}'"),
+    ("canonicalize{use_ranges}", 24, "expected '='"),
+    ("canonicalize{use_ranges=true,use_ranges=false}", 30, "given twice"),
+])
+def test_parse_pipeline_errors(text, column, fragment):
+    with pytest.raises(PassError) as info:
+        parse_pipeline(text)
+    message = str(info.value)
+    assert message.startswith(f"pipeline:1:{column}: error:"), message
+    assert fragment in message
+    caret_line = message.splitlines()[-1]
+    assert caret_line.index("^") - 2 == column - 1
+
+
+def test_unknown_pass_lists_known_ones():
+    with pytest.raises(PassError, match=r"known passes: .*canonicalize.*cse.*dce"):
+        parse_pipeline("nope")
+
+
+def test_register_pass_rejects_duplicates_and_bad_options(scratch_pass):
+    with pytest.raises(ValueError, match="registered twice"):
+        @register_pass
+        @dataclasses.dataclass
+        class Again(Pass):
+            name = "cse"
+            summary = "clash"
+
+    with pytest.raises(TypeError, match="not supported"):
+        @register_pass
+        @dataclasses.dataclass
+        class BadOption(Pass):
+            name = "test-bad-option"
+            summary = "bad"
+            weights: list = dataclasses.field(default_factory=list)
+    PASSES.pop("test-bad-option", None)
+
+    with pytest.raises(TypeError, match="summary"):
+        @register_pass
+        @dataclasses.dataclass
+        class NoSummary(Pass):
+            name = "test-no-summary"
+
+
+# ------------------------------------------------------------------------------------------ lsrl.opt.run
+
+def _small_module() -> Module:
+    x = inp(2, 0.0, 1.0)
+    a = lin(x, [[1, 2], [3, 4]], [1, 0], name="a")
+    b = lin(a, [[1, 0], [0, -1]], name="b")
+    r = Op("relu", [b], name="r")
+    r2 = Op("relu", [r], name="r2")
+    return Module.from_output(r2, name="small")
+
+
+def test_run_clones_and_accepts_programs():
+    module = _small_module()
+    before = str(module)
+    out = opt.run(module, "canonicalize")
+    assert str(module) == before
+    assert kinds(out) == ["input", "linear", "relu"]
+
+    class Program:
+        ir = module
+
+    assert str(opt.run(Program(), "canonicalize")) == str(out)
+    # a pipeline given as pass objects
+    assert str(opt.run(module, parse_pipeline("canonicalize"))) == str(out)
+
+
+def test_run_names_the_pass_that_breaks_the_ir(scratch_pass):
+    @scratch_pass
+    @dataclasses.dataclass
+    class Breaker(Pass):
+        name = "test-breaker"
+        summary = "drops the output's operand"
+
+        def run(self, module):
+            module.ops = [op for op in module.ops if op is not module.output.operands[0]]
+
+    with pytest.raises(VerifyError, match=r"pass 'test-breaker' \(position 2\) produced invalid IR"):
+        opt.run(_small_module(), "cse,test-breaker")
+    opt.run(_small_module(), "cse,test-breaker", verify=False)  # not verified: no error
+
+
+def test_run_reports_crashing_pass(scratch_pass):
+    @scratch_pass
+    @dataclasses.dataclass
+    class Crasher(Pass):
+        name = "test-crasher"
+        summary = "raises"
+
+        def run(self, module):
+            raise KeyError("boom")
+
+    with pytest.raises(PassError, match=r"pass 'test-crasher' failed: KeyError"):
+        opt.run(_small_module(), "test-crasher")
+
+
+def test_check_mode_names_the_first_pass_that_changes_meaning(scratch_pass):
+    @scratch_pass
+    @dataclasses.dataclass
+    class Wrong(Pass):
+        name = "test-wrong"
+        summary = "adds 1 to the output"
+
+        def run(self, module):
+            out = module.output
+            new = Op("linear", [out], {"A": Matrix.identity(out.dim), "b": V(np.ones(out.dim))})
+            module.ops.append(new)
+            module.output = new
+
+    opt.run(_small_module(), "canonicalize,cse", check=True)
+    with pytest.raises(PassError, match=r"checking mode: pass 'test-wrong' \(position 2\) changed"):
+        opt.run(_small_module(), "cse,test-wrong,dce", check=True)
+
+
+def test_print_ir_after_change_and_all_and_timing():
+    buf = io.StringIO()
+    opt.run(_small_module(), "cse,canonicalize,cse", print_ir_after_change=True, out=buf)
+    text = buf.getvalue()
+    assert text.count("// -----// IR Dump After") == 1
+    assert "// -----// IR Dump After canonicalize //----- //" in text
+    buf = io.StringIO()
+    opt.run(_small_module(), "cse,canonicalize{use_ranges=true},cse", print_ir_after_all=True, out=buf)
+    text = buf.getvalue()
+    assert text.count("// -----// IR Dump After") == 3
+    assert "IR Dump After canonicalize{use_ranges=true} //" in text
+    buf = io.StringIO()
+    opt.run(_small_module(), "cse,dce", time_passes=True, out=buf)
+    text = buf.getvalue()
+    assert "Execution time report" in text and "Total Execution Time" in text
+    assert " cse\n" in text and " dce\n" in text and "Total\n" in text
+
+
+# ------------------------------------------------------------------------------------------ canonicalize
+
+def test_canonicalize_folds_linear_chain_only_with_single_use():
+    x = inp(2)
+    a = lin(x, [[1, 2], [3, 4]], [1, -1])
+    b = lin(a, [[2, 0], [1, 1]], [0, 5])
+    out = run(Module.from_output(b), "canonicalize")
+    assert kinds(out) == ["input", "linear"]
+    (folded,) = out.ops[1:]
+    np.testing.assert_array_equal(folded.attrs["A"].to_dense(), [[2, 4], [4, 6]])
+    np.testing.assert_array_equal(folded.attrs["b"].values, [2, 5])
+    # the inner linear has a second user: not folded (reference condition)
+    c = Op("concat", [b, a])
+    out = run(Module.from_output(c), "canonicalize")
+    assert kinds(out).count("linear") == 2
+
+
+def test_canonicalize_absorbs_linear_into_linstate_and_keeps_shared_linear():
+    x = inp(1)
+    a = lin(x, [[2], [-1]], [1, 0])
+    s = Op("linstate", [a], {"A": M([[1, 0], [0, 0.5]]), "B": M([[1, 1], [0, 1]])})
+    out = run(Module.from_output(s), "canonicalize")
+    assert kinds(out) == ["input", "linstate"]
+    state = out.ops[1]
+    np.testing.assert_array_equal(state.attrs["B"].to_dense(), [[1], [-1]])
+    np.testing.assert_array_equal(state.attrs["bias"].values, [1, 0])
+    out = run(Module.from_output(Op("concat", [s, a])), "canonicalize")
+    assert sorted(kinds(out)) == ["concat", "input", "linear", "linstate"]
+    assert next(op for op in out.ops if op.kind == "linstate").operands[0].kind == "input"
+
+
+def test_canonicalize_relu_relu_and_identity():
+    x = inp(2)
+    r = Op("relu", [Op("relu", [lin(x, [[1, 0], [0, 1]])])])
+    out = run(Module.from_output(r), "canonicalize")
+    assert kinds(out) == ["input", "relu"]
+    assert out.ops[1].operands[0] is out.input
+
+
+def test_canonicalize_slices_and_concats():
+    x = inp(3)
+    r = Op("relu", [x])
+    s = Op("linstate", [x], {"A": Matrix.identity(2), "B": M([[1, 0, 0], [0, 1, 1]])})
+    c = Op("concat", [r, s])  # dims 3 + 2
+    whole_r = Op("slice", [c], {"start": 0, "end": 3})
+    part = Op("slice", [c], {"start": 2, "end": 4})  # r[2] and s[0]
+    inner = Op("slice", [Op("slice", [c], {"start": 1, "end": 5})], {"start": 2, "end": 4})  # c[3:5] = s
+    out_c = Op("concat", [whole_r, part, inner])
+    out = run(Module.from_output(out_c), "canonicalize")
+    final = out.output
+    assert final.kind == "concat"
+    # nested concats are flattened: r, then r[2:3], s[0:1], then s
+    assert [o.kind for o in final.operands] == ["relu", "slice", "slice", "linstate"]
+
+
+def test_canonicalize_slice_of_linear_and_linear_of_slice():
+    x = inp(3)
+    a = lin(x, [[1, 0, 0], [0, 2, 0], [0, 0, 3]], [1, 2, 3])
+    s = Op("slice", [a], {"start": 1, "end": 3})
+    out = run(Module.from_output(Op("relu", [s])), "canonicalize")
+    assert kinds(out) == ["input", "linear", "relu"]
+    np.testing.assert_array_equal(out.ops[1].attrs["A"].to_dense(), [[0, 2, 0], [0, 0, 3]])
+    sl = Op("slice", [Op("relu", [x])], {"start": 1, "end": 3})
+    out = run(Module.from_output(lin(sl, [[1, -1]])), "canonicalize")
+    assert kinds(out) == ["input", "relu", "linear"]
+    np.testing.assert_array_equal(out.ops[2].attrs["A"].to_dense(), [[0, 1, -1]])
+
+
+def test_canonicalize_concat_of_repeated_value_and_adjacent_slices():
+    x = inp(2)
+    r = Op("relu", [x])
+    out = run(Module.from_output(Op("concat", [r, r, r])), "canonicalize")
+    assert kinds(out) == ["input", "relu", "linear"]
+    np.testing.assert_array_equal(out.ops[2].attrs["A"].to_dense(), np.vstack([np.eye(2)] * 3))
+    pieces = Op("concat", [Op("slice", [r], {"start": 0, "end": 1}), Op("slice", [r], {"start": 1, "end": 2})])
+    out = run(Module.from_output(Op("linstate", [pieces], {"A": Matrix.identity(2), "B": Matrix.identity(2)})),
+              "canonicalize")
+    assert kinds(out) == ["input", "relu", "linstate"]
+
+
+def test_canonicalize_multi_with_constant_half_becomes_linear():
+    x = inp(2)
+    const = lin(x, [[0, 0], [0, 0]], [3, -0.5])
+    m = Op("multi", [Op("concat", [Op("relu", [x]), const])])
+    out = run(Module.from_output(m), "canonicalize")
+    assert kinds(out) == ["input", "relu", "linear"]
+    np.testing.assert_array_equal(out.ops[2].attrs["A"].to_dense(), [[3, 0], [0, -0.5]])
+
+
+def test_canonicalize_drops_relu_of_nonnegative_with_ranges():
+    x = inp(1, 0.0, 1.0)
+    counter = Op("linstate", [x], {"A": Matrix.identity(1), "B": M([[1]])})
+    shifted = lin(counter, [[1], [-1]], [0.5, -0.5])
+    r = Op("relu", [shifted])
+    module = Module.from_output(r)
+    assert "relu" in kinds(run(module, "canonicalize"))
+    out = run(module, "canonicalize{use_ranges=true}")
+    assert "relu" not in kinds(out)  # row 0 ≥ 0.5 passes, row 1 ≤ -0.5 is 0
+
+
+# ------------------------------------------------------------------------------------------ constant-fold
+
+def test_constant_fold_makes_canonical_constants():
+    x = inp(2)
+    zero = lin(Op("relu", [x]), [[0, 0]], [2])  # A = 0: a constant whatever its operand
+    r = Op("relu", [lin(zero, [[-1], [3]], [0, 0])])  # relu([-2, 6]) = [0, 6]
+    m = Op("multi", [Op("concat", [r, zero, zero])])  # [0·2, 6·2]
+    out = run(Module.from_output(m), "constant-fold")
+    assert kinds(out) == ["input", "linear"]
+    const = out.output
+    assert const.operands[0] is out.input and const.attrs["A"].nnz == 0
+    np.testing.assert_array_equal(const.attrs["b"].values, [0, 12])
+
+
+def test_constant_fold_moves_constant_columns_into_bias_and_folds_fixed_point_states():
+    x = inp(1)
+    c = lin(x, [[0]], [2])
+    mixed = lin(Op("concat", [x, c]), [[1, 3]], [1])  # x + 7
+    out = run(Module.from_output(mixed), "constant-fold,canonicalize")
+    assert kinds(out) == ["input", "linear"]
+    np.testing.assert_array_equal(out.output.attrs["b"].values, [7])
+    # s_t = s_{t-1} + 0 with s_0 = 5 is the constant 5; s_t = 0·s + 4 is 4
+    s = Op("linstate", [c], {"A": Matrix.identity(1), "B": M([[0]]), "init": V([5])})
+    p = Op("linstate", [c], {"A": M([[0]]), "B": M([[2]]), "init": V([9])})
+    out = run(Module.from_output(Op("concat", [s, p])), "constant-fold")
+    assert kinds(out) == ["input", "linear"]
+    np.testing.assert_array_equal(out.output.attrs["b"].values, [5, 4])
+
+
+def test_constant_fold_is_exact_for_exact_constants():
+    x = inp(1)
+    third = Op("linear", [x], {"A": Matrix.zeros(1, 1), "b": Vector([Fraction(1, 3)])})
+    three = Op("linear", [third], {"A": Matrix.from_dense(np.array([[3.0]])), "b": V([0])})
+    out = opt.run(Module.from_output(three), "constant-fold")
+    assert out.output.attrs["b"].values.tolist() == [1]
+    assert interpret(out, np.zeros((2, 1)), exact=True).tolist() == [[1], [1]]
+
+
+# ------------------------------------------------------------------------------------------ cse
+
+def test_cse_merges_identical_ops_and_chains():
+    x = inp(2)
+    a1, a2 = lin(x, [[1, 2]], [1]), lin(x, [[1, 2]], [1])
+    r1, r2 = Op("relu", [a1]), Op("relu", [a2])
+    s1 = Op("linstate", [r1], {"A": M([[1]]), "B": M([[1]])})
+    s2 = Op("linstate", [r2], {"A": M([[1]]), "B": M([[1]])})
+    other = lin(x, [[1, 2]], [2])
+    out = run(Module.from_output(Op("concat", [s1, s2, other])), "cse")
+    assert kinds(out) == ["input", "linear", "relu", "linstate", "linear", "concat"]
+    concat = out.output
+    assert concat.operands[0] is concat.operands[1]
+
+
+def test_cse_distinguishes_exact_and_float_constants():
+    x = inp(1)
+    a = Op("linear", [x], {"A": Matrix.from_dense([[0.5]]), "b": V([0])})
+    b = Op("linear", [x], {"A": Matrix.from_dense([[Fraction(1, 2)]], exact=True), "b": V([0])})
+    out = opt.run(Module.from_output(Op("concat", [a, b])), "cse")
+    assert len(out.ops) == 4
+
+
+# ------------------------------------------------------------------------------------------ dce
+
+def test_dce_removes_dead_ops_rows_and_state_slots():
+    x = inp(2)
+    dead = Op("relu", [x])
+    wide = lin(x, [[1, 0], [0, 1], [1, 1], [2, 0]], [0, 1, 2, 3])
+    # slots: 0 reads slot 1 through A (kept), 2 is read by nobody, 3 reads slot 0 only (dead)
+    state = Op("linstate", [wide], {"A": M([[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]]),
+                                    "B": Matrix.identity(4), "init": V([1, 2, 3, 4])})
+    out_val = lin(state, [[1, 0, 0, 0]])
+    module = Module(ops=[x, dead, wide, state, out_val], output=out_val)
+    out = run(module, "dce")
+    assert kinds(out) == ["input", "linear", "linstate", "linear"]
+    _, w, s, o = out.ops
+    assert w.dim == 2 and s.dim == 2
+    np.testing.assert_array_equal(s.attrs["A"].to_dense(), [[1, 1], [0, 1]])
+    np.testing.assert_array_equal(s.attrs["init"].values, [1, 2])
+    np.testing.assert_array_equal(o.attrs["A"].to_dense(), [[1, 0]])
+    # whole-op mode only drops the dead relu
+    out = run(module, "dce{coordinates=false}")
+    assert kinds(out) == ["input", "linear", "linstate", "linear"] and out.ops[2].dim == 4
+
+
+def test_dce_drops_values_read_only_through_zero_columns_and_dead_concat_parts():
+    x = inp(2)
+    r = Op("relu", [x])
+    s = Op("linstate", [x], {"A": Matrix.identity(2), "B": Matrix.identity(2)})
+    c = Op("concat", [r, s])
+    o = lin(c, [[1, 0, 0, 0], [0, 0, 0, 0]], [0, 1])  # reads r[0] only
+    out = run(Module.from_output(o), "dce")
+    assert kinds(out) == ["input", "relu", "linear"]
+    m = Op("multi", [Op("concat", [x, s])])  # x ⊙ s
+    out = run(Module.from_output(Op("slice", [m], {"start": 1, "end": 2})), "dce")
+    assert next(op for op in out.ops if op.kind == "linstate").dim == 1
+
+
+def test_dce_keeps_unchanged_module_identical():
+    module = _small_module()
+    out = opt.run(module, "dce")
+    assert str(out) == str(module)
+
+
+# ------------------------------------------------------------------------------------------ fuse-linears
+
+def test_fuse_linears_through_slices():
+    x = inp(3)
+    a = lin(x, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], [0, 0, 0, 1])
+    s = Op("slice", [a], {"start": 2, "end": 4})
+    b = lin(s, [[1, -1]])
+    r = Op("relu", [b])
+    out = run(Module.from_output(r), "fuse-linears")
+    assert kinds(out) == ["input", "linear", "relu"]
+    np.testing.assert_array_equal(out.ops[1].attrs["A"].to_dense(), [[-1, -1, 0]])
+    np.testing.assert_array_equal(out.ops[1].attrs["b"].values, [-1])
+
+
+def test_fuse_linears_duplicate_option():
+    x = inp(2)
+    a = lin(x, [[1, 1]])
+    b, c = lin(a, [[2]]), lin(a, [[3]])
+    module = Module.from_output(Op("concat", [b, c]))
+    assert kinds(run(module, "fuse-linears")).count("linear") == 3
+    assert kinds(run(module, "fuse-linears{duplicate=true}")).count("linear") == 2
+
+
+# ------------------------------------------------------------------------------------------ range analysis
+
+def test_ranges_of_counters_decays_and_products():
+    x = inp(1, 0.0, 1.0)
+    counter = Op("linstate", [x], {"A": Matrix.identity(1), "B": M([[1]])})
+    decay = Op("linstate", [x], {"A": M([[0.5]]), "B": M([[1]]), "init": V([4])})
+    neg = lin(counter, [[-2]], [1])
+    prod = Op("multi", [Op("concat", [neg, decay])])
+    module = Module.from_output(Op("concat", [counter, decay, neg, prod, Op("relu", [neg])]))
+    r = compute_ranges(module)
+    assert r[id(counter)][0].tolist() == [0] and r[id(counter)][1].tolist() == [np.inf]
+    assert r[id(decay)][0].tolist() == [0] and r[id(decay)][1].tolist() == [3]  # s_1 ≤ 0.5·4 + 1
+    r = compute_ranges(module, t_max=10)
+    assert r[id(counter)][1].tolist() == [10]
+    assert r[id(neg)][0].tolist() == [-19] and r[id(neg)][1].tolist() == [1]
+    assert r[id(prod)][0].tolist() == [-57] and r[id(prod)][1].tolist() == [3]
+
+
+def test_ranges_of_rotations_are_sound_or_unbounded():
+    x = inp(1, -1.0, 1.0)
+    rot = Op("linstate", [x], {"A": M([[0.6, -0.8], [0.8, 0.6]]), "B": M([[1], [0]])})
+    lo, hi = compute_ranges(Module.from_output(rot))[id(rot)]
+    assert np.all(lo <= -1) and np.all(hi >= 1)
+
+
+def test_range_analysis_pass_records_and_prints(capsys):
+    module = _small_module()
+    out = opt.run(module, "range-analysis{print=true}")
+    ranges = out.metadata["ranges"]
+    assert set(ranges) == set(out.ops)
+    err = capsys.readouterr().err
+    assert "// range %x: [0.0, 1.0], [0.0, 1.0]" in err
+    assert "// range %b: [1.0, 4.0], [-7.0, 0.0]" in err
+
+
+def _check_sound(module, xs, t_max, exact):
+    ranges = compute_ranges(module, t_max=t_max)
+    _, values = interpret(module, xs, exact=exact, return_values=True)
+    for op in module.ops:
+        lo, hi = ranges[id(op)]
+        assert lo.shape == hi.shape == (op.dim,)
+        assert np.all(lo <= hi)
+        val = values[op]
+        if exact:
+            val = np.vectorize(float, otypes=[float])(val) if val.size else val.astype(float)
+            tol = 0.0
+        else:
+            tol = 1e-9 * max(1.0, float(np.max(np.abs(val), initial=0.0)))
+        assert np.all(val >= lo - tol), (op, lo, val.min(axis=(0, 1)))
+        assert np.all(val <= hi + tol), (op, hi, val.max(axis=(0, 1)))
+
+
+@given(programs(max_ops=12, exact_friendly=True), st.integers(0, 2**32 - 1), st.booleans(),
+       st.sampled_from(["uniform", "integers", "bounds"]))
+def test_range_analysis_is_sound_exact(module, seed, bounded_time, style):
+    rng = np.random.default_rng(seed)
+    xs = random_sequences(module, T_MAX if bounded_time else 12, 2, rng, exact_friendly=True, style=style)
+    _check_sound(module, xs, T_MAX if bounded_time else None, exact=True)
+
+
+@given(programs(max_ops=14), st.integers(0, 2**32 - 1), st.sampled_from([None, 5, T_MAX]),
+       st.sampled_from(["uniform", "integers", "bounds"]))
+def test_range_analysis_is_sound_float(module, seed, t_max, style):
+    rng = np.random.default_rng(seed)
+    xs = random_sequences(module, t_max or T_MAX, 3, rng, style=style)
+    _check_sound(module, xs, t_max, exact=False)
+
+
+# ------------------------------------------------------------------------------------------ differential
+
+@pytest.mark.parametrize("pipeline", SIMPLE_PASSES + ["canonicalize,cse,dce,fuse-linears",
+                                                      "constant-fold,cse,canonicalize{use_ranges=true},dce"])
+@settings(max_examples=40)
+@given(module=programs(max_ops=14), seed=st.integers(0, 2**32 - 1))
+def test_pass_preserves_outputs_float(pipeline, module, seed):
+    out = opt.run(module, pipeline)
+    out.verify()
+    same_outputs(module, out, seed=seed)
+
+
+@pytest.mark.parametrize("pipeline", SIMPLE_PASSES + ["canonicalize,cse,dce,fuse-linears"])
+@settings(max_examples=25)
+@given(module=programs(max_ops=10, exact_friendly=True), seed=st.integers(0, 2**32 - 1))
+def test_pass_preserves_outputs_exact(pipeline, module, seed):
+    out = opt.run(module, pipeline)
+    same_outputs(module, out, seed=seed, length=5, exact=True)
+
+
+@settings(max_examples=30)
+@given(module=programs(max_ops=14))
+def test_passes_are_idempotent_enough(module):
+    once = opt.run(module, "canonicalize,cse,dce")
+    twice = opt.run(once, "canonicalize,cse,dce")
+    assert len(twice.ops) <= len(once.ops)
+    assert str(opt.run(twice, "cse,dce")) == str(twice)
