@@ -1,0 +1,109 @@
+"""``lsrl.compile``: program → layer form → target model (api.md "Compilation").
+
+The default pipeline simplifies the program, debranches it into the layer form and lowers it::
+
+    canonicalize,constant-fold,cse,dce,debranch,fuse-linears,lower{target=…,activations=…}
+
+``pipeline=`` replaces the passes before ``lower`` (a pipeline that already ends in ``lower`` is used as
+is).  Everything runs through :func:`lsrl.opt.run`, so ``lsrl-opt`` reproduces a compilation.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from .errors import CompileError
+from .model import Model
+
+__all__ = ["compile"]
+
+DEFAULT_PIPELINE = ("canonicalize", "constant-fold", "cse", "dce", "debranch", "fuse-linears")
+TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
+_PLANNED = {"hawk", "griffin", "mamba"}
+ACTIVATIONS = ("ideal", "standard")
+
+
+def _as_module(program_or_module):
+    from .ir.core import Module
+    if isinstance(program_or_module, Module):
+        return program_or_module
+    ir = getattr(program_or_module, "ir", None)
+    if ir is not None:
+        return ir() if callable(ir) else ir
+    raise TypeError(f"lsrl.compile expects a program (lsrl.ForEach) or an lsrl.ir.Module, "
+                    f"got {type(program_or_module).__name__}")
+
+
+def lowering_pipeline(target: str, activations: str, *, exact: bool = False, t_max: int | None = None,
+                      pipeline: str | None = None) -> str:
+    """The pipeline text :func:`compile` runs."""
+    from .passes import load_passes
+    registry = load_passes()
+    if pipeline is None:
+        names = [p for p in DEFAULT_PIPELINE if p in registry]
+        if "debranch" not in registry:
+            raise CompileError("lsrl.compile: the debranch pass is not available")
+        if exact:
+            names = [p + "{exact=true}" if p == "debranch" else p for p in names]
+        pre = ",".join(names)
+    else:
+        pre = pipeline.strip().rstrip(",")
+        last = pre.rsplit(",", 1)[-1].strip()
+        if last == "lower" or last.startswith("lower{"):
+            return pre
+    opts = [f"target={target}", f"activations={activations}"]
+    if t_max is not None:
+        opts.append(f"t_max={int(t_max)}")
+    if exact:
+        opts.append("exact=true")
+    lower = "lower{" + ",".join(opts) + "}"
+    return f"{pre},{lower}" if pre else lower
+
+
+def compile(program_or_module, target: str = "linear_rnn", *, activations: str = "ideal", exact: bool = False,
+            pipeline: str | None = None, progress: bool = False, t_max: int | None = None) -> Model:
+    """Compile a program (or an IR module) for ``target`` and return the :class:`lsrl.Model`.
+
+    * ``target``: ``"linear_rnn"`` (gated layers where the program multiplies), ``"relu_rnn"``, ``"lstm"``,
+      ``"gru"``.
+    * ``activations``: ``"ideal"`` (σ/tanh replaced by ReLU; exact) or ``"standard"`` (the architecture's
+      real activations, runnable in ``torch.nn.LSTM``/``GRU``; approximate, docs/targets.md states the bounds).
+    * ``exact``: compute and keep the weights as exact rationals (ideal mode only).
+    * ``t_max``: the longest sequence the model must handle; range analysis uses it to bound states
+      (needed by standard mode when states grow, e.g. counters).
+    * ``pipeline``: the passes to run before ``lower`` (default :data:`DEFAULT_PIPELINE`).
+    * ``progress``: print each pass and its time to stderr.
+
+    Raises :class:`lsrl.CompileError` for an unknown target or mode, a program the target cannot express
+    (a multiplication on ``relu_rnn``) or values standard mode needs bounded but cannot bound.
+    """
+    from . import targets as _targets  # noqa: F401  (registers the lowerings)
+    from . import opt
+
+    if target in _PLANNED:
+        raise CompileError(f"target {target!r} is not implemented yet; available: {', '.join(TARGETS)}")
+    if target not in TARGETS:
+        raise CompileError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if activations not in ACTIVATIONS:
+        raise CompileError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
+    if exact and activations == "standard" and target in ("lstm", "gru"):
+        raise CompileError(f"{target} with standard activations (sigmoid, tanh) cannot be exact; use "
+                           "activations='ideal' or exact=False")
+    if t_max is not None and (not isinstance(t_max, int) or isinstance(t_max, bool) or t_max < 1):
+        raise CompileError(f"t_max must be a positive integer, got {t_max!r}")
+    module = _as_module(program_or_module)
+    text = lowering_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
+    if progress:
+        from .passes import parse_pipeline
+        for p in parse_pipeline(text):
+            t0 = time.perf_counter()
+            module = opt.run(module, [p])
+            print(f"[lsrl.compile] {p.pipeline_text()}: {time.perf_counter() - t0:.3f} s", file=sys.stderr)
+    else:
+        module = opt.run(module, text)
+    if module.metadata.get("target") is None:
+        raise CompileError(f"lsrl.compile: pipeline {text!r} did not end with a lowering (lower{{target=...}})")
+    if not exact:
+        from .targets.common import to_float_module
+        to_float_module(module)
+    return Model(module)

@@ -1,0 +1,335 @@
+"""``lsrl.Model``: a compiled program lowered to a target architecture (api.md "Compilation").
+
+A model wraps the lowered IR module — a chain ``input → layer → … → layer → linear readout`` whose layers
+are the target's ops (``linstate``/``linear``/``relu``/``multi`` for ``linear_rnn``; ``rnn_relu``,
+``lstm`` or ``gru``) — and runs it layer by layer over whole sequences.  Every layer keeps its recurrent
+state explicitly, which is what :meth:`Model.stream` carries from one chunk to the next.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import CompileError, LsrlError, ShapeError
+from .ir.core import Module, Op
+from .ir.matrix import Matrix, Vector, as_exact_scalar
+
+__all__ = ["Model", "load"]
+
+BACKENDS = ("numpy", "kernel")
+_TARGET_OPS = {
+    "linear_rnn": {"linstate", "linear", "relu", "multi"},
+    "relu_rnn": {"rnn_relu"},
+    "lstm": {"lstm"},
+    "gru": {"gru"},
+}
+
+
+def _zero(exact: bool):
+    return Fraction(0) if exact else 0.0
+
+
+class Model:
+    """A lowered, runnable model.
+
+    ``model(xs)`` maps ``(T, d_in)`` → ``(T, d_out)`` and ``(B, T, d_in)`` → ``(B, T, d_out)`` (a 1-D
+    ``xs`` means ``(T, 1)`` when ``d_in == 1``); states start from the stored initial states on every call.
+    """
+
+    def __init__(self, module: Module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Model expects a lowered lsrl.ir.Module, got {type(module).__name__}")
+        from . import targets  # noqa: F401  (target op kinds must be registered)
+
+        meta = module.metadata
+        if meta.get("target") is None:
+            meta = dict(meta, **_infer_target(module))
+            module.metadata = meta
+        self.target = meta.get("target")
+        if self.target not in _TARGET_OPS:
+            raise CompileError(f"Model: module @{module.name} is not a lowered module (metadata 'target' is "
+                               f"{self.target!r}; expected one of {sorted(_TARGET_OPS)})")
+        self.activations = meta.get("activations", "ideal")
+        module.verify()
+        ops = module.ops
+        if not ops or ops[0].kind != "input":
+            raise CompileError("Model: the lowered module must start with its input op")
+        for prev, op in zip(ops, ops[1:]):
+            if op.operands != [prev]:
+                raise CompileError(f"Model: the lowered module must be a chain; {op.describe()} does not read "
+                                   "the op before it")
+        if module.output is not ops[-1] or ops[-1].kind != "linear" or len(ops) < 2:
+            raise CompileError("Model: the lowered module must end with a linear readout")
+        allowed = _TARGET_OPS[self.target]
+        for op in ops[1:-1]:
+            if op.kind not in allowed:
+                raise CompileError(f"Model: {op.describe()} is not an op of target {self.target!r} "
+                                   f"(allowed: {sorted(allowed)})")
+        self.module = module
+        self._ops = ops[1:]
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def d_in(self) -> int:
+        return self.module.input.dim
+
+    @property
+    def d_out(self) -> int:
+        return self.module.output.dim
+
+    @property
+    def layout(self):
+        """Which units of which layer hold which program value (docs/targets.md, "Layout")."""
+        return self.module.metadata.get("layout")
+
+    @property
+    def exact(self) -> bool:
+        """True when some weight is an exact rational that is not a float64."""
+        return any(isinstance(v, (Matrix, Vector)) and v.exact for op in self._ops for v in op.attrs.values())
+
+    def _layer_groups(self) -> list[list[Op]]:
+        body = self._ops[:-1]
+        if self.target != "linear_rnn":
+            return [[op] for op in body]
+        groups: list[list[Op]] = []
+        for op in body:
+            if op.kind == "linstate" or not groups:
+                groups.append([])
+            groups[-1].append(op)
+        return groups
+
+    @property
+    def layers(self) -> list[dict]:
+        """One dict per target layer: ``kind``, ``input_size``, ``hidden_size`` (state/hidden width),
+        ``stage`` (S/R/M for the recurrent targets), ``nnz``; linear RNN layers also list their ``ops``."""
+        stages = self.module.metadata.get("stages") or []
+        out = []
+        for i, group in enumerate(self._layer_groups()):
+            first = group[0]
+            info = {"index": i, "input_size": first.operands[0].dim, "nnz": sum(_op_nnz(op) for op in group)}
+            if self.target == "linear_rnn":
+                has_multi = any(op.kind == "multi" for op in group)
+                info.update(kind="gated_linear_rnn" if has_multi else "linear_rnn",
+                            hidden_size=first.dim if first.kind == "linstate" else 0,
+                            output_size=group[-1].dim,
+                            ops=[(op.kind, op.dim) for op in group])
+            else:
+                info.update(kind=first.kind, hidden_size=first.dim, output_size=first.dim)
+                if i < len(stages) and isinstance(stages[i], dict):
+                    info["stage"] = stages[i].get("stage")
+            out.append(info)
+        return out
+
+    @property
+    def widths(self) -> list[int]:
+        """The length of every vector computed per step: each state/hidden vector and every MLP vector
+        (for ``linear_rnn`` every op's output), then the readout's output."""
+        return [op.dim for op in self._ops]
+
+    @property
+    def parameter_count(self) -> int:
+        """Stored non-zero parameters (weights, biases, initial states), the readout included."""
+        return sum(_op_nnz(op) for op in self._ops)
+
+    @property
+    def nnz(self) -> int:
+        """Same as :attr:`parameter_count` (compile.md §8)."""
+        return self.parameter_count
+
+    @property
+    def dense_parameter_count(self) -> int:
+        """Entries of every matrix and vector as if stored densely (the reference's ``parameter_count``)."""
+        total = 0
+        for op in self._ops:
+            for v in op.attrs.values():
+                if isinstance(v, Matrix):
+                    total += v.shape[0] * v.shape[1]
+                elif isinstance(v, Vector):
+                    total += len(v)
+        return total
+
+    def summary(self) -> str:
+        lines = [f"lsrl.Model target={self.target} activations={self.activations} d_in={self.d_in} "
+                 f"d_out={self.d_out}",
+                 f"  layers={len(self.layers)} widest={max(self.widths)} parameters(nnz)={self.parameter_count} "
+                 f"dense={self.dense_parameter_count}"]
+        for info in self.layers:
+            stage = f" stage={info['stage']}" if info.get("stage") else ""
+            ops = ""
+            if "ops" in info:
+                ops = " ops=" + " ".join(f"{k}:{d}" for k, d in info["ops"])
+            lines.append(f"  [{info['index']}] {info['kind']}{stage} {info['input_size']} -> "
+                         f"{info['output_size']} (hidden {info['hidden_size']}) nnz={info['nnz']}{ops}")
+        lines.append(f"  readout linear {self._ops[-1].operands[0].dim} -> {self.d_out} nnz={_op_nnz(self._ops[-1])}")
+        std = self.module.metadata.get("standard")
+        if std:
+            lines.append(f"  standard-mode constants: {std}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<lsrl.Model {self.target}/{self.activations}: {self.d_in} -> {self.d_out}, "
+                f"{len(self.layers)} layers, widest {max(self.widths)}, nnz {self.parameter_count}>")
+
+    # ------------------------------------------------------------------ running
+    def _prepare(self, xs, exact: bool) -> tuple[np.ndarray, int]:
+        d = self.d_in
+        arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs, dtype=object if exact else None)
+        if arr.dtype.kind not in "biufO":
+            raise ValueError(f"Model: inputs must be real numbers, got dtype {arr.dtype}")
+        rank = arr.ndim
+        if rank == 1:
+            if d != 1:
+                raise ShapeError(f"Model: a 1-D input of shape {arr.shape} means (T, 1), but the model's input "
+                                 f"has dim {d}")
+            arr = arr.reshape(1, -1, 1)
+        elif rank == 2:
+            arr = arr[None]
+        elif rank != 3:
+            raise ShapeError(f"Model: inputs must have shape (T, {d}) or (B, T, {d}), got {arr.shape}")
+        if arr.shape[-1] != d:
+            raise ShapeError(f"Model: the model's input has dim {d} but the inputs have shape {np.shape(xs)}")
+        if exact:
+            conv = np.frompyfunc(as_exact_scalar, 1, 1)(arr) if arr.size else np.empty(arr.shape, dtype=object)
+            return np.asarray(conv, dtype=object).reshape(arr.shape), rank
+        values = np.array(arr, dtype=np.float64)
+        if values.size and not np.all(np.isfinite(values)):
+            raise ValueError("Model: inputs must be finite")
+        return values, rank
+
+    def initial_states(self, batch: int = 1, exact: bool = False) -> list:
+        """The state of every layer before the first step (``None`` for stateless ops)."""
+        return [None for _ in self._ops]
+
+    def _run(self, x: np.ndarray, states: list, exact: bool, backend: str) -> tuple[np.ndarray, list]:
+        if backend not in BACKENDS:
+            raise ValueError(f"Model: backend must be one of {BACKENDS}, got {backend!r}")
+        if exact and self.activations == "standard" and self.target in ("lstm", "gru"):
+            raise LsrlError("Model: a standard-activation model (sigmoid/tanh) cannot run in exact arithmetic")
+        new_states = []
+        for op, state in zip(self._ops, states):
+            x, state = run_layer(op, x, state, exact, backend)
+            new_states.append(state)
+        return x, new_states
+
+    def __call__(self, xs, backend: str = "numpy", *, exact: bool = False):
+        """Outputs for ``xs`` (``(T, d_in)`` or ``(B, T, d_in)``); ``exact=True`` evaluates in rationals
+        (ideal-mode models only).  ``backend="kernel"`` runs the linear recurrences with the C++ scan."""
+        x, rank = self._prepare(xs, exact)
+        y, _ = self._run(x, self.initial_states(), exact, backend)
+        return y[0] if rank < 3 else y
+
+    def stream(self, chunks: Iterable, backend: str = "numpy", *, exact: bool = False) -> Iterator[np.ndarray]:
+        """Run over a long sequence given in consecutive chunks, carrying every layer's state across chunk
+        boundaries; yields each chunk's outputs.  Memory is independent of the total length.
+
+        All chunks must have the same rank and batch size (``(T_i, d_in)`` or ``(B, T_i, d_in)``)."""
+        states = self.initial_states()
+        batch = None
+        for chunk in chunks:
+            x, rank = self._prepare(chunk, exact)
+            if batch is None:
+                batch = x.shape[0]
+            elif x.shape[0] != batch:
+                raise ShapeError(f"Model.stream: chunks must keep the batch size {batch}, got {x.shape[0]}")
+            y, states = self._run(x, states, exact, backend)
+            yield y[0] if rank < 3 else y
+
+    # ------------------------------------------------------------------ persistence and exports
+    def save(self, path) -> None:
+        """Write ``weights.safetensors`` + ``model.json`` (a directory, or ``path`` as a file prefix)."""
+        from .serialization import save_model
+        save_model(self, path)
+
+    def to_torch(self):
+        """A float64 ``torch.nn.Module`` (one ``nn.RNN``/``nn.LSTM``/``nn.GRU`` per layer + readout) taking
+        ``(B, T, d_in)`` and returning ``(B, T, d_out)``."""
+        from .targets.torch_export import to_torch
+        return to_torch(self)
+
+    def to_onnx(self, path, **options):
+        """Write an ONNX model (standard ``RNN``/``LSTM``/``GRU`` ops; input ``x`` ``[T, B, d_in]``,
+        output ``y`` ``[T, B, d_out]``)."""
+        from .targets.onnx_export import to_onnx
+        return to_onnx(self, path, **options)
+
+
+def load(path) -> Model:
+    """Load a model saved by :meth:`Model.save` (validates everything; never executes code)."""
+    from .serialization import load_model
+    return load_model(path)
+
+
+# ------------------------------------------------------------------------------------------ layers
+
+def _infer_target(module: Module) -> dict:
+    """Target and activations of a lowered module whose metadata was lost (e.g. parsed from text)."""
+    kinds = {op.kind for op in module.ops[1:-1]}
+    for target, allowed in (("relu_rnn", {"rnn_relu"}), ("lstm", {"lstm"}), ("gru", {"gru"})):
+        if kinds and kinds <= allowed:
+            acts = {op.attrs.get("activations", "ideal") for op in module.ops[1:-1]}
+            return {"target": target, "activations": acts.pop() if len(acts) == 1 else "ideal"}
+    if kinds <= _TARGET_OPS["linear_rnn"]:
+        return {"target": "linear_rnn", "activations": "ideal"}
+    return {}
+
+
+def _op_nnz(op: Op) -> int:
+    total = 0
+    for k, v in op.attrs.items():
+        if isinstance(v, (Matrix, Vector)):
+            total += v.nnz
+    return total
+
+
+def run_layer(op: Op, x: np.ndarray, state, exact: bool, backend: str = "numpy"):
+    """Run one op of a lowered chain over ``x`` ``(B, T, d)`` from ``state`` (None = initial);
+    returns ``(y, state)``."""
+    kind = op.kind
+    if kind == "linear":
+        return _affine(op.attrs["A"], op.attrs["b"], x, exact), None
+    if kind == "relu":
+        if exact:
+            out = np.empty(x.shape, dtype=object)
+            out[...] = _zero(True)
+            pos = np.asarray(x > 0, dtype=bool)
+            out[pos] = x[pos]
+            return out, None
+        return np.maximum(x, 0.0), None
+    if kind == "multi":
+        h = x.shape[-1] // 2
+        return x[..., :h] * x[..., h:], None
+    if kind == "linstate":
+        return _linstate(op, x, state, exact, backend)
+    from .targets.ops import run_op
+    return run_op(op, x, state, exact, backend)
+
+
+def _affine(m: Matrix, b: Vector, x: np.ndarray, exact: bool) -> np.ndarray:
+    if exact:
+        return m.apply(x) + b.array(True)
+    return m.apply(x) + b.to_float().values
+
+
+def _linstate(op: Op, x: np.ndarray, state, exact: bool, backend: str):
+    batch, length = x.shape[0], x.shape[1]
+    k = op.dim
+    u = _affine(op.attrs["B"], op.attrs["bias"], x, exact)
+    if state is None:
+        init = op.attrs["init"].array(exact)
+        state = np.empty((batch, k), dtype=init.dtype)
+        state[...] = init
+    if length == 0:
+        return np.zeros((batch, 0, k), dtype=object if exact else np.float64), state
+    if exact:
+        a = op.attrs["A"]
+        out = np.empty((batch, length, k), dtype=object)
+        prev = state
+        for t in range(length):
+            prev = a.apply(prev) + u[:, t]
+            out[:, t] = prev
+        return out, prev
+    from .runtime.scan import linear_scan
+    s = linear_scan(op.attrs["A"].scipy(), u, np.ascontiguousarray(state, dtype=np.float64), backend=backend)
+    return s, s[:, -1].copy()

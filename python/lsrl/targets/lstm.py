@@ -1,0 +1,15 @@
+"""Target ``lstm`` (targets.md): one ``lstm`` layer per stage of the layer form; see :mod:`lsrl.targets.ideal`
+and :mod:`lsrl.targets.standard` for the constructions."""
+from __future__ import annotations
+
+from ..passes.lower import register_lowering
+from .ideal import lower_recurrent
+
+__all__ = ["lower"]
+
+
+def lower(module, *, activations: str = "ideal", t_max: int | None = None):
+    return lower_recurrent(module, "lstm", activations, t_max)
+
+
+register_lowering("lstm", lower)
