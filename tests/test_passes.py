@@ -23,7 +23,7 @@ from lsrl.ir.core import Module, Op
 from lsrl.ir.interpreter import interpret
 from lsrl.ir.matrix import Matrix, Vector
 from lsrl.passes import PASSES, Pass, format_pipeline, parse_pipeline, pass_options, register_pass
-from lsrl.passes.range_analysis import compute_ranges
+from lsrl.passes.range_analysis import compute_ranges, recorded_ranges
 from strategies import T_MAX, programs, random_sequences
 
 SIMPLE_PASSES = ["canonicalize", "canonicalize{use_ranges=true}", "constant-fold", "cse", "dce",
@@ -529,8 +529,13 @@ def test_ranges_of_rotations_are_sound_or_unbounded():
 def test_range_analysis_pass_records_and_prints(capsys):
     module = _small_module()
     out = opt.run(module, "range-analysis{print=true}")
-    ranges = out.metadata["ranges"]
-    assert set(ranges) == set(out.ops)
+    recorded = recorded_ranges(out)
+    assert recorded is not None and set(recorded) == {id(op) for op in out.ops}
+    fresh = compute_ranges(out)
+    for op in out.ops:
+        assert np.array_equal(recorded[id(op)][0], fresh[id(op)][0])
+    assert recorded_ranges(out.clone()) is not None
+    assert recorded_ranges(opt.run(out, "canonicalize")) is None  # a rewrite drops the stale facts
     err = capsys.readouterr().err
     assert "// range %x: [0.0, 1.0], [0.0, 1.0]" in err
     assert "// range %b: [1.0, 4.0], [-7.0, 0.0]" in err

@@ -12,10 +12,11 @@ Transfer functions: ``linear`` = interval matrix product (``lo = A⁺·lo + A⁻
 iterates the interval recurrence ``s ← A s + B x + b`` (see :func:`_linstate_range`); op kinds the analysis
 does not know (target dialects) are unbounded.
 
-The ``range-analysis`` pass stores the result in ``module.metadata["ranges"]`` as a dict
-``{op: (lo, hi)}`` keyed by the module's :class:`~lsrl.ir.core.Op` objects (valid for that module only: after
-``clone()`` or a rewrite the keys are stale; use :func:`compute_ranges` to get fresh bounds), and with
-``print=true`` writes one line per op to stderr: ``// range %name: [lo, hi]``.
+The ``range-analysis`` pass stores the result in ``module.metadata["ranges"]`` as plain data aligned with
+``module.ops``: ``{"t_max": t_max, "lower": [[...], ...], "upper": [[...], ...]}`` (lists of floats, one list
+per op in op order; ``clone()`` keeps it valid, rewriting passes drop it); :func:`recorded_ranges` reads it
+back as ``{id(op): (lo, hi)}``.  With ``print=true`` it writes one line per op to stderr:
+``// range %name: [lo, hi], ...`` (one interval per coordinate).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 
-__all__ = ["compute_ranges", "RangeAnalysis", "RangeAnalysisPass", "DEFAULT_MAX_ITERATIONS"]
+__all__ = ["compute_ranges", "recorded_ranges", "RangeAnalysis", "RangeAnalysisPass", "DEFAULT_MAX_ITERATIONS"]
 
 _U = 2.0 ** -53  # unit roundoff of float64
 DEFAULT_MAX_ITERATIONS = 200  # interval iterations of a linstate before widening
@@ -473,17 +474,34 @@ class RangeAnalysisPass(Pass):
 
     def run(self, module: Module) -> None:
         analysis = RangeAnalysis(module, self.t_max)
-        ranges = {op: analysis(op) for op in module.ops}
-        module.metadata["ranges"] = ranges
+        ranges = [analysis(op) for op in module.ops]
+        module.metadata["ranges"] = {"t_max": self.t_max,
+                                     "lower": [lo.tolist() for lo, _ in ranges],
+                                     "upper": [hi.tolist() for _, hi in ranges]}
         if self.print:
             from ..ir.printer import _Namer
             inputs = [op for op in module.ops if op.kind == "input"]
             ordered = inputs[:1] + [op for op in module.ops if op not in inputs[:1]]
             namer = _Namer(ordered)
+            by_id = {id(op): r for op, r in zip(module.ops, ranges)}
             lines = []
             for op in ordered:
-                lo, hi = ranges[op]
+                lo, hi = by_id[id(op)]
                 pairs = ", ".join(f"[{_fmt(a)}, {_fmt(b)}]" for a, b in zip(lo.tolist(), hi.tolist()))
                 lines.append(f"// range %{namer(op)}: {pairs}\n")
             sys.stderr.write("".join(lines))
             sys.stderr.flush()
+
+
+def recorded_ranges(module: Module) -> dict[int, tuple[np.ndarray, np.ndarray]] | None:
+    """The bounds the ``range-analysis`` pass recorded for ``module`` (``id(op) -> (lo, hi)``), or None when
+    there are none or they do not fit the module's ops any more."""
+    rec = module.metadata.get("ranges")
+    if not isinstance(rec, dict) or len(rec.get("lower", ())) != len(module.ops):
+        return None
+    out = {}
+    for op, lo, hi in zip(module.ops, rec["lower"], rec["upper"]):
+        if len(lo) != op.dim:
+            return None
+        out[id(op)] = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+    return out
