@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import types
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -18,24 +17,6 @@ _ROOT = Path(__file__).resolve().parent.parent
 if importlib.util.find_spec("lsrl") is None:
     sys.path.insert(0, str(_ROOT / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers: strategies, reference_eval
-
-# DEV-ONLY (removed at integration): lsrl.ir's __init__ imports modules other engineers are still writing;
-# when that fails, expose lsrl.ir as a bare package so lsrl.ir.core / lsrl.ir.interpreter import directly.
-try:
-    import lsrl.ir  # noqa: F401
-except ImportError:
-    import lsrl
-
-    _ir = types.ModuleType("lsrl.ir")
-    _ir.__path__ = [str(Path(lsrl.__file__).parent / "ir")]
-    _ir.__package__ = "lsrl.ir"
-    sys.modules["lsrl.ir"] = _ir
-    lsrl.ir = _ir
-    from lsrl.ir import core as _core, interpreter as _interpreter, matrix as _matrix
-
-    for _m in (_core, _matrix, _interpreter):
-        for _name in getattr(_m, "__all__", ()):
-            setattr(_ir, _name, getattr(_m, _name))
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("ci", max_examples=60, **_COMMON)
