@@ -308,12 +308,15 @@ def _linstate_range(op: Op, xlo: np.ndarray, xhi: np.ndarray, t_max: int | None,
         return bool(np.all(flo[~closed] >= clo[~closed]) and np.all(fhi[~closed] <= chi[~closed]))
 
     # extrapolate the last growth; accept a box only when it is a verified post-fixpoint
-    grow_lo = np.maximum(prev[0] - rlo, 0.0)
-    grow_hi = np.maximum(rhi - prev[1], 0.0)
+    with np.errstate(invalid="ignore"):  # inf − inf where a bound was already infinite: no growth
+        grow_lo = np.nan_to_num(np.maximum(prev[0] - rlo, 0.0), nan=0.0)
+        grow_hi = np.nan_to_num(np.maximum(rhi - prev[1], 0.0), nan=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         # geometric growth with ratio ρ adds Δ·ρ/(1−ρ) more; estimate ρ from the last two steps
         ratio_lo = np.nan_to_num(grow_lo / np.maximum(prev2[0] - prev[0], 0.0), nan=1.0, posinf=1.0)
         ratio_hi = np.nan_to_num(grow_hi / np.maximum(prev[1] - prev2[1], 0.0), nan=1.0, posinf=1.0)
+        ratio_lo = np.where(grow_lo > 0, ratio_lo, 0.0)  # only bounds that still move say how fast
+        ratio_hi = np.where(grow_hi > 0, ratio_hi, 0.0)
     guesses = []
     rho = max(float(np.max(ratio_lo, initial=0.0)), float(np.max(ratio_hi, initial=0.0)))
     if rho < 0.999:
