@@ -18,7 +18,7 @@ XS = np.array([0, 1, 1, 0, 0, 0, 1, 1, 0, 0], dtype=float)[:, None]
 
 
 @pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn", "lstm", "gru"])
-@pytest.mark.parametrize("activations", ["ideal"])
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
 def test_round_trip_directory(tmp_path, target, activations):
     model = lsrl.compile(more_ones(), target, activations=activations, t_max=32)
     model.save(tmp_path / "m")

@@ -44,7 +44,7 @@ MORE_ONES_OUT = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], dtype=float)
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("activations", ["ideal"])
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
 def test_more_ones_all_targets(target, activations):
     model = lsrl.compile(more_ones(), target, activations=activations, t_max=64)
     assert model.target == target
@@ -241,3 +241,97 @@ def test_lower_pass_through_opt_pipeline():
     assert {op.kind for op in module.ops} == {"input", "gru", "linear"}
     assert module.metadata["target"] == "gru"
     np.testing.assert_allclose(interpret(module, MORE_ONES_IN)[:, 0], MORE_ONES_OUT, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ standard mode
+
+STANDARD_RTOL = 1e-8  # stated bound for standard LSTM/GRU on the paper programs without λ-amplified conditionals
+RANDOM_STANDARD_RTOL = 1e-6  # stated bound on random programs (products of operands far below their bounds)
+LAMBDA_GRU_TOL = 1e-3  # GRU + 'optimized'/'direct' conditionals: λ = 1e10 times the leak pair's rounding
+
+
+@pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_continuous_standard(target, conditional):
+    prog, xs, *_ = _continuous_case(conditional=conditional, batch=4)
+    ref = prog(xs)
+    model = lsrl.compile(prog, target, activations="standard", t_max=xs.shape[1])
+    assert model.activations == "standard"
+    tol = LAMBDA_GRU_TOL if (target == "gru" and conditional == "optimized") else STANDARD_RTOL
+    assert rel_err(model(xs)[:, -1], ref[:, -1]) <= tol
+
+
+@pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_token_map_standard(target, conditional):
+    prog, xs, answers = _token_case(conditional=conditional, batch=4)
+    model = lsrl.compile(prog, target, activations="standard", t_max=xs.shape[1])
+    out = model(xs)
+    np.testing.assert_array_equal(np.round(out[:, -3:, 0]), answers)
+    assert np.max(np.abs(out[:, -3:, 0] - answers)) <= 1e-6
+
+
+def _bounded(module):
+    """Give every input coordinate finite bounds (standard mode needs bounded values)."""
+    from lsrl.ir.matrix import Vector
+    inp = module.input
+    lo, hi = inp.attrs["lower"].to_float().values, inp.attrs["upper"].to_float().values
+    lo = np.where(np.isfinite(lo), lo, np.where(np.isfinite(hi), hi - 6, -3.0))
+    hi = np.where(np.isfinite(hi), hi, lo + 6)
+    inp.attrs["lower"], inp.attrs["upper"] = Vector(lo), Vector(hi)
+    return module
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=10), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_random_programs_standard(target, module, seed):
+    module = _bounded(module)
+    rng = np.random.default_rng(seed)
+    xs = random_sequences(module, 20, 2, rng)
+    model = lsrl.compile(module, target, activations="standard", t_max=20)
+    err = rel_err(model(xs), interpret(module, xs))
+    assert err <= RANDOM_STANDARD_RTOL, f"{target}: relative error {err}\n{module}"
+
+
+def test_standard_needs_bounds():
+    prog = token_map(2)  # tokens unbounded
+    with pytest.raises(lsrl.CompileError, match="unbounded"):
+        lsrl.compile(prog, "lstm", activations="standard")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_random_programs_standard_error_distribution(target):
+    """Many random programs; prints the error distribution and asserts the stated bound."""
+    from hypothesis import find  # noqa: F401
+    errors = []
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(module=programs(max_ops=12), seed=st.integers(0, 2**31))
+    def run(module, seed):
+        module = _bounded(module)
+        rng = np.random.default_rng(seed)
+        xs = random_sequences(module, 30, 3, rng)
+        model = lsrl.compile(module, target, activations="standard", t_max=30)
+        errors.append(rel_err(model(xs), interpret(module, xs)))
+
+    run()
+    q = np.quantile(errors, [0.5, 0.9, 0.99, 1.0])
+    print(f"{target} standard, {len(errors)} programs: relative error median {q[0]:.2e}, 90% {q[1]:.2e}, "
+          f"99% {q[2]:.2e}, max {q[3]:.2e}")
+    assert q[3] <= RANDOM_STANDARD_RTOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conditional", ["direct", "optimized", "step_optimized", "multiplicative",
+                                         "multiplicative_optimized"])
+@pytest.mark.parametrize("target", ["relu_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+def test_token_map_n5_all_conditionals(target, conditional, activations):
+    prog, xs, answers = _token_case(n=5, conditional=conditional, entries=8, batch=3)
+    model = compile_or_skip(prog, target, activations=activations, t_max=xs.shape[1])
+    if model is None:
+        return
+    out = model(xs)
+    np.testing.assert_array_equal(np.round(out[:, -5:, 0]), answers[:, :5] if answers.ndim == 2 else answers)

@@ -134,12 +134,15 @@ def _interval_mul(alo, ahi, blo, bhi):
 _CHAIN_T_DEFAULT = 64  # steps iterated by the chain analysis when no T_max is given (then: widen)
 
 
-def _linstate_bounds(op: Op, ulo_in, uhi_in, t_max: int | None):
+def _linstate_bounds(op: Op, ulo_in, uhi_in, t_max: int | None, groups=None):
     """Bounds of ``s_t`` (t = 1..t_max, or all t) by iterating the interval recurrence.
 
     Without ``t_max`` the iteration stops at a fixed point; coordinates still moving after
     ``_CHAIN_T_DEFAULT`` steps, and every coordinate whose update reads one of them, are unbounded."""
-    ulo, uhi = interval_affine(op.attrs["B"], op.attrs["bias"], ulo_in, uhi_in)
+    if groups is not None:
+        ulo, uhi = _group_affine(op.attrs["B"], op.attrs["bias"], ulo_in, uhi_in, groups)
+    else:
+        ulo, uhi = interval_affine(op.attrs["B"], op.attrs["bias"], ulo_in, uhi_in)
     init = op.attrs["init"].to_float().values.astype(float)
     a = op.attrs["A"]
     zero = Vector.zeros(op.dim)
@@ -169,32 +172,158 @@ def _linstate_bounds(op: Op, ulo_in, uhi_in, t_max: int | None):
             grow = new
         lo = np.where(grow, -np.inf, lo)
         hi = np.where(grow, np.inf, hi)
+    return lo, hi, (ulo, uhi)
+
+
+def _relu_groups(lin: Op, zlo: np.ndarray, zhi: np.ndarray, plo: np.ndarray, phi: np.ndarray):
+    """ReLU units whose pre-activation rows are equal up to a positive scale and the bias are functions of
+    one scalar: unit ``k = s_k·ReLU(y_g + o_k)``.  Returns ``(unit -> (g, s_k, o_k)), [(ylo, yhi) per g]``."""
+    rows, cols, vals = lin.attrs["A"].coo()
+    bias = lin.attrs["b"].to_float().values
+    vals = np.asarray([float(v) for v in vals])
+    by_row: dict[int, list] = {}
+    for r, c_, v in zip(rows.tolist(), cols.tolist(), vals.tolist()):
+        by_row.setdefault(r, []).append((c_, v))
+    key_of: dict = {}
+    units: dict[int, tuple] = {}
+    groups: list[list] = []
+    for r, entries in by_row.items():
+        s = abs(entries[0][1])
+        key = tuple((c_, v / s) for c_, v in entries)
+        g = key_of.get(key)
+        if g is None:
+            g = len(groups)
+            key_of[key] = g
+            ncols = np.array([c_ for c_, _ in entries])
+            nvals = np.array([v for _, v in entries])
+            with np.errstate(invalid="ignore"):
+                tlo = np.where(nvals > 0, nvals * zlo[ncols], nvals * zhi[ncols])
+                thi = np.where(nvals > 0, nvals * zhi[ncols], nvals * zlo[ncols])
+            tlo = np.where(np.isnan(tlo), -np.inf, tlo)
+            thi = np.where(np.isnan(thi), np.inf, thi)
+            groups.append([float(tlo.sum()), float(thi.sum())])
+        o = bias[r] / s
+        units[r] = (g, s, o)
+        # the unit's own pre-activation bounds also bound y
+        groups[g][0] = max(groups[g][0], plo[r] / s - o)
+        groups[g][1] = min(groups[g][1], phi[r] / s - o)
+    return units, groups
+
+
+def _pwl_range(terms: list, ylo: float, yhi: float) -> tuple[float, float]:
+    """Range of ``Σ a_k ReLU(y + o_k)`` over ``y ∈ [ylo, yhi]`` (exact up to rounding)."""
+    if ylo > yhi:  # empty (rounding in the bounds): fall back to the hull
+        ylo, yhi = yhi, ylo
+
+    def f(y):
+        return sum(a * max(y + o, 0.0) for a, o in terms)
+
+    pts = [y for y in (ylo, yhi) if math.isfinite(y)]
+    pts += [-o for _, o in terms if ylo <= -o <= yhi]
+    vals = [f(y) for y in pts]
+    lo = min(vals) if vals else np.inf
+    hi = max(vals) if vals else -np.inf
+    if not math.isfinite(yhi):  # all units active far right: slope Σ a
+        slope = sum(a for a, _ in terms)
+        if slope > 0:
+            hi = np.inf
+        elif slope < 0:
+            lo = -np.inf
+        elif not vals:
+            lo = hi = f(max([-o for _, o in terms], default=0.0) + 1.0)
+    if not math.isfinite(ylo):  # all units inactive far left: constant 0
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
     return lo, hi
 
 
-def _chain_ranges(chain: list[Op], t_max: int | None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """A simple sound interval analysis of a chain (used beside the range-analysis pass)."""
+def _group_affine(m: Matrix, b: Vector, lo: np.ndarray, hi: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of ``m x + b`` where some coordinates of ``x`` are ReLU units of shared scalars (see
+    :func:`_relu_groups`): each scalar's contribution is bounded exactly, the rest by intervals."""
+    units, gbounds = groups
+    base_lo, base_hi = interval_affine(m, b, lo, hi)
+    rows, cols, vals = m.coo()
+    per_row: dict[int, dict] = {}
+    for r, c_, v in zip(rows.tolist(), cols.tolist(), vals):
+        u = units.get(c_)
+        if u is not None:
+            per_row.setdefault(r, {}).setdefault(u[0], []).append((float(v) * u[1], u[2], c_, float(v)))
+    out_lo, out_hi = base_lo.copy(), base_hi.copy()
+    bv = b.to_float().values
+    for r, by_group in per_row.items():
+        if not any(len(t) > 1 for t in by_group.values()):
+            continue  # no two units of one scalar: intervals are already exact per unit
+        acc_lo, acc_hi = bv[r], bv[r]
+        grouped = set()
+        for g, terms in by_group.items():
+            glo, ghi = _pwl_range([(a, o) for a, o, _, _ in terms], *gbounds[g])
+            acc_lo, acc_hi = acc_lo + glo, acc_hi + ghi
+            grouped.update(c_ for _, _, c_, _ in terms)
+        # the other columns of the row by intervals
+        lo_r, hi_r = m.rows([r]).coo()[1], m.rows([r]).coo()[2]
+        for c_, v in zip(lo_r.tolist(), hi_r):
+            if c_ in grouped:
+                continue
+            v = float(v)
+            a, bnd = (v * lo[c_], v * hi[c_]) if v > 0 else (v * hi[c_], v * lo[c_])
+            acc_lo += 0.0 if np.isnan(a) else a
+            acc_hi += 0.0 if np.isnan(bnd) else bnd
+        if np.isnan(acc_lo):
+            acc_lo = -np.inf
+        if np.isnan(acc_hi):
+            acc_hi = np.inf
+        # widen by rounding of the evaluation
+        pad = 1e-12 * max(abs(acc_lo) if math.isfinite(acc_lo) else 0.0, abs(acc_hi) if math.isfinite(acc_hi)
+                          else 0.0)
+        out_lo[r] = max(base_lo[r], acc_lo - pad)
+        out_hi[r] = min(base_hi[r], acc_hi + pad)
+    return out_lo, out_hi
+
+
+def _chain_ranges(chain: list[Op], t_max: int | None, external: dict | None = None
+                  ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """A sound interval analysis of a chain, tightened at every op by ``external`` bounds (the range-analysis
+    pass) and, after ReLU stages, by evaluating ReLU units that share a scalar argument exactly (f_step-like
+    differences ``μ ReLU(x) − μ ReLU(x − 1/μ)`` then get their true range [0, 1] instead of ±μ·|x|)."""
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     prev_lo = prev_hi = None
+    groups = None
     for op in chain:
+        new_groups = None
         if op.kind == "input":
             lo = op.attrs["lower"].to_float().values.astype(float)
             hi = op.attrs["upper"].to_float().values.astype(float)
         elif op.kind == "linear":
-            lo, hi = interval_affine(op.attrs["A"], op.attrs["b"], prev_lo, prev_hi)
+            if groups is not None:
+                lo, hi = _group_affine(op.attrs["A"], op.attrs["b"], prev_lo, prev_hi, groups)
+            else:
+                lo, hi = interval_affine(op.attrs["A"], op.attrs["b"], prev_lo, prev_hi)
         elif op.kind == "relu":
             lo, hi = np.maximum(prev_lo, 0.0), np.maximum(prev_hi, 0.0)
+            operand = op.operands[0]
+            if operand.kind == "linear":
+                zlo, zhi = out[id(operand.operands[0])]
+                new_groups = _relu_groups(operand, zlo, zhi, prev_lo, prev_hi)
         elif op.kind == "multi":
             h = op.dim
             lo, hi = _interval_mul(prev_lo[:h], prev_hi[:h], prev_lo[h:], prev_hi[h:])
         elif op.kind == "linstate":
-            lo, hi = _linstate_bounds(op, prev_lo, prev_hi, t_max)
+            lo, hi, drive = _linstate_bounds(op, prev_lo, prev_hi, t_max, groups)
+            out[("drive", id(op))] = drive
         else:
             raise CompileError(f"{op.describe()}: op kind {op.kind!r} is not part of the layer form")
         lo = np.asarray(lo, dtype=float)
         hi = np.asarray(hi, dtype=float)
+        if external is not None and id(op) in external:
+            try:
+                elo, ehi = _as_bounds(external[id(op)], op.dim)
+                nlo, nhi = np.maximum(lo, elo), np.minimum(hi, ehi)
+                if np.all(nlo <= nhi):  # both are sound; empty would mean a bug somewhere: keep ours
+                    lo, hi = nlo, nhi
+            except (ValueError, TypeError):
+                pass
         out[id(op)] = (lo, hi)
         prev_lo, prev_hi = lo, hi
+        groups = new_groups
     return out
 
 
@@ -289,23 +418,7 @@ def _chain(module: Module) -> list[Op]:
 def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
     """Read a layer-form module as stages + readout, with bounds of every pre-activation and value."""
     chain = _chain(module)
-    ranges = _chain_ranges(chain, t_max)
-    other = _pass_ranges(module, t_max)
-    if other is not None:
-        # both analyses are sound; their intersection is tighter than either (each loses different
-        # correlations).  An empty intersection would mean a bug in one of them: keep the chain analysis.
-        for op in chain:
-            got = other.get(id(op))
-            if got is None:
-                continue
-            try:
-                lo, hi = _as_bounds(got, op.dim)
-            except (ValueError, TypeError):
-                continue
-            mlo, mhi = ranges[id(op)]
-            nlo, nhi = np.maximum(mlo, lo), np.minimum(mhi, hi)
-            if np.all(nlo <= nhi):
-                ranges[id(op)] = (nlo, nhi)
+    ranges = _chain_ranges(chain, t_max, _pass_ranges(module, t_max))
     inp = chain[0]
     d = inp.dim
     W: Matrix = Matrix.identity(d)
@@ -326,7 +439,7 @@ def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
             b_mat, bias = op.attrs["B"], op.attrs["bias"]
             stage = Stage("S", op, b_mat if identity else b_mat @ W,
                           bias if identity else matvec(b_mat, c) + bias,
-                          *interval_affine(b_mat, bias, plo, phi), lo, hi, A=op.attrs["A"], init=op.attrs["init"])
+                          *ranges[("drive", id(op))], lo, hi, A=op.attrs["A"], init=op.attrs["init"])
         else:
             stage = Stage("R" if op.kind == "relu" else "M", op, W, c, plo, phi, lo, hi)
         stage.index = len(stages)
@@ -401,17 +514,20 @@ class StandardConstants:
 
     * ``gate`` — saturation magnitude L: σ(±L) is exactly 1/0 in float64 and float32 (σ(−1024) = 0 since
       exp(1024) overflows; σ(1024) = 1).
-    * ``rho`` — every value enters tanh as ``ε v`` with ``|ε v| ≤ rho``: tanh's relative error ≤ rho²/3.
+    * ``rho`` — every value enters tanh as ``ε v`` with ``|ε v| ≤ rho``: tanh's relative error ≤ rho²/3
+      (2^-40: below float64 rounding; the GRU's leak-cancelling pair leaves ≤ rho²/3·max|x| after a ReLU turns
+      off, which conditionals with λ = 1e10 amplify — so rho must be tiny).
     * ``rho_gate`` — the gate operand of a product enters σ as ``ε_g g`` with ``|ε_g g| ≤ rho_gate``:
       σ(a) − σ(−a) = tanh(a/2), relative error ≤ rho_gate²/12; the difference loses ≈ 1e-16/(ε_g|g|)
       to cancellation in float64.
     * ``kappa_span`` — a ReLU's step gate is σ(κx) with ``κ·max|x| = kappa_span``: exact (saturated) for
-      ``|x| ≥ 745·max|x|/kappa_span`` on the negative side and ``37·max|x|/kappa_span`` on the positive.
+      ``|x| ≥ 745·max|x|/kappa_span`` on the negative side and ``37·max|x|/kappa_span`` on the positive
+      (float64; 89 and 17 in float32).  2^80 keeps weights ``κ W/ε`` below 2^120 (finite in float32).
     """
     gate: float = 1024.0
-    rho: float = 2.0 ** -20
+    rho: float = 2.0 ** -40
     rho_gate: float = 2.0 ** -15
-    kappa_span: float = 2.0 ** 40
+    kappa_span: float = 2.0 ** 80
 
 
 STANDARD = StandardConstants()

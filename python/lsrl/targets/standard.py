@@ -1,0 +1,268 @@
+"""Standard-mode constructions for the LSTM and GRU (``targets.md`` §5, §6, decision D9).
+
+The real activations are kept (σ for gates, tanh for candidates/cells), so the weights run unmodified in
+``torch.nn.LSTM``/``nn.GRU`` and ONNX ``LSTM``/``GRU``.  Three tools (constants in
+:class:`~lsrl.targets.common.StandardConstants`, all powers of two):
+
+* **saturation** — a gate with pre-activation ±L (L = 1024) is exactly 1/0 in float64 and float32;
+* **linearisation** — every carried value enters tanh scaled, ``tanh(ε v)`` with ``|ε v| ≤ ρ = 2^-20``
+  (relative error ≤ ρ²/3); the next layer divides by ε in its input weights (ε per unit, from range analysis);
+* **gated ReLU / products** — ``ReLU(x) ≈ σ(κx)·tanh(εx)`` (exact where κx saturates);
+  a product ``g·v`` uses σ(a) − σ(−a) = tanh(a/2) with ``a = ε_g g`` (``|a| ≤ 2^-15``) on two units.
+
+κ·max|x| = 2^80 keeps every weight below 2^120, finite in float32 (ONNX runs these ops in float32).
+
+LSTM units (f, i, o saturated unless stated; ``h = o·tanh(c)``):
+
+=============  =========================================================================  ===========
+stage          unit                                                                         value
+=============  =========================================================================  ===========
+S, integrator  ``A`` row = ``a ∈ {0,1}`` on the diagonal: f = a, i = o = 1,                  ``h/ε``
+               ``g = tanh(ε(B v + b))``, ``c0 = ε s0``  ⇒ ``c_t = a c + tanh(ε u) ≈ ε s_t``
+S, general     f = 0, i = o = 1, ``g = tanh(E A E⁻¹ h + ε(B v + b))``  ⇒ ``h ≈ ε s``          ``h/ε``
+R              f = 0, o = 1, ``i = σ(κx)``, ``g = tanh(εx)``  ⇒ ``h ≈ ε ReLU(x)``             ``h/ε``
+               (``x ≥ 0`` proven: ``i = 1``; ``x ≤ 0`` proven: no unit)
+M, product     units ``i = σ(±ε_g g)``, ``g = tanh(ε_v v)``  ⇒ ``h₊ − h₋ ≈ ε_g ε_v g v / 2``    ``2(h₊−h₋)/(ε_g ε_v)``
+M, carrier     (one operand constant) i = o = 1, ``g = tanh(ε a)``                          ``h/ε``
+=============  =========================================================================  ===========
+
+GRU units (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stated):
+
+* S: ``n = tanh(E A E⁻¹ h + ε(B v + b))`` — a linearised tanh RNN (errors accumulate over time for
+  eigenvalues of modulus 1; bounded through ``t_max``);
+* R: the leak-cancelling pair (D7) with ``1 − z_p = σ(κx)``, ``n_p = tanh(εx)``, ``r_q = z_p``,
+  ``n_q = tanh(r_q p)`` ⇒ ``p' − q' ≈ ε ReLU(x)``; a proven-non-negative ``x`` needs one unit;
+* M: two pairs with ``1 − z = σ(±ε_g g)``, ``n = tanh(ε_v v)`` ⇒ ``(p₊ − q₊) − (p₋ − q₋) ≈ ε_g ε_v g v / 2``;
+  carriers one unit.
+
+Every bound comes from range analysis; an unbounded value raises CompileError (give the Input bounds and
+``t_max``).  docs/targets.md states the error bounds and the measured errors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.matrix import Matrix, Vector
+from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
+                     pow2_at_most, row_is_constant, scale_rows, slot_matrix, stage_state_bounds, vscale)
+
+__all__ = ["StandardLowering"]
+
+
+def _rows(W: Matrix, idx: list[int]) -> Matrix:
+    return W.rows(idx)
+
+
+def _bias(c: Vector, idx: list[int]) -> Vector:
+    return c[np.asarray(idx, dtype=np.int64)] if idx else Vector.zeros(0)
+
+
+def _scaled(W: Matrix, c: Vector, idx: list[int], scales: list[float]) -> tuple[Matrix, Vector]:
+    """Rows ``idx`` of ``(W, c)`` multiplied row-wise by ``scales``."""
+    rows = scale_rows(_rows(W, idx), scales)
+    bias = Vector([float(s) * x for s, x in zip(scales, _bias(c, idx).to_float().values.tolist())]) \
+        if not c.exact else Vector([x * _frac(s) for s, x in zip(scales, _bias(c, idx).values.tolist())])
+    return rows, bias
+
+
+def _frac(x):
+    from fractions import Fraction
+    return Fraction(float(x))
+
+
+class StandardLowering:
+    """Builds one LSTM/GRU layer per stage with real activations."""
+
+    def __init__(self, target: str, constants=STANDARD):
+        if target not in ("lstm", "gru"):
+            raise CompileError(f"standard activations: no construction for target {target!r}")
+        self.target = target
+        self.k = constants
+        self.scales: list[dict] = []
+
+    def summary(self) -> dict:
+        k = self.k
+        return {"gate": k.gate, "rho": k.rho, "rho_gate": k.rho_gate, "kappa_span": k.kappa_span}
+
+    # ------------------------------------------------------------------ gate helpers
+    def _on(self, n: int) -> Vector:
+        return const_vector(n, self.k.gate)
+
+    def _off(self, n: int) -> Vector:
+        return const_vector(n, -self.k.gate)
+
+    def _lstm(self, blocks: UnitBlocks, n: int, *, i=None, f=None, g=None, o=None, rec_g=None, h0=None, c0=None,
+              decode=None, role=""):
+        """Add ``n`` LSTM units; a gate given as ``(W, b)`` is computed, ``True``/``False`` saturates it on/off."""
+        W, b = {}, {}
+        for name, spec in (("i", i), ("f", f), ("g", g), ("o", o)):
+            if spec is True:
+                b[name] = self._on(n)
+            elif spec is False or spec is None:
+                if name != "g":
+                    b[name] = self._off(n)
+            else:
+                W[name], b[name] = spec
+        return blocks.add(n, W=W, b=b, rec={"g": rec_g} if rec_g else None, h0=h0,
+                          c0=c0 if c0 is not None else Vector.zeros(n), decode=decode, role=role)
+
+    def _gru(self, blocks: UnitBlocks, n: int, *, r=True, z=False, nW=None, rec_n=None, h0=None, decode=None,
+             role=""):
+        W, b = {}, {}
+        for name, spec in (("r", r), ("z", z)):
+            if spec is True:
+                b[name] = self._on(n)
+            elif spec is False:
+                b[name] = self._off(n)
+            else:
+                W[name], b[name] = spec
+        if nW is not None:
+            W["n"], b["n"] = nW
+        return blocks.add(n, W=W, b=b, rec={"n": rec_n} if rec_n else None, h0=h0, decode=decode, role=role)
+
+    # ------------------------------------------------------------------ stages
+    def stage(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
+        if st.kind == "S":
+            self._state(blocks, st, W, c)
+            return Vector.zeros(st.out_dim)
+        if st.kind == "R":
+            self._relu(blocks, st, W, c)
+            return Vector.zeros(st.out_dim)
+        return self._product(blocks, st, W, c)
+
+    def _state(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
+        k = st.out_dim
+        slo, shi = stage_state_bounds(st)
+        A = st.A
+        rows, cols, vals = A.coo()
+        diag_only = np.ones(k, dtype=bool)
+        diag_val = np.zeros(k)
+        for r_, c_, v in zip(rows.tolist(), cols.tolist(), vals):
+            if r_ != c_:
+                diag_only[r_] = False
+            else:
+                diag_val[r_] = float(v)
+        integ = [j for j in range(k) if self.target == "lstm" and diag_only[j] and diag_val[j] in (0.0, 1.0)]
+        eps = []
+        for j in range(k):
+            bound = ensure_bounded(f"{self.target}: state coordinate {j} of {st.op.describe()}",
+                                   slo[j:j + 1], shi[j:j + 1])
+            if j in integ:  # the drive enters tanh on its own
+                bound = max(bound, ensure_bounded(f"{self.target}: input of state coordinate {j} of "
+                                                  f"{st.op.describe()}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
+            eps.append(eps_for(bound, self.k.rho))
+        inv = [1.0 / e for e in eps]
+        drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
+        rec = scale_rows(A, eps) @ Matrix.diag(inv)
+        init = st.init.to_float().values
+        h0 = Vector([e * s for e, s in zip(eps, init.tolist())])
+        decode = Matrix.diag(inv)
+        self.scales.append({"stage": "S", "eps_min": min(eps), "eps_max": max(eps)})
+        if self.target == "gru":
+            self._gru(blocks, k, nW=(drive_w, drive_b), rec_n=[(rec, 0)] if rec.nnz else None, h0=h0,
+                      decode=decode, role="state")
+            return
+        # LSTM: per coordinate, integrator (forget gate = a_j) or general (forget 0, recurrence in g)
+        integ_set = set(integ)
+        f_bias = Vector([self.k.gate if (j in integ_set and diag_val[j] == 1.0) else -self.k.gate
+                         for j in range(k)])
+        rec_general = Matrix.diag([0.0 if j in integ_set else 1.0 for j in range(k)]) @ rec
+        c0 = Vector([h0.values[j] if j in integ_set else 0.0 for j in range(k)])
+        blocks.add(k, W={"g": drive_w}, b={"i": self._on(k), "f": f_bias, "g": drive_b, "o": self._on(k)},
+                   rec={"g": [(rec_general, 0)]} if rec_general.nnz else None, h0=h0, c0=c0, decode=decode,
+                   role="state")
+
+    def _relu(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
+        d = st.out_dim
+        lin, gated, eps_lin, eps_g, kap = [], [], [], [], []
+        for j in range(d):
+            lo, hi = st.pre_lo[j], st.pre_hi[j]
+            if hi <= 0:
+                continue  # ReLU ≡ 0
+            bound = ensure_bounded(f"{self.target}: ReLU argument {j} of {st.op.describe()}",
+                                   st.pre_lo[j:j + 1], st.pre_hi[j:j + 1])
+            if lo >= 0:
+                lin.append(j)
+                eps_lin.append(eps_for(bound, self.k.rho))
+            else:
+                # only the positive side reaches the output (σ(κx) = 0 below), so ε comes from hi; κ from the
+                # whole range so that κx stays finite
+                gated.append(j)
+                eps_g.append(eps_for(float(hi), self.k.rho))
+                kap.append(pow2_at_most(self.k.kappa_span / bound))
+        self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
+        if lin:
+            self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
+        if not gated:
+            return
+        n = len(gated)
+        g_w, g_b = _scaled(W, c, gated, eps_g)
+        s_w, s_b = _scaled(W, c, gated, kap)
+        if self.target == "lstm":
+            self._lstm(blocks, n, i=(s_w, s_b), g=(g_w, g_b), o=True,
+                       decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), role="relu")
+            return
+        # GRU pair: p' = σ(κx) tanh(εx) + σ(-κx) p,  q' = tanh(σ(-κx) p)
+        neg_w, neg_b = -s_w, Vector(-s_b.to_float().values) if not s_b.exact else Vector([-x for x in s_b.values])
+        off_p = self._gru(blocks, n, r=True, z=(neg_w, neg_b), nW=(g_w, g_b),
+                          decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), role="relu_p")
+        self._gru(blocks, n, r=(neg_w, neg_b), z=False, rec_n=[(Matrix.identity(n), off_p)],
+                  decode=slot_matrix(d, gated, [-1.0 / e for e in eps_g]), role="relu_q")
+
+    def _carrier(self, blocks: UnitBlocks, W: Matrix, c: Vector, idx: list[int], eps: list[float], decode: Matrix,
+                 role: str) -> None:
+        """Units carrying affine values linearly: ``tanh(ε a)`` (LSTM: ``tanh(tanh(ε a))``)."""
+        n = len(idx)
+        w, b = _scaled(W, c, idx, eps)
+        if self.target == "lstm":
+            self._lstm(blocks, n, i=True, g=(w, b), o=True, decode=decode, role=role)
+        else:
+            self._gru(blocks, n, nW=(w, b), decode=decode, role=role)
+
+    def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
+        plan = plan_products(st, W, c)
+        h = plan.h
+        # carriers (one operand constant)
+        if plan.lin_slot:
+            keep, eps = [], []
+            for i in range(len(plan.lin_slot)):
+                bound = ensure_bounded(f"{self.target}: carried value of {st.op.describe()}",
+                                       plan.lin_lo[i:i + 1], plan.lin_hi[i:i + 1])
+                if bound > 0:
+                    keep.append(i)
+                    eps.append(eps_for(bound, self.k.rho))
+            if keep:
+                self._carrier(blocks, plan.lin_rows, plan.lin_bias, keep, eps,
+                              slot_matrix(h, [plan.lin_slot[i] for i in keep], [1.0 / e for e in eps]), "carrier")
+        if not plan.prod:
+            return plan.const
+        idx = plan.prod
+        n = len(idx)
+        eg, ev = [], []
+        for j in idx:
+            bu = ensure_bounded(f"{self.target}: first operand {j} of {st.op.describe()}",
+                                plan.ulo[j:j + 1], plan.uhi[j:j + 1])
+            bv = ensure_bounded(f"{self.target}: second operand {j} of {st.op.describe()}",
+                                plan.vlo[j:j + 1], plan.vhi[j:j + 1])
+            eg.append(eps_for(bu, self.k.rho_gate))
+            ev.append(eps_for(bv, self.k.rho))
+        gw, gb = _scaled(plan.U, plan.cu, idx, eg)
+        vw, vb = _scaled(plan.V, plan.cv, idx, ev)
+        neg_gw = -gw
+        neg_gb = Vector([-x for x in gb.values.tolist()], exact=gb.exact)
+        coef = [2.0 / (a * b) for a, b in zip(eg, ev)]
+        self.scales.append({"stage": "M", "products": n})
+        if self.target == "lstm":
+            self._lstm(blocks, n, i=(gw, gb), g=(vw, vb), o=True, decode=slot_matrix(h, idx, coef),
+                       role="product+")
+            self._lstm(blocks, n, i=(neg_gw, neg_gb), g=(vw, vb), o=True,
+                       decode=slot_matrix(h, idx, [-x for x in coef]), role="product-")
+            return plan.const
+        # GRU: pair A has 1 - z = σ(a), pair B has 1 - z = σ(-a)
+        for sign, za, role in ((1, (neg_gw, neg_gb), "product+"), (-1, (gw, gb), "product-")):
+            off_p = self._gru(blocks, n, r=True, z=za, nW=(vw, vb),
+                              decode=slot_matrix(h, idx, [sign * x for x in coef]), role=role + "_p")
+            self._gru(blocks, n, r=za, z=False, rec_n=[(Matrix.identity(n), off_p)],
+                      decode=slot_matrix(h, idx, [-sign * x for x in coef]), role=role + "_q")
+        return plan.const
