@@ -528,6 +528,7 @@ class StandardConstants:
     rho: float = 2.0 ** -40
     rho_gate: float = 2.0 ** -15
     kappa_span: float = 2.0 ** 80
+    max_weight_log2: int = 120  # κ is also capped so that every gate weight stays below 2^120 (float32-safe)
 
 
 STANDARD = StandardConstants()

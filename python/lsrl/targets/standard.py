@@ -190,7 +190,7 @@ class StandardLowering:
                 # whole range so that κx stays finite
                 gated.append(j)
                 eps_g.append(eps_for(float(hi), self.k.rho))
-                kap.append(pow2_at_most(self.k.kappa_span / bound))
+                kap.append(min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j)))
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
@@ -209,6 +209,14 @@ class StandardLowering:
                           decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), role="relu_p")
         self._gru(blocks, n, r=(neg_w, neg_b), z=False, rec_n=[(Matrix.identity(n), off_p)],
                   decode=slot_matrix(d, gated, [-1.0 / e for e in eps_g]), role="relu_q")
+
+    def _weight_cap(self, W: Matrix, c: Vector, j: int) -> float:
+        """The largest power of two κ keeping row ``j`` of ``κ·(W, c)`` below ``2^max_weight_log2``."""
+        row = W.rows([j]).scipy().data
+        biggest = max(float(np.max(np.abs(row), initial=0.0)), abs(float(c.to_float().values[j])))
+        if biggest == 0:
+            return 1.0
+        return pow2_at_most(2.0 ** self.k.max_weight_log2 / biggest)
 
     def _carrier(self, blocks: UnitBlocks, W: Matrix, c: Vector, idx: list[int], eps: list[float], decode: Matrix,
                  role: str) -> None:
