@@ -88,16 +88,39 @@ struct DenseCtx {
 };
 
 template <typename T>
-struct CsrCtx {
+struct StructuredCtx {
     index_t steps, k;
-    const index_t *indptr, *indices;
-    const T *data, *U, *s0;
+    const Recurrence<T>* R;
+    const T *U, *s0;
     T* S;
     static void run(void* p, index_t b) {
-        auto* c = static_cast<CsrCtx*>(p);
+        auto* c = static_cast<StructuredCtx*>(p);
         const index_t blk = c->steps * c->k;
-        scan_csr_one<T>(c->k, c->steps, c->indptr, c->indices, c->data, c->U + b * blk,
-                        c->s0 + b * c->k, c->S + b * blk);
+        scan_structured_one<T>(*c->R, c->steps, c->U + b * blk, c->s0 + b * c->k, c->S + b * blk);
+    }
+};
+
+// A work item is (batch element, column chunk); chunks are whole multiples of 16 columns so that
+// two threads never write to one cache line.
+template <typename T>
+struct ColumnSplitCtx {
+    index_t steps, k, chunks, width;
+    const T *A, *Bv, *h0;  // A: diagonal (k,) for the time-invariant scan, or (B, T, k)
+    T* H;
+    bool selective;
+    static void run(void* p, index_t item) {
+        auto* c = static_cast<ColumnSplitCtx*>(p);
+        const index_t b = item / c->chunks, chunk = item % c->chunks;
+        const index_t c0 = chunk * c->width;
+        const index_t c1 = c0 + c->width < c->k ? c0 + c->width : c->k;
+        if (c0 >= c1) return;
+        const index_t blk = c->steps * c->k;
+        if (c->selective)
+            selective_scan_cols<T>(c->k, c->steps, c0, c1, c->A + b * blk, c->Bv + b * blk,
+                                   c->h0 + b * c->k, c->H + b * blk);
+        else
+            scan_diag_cols<T>(c->k, c->steps, c0, c1, c->A, c->Bv + b * blk, c->h0 + b * c->k,
+                              c->H + b * blk);
     }
 };
 
@@ -123,8 +146,41 @@ template <typename T>
 void scan_csr(index_t batch, index_t steps, index_t k, const index_t* indptr,
               const index_t* indices, const T* data, const T* U, const T* s0, T* S, int threads) {
     if (batch <= 0 || steps <= 0 || k <= 0) return;
-    CsrCtx<T> ctx{steps, k, indptr, indices, data, U, s0, S};
-    parallel_for_batch(batch, threads, &CsrCtx<T>::run, &ctx);
+    const Recurrence<T> R = analyse<T>(k, indptr, indices, data);
+    StructuredCtx<T> ctx{steps, k, &R, U, s0, S};
+    parallel_for_batch(batch, threads, &StructuredCtx<T>::run, &ctx);
+}
+
+index_t column_chunks(index_t batch, index_t k, int threads) {
+    if (batch <= 0 || threads <= 1 || batch >= threads) return 1;
+    const index_t wanted = (threads + batch - 1) / batch;
+    const index_t most = k / 256;  // keep every chunk long enough to stream
+    return wanted < most ? wanted : (most > 1 ? most : 1);
+}
+
+namespace {
+template <typename T>
+void run_column_split(index_t batch, index_t steps, index_t k, const T* A, const T* Bv,
+                      const T* h0, T* H, int threads, bool selective) {
+    if (batch <= 0 || steps <= 0 || k <= 0) return;
+    const index_t chunks = column_chunks(batch, k, threads);
+    index_t width = (k + chunks - 1) / chunks;
+    width = (width + 15) / 16 * 16;
+    ColumnSplitCtx<T> ctx{steps, k, chunks, width, A, Bv, h0, H, selective};
+    parallel_for_batch(batch * chunks, threads, &ColumnSplitCtx<T>::run, &ctx);
+}
+}  // namespace
+
+template <typename T>
+void scan_diag_split(index_t batch, index_t steps, index_t k, const T* a, const T* U,
+                     const T* s0, T* S, int threads) {
+    run_column_split<T>(batch, steps, k, a, U, s0, S, threads, false);
+}
+
+template <typename T>
+void selective_scan(index_t batch, index_t steps, index_t k, const T* A, const T* Bv, const T* h0,
+                    T* H, int threads) {
+    run_column_split<T>(batch, steps, k, A, Bv, h0, H, threads, true);
 }
 
 // Explicit instantiations for the two supported dtypes.
@@ -141,5 +197,18 @@ template void scan_csr<double>(index_t, index_t, index_t, const index_t*, const 
 template void scan_csr<float>(index_t, index_t, index_t, const index_t*, const index_t*,
                               const float*, const float*, const float*, float*, int);
 
+}  // namespace kernel
+}  // namespace lsrl
+
+namespace lsrl {
+namespace kernel {
+template void scan_diag_split<double>(index_t, index_t, index_t, const double*, const double*,
+                                      const double*, double*, int);
+template void scan_diag_split<float>(index_t, index_t, index_t, const float*, const float*,
+                                     const float*, float*, int);
+template void selective_scan<double>(index_t, index_t, index_t, const double*, const double*,
+                                     const double*, double*, int);
+template void selective_scan<float>(index_t, index_t, index_t, const float*, const float*,
+                                    const float*, float*, int);
 }  // namespace kernel
 }  // namespace lsrl

@@ -1,0 +1,100 @@
+// Whole-model execution: one call runs a compiled model (or any program DAG of the supported ops)
+// over a batch of sequences, with the time loop in C++.
+//
+// A Plan is a list of nodes in topological order (node 0 = the input), each an op of the lowered
+// IR: affine (linear), relu, multi, concat, slice, linstate, and the target cells rnn_relu, lstm,
+// gru (PyTorch conventions, targets.md §4-§6).  Node parameters are copied into the plan once.
+//
+// Execution order.  The batch is split into groups of `bg` sequences and time into blocks of `tb`
+// steps; a (group, block) pair is a lane block of L = tb * bg lanes (lane = t * bg + b).  For each
+// block, every node runs over all its lanes before the next node starts: stateless work (affine
+// maps, ReLU, Multi, the input projections of the recurrent nodes) is one vectorised loop over
+// (time, batch), and only the recurrences proper step through time, vectorised over the group.
+// tb = 1 is the classic step-by-step order, tb = T the layer-by-layer order; in between, every
+// value of the block stays in cache.  The states of the recurrent nodes are carried from block to
+// block and returned, so a long sequence can also be fed in chunks (streaming).
+//
+// Every node's arithmetic is that of the numpy backend (lsrl/model.py, lsrl/targets/ops.py) in
+// the same order: sparse products summed in storage order from 0, then biases; the activations
+// are scipy's expit formula 1/(1+exp(-x)) and tanh.
+//
+// Nothing here validates: the bindings (bindings_executor.cpp) check every parameter when a plan
+// is built and every array when it runs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lanes.hpp"
+#include "recurrence.hpp"
+
+namespace lsrl {
+namespace kernel {
+
+enum class NodeKind : int { input, affine, relu, multi, concat, slice, linstate, rnn_relu, lstm, gru };
+
+template <typename T>
+struct Csr {
+    index_t rows = 0, cols = 0;
+    std::vector<index_t> indptr{0}, indices;
+    std::vector<T> data;
+    index_t nnz() const { return static_cast<index_t>(data.size()); }
+};
+
+template <typename T>
+struct Node {
+    NodeKind kind = NodeKind::input;
+    std::string name;
+    std::vector<index_t> inputs;
+    index_t dim = 0;        // output rows
+    index_t start = 0;      // slice: first row of the operand
+    index_t gates = 0;      // cells: 1 (rnn_relu), 4 (lstm), 3 (gru)
+    Csr<T> W;               // affine A | linstate B | cell W_ih
+    std::vector<T> bias;    // affine b | linstate bias | cell input-side bias (rnn/lstm: b_ih + b_hh)
+    Recurrence<T> R;        // linstate A | cell W_hh (analysed)
+    std::vector<T> bias2;   // gru b_hh
+    std::vector<T> init;    // state before the first step (lstm: h0 then c0)
+    bool ideal = true;      // cells: ReLU in place of sigmoid and tanh
+    bool relu_after = false;  // affine: its only reader is a ReLU, applied here (that ReLU is an alias)
+    index_t state_dim = 0;  // 0 for stateless nodes
+    index_t state_slot = -1;
+};
+
+// Where every node's value lives in the arena (rows; a lane block is rows x L).
+struct MemoryPlan {
+    std::vector<index_t> offset;   // per node: first row of its value (slices alias their operand)
+    std::vector<index_t> scratch;  // per node: first row of its scratch rows (-1: none)
+    index_t rows = 0;              // arena rows
+};
+
+struct RunShape {
+    index_t batch = 0, steps = 0;
+    index_t bg = 1, tb = 1;  // sequences per group, steps per block
+    int threads = 1;
+};
+
+template <typename T>
+struct Plan {
+    std::vector<Node<T>> nodes;
+    index_t output = 0;
+    index_t d_in = 0, d_out = 0;
+    std::vector<index_t> stateful;  // node index of every state slot
+    MemoryPlan memory;
+    double work_per_step = 0;       // multiply-adds and element operations per step, one sequence
+
+    // Computes `memory`, `stateful`, `work_per_step`; call once all nodes are set.
+    void finalise();
+
+    // Chooses bg, tb and the thread count (requested: 0 = automatic; lanes: 0 = automatic).
+    RunShape shape_for(index_t batch, index_t steps, int requested_threads, index_t lanes) const;
+
+    // xs: (B, T, d_in); ys: (B, T, d_out); states_in[s]: (B, state_dim) or nullptr (initial state);
+    // states_out[s]: (B, state_dim).  All C-contiguous.  Allocates the arenas (may throw
+    // std::bad_alloc) before any worker thread starts.
+    void run(const RunShape& shape, const T* xs, T* ys, const std::vector<const T*>& states_in,
+             const std::vector<T*>& states_out) const;
+};
+
+}  // namespace kernel
+}  // namespace lsrl
