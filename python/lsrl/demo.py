@@ -1,0 +1,84 @@
+"""The main job: compile the paper's programs to every target and run a prompt through each model.
+
+``python -m lsrl.demo`` prints one row per (program, target, activations): the compiled model's size, the
+compile time, the answer it gives, the expected answer and its largest deviation from the interpreter.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from . import compile as compile_program
+from .compiler import ACTIVATIONS, TARGETS
+from .errors import CompileError
+from .programs import (continuous_approximator, continuous_prompt, continuous_query, more_ones, token_map,
+                       token_prompt)
+
+__all__ = ["main", "paper_cases"]
+
+
+def paper_cases(conditional: str):
+    """``(label, program, prompt, expected answer, answer rows)`` for the paper's three programs."""
+    bits = np.array([0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 1, 1], dtype=float).reshape(-1, 1)
+    expected_bits = (np.cumsum(bits) > np.cumsum(1 - bits)).astype(float)
+    yield "more_ones", more_ones(), bits, expected_bits[-1:], 1
+
+    def target(q):
+        return [np.sin(3 * q[0]) + q[1] ** 2]
+
+    n_levels = 8
+    query = np.array([0.3, 0.71])
+    cell_centre = (np.floor(query * n_levels) + 0.5) / n_levels
+    prompt = np.vstack([continuous_query(query, 1), continuous_prompt(target, 2, 1, n_levels)])
+    yield (f"continuous 2->1 ({conditional})", continuous_approximator(2, 1, conditional=conditional, value_bound=3),
+           prompt, np.array(target(cell_centre)), 1)
+
+    mapping = {(1, 2, 3): (4, 5, 6), (3, 2, 1): (7, 8, 9), (2, 2, 2): (0, 1, 0), (9, 9, 1): (3, 3, 3)}
+    query_key = (3, 2, 1)
+    yield (f"token_map n=3 ({conditional})", token_map(3, conditional=conditional, vocab_size=10),
+           token_prompt(query_key, mapping), np.array(mapping[query_key], dtype=float), 3)
+
+
+def _format_answer(values: np.ndarray) -> str:
+    return " ".join(f"{v:.4g}" for v in np.ravel(values))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lsrl.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "kernel"))
+    args = parser.parse_args(argv)
+
+    header = (f"{'program':<38} {'target':<10} {'mode':<8} {'layers':>6} {'widest':>7} {'nnz':>8} "
+              f"{'compile s':>9} {'answer':<16} {'expected':<16} {'max |model - interp|':>20}")
+    print(header)
+    print("-" * len(header))
+    # A ReLU RNN cannot multiply, so it runs the programs built with the ReLU-based conditional.
+    gated_targets = tuple(t for t in TARGETS if t != "relu_rnn")
+    for conditional, targets in (("multiplicative", gated_targets), ("optimized", ("relu_rnn",))):
+        for label, program, prompt, expected, n_answer in paper_cases(conditional):
+            if conditional == "optimized" and label == "more_ones":
+                continue
+            reference = program(prompt)
+            for target in targets:
+                for activations in ACTIVATIONS:
+                    start = time.perf_counter()
+                    try:
+                        model = compile_program(program, target=target, activations=activations,
+                                                t_max=len(prompt))
+                    except CompileError as err:
+                        print(f"{label:<38} {target:<10} {activations:<8} not compiled: {err}")
+                        continue
+                    seconds = time.perf_counter() - start
+                    out = model(prompt, backend=args.backend)
+                    answer = out[-n_answer:, 0] if n_answer > 1 else out[-1]
+                    deviation = float(np.max(np.abs(out - reference)))
+                    print(f"{label:<38} {target:<10} {activations:<8} {len(model.layers):>6} "
+                          f"{max(model.widths):>7} {model.nnz:>8} {seconds:>9.3f} "
+                          f"{_format_answer(answer):<16} {_format_answer(expected):<16} {deviation:>20.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
