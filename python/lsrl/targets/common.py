@@ -517,16 +517,17 @@ class StandardConstants:
     * ``rho`` — every value enters tanh as ``ε v`` with ``|ε v| ≤ rho``: tanh's relative error ≤ rho²/3
       (2^-40: below float64 rounding; the GRU's leak-cancelling pair leaves ≤ rho²/3·max|x| after a ReLU turns
       off, which conditionals with λ = 1e10 amplify — so rho must be tiny).
-    * ``rho_gate`` — the gate operand of a product enters σ as ``ε_g g`` with ``|ε_g g| ≤ rho_gate``:
-      σ(a) − σ(−a) = tanh(a/2), relative error ≤ rho_gate²/12; the difference loses ≈ 1e-16/(ε_g|g|)
-      to cancellation in float64.
+    * ``rho_gate`` — the gate operand of a product enters σ as ``ε_g g`` and ``2 ε_g g`` with
+      ``|ε_g g| ≤ rho_gate``: with D(a) = σ(a) − σ(−a) = tanh(a/2), (8 D(a) − D(2a))/3 = a − a⁵/30, so the
+      truncation error is ≤ rho_gate⁴/30 (1.2e-10 at 2^-7) and the cancellation costs ≈ 6·u/rho_gate·B_g|v|
+      (u = unit roundoff: 1e-13 in float64, 5e-5 in float32).
     * ``kappa_span`` — a ReLU's step gate is σ(κx) with ``κ·max|x| = kappa_span``: exact (saturated) for
       ``|x| ≥ 745·max|x|/kappa_span`` on the negative side and ``37·max|x|/kappa_span`` on the positive
       (float64; 89 and 17 in float32).  2^80 keeps weights ``κ W/ε`` below 2^120 (finite in float32).
     """
     gate: float = 1024.0
     rho: float = 2.0 ** -40
-    rho_gate: float = 2.0 ** -15
+    rho_gate: float = 2.0 ** -7
     kappa_span: float = 2.0 ** 80
     max_weight_log2: int = 120  # κ is also capped so that every gate weight stays below 2^120 (float32-safe)
 

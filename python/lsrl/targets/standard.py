@@ -8,7 +8,8 @@ The real activations are kept (σ for gates, tanh for candidates/cells), so the 
 * **linearisation** — every carried value enters tanh scaled, ``tanh(ε v)`` with ``|ε v| ≤ ρ = 2^-20``
   (relative error ≤ ρ²/3); the next layer divides by ε in its input weights (ε per unit, from range analysis);
 * **gated ReLU / products** — ``ReLU(x) ≈ σ(κx)·tanh(εx)`` (exact where κx saturates);
-  a product ``g·v`` uses σ(a) − σ(−a) = tanh(a/2) with ``a = ε_g g`` (``|a| ≤ 2^-15``) on two units.
+  a product ``g·v`` uses σ(a) − σ(−a) = tanh(a/2) with ``a = ε_g g`` (``|a| ≤ 2^-7``) at scales a and 2a
+  (four units: (8 D(a) − D(2a))/3 = a − a⁵/30).
 
 κ·max|x| = 2^80 keeps every weight below 2^120, finite in float32 (ONNX runs these ops in float32).
 
@@ -22,7 +23,7 @@ S, integrator  ``A`` row = ``a ∈ {0,1}`` on the diagonal: f = a, i = o = 1,   
 S, general     f = 0, i = o = 1, ``g = tanh(E A E⁻¹ h + ε(B v + b))``  ⇒ ``h ≈ ε s``          ``h/ε``
 R              f = 0, o = 1, ``i = σ(κx)``, ``g = tanh(εx)``  ⇒ ``h ≈ ε ReLU(x)``             ``h/ε``
                (``x ≥ 0`` proven: ``i = 1``; ``x ≤ 0`` proven: no unit)
-M, product     units ``i = σ(±ε_g g)``, ``g = tanh(ε_v v)``  ⇒ ``h₊ − h₋ ≈ ε_g ε_v g v / 2``    ``2(h₊−h₋)/(ε_g ε_v)``
+M, product     units ``i = σ(±s ε_g g)`` (s = 1, 2), ``g = tanh(ε_v v)``; Δ_s = h₊ − h₋          ``(8Δ₁−Δ₂)/(3ε_gε_v)``
 M, carrier     (one operand constant) i = o = 1, ``g = tanh(ε a)``                          ``h/ε``
 =============  =========================================================================  ===========
 
@@ -32,7 +33,7 @@ GRU units (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stated):
   eigenvalues of modulus 1; bounded through ``t_max``);
 * R: the leak-cancelling pair (D7) with ``1 − z_p = σ(κx)``, ``n_p = tanh(εx)``, ``r_q = z_p``,
   ``n_q = tanh(r_q p)`` ⇒ ``p' − q' ≈ ε ReLU(x)``; a proven-non-negative ``x`` needs one unit;
-* M: two pairs with ``1 − z = σ(±ε_g g)``, ``n = tanh(ε_v v)`` ⇒ ``(p₊ − q₊) − (p₋ − q₋) ≈ ε_g ε_v g v / 2``;
+* M: four pairs with ``1 − z = σ(±s ε_g g)`` (s = 1, 2), ``n = tanh(ε_v v)``, combined as for the LSTM;
   carriers one unit.
 
 Every bound comes from range analysis; an unbounded value raises CompileError (give the Input bounds and
@@ -255,22 +256,26 @@ class StandardLowering:
                                 plan.vlo[j:j + 1], plan.vhi[j:j + 1])
             eg.append(eps_for(bu, self.k.rho_gate))
             ev.append(eps_for(bv, self.k.rho))
-        gw, gb = _scaled(plan.U, plan.cu, idx, eg)
         vw, vb = _scaled(plan.V, plan.cv, idx, ev)
-        neg_gw = -gw
-        neg_gb = Vector([-x for x in gb.values.tolist()], exact=gb.exact)
-        coef = [2.0 / (a * b) for a, b in zip(eg, ev)]
         self.scales.append({"stage": "M", "products": n})
-        if self.target == "lstm":
-            self._lstm(blocks, n, i=(gw, gb), g=(vw, vb), o=True, decode=slot_matrix(h, idx, coef),
-                       role="product+")
-            self._lstm(blocks, n, i=(neg_gw, neg_gb), g=(vw, vb), o=True,
-                       decode=slot_matrix(h, idx, [-x for x in coef]), role="product-")
-            return plan.const
-        # GRU: pair A has 1 - z = σ(a), pair B has 1 - z = σ(-a)
-        for sign, za, role in ((1, (neg_gw, neg_gb), "product+"), (-1, (gw, gb), "product-")):
-            off_p = self._gru(blocks, n, r=True, z=za, nW=(vw, vb),
-                              decode=slot_matrix(h, idx, [sign * x for x in coef]), role=role + "_p")
-            self._gru(blocks, n, r=za, z=False, rec_n=[(Matrix.identity(n), off_p)],
-                      decode=slot_matrix(h, idx, [-sign * x for x in coef]), role=role + "_q")
+        # Richardson pair of pairs: with D(a) = σ(a) − σ(−a) = tanh(a/2),
+        # (8 D(a) − D(2a)) / 3 = a − a⁵/30, so g·v ≈ (8 Δ₁ − Δ₂) / (3 ε_g ε_v) where Δ_s is the
+        # difference of the two units whose gates are σ(±s ε_g g).
+        for scale, weight in ((1, 8.0), (2, -1.0)):
+            gw, gb = _scaled(plan.U, plan.cu, idx, [scale * e for e in eg])
+            neg_gw = -gw
+            neg_gb = Vector([-x for x in gb.values.tolist()], exact=gb.exact)
+            coef = [weight / (3.0 * a * b) for a, b in zip(eg, ev)]
+            if self.target == "lstm":
+                self._lstm(blocks, n, i=(gw, gb), g=(vw, vb), o=True, decode=slot_matrix(h, idx, coef),
+                           role=f"product{scale}+")
+                self._lstm(blocks, n, i=(neg_gw, neg_gb), g=(vw, vb), o=True,
+                           decode=slot_matrix(h, idx, [-x for x in coef]), role=f"product{scale}-")
+                continue
+            # GRU: the pair with 1 − z = σ(+s a) minus the pair with 1 − z = σ(−s a)
+            for sign, za, role in ((1, (neg_gw, neg_gb), f"product{scale}+"), (-1, (gw, gb), f"product{scale}-")):
+                off_p = self._gru(blocks, n, r=True, z=za, nW=(vw, vb),
+                                  decode=slot_matrix(h, idx, [sign * x for x in coef]), role=role + "_p")
+                self._gru(blocks, n, r=za, z=False, rec_n=[(Matrix.identity(n), off_p)],
+                          decode=slot_matrix(h, idx, [-sign * x for x in coef]), role=role + "_q")
         return plan.const
