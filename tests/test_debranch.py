@@ -313,3 +313,42 @@ def test_rejects_non_core_ops():
     module = Module.from_output(Op("test.debranch_custom", [x]))
     with pytest.raises(PassError, match="test.debranch_custom"):
         debranch(module)
+
+
+# ---------------------------------------------------------------------------- reference mode
+
+def test_reference_mode_more_ones_is_the_papers_path():
+    from lsrl.programs import more_ones
+    compiled = debranch(more_ones().ir, mode="reference")
+    assert is_layer_form(compiled)
+    assert [op.kind for op in compiled.ops] == ["input", "linstate", "linear", "relu", "linear"]
+    assert dense_params(compiled) == 17  # compile.md §5: 5-node path, 17 dense parameters
+    bits = np.array([0, 1, 1, 0, 0, 0, 1, 1, 0, 0], dtype=float).reshape(-1, 1)
+    np.testing.assert_array_equal(interpret(compiled, bits).ravel(), [0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("conditional", ["direct", "multiplicative"])
+def test_reference_mode_continuous(conditional):
+    from lsrl.programs import continuous_approximator
+    module = continuous_approximator(2, 1, conditional).ir
+    compiled = debranch(module, mode="reference")
+    assert is_layer_form(compiled) and n_layers(compiled) == 3
+    assert compiled.metadata["reference_cases"]  # the cases applied, by name
+    xs, expected = _continuous_inputs(2, 1)
+    tol = 1e-9 if conditional == "multiplicative" else 1e-2
+    np.testing.assert_allclose(interpret(compiled, xs)[:, -1], expected, atol=tol)
+    # the local rules are much wider than stage scheduling (compile.md §6)
+    assert widest(compiled) > 5 * widest(debranch(module))
+
+
+def test_reference_mode_d6_concat_progress():
+    # every child of %x is a Concat that also reads another value: the reference stalls here (D6)
+    x = inp(1)
+    a = Op("relu", [x])
+    c1 = Op("concat", [x, a])
+    c2 = Op("concat", [a, x])
+    out = Op("linear", [Op("concat", [c1, c2])], {"A": mat([[1, 2, 3, 4]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module, mode="reference")
+    assert is_layer_form(compiled)
+    same_outputs(module, compiled, np.random.default_rng(8).normal(size=(2, 5, 1)))

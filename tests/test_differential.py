@@ -140,3 +140,30 @@ def test_random_programs_float_slow(module, seed):
 @given(programs(max_ops=20, exact_friendly=True), SEEDS)
 def test_random_programs_exact_slow(module, seed):
     check_exact(module, seed)
+
+
+# ---------------------------------------------------------------------------- reference mode (the 13 cases)
+
+def check_reference(module, seed: int) -> None:
+    compiled = debranch(module, mode="reference")
+    problems = layer_form_problems(compiled)
+    assert not problems, f"{problems}\n{compiled}"
+    rng = np.random.default_rng(seed)
+    xs = random_sequences(module, int(rng.integers(1, 12)), 3, rng)
+    want = interpret(module, xs)
+    got = interpret(compiled, xs)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    assert np.allclose(got, want, rtol=FLOAT_RTOL, atol=FLOAT_RTOL * scale), f"{module}\n{compiled}"
+
+
+@settings(max_examples=120)
+@given(programs(max_ops=12), SEEDS)
+def test_random_programs_reference_mode(module, seed):
+    check_reference(module, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500)
+@given(programs(max_ops=16), SEEDS)
+def test_random_programs_reference_mode_slow(module, seed):
+    check_reference(module, seed)

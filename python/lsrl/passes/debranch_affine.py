@@ -300,7 +300,14 @@ class NormalForm:
         (rows,) = ins
         a = matrix_rows(op.attrs["A"], self.exact)
         b = vector_values(op.attrs["b"], self.exact)
-        return [combine(((c, rows[j]) for j, c in ar.items()), b[i]) for i, ar in enumerate(a)]
+        out = []
+        for i, ar in enumerate(a):
+            if len(ar) == 1 and b[i] == 0:
+                ((j, c),) = ar.items()
+                out.append(rows[j] if c == 1 else scale_row(rows[j], c))  # selections, scalings: no new sum
+            else:
+                out.append(combine(((c, rows[j]) for j, c in ar.items()), b[i]))
+        return out
 
     def _slice(self, op, ins):
         return ins[0][op.attrs["start"]:op.attrs["end"]]
@@ -469,7 +476,7 @@ class NormalForm:
 
         lo, hi = list(init), list(init)
         result = None
-        for _ in range(48):
+        for _ in range(16):
             ok, nlo, nhi = closed(lo, hi)
             if ok:
                 result = (lo, hi)

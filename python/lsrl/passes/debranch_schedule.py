@@ -35,6 +35,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import PassError
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from .debranch_affine import CONST, NormalForm, normalise, row_key
@@ -410,9 +411,14 @@ def _matrix(shape, rows: list, exact: bool) -> Matrix:
             indices.append(j)
             data.append(row[j])
         indptr.append(len(indices))
-    csr = sp.csr_array((np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int32),
-                        np.asarray(indptr, dtype=np.int32)), shape=shape)
-    return Matrix.from_scipy(csr)
+    values = np.asarray(data, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise PassError(f"debranch: a {shape[0]}x{shape[1]} matrix of the layer form has non-finite entries "
+                        "(the program's constants overflow when composed)")
+    csr = sp.csr_array((values, np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int32)),
+                       shape=shape)
+    # canonical already (sorted columns, no duplicates, no zeros), so the Matrix wraps it without a copy
+    return Matrix(shape, csr=csr)
 
 
 def _vector(values: list, exact: bool) -> Vector:
@@ -549,6 +555,7 @@ class _Describer:
         self.nf = nf
         self.names = names
         self._atom_cache: dict = {}
+        self._functional_cache: dict = {}  # id(row) -> (row, terms); carried rows persist across stages
 
     def atom(self, a: int) -> list:
         hit = self._atom_cache.get(a)
@@ -559,6 +566,14 @@ class _Describer:
         return hit
 
     def functional(self, row: dict) -> list:
+        hit = self._functional_cache.get(id(row))
+        if hit is not None and hit[0] is row:
+            return hit[1]
+        terms = self._functional(row)
+        self._functional_cache[id(row)] = (row, terms)
+        return terms
+
+    def _functional(self, row: dict) -> list:
         terms = []
         for a, c in sorted(row.items()):
             if a == CONST:
