@@ -211,11 +211,17 @@ def test_linear_rnn_layers_and_kernel_backend():
     model = lsrl.compile(prog, "linear_rnn", t_max=xs.shape[1])
     assert sum(info["hidden_size"] > 0 for info in model.layers) == 5
     assert any(info["kind"] == "gated_linear_rnn" for info in model.layers)
-    if kernel_available():
-        assert rel_err(model(xs, backend="kernel"), model(xs)) <= 1e-12
-    else:
+    if not kernel_available():
         with pytest.raises(RuntimeError, match="kernel"):
             model(xs, backend="kernel")
+        return
+    for target, activations in (("linear_rnn", "ideal"), ("lstm", "ideal"), ("lstm", "standard"),
+                                ("gru", "ideal"), ("gru", "standard")):
+        model = lsrl.compile(prog, target, activations=activations, t_max=xs.shape[1])
+        full = model(xs)
+        assert rel_err(model(xs, backend="kernel"), full) <= 1e-12
+        parts = list(model.stream((xs[:, :10], xs[:, 10:]), backend="kernel"))
+        assert rel_err(np.concatenate(parts, axis=1), full) <= 1e-12
 
 
 def test_compile_errors():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
+from . import targets as _targets  # noqa: F401  (registers the target op kinds and lowerings on import lsrl)
 from .errors import CompileError
 from .model import Model
 

@@ -207,6 +207,12 @@ class Model:
             raise ValueError(f"Model: backend must be one of {BACKENDS}, got {backend!r}")
         if exact and self.activations == "standard" and self.target in ("lstm", "gru"):
             raise LsrlError("Model: a standard-activation model (sigmoid/tanh) cannot run in exact arithmetic")
+        if backend == "kernel" and not exact:
+            # the C++ executor runs the whole chain (all op kinds) with the time loop in C++; its states are
+            # this class's states (one entry per op after the input)
+            from .runtime.executor import run as run_kernel
+            y, new_states = run_kernel(self.module, x, states)
+            return y, list(new_states)
         new_states = []
         for op, state in zip(self._ops, states):
             x, state = run_layer(op, x, state, exact, backend)
@@ -215,7 +221,9 @@ class Model:
 
     def __call__(self, xs, backend: str = "numpy", *, exact: bool = False):
         """Outputs for ``xs`` (``(T, d_in)`` or ``(B, T, d_in)``); ``exact=True`` evaluates in rationals
-        (ideal-mode models only).  ``backend="kernel"`` runs the linear recurrences with the C++ scan."""
+        (ideal-mode models only).  ``backend="kernel"`` runs the whole model in the C++ executor
+        (``lsrl.runtime.executor``; a RuntimeError when the extension is not built); exact evaluation is
+        always numpy."""
         x, rank = self._prepare(xs, exact)
         y, _ = self._run(x, self.initial_states(), exact, backend)
         return y[0] if rank < 3 else y
