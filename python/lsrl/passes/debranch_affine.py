@@ -148,6 +148,8 @@ def matrix_rows(matrix, exact: bool) -> list:
 
 
 def vector_values(vector, exact: bool) -> list:
+    if not exact and not vector.exact:
+        return vector.values.tolist()
     return vector.array(exact).tolist()
 
 
@@ -172,6 +174,7 @@ class NormalForm:
         self.origin: list = [None]
         self.rgroup: list = [None]  # R atoms: (direction key, offset) of relu(direction + offset)
         self._cse: dict = {}
+        self._group_cache: dict = {}
         self.sign_cache: dict = {}  # row key or atom -> (slots, sign) of an R-stage carrier
         self.values: dict = {}
         self.output_rows: list = []
@@ -243,18 +246,37 @@ class NormalForm:
         breakpoints ``p = −k_j`` or in the limits (``0`` and ``Σ c_i k_i``), independent of the range of
         ``p``.  Otherwise the members are bounded one by one.
         """
-        csum = sum(c for c, _, _ in members)
-        if len(members) >= 2 and csum == 0 and len(members) <= _MAX_GROUP:
+        csum = 0.0
+        for c, _, _ in members:
+            csum += c
+        if csum == 0 and len(members) <= _MAX_GROUP:
+            key = tuple((c, k) for c, k, _ in members)
+            hit = self._group_cache.get(key)
+            if hit is not None:
+                return hit
             ks = [float(k) for _, k, _ in members]
             cs = [c for c, _, _ in members]
-            # (value, magnitude summed into it) at the limits and at every breakpoint
-            cands = [(0.0, 0.0), (sum(c * k for c, k in zip(cs, ks)), sum(abs(c * k) for c, k in zip(cs, ks)))]
+            abs_c = 0.0
+            limit = limit_mag = 0.0
+            for c, k in zip(cs, ks):
+                abs_c += abs(c)
+                limit += c * k
+                limit_mag += abs(c * k)
+            # (value − margin, value + margin) at the limits (0 and Σ c_i k_i) and at every breakpoint
+            lo_v = min(0.0, limit - _REL_SLACK * limit_mag)
+            hi_v = max(0.0, limit + _REL_SLACK * limit_mag)
             for kj in ks:
-                terms = [c * max(0.0, k - kj) for c, k in zip(cs, ks)]
-                cands.append((sum(terms), sum(abs(t) for t in terms) + sum(abs(c) for c in cs) * abs(kj)))
-            lo_v = min(v - _REL_SLACK * m for v, m in cands)
-            hi_v = max(v + _REL_SLACK * m for v, m in cands)
-            return lo_v, hi_v, 0.0, 0.0
+                value = mag = 0.0
+                for c, k in zip(cs, ks):
+                    if k > kj:
+                        t = c * (k - kj)
+                        value += t
+                        mag += abs(t)
+                mag = _REL_SLACK * (mag + abs_c * abs(kj))
+                lo_v = min(lo_v, value - mag)
+                hi_v = max(hi_v, value + mag)
+            hit = self._group_cache[key] = (lo_v, hi_v, 0.0, 0.0)
+            return hit
         lo = hi = 0.0
         slack_lo = slack_hi = 0.0
         for c, _, a in members:

@@ -424,7 +424,7 @@ def _matrix(shape, rows: list, exact: bool) -> Matrix:
 def _vector(values: list, exact: bool) -> Vector:
     if exact:
         return Vector([Fraction(v) for v in values], exact=True)
-    return Vector([float(v) for v in values], exact=False)
+    return Vector(np.asarray(values, dtype=np.float64))
 
 
 def _is_identity(rows: list, bias: list, n_in: int) -> bool:
