@@ -132,7 +132,7 @@ def ideal_products_gru(blocks: UnitBlocks, st: Stage, plan, lin_extra: list) -> 
     for j in plan.prod:
         choice = gate_choice(plan, j)
         if choice is None:
-            raise CompileError(f"gru: {st.op.describe()} multiplies two operands that range analysis cannot "
+            raise CompileError(f"gru: {st.op.describe()} (stage {st.index} of the layer form) multiplies two operands that range analysis cannot "
                                "bound; the GRU product needs a bounded operand (give the Input bounds and "
                                "t_max)")
         which, sign, shift, K = choice
@@ -199,7 +199,7 @@ def lower_recurrent(module: Module, target: str, activations: str = "ideal", t_m
         blocks = UnitBlocks(GATES[target], prev.dim, st.out_dim)
         e = Vector.zeros(st.out_dim)
         if st.kind == "M" and target == "relu_rnn":
-            raise CompileError(f"relu_rnn: {st.op.describe()} is a multiplication; a ReLU RNN cannot multiply two "
+            raise CompileError(f"relu_rnn: {st.op.describe()} (stage {st.index} of the layer form) is a multiplication; a ReLU RNN cannot multiply two "
                                "values (use target 'lstm', 'gru' or 'linear_rnn', or a ReLU-based conditional "
                                "such as conditional='optimized')")
         if standard:

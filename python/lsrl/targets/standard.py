@@ -67,6 +67,11 @@ def _scaled(W: Matrix, c: Vector, idx: list[int], scales: list[float]) -> tuple[
     return rows, bias
 
 
+def _where(st: Stage) -> str:
+    """The stage in error messages: its op and its position in the layer form."""
+    return f"{st.op.describe()} (stage {st.index} of the layer form, kind {st.kind})"
+
+
 def _frac(x):
     from fractions import Fraction
     return Fraction(float(x))
@@ -147,11 +152,11 @@ class StandardLowering:
         integ = [j for j in range(k) if self.target == "lstm" and diag_only[j] and diag_val[j] in (0.0, 1.0)]
         eps = []
         for j in range(k):
-            bound = ensure_bounded(f"{self.target}: state coordinate {j} of {st.op.describe()}",
+            bound = ensure_bounded(f"{self.target}: state coordinate {j} of {_where(st)}",
                                    slo[j:j + 1], shi[j:j + 1])
             if j in integ:  # the drive enters tanh on its own
                 bound = max(bound, ensure_bounded(f"{self.target}: input of state coordinate {j} of "
-                                                  f"{st.op.describe()}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
+                                                  f"{_where(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
             eps.append(eps_for(bound, self.k.rho))
         inv = [1.0 / e for e in eps]
         drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
@@ -181,7 +186,7 @@ class StandardLowering:
             lo, hi = st.pre_lo[j], st.pre_hi[j]
             if hi <= 0:
                 continue  # ReLU ≡ 0
-            bound = ensure_bounded(f"{self.target}: ReLU argument {j} of {st.op.describe()}",
+            bound = ensure_bounded(f"{self.target}: ReLU argument {j} of {_where(st)}",
                                    st.pre_lo[j:j + 1], st.pre_hi[j:j + 1])
             if lo >= 0:
                 lin.append(j)
@@ -236,7 +241,7 @@ class StandardLowering:
         if plan.lin_slot:
             keep, eps = [], []
             for i in range(len(plan.lin_slot)):
-                bound = ensure_bounded(f"{self.target}: carried value of {st.op.describe()}",
+                bound = ensure_bounded(f"{self.target}: carried value of {_where(st)}",
                                        plan.lin_lo[i:i + 1], plan.lin_hi[i:i + 1])
                 if bound > 0:
                     keep.append(i)
@@ -250,9 +255,9 @@ class StandardLowering:
         n = len(idx)
         eg, ev = [], []
         for j in idx:
-            bu = ensure_bounded(f"{self.target}: first operand {j} of {st.op.describe()}",
+            bu = ensure_bounded(f"{self.target}: first operand {j} of {_where(st)}",
                                 plan.ulo[j:j + 1], plan.uhi[j:j + 1])
-            bv = ensure_bounded(f"{self.target}: second operand {j} of {st.op.describe()}",
+            bv = ensure_bounded(f"{self.target}: second operand {j} of {_where(st)}",
                                 plan.vlo[j:j + 1], plan.vhi[j:j + 1])
             eg.append(eps_for(bu, self.k.rho_gate))
             ev.append(eps_for(bv, self.k.rho))
