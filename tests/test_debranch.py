@@ -352,3 +352,25 @@ def test_reference_mode_d6_concat_progress():
     compiled = debranch(module, mode="reference")
     assert is_layer_form(compiled)
     same_outputs(module, compiled, np.random.default_rng(8).normal(size=(2, 5, 1)))
+
+
+@pytest.mark.parametrize("conditional", ["direct", "multiplicative"])
+def test_token_map_exact_mode_is_identical(conditional):
+    from lsrl.programs import draw_queries, random_token_map, token_map, token_prompt
+    module = token_map(3, conditional).ir
+    compiled = debranch(module, exact=True)
+    rng = np.random.default_rng(0)
+    mapping = random_token_map(3, 3, 10, rng)
+    query = draw_queries(mapping, 1, rng)[0]
+    xs = token_prompt(query, mapping)[None]
+    got = interpret(compiled, xs, exact=True)
+    assert (interpret(module, xs, exact=True) == got).all()
+    assert tuple(int(v) for v in got[0, -3:, 0]) == mapping[query]
+
+
+def test_metadata_is_json():
+    import json
+    from lsrl.programs import continuous_approximator
+    compiled = debranch(continuous_approximator(2, 1, "multiplicative").ir, exact=True)
+    text = json.dumps({k: compiled.metadata[k] for k in ("layout", "stages", "schedule")})
+    assert "carrier" in text and '"S"' in text
