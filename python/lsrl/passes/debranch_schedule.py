@@ -375,6 +375,22 @@ def _decoded(plan: StagePlan, i: int) -> dict:
     return {k: v for k, v in out.items() if v != 0}
 
 
+def _split_rows(before: StagePlan, i: int, row: dict):
+    """The ``f`` and ``−f`` pre-activation rows of a split carrier whose need row is ``i`` of ``before``.
+
+    When ``f`` is ``s`` times a value that ``before`` (an R stage) already holds split as ``(p, m)``, the rows
+    read ``s·p`` and ``s·m`` (swapped for ``s < 0``) instead of ``±s·(p − m)``: ``p·m = 0``, so
+    ``ReLU(s(p − m)) = s·p`` exactly — one entry per row instead of two."""
+    expr, const = before.exprs[i]
+    if const == 0 and len(expr) == 1 and before.kind == "R":
+        ((v, sc),) = expr.items()
+        slots = before.value_slots[v]
+        if len(slots) == 2:
+            (p, _), (m, _) = slots
+            return ({p: sc}, {m: sc}) if sc > 0 else ({m: -sc}, {p: -sc})
+    return row, {j: -x for j, x in row.items()}
+
+
 def _measure(nf: NormalForm, plans: list):
     """Widths of the chain ops (input excluded) and an nnz estimate (matrix entries + non-zero biases)."""
     widths = []
@@ -388,7 +404,14 @@ def _measure(nf: NormalForm, plans: list):
             nnz += entries + sum(len(a) for u in plan.units for a in nf.units[u].A)
         elif plan.kind == "R":
             widths.extend([slots, slots])
-            nnz += entries + sum(1 for s in plan.carrier_split if s)
+            n_units = len(plan.unit_atoms)
+            for c, split in enumerate(plan.carrier_split):
+                if split:
+                    expr, const = prev.exprs[n_units + c]
+                    simple = (const == 0 and len(expr) == 1 and prev.kind == "R"
+                              and len(prev.value_slots[next(iter(expr))]) == 2)
+                    nnz += 1 if simple else len(expr) + (1 if const != 0 else 0)
+            nnz += entries
         else:
             widths.extend([2 * slots, slots])
             nnz += entries + len(plan.carriers)
@@ -412,7 +435,7 @@ def _matrix(shape, rows: list, exact: bool) -> Matrix:
             data.append(row[j])
         indptr.append(len(indices))
     values = np.asarray(data, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
+    if not np.isfinite(values).all():
         raise PassError(f"debranch: a {shape[0]}x{shape[1]} matrix of the layer form has non-finite entries "
                         "(the program's constants overflow when composed)")
     csr = sp.csr_array((values, np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int32)),
@@ -488,9 +511,10 @@ def emit(nf: NormalForm, plan: Plan, names: dict) -> Module:
             for c in range(len(st.carriers)):
                 i = n_units + c
                 if st.carrier_split[c]:
-                    lin_rows.append(rows[i])
+                    plus, minus = _split_rows(before, i, rows[i])
+                    lin_rows.append(plus)
                     lin_bias.append(consts[i])
-                    lin_rows.append({j: -v for j, v in rows[i].items()})
+                    lin_rows.append(minus)
                     lin_bias.append(-consts[i])
                 elif st.carrier_sign[c] == -1:
                     lin_rows.append({j: -v for j, v in rows[i].items()})
