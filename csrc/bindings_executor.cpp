@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -256,15 +257,98 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
     return plan;
 }
 
+// The leading fields of NumPy's PyUFuncObject (numpy/ufuncobject.h).  They are part of NumPy's public C
+// ABI and identical in NumPy 1.x and 2.x; the loop found through them is only used after it reproduced
+// numpy.tanh bit for bit on a test vector.
+struct UFuncHead {
+    PyObject_HEAD
+    int nin, nout, nargs;
+    int identity;
+    kernel::UnaryLoopFn* functions;
+    void* const* data;
+    int ntypes;
+    int reserved1;
+    const char* name;
+    const char* types;
+};
+
+// NumPy's tanh inner loop for T ('d->d' or 'f->f'), if it can be found and reproduces numpy.tanh.
+// The standard-mode cells then evaluate tanh exactly as the numpy backend does (NumPy's vectorised tanh
+// differs from the C library's in the last bit for about a third of all arguments).
+template <typename T>
+bool find_numpy_tanh(kernel::UnaryLoopFn* fn, void** data) {
+    *fn = nullptr;
+    *data = nullptr;
+    try {
+        py::module_ np = py::module_::import("numpy");
+        const std::string version = py::str(np.attr("__version__")).cast<std::string>();
+        if (version.size() < 2 || (version[0] != '1' && version[0] != '2') || version[1] != '.') return false;
+        py::object tanh = np.attr("tanh");
+        if (!py::isinstance(tanh, np.attr("ufunc"))) return false;
+        const auto* u = reinterpret_cast<const UFuncHead*>(tanh.ptr());
+        if (u->nin != 1 || u->nout != 1 || u->nargs != 2 || u->name == nullptr || std::string(u->name) != "tanh" ||
+            u->functions == nullptr || u->types == nullptr || u->ntypes <= 0 || u->ntypes > 64)
+            return false;
+        const char want = sizeof(T) == 8 ? 12 : 11;  // NPY_DOUBLE, NPY_FLOAT
+        for (int i = 0; i < u->ntypes; ++i) {
+            if (u->types[2 * i] == want && u->types[2 * i + 1] == want) {
+                *fn = u->functions[i];
+                *data = u->data ? u->data[i] : nullptr;
+                break;
+            }
+        }
+        if (*fn == nullptr) return false;
+        // self-test: the loop must give exactly numpy.tanh's values
+        const py::ssize_t n = 203;
+        py::array_t<T> x(n);
+        T* px = x.mutable_data();
+        for (py::ssize_t i = 0; i < n; ++i) {
+            const double v = (static_cast<double>(i) - 101.0) / 4.0;
+            px[i] = static_cast<T>(i % 3 == 0 ? v * 1e-3 : (i % 3 == 1 ? v : v * 0.37));
+        }
+        py::array_t<T> ref = py::array_t<T>::ensure(tanh(x));
+        if (!ref || ref.size() != n) return false;
+        std::vector<T> got(static_cast<std::size_t>(n));
+        char* args[2] = {reinterpret_cast<char*>(px), reinterpret_cast<char*>(got.data())};
+        const std::intptr_t dims[1] = {static_cast<std::intptr_t>(n)};
+        const std::intptr_t steps[2] = {static_cast<std::intptr_t>(sizeof(T)), static_cast<std::intptr_t>(sizeof(T))};
+        (*fn)(args, dims, steps, *data);
+        if (std::memcmp(got.data(), ref.data(), static_cast<std::size_t>(n) * sizeof(T)) != 0) {
+            *fn = nullptr;
+            *data = nullptr;
+            return false;
+        }
+        return true;
+    } catch (const py::error_already_set&) {
+        *fn = nullptr;
+        *data = nullptr;
+        return false;
+    }
+}
+
+template <typename T>
+void attach_tanh(Plan<T>& plan) {
+    if (plan.needs_tanh()) find_numpy_tanh<T>(&plan.tanh_loop, &plan.tanh_data);
+}
+
 class PyPlan {
    public:
     PyPlan(const py::list& nodes, index_t output, const std::string& dtype) {
-        if (dtype == "float64")
+        if (dtype == "float64") {
             p64_ = build_plan<double>(nodes, output);
-        else if (dtype == "float32")
+            attach_tanh(*p64_);
+        } else if (dtype == "float32") {
             p32_ = build_plan<float>(nodes, output);
-        else
+            attach_tanh(*p32_);
+        } else {
             throw py::type_error("lsrl._kernel.Plan: dtype must be 'float64' or 'float32', got '" + dtype + "'");
+        }
+    }
+
+    std::string tanh_source() const {
+        const bool numpy = p64_ ? p64_->tanh_loop != nullptr : p32_->tanh_loop != nullptr;
+        const bool needed = p64_ ? p64_->needs_tanh() : p32_->needs_tanh();
+        return !needed ? "none" : numpy ? "numpy" : "libm";
     }
 
     std::string dtype() const { return p64_ ? "float64" : "float32"; }
@@ -422,6 +506,9 @@ elements processed node by node; 0 = automatic).)doc")
         .def_property_readonly("d_out", &PyPlan::d_out)
         .def_property_readonly("arena_rows", &PyPlan::arena_rows,
                                "Rows of the per-thread work area (one row = one value coordinate for a block of lanes).")
+        .def_property_readonly("tanh_source", &PyPlan::tanh_source,
+                               "'numpy' (numpy.tanh's own loop, bit-identical to the numpy backend), 'libm' or "
+                               "'none' (no standard-mode cell).")
         .def_property_readonly("state_dims", &PyPlan::state_dims)
         .def_property_readonly("state_nodes", &PyPlan::state_nodes)
         .def_property_readonly("structure", &PyPlan::structure,

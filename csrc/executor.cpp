@@ -67,11 +67,10 @@ class RowAllocator {
     index_t top_ = 0;
 };
 
-// Rows a node needs besides its value while it runs: the LSTM gates; the GRU input-side gates and
-// its recurrent-side gates W_hh h + b_hh.
+// Rows a node needs besides its value while it runs: the input-side gates of an LSTM or a GRU.
 template <typename T>
 index_t scratch_rows(const Node<T>& n) {
-    return n.kind == NodeKind::lstm ? 4 * n.dim : n.kind == NodeKind::gru ? 6 * n.dim : 0;
+    return n.kind == NodeKind::lstm ? 4 * n.dim : n.kind == NodeKind::gru ? 3 * n.dim : 0;
 }
 
 }  // namespace
@@ -88,6 +87,24 @@ void Plan<T>::finalise() {
             stateful.push_back(n);
         }
         work_per_step += static_cast<double>(node.W.nnz() + node.R.nnz() + node.dim * (1 + node.gates));
+        if (node.gates > 1) {
+            node.constant_row.assign(static_cast<std::size_t>(node.gates * node.dim), 0);
+            for (index_t row = 0; row < node.gates * node.dim; ++row)
+                node.constant_row[row] = node.W.indptr[row + 1] == node.W.indptr[row] &&
+                                         node.R.indptr[row + 1] == node.R.indptr[row];
+            node.recurrent_units.clear();
+            node.static_units.clear();
+            for (index_t j = 0; j < node.dim; ++j) {
+                bool recurrent = false;
+                for (index_t k = 0; k < node.gates; ++k) {
+                    const index_t row = k * node.dim + j;
+                    recurrent = recurrent || node.R.indptr[row + 1] > node.R.indptr[row];
+                }
+                (recurrent ? node.recurrent_units : node.static_units).push_back(j);
+            }
+        }
+        if (node.kind == NodeKind::lstm) scratch_per_lane = std::max(scratch_per_lane, 2 * node.dim);
+        if (node.kind == NodeKind::gru) scratch_per_lane = std::max(scratch_per_lane, 5 * node.dim);
     }
     // A ReLU that is the only reader of an affine map is applied as the map's results are stored; the
     // ReLU node then aliases the map's rows (like a slice from row 0).
@@ -184,6 +201,7 @@ struct Worker {
     struct Buffers {
         std::vector<T> arena;
         std::vector<std::vector<T>> state;  // per slot: state_dim x bg
+        std::vector<T> scratch;             // scratch_per_lane x bg (contiguous vectors for tanh)
     };
 
     void run_group(Buffers& buf, index_t b0, index_t g) const {
@@ -324,98 +342,315 @@ struct Worker {
         }
     }
 
+    // col += R prev (col's rows `cs` apart, prev's `ps` apart), in place.
+    static void recurrent_add(const Recurrence<T>& R, index_t g, const T* prev, index_t ps, T* col, index_t cs) {
+        if (g == 1)
+            recurrence_step<T, 1>(R, 1, prev, ps, col, cs, col, cs);
+        else
+            recurrence_step<T, 0>(R, g, prev, ps, col, cs, col, cs);
+    }
+
+    // Activations: Ideal = ReLU for both; else sigmoid (scipy's formula) and tanh (plan.tanh_vec).
     template <bool Ideal>
-    void lstm_steps(const Node<T>& node, T* pre, T* out, T* state, index_t g, index_t tc) const {
+    static T gate(T x) {
+        return Ideal ? relu(x) : sigmoid(x);
+    }
+    template <bool Ideal>
+    void squash_vec(const T* in, T* out, index_t n) const {
+        if (Ideal)
+            for (index_t i = 0; i < n; ++i) out[i] = relu(in[i]);
+        else
+            plan.tanh_vec(in, out, n);
+    }
+    template <bool Ideal>
+    void gate_rows(T* rows, index_t count, index_t n) const {
+        for (index_t r = 0; r < count; ++r) {
+            T* x = rows + r * L;
+            for (index_t l = 0; l < n; ++l) x[l] = gate<Ideal>(x[l]);
+        }
+    }
+
+    // ---- LSTM.  numpy: gates = pre + W_hh h; i, f, o = sigmoid; g = tanh; c = f*c + i*g; h = o*tanh(c).
+    // `pre` (4H rows) holds the input-side gates; scratch: 2H*g.
+    // Units without recurrent weights ("static") run first, each over the whole block: gates, then the
+    // cell recurrence along time, then h = o * tanh(c).  The others step through time (they may read
+    // any unit's previous h, the static ones' included).  A gate row with no weights is a constant.
+    template <bool Ideal>
+    void activate_row(const Node<T>& node, T* pre, index_t row, bool squash, index_t n) const {
+        T* x = pre + row * L;
+        if (node.constant_row[row]) {
+            T v = x[0];
+            if (squash)
+                squash_vec<Ideal>(&v, &v, 1);
+            else
+                v = gate<Ideal>(v);
+            for (index_t l = 0; l < n; ++l) x[l] = v;
+        } else if (squash) {
+            squash_vec<Ideal>(x, x, n);
+        } else {
+            for (index_t l = 0; l < n; ++l) x[l] = gate<Ideal>(x[l]);
+        }
+    }
+
+    template <bool Ideal>
+    void lstm_cells(const Node<T>& node, T* pre, T* out, T* state, T* scratch, index_t g, index_t tc,
+                    index_t n) const {
         const index_t H = node.dim;
         T* c = state + H * g;
-        for (index_t t = 0; t < tc; ++t) {
-            T* gates = pre + t * g;
-            if (node.R.nnz() > 0) {
-                const T* prev = t == 0 ? state : out + (t - 1) * g;
-                const index_t ps = t == 0 ? g : L;
-                if (g == 1)
-                    recurrence_step<T, 1>(node.R, 1, prev, ps, gates, L, gates, L);
-                else
-                    recurrence_step<T, 0>(node.R, g, prev, ps, gates, L, gates, L);
+        if (n > 0) {
+            const auto& units = node.static_units;
+            for (index_t j : units) {
+                activate_row<Ideal>(node, pre, j, false, n);
+                activate_row<Ideal>(node, pre, H + j, false, n);
+                activate_row<Ideal>(node, pre, 2 * H + j, true, n);
+                activate_row<Ideal>(node, pre, 3 * H + j, false, n);
             }
-            T* h = out + t * g;
-            for (index_t j = 0; j < H; ++j) {
-                const T* gi = gates + j * L;
-                const T* gf = gates + (H + j) * L;
-                const T* gg = gates + (2 * H + j) * L;
-                const T* go = gates + (3 * H + j) * L;
-                T* cj = c + j * g;
-                T* hj = h + j * L;
+            // c_t = f c_{t-1} + i g along time, stored over the spent i rows; four units at a time so
+            // that four independent dependency chains are in flight
+            const std::size_t count = units.size();
+            std::size_t u = 0;
+            for (; u + 4 <= count; u += 4) {
+                T* gi[4];
+                const T *gf[4], *gg[4];
+                for (int k = 0; k < 4; ++k) {
+                    const index_t j = units[u + static_cast<std::size_t>(k)];
+                    gi[k] = pre + j * L;
+                    gf[k] = pre + (H + j) * L;
+                    gg[k] = pre + (2 * H + j) * L;
+                }
                 for (index_t b = 0; b < g; ++b) {
-                    T i_, f_, g_, o_;
-                    if (Ideal) {
-                        i_ = relu(gi[b]); f_ = relu(gf[b]); g_ = relu(gg[b]); o_ = relu(go[b]);
-                    } else {
-                        i_ = sigmoid(gi[b]); f_ = sigmoid(gf[b]); g_ = tanh_(gg[b]); o_ = sigmoid(go[b]);
+                    T cb[4];
+                    for (int k = 0; k < 4; ++k) cb[k] = c[units[u + static_cast<std::size_t>(k)] * g + b];
+                    for (index_t t = 0; t < tc; ++t) {
+                        const index_t l = t * g + b;
+                        for (int k = 0; k < 4; ++k) {
+                            const T fc = gf[k][l] * cb[k];
+                            const T ig = gi[k][l] * gg[k][l];
+                            cb[k] = fc + ig;
+                            gi[k][l] = cb[k];
+                        }
                     }
-                    const T fc = f_ * cj[b];
-                    const T ig = i_ * g_;
-                    const T cn = fc + ig;
-                    cj[b] = cn;
-                    hj[b] = o_ * (Ideal ? relu(cn) : tanh_(cn));
+                    for (int k = 0; k < 4; ++k) c[units[u + static_cast<std::size_t>(k)] * g + b] = cb[k];
                 }
             }
+            for (; u < count; ++u) {
+                const index_t j = units[u];
+                T* gi = pre + j * L;
+                const T* gf = pre + (H + j) * L;
+                const T* gg = pre + (2 * H + j) * L;
+                for (index_t b = 0; b < g; ++b) {
+                    T cb = c[j * g + b];
+                    for (index_t t = 0; t < tc; ++t) {
+                        const index_t l = t * g + b;
+                        const T fc = gf[l] * cb;
+                        const T ig = gi[l] * gg[l];
+                        cb = fc + ig;
+                        gi[l] = cb;
+                    }
+                    c[j * g + b] = cb;
+                }
+            }
+            for (index_t j : units) {
+                T* cj = pre + j * L;
+                squash_vec<Ideal>(cj, cj, n);
+                const T* go = pre + (3 * H + j) * L;
+                T* hj = out + j * L;
+                for (index_t l = 0; l < n; ++l) hj[l] = go[l] * cj[l];
+            }
         }
+        if (node.recurrent_units.empty()) return;
+        if (g == 1)
+            lstm_steps<Ideal, 1>(node, pre, out, state, scratch, g, tc);
+        else
+            lstm_steps<Ideal, 0>(node, pre, out, state, scratch, g, tc);
+    }
+
+    // The recurrent units of an LSTM, one step at a time (FixedG = 1: one sequence per group).
+    template <bool Ideal, int FixedG>
+    void lstm_steps(const Node<T>& node, T* pre, T* out, T* state, T* scratch, index_t g_runtime,
+                    index_t tc) const {
+        const index_t g = FixedG > 0 ? FixedG : g_runtime;
+        const index_t H = node.dim;
+        T* c = state + H * g;
+        const index_t R_ = static_cast<index_t>(node.recurrent_units.size());
+        T* cand = scratch;          // R_ x g: tanh of the g gates, then tanh(c)
+        T* cs = scratch + H * g;    // R_ x g: c of the recurrent units
+        for (index_t q = 0; q < R_; ++q)
+            for (index_t b = 0; b < g; ++b) cs[q * g + b] = c[node.recurrent_units[q] * g + b];
+        for (index_t t = 0; t < tc; ++t) {
+            T* gates = pre + t * g;
+            const T* prev = t == 0 ? state : out + (t - 1) * g;
+            recurrent_add(node.R, g, prev, t == 0 ? g : L, gates, L);
+            for (index_t q = 0; q < R_; ++q) {
+                const index_t j = node.recurrent_units[q];
+                for (index_t b = 0; b < g; ++b) cand[q * g + b] = gates[(2 * H + j) * L + b];
+            }
+            squash_vec<Ideal>(cand, cand, R_ * g);
+            for (index_t q = 0; q < R_; ++q) {
+                const index_t j = node.recurrent_units[q];
+                const T* gi = gates + j * L;
+                const T* gf = gates + (H + j) * L;
+                T* go = gates + (3 * H + j) * L;
+                for (index_t b = 0; b < g; ++b) {
+                    const T fc = gate<Ideal>(gf[b]) * cs[q * g + b];
+                    const T ig = gate<Ideal>(gi[b]) * cand[q * g + b];
+                    cs[q * g + b] = fc + ig;
+                    go[b] = gate<Ideal>(go[b]);
+                }
+            }
+            squash_vec<Ideal>(cs, cand, R_ * g);
+            T* h = out + t * g;
+            for (index_t q = 0; q < R_; ++q) {
+                const index_t j = node.recurrent_units[q];
+                const T* go = gates + (3 * H + j) * L;
+                for (index_t b = 0; b < g; ++b) h[j * L + b] = go[b] * cand[q * g + b];
+            }
+        }
+        for (index_t q = 0; q < R_; ++q)
+            for (index_t b = 0; b < g; ++b) c[node.recurrent_units[q] * g + b] = cs[q * g + b];
     }
 
     void run_lstm(Buffers& buf, const Node<T>& node, T* pre, const T* in, T* out, index_t g, index_t tc,
                   index_t n) const {
         affine_lanes(node.W.rows, node.W.indptr.data(), node.W.indices.data(), node.W.data.data(),
-                        node.bias.empty() ? nullptr : node.bias.data(), in, L, pre, L, n);
+                     node.bias.empty() ? nullptr : node.bias.data(), in, L, pre, L, n);
         T* state = buf.state[node.state_slot].data();
         if (node.ideal)
-            lstm_steps<true>(node, pre, out, state, g, tc);
+            lstm_cells<true>(node, pre, out, state, buf.scratch.data(), g, tc, n);
         else
-            lstm_steps<false>(node, pre, out, state, g, tc);
+            lstm_cells<false>(node, pre, out, state, buf.scratch.data(), g, tc, n);
         save_last_column(out, node.dim, L, g, tc, state);  // h; c is updated in place
     }
 
+    // ---- GRU.  numpy: hh = W_hh h + b_hh; r = sigmoid(pre_r + hh_r); z = sigmoid(pre_z + hh_z);
+    //      n = tanh(pre_n + r * hh_n); h = (1 - z) * n + z * h.
+    // `pre` (3H rows) holds the input-side gates; scratch: hh (3H*g), candidate (H*g), z (H*g).
+    // Static units (no recurrent weight: hh = b_hh) run first over the whole block, the others step.
     template <bool Ideal>
-    void gru_steps(const Node<T>& node, const T* pre, T* hh, T* out, const T* state, index_t g,
-                   index_t tc) const {
+    void gru_cells(const Node<T>& node, T* pre, T* out, const T* state, T* scratch, index_t g, index_t tc,
+                   index_t n) const {
         const index_t H = node.dim;
-        const bool recurrent = node.R.nnz() > 0;
         const T* b2 = node.bias2.data();
-        auto fill_bias = [&]() {
-            for (index_t r = 0; r < 3 * H; ++r)
-                for (index_t b = 0; b < g; ++b) hh[r * L + b] = b2[r];
-        };
-        if (!recurrent) fill_bias();
+        if (n > 0) {
+            for (index_t j : node.static_units) {
+                T* pr = pre + j * L;
+                T* pz = pre + (H + j) * L;
+                T* pn = pre + (2 * H + j) * L;
+                const T br = b2[j], bz = b2[H + j], bn = b2[2 * H + j];
+                const bool cr = node.constant_row[j], cz = node.constant_row[H + j],
+                           cn = node.constant_row[2 * H + j];
+                if (cr && cz && cn) {  // the whole unit is a constant map
+                    const T r = gate<Ideal>(pr[0] + br);
+                    const T z = gate<Ideal>(pz[0] + bz);
+                    const T rh = r * bn;
+                    T v = pn[0] + rh;
+                    squash_vec<Ideal>(&v, &v, 1);
+                    for (index_t l = 0; l < n; ++l) {
+                        pz[l] = z;
+                        pn[l] = v;
+                    }
+                } else {
+                    for (index_t l = 0; l < n; ++l) {
+                        const T r = gate<Ideal>(pr[l] + br);
+                        pz[l] = gate<Ideal>(pz[l] + bz);
+                        const T rh = r * bn;
+                        pn[l] = pn[l] + rh;
+                    }
+                    squash_vec<Ideal>(pn, pn, n);
+                }
+            }
+            // h_t = (1 - z) n + z h_{t-1} along time, four units at a time (independent chains)
+            const auto& units = node.static_units;
+            const std::size_t count = units.size();
+            std::size_t u = 0;
+            for (; u + 4 <= count; u += 4) {
+                const T *pz[4], *pn[4];
+                T* hj[4];
+                for (int k = 0; k < 4; ++k) {
+                    const index_t j = units[u + static_cast<std::size_t>(k)];
+                    pz[k] = pre + (H + j) * L;
+                    pn[k] = pre + (2 * H + j) * L;
+                    hj[k] = out + j * L;
+                }
+                for (index_t b = 0; b < g; ++b) {
+                    T hb[4];
+                    for (int k = 0; k < 4; ++k) hb[k] = state[units[u + static_cast<std::size_t>(k)] * g + b];
+                    for (index_t t = 0; t < tc; ++t) {
+                        const index_t l = t * g + b;
+                        for (int k = 0; k < 4; ++k) {
+                            const T keep = (T(1) - pz[k][l]) * pn[k][l];
+                            const T carry = pz[k][l] * hb[k];
+                            hb[k] = keep + carry;
+                            hj[k][l] = hb[k];
+                        }
+                    }
+                }
+            }
+            for (; u < count; ++u) {
+                const index_t j = units[u];
+                const T* pz = pre + (H + j) * L;
+                const T* pn = pre + (2 * H + j) * L;
+                T* hj = out + j * L;
+                for (index_t b = 0; b < g; ++b) {
+                    T hb = state[j * g + b];
+                    for (index_t t = 0; t < tc; ++t) {
+                        const index_t l = t * g + b;
+                        const T keep = (T(1) - pz[l]) * pn[l];
+                        const T carry = pz[l] * hb;
+                        hb = keep + carry;
+                        hj[l] = hb;
+                    }
+                }
+            }
+        }
+        if (node.recurrent_units.empty()) return;
+        if (g == 1)
+            gru_steps<Ideal, 1>(node, pre, out, state, scratch, g, tc);
+        else
+            gru_steps<Ideal, 0>(node, pre, out, state, scratch, g, tc);
+    }
+
+    // The recurrent units of a GRU, one step at a time (FixedG = 1: one sequence per group).
+    template <bool Ideal, int FixedG>
+    void gru_steps(const Node<T>& node, const T* pre, T* out, const T* state, T* scratch, index_t g_runtime,
+                   index_t tc) const {
+        const index_t g = FixedG > 0 ? FixedG : g_runtime;
+        const index_t H = node.dim;
+        const T* b2 = node.bias2.data();
+        const index_t R_ = static_cast<index_t>(node.recurrent_units.size());
+        T* hh = scratch;                // 3H x g (only the recurrent units' rows are used)
+        T* cand = scratch + 3 * H * g;  // R_ x g
+        T* zs = cand + H * g;           // R_ x g
         for (index_t t = 0; t < tc; ++t) {
             const T* prev = t == 0 ? state : out + (t - 1) * g;
             const index_t ps = t == 0 ? g : L;
-            if (recurrent) {
-                fill_bias();
-                if (g == 1)
-                    recurrence_step<T, 1>(node.R, 1, prev, ps, hh, L, hh, L);
-                else
-                    recurrence_step<T, 0>(node.R, g, prev, ps, hh, L, hh, L);
-            }
             const T* p = pre + t * g;
+            for (index_t q = 0; q < R_; ++q) {
+                const index_t j = node.recurrent_units[q];
+                for (index_t k = 0; k < 3; ++k) {
+                    const index_t row = k * H + j;
+                    for (index_t b = 0; b < g; ++b) hh[row * g + b] = b2[row];
+                }
+            }
+            recurrent_add(node.R, g, prev, ps, hh, g);
+            for (index_t q = 0; q < R_; ++q) {
+                const index_t j = node.recurrent_units[q];
+                for (index_t b = 0; b < g; ++b) {
+                    const T r = gate<Ideal>(p[j * L + b] + hh[j * g + b]);
+                    zs[q * g + b] = gate<Ideal>(p[(H + j) * L + b] + hh[(H + j) * g + b]);
+                    const T rh = r * hh[(2 * H + j) * g + b];
+                    cand[q * g + b] = p[(2 * H + j) * L + b] + rh;
+                }
+            }
+            squash_vec<Ideal>(cand, cand, R_ * g);
             T* h = out + t * g;
-            for (index_t j = 0; j < H; ++j) {
-                const T* pr = p + j * L;
-                const T* pz = p + (H + j) * L;
-                const T* pn = p + (2 * H + j) * L;
-                const T* hr = hh + j * L;
-                const T* hz = hh + (H + j) * L;
-                const T* hn = hh + (2 * H + j) * L;
+            for (index_t q = 0; q < R_; ++q) {
+                const index_t j = node.recurrent_units[q];
                 const T* hp = prev + j * ps;
                 T* hj = h + j * L;
                 for (index_t b = 0; b < g; ++b) {
-                    const T ar = pr[b] + hr[b];
-                    const T az = pz[b] + hz[b];
-                    const T r = Ideal ? relu(ar) : sigmoid(ar);
-                    const T z = Ideal ? relu(az) : sigmoid(az);
-                    const T rh = r * hn[b];
-                    const T an = pn[b] + rh;
-                    const T nn = Ideal ? relu(an) : tanh_(an);
-                    const T keep = (T(1) - z) * nn;
+                    const T z = zs[q * g + b];
+                    const T keep = (T(1) - z) * cand[q * g + b];
                     const T carry = z * hp[b];
                     hj[b] = keep + carry;
                 }
@@ -423,19 +658,16 @@ struct Worker {
         }
     }
 
-    void run_gru(Buffers& buf, const Node<T>& node, T* scratch, const T* in, T* out, index_t g, index_t tc,
+    void run_gru(Buffers& buf, const Node<T>& node, T* pre, const T* in, T* out, index_t g, index_t tc,
                  index_t n) const {
-        const index_t H = node.dim;
-        T* pre = scratch;
-        T* hh = scratch + 3 * H * L;
         affine_lanes(node.W.rows, node.W.indptr.data(), node.W.indices.data(), node.W.data.data(),
-                        node.bias.empty() ? nullptr : node.bias.data(), in, L, pre, L, n);
+                     node.bias.empty() ? nullptr : node.bias.data(), in, L, pre, L, n);
         T* state = buf.state[node.state_slot].data();
         if (node.ideal)
-            gru_steps<true>(node, pre, hh, out, state, g, tc);
+            gru_cells<true>(node, pre, out, state, buf.scratch.data(), g, tc, n);
         else
-            gru_steps<false>(node, pre, hh, out, state, g, tc);
-        save_last_column(out, H, L, g, tc, state);
+            gru_cells<false>(node, pre, out, state, buf.scratch.data(), g, tc, n);
+        save_last_column(out, node.dim, L, g, tc, state);
     }
 };
 
@@ -456,6 +688,7 @@ void Plan<T>::run(const RunShape& shape, const T* xs, T* ys, const std::vector<c
     std::vector<typename W::Buffers> buffers(static_cast<std::size_t>(threads));
     for (auto& b : buffers) {
         b.arena.assign(static_cast<std::size_t>(std::max<index_t>(memory.rows, 1) * L), T(0));
+        b.scratch.assign(static_cast<std::size_t>(std::max<index_t>(scratch_per_lane * bg, 1)), T(0));
         b.state.resize(stateful.size());
         for (std::size_t s = 0; s < stateful.size(); ++s)
             b.state[s].assign(static_cast<std::size_t>(nodes[stateful[s]].state_dim * bg), T(0));

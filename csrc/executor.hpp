@@ -58,6 +58,10 @@ struct Node {
     bool ideal = true;      // cells: ReLU in place of sigmoid and tanh
     bool relu_after = false;  // affine: its only reader is a ReLU, applied here (that ReLU is an alias)
     index_t state_dim = 0;  // 0 for stateless nodes
+    // cells: units with a recurrent weight in any of their gate rows (stepped one step at a time); the
+    // other units' gates are computed for a whole block at once
+    std::vector<index_t> recurrent_units, static_units;
+    std::vector<std::uint8_t> constant_row;  // cells: gate rows with no weight at all (value = its bias)
     index_t state_slot = -1;
 };
 
@@ -74,6 +78,9 @@ struct RunShape {
     int threads = 1;
 };
 
+// A NumPy ufunc inner loop ("1-D core loop"): args = {in, out}, dimensions = {n}, steps = byte strides.
+using UnaryLoopFn = void (*)(char** args, const std::intptr_t* dimensions, const std::intptr_t* steps, void* data);
+
 template <typename T>
 struct Plan {
     std::vector<Node<T>> nodes;
@@ -82,6 +89,28 @@ struct Plan {
     std::vector<index_t> stateful;  // node index of every state slot
     MemoryPlan memory;
     double work_per_step = 0;       // multiply-adds and element operations per step, one sequence
+    index_t scratch_per_lane = 0;   // per-thread scratch values per batch lane (LSTM/GRU step vectors)
+
+    // tanh for standard-mode cells: NumPy's own float loop when the bindings found one that reproduces
+    // numpy.tanh (so the kernel matches the numpy backend bit for bit), else the C library's tanh.
+    UnaryLoopFn tanh_loop = nullptr;
+    void* tanh_data = nullptr;
+    void tanh_vec(const T* in, T* out, index_t n) const {
+        if (n <= 0) return;
+        if (tanh_loop) {
+            char* args[2] = {reinterpret_cast<char*>(const_cast<T*>(in)), reinterpret_cast<char*>(out)};
+            const std::intptr_t dims[1] = {static_cast<std::intptr_t>(n)};
+            const std::intptr_t steps[2] = {static_cast<std::intptr_t>(sizeof(T)), static_cast<std::intptr_t>(sizeof(T))};
+            tanh_loop(args, dims, steps, tanh_data);
+        } else {
+            for (index_t i = 0; i < n; ++i) out[i] = tanh_(in[i]);
+        }
+    }
+    bool needs_tanh() const {
+        for (const Node<T>& n : nodes)
+            if ((n.kind == NodeKind::lstm || n.kind == NodeKind::gru) && !n.ideal) return true;
+        return false;
+    }
 
     // Computes `memory`, `stateful`, `work_per_step`; call once all nodes are set.
     void finalise();

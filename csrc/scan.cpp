@@ -100,21 +100,98 @@ struct StructuredCtx {
     }
 };
 
+// Narrow states (k <= 8): the per-step loop over k is too short to run well, and each coordinate is
+// a dependency chain (multiply, then add) whose latency bounds the speed.  These kernels keep the
+// state of P sequences in registers and advance P * k independent chains per step.
+template <typename T, int K, int P, bool Selective>
+void scan_narrow(index_t steps, const T* a_diag, const T* const* A, const T* const* U, const T* const* S0,
+                 T* const* S) {
+    T st[P][K];
+    T av[K];
+    for (int p = 0; p < P; ++p)
+        for (int i = 0; i < K; ++i) st[p][i] = S0[p][i];
+    if (!Selective)
+        for (int i = 0; i < K; ++i) av[i] = a_diag[i];
+    for (index_t t = 0; t < steps; ++t) {
+        for (int p = 0; p < P; ++p) {
+            for (int i = 0; i < K; ++i) {
+                const T coef = Selective ? A[p][t * K + i] : av[i];
+                const T prod = coef * st[p][i];
+                st[p][i] = prod + U[p][t * K + i];
+                S[p][t * K + i] = st[p][i];
+            }
+        }
+    }
+}
+
+template <typename T>
+using NarrowFn = void (*)(index_t, const T*, const T* const*, const T* const*, const T* const*, T* const*);
+
+// Sequences per register group for a state of k coordinates: enough for about 8 chains.
+constexpr int narrow_group(int k) { return k <= 2 ? 4 : k <= 4 ? 2 : 1; }
+
+template <typename T, bool Selective, int K>
+void pick_narrow_k(NarrowFn<T>* group, NarrowFn<T>* single) {
+    *group = &scan_narrow<T, K, narrow_group(K), Selective>;
+    *single = &scan_narrow<T, K, 1, Selective>;
+}
+
+template <typename T, bool Selective>
+bool pick_narrow(index_t k, NarrowFn<T>* group, NarrowFn<T>* single) {
+    switch (k) {
+        case 1: pick_narrow_k<T, Selective, 1>(group, single); return true;
+        case 2: pick_narrow_k<T, Selective, 2>(group, single); return true;
+        case 3: pick_narrow_k<T, Selective, 3>(group, single); return true;
+        case 4: pick_narrow_k<T, Selective, 4>(group, single); return true;
+        case 5: pick_narrow_k<T, Selective, 5>(group, single); return true;
+        case 6: pick_narrow_k<T, Selective, 6>(group, single); return true;
+        case 7: pick_narrow_k<T, Selective, 7>(group, single); return true;
+        case 8: pick_narrow_k<T, Selective, 8>(group, single); return true;
+        default: return false;
+    }
+}
+
 // A work item is (batch element, column chunk); chunks are whole multiples of 16 columns so that
-// two threads never write to one cache line.
+// two threads never write to one cache line.  For narrow states a work item is a group of `per_item`
+// sequences run by the register kernels instead.
 template <typename T>
 struct ColumnSplitCtx {
-    index_t steps, k, chunks, width;
+    index_t batch, steps, k, chunks, width;
     const T *A, *Bv, *h0;  // A: diagonal (k,) for the time-invariant scan, or (B, T, k)
     T* H;
     bool selective;
+    index_t per_item = 0;  // > 0: narrow kernels, this many sequences per item
+    NarrowFn<T> group_fn = nullptr, single_fn = nullptr;
+
     static void run(void* p, index_t item) {
         auto* c = static_cast<ColumnSplitCtx*>(p);
+        const index_t blk = c->steps * c->k;
+        if (c->per_item > 0) {
+            const index_t b0 = item * c->per_item;
+            const index_t count = std::min(c->per_item, c->batch - b0);
+            const T* a_seq[4];
+            const T* u_seq[4];
+            const T* s0_seq[4];
+            T* s_seq[4];
+            for (index_t q = 0; q < count; ++q) {
+                const index_t b = b0 + q;
+                a_seq[q] = c->selective ? c->A + b * blk : nullptr;
+                u_seq[q] = c->Bv + b * blk;
+                s0_seq[q] = c->h0 + b * c->k;
+                s_seq[q] = c->H + b * blk;
+            }
+            if (count == c->per_item) {
+                c->group_fn(c->steps, c->A, a_seq, u_seq, s0_seq, s_seq);
+            } else {
+                for (index_t q = 0; q < count; ++q)
+                    c->single_fn(c->steps, c->A, a_seq + q, u_seq + q, s0_seq + q, s_seq + q);
+            }
+            return;
+        }
         const index_t b = item / c->chunks, chunk = item % c->chunks;
         const index_t c0 = chunk * c->width;
         const index_t c1 = c0 + c->width < c->k ? c0 + c->width : c->k;
         if (c0 >= c1) return;
-        const index_t blk = c->steps * c->k;
         if (c->selective)
             selective_scan_cols<T>(c->k, c->steps, c0, c1, c->A + b * blk, c->Bv + b * blk,
                                    c->h0 + b * c->k, c->H + b * blk);
@@ -166,7 +243,18 @@ void run_column_split(index_t batch, index_t steps, index_t k, const T* A, const
     const index_t chunks = column_chunks(batch, k, threads);
     index_t width = (k + chunks - 1) / chunks;
     width = (width + 15) / 16 * 16;
-    ColumnSplitCtx<T> ctx{steps, k, chunks, width, A, Bv, h0, H, selective};
+    ColumnSplitCtx<T> ctx{batch, steps, k, chunks, width, A, Bv, h0, H, selective};
+    const bool narrow = selective ? pick_narrow<T, true>(k, &ctx.group_fn, &ctx.single_fn)
+                                  : pick_narrow<T, false>(k, &ctx.group_fn, &ctx.single_fn);
+    if (narrow) {
+        // groups of sequences, but never fewer items than threads
+        index_t per = narrow_group(static_cast<int>(k));
+        while (per > 1 && (batch + per - 1) / per < threads) per = 1;
+        if (per != narrow_group(static_cast<int>(k))) ctx.group_fn = ctx.single_fn;
+        ctx.per_item = per;
+        parallel_for_batch((batch + per - 1) / per, threads, &ColumnSplitCtx<T>::run, &ctx);
+        return;
+    }
     parallel_for_batch(batch * chunks, threads, &ColumnSplitCtx<T>::run, &ctx);
 }
 }  // namespace

@@ -289,10 +289,10 @@ def stream(module, chunks: Iterable, dtype=np.float64, *, states=None, num_threa
     each chunk's outputs.  Memory does not grow with the total length."""
     batch = None
     for chunk in chunks:
-        ys, states = run(module, chunk, states, dtype, num_threads=num_threads, lanes=lanes)
-        b = ys.shape[0] if ys.ndim == 3 else 1
+        b = np.shape(chunk)[0] if np.ndim(chunk) == 3 else 1
         if batch is None:
             batch = b
         elif b != batch:
             raise ShapeError(f"executor.stream: chunks must keep the batch size {batch}, got {b}")
+        ys, states = run(module, chunk, states, dtype, num_threads=num_threads, lanes=lanes)
         yield ys
