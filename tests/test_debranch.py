@@ -374,3 +374,27 @@ def test_metadata_is_json():
     compiled = debranch(continuous_approximator(2, 1, "multiplicative").ir, exact=True)
     text = json.dumps({k: compiled.metadata[k] for k in ("layout", "stages", "schedule")})
     assert "carrier" in text and '"S"' in text
+
+
+def test_fold_memoryless_states_option():
+    x = inp(1)
+    passthrough = Op("linstate", [x], {"A": mat([[0.0]]), "B": mat([[2.0]])})  # s_t = 2 x_t
+    counter = Op("linstate", [passthrough], {"A": mat([[1.0]]), "B": mat([[1.0]])})
+    module = Module.from_output(counter)
+    assert n_layers(debranch(module)) == 2  # the program's LinState depth
+    folded = debranch(module, fold_memoryless_states=True)
+    assert n_layers(folded) == 1
+    same_outputs(module, folded, np.random.default_rng(9).normal(size=(2, 6, 1)))
+
+
+def test_state_bounds_are_sound_for_tiny_inputs():
+    # s_t = s_{t-1} + 1e-15 grows forever: no bound may claim s <= 0 (which would drop the ReLU)
+    x = inp(1, lower=0.0, upper=1.0)
+    tiny = Op("linear", [x], {"A": mat([[0.0]]), "b": vec([1e-15])})
+    s = Op("linstate", [tiny], {"A": mat([[1.0]]), "B": mat([[1.0]])})
+    out = Op("linear", [Op("relu", [s])], {"A": mat([[1e15]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    xs = np.zeros((1, 6, 1))
+    np.testing.assert_allclose(interpret(compiled, xs).ravel(), np.arange(1, 7), rtol=1e-9)
+    same_outputs(module, compiled, xs)

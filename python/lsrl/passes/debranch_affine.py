@@ -470,45 +470,58 @@ class NormalForm:
         k = len(unit.atoms)
         in_b = [self.bounds(r) for r in unit.rows]
         a_rows = [[(j, float(v)) for j, v in ar.items()] for ar in unit.A]
-        init = [float(v) for v in unit.init]
+        init_lo, init_hi = [], []
+        for v in unit.init:  # an exact init that is not a float lies between two floats
+            f = float(v)
+            exact_float = not isinstance(v, Fraction) or Fraction(f) == v
+            init_lo.append(f if exact_float else math.nextafter(f, -_INF))
+            init_hi.append(f if exact_float else math.nextafter(f, _INF))
 
         def step(lo, hi):
-            nlo, nhi = [], []
+            """``A·J + U`` with the magnitude summed into each end (for the rounding margin)."""
+            nlo, nhi, mlo, mhi = [], [], [], []
             for i in range(k):
                 l, h = in_b[i]
+                ml, mh = abs(l) if math.isfinite(l) else 0.0, abs(h) if math.isfinite(h) else 0.0
                 for j, v in a_rows[i]:
-                    if v > 0:
-                        l += v * lo[j] if lo[j] != 0 else 0.0
-                        h += v * hi[j] if hi[j] != 0 else 0.0
-                    else:
-                        l += v * hi[j] if hi[j] != 0 else 0.0
-                        h += v * lo[j] if lo[j] != 0 else 0.0
+                    tl = v * (lo[j] if v > 0 else hi[j])
+                    th = v * (hi[j] if v > 0 else lo[j])
+                    if (lo[j] if v > 0 else hi[j]) != 0:
+                        l += tl
+                        ml += abs(tl) if math.isfinite(tl) else 0.0
+                    if (hi[j] if v > 0 else lo[j]) != 0:
+                        h += th
+                        mh += abs(th) if math.isfinite(th) else 0.0
                 nlo.append(-_INF if math.isnan(l) else l)
                 nhi.append(_INF if math.isnan(h) else h)
-            return nlo, nhi
+                mlo.append(ml)
+                mhi.append(mh)
+            return nlo, nhi, mlo, mhi
 
         def closed(lo, hi):
-            nlo, nhi = step(lo, hi)
-            ok = True
-            for i in range(k):
-                tol = _REL_SLACK * (abs(nlo[i]) + abs(nhi[i]) + 1.0) if math.isfinite(nlo[i] + nhi[i]) else 0.0
-                if nlo[i] < lo[i] - tol or nhi[i] > hi[i] + tol:
-                    ok = False
+            """Whether ``A·J + U ⊆ J`` holds even after widening the image by its rounding margin (sound)."""
+            nlo, nhi, mlo, mhi = step(lo, hi)
+            ok = all(nlo[i] - _REL_SLACK * mlo[i] >= lo[i] and nhi[i] + _REL_SLACK * mhi[i] <= hi[i]
+                     for i in range(k))
             return ok, nlo, nhi
 
-        lo, hi = list(init), list(init)
+        lo, hi = init_lo, init_hi
         result = None
+        moved_lo = moved_hi = [True] * k
         for _ in range(16):
             ok, nlo, nhi = closed(lo, hi)
             if ok:
                 result = (lo, hi)
                 break
-            lo = [min(a, b) for a, b in zip(lo, nlo)]
-            hi = [max(a, b) for a, b in zip(hi, nhi)]
-        if result is None:
+            new_lo = [min(a, b) for a, b in zip(lo, nlo)]
+            new_hi = [max(a, b) for a, b in zip(hi, nhi)]
+            moved_lo = [a != b for a, b in zip(lo, new_lo)]
+            moved_hi = [a != b for a, b in zip(hi, new_hi)]
+            lo, hi = new_lo, new_hi
+        if result is None:  # widen the ends that were still moving by a quarter of the width
             width = [h - l for l, h in zip(lo, hi)]
-            cand_lo = [l - 0.25 * w - 1e-9 * (abs(l) + 1) for l, w in zip(lo, width)]
-            cand_hi = [h + 0.25 * w + 1e-9 * (abs(h) + 1) for h, w in zip(hi, width)]
+            cand_lo = [l - 0.25 * w - 1e-9 * (abs(l) + 1) if m else l for l, w, m in zip(lo, width, moved_lo)]
+            cand_hi = [h + 0.25 * w + 1e-9 * (abs(h) + 1) if m else h for h, w, m in zip(hi, width, moved_hi)]
             ok, _, _ = closed(cand_lo, cand_hi)
             if ok:
                 result = (cand_lo, cand_hi)
@@ -522,11 +535,10 @@ class NormalForm:
                 hi = [_INF if n > h else h for h, n in zip(hi, nhi)]
         if result is None:
             result = ([-_INF] * k, [_INF] * k)
-        lo, hi = result
-        pad = [_REL_SLACK * (abs(l) + abs(h)) if math.isfinite(l + h) else 0.0 for l, h in zip(lo, hi)]
+        lo, hi = result  # sound as it is: J holds init and A·J + U ⊆ J with the rounding margin
         for n, a in enumerate(unit.atoms):
-            self.lo[a] = lo[n] - pad[n]
-            self.hi[a] = hi[n] + pad[n]
+            self.lo[a] = lo[n]
+            self.hi[a] = hi[n]
 
     # ------------------------------------------------------------------ liveness
     def prune(self) -> "NormalForm":
