@@ -398,3 +398,19 @@ def test_state_bounds_are_sound_for_tiny_inputs():
     xs = np.zeros((1, 6, 1))
     np.testing.assert_allclose(interpret(compiled, xs).ravel(), np.arange(1, 7), rtol=1e-9)
     same_outputs(module, compiled, xs)
+
+
+def test_shifted_carrier_for_a_bounded_signed_value():
+    # x in [-2, 3] is signed but bounded: it crosses the ReLU stage as x + 2 (one slot), not as x+, x-
+    x = inp(1, lower=-2.0, upper=3.0)
+    r = Op("relu", [Op("linear", [x], {"A": mat([[1]]), "b": vec([-1])})])
+    out = Op("linear", [Op("concat", [r, x])], {"A": mat([[1, 1]]), "b": vec([0])})
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    assert widest(compiled) == 2
+    carriers = [s for e in compiled.metadata["layout"] for s in e if s["role"] == "carrier" and "constant" in s]
+    assert carriers and carriers[0]["constant"] == 2.0
+    assert widest(debranch(module, signed_carriers="split")) == 3
+    xs = np.random.default_rng(10).uniform(-2, 3, size=(2, 6, 1))
+    same_outputs(module, compiled, xs)
+    assert (interpret(module, xs, exact=True) == interpret(debranch(module, exact=True), xs, exact=True)).all()

@@ -56,7 +56,7 @@ def slot_values(layout_entry, values_by_name):
         if role not in ("value", "carrier", "plus", "minus"):
             out.append(None)
             continue
-        total = 0.0
+        total = float(slot.get("constant", 0))
         for name, index, coef in slot["terms"]:
             total = total + float(coef) * values_by_name[name][..., index]
         if role == "plus":

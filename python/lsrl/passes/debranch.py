@@ -67,11 +67,14 @@ def _ssa_names(module) -> dict:
 
 
 def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
-                   fold_memoryless_states: bool = False):
+                   fold_memoryless_states: bool = False, signed_carriers: str = "shift"):
     """``(normal form, [plans])`` for the requested placement policies (all of them for ``auto``)."""
     if exact:
         module = _to_exact(module)
-    nf = NormalForm(module, exact=exact, fold_memoryless_states=fold_memoryless_states).build().prune()
+    if signed_carriers not in ("shift", "split"):
+        raise PassError(f"debranch: signed_carriers must be shift or split, got {signed_carriers!r}")
+    nf = NormalForm(module, exact=exact, fold_memoryless_states=fold_memoryless_states,
+                    shift_carriers=signed_carriers == "shift").build().prune()
     deps, consumers, out_units = unit_graph(nf)
     asap = asap_layers(nf, deps)
     n_layers = max([1] + [asap[u] for u in range(1, len(nf.units)) if nf.units[u].kind == "S"])
@@ -107,7 +110,7 @@ def _to_exact(module):
 
 
 def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: str = "auto",
-             fold_memoryless_states: bool = False):
+             fold_memoryless_states: bool = False, signed_carriers: str = "shift"):
     """The layer form of ``module`` (a new module; the argument is not modified)."""
     if mode == "reference":
         from .debranch_reference import reference_debranch
@@ -118,7 +121,8 @@ def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: s
     gc.disable()  # the planner allocates many small dicts and no cycles; collections only cost time
     try:
         nf, plans = plan_schedules(module, exact=exact, schedule=schedule,
-                                   fold_memoryless_states=fold_memoryless_states)
+                                   fold_memoryless_states=fold_memoryless_states,
+                                   signed_carriers=signed_carriers)
         best: Plan = min(plans, key=lambda p: p.cost)
         out = emit(nf, best, _ssa_names(nf.module))
     finally:
@@ -142,13 +146,16 @@ class Debranch(Pass):
     schedule: str = dataclasses.field(
         default="auto", metadata={"help": "placement policy: auto (the narrowest of " + ", ".join(AUTO_POLICIES)
                                           + "), all (the narrowest of every policy) or one of " + ", ".join(POLICIES)})
+    signed_carriers: Literal["shift", "split"] = dataclasses.field(
+        default="shift", metadata={"help": "a signed value with a known bound crosses a ReLU stage shifted into one "
+                                           "slot (shift) or always as v+, v- (split)"})
     fold_memoryless_states: bool = dataclasses.field(
         default=False, metadata={"help": "treat state blocks with A = 0 as affine values (fewer layers than the "
                                          "program's LinState depth)"})
 
     def run(self, module):
         return debranch(module, mode=self.mode, exact=self.exact, schedule=self.schedule,
-                        fold_memoryless_states=self.fold_memoryless_states)
+                        fold_memoryless_states=self.fold_memoryless_states, signed_carriers=self.signed_carriers)
 
 
 # ---------------------------------------------------------------------------- layer form check

@@ -162,8 +162,10 @@ class NormalForm:
     ``scale · atom``) and ``output_rows``.
     """
 
-    def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False):
+    def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False,
+                 shift_carriers: bool = True):
         self.module = module
+        self.shift_carriers = shift_carriers
         self.exact = exact
         self.fold_memoryless_states = fold_memoryless_states
         self.units: list[Unit] = []
@@ -237,6 +239,10 @@ class NormalForm:
             lo = -_INF
         if math.isnan(hi):
             hi = _INF
+        if len(row) == 1 and not groups:
+            (c,) = row.values()
+            if c == 1 or c == -1:  # one exact term: nothing was rounded
+                return lo, hi
         return lo - _REL_SLACK * slack_lo, hi + _REL_SLACK * slack_hi
 
     def _group_bounds(self, members):

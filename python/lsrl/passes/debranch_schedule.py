@@ -41,6 +41,11 @@ from ..ir.matrix import Matrix, Vector
 from .debranch_affine import CONST, NormalForm, normalise, row_key
 
 
+# A signed R-stage carrier with a lower bound ≥ −SHIFT_LIMIT (or an upper bound ≤ SHIFT_LIMIT) is carried
+# shifted into one non-negative slot; beyond it the float rounding of the shift could matter, so it is split.
+SHIFT_LIMIT = 1e6
+
+
 class Schedule:
     """Stages as ``[(kind, [unit index, ...]), ...]``, stage 0 = ``("X", [0])``, plus the layer of each stage."""
 
@@ -170,7 +175,7 @@ class StagePlan:
     """The values and slots of one stage's output."""
 
     __slots__ = ("kind", "units", "unit_atoms", "carriers", "carrier_keys", "carrier_sign", "carrier_split",
-                 "slots", "value_slots", "need", "need_keys", "exprs")
+                 "carrier_offset", "slots", "value_slots", "value_offsets", "need", "need_keys", "exprs")
 
     def __init__(self, kind, units):
         self.kind = kind
@@ -179,8 +184,10 @@ class StagePlan:
         self.carriers: list = []  # functionals (rows without const) carried through this stage
         self.carrier_sign: list = []  # R stages: ±1 so that sign·f ≥ 0 (one slot); 0 otherwise
         self.carrier_split: list = []  # R stages: carried as (f⁺, f⁻)
+        self.carrier_offset: list = []  # R stages: the slot holds sign·(f − offset)
         self.slots = 0
         self.value_slots: list = []  # per value (unit atoms, then carriers): [(slot, coef), ...]
+        self.value_offsets: list = []  # per value: value = Σ coef·slot + offset
         self.need: list = []  # rows the *next* stage reads from this stage's output
         self.need_keys: list = []  # row keys where known (the next stage's carriers), else None
         self.exprs: list = []  # per need row: ({value index: coef}, const)
@@ -299,42 +306,56 @@ def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: dict, ex
     sign_cache = nf.sign_cache
 
     def weight(key, row) -> tuple:
-        """(slots, sign): R stages need a provably one-signed value for one slot."""
+        """(slots, sign, offset) of an R-stage carrier: the slot holds ``sign·(f − offset)`` ≥ 0 — the value
+        itself when it is one-signed, shifted by a bound when it has a moderate one, else a ± split."""
         if kind != "R":
-            return 1, 0
+            return 1, 0, 0
         hit = sign_cache.get(key)
         if hit is None:
             lo, hi = nf.bounds(row)
-            hit = sign_cache[key] = (1, 1) if lo >= 0 else (1, -1) if hi <= 0 else (2, 0)
+            if lo >= 0:
+                hit = (1, 1, 0)
+            elif hi <= 0:
+                hit = (1, -1, 0)
+            elif nf.shift_carriers and -SHIFT_LIMIT <= lo:
+                hit = (1, 1, lo)  # the bound itself: a rounder offset could dwarf a finely scaled value
+            elif nf.shift_carriers and hi <= SHIFT_LIMIT:
+                hit = (1, -1, hi)
+            else:
+                hit = (2, 0, 0)
+            sign_cache[key] = hit
         return hit
 
     one = Fraction(1) if exact else 1.0
-    carriers, carrier_keys, signs, splits = [], [], [], []
+    carriers, carrier_keys, signs, splits, offsets = [], [], [], [], []
     func_carrier: dict = {}  # fid -> carrier index (functional mode)
     atom_carrier: dict = {}  # atom -> carrier index (atom mode)
     for root in sorted(comp_funcs, key=lambda r: min(comp_funcs[r])):
         fids = comp_funcs[root]
         atoms = sorted(comp_atoms[root])
         fw = [weight(func_keys[f], funcs[f]) for f in fids]
-        aw = [weight(a, {a: one}) if kind == "R" else (1, 0) for a in atoms]
-        if sum(w for w, _ in aw) < sum(w for w, _ in fw):
-            for a, (w, sign) in zip(atoms, aw):
+        aw = [weight(a, {a: one}) if kind == "R" else (1, 0, 0) for a in atoms]
+        if sum(w[0] for w in aw) < sum(w[0] for w in fw):
+            for a, (w, sign, off) in zip(atoms, aw):
                 atom_carrier[a] = len(carriers)
                 carriers.append({a: one})
                 carrier_keys.append(((a, one),))
                 signs.append(sign)
                 splits.append(w == 2)
+                offsets.append(Fraction(off) if exact else float(off))
         else:
-            for f, (w, sign) in zip(fids, fw):
+            for f, (w, sign, off) in zip(fids, fw):
                 func_carrier[f] = len(carriers)
                 carriers.append(funcs[f])
                 carrier_keys.append(func_keys[f])
                 signs.append(sign)
                 splits.append(w == 2)
+                offsets.append(Fraction(off) if exact else float(off))
     plan.carriers = carriers
     plan.carrier_keys = carrier_keys
     plan.carrier_sign = signs
     plan.carrier_split = splits
+    plan.carrier_offset = offsets
     exprs = []
     for own, const, fid, s, past in row_parts:
         expr = dict(own)
@@ -349,6 +370,7 @@ def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: dict, ex
     plan.exprs = exprs
     # slots of this stage's values
     value_slots = [[(i, one)] for i in range(n_own)]
+    value_offsets = [0] * n_own
     slot = n_own
     for c in range(len(carriers)):
         if kind == "R" and splits[c]:
@@ -360,19 +382,23 @@ def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: dict, ex
         else:
             value_slots.append([(slot, one)])
             slot += 1
+        value_offsets.append(offsets[c])
     plan.value_slots = value_slots
+    plan.value_offsets = value_offsets
     plan.slots = slot
 
 
-def _decoded(plan: StagePlan, i: int) -> dict:
-    """Need row ``i`` of ``plan`` over its output slots (without the constant)."""
-    expr, _ = plan.exprs[i]
+def _decoded(plan: StagePlan, i: int):
+    """Need row ``i`` of ``plan`` over its output slots: ``(row, constant)``."""
+    expr, const = plan.exprs[i]
     out = {}
-    vs = plan.value_slots
+    vs, offs = plan.value_slots, plan.value_offsets
     for v, c in expr.items():
         for slot, sc in vs[v]:
             out[slot] = out.get(slot, 0) + c * sc
-    return {k: v for k, v in out.items() if v != 0}
+        if offs[v] != 0:
+            const = const + c * offs[v]
+    return {k: v for k, v in out.items() if v != 0}, const
 
 
 def _split_rows(before: StagePlan, i: int, row: dict):
@@ -475,8 +501,9 @@ def emit(nf: NormalForm, plan: Plan, names: dict) -> Module:
     for k in range(1, len(plans)):
         before, st = plans[k - 1], plans[k]
         n_in = max(1, before.slots)
-        rows = [_decoded(before, i) for i in range(len(before.exprs))]
-        consts = [c for _, c in before.exprs]
+        decoded = [_decoded(before, i) for i in range(len(before.exprs))]
+        rows = [r for r, _ in decoded]
+        consts = [c for _, c in decoded]
         meta = {"index": k, "layer": sched.stage_layer[k]}
         if st.kind == "S":
             n_unit_rows = sum(len(units[u].rows) for u in st.units)
@@ -516,12 +543,12 @@ def emit(nf: NormalForm, plan: Plan, names: dict) -> Module:
                     lin_bias.append(consts[i])
                     lin_rows.append(minus)
                     lin_bias.append(-consts[i])
-                elif st.carrier_sign[c] == -1:
+                elif st.carrier_sign[c] == -1:  # the slot holds offset − f
                     lin_rows.append({j: -v for j, v in rows[i].items()})
-                    lin_bias.append(-consts[i])
-                else:
+                    lin_bias.append(st.carrier_offset[c] - consts[i])
+                else:  # the slot holds f − offset
                     lin_rows.append(rows[i])
-                    lin_bias.append(consts[i])
+                    lin_bias.append(consts[i] - st.carrier_offset[c])
             post = describe.values(st, "value")
             if not _is_identity(lin_rows, lin_bias, n_in):
                 op = Op("linear", [prev], {"A": _matrix((len(lin_rows), n_in), lin_rows, exact),
@@ -556,8 +583,9 @@ def emit(nf: NormalForm, plan: Plan, names: dict) -> Module:
             prev = op
     last = plans[-1]
     n_in = max(1, last.slots)
-    out_rows = [_decoded(last, i) for i in range(len(last.exprs))]
-    out_bias = [c for _, c in last.exprs]
+    decoded = [_decoded(last, i) for i in range(len(last.exprs))]
+    out_rows = [r for r, _ in decoded]
+    out_bias = [c for _, c in decoded]
     if not _is_identity(out_rows, out_bias, n_in) or prev.kind == "input":
         op = Op("linear", [prev], {"A": _matrix((len(out_rows), n_in), out_rows, exact),
                                    "b": _vector(out_bias, exact)})
@@ -617,9 +645,15 @@ class _Describer:
                 out.append({"role": "plus", "terms": terms})
                 out.append({"role": "minus", "terms": terms})
             elif st.kind == "R" and st.carrier_sign[c] == -1:
-                out.append({"role": "carrier", "terms": [[n, i, _number(-_as_number(v))] for n, i, v in terms]})
+                entry = {"role": "carrier", "terms": [[n, i, _number(-_as_number(v))] for n, i, v in terms]}
+                if st.carrier_offset[c] != 0:
+                    entry["constant"] = _number(st.carrier_offset[c])
+                out.append(entry)
             else:
-                out.append({"role": "carrier", "terms": terms})
+                entry = {"role": "carrier", "terms": terms}
+                if st.kind == "R" and st.carrier_offset[c] != 0:
+                    entry["constant"] = _number(-st.carrier_offset[c])
+                out.append(entry)
         del nf
         return out
 
