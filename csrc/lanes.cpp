@@ -3,15 +3,6 @@
 // -ffp-contract=off holds in every clone, so all of them compute bit-identical results.
 #include "lanes.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(LSRL_NO_CLONES)
-#define LSRL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define LSRL_HAVE_CLONES 1
-#else
-#define LSRL_CLONES
-#define LSRL_HAVE_CLONES 0
-#endif
-
 namespace lsrl {
 namespace kernel {
 

@@ -26,6 +26,18 @@ inline T relu(T x) {
 #define LSRL_ALWAYS_INLINE inline
 #endif
 
+// Functions marked LSRL_CLONES are compiled three times (AVX-512 = x86-64-v4, AVX2 = x86-64-v3, baseline)
+// and the best clone for the CPU is bound at load time (GCC target_clones / ifunc).  -ffp-contract=off
+// holds in every clone, so all clones compute bit-identical results.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(LSRL_NO_CLONES)
+#define LSRL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define LSRL_HAVE_CLONES 1
+#else
+#define LSRL_CLONES
+#define LSRL_HAVE_CLONES 0
+#endif
+
 // out[i*os + l] = (sum_p data[p] * in[indices[p]*is + l]) (+ bias[i])   for i < rows, l < n.
 // `out` must not overlap `in`.  bias may be null (nothing added).
 //

@@ -151,6 +151,23 @@ bool pick_narrow(index_t k, NarrowFn<T>* group, NarrowFn<T>* single) {
     }
 }
 
+// The column kernels, cloned per instruction set (lanes.hpp).
+LSRL_CLONES void diag_cols(index_t k, index_t steps, index_t c0, index_t c1, const double* a, const double* u,
+                           const double* s0, double* s) {
+    scan_diag_cols<double>(k, steps, c0, c1, a, u, s0, s);
+}
+LSRL_CLONES void diag_cols(index_t k, index_t steps, index_t c0, index_t c1, const float* a, const float* u,
+                           const float* s0, float* s) {
+    scan_diag_cols<float>(k, steps, c0, c1, a, u, s0, s);
+}
+LSRL_CLONES void selective_cols(index_t k, index_t steps, index_t c0, index_t c1, const double* a,
+                                const double* b, const double* h0, double* h) {
+    selective_scan_cols<double>(k, steps, c0, c1, a, b, h0, h);
+}
+LSRL_CLONES void selective_cols(index_t k, index_t steps, index_t c0, index_t c1, const float* a, const float* b,
+                                const float* h0, float* h) {
+    selective_scan_cols<float>(k, steps, c0, c1, a, b, h0, h);
+}
 // A work item is (batch element, column chunk); chunks are whole multiples of 16 columns so that
 // two threads never write to one cache line.  For narrow states a work item is a group of `per_item`
 // sequences run by the register kernels instead.
@@ -193,10 +210,10 @@ struct ColumnSplitCtx {
         const index_t c1 = c0 + c->width < c->k ? c0 + c->width : c->k;
         if (c0 >= c1) return;
         if (c->selective)
-            selective_scan_cols<T>(c->k, c->steps, c0, c1, c->A + b * blk, c->Bv + b * blk,
+            selective_cols(c->k, c->steps, c0, c1, c->A + b * blk, c->Bv + b * blk,
                                    c->h0 + b * c->k, c->H + b * blk);
         else
-            scan_diag_cols<T>(c->k, c->steps, c0, c1, c->A, c->Bv + b * blk, c->h0 + b * c->k,
+            diag_cols(c->k, c->steps, c0, c1, c->A, c->Bv + b * blk, c->h0 + b * c->k,
                               c->H + b * blk);
     }
 };

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lanes.hpp"
 #include "recurrence.hpp"
 
 namespace lsrl {
@@ -34,7 +35,7 @@ using index_t = std::int64_t;
 // Columns [c0, c1) of a diagonal scan: the columns are independent, so a long scan of one wide
 // sequence can be split over threads.  `s` may be `u` itself (in place).
 template <typename T>
-void scan_diag_cols(index_t k, index_t steps, index_t c0, index_t c1, const T* a, const T* u,
+LSRL_ALWAYS_INLINE void scan_diag_cols(index_t k, index_t steps, index_t c0, index_t c1, const T* a, const T* u,
                     const T* s0, T* s) {
     const T* prev = s0;
     for (index_t t = 0; t < steps; ++t) {
@@ -56,7 +57,7 @@ void scan_diag_one(index_t k, index_t steps, const T* a, const T* u, const T* s0
 // Time-varying diagonal ("selective") scan h_t = a_t * h_{t-1} + b_t on columns [c0, c1);
 // a, b, h are (T, k) blocks.  `h` may be `a` or `b` itself (in place).
 template <typename T>
-void selective_scan_cols(index_t k, index_t steps, index_t c0, index_t c1, const T* a, const T* b,
+LSRL_ALWAYS_INLINE void selective_scan_cols(index_t k, index_t steps, index_t c0, index_t c1, const T* a, const T* b,
                          const T* h0, T* h) {
     const T* prev = h0;
     for (index_t t = 0; t < steps; ++t) {
