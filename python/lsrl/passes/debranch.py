@@ -75,7 +75,7 @@ def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
         raise PassError(f"debranch: signed_carriers must be shift or split, got {signed_carriers!r}")
     nf = NormalForm(module, exact=exact, fold_memoryless_states=fold_memoryless_states,
                     shift_carriers=signed_carriers == "shift").build().prune()
-    deps, consumers, out_units = unit_graph(nf)
+    deps, consumers = unit_graph(nf)
     asap = asap_layers(nf, deps)
     n_layers = max([1] + [asap[u] for u in range(1, len(nf.units)) if nf.units[u].kind == "S"])
     names = AUTO_POLICIES if schedule == "auto" else list(POLICIES) if schedule == "all" else [schedule]
@@ -86,7 +86,7 @@ def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
             raise PassError(f"debranch: unknown schedule {name!r}; choose auto, all or one of "
                             f"{', '.join(POLICIES)}")
         s_late, rm_late, intra_late = POLICIES[name]
-        lay = place_layers(nf, deps, consumers, out_units, asap, n_layers, s_late, rm_late)
+        lay = place_layers(nf, deps, consumers, asap, n_layers, s_late, rm_late)
         sched = build_schedule(nf, deps, consumers, lay, n_layers, intra_late, name)
         key = tuple((kind, tuple(m)) for kind, m in sched.stages)
         if key in seen:

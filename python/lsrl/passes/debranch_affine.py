@@ -514,7 +514,7 @@ class NormalForm:
         lo, hi = init_lo, init_hi
         result = None
         moved_lo = moved_hi = [True] * k
-        for _ in range(16):
+        for _ in range(10):
             ok, nlo, nhi = closed(lo, hi)
             if ok:
                 result = (lo, hi)

@@ -58,6 +58,7 @@ class Schedule:
 # ---------------------------------------------------------------------------- layers
 
 def unit_graph(nf: NormalForm):
+    """``(deps, consumers)``: per unit, the units its rows read and the units reading it."""
     units = nf.units
     n = len(units)
     deps = [units[u].deps(nf.atom_unit) for u in range(n)]
@@ -65,10 +66,7 @@ def unit_graph(nf: NormalForm):
     for u in range(n):
         for d in deps[u]:
             consumers[d].append(u)
-    out_units = set()
-    for row in nf.output_rows:
-        out_units.update(nf.atom_unit[a] for a in row if a != CONST)
-    return deps, consumers, out_units
+    return deps, consumers
 
 
 def asap_layers(nf: NormalForm, deps) -> list:
@@ -80,7 +78,7 @@ def asap_layers(nf: NormalForm, deps) -> list:
     return lay
 
 
-def place_layers(nf: NormalForm, deps, consumers, out_units, asap: list, n_layers: int,
+def place_layers(nf: NormalForm, deps, consumers, asap: list, n_layers: int,
                  s_late: bool, rm_late: bool) -> list:
     """Layers with each kind ASAP or ALAP (ALAP relative to the consumers' chosen layers)."""
     units = nf.units
@@ -221,7 +219,7 @@ def plan_carriers(nf: NormalForm, schedule: Schedule) -> Plan:
     exact = nf.exact
     stages = schedule.stages
     n_stages = len(stages)
-    produced = {}
+    produced = [-1] * len(nf.atom_unit)  # atom -> stage that produces it
     for k, (_, members) in enumerate(stages):
         for u in members:
             for a in units[u].atoms:
@@ -242,7 +240,7 @@ def plan_carriers(nf: NormalForm, schedule: Schedule) -> Plan:
     return Plan(schedule, plans, widths, nnz)
 
 
-def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: dict, exact: bool) -> None:
+def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: list, exact: bool) -> None:
     kind = plan.kind
     own_index = {a: i for i, a in enumerate(plan.unit_atoms)}
     n_own = len(own_index)
@@ -636,7 +634,6 @@ class _Describer:
 
     def values(self, st: StagePlan, role: str) -> list:
         out = []
-        nf = self.nf
         for a in st.unit_atoms:
             out.append({"role": role, "terms": [self.atom(a)]})
         for c, f in enumerate(st.carriers):
@@ -654,7 +651,6 @@ class _Describer:
                 if st.kind == "R" and st.carrier_offset[c] != 0:
                     entry["constant"] = _number(-st.carrier_offset[c])
                 out.append(entry)
-        del nf
         return out
 
 
