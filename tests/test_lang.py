@@ -9,6 +9,7 @@ import lsrl
 from lsrl import (Concat, ForEach, Input, Linear, LinState, Multi, Multiplicative, ReLU, ShapeError, Slice,
                   f_larger, f_not)
 from lsrl.ir import Module
+from lsrl.runtime import kernel_available
 
 
 def run(output, xs, exact=False):
@@ -411,3 +412,17 @@ def test_call_passes_interpreter_options():
     with pytest.raises(ValueError):
         prog(np.array([0.0, 2.0]), check_domain=True)
     np.testing.assert_array_equal(prog(np.array([1.0, 1.0]), backend="numpy").ravel(), [1, 1])
+
+
+@pytest.mark.skipif(not kernel_available(), reason="lsrl._kernel is not built")
+@pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
+def test_kernel_backend_runs_the_whole_program_like_the_interpreter(conditional):
+    from lsrl.programs import token_map, token_prompt
+
+    program = token_map(3, conditional=conditional)
+    mapping = {(1, 2, 3): (4, 5, 6), (3, 2, 1): (7, 8, 9)}
+    prompt = token_prompt((3, 2, 1), mapping)
+    batch = np.stack([prompt, token_prompt((1, 2, 3), mapping)])
+    np.testing.assert_allclose(program(prompt, backend="kernel"), program(prompt), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(program(batch, backend="kernel"), program(batch), rtol=1e-12, atol=1e-12)
+    assert np.round(program(prompt, backend="kernel")[-3:, 0]).tolist() == [7, 8, 9]

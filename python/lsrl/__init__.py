@@ -1,17 +1,14 @@
 """lsrl: compile LSRL programs to exact recurrent neural networks."""
-import importlib as _importlib
-
+from . import ir
+from .compiler import compile
 from .errors import CompileError, LsrlError, ParseError, PassError, ShapeError, VerifyError
+from .lang import *  # noqa: F401,F403  (the language: Input, Linear, LinState, …, ForEach)
+from .lang import __all__ as _lang_names
+from .model import Model, load
+from .sugar import *  # noqa: F401,F403  (f_step, f_larger, f_ifelse, …)
+from .sugar import __all__ as _sugar_names
 
 __version__ = "0.1.0"
 
-# DEV-ONLY (removed at integration): tolerate modules that other engineers have not written yet.
-for _mod in ("ir", "lang", "sugar", "compiler", "model"):
-    try:
-        _m = _importlib.import_module(f".{_mod}", __name__)
-    except ImportError as _e:  # pragma: no cover
-        if f"lsrl.{_mod}" not in str(_e) and _mod not in str(_e):
-            raise
-        continue
-    for _name in getattr(_m, "__all__", ()):
-        globals()[_name] = getattr(_m, _name)
+__all__ = ["ir", "compile", "Model", "load", "CompileError", "LsrlError", "ParseError", "PassError",
+           "ShapeError", "VerifyError", "__version__", *_lang_names, *_sugar_names]

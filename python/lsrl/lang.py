@@ -608,8 +608,16 @@ class ForEach:
 
     # ------------------------------------------------------------------ running
     def __call__(self, xs, exact: bool = False, **options):
-        """Outputs ``(T, d_out)`` / ``(B, T, d_out)``; ``options`` go to :func:`lsrl.ir.interpret`
-        (``backend=``, ``check_domain=``)."""
+        """Outputs ``(T, d_out)`` / ``(B, T, d_out)``.
+
+        By default the interpreter (the oracle) runs the program; ``options`` go to
+        :func:`lsrl.ir.interpret` (``backend=``, ``check_domain=``, ``return_values=``).  ``backend="kernel"``
+        alone runs the whole program in one call of the C++ executor instead (float64).
+        """
+        if options == {"backend": "kernel"} and not exact:
+            from .runtime.executor import run
+
+            return run(self.ir, xs)[0]
         from .ir.interpreter import interpret
 
         return interpret(self.ir, xs, exact=exact, **options)
