@@ -214,13 +214,14 @@ def _forward_slice(op: Op, inputs: list, exact: bool) -> np.ndarray:
 
 def _prepare_linstate_float(op: Op) -> tuple:
     """``(B csr, bias or None, init, scan structure, A for the scan)``.  The scan path is chosen once per
-    matrix, and the diagonal and dense paths get a dense array so no sparse conversion repeats per call."""
+    matrix, and the dense path gets a dense array so no sparse conversion repeats per call (only small
+    matrices take that path; diagonal and CSR ones stay sparse, however wide the state)."""
     from ..runtime.scan import scan_structure
 
     a = op.attrs["A"].scipy()
     structure = scan_structure(a)
     return (op.attrs["B"].scipy(), _bias(op.attrs["bias"], False), op.attrs["init"].array(False), structure,
-            a if structure == "csr" else a.toarray())
+            a.toarray() if structure == "dense" else a)
 
 
 def _forward_linstate(op: Op, inputs: list, exact: bool, *, ctx: EvalContext) -> np.ndarray:
