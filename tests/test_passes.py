@@ -526,6 +526,94 @@ def test_ranges_of_rotations_are_sound_or_unbounded():
     assert np.all(lo <= -1) and np.all(hi >= 1)
 
 
+def _sugar_module(output):
+    return Module.from_output(output.op)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_ranges_of_sugar_steps_are_tight(fused):
+    from lsrl.lang import Concat, Input
+    from lsrl.sugar import f_and, f_larger, f_step
+    x = Input(2, lower=[-5, -5], upper=[5, 5])
+    step, both, larger = f_step(x), f_and(x[0:1], x[1:2]), f_larger(x, 2.5)
+    module = _sugar_module(Concat([step, both, larger]))
+    if fused:  # after fusion the units read the input through one linear and a concat
+        module = opt.run(module, "canonicalize,cse,dce,fuse-linears")
+    r = compute_ranges(module)
+    lo, hi = r[id(module.output)]
+    assert lo.tolist() == [0.0] * 5 and hi.tolist() == [1.0] * 5
+    if not fused:
+        for v in (step, both, larger):
+            assert r[id(v.op)][0].tolist() == [0.0] * v.dim and r[id(v.op)][1].tolist() == [1.0] * v.dim
+
+
+def test_ranges_of_sugar_on_a_counter():
+    from lsrl.lang import Input, LinState
+    from lsrl.sugar import f_larger
+    x = Input(1, lower=[0], upper=[1])
+    counter = LinState(x, [[1]], [[1]])
+    module = _sugar_module(f_larger(counter, 2.5))
+    for t_max in (None, 10):
+        lo, hi = compute_ranges(module, t_max=t_max)[id(module.output)]
+        assert lo.tolist() == [0.0] and hi.tolist() == [1.0]
+    # canonicalize with ranges keeps the program's meaning and the bound survives it
+    out = opt.run(module, "canonicalize{use_ranges=true,t_max=10},cse,dce")
+    lo, hi = compute_ranges(out, t_max=10)[id(out.output)]
+    assert lo.tolist() == [0.0] and hi.tolist() == [1.0]
+
+
+def test_relu_groups_with_opposite_signs_and_unbounded_scalar():
+    # ReLU(y) − ReLU(−y) = y on an unbounded y stays unbounded; ReLU(y) + ReLU(−y) = |y| is ≥ 0;
+    # ReLU(y − 1) − ReLU(y − 3) ∈ [0, 2] for every y
+    x = inp(1, -np.inf, np.inf)
+    units = Op("relu", [lin(x, [[1], [-1], [1], [1]], [0, 0, -1, -3])])
+    out = lin(units, [[1, -1, 0, 0], [1, 1, 0, 0], [0, 0, 1, -1]], [0, 0, 0])
+    lo, hi = compute_ranges(Module.from_output(out))[id(out)]
+    assert lo.tolist() == [-np.inf, 0.0, 0.0] and hi.tolist() == [np.inf, np.inf, 2.0]
+
+
+def test_relu_group_bounds_are_rounded_outward():
+    # μ = 3: 1/μ is not a float; the exact range of ReLU(3x) − 3·ReLU(x − 1/3) is [0, 1]
+    x = inp(1, 0.0, 1.0)
+    units = Op("relu", [Op("linear", [x], {"A": Matrix.from_dense([[3], [1]], exact=True),
+                                           "b": Vector([Fraction(0), Fraction(-1, 3)])})])
+    out = Op("linear", [units], {"A": Matrix.from_dense([[Fraction(1, 10), Fraction(-3, 10)]], exact=True),
+                                 "b": Vector([Fraction(0)])})
+    lo, hi = compute_ranges(Module.from_output(out))[id(out)]
+    assert lo[0] <= 0 and hi[0] >= 0.1 and hi[0] <= np.nextafter(0.1, 1)
+
+
+def test_stepwise_boxes_bound_rotations_with_bounded_time():
+    x = inp(1, -1.0, 1.0)
+    rot = Op("linstate", [x], {"A": M([[0.6, -0.8], [0.8, 0.6]]), "B": M([[0], [0]]), "init": V([1, 0])})
+    lo, hi = compute_ranges(Module.from_output(rot), t_max=20)[id(rot)]
+    assert np.all(lo >= -1.0 - 1e-12) and np.all(hi <= 1.0 + 1e-12)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.sampled_from([-3.0, -1.0, -0.5, 0.25, 1.0, 2.0, 1000.0]),
+                          st.integers(-4, 4), st.sampled_from([-2.0, -1.0, 1.0, 0.5, 3.0])),
+                min_size=2, max_size=6),
+       st.sampled_from([(-5.0, 5.0), (0.0, 1.0), (-np.inf, 2.0), (-1.0, np.inf)]),
+       st.integers(0, 2**32 - 1), st.booleans())
+def test_relu_group_bounds_are_sound(units, box, seed, through_concat):
+    # units c_k·ReLU(a_k·(x + 0.5·x') + o_k) of one scalar, read directly or through a concat of halves
+    x = inp(2, *box)
+    pre = lin(x, [[a, 0.5 * a] for a, _, _ in units], [o / 4 for _, o, _ in units])
+    relu = Op("relu", [pre])
+    if through_concat and len(units) > 2:
+        relu = Op("concat", [Op("slice", [relu], {"start": 2, "end": len(units)}),
+                             Op("slice", [relu], {"start": 0, "end": 2})])
+        units = units[2:] + units[:2]
+    out = lin(relu, [[c for _, _, c in units], [1.0] * len(units)], [0.5, 0.0])
+    module = Module.from_output(Op("concat", [out, x]))
+    rng = np.random.default_rng(seed)
+    xs = random_sequences(module, 6, 3, rng, style="bounds")
+    _check_sound(module, xs, None, exact=False)
+    xs = random_sequences(module, 6, 3, rng, style="uniform")
+    _check_sound(module, xs, None, exact=False)
+
+
 def test_range_analysis_pass_records_and_prints(capsys):
     module = _small_module()
     out = opt.run(module, "range-analysis{print=true}")

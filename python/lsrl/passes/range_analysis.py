@@ -217,20 +217,142 @@ def _hull(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
 
 
-def _linstate_range(op: Op, xlo: np.ndarray, xhi: np.ndarray, t_max: int | None,
+def _linstate_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
                     max_iterations: int) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of ``s_t`` over ``1 ≤ t ≤ t_max`` (all ``t`` when ``t_max`` is None).
 
-    ``U = B x + bias`` is one box for every step.  Coordinates whose row of ``A`` is only a diagonal entry
+    ``U = [ulo, uhi]`` bounds the drive ``B x + bias`` of every step.  The result is the hull-iteration
+    box described below intersected with the step-wise hull of :func:`_stepwise_hull` when that one
+    concludes.  Coordinates whose row of ``A`` is only a diagonal entry
     ``a ∈ [0, 1]`` (float) have closed forms (exact for counters ``a = 1`` given ``t_max``, and for decays and
     passthroughs); the others iterate ``R ← hull(R, A·hull(init, R) + U)`` starting from ``R = A·init + U``
     — after ``k`` iterations ``R`` holds ``s_1..s_{k+1}`` — and stop at a post-fixpoint.  When the iteration
     does not settle within ``max_iterations`` (or ``t_max``), it tries extrapolated boxes and finally widens
     the still-growing bounds to ``±inf``; only a verified post-fixpoint is returned then.
     """
+    lo, hi = _hull_iteration_range(op, ulo, uhi, t_max, max_iterations)
+    for stepwise in (_stepwise_hull, _stepwise_hull_fixed_point):
+        steps = stepwise(op, ulo, uhi, t_max, max_iterations)
+        if steps is not None:
+            nlo, nhi = np.maximum(lo, steps[0]), np.minimum(hi, steps[1])
+            if np.all(nlo <= nhi):  # both are sound; an empty meet only comes from empty input bounds
+                lo, hi = nlo, nhi
+    return lo, hi
+
+
+_FIXED_BITS = 200  # fractional bits of the fixed-point step-wise boxes
+
+
+def _stepwise_hull_fixed_point(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
+                               max_iterations: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_stepwise_hull` in exact integer arithmetic on the grid ``2^-200`` (each term rounded
+    outward), for the coordinates with a finite drive that read only such coordinates.
+
+    The float version widens every step by a rounding bound, and ``|A|`` amplifies that widening even
+    where the boxes themselves stay thin — a rotation's deterministic state (``|cos θ| + |sin θ| > 1``)
+    gains ~1e-11 in 50 steps; on the fixed-point grid the same amplification stays far below float
+    resolution.  None when no coordinate qualifies or the iteration does not conclude."""
+    finite = np.isfinite(ulo) & np.isfinite(uhi)
+    if not finite.any():
+        return None
+    a_mat: Matrix = op.attrs["A"]
+    rows, cols, vals = a_mat.coo()
+    keep = finite.copy()
+    while True:  # drop coordinates reading a dropped one
+        bad = rows[~keep[cols]]
+        new = keep.copy()
+        new[bad] = False
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return None
+    local = np.full(op.dim, -1, dtype=np.int64)
+    local[idx] = np.arange(idx.size)
+    sel = keep[rows]
+    e_rows, e_cols = local[rows[sel]], local[cols[sel]]
+    fracs = [Fraction(v) for v, k in zip(vals, sel.tolist()) if k]
+    num = np.array([f.numerator for f in fracs] + [0], dtype=object)[:-1]
+    den = np.array([f.denominator for f in fracs] + [0], dtype=object)[:-1]
+    pos = np.array([f > 0 for f in fracs], dtype=bool)
+    n = idx.size
+    one = 1 << _FIXED_BITS
+
+    def fix_down(q):
+        return (q.numerator * one) // q.denominator
+
+    def fix_up(q):
+        return -((-q.numerator * one) // q.denominator)
+
+    init = op.attrs["init"]
+    init_q = [Fraction(v) for v in (init.values.tolist() if init.exact else init.values.astype(float).tolist())]
+    slo = np.array([fix_down(init_q[i]) for i in idx] + [0], dtype=object)[:-1]
+    shi = np.array([fix_up(init_q[i]) for i in idx] + [0], dtype=object)[:-1]
+    u_lo = np.array([fix_down(Fraction(float(ulo[i]))) for i in idx] + [0], dtype=object)[:-1]
+    u_hi = np.array([fix_up(Fraction(float(uhi[i]))) for i in idx] + [0], dtype=object)[:-1]
+    order = np.argsort(e_rows, kind="stable")
+    e_rows, e_cols, num, den, pos = e_rows[order], e_cols[order], num[order], den[order], pos[order]
+    starts = np.searchsorted(e_rows, np.arange(n))
+    has = np.bincount(e_rows, minlength=n) > 0
+
+    def row_sums(terms):
+        out = np.zeros(n, dtype=object)
+        out[:] = 0
+        if terms.size:
+            out[has] = np.add.reduceat(terms, starts[has])
+        return out
+
+    lo = hi = None
+    limit = max_iterations if t_max is None else min(max(t_max, 1), max_iterations)
+    for t in range(1, limit + 1):
+        near_lo = np.where(pos, slo[e_cols], shi[e_cols])
+        near_hi = np.where(pos, shi[e_cols], slo[e_cols])
+        nlo = row_sums((num * near_lo) // den) + u_lo
+        nhi = -row_sums((-(num * near_hi)) // den) + u_hi
+        lo = nlo if lo is None else np.minimum(lo, nlo)
+        hi = nhi if hi is None else np.maximum(hi, nhi)
+        stationary = bool(np.all(nlo == slo) and np.all(nhi == shi))
+        slo, shi = nlo, nhi
+        if stationary or (t_max is not None and t >= t_max):
+            out_lo, out_hi = np.full(op.dim, -np.inf), np.full(op.dim, np.inf)
+            out_lo[idx] = [_q_down(Fraction(v, one)) for v in lo.tolist()]
+            out_hi[idx] = [_q_up(Fraction(v, one)) for v in hi.tolist()]
+            return out_lo, out_hi
+    return None
+
+
+def _stepwise_hull(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
+                   max_iterations: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``hull(S_1 .. S_T)`` of the per-step boxes ``S_t = A S_{t-1} + U`` (``S_0 = init``), which holds
+    ``s_t``; tighter than a hull iteration where ``A`` mixes coordinates (rotations, shifts).  Only when it
+    reaches ``t_max`` within ``max_iterations`` steps or the boxes become stationary (then all later ones
+    equal the last); None otherwise."""
+    init_vec: Vector = op.attrs["init"]
+    slo, shi = _outward_vector(init_vec, -1), _outward_vector(init_vec, +1)
+    step = _IntervalMap(op.attrs["A"])
+    lo, hi = np.full(op.dim, np.inf), np.full(op.dim, -np.inf)
+    limit = max_iterations if t_max is None else min(max(t_max, 1), max_iterations)
+    for t in range(1, limit + 1):
+        flo, fhi = step(slo, shi)
+        t_lo, e_lo = _add_terms((flo, True), (ulo, True))
+        t_hi, e_hi = _add_terms((fhi, True), (uhi, True))
+        nlo, nhi = _down(t_lo, e_lo), _up(t_hi, e_hi)
+        nlo = np.where(np.isnan(nlo), -np.inf, nlo)
+        nhi = np.where(np.isnan(nhi), np.inf, nhi)
+        lo, hi = np.minimum(lo, nlo), np.maximum(hi, nhi)
+        if t > 1 and np.array_equal(nlo, slo) and np.array_equal(nhi, shi):
+            return lo, hi  # S_{t+1} = S_t: stationary from here on
+        slo, shi = nlo, nhi
+        if t_max is not None and t >= t_max:
+            return lo, hi
+    return None
+
+
+def _hull_iteration_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
+                          max_iterations: int) -> tuple[np.ndarray, np.ndarray]:
     a_mat: Matrix = op.attrs["A"]
     k = op.dim
-    ulo, uhi = _IntervalMap(op.attrs["B"], op.attrs["bias"])(xlo, xhi)
     init_vec: Vector = op.attrs["init"]
     ilo, ihi = _outward_vector(init_vec, -1), _outward_vector(init_vec, +1)
 
@@ -389,11 +511,126 @@ def _closed_form(a, ilo, ihi, ulo, uhi, t_max):
     return lo, hi
 
 
+# ------------------------------------------------------------------------------------------ ReLU groups
+#
+# An interval bound of ``Σ_k c_k ReLU(p_k)`` treats the units as independent, but units whose
+# pre-activations are affine functions of one scalar ``y`` are not: ``μ·ReLU(x) − μ·ReLU(x − 1/μ)``
+# (the sugar's step) lies in [0, 1], while intervals give ``[−μ·hi(x), μ·hi(x)]``.  So the analysis
+# remembers, per ReLU-derived coordinate, the *unit* it is: ``scale · ReLU(sign·y + offset)`` with ``y`` a
+# normalised linear form of source coordinates (first coefficient 1; the key), and a linear map reading two
+# or more units of one key in a row bounds their sum by the exact range of that piecewise-linear function
+# of ``y``.  All of it is computed in rationals (floats convert exactly) and rounded outward once at the
+# end, so it is sound under rounding without an error analysis of its own.
+
+_INF = float("inf")
+_MAX_FORM_TERMS = 256  # pre-activations with more terms are not tracked (a shared one is then unlikely)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """A coordinate equal to ``scale · ReLU(sign·y + offset)`` where ``y = Σ coeff·source`` (``key``: sorted
+    ``((id(source op), index), coeff)`` pairs, the first coeff 1) and ``y ∈ [ylo, yhi]`` (Fractions, or
+    ±inf floats when unbounded)."""
+    key: tuple
+    scale: Fraction
+    sign: int
+    offset: Fraction
+    ylo: object
+    yhi: object
+
+
+def _q(x: float):
+    """A float bound as a Fraction (±inf stay floats)."""
+    return Fraction(x) if np.isfinite(x) else float(x)
+
+
+def _q_down(q) -> float:
+    """The largest float ``≤ q`` (q a Fraction or ±inf)."""
+    if isinstance(q, float):
+        return q
+    try:
+        f = float(q)
+    except OverflowError:
+        return -_INF
+    if Fraction(f) > q:
+        f = float(np.nextafter(f, -np.inf))
+    return f
+
+
+def _q_up(q) -> float:
+    if isinstance(q, float):
+        return q
+    try:
+        f = float(q)
+    except OverflowError:
+        return _INF
+    if Fraction(f) < q:
+        f = float(np.nextafter(f, np.inf))
+    return f
+
+
+def _scaled_interval(c: Fraction, lo, hi):
+    """``c · [lo, hi]`` for bounds that may be ±inf floats (``0 · inf = 0``)."""
+    def mul(e):
+        if isinstance(e, float):
+            return e if c > 0 else -e
+        return c * e
+
+    if c == 0:
+        return Fraction(0), Fraction(0)
+    return (mul(lo), mul(hi)) if c > 0 else (mul(hi), mul(lo))
+
+
+def _pwl_range(terms: list, ylo, yhi):
+    """Exact range of ``f(y) = Σ k·ReLU(sign·y + o)`` over ``y ∈ [ylo, yhi]`` (``terms``: ``(k, sign, o)``
+    Fractions; bounds Fractions or ±inf floats).  ``f`` is linear between the breakpoints ``y = −sign·o``,
+    so its extremes are at breakpoints inside the interval and finite ends; an infinite end adds the limit
+    of the outermost piece (slope ``Σ k`` of the units active there)."""
+    def f(y):
+        total = Fraction(0)
+        for k, sign, o in terms:
+            v = sign * y + o
+            if v > 0:
+                total += k * v
+        return total
+
+    points = [y for y in (ylo, yhi) if not isinstance(y, float)]
+    points += [-sign * o for _, sign, o in terms if ylo <= -sign * o <= yhi]
+    values = [f(y) for y in points]
+    lo = min(values) if values else _INF
+    hi = max(values) if values else -_INF
+    if isinstance(yhi, float):  # y → +inf: the units with sign +1 are active
+        slope = sum((k for k, sign, _ in terms if sign > 0), Fraction(0))
+        if slope > 0:
+            hi = _INF
+        elif slope < 0:
+            lo = -_INF
+    if isinstance(ylo, float):  # y → −inf: the units with sign −1 are active, growing as y falls
+        slope = sum((k for k, sign, _ in terms if sign < 0), Fraction(0))
+        if slope > 0:
+            hi = _INF
+        elif slope < 0:
+            lo = -_INF
+    return lo, hi
+
+
+def _add_bound(acc, term):
+    """``acc + term`` for Fractions and ±inf floats (the infinities of one side never cancel)."""
+    if isinstance(term, float) or isinstance(acc, float):
+        return term if isinstance(term, float) else acc
+    return acc + term
+
+
 class RangeAnalysis:
     """Memoised interval bounds of ops, computed on demand (operands first, without recursion).
 
     Bounds of an op depend only on what the op computes, and semantics-preserving rewrites never change
     that, so one analysis can serve a whole rewriting session (new ops are analysed when first asked).
+
+    Besides boxes, the analysis tracks which coordinates are ReLU units of a shared scalar (see
+    :class:`_Unit`): a ``linear`` (or a ``linstate``'s drive ``B x + bias``) reading several units of one
+    scalar — directly or through ``concat``/``slice``, possibly scaled by single-entry linear rows — bounds
+    their combined contribution exactly and intersects with the plain interval result.
     """
 
     def __init__(self, module: Module, t_max: int | None = None,
@@ -403,6 +640,10 @@ class RangeAnalysis:
         self.max_iterations = max_iterations
         self._ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pinned: dict[int, Op] = {}  # keeps analysed ops alive so their ids are not reused
+        self._units: dict[int, dict[int, _Unit]] = {}  # relu/linear op -> coordinate -> unit
+        self._drives: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._concat_offsets: dict[int, np.ndarray] = {}
+        self._exact_rows: dict[int, list] = {}
 
     def __call__(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
         hit = self._ranges.get(id(op))
@@ -419,7 +660,200 @@ class RangeAnalysis:
                 continue
             self._ranges[id(cur)] = self._transfer(cur, [self._ranges[id(o)] for o in cur.operands])
             self._pinned[id(cur)] = cur
+            if cur.kind in ("relu", "linear"):
+                units = self._relu_units(cur) if cur.kind == "relu" else self._scaled_units(cur)
+                if units:
+                    self._units[id(cur)] = units
+                    if cur.kind == "relu":
+                        self._ranges[id(cur)] = self._unit_tighten(units, *self._ranges[id(cur)])
         return self._ranges[id(op)]
+
+    def affine_range(self, a: Matrix, b: Vector | None, operand: Op) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of ``a · operand + b`` (ReLU groups of the operand bounded exactly)."""
+        lo, hi = self(operand)
+        plain = _IntervalMap(a, b)(lo, hi)
+        return self._group_tighten(a, b, operand, *plain)
+
+    def drive(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of a ``linstate``'s per-step drive ``B x + bias``."""
+        hit = self._drives.get(id(op))
+        if hit is None:
+            hit = self.affine_range(op.attrs["B"], op.attrs["bias"], op.operands[0])
+            self._drives[id(op)] = hit
+            self._pinned[id(op)] = op
+        return hit
+
+    # ---------------------------------------------------------------------------- ReLU groups
+
+    def _origin(self, op: Op, j: int) -> tuple[Op, int]:
+        """The op and coordinate that coordinate ``j`` of ``op`` reads through concats and slices."""
+        while True:
+            if op.kind == "slice":
+                j += op.attrs["start"]
+                op = op.operands[0]
+            elif op.kind == "concat":
+                offsets = self._concat_offsets.get(id(op))
+                if offsets is None:
+                    offsets = np.cumsum([0] + [o.dim for o in op.operands])
+                    self._concat_offsets[id(op)] = offsets
+                i = int(np.searchsorted(offsets, j, side="right")) - 1
+                j -= int(offsets[i])
+                op = op.operands[i]
+            else:
+                return op, j
+
+    def _row(self, a: Matrix, r: int) -> dict:
+        """Row ``r`` of ``a`` as ``{col: Fraction}``."""
+        if a.exact:
+            rows = self._exact_rows.get(id(a))
+            if rows is None:
+                rows = a.exact_rows()
+                self._exact_rows[id(a)] = rows
+                self._pinned[id(a)] = a
+            return rows[r]
+        csr = a.scipy()
+        start, end = csr.indptr[r], csr.indptr[r + 1]
+        return {int(c): Fraction(float(v)) for c, v in zip(csr.indices[start:end], csr.data[start:end])}
+
+    @staticmethod
+    def _entry(vec: Vector, i: int) -> Fraction:
+        return Fraction(vec.values[i]) if vec.exact else Fraction(float(vec.values[i]))
+
+    def _relu_units(self, op: Op) -> dict[int, _Unit]:
+        """Each coordinate of a relu as a unit of the scalar its pre-activation is an affine function of."""
+        plo, phi = self._ranges[id(op.operands[0])]
+        units = {}
+        for j in range(op.dim):
+            base, i = self._origin(op.operands[0], j)
+            if base.kind == "linear":
+                row = self._row(base.attrs["A"], i)
+                if not row or len(row) > _MAX_FORM_TERMS:
+                    continue
+                bias = self._entry(base.attrs["b"], i)
+                form = {}
+                for c, v in row.items():
+                    src = self._origin(base.operands[0], c)
+                    form[src] = form.get(src, Fraction(0)) + v
+                form = {src: v for src, v in form.items() if v != 0}
+                if not form:
+                    continue
+            else:
+                form, bias = {(base, i): Fraction(1)}, Fraction(0)
+            ordered = sorted(form.items(), key=lambda kv: (id(kv[0][0]), kv[0][1]))
+            first = ordered[0][1]
+            scale, sign = abs(first), (1 if first > 0 else -1)
+            key = tuple(((id(src), idx), v / first) for (src, idx), v in ordered)
+            offset = bias / scale
+            # y from the sources' boxes ...
+            ylo, yhi = Fraction(0), Fraction(0)
+            for (src, idx), v in ordered:
+                slo, shi = self._ranges[id(src)]
+                tlo, thi = _scaled_interval(v / first, _q(slo[idx]), _q(shi[idx]))
+                ylo, yhi = _add_bound(ylo, tlo), _add_bound(yhi, thi)
+            # ... and from the pre-activation's own box: sign·y + offset = p / scale
+            lo_p, hi_p = _q(plo[j]), _q(phi[j])
+            lo_v = lo_p if isinstance(lo_p, float) else lo_p / scale - offset
+            hi_v = hi_p if isinstance(hi_p, float) else hi_p / scale - offset
+            if sign < 0:
+                lo_v, hi_v = -hi_v, -lo_v
+            ylo, yhi = max(ylo, lo_v), min(yhi, hi_v)
+            units[j] = _Unit(key, scale, sign, offset, ylo, yhi)
+        return units
+
+    @staticmethod
+    def _unit_tighten(units: dict, lo: np.ndarray, hi: np.ndarray):
+        """A ReLU's box met with its units' exact ranges over ``y`` (the sources' boxes combine exactly
+        there, while the box of the pre-activation carries the rounding widening of a float sum)."""
+        lo, hi = lo.copy(), hi.copy()
+        for j, u in units.items():
+            if u.ylo > u.yhi:
+                continue
+            ends = (u.sign * u.ylo + u.offset if not isinstance(u.ylo, float) else u.sign * u.ylo,
+                    u.sign * u.yhi + u.offset if not isinstance(u.yhi, float) else u.sign * u.yhi)
+            bottom, top = min(ends), max(ends)
+            if not isinstance(bottom, float) and bottom > 0:
+                lo[j] = max(lo[j], _q_down(u.scale * bottom))
+            top = max(top, Fraction(0)) if not isinstance(top, float) else max(top, 0.0)
+            top = u.scale * top if not isinstance(top, float) else top
+            hi[j] = min(hi[j], _q_up(top))
+        return lo, hi
+
+    def _scaled_units(self, op: Op) -> dict[int, _Unit]:
+        """Rows of a linear that are one unit times a constant (no bias) stay units."""
+        operand = op.operands[0]
+        a: Matrix = op.attrs["A"]
+        rows, cols, _ = a.coo()
+        if len(rows) == 0:
+            return {}
+        counts = np.bincount(rows, minlength=a.shape[0])
+        b = op.attrs["b"]
+        bias_zero = b.is_zero() if hasattr(b, "is_zero") else False
+        units = {}
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            if counts[r] != 1:
+                continue
+            base, i = self._origin(operand, c)
+            u = self._units.get(id(base), {}).get(i)
+            if u is None:
+                continue
+            if not bias_zero and self._entry(b, r) != 0:
+                continue
+            w = self._row(a, r)[c]
+            units[r] = dataclasses.replace(u, scale=u.scale * w)
+        return units
+
+    def _group_tighten(self, a: Matrix, b: Vector | None, operand: Op, lo: np.ndarray, hi: np.ndarray):
+        """Tighten the interval bounds ``lo, hi`` of ``a · operand + b`` on rows reading two or more units of
+        one scalar: those units' sum is bounded by :func:`_pwl_range`, the other columns by intervals."""
+        col_units = {}
+        for c in range(operand.dim):
+            base, i = self._origin(operand, c)
+            u = self._units.get(id(base), {}).get(i)
+            if u is not None:
+                col_units[c] = u
+        if len(col_units) < 2:
+            return lo, hi
+        rows, cols, _ = a.coo()
+        seen: dict[int, dict] = {}
+        grouped_rows = set()
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            u = col_units.get(c)
+            if u is None:
+                continue
+            keys = seen.setdefault(r, {})
+            keys[u.key] = keys.get(u.key, 0) + 1
+            if keys[u.key] > 1:
+                grouped_rows.add(r)
+        if not grouped_rows:
+            return lo, hi
+        olo, ohi = self._ranges[id(operand)]
+        lo, hi = lo.copy(), hi.copy()
+        for r in sorted(grouped_rows):
+            row = self._row(a, r)
+            acc_lo = acc_hi = self._entry(b, r) if b is not None else Fraction(0)
+            groups: dict[tuple, list] = {}
+            for c, w in row.items():
+                u = col_units.get(c)
+                if u is not None and seen[r][u.key] > 1:
+                    groups.setdefault(u.key, []).append((w, u))
+                    continue
+                tlo, thi = _scaled_interval(w, _q(olo[c]), _q(ohi[c]))
+                acc_lo, acc_hi = _add_bound(acc_lo, tlo), _add_bound(acc_hi, thi)
+            empty = False
+            for members in groups.values():
+                ylo = max(u.ylo for _, u in members)
+                yhi = min(u.yhi for _, u in members)
+                if ylo > yhi:  # no value of y is possible: only with empty input bounds; keep intervals
+                    empty = True
+                    break
+                glo, ghi = _pwl_range([(w * u.scale, u.sign, u.offset) for w, u in members], ylo, yhi)
+                acc_lo, acc_hi = _add_bound(acc_lo, glo), _add_bound(acc_hi, ghi)
+            if empty:
+                continue
+            new_lo, new_hi = max(lo[r], _q_down(acc_lo)), min(hi[r], _q_up(acc_hi))
+            if new_lo <= new_hi:
+                lo[r], hi[r] = new_lo, new_hi
+        return lo, hi
 
     def nonnegative(self, op: Op) -> bool:
         return bool(np.all(self(op)[0] >= 0))
@@ -429,7 +863,8 @@ class RangeAnalysis:
         if kind == "input":
             return (_outward_vector(op.attrs["lower"], -1), _outward_vector(op.attrs["upper"], +1))
         if kind == "linear":
-            return _IntervalMap(op.attrs["A"], op.attrs["b"])(*ins[0])
+            plain = _IntervalMap(op.attrs["A"], op.attrs["b"])(*ins[0])
+            return self._group_tighten(op.attrs["A"], op.attrs["b"], op.operands[0], *plain)
         if kind == "relu":
             lo, hi = ins[0]
             return np.maximum(lo, 0.0), np.maximum(hi, 0.0)
@@ -443,7 +878,7 @@ class RangeAnalysis:
             h = op.dim
             return _interval_product(lo[:h], hi[:h], lo[h:], hi[h:])
         if kind == "linstate":
-            return _linstate_range(op, *ins[0], self.t_max, self.max_iterations)
+            return _linstate_range(op, *self.drive(op), self.t_max, self.max_iterations)
         return np.full(op.dim, -np.inf), np.full(op.dim, np.inf)
 
 

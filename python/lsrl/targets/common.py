@@ -11,9 +11,10 @@ are all linear decodings).  The next stage's input map is composed with the deco
 (:meth:`Decoder.compose`), so no extra layer is ever spent on decoding, and the readout absorbs the last
 decoder.
 
-Range analysis (``lsrl.passes.range_analysis.compute_ranges``, intersected with a simple interval analysis
-of the chain) decides which values are provably non-negative (no ± split), bounds product operands
-(GRU's leak-cancelling pair) and chooses the standard-mode scales.
+Range analysis (``lsrl.passes.range_analysis.RangeAnalysis`` on the layer-form module: boxes, with groups of
+ReLU units of one scalar bounded exactly, so f_step-like differences get [0, 1]) decides which values are
+provably non-negative (no ± split), bounds product operands (GRU's leak-cancelling pair) and chooses the
+standard-mode scales.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ import numpy as np
 from ..errors import CompileError
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector, matvec
+from ..passes.range_analysis import RangeAnalysis
 
 __all__ = ["Stage", "LayerForm", "Decoder", "layer_stages", "sign_split", "pow2_at_most", "scale_rows",
            "vscale", "vneg", "vadd", "selection", "finish_module", "ensure_bounded", "StandardConstants",
-           "STANDARD", "interval_affine", "row_is_constant", "LOWERED_OP_KINDS"]
+           "STANDARD", "row_is_constant", "LOWERED_OP_KINDS"]
 
 # op kinds a lowered module may contain (besides its input and the final readout ``linear``)
 LOWERED_OP_KINDS = {
@@ -95,258 +97,6 @@ def pow2_at_least(x: float) -> float:
         raise ValueError(f"pow2_at_least: need a positive finite number, got {x}")
     p = pow2_at_most(x)
     return p if p == x else 2 * p
-
-
-# ------------------------------------------------------------------------------------------ intervals
-
-def interval_affine(m: Matrix, b: Vector, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of ``m x + b`` for ``lo ≤ x ≤ hi`` (infinite bounds allowed; ``0 · inf = 0``)."""
-    csr = m.scipy()
-    pos = csr.multiply(csr > 0).tocsr()
-    neg = csr.multiply(csr < 0).tocsr()
-    bv = b.to_float().values
-
-    def prod(mat, v):
-        # sparse @ vector where v may hold infinities: only stored entries contribute
-        out = np.zeros(mat.shape[0])
-        coo = mat.tocoo()
-        if coo.nnz:
-            terms = coo.data * v[coo.col]
-            np.add.at(out, coo.row, terms)
-        return out
-
-    with np.errstate(invalid="ignore"):
-        new_lo = prod(pos, lo) + prod(neg, hi) + bv
-        new_hi = prod(pos, hi) + prod(neg, lo) + bv
-    # inf - inf only arises when the bound is truly unknown
-    new_lo = np.where(np.isnan(new_lo), -np.inf, new_lo)
-    new_hi = np.where(np.isnan(new_hi), np.inf, new_hi)
-    return new_lo, new_hi
-
-
-def _interval_mul(alo, ahi, blo, bhi):
-    with np.errstate(invalid="ignore"):
-        cands = np.stack([alo * blo, alo * bhi, ahi * blo, ahi * bhi])
-    cands = np.where(np.isnan(cands), 0.0, cands)  # 0 · inf: the factor really is 0
-    return cands.min(axis=0), cands.max(axis=0)
-
-
-_CHAIN_T_DEFAULT = 64  # steps iterated by the chain analysis when no T_max is given (then: widen)
-
-
-def _linstate_bounds(op: Op, ulo_in, uhi_in, t_max: int | None, groups=None):
-    """Bounds of ``s_t`` (t = 1..t_max, or all t) by iterating the interval recurrence.
-
-    Without ``t_max`` the iteration stops at a fixed point; coordinates still moving after
-    ``_CHAIN_T_DEFAULT`` steps, and every coordinate whose update reads one of them, are unbounded."""
-    if groups is not None:
-        ulo, uhi = _group_affine(op.attrs["B"], op.attrs["bias"], ulo_in, uhi_in, groups)
-    else:
-        ulo, uhi = interval_affine(op.attrs["B"], op.attrs["bias"], ulo_in, uhi_in)
-    init = op.attrs["init"].to_float().values.astype(float)
-    a = op.attrs["A"]
-    zero = Vector.zeros(op.dim)
-    slo, shi = init.copy(), init.copy()
-    lo, hi = np.full(op.dim, np.inf), np.full(op.dim, -np.inf)
-    steps = t_max if t_max is not None else _CHAIN_T_DEFAULT
-    converged = False
-    moving = np.zeros(op.dim, dtype=bool)
-    for _ in range(max(int(steps), 1)):
-        alo, ahi = interval_affine(a, zero, slo, shi)
-        nlo, nhi = alo + ulo, ahi + uhi
-        lo, hi = np.minimum(lo, nlo), np.maximum(hi, nhi)
-        moving = (nlo != slo) | (nhi != shi)
-        slo, shi = nlo, nhi
-        if not moving.any():
-            converged = True
-            break
-    if t_max is None and not converged:
-        rows, cols, _ = a.coo()
-        grow = moving.copy()
-        while True:  # close under "reads a growing coordinate"
-            new = grow.copy()
-            if len(rows):
-                new[np.asarray(rows)[grow[np.asarray(cols)]]] = True
-            if np.array_equal(new, grow):
-                break
-            grow = new
-        lo = np.where(grow, -np.inf, lo)
-        hi = np.where(grow, np.inf, hi)
-    return lo, hi, (ulo, uhi)
-
-
-def _relu_groups(lin: Op, zlo: np.ndarray, zhi: np.ndarray, plo: np.ndarray, phi: np.ndarray):
-    """ReLU units whose pre-activation rows are equal up to a positive scale and the bias are functions of
-    one scalar: unit ``k = s_k·ReLU(y_g + o_k)``.  Returns ``(unit -> (g, s_k, o_k)), [(ylo, yhi) per g]``."""
-    rows, cols, vals = lin.attrs["A"].coo()
-    bias = lin.attrs["b"].to_float().values
-    vals = np.asarray([float(v) for v in vals])
-    by_row: dict[int, list] = {}
-    for r, c_, v in zip(rows.tolist(), cols.tolist(), vals.tolist()):
-        by_row.setdefault(r, []).append((c_, v))
-    key_of: dict = {}
-    units: dict[int, tuple] = {}
-    groups: list[list] = []
-    for r, entries in by_row.items():
-        s = abs(entries[0][1])
-        key = tuple((c_, v / s) for c_, v in entries)
-        g = key_of.get(key)
-        if g is None:
-            g = len(groups)
-            key_of[key] = g
-            ncols = np.array([c_ for c_, _ in entries])
-            nvals = np.array([v for _, v in entries])
-            with np.errstate(invalid="ignore"):
-                tlo = np.where(nvals > 0, nvals * zlo[ncols], nvals * zhi[ncols])
-                thi = np.where(nvals > 0, nvals * zhi[ncols], nvals * zlo[ncols])
-            tlo = np.where(np.isnan(tlo), -np.inf, tlo)
-            thi = np.where(np.isnan(thi), np.inf, thi)
-            groups.append([float(tlo.sum()), float(thi.sum())])
-        o = bias[r] / s
-        units[r] = (g, s, o)
-        # the unit's own pre-activation bounds also bound y
-        groups[g][0] = max(groups[g][0], plo[r] / s - o)
-        groups[g][1] = min(groups[g][1], phi[r] / s - o)
-    return units, groups
-
-
-def _pwl_range(terms: list, ylo: float, yhi: float) -> tuple[float, float]:
-    """Range of ``Σ a_k ReLU(y + o_k)`` over ``y ∈ [ylo, yhi]`` (exact up to rounding)."""
-    if ylo > yhi:  # empty (rounding in the bounds): fall back to the hull
-        ylo, yhi = yhi, ylo
-
-    def f(y):
-        return sum(a * max(y + o, 0.0) for a, o in terms)
-
-    pts = [y for y in (ylo, yhi) if math.isfinite(y)]
-    pts += [-o for _, o in terms if ylo <= -o <= yhi]
-    vals = [f(y) for y in pts]
-    lo = min(vals) if vals else np.inf
-    hi = max(vals) if vals else -np.inf
-    if not math.isfinite(yhi):  # all units active far right: slope Σ a
-        slope = sum(a for a, _ in terms)
-        if slope > 0:
-            hi = np.inf
-        elif slope < 0:
-            lo = -np.inf
-        elif not vals:
-            lo = hi = f(max([-o for _, o in terms], default=0.0) + 1.0)
-    if not math.isfinite(ylo):  # all units inactive far left: constant 0
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-    return lo, hi
-
-
-def _group_affine(m: Matrix, b: Vector, lo: np.ndarray, hi: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of ``m x + b`` where some coordinates of ``x`` are ReLU units of shared scalars (see
-    :func:`_relu_groups`): each scalar's contribution is bounded exactly, the rest by intervals."""
-    units, gbounds = groups
-    base_lo, base_hi = interval_affine(m, b, lo, hi)
-    rows, cols, vals = m.coo()
-    per_row: dict[int, dict] = {}
-    for r, c_, v in zip(rows.tolist(), cols.tolist(), vals):
-        u = units.get(c_)
-        if u is not None:
-            per_row.setdefault(r, {}).setdefault(u[0], []).append((float(v) * u[1], u[2], c_, float(v)))
-    out_lo, out_hi = base_lo.copy(), base_hi.copy()
-    bv = b.to_float().values
-    for r, by_group in per_row.items():
-        if not any(len(t) > 1 for t in by_group.values()):
-            continue  # no two units of one scalar: intervals are already exact per unit
-        acc_lo, acc_hi = bv[r], bv[r]
-        grouped = set()
-        for g, terms in by_group.items():
-            glo, ghi = _pwl_range([(a, o) for a, o, _, _ in terms], *gbounds[g])
-            acc_lo, acc_hi = acc_lo + glo, acc_hi + ghi
-            grouped.update(c_ for _, _, c_, _ in terms)
-        # the other columns of the row by intervals
-        lo_r, hi_r = m.rows([r]).coo()[1], m.rows([r]).coo()[2]
-        for c_, v in zip(lo_r.tolist(), hi_r):
-            if c_ in grouped:
-                continue
-            v = float(v)
-            a, bnd = (v * lo[c_], v * hi[c_]) if v > 0 else (v * hi[c_], v * lo[c_])
-            acc_lo += 0.0 if np.isnan(a) else a
-            acc_hi += 0.0 if np.isnan(bnd) else bnd
-        if np.isnan(acc_lo):
-            acc_lo = -np.inf
-        if np.isnan(acc_hi):
-            acc_hi = np.inf
-        # widen by rounding of the evaluation
-        pad = 1e-12 * max(abs(acc_lo) if math.isfinite(acc_lo) else 0.0, abs(acc_hi) if math.isfinite(acc_hi)
-                          else 0.0)
-        out_lo[r] = max(base_lo[r], acc_lo - pad)
-        out_hi[r] = min(base_hi[r], acc_hi + pad)
-    return out_lo, out_hi
-
-
-def _chain_ranges(chain: list[Op], t_max: int | None, external: dict | None = None
-                  ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """A sound interval analysis of a chain, tightened at every op by ``external`` bounds (the range-analysis
-    pass) and, after ReLU stages, by evaluating ReLU units that share a scalar argument exactly (f_step-like
-    differences ``μ ReLU(x) − μ ReLU(x − 1/μ)`` then get their true range [0, 1] instead of ±μ·|x|)."""
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    prev_lo = prev_hi = None
-    groups = None
-    for op in chain:
-        new_groups = None
-        if op.kind == "input":
-            lo = op.attrs["lower"].to_float().values.astype(float)
-            hi = op.attrs["upper"].to_float().values.astype(float)
-        elif op.kind == "linear":
-            if groups is not None:
-                lo, hi = _group_affine(op.attrs["A"], op.attrs["b"], prev_lo, prev_hi, groups)
-            else:
-                lo, hi = interval_affine(op.attrs["A"], op.attrs["b"], prev_lo, prev_hi)
-        elif op.kind == "relu":
-            lo, hi = np.maximum(prev_lo, 0.0), np.maximum(prev_hi, 0.0)
-            operand = op.operands[0]
-            if operand.kind == "linear":
-                zlo, zhi = out[id(operand.operands[0])]
-                new_groups = _relu_groups(operand, zlo, zhi, prev_lo, prev_hi)
-        elif op.kind == "multi":
-            h = op.dim
-            lo, hi = _interval_mul(prev_lo[:h], prev_hi[:h], prev_lo[h:], prev_hi[h:])
-        elif op.kind == "linstate":
-            lo, hi, drive = _linstate_bounds(op, prev_lo, prev_hi, t_max, groups)
-            out[("drive", id(op))] = drive
-        else:
-            raise CompileError(f"{op.describe()}: op kind {op.kind!r} is not part of the layer form")
-        lo = np.asarray(lo, dtype=float)
-        hi = np.asarray(hi, dtype=float)
-        if external is not None and id(op) in external:
-            try:
-                elo, ehi = _as_bounds(external[id(op)], op.dim)
-                nlo, nhi = np.maximum(lo, elo), np.minimum(hi, ehi)
-                if np.all(nlo <= nhi):  # both are sound; empty would mean a bug somewhere: keep ours
-                    lo, hi = nlo, nhi
-            except (ValueError, TypeError):
-                pass
-        out[id(op)] = (lo, hi)
-        prev_lo, prev_hi = lo, hi
-        groups = new_groups
-    return out
-
-
-def _pass_ranges(module: Module, t_max: int | None):
-    try:
-        from ..passes.range_analysis import compute_ranges
-    except ImportError:
-        return None
-    try:
-        return compute_ranges(module, t_max=t_max)
-    except Exception as exc:  # noqa: BLE001 - the fallback analysis is sound on its own
-        import warnings
-        warnings.warn(f"range analysis failed ({exc}); using the chain interval analysis only")
-        return None
-
-
-def _as_bounds(value, dim: int):
-    lo, hi = value
-    lo = np.array([float(v) for v in np.asarray(lo, dtype=object).reshape(-1).tolist()], dtype=float)
-    hi = np.array([float(v) for v in np.asarray(hi, dtype=object).reshape(-1).tolist()], dtype=float)
-    if lo.shape != (dim,) or hi.shape != (dim,):
-        raise ValueError("bounds of the wrong length")
-    return lo, hi
 
 
 # ------------------------------------------------------------------------------------------ the layer form
@@ -418,7 +168,7 @@ def _chain(module: Module) -> list[Op]:
 def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
     """Read a layer-form module as stages + readout, with bounds of every pre-activation and value."""
     chain = _chain(module)
-    ranges = _chain_ranges(chain, t_max, _pass_ranges(module, t_max))
+    analysis = RangeAnalysis(module, t_max)
     inp = chain[0]
     d = inp.dim
     W: Matrix = Matrix.identity(d)
@@ -433,13 +183,13 @@ def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
             identity = False
             prev = op
             continue
-        lo, hi = ranges[id(op)]
-        plo, phi = ranges[id(prev)]
+        lo, hi = analysis(op)
+        plo, phi = analysis(prev)
         if op.kind == "linstate":
             b_mat, bias = op.attrs["B"], op.attrs["bias"]
             stage = Stage("S", op, b_mat if identity else b_mat @ W,
                           bias if identity else matvec(b_mat, c) + bias,
-                          *ranges[("drive", id(op))], lo, hi, A=op.attrs["A"], init=op.attrs["init"])
+                          *analysis.drive(op), lo, hi, A=op.attrs["A"], init=op.attrs["init"])
         else:
             stage = Stage("R" if op.kind == "relu" else "M", op, W, c, plo, phi, lo, hi)
         stage.index = len(stages)
