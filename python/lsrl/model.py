@@ -15,6 +15,7 @@ import numpy as np
 from .errors import CompileError, LsrlError, ShapeError
 from .ir.core import Module, Op
 from .ir.matrix import Matrix, Vector, as_exact_scalar
+from .ir.sequences import as_sequences
 
 __all__ = ["Model", "load"]
 
@@ -173,30 +174,14 @@ class Model:
                 f"{len(self.layers)} layers, widest {max(self.widths)}, nnz {self.parameter_count}>")
 
     # ------------------------------------------------------------------ running
-    def _prepare(self, xs, exact: bool) -> tuple[np.ndarray, int]:
-        d = self.d_in
-        arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs, dtype=object if exact else None)
-        if arr.dtype.kind not in "biufO":
-            raise ValueError(f"Model: inputs must be real numbers, got dtype {arr.dtype}")
-        rank = arr.ndim
-        if rank == 1:
-            if d != 1:
-                raise ShapeError(f"Model: a 1-D input of shape {arr.shape} means (T, 1), but the model's input "
-                                 f"has dim {d}")
-            arr = arr.reshape(1, -1, 1)
-        elif rank == 2:
-            arr = arr[None]
-        elif rank != 3:
-            raise ShapeError(f"Model: inputs must have shape (T, {d}) or (B, T, {d}), got {arr.shape}")
-        if arr.shape[-1] != d:
-            raise ShapeError(f"Model: the model's input has dim {d} but the inputs have shape {np.shape(xs)}")
+    def _prepare(self, xs, exact: bool) -> tuple[np.ndarray, bool]:
+        # exact: lists become object arrays, so Python ints and Fractions stay exact
+        arr, batched = as_sequences(xs, self.d_in, who="Model", subject="the model's input", keep_exact=exact,
+                                    copy=True, list_dtype=object if exact else None)
         if exact:
             conv = np.frompyfunc(as_exact_scalar, 1, 1)(arr) if arr.size else np.empty(arr.shape, dtype=object)
-            return np.asarray(conv, dtype=object).reshape(arr.shape), rank
-        values = np.array(arr, dtype=np.float64)
-        if values.size and not np.all(np.isfinite(values)):
-            raise ValueError("Model: inputs must be finite")
-        return values, rank
+            return np.asarray(conv, dtype=object).reshape(arr.shape), batched
+        return arr, batched
 
     def initial_states(self, batch: int = 1, exact: bool = False) -> list:
         """The state of every layer before the first step (``None`` for stateless ops)."""
@@ -224,9 +209,9 @@ class Model:
         (ideal-mode models only).  ``backend="kernel"`` runs the whole model in the C++ executor
         (``lsrl.runtime.executor``; a RuntimeError when the extension is not built); exact evaluation is
         always numpy."""
-        x, rank = self._prepare(xs, exact)
+        x, batched = self._prepare(xs, exact)
         y, _ = self._run(x, self.initial_states(), exact, backend)
-        return y[0] if rank < 3 else y
+        return y if batched else y[0]
 
     def stream(self, chunks: Iterable, backend: str = "numpy", *, exact: bool = False) -> Iterator[np.ndarray]:
         """Run over a long sequence given in consecutive chunks, carrying every layer's state across chunk
@@ -236,13 +221,13 @@ class Model:
         states = self.initial_states()
         batch = None
         for chunk in chunks:
-            x, rank = self._prepare(chunk, exact)
+            x, batched = self._prepare(chunk, exact)
             if batch is None:
                 batch = x.shape[0]
             elif x.shape[0] != batch:
                 raise ShapeError(f"Model.stream: chunks must keep the batch size {batch}, got {x.shape[0]}")
             y, states = self._run(x, states, exact, backend)
-            yield y[0] if rank < 3 else y
+            yield y if batched else y[0]
 
     # ------------------------------------------------------------------ persistence and exports
     def save(self, path) -> None:

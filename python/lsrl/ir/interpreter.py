@@ -43,6 +43,7 @@ import numpy as np
 from ..errors import ShapeError, VerifyError
 from .core import OPS, Module, Op
 from .matrix import Matrix, Vector, as_exact_scalar
+from .sequences import as_sequences
 
 __all__ = ["interpret", "EvalContext", "cached", "exact_affine", "float_affine", "csr_times", "feature_major",
            "from_feature_major", "BACKENDS"]
@@ -354,58 +355,28 @@ OPS["linstate"].forward = _forward_linstate
 
 # ------------------------------------------------------------------------------------------ inputs
 
-def _prepare_inputs(module: Module, xs, exact: bool) -> tuple[np.ndarray, int]:
-    """``xs`` as a fresh ``(B, T, d_in)`` array in the requested domain, and its original rank."""
-    d_in = module.input.dim
-    if isinstance(xs, np.ndarray):
-        arr = xs
-    else:
-        try:
-            arr = np.asarray(xs)
-        except ValueError as exc:  # ragged nested lists
-            raise ShapeError(f"interpret: inputs must be a rectangular array: {exc}") from None
-    if arr.dtype.kind == "c":
-        raise ValueError(f"interpret: inputs must be real, got dtype {arr.dtype}")
-    if arr.dtype.kind not in "biufO":
-        raise ValueError(f"interpret: inputs must be numbers, got dtype {arr.dtype}")
-    rank = arr.ndim
-    if rank == 1:
-        if d_in != 1:
-            raise ShapeError(f"interpret: a 1-D input of shape {arr.shape} means (T, 1), but the program's "
-                             f"input has dim {d_in}; pass (T, {d_in}) or (B, T, {d_in})")
-        arr = arr.reshape(1, -1, 1)
-    elif rank == 2:
-        arr = arr[None]
-    elif rank != 3:
-        raise ShapeError(f"interpret: inputs must have shape (T, {d_in}) or (B, T, {d_in}), "
-                         f"got {rank}-D shape {arr.shape}")
-    if arr.shape[-1] != d_in:
-        hint = ""
-        if rank == 2 and arr.shape[1] == d_in:
-            hint = " (inputs are time-major: one row per token; transpose a (d, T) array)"
-        raise ShapeError(f"interpret: the program's input has dim {d_in} but the inputs have shape "
-                         f"{np.shape(xs)} (last axis {arr.shape[-1]}){hint}")
+def _prepare_inputs(module: Module, xs, exact: bool) -> tuple[np.ndarray, bool]:
+    """``xs`` as a fresh ``(B, T, d_in)`` array in the requested domain, and whether it was batched."""
+    arr, batched = as_sequences(xs, module.input.dim, who="interpret", subject="the program's input",
+                                keep_exact=True, copy=True)
     if arr.dtype == object:
         try:
             exact_values = np.frompyfunc(as_exact_scalar, 1, 1)(arr) if arr.size else arr.copy()
         except (TypeError, ValueError) as exc:
             raise ValueError(f"interpret: invalid input value: {exc}") from None
         if exact:
-            return np.asarray(exact_values, dtype=object).reshape(arr.shape), rank
+            return np.asarray(exact_values, dtype=object).reshape(arr.shape), batched
         return np.array([float(v) for v in exact_values.ravel().tolist()],
-                        dtype=np.float64).reshape(arr.shape), rank
-    values = np.array(arr, dtype=np.float64)
-    if values.size and not np.all(np.isfinite(values)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
-        raise ValueError(f"interpret: inputs must be finite; found {values[bad]} at (batch, step, coord) = {bad}")
+                        dtype=np.float64).reshape(arr.shape), batched
     if exact:
-        if arr.dtype.kind == "f":
-            conv = np.frompyfunc(Fraction, 1, 1)(values) if values.size else np.empty(values.shape, object)
+        if arr.dtype.kind == "f":  # already float64 and finite
+            conv = np.frompyfunc(Fraction, 1, 1)(arr) if arr.size else np.empty(arr.shape, object)
         else:  # integers/bools: exact without the float detour
             conv = np.frompyfunc(as_exact_scalar, 1, 1)(arr) if arr.size else np.empty(arr.shape, object)
-        return np.asarray(conv, dtype=object).reshape(values.shape), rank
+        return np.asarray(conv, dtype=object).reshape(arr.shape), batched
+    values = np.asarray(arr, dtype=np.float64)
     batch, length, _ = values.shape
-    return from_feature_major(feature_major(values), batch, length), rank  # a copy: outputs may be views
+    return from_feature_major(feature_major(values), batch, length), batched  # a copy: outputs may be views
 
 
 def _check_domain(module: Module, x: np.ndarray) -> None:
@@ -521,7 +492,7 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
         raise TypeError(f"interpret: expected an lsrl.ir.Module, got {type(module).__name__}")
     exact = bool(exact)
     backend = _resolve_backend(backend, exact)
-    x, rank = _prepare_inputs(module, xs, exact)
+    x, batched = _prepare_inputs(module, xs, exact)
     if check_domain:
         _check_domain(module, x)
     batch, length = x.shape[0], x.shape[1]
@@ -556,7 +527,7 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
                           "of the module") from None
 
     def shaped(arr: np.ndarray) -> np.ndarray:
-        return arr[0] if rank < 3 else arr
+        return arr if batched else arr[0]
 
     if not exact:
         result = np.ascontiguousarray(result, dtype=np.float64)

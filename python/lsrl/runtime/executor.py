@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ShapeError, VerifyError
 from ..ir.core import Module, Op
+from ..ir.sequences import as_sequences
 from . import scan as _scan
 
 __all__ = ["run", "stream", "plan_for", "ExecutionPlan", "SUPPORTED_KINDS", "DTYPES"]
@@ -186,29 +187,6 @@ def plan_for(module, dtype=np.float64) -> ExecutionPlan:
 
 # ------------------------------------------------------------------------------------------ running
 
-def _inputs(xs, d_in: int, dtype: np.dtype) -> tuple[np.ndarray, int]:
-    arr = xs if isinstance(xs, np.ndarray) else np.asarray(xs)
-    if arr.dtype.kind == "c" or arr.dtype.kind not in "biufO":
-        raise ValueError(f"executor: inputs must be real numbers, got dtype {arr.dtype}")
-    rank = arr.ndim
-    if rank == 1:
-        if d_in != 1:
-            raise ShapeError(f"executor: a 1-D input of shape {arr.shape} means (T, 1), but the input has dim {d_in}; "
-                             f"pass (T, {d_in}) or (B, T, {d_in})")
-        arr = arr.reshape(1, -1, 1)
-    elif rank == 2:
-        arr = arr[None]
-    elif rank != 3:
-        raise ShapeError(f"executor: inputs must have shape (T, {d_in}) or (B, T, {d_in}), got shape {arr.shape}")
-    if arr.shape[-1] != d_in:
-        raise ShapeError(f"executor: the input has dim {d_in} but the inputs have shape {np.shape(xs)}")
-    x = np.ascontiguousarray(arr, dtype=dtype)
-    if x.size and not np.isfinite(x).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise ValueError(f"executor: inputs must be finite; found {x[bad]} at (batch, step, coord) = {bad}")
-    return x, rank
-
-
 def _state_array(value, batch: int, dim: int, dtype: np.dtype, what: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
@@ -277,10 +255,10 @@ def run(module, xs, states=None, dtype=np.float64, *, num_threads: int = 0, lane
         raise ValueError(f"executor: num_threads must be an int >= 0, got {num_threads!r}")
     if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 0:
         raise ValueError(f"executor: lanes must be an int >= 0, got {lanes!r}")
-    x, rank = _inputs(xs, plan.plan.d_in, plan.dtype)
+    x, batched = as_sequences(xs, plan.plan.d_in, who="executor", dtype=plan.dtype)
     kstates = _kernel_states(plan, states, x.shape[0])
     ys, finals = plan.plan.run(x, kstates, num_threads=int(num_threads), lanes=int(lanes))
-    return (ys[0] if rank < 3 else ys), _model_states(plan, states, finals)
+    return (ys if batched else ys[0]), _model_states(plan, states, finals)
 
 
 def stream(module, chunks: Iterable, dtype=np.float64, *, states=None, num_threads: int = 0,
