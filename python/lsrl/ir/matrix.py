@@ -93,6 +93,21 @@ class Matrix:
         return Matrix(csr.shape, csr=csr)
 
     @staticmethod
+    def from_canonical_csr(csr) -> "Matrix":
+        """Wrap a scipy CSR array that is already canonical, without copying its values.
+
+        Precondition (the caller's guarantee; only the dtype and format are checked): float64, finite, column
+        indices sorted within each row, no duplicate entries and no explicit zeros.  The index arrays are
+        converted to int64 (every float Matrix uses one index dtype, so equal matrices have equal keys).  The
+        Matrix takes ``csr`` over: do not modify it afterwards.  Use :meth:`from_scipy` for anything else."""
+        if not sp.issparse(csr) or csr.format != "csr" or csr.dtype != np.float64:
+            raise ValueError(f"from_canonical_csr: expected a float64 CSR array, got {type(csr).__name__} "
+                             f"of dtype {getattr(csr, 'dtype', None)}")
+        csr.indptr = csr.indptr.astype(np.int64, copy=False)
+        csr.indices = csr.indices.astype(np.int64, copy=False)
+        return Matrix(csr.shape, csr=csr)
+
+    @staticmethod
     def from_exact_rows(shape, rows: Sequence[dict]) -> "Matrix":
         rows = tuple({int(c): as_exact_scalar(v) for c, v in r.items() if v != 0} for r in rows)
         if len(rows) != shape[0]:

@@ -31,7 +31,7 @@ import numpy as np
 from .core import OPS, Module, Op
 from .matrix import Matrix, Vector
 
-__all__ = ["print_module", "format_value", "format_matrix", "format_vector", "format_number"]
+__all__ = ["print_module", "ssa_names", "format_value", "format_matrix", "format_vector", "format_number"]
 
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*\Z")
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.$-]")
@@ -345,12 +345,25 @@ def _format_op(op: Op, namer: _Namer) -> str:
     return f"{text} : {operand_dims} -> {_dim(op)}"
 
 
-def print_module(module: Module) -> str:
-    """The textual form of ``module`` (ends with a newline)."""
-    inputs = [op for op in module.ops if op.kind == "input"]
-    signature_input = inputs[0] if inputs else None
+def _print_order(module: Module) -> tuple[Op | None, list[Op]]:
+    """The signature's input (the first input op, or None) and the ops in printed order (that input first)."""
+    signature_input = next((op for op in module.ops if op.kind == "input"), None)
     ordered = ([signature_input] if signature_input is not None else []) + \
         [op for op in module.ops if op is not signature_input]
+    return signature_input, ordered
+
+
+def ssa_names(module: Module) -> dict[int, str]:
+    """``id(op) -> name`` for every op of ``module``, as :func:`print_module` names it (``%name``, without
+    the ``%``): the op's own name when it has one (uniquified ``name``, ``name_1``, ...), else ``0, 1, ...``."""
+    _, ordered = _print_order(module)
+    namer = _Namer(ordered)
+    return {id(op): namer(op) for op in ordered}
+
+
+def print_module(module: Module) -> str:
+    """The textual form of ``module`` (ends with a newline)."""
+    signature_input, ordered = _print_order(module)
     namer = _Namer(ordered)
     head = f"lsrl.module {_module_name(module.name)}("
     sig = _format_signature(signature_input, namer, len(head)) if signature_input is not None else ""

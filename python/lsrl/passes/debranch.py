@@ -27,6 +27,7 @@ import gc
 from typing import ClassVar, Literal
 
 from ..errors import PassError
+from ..ir.printer import ssa_names  # the printer's naming, so layouts match printed IR
 from . import Pass, register_pass
 from .debranch_affine import NormalForm
 from .debranch_schedule import (Plan, asap_layers, build_schedule, emit, place_layers, plan_carriers,
@@ -47,23 +48,6 @@ POLICIES = {
 }
 # the placements tried by schedule=auto: on the paper's programs the narrowest plan is always among them
 AUTO_POLICIES = ("asap", "alap-rm-intra-alap", "alap")
-
-
-def _ssa_names(module) -> dict:
-    """``id(op) -> name`` as the printer names the ops (its own names, else 0, 1, …)."""
-    try:
-        from ..ir.printer import _Namer  # the printer's naming, so layouts match printed IR
-        namer = _Namer(module.ops)
-        return {id(op): namer(op) for op in module.ops}
-    except Exception:  # noqa: BLE001 - the printer is optional for naming
-        out, n = {}, 0
-        for op in module.ops:
-            if op.name:
-                out[id(op)] = op.name
-            else:
-                out[id(op)] = str(n)
-                n += 1
-        return out
 
 
 def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
@@ -124,7 +108,7 @@ def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: s
                                    fold_memoryless_states=fold_memoryless_states,
                                    signed_carriers=signed_carriers)
         best: Plan = min(plans, key=lambda p: p.cost)
-        out = emit(nf, best, _ssa_names(nf.module))
+        out = emit(nf, best, ssa_names(nf.module))
     finally:
         if gc_was_enabled:
             gc.enable()

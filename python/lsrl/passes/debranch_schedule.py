@@ -465,7 +465,7 @@ def _matrix(shape, rows: list, exact: bool) -> Matrix:
     csr = sp.csr_array((values, np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int32)),
                        shape=shape)
     # canonical already (sorted columns, no duplicates, no zeros), so the Matrix wraps it without a copy
-    return Matrix(shape, csr=csr)
+    return Matrix.from_canonical_csr(csr)
 
 
 def _vector(values: list, exact: bool) -> Vector:
