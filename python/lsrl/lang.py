@@ -572,18 +572,17 @@ class ForEach:
             self._init_from_module(output)
             return
         _require_variable(output, "ForEach")
-        order = _variables_postorder(output)
-        inputs = [v for v in order if v.op.kind == "input"]
+        module = Module.from_output(output.op, name=name)  # the ops in topological order
+        by_op = _variables_by_op(output)
+        self._variables = [by_op[id(op)] for op in module.ops]
+        inputs = [v for v in self._variables if v.op.kind == "input"]
         if len(inputs) != 1:
             if not inputs:
                 raise ValueError("ForEach: the output does not depend on any Input")
             names = ", ".join(v.describe() for v in inputs)
             raise ValueError(f"ForEach: a program has exactly one Input, found {len(inputs)}: {names}")
-        module = Module.from_output(output.op, name=name)
         module.verify()
-        by_op = {id(v.op): v for v in order}
         self.ir = module
-        self._variables = [by_op[id(op)] for op in module.ops]
         self.input = inputs[0]
         self.output = output
 
@@ -715,25 +714,13 @@ class ForEach:
 Program = ForEach
 
 
-def _variables_postorder(output: Variable) -> list[Variable]:
-    """Every variable ``output`` depends on, inputs first (iterative: graphs can be deep)."""
-    order: list[Variable] = []
-    state: dict[int, int] = {}
-    stack: list[tuple[Variable, bool]] = [(output, False)]
+def _variables_by_op(output: Variable) -> dict[int, Variable]:
+    """``id(op) -> variable`` for every variable ``output`` depends on (the order is Module.from_output's)."""
+    by_op = {id(output.op): output}
+    stack = [output]
     while stack:
-        var, expanded = stack.pop()
-        if expanded:
-            state[id(var)] = 2
-            order.append(var)
-            continue
-        st = state.get(id(var))
-        if st == 2:
-            continue
-        if st == 1:
-            raise ValueError(f"ForEach: the graph has a cycle through {var.describe()}")
-        state[id(var)] = 1
-        stack.append((var, True))
-        for u in reversed(var.inputs):
-            if state.get(id(u)) != 2:
-                stack.append((u, False))
-    return order
+        for u in stack.pop().inputs:
+            if id(u.op) not in by_op:
+                by_op[id(u.op)] = u
+                stack.append(u)
+    return by_op
