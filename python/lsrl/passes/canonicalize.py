@@ -48,15 +48,24 @@ def _slice_columns(mat: Matrix, start: int, end: int, width: int) -> Matrix:
 
 # ---------------------------------------------------------------------------- linear patterns
 
+def compose_linear_linear(rw: Rewriter, op: Op) -> Op | None:
+    """``linear(linear(x))`` → one linear, whatever the inner linear's other uses (its work is then duplicated)."""
+    if op.kind != "linear" or op.operands[0].kind != "linear":
+        return None
+    inner = op.operands[0]
+    a2, b2 = op.attrs["A"], op.attrs["b"]
+    a1, b1 = inner.attrs["A"], inner.attrs["b"]
+    return rw.create("linear", [inner.operands[0]], {"A": a2 @ a1, "b": matvec(a2, b1) + b2}, loc=op.loc)
+
+
 def fold_linear_linear(rw: Rewriter, op: Op) -> Op | None:
+    """``linear(linear(x))`` → one linear when the inner linear has a single use or is a constant."""
     if op.kind != "linear":
         return None
     inner = op.operands[0]
     if inner.kind != "linear" or not (rw.single_use(inner) or is_constant(inner)):
         return None
-    a2, b2 = op.attrs["A"], op.attrs["b"]
-    a1, b1 = inner.attrs["A"], inner.attrs["b"]
-    return rw.create("linear", [inner.operands[0]], {"A": a2 @ a1, "b": matvec(a2, b1) + b2}, loc=op.loc)
+    return compose_linear_linear(rw, op)
 
 
 def fold_linear_slice(rw: Rewriter, op: Op) -> Op | None:
@@ -143,7 +152,9 @@ def relu_of_nonnegative(ranges):
 
 # ---------------------------------------------------------------------------- slices
 
-def fold_slice(rw: Rewriter, op: Op) -> Op | None:
+def fold_slice_of_linear(rw: Rewriter, op: Op) -> Op | None:
+    """``slice`` of the whole operand → the operand; ``slice(slice(x))`` → one slice; ``slice(linear(x))`` →
+    the linear's rows."""
     if op.kind != "slice":
         return None
     start, end = op.attrs["start"], op.attrs["end"]
@@ -157,6 +168,17 @@ def fold_slice(rw: Rewriter, op: Op) -> Op | None:
         rows = list(range(start, end))
         return rw.create("linear", [src.operands[0]],
                          {"A": src.attrs["A"].rows(rows), "b": src.attrs["b"][start:end]}, loc=op.loc)
+    return None
+
+
+def fold_slice(rw: Rewriter, op: Op) -> Op | None:
+    """:func:`fold_slice_of_linear`, and ``slice(concat(...))`` → the covered operand, or a concat of (slices
+    of) the covered operands."""
+    folded = fold_slice_of_linear(rw, op)
+    if folded is not None or op.kind != "slice":
+        return folded
+    start, end = op.attrs["start"], op.attrs["end"]
+    src = op.operands[0]
     if src.kind == "concat":
         pieces = []
         offset = 0

@@ -12,36 +12,11 @@ import dataclasses
 
 from ..ir.core import Module, Op
 from . import Pass, register_pass
-from .canonicalize import fold_linear_linear, fold_linear_slice, remove_identity_linear
+from .canonicalize import (compose_linear_linear, fold_linear_linear, fold_linear_slice, fold_slice_of_linear,
+                           remove_identity_linear)
 from .rewrite import Rewriter, apply_patterns
 
 __all__ = ["FuseLinears"]
-
-
-def _fold_slices(rw: Rewriter, op: Op) -> Op | None:
-    if op.kind != "slice":
-        return None
-    src = op.operands[0]
-    start, end = op.attrs["start"], op.attrs["end"]
-    if start == 0 and end == src.dim:
-        return src
-    if src.kind == "slice":
-        s0 = src.attrs["start"]
-        return rw.create("slice", [src.operands[0]], {"start": s0 + start, "end": s0 + end}, loc=op.loc)
-    if src.kind == "linear":
-        return rw.create("linear", [src.operands[0]], {"A": src.attrs["A"].rows(list(range(start, end))),
-                                                        "b": src.attrs["b"][start:end]}, loc=op.loc)
-    return None
-
-
-def _linear_into_linear(rw: Rewriter, op: Op) -> Op | None:
-    if op.kind != "linear" or op.operands[0].kind != "linear":
-        return None
-    inner = op.operands[0]
-    a2, b2 = op.attrs["A"], op.attrs["b"]
-    from ..ir.matrix import matvec
-    return rw.create("linear", [inner.operands[0]],
-                     {"A": a2 @ inner.attrs["A"], "b": matvec(a2, inner.attrs["b"]) + b2}, loc=op.loc)
 
 
 def _linear_slice_only(rw: Rewriter, op: Op) -> Op | None:
@@ -57,6 +32,6 @@ class FuseLinears(Pass):
         "help": "also fold a linear that has other users (duplicating its work into each consumer)"})
 
     def run(self, module: Module) -> None:
-        patterns = [remove_identity_linear, _linear_into_linear if self.duplicate else fold_linear_linear,
-                    _linear_slice_only, _fold_slices]
+        patterns = [remove_identity_linear, compose_linear_linear if self.duplicate else fold_linear_linear,
+                    _linear_slice_only, fold_slice_of_linear]
         apply_patterns(module, patterns)
