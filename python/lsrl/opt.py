@@ -40,6 +40,16 @@ def passes() -> list[tuple[str, str, list[tuple[str, str, object]]]]:
 
 # ---------------------------------------------------------------------------- checking mode
 
+def _timed_verify(module, failure: str, timings: list) -> None:
+    """Verify ``module`` (a VerifyError says ``failure: why``) and time it as an ``(A) verifier`` entry."""
+    t0 = time.perf_counter()
+    try:
+        module.verify()
+    except VerifyError as e:
+        raise VerifyError(f"{failure}: {e}") from None
+    timings.append(("(A) verifier", time.perf_counter() - t0))
+
+
 def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np.ndarray:
     """Random input sequences ``(batch, steps, d)`` inside the input op's ``lower``/``upper`` bounds.
 
@@ -139,12 +149,7 @@ def run(module_or_program, pipeline: str | Iterable[Pass], *, verify: bool = Tru
     t_start = time.perf_counter()
 
     if verify:
-        t0 = time.perf_counter()
-        try:
-            module.verify()
-        except VerifyError as e:
-            raise VerifyError(f"the input IR is invalid: {e}") from None
-        timings.append(("(A) verifier", time.perf_counter() - t0))
+        _timed_verify(module, "the input IR is invalid", timings)
 
     xs = reference = None
     if check:
@@ -168,12 +173,7 @@ def run(module_or_program, pipeline: str | Iterable[Pass], *, verify: bool = Tru
         if result is not None:
             module = result
         if verify:
-            t0 = time.perf_counter()
-            try:
-                module.verify()
-            except VerifyError as e:
-                raise VerifyError(f"pass {label!r} (position {position}) produced invalid IR: {e}") from None
-            timings.append(("(A) verifier", time.perf_counter() - t0))
+            _timed_verify(module, f"pass {label!r} (position {position}) produced invalid IR", timings)
         if print_ir_after_all or (track_change and _fingerprint(module) != before):
             _dump(module, label, out)
         if check:

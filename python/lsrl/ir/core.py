@@ -263,6 +263,14 @@ class Module:
             raise VerifyError(f"module @{self.name} must have exactly one input op, found {len(inputs)}")
         return inputs[0]
 
+    def live_ops(self) -> list[Op]:
+        """The ops the output depends on (itself included), in module order."""
+        live = {id(self.output)}
+        for op in reversed(self.ops):
+            if id(op) in live:
+                live.update(id(o) for o in op.operands)
+        return [op for op in self.ops if id(op) in live]
+
     def users(self) -> dict:
         """``id(op) -> [ops using it]`` (an op using a value twice appears twice)."""
         out: dict[int, list[Op]] = {id(op): [] for op in self.ops}

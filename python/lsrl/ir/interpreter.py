@@ -425,14 +425,6 @@ def _resolve_backend(backend: str, exact: bool) -> str:
     return "kernel" if kernel_available() else "numpy"
 
 
-def _live_ops(module: Module) -> list[Op]:
-    live = {id(module.output)}
-    for op in reversed(module.ops):
-        if id(op) in live:
-            live.update(id(o) for o in op.operands)
-    return [op for op in module.ops if id(op) in live]
-
-
 def _release_schedule(steps: list[list[Op]], output: Op) -> list[list[int]]:
     """For every step, the values no later step reads (freed as soon as possible to bound memory)."""
     last_use: dict[int, int] = {}
@@ -498,7 +490,7 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
     batch, length = x.shape[0], x.shape[1]
     ctx = EvalContext(exact=exact, backend=backend, batch=batch, length=length)
 
-    ops = module.ops if return_values else _live_ops(module)
+    ops = module.ops if return_values else module.live_ops()
     # Core linstates are scanned together unless someone replaced their forward (e.g. to observe it).
     steps = _schedule(ops, fuse=not exact and OPS["linstate"].forward is _forward_linstate)
     release = None if return_values else _release_schedule(steps, module.output)

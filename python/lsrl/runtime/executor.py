@@ -79,14 +79,6 @@ def _bias(vector, dtype: np.dtype):
     return None if vector.is_zero() else _vec(vector, dtype)
 
 
-def _live_ops(module: Module) -> list[Op]:
-    live = {id(module.output)}
-    for op in reversed(module.ops):
-        if id(op) in live:
-            live.update(id(o) for o in op.operands)
-    return [op for op in module.ops if id(op) in live]
-
-
 def _descriptor(op: Op, inputs: list[int], dtype: np.dtype) -> dict:
     kind, a = op.kind, op.attrs
     node = {"kind": kind, "inputs": inputs, "dim": int(op.dim), "name": op.describe()}
@@ -125,7 +117,7 @@ class ExecutionPlan:
 
     def __init__(self, module: Module, dtype: np.dtype):
         inp = module.input
-        live = _live_ops(module)
+        live = module.live_ops()
         if inp not in live:  # an output that ignores the input still needs the input node
             live = [inp] + live
         order = [inp] + [op for op in live if op is not inp]
