@@ -153,5 +153,8 @@ def test_onnx_float32_random_programs(target, activations, module, seed, tmp_pat
         return
     xs = random_sequences(module, 12, 2, np.random.default_rng(seed))
     out = run_onnx(model, xs, tmp_path_factory.mktemp("onnx"))
-    tol = 1e-5 if activations == "ideal" or target in ("linear_rnn", "relu_rnn") else 2e-4
+    # standard LSTM/GRU: docs/targets.md error bounds, M product in float32 ≈ 5e-5·B_g·|v| (cancellation in
+    # the product units; B_g the gate operand's range bound, up to ~70 here: t_max = 12, inputs in ±3)
+    # — measured up to 7.2e-4 relative over 300 random programs, so 2e-3
+    tol = 1e-5 if activations == "ideal" or target in ("linear_rnn", "relu_rnn") else 2e-3
     assert rel_err(out, interpret(module, xs)) <= tol

@@ -274,7 +274,11 @@ def test_token_map_standard(target, conditional):
     model = lsrl.compile(prog, target, activations="standard", t_max=xs.shape[1])
     out = model(xs)
     np.testing.assert_array_equal(np.round(out[:, -3:, 0]), answers)
-    assert np.max(np.abs(out[:, -3:, 0] - answers)) <= 1e-6
+    # GRU + 'optimized' (λ = 1e10): docs/targets.md "λ-conditionals on the GRU" — when the schedule puts the
+    # f_step ReLU pair in the stage right before the λ-weighted ReLU (the ALAP plan, the narrowest since
+    # signed carriers are shifted), λ multiplies the float64 rounding of the off pair's p − q (measured 4.4e-4)
+    tol = LAMBDA_GRU_TOL if (target == "gru" and conditional == "optimized") else 1e-6
+    assert np.max(np.abs(out[:, -3:, 0] - answers)) <= tol
 
 
 def _bounded(module):
