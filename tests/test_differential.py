@@ -68,9 +68,9 @@ def slot_values(layout_entry, values_by_name):
 
 
 def check_layout(source, compiled, xs) -> None:
-    from lsrl.passes.debranch import _ssa_names
+    from lsrl.ir.printer import ssa_names
     _, values = interpret(source, xs, return_values=True)
-    names = _ssa_names(source)
+    names = ssa_names(source)
     by_name = {names[id(op)]: v for op, v in values.items()}
     _, compiled_values = interpret(compiled, xs, return_values=True)
     for op, entry in zip(compiled.ops, compiled.metadata["layout"]):
