@@ -18,6 +18,7 @@ import time
 
 from . import targets as _targets  # noqa: F401  (registers the target op kinds and lowerings on import lsrl)
 from .errors import CompileError
+from .ir.core import as_module
 from .model import Model
 
 __all__ = ["compile"]
@@ -26,17 +27,6 @@ DEFAULT_PIPELINE = ("debranch",)
 TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
 _PLANNED = {"hawk", "griffin", "mamba"}
 ACTIVATIONS = ("ideal", "standard")
-
-
-def _as_module(program_or_module):
-    from .ir.core import Module
-    if isinstance(program_or_module, Module):
-        return program_or_module
-    ir = getattr(program_or_module, "ir", None)
-    if ir is not None:
-        return ir() if callable(ir) else ir
-    raise TypeError(f"lsrl.compile expects a program (lsrl.ForEach) or an lsrl.ir.Module, "
-                    f"got {type(program_or_module).__name__}")
 
 
 def lowering_pipeline(target: str, activations: str, *, exact: bool = False, t_max: int | None = None,
@@ -92,7 +82,7 @@ def compile(program_or_module, target: str = "linear_rnn", *, activations: str =
                            "activations='ideal' or exact=False")
     if t_max is not None and (not isinstance(t_max, int) or isinstance(t_max, bool) or t_max < 1):
         raise CompileError(f"t_max must be a positive integer, got {t_max!r}")
-    module = _as_module(program_or_module)
+    module = as_module(program_or_module, "lsrl.compile")
     text = lowering_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
     if progress:
         from .passes import parse_pipeline

@@ -16,19 +16,10 @@ from typing import Iterable, TextIO
 import numpy as np
 
 from .errors import LsrlError, PassError, VerifyError
+from .ir.core import as_module
 from .passes import Pass, format_pipeline, load_passes, parse_pipeline, pass_options
 
 __all__ = ["run", "passes", "main", "check_inputs"]
-
-
-def _as_module(module_or_program):
-    from .ir.core import Module
-    if isinstance(module_or_program, Module):
-        return module_or_program
-    ir = getattr(module_or_program, "ir", None)
-    if ir is not None:
-        return ir() if callable(ir) else ir
-    raise TypeError(f"expected an lsrl.ir.Module or a program with an .ir, got {type(module_or_program).__name__}")
 
 
 def passes() -> list[tuple[str, str, list[tuple[str, str, object]]]]:
@@ -144,7 +135,7 @@ def run(module_or_program, pipeline: str | Iterable[Pass], *, verify: bool = Tru
     for p in pass_list:
         if not isinstance(p, Pass):
             raise TypeError(f"pipeline entries must be lsrl.passes.Pass instances, got {type(p).__name__}")
-    module = _as_module(module_or_program).clone()
+    module = as_module(module_or_program, "lsrl.opt.run").clone()
     timings: list[tuple[str, float]] = []
     t_start = time.perf_counter()
 

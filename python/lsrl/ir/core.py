@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import VerifyError
 from .matrix import Matrix, Vector
 
-__all__ = ["Location", "AttrSpec", "OpDef", "OPS", "register_op", "Op", "Module", "VerifyError"]
+__all__ = ["Location", "AttrSpec", "OpDef", "OPS", "register_op", "Op", "Module", "VerifyError", "as_module"]
 
 
 @dataclass(frozen=True)
@@ -347,3 +347,16 @@ class Module:
 
     def __repr__(self) -> str:
         return f"<Module @{self.name}: {len(self.ops)} ops, {self.input.dim} -> {self.output.dim}>"
+
+
+def as_module(module_or_program, who: str) -> Module:
+    """The IR of ``module_or_program``: a :class:`Module`, or a program (anything whose ``.ir`` is one).
+
+    ``who`` names the caller in the ``TypeError`` raised for anything else."""
+    if isinstance(module_or_program, Module):
+        return module_or_program
+    ir = getattr(module_or_program, "ir", None)
+    if isinstance(ir, Module):
+        return ir
+    raise TypeError(f"{who}: expected an lsrl.ir.Module or a program (lsrl.ForEach), "
+                    f"got {type(module_or_program).__name__}")

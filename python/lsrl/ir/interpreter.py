@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ShapeError, VerifyError
-from .core import OPS, Module, Op
+from .core import OPS, Module, Op, as_module
 from .matrix import Matrix, Vector, as_exact_scalar
 from .sequences import as_sequences
 
@@ -478,10 +478,7 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
     Raises :class:`lsrl.ShapeError` when ``xs`` does not match the input dim, ``ValueError`` for
     non-finite or non-numeric inputs, :class:`lsrl.ir.VerifyError` for a malformed module.
     """
-    if not isinstance(module, Module) and isinstance(getattr(module, "ir", None), Module):
-        module = module.ir
-    if not isinstance(module, Module):
-        raise TypeError(f"interpret: expected an lsrl.ir.Module, got {type(module).__name__}")
+    module = as_module(module, "interpret")
     exact = bool(exact)
     backend = _resolve_backend(backend, exact)
     x, batched = _prepare_inputs(module, xs, exact)

@@ -917,16 +917,12 @@ class RangeAnalysisPass(Pass):
                                      "lower": [lo.tolist() for lo, _ in ranges],
                                      "upper": [hi.tolist() for _, hi in ranges]}
         if self.print:
-            from ..ir.printer import _Namer
-            inputs = [op for op in module.ops if op.kind == "input"]
-            ordered = inputs[:1] + [op for op in module.ops if op not in inputs[:1]]
-            namer = _Namer(ordered)
-            by_id = {id(op): r for op, r in zip(module.ops, ranges)}
+            from ..ir.printer import ssa_names
+            names = ssa_names(module)
             lines = []
-            for op in ordered:
-                lo, hi = by_id[id(op)]
+            for op, (lo, hi) in zip(module.ops, ranges):
                 pairs = ", ".join(f"[{_fmt(a)}, {_fmt(b)}]" for a, b in zip(lo.tolist(), hi.tolist()))
-                lines.append(f"// range %{namer(op)}: {pairs}\n")
+                lines.append(f"// range %{names[id(op)]}: {pairs}\n")
             sys.stderr.write("".join(lines))
             sys.stderr.flush()
 
