@@ -426,3 +426,16 @@ def test_kernel_backend_runs_the_whole_program_like_the_interpreter(conditional)
     np.testing.assert_allclose(program(prompt, backend="kernel"), program(prompt), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(program(batch, backend="kernel"), program(batch), rtol=1e-12, atol=1e-12)
     assert np.round(program(prompt, backend="kernel")[-3:, 0]).tolist() == [7, 8, 9]
+
+
+def test_simplify_rewrites_in_place_into_a_path_with_the_same_outputs():
+    from lsrl.programs import more_ones
+
+    program = more_ones()
+    bits = np.random.default_rng(3).integers(0, 2, size=(4, 30, 1)).astype(float)
+    before = program(bits)
+    assert program.simplify() is program
+    ops = program.ir.ops
+    assert all(len(op.operands) == 1 and op.operands[0] is prev for prev, op in zip(ops, ops[1:]))
+    assert sum(op.kind == "linstate" for op in ops) == 1
+    np.testing.assert_allclose(program(bits), before, rtol=0, atol=1e-12)

@@ -600,6 +600,15 @@ class ForEach:
         self.input = by_op[id(module.input)]
         self.output = by_op[id(module.output)]
 
+    def simplify(self) -> "ForEach":
+        """Kept for porting: rewrite the program, in place, into the path form the reference's ``simplify()``
+        produced — the paper's 13 debranching cases in the reference order (``debranch{mode=reference}``,
+        docs/compiler.md §4).  That mode always makes progress, so there is no step limit.  Returns ``self``."""
+        from .opt import run
+
+        self._init_from_module(run(self.ir, "debranch{mode=reference}"))
+        return self
+
     @classmethod
     def from_module(cls, module: Module) -> "ForEach":
         """The program of an IR module (wraps its ops; they are shared, not copied)."""
