@@ -21,17 +21,8 @@ from lsrl.ir.printer import print_module
 # ------------------------------------------------------------------------------------------ helpers
 
 def value_key(value):
-    """An exact identity of an attribute value: domain, shape and the bits of every stored entry.
-
-    Float matrices are compared on their CSR arrays with the index arrays widened to int64, because scipy
-    picks int32 or int64 indices depending on how a matrix was built."""
-    if isinstance(value, Matrix):
-        if value.exact:
-            return value.key()
-        c = value.scipy()
-        return ("float", value.shape, c.indptr.astype(np.int64).tobytes(),
-                c.indices.astype(np.int64).tobytes(), c.data.tobytes())
-    if isinstance(value, Vector):
+    """An exact identity of an attribute value: domain, shape and the bits of every stored entry."""
+    if isinstance(value, (Matrix, Vector)):
         return value.key()
     if isinstance(value, float):
         return ("float", np.float64(value).tobytes())

@@ -406,10 +406,7 @@ class _Parser:
             return Matrix.from_exact_rows((m, n), out)
         data = np.array(values, dtype=np.float64)
         self.check_finite(data, tok_positions)
-        # scipy's own index dtype for this size, as for matrices built from dense arrays
-        index_dtype = np.int32 if max(m, n, len(rows)) < 2**31 - 1 else np.int64
-        coo = sp.coo_array((data, (np.array(rows, dtype=index_dtype), np.array(cols, dtype=index_dtype))),
-                           shape=(m, n))
+        coo = sp.coo_array((data, (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64))), shape=(m, n))
         return Matrix.from_scipy(coo)
 
     def sparse_vector_entries(self, n: int, exact_marker: bool) -> Vector:
