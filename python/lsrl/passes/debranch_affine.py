@@ -34,12 +34,12 @@ import math
 from fractions import Fraction
 
 from ..errors import PassError
-from .range_analysis import _q, _q_down, _q_up, piecewise_linear_range
 
 CONST = 0  # column of the constant 1
 
 _INF = math.inf
 _REL_SLACK = 1e-12  # relative safety margin of float interval bounds (sound decisions near zero)
+_MAX_GROUP = 64  # largest group of same-direction ReLUs bounded exactly
 
 
 class Unit:
@@ -223,20 +223,14 @@ class NormalForm:
             slack_lo += abs(l) if math.isfinite(l) else 0.0
             slack_hi += abs(h) if math.isfinite(h) else 0.0
         if groups:
-            for direction, members in groups.items():
-                l = h = sl = sh = 0.0
-                for c, _, a in members:  # each member on its own (as any atom)
-                    ml, mh = (c * lo_a[a], c * hi_a[a]) if c > 0 else (c * hi_a[a], c * lo_a[a])
-                    l += ml
-                    h += mh
-                    sl += abs(ml) if math.isfinite(ml) else 0.0
-                    sh += abs(mh) if math.isfinite(mh) else 0.0
-                if len(members) > 1:  # the group as one piecewise-linear function of its direction
-                    glo, ghi = self._group_bounds(direction, members)
-                    if glo > l - _REL_SLACK * sl:
-                        l, sl = glo, (abs(glo) if math.isfinite(glo) else 0.0)
-                    if ghi < h + _REL_SLACK * sh:
-                        h, sh = ghi, (abs(ghi) if math.isfinite(ghi) else 0.0)
+            for members in groups.values():
+                if len(members) == 1:
+                    c, _, a = members[0]
+                    l, h = (c * lo_a[a], c * hi_a[a]) if c > 0 else (c * hi_a[a], c * lo_a[a])
+                    sl = abs(l) if math.isfinite(l) else 0.0
+                    sh = abs(h) if math.isfinite(h) else 0.0
+                else:
+                    l, h, sl, sh = self._group_bounds(members)
                 lo += l
                 hi += h
                 slack_lo += sl
@@ -251,42 +245,53 @@ class NormalForm:
                 return lo, hi
         return lo - _REL_SLACK * slack_lo, hi + _REL_SLACK * slack_hi
 
-    def _group_bounds(self, direction: tuple, members: list):
-        """Sound float bounds of ``Σ c_i relu(p + k_i)`` for ReLUs of one direction ``p`` (``members``:
-        ``(c_i, k_i, atom)``), by :func:`~lsrl.passes.range_analysis.piecewise_linear_range` over the
-        interval of ``p``.  When ``Σ c_i = 0`` the sum is bounded however wide ``p`` is (an ``f_step`` lies
-        in ``[0, 1]``).
+    def _group_bounds(self, members):
+        """Bounds of ``Σ c_i relu(p + k_i)`` for ReLUs of one direction ``p``.
 
-        Float rounding (the margin the former zero-sum rule took at its breakpoints): the computed sum is
-        taken to lie within ``ε·m(p)`` of the exact one, ``m(p) = Σ |c_i| relu(p + k_i) + Σ |c_i| · |p|`` (the
-        magnitudes summed, and the rounding of each ``p + k_i``), ``ε`` the relative margin ``_REL_SLACK``.
-        ``f ± ε·m`` is again a sum of ReLUs of ``p``, so its exact range is taken, rounded outward.  Left of
-        the breakpoints ``f`` is 0 (every unit inactive); right of them, when ``Σ c_i = 0``, ``f`` is the
-        constant ``Σ c_i k_i``.  There the margin is the one at the outermost breakpoint, as before: the
-        interval of ``p`` is clipped to the breakpoints' hull (to its left end only when ``Σ c_i ≠ 0``).
+        When ``Σ c_i = 0`` the sum is a bounded piecewise-linear function of ``p``: its extremes are at the
+        breakpoints ``p = −k_j`` or in the limits (``0`` and ``Σ c_i k_i``), independent of the range of
+        ``p``.  Otherwise the members are bounded one by one.
         """
-        key = (direction, tuple((c, k) for c, k, _ in members))
-        hit = self._group_cache.get(key)
-        if hit is not None:
+        csum = 0.0
+        for c, _, _ in members:
+            csum += c
+        if csum == 0 and len(members) <= _MAX_GROUP:
+            key = tuple((c, k) for c, k, _ in members)
+            hit = self._group_cache.get(key)
+            if hit is not None:
+                return hit
+            ks = [float(k) for _, k, _ in members]
+            cs = [c for c, _, _ in members]
+            abs_c = 0.0
+            limit = limit_mag = 0.0
+            for c, k in zip(cs, ks):
+                abs_c += abs(c)
+                limit += c * k
+                limit_mag += abs(c * k)
+            # (value − margin, value + margin) at the limits (0 and Σ c_i k_i) and at every breakpoint
+            lo_v = min(0.0, limit - _REL_SLACK * limit_mag)
+            hi_v = max(0.0, limit + _REL_SLACK * limit_mag)
+            for kj in ks:
+                value = mag = 0.0
+                for c, k in zip(cs, ks):
+                    if k > kj:
+                        t = c * (k - kj)
+                        value += t
+                        mag += abs(t)
+                mag = _REL_SLACK * (mag + abs_c * abs(kj))
+                lo_v = min(lo_v, value - mag)
+                hi_v = max(hi_v, value + mag)
+            hit = self._group_cache[key] = (lo_v, hi_v, 0.0, 0.0)
             return hit
-        plo, phi = self.bounds(dict(direction))
-        ylo, yhi = _q(plo), _q(phi)
-        cs = [Fraction(c) for c, _, _ in members]
-        ks = [Fraction(k) for _, k, _ in members]
-        bmin, bmax = min(-k for k in ks), max(-k for k in ks)
-        jlo = max(ylo, min(bmin, yhi))
-        jhi = yhi
-        if sum(cs) == 0:
-            jlo = min(jlo, bmax)
-            jhi = max(min(yhi, bmax), jlo)
-        eps = Fraction(1, 10**12)  # ≥ _REL_SLACK, with a short denominator (Fraction(1e-12) has 2**92)
-        mag = eps * sum(abs(c) for c in cs)  # ε·Σ|c_i|·|p| = ε·Σ|c_i|·(relu(p) + relu(−p))
-        lo_terms = [(c - eps * abs(c), 1, k) for c, k in zip(cs, ks)] + [(-mag, 1, 0), (-mag, -1, 0)]
-        hi_terms = [(c + eps * abs(c), 1, k) for c, k in zip(cs, ks)] + [(mag, 1, 0), (mag, -1, 0)]
-        lo = piecewise_linear_range(lo_terms, jlo, jhi)[0]
-        hi = piecewise_linear_range(hi_terms, jlo, jhi)[1]
-        hit = self._group_cache[key] = (_q_down(lo), _q_up(hi))
-        return hit
+        lo = hi = 0.0
+        slack_lo = slack_hi = 0.0
+        for c, _, a in members:
+            l, h = (c * self.lo[a], c * self.hi[a]) if c > 0 else (c * self.hi[a], c * self.lo[a])
+            lo += l
+            hi += h
+            slack_lo += abs(l) if math.isfinite(l) else 0.0
+            slack_hi += abs(h) if math.isfinite(h) else 0.0
+        return lo, hi, slack_lo, slack_hi
 
     # ------------------------------------------------------------------ building
     def build(self) -> "NormalForm":

@@ -31,8 +31,7 @@ from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 
-__all__ = ["compute_ranges", "recorded_ranges", "RangeAnalysis", "RangeAnalysisPass", "DEFAULT_MAX_ITERATIONS",
-           "piecewise_linear_range"]
+__all__ = ["compute_ranges", "recorded_ranges", "RangeAnalysis", "RangeAnalysisPass", "DEFAULT_MAX_ITERATIONS"]
 
 _U = 2.0 ** -53  # unit roundoff of float64
 DEFAULT_MAX_ITERATIONS = 200  # interval iterations of a linstate before widening
@@ -582,19 +581,11 @@ def _scaled_interval(c: Fraction, lo, hi):
     return (mul(lo), mul(hi)) if c > 0 else (mul(hi), mul(lo))
 
 
-def piecewise_linear_range(terms: list, y_lo, y_hi):
-    """Exact range ``(lo, hi)`` of ``f(y) = Σ k·ReLU(sign·y + o)`` over ``y ∈ [y_lo, y_hi]``.
-
-    Contract: ``terms`` is a list of ``(k, sign, o)`` with ``k``, ``o`` :class:`~fractions.Fraction` (or
-    ints) of any sign — the ``k`` need not sum to 0 — and ``sign`` ``±1``; ``y_lo ≤ y_hi`` are Fractions or
-    the floats ``-inf``/``+inf``.  The result is exact, not rounded: ``lo``/``hi`` are Fractions, or
-    ``-inf``/``+inf`` where ``f`` is unbounded on that side (``(inf, -inf)`` for an empty ``terms`` with both
-    ends infinite).  Callers convert outward to floats (:func:`_q_down`/:func:`_q_up`) and add any margin for
-    float rounding of the computation of ``f`` themselves.
-
-    ``f`` is linear between the breakpoints ``y = −sign·o``, so its extremes are at breakpoints inside the
-    interval and finite ends; an infinite end adds the limit of the outermost piece (slope ``Σ k`` of the
-    units active there).  Cost: ``O(len(terms)²)`` Fraction operations."""
+def _pwl_range(terms: list, ylo, yhi):
+    """Exact range of ``f(y) = Σ k·ReLU(sign·y + o)`` over ``y ∈ [ylo, yhi]`` (``terms``: ``(k, sign, o)``
+    Fractions; bounds Fractions or ±inf floats).  ``f`` is linear between the breakpoints ``y = −sign·o``,
+    so its extremes are at breakpoints inside the interval and finite ends; an infinite end adds the limit
+    of the outermost piece (slope ``Σ k`` of the units active there)."""
     def f(y):
         total = Fraction(0)
         for k, sign, o in terms:
@@ -603,7 +594,6 @@ def piecewise_linear_range(terms: list, y_lo, y_hi):
                 total += k * v
         return total
 
-    ylo, yhi = y_lo, y_hi
     points = [y for y in (ylo, yhi) if not isinstance(y, float)]
     points += [-sign * o for _, sign, o in terms if ylo <= -sign * o <= yhi]
     values = [f(y) for y in points]
@@ -814,7 +804,7 @@ class RangeAnalysis:
 
     def _group_tighten(self, a: Matrix, b: Vector | None, operand: Op, lo: np.ndarray, hi: np.ndarray):
         """Tighten the interval bounds ``lo, hi`` of ``a · operand + b`` on rows reading two or more units of
-        one scalar: those units' sum is bounded by :func:`piecewise_linear_range`, the other columns by intervals."""
+        one scalar: those units' sum is bounded by :func:`_pwl_range`, the other columns by intervals."""
         col_units = {}
         for c in range(operand.dim):
             base, i = self._origin(operand, c)
@@ -856,7 +846,7 @@ class RangeAnalysis:
                 if ylo > yhi:  # no value of y is possible: only with empty input bounds; keep intervals
                     empty = True
                     break
-                glo, ghi = piecewise_linear_range([(w * u.scale, u.sign, u.offset) for w, u in members], ylo, yhi)
+                glo, ghi = _pwl_range([(w * u.scale, u.sign, u.offset) for w, u in members], ylo, yhi)
                 acc_lo, acc_hi = _add_bound(acc_lo, glo), _add_bound(acc_hi, ghi)
             if empty:
                 continue
