@@ -351,109 +351,97 @@ class _Parser:
             return self.sparse_vector_entries(m, exact_marker), pos, "vector"
         return self.sparse_matrix_entries(m, n, exact_marker), pos, "matrix"
 
-    def sparse_matrix_entries(self, m: int, n: int, exact_marker: bool) -> Matrix:
+    def sparse_entries(self, fast_entry: re.Pattern, read_key, check_key) -> tuple[list, list, list]:
+        """The entries of a sparse literal up to its '}': ``(keys, value tokens, value positions)``.
+
+        ``fast_entry`` matches one whole well-formed entry (groups: the key's integers, the value, the closing
+        ',' or '}'); where it does not match, ``read_key()`` reads the key token by token (up to and including
+        its ':') so a malformed entry gets a precise error.  ``check_key(key, key_positions)`` validates each
+        key's range as it is read; repeated keys are rejected here."""
         text = self.text
-        rows: list[int] = []
-        cols: list[int] = []
+        keys: list[tuple] = []
         toks: list[str] = []
         tok_positions: list[int] = []
-        seen: set[int] = set()
-        regex = _SPARSE_MATRIX_ENTRY_RE
+        seen: set[tuple] = set()
+        n_key = fast_entry.groups - 2
         while True:
-            entry = regex.match(text, self.pos)
+            entry = fast_entry.match(text, self.pos)
             if entry is not None:
-                i, j, tok = int(entry.group(1)), int(entry.group(2)), entry.group(3)
-                ipos, jpos, tpos = entry.start(1), entry.start(2), entry.start(3)
-                closing = entry.group(4)
+                key = tuple(int(entry.group(g)) for g in range(1, n_key + 1))
+                key_positions = tuple(entry.start(g) for g in range(1, n_key + 1))
+                tok, tpos, closing = entry.group(n_key + 1), entry.start(n_key + 1), entry.group(n_key + 2)
                 self.pos = entry.end()
                 if "/" in tok:
                     self.check_rational(tok, tpos)
             else:
                 if self.accept("}"):
                     break
-                self.expect("(", " to start a sparse entry '(row, col): value'")
-                i, ipos = self.integer("a row index")
-                self.expect(",", " between row and column index")
-                j, jpos = self.integer("a column index")
-                self.expect(")", " after the column index")
-                self.expect(":", " after '(row, col)'")
+                key, key_positions = read_key()
                 tok, tpos = self.number()
                 if self.accept(","):
                     closing = ","
                 else:
                     self.expect("}", " or ',' after a sparse entry")
                     closing = "}"
-            if i >= m:
-                self.fail(f"row index {i} out of range for a {m}x{n} sparse matrix", ipos)
-            if j >= n:
-                self.fail(f"column index {j} out of range for a {m}x{n} sparse matrix", jpos)
-            flat = i * n + j
-            if flat in seen:
-                self.fail(f"duplicate sparse entry ({i}, {j})", ipos)
-            seen.add(flat)
-            rows.append(i)
-            cols.append(j)
+            check_key(key, key_positions)
+            if key in seen:
+                shown = f"({key[0]}, {key[1]})" if len(key) == 2 else str(key[0])
+                self.fail(f"duplicate sparse entry {shown}", key_positions[0])
+            seen.add(key)
+            keys.append(key)
             toks.append(tok)
             tok_positions.append(tpos)
             if closing == "}":
                 break
+        return keys, toks, tok_positions
+
+    def sparse_matrix_entries(self, m: int, n: int, exact_marker: bool) -> Matrix:
+        def read_key():
+            self.expect("(", " to start a sparse entry '(row, col): value'")
+            i, ipos = self.integer("a row index")
+            self.expect(",", " between row and column index")
+            j, jpos = self.integer("a column index")
+            self.expect(")", " after the column index")
+            self.expect(":", " after '(row, col)'")
+            return (i, j), (ipos, jpos)
+
+        def check_key(key, positions):
+            if key[0] >= m:
+                self.fail(f"row index {key[0]} out of range for a {m}x{n} sparse matrix", positions[0])
+            if key[1] >= n:
+                self.fail(f"column index {key[1]} out of range for a {m}x{n} sparse matrix", positions[1])
+
+        keys, toks, tok_positions = self.sparse_entries(_SPARSE_MATRIX_ENTRY_RE, read_key, check_key)
         values, exact = self.convert(toks, tok_positions)
-        exact = exact or (exact_marker and not toks)
-        if exact:
+        if exact or (exact_marker and not toks):
             out: list[dict] = [dict() for _ in range(m)]
-            for i, j, v in zip(rows, cols, values):
+            for (i, j), v in zip(keys, values):
                 out[i][j] = v
             return Matrix.from_exact_rows((m, n), out)
         data = np.array(values, dtype=np.float64)
         self.check_finite(data, tok_positions)
-        coo = sp.coo_array((data, (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64))), shape=(m, n))
-        return Matrix.from_scipy(coo)
+        index = np.array(keys, dtype=np.int64).reshape(-1, 2)
+        return Matrix.from_scipy(sp.coo_array((data, (index[:, 0], index[:, 1])), shape=(m, n)))
 
     def sparse_vector_entries(self, n: int, exact_marker: bool) -> Vector:
-        text = self.text
-        index: list[int] = []
-        toks: list[str] = []
-        tok_positions: list[int] = []
-        seen: set[int] = set()
-        while True:
-            entry = _SPARSE_VECTOR_ENTRY_RE.match(text, self.pos)
-            if entry is not None:
-                i, tok = int(entry.group(1)), entry.group(2)
-                ipos, tpos = entry.start(1), entry.start(2)
-                closing = entry.group(3)
-                self.pos = entry.end()
-                if "/" in tok:
-                    self.check_rational(tok, tpos)
-            else:
-                if self.accept("}"):
-                    break
-                i, ipos = self.integer("an index")
-                self.expect(":", " after the index")
-                tok, tpos = self.number()
-                if self.accept(","):
-                    closing = ","
-                else:
-                    self.expect("}", " or ',' after a sparse entry")
-                    closing = "}"
-            if i >= n:
-                self.fail(f"index {i} out of range for a sparse vector of length {n}", ipos)
-            if i in seen:
-                self.fail(f"duplicate sparse entry {i}", ipos)
-            seen.add(i)
-            index.append(i)
-            toks.append(tok)
-            tok_positions.append(tpos)
-            if closing == "}":
-                break
+        def read_key():
+            i, ipos = self.integer("an index")
+            self.expect(":", " after the index")
+            return (i,), (ipos,)
+
+        def check_key(key, positions):
+            if key[0] >= n:
+                self.fail(f"index {key[0]} out of range for a sparse vector of length {n}", positions[0])
+
+        keys, toks, tok_positions = self.sparse_entries(_SPARSE_VECTOR_ENTRY_RE, read_key, check_key)
         values, exact = self.convert(toks, tok_positions)
-        exact = exact or (exact_marker and not toks)
-        if exact:
+        if exact or (exact_marker and not toks):
             full = [Fraction(0)] * n
-            for i, v in zip(index, values):
+            for (i,), v in zip(keys, values):
                 full[i] = v
             return Vector(full, exact=True)
         full = np.zeros(n)
-        full[np.array(index, dtype=np.int64)] = np.array(values, dtype=np.float64)
+        full[np.array([i for (i,) in keys], dtype=np.int64)] = np.array(values, dtype=np.float64)
         return Vector(full)
 
     # ------------------------------------------------------------------ attributes
