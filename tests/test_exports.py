@@ -76,16 +76,20 @@ def test_torch_more_ones(target, activations):
     assert rel_err(out, model(bits)) <= torch_tol(target, activations)
 
 
+def _compiled_paper_programs(target, activations, conditional):
+    """``(model, prompts)`` for the continuous and the token program; only a ReLU RNN may refuse (a Multi)."""
+    for prog, xs in (_continuous_case(conditional=conditional)[:2], _token_case(conditional=conditional)[:2]):
+        try:
+            yield lsrl.compile(prog, target, activations=activations, t_max=xs.shape[1]), xs
+        except lsrl.CompileError:
+            assert target == "relu_rnn" and conditional == "multiplicative"
+
+
 @pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
 @pytest.mark.parametrize("target, activations", [m for m in MODES if m[0] in ("linear_rnn", "relu_rnn")
                                                  or m[1] == "standard"])
 def test_torch_paper_programs(target, activations, conditional):
-    for prog, xs in (_continuous_case(conditional=conditional)[:2], _token_case(conditional=conditional)[:2]):
-        try:
-            model = lsrl.compile(prog, target, activations=activations, t_max=xs.shape[1])
-        except lsrl.CompileError:
-            assert target == "relu_rnn" and conditional == "multiplicative"
-            continue
+    for model, xs in _compiled_paper_programs(target, activations, conditional):
         assert rel_err(run_torch(model, xs), model(xs)) <= torch_tol(target, activations, conditional)
 
 
@@ -133,12 +137,7 @@ def test_onnx_gate_orders(tmp_path):
 @pytest.mark.parametrize("target, activations", MODES)
 def test_onnx_float64_paper_programs(target, activations, tmp_path):
     for conditional in ("multiplicative", "optimized"):
-        for prog, xs in (_continuous_case(conditional=conditional)[:2], _token_case(conditional=conditional)[:2]):
-            try:
-                model = lsrl.compile(prog, target, activations=activations, t_max=xs.shape[1])
-            except lsrl.CompileError:
-                assert target == "relu_rnn" and conditional == "multiplicative"
-                continue
+        for model, xs in _compiled_paper_programs(target, activations, conditional):
             out = run_onnx(model, xs, tmp_path, dtype="float64")
             assert rel_err(out, model(xs)) <= torch_tol(target, activations, conditional)
 
