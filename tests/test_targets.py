@@ -16,6 +16,7 @@ from lsrl.ir import interpret, parse
 from lsrl.programs import (continuous_approximator, continuous_prompt, continuous_query,
                            create_test_target_function, draw_queries, more_ones, random_token_map, token_answer,
                            token_map, token_prompt)
+from lsrl.runtime import kernel_available
 from strategies import programs, random_sequences
 
 TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
@@ -345,3 +346,35 @@ def test_token_map_n5_all_conditionals(target, conditional, activations):
         return
     out = model(xs)
     np.testing.assert_array_equal(np.round(out[:, -5:, 0]), answers[:, :5] if answers.ndim == 2 else answers)
+
+
+# ------------------------------------------------------------------------------------------ long prompts
+
+def _long_token_case(n, entries, seed):
+    rng = np.random.default_rng(seed)
+    mapping = random_token_map(n, entries, 10, rng)
+    query = draw_queries(mapping, 1, rng)[0]
+    return token_prompt(query, mapping), np.array(token_answer(query, mapping), dtype=float)
+
+
+@pytest.mark.parametrize("t_max", [410, 10**4, 10**6])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_token_map_n10_standard_compiles_for_any_t_max(target, t_max):
+    # range analysis bounds the rotation counters by their norm (no iteration budget over time), so the paper's
+    # n = 10 program compiles with standard activations for every t_max; a 410-token prompt answers right
+    xs, answer = _long_token_case(10, 20, seed=t_max)
+    model = lsrl.compile(token_map(10, vocab_size=10), target, activations="standard", t_max=t_max)
+    out = model(xs, backend="kernel")
+    np.testing.assert_array_equal(np.round(out[-10:, 0]), answer)
+    assert np.max(np.abs(out[-10:, 0] - answer)) < 1e-6
+
+
+@pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
+@pytest.mark.parametrize("target, activations", [("linear_rnn", "ideal"), ("lstm", "standard")])
+def test_token_map_5000_entries_through_the_kernel(target, activations):
+    xs, answer = _long_token_case(10, 5000, seed=5)
+    assert xs.shape == (100_010, 1)
+    model = lsrl.compile(token_map(10, vocab_size=10), target, activations=activations, t_max=len(xs))
+    out = model(xs, backend="kernel")
+    np.testing.assert_array_equal(np.round(out[-10:, 0]), answer)
+    assert np.max(np.abs(out[-10:, 0] - answer)) < 1e-6

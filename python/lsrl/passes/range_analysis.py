@@ -229,7 +229,8 @@ def _linstate_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
     passthroughs); the others iterate ``R ← hull(R, A·hull(init, R) + U)`` starting from ``R = A·init + U``
     — after ``k`` iterations ``R`` holds ``s_1..s_{k+1}`` — and stop at a post-fixpoint.  When the iteration
     does not settle within ``max_iterations`` (or ``t_max``), it tries extrapolated boxes and finally widens
-    the still-growing bounds to ``±inf``; only a verified post-fixpoint is returned then.
+    the still-growing bounds to ``±inf``; only a verified post-fixpoint is returned then.  Last,
+    :func:`_block_range` bounds rotations, contractions and the states that read them by norms, for any ``t_max``.
     """
     lo, hi = _hull_iteration_range(op, ulo, uhi, t_max, max_iterations)
     for stepwise in (_stepwise_hull, _stepwise_hull_fixed_point):
@@ -238,9 +239,7 @@ def _linstate_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
             nlo, nhi = np.maximum(lo, steps[0]), np.minimum(hi, steps[1])
             if np.all(nlo <= nhi):  # both are sound; an empty meet only comes from empty input bounds
                 lo, hi = nlo, nhi
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        lo, hi = _block_range(op, ulo, uhi, t_max, lo, hi)
-    return lo, hi
+    return _block_range(op, ulo, uhi, t_max, lo, hi)
 
 
 _MAX_NORM_BLOCK = 64  # larger strongly connected blocks get no norm bound (exact AᵀA would be slow)
@@ -295,19 +294,22 @@ def _spectral_norm_bound(block: Matrix) -> float:
 
 def _block_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
                  lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tighten still unbounded coordinates block by block (strongly connected blocks of ``A`` in dependency
-    order; a block's drive includes what it reads of the blocks before it, as the hull of their init and
-    bounds).  A one-coordinate block ``a ∈ [0, 1]`` has the closed form of :func:`_closed_form`; any other
-    block gets the norm bound ``‖s_t‖₂ ≤ ρ^t ‖s_0‖₂ + Σ_{j<t} ρ^j ‖u‖₂`` with ``ρ ≥ ‖M‖₂`` — bounded for
-    every ``t`` when ``ρ < 1``, and for ``t ≤ t_max`` otherwise, without iterating over time."""
+    """Tighten the bounds block by block (strongly connected blocks of ``A`` in dependency order; a block's
+    drive includes what it reads of the blocks before it, as the hull of their init and bounds): blocks of
+    several coordinates, and single coordinates that read other blocks or are still unbounded.  A
+    one-coordinate block ``a ∈ [0, 1]`` has the closed form of :func:`_closed_form`; any other block gets the
+    norm bound ``‖s_t‖₂ ≤ ρ^t ‖s_0‖₂ + Σ_{j<t} ρ^j ‖u‖₂`` with ``ρ ≥ ‖M‖₂`` — bounded for every ``t`` when
+    ``ρ < 1``, and for ``t ≤ t_max`` otherwise, without iterating over time.  The result is met with the given
+    bounds."""
     a_mat: Matrix = op.attrs["A"]
     init_vec: Vector = op.attrs["init"]
     ilo, ihi = _outward_vector(init_vec, -1), _outward_vector(init_vec, +1)
     lo, hi = lo.copy(), hi.copy()
-    needed = ~(np.isfinite(lo) & np.isfinite(hi))
+    unbounded = ~(np.isfinite(lo) & np.isfinite(hi))
+    reads_others = np.diff(a_mat.scipy().indptr) > (a_mat.scipy().diagonal() != 0)
     for idx in _block_order(a_mat):
-        if not needed[idx].any():
-            continue
+        if idx.size == 1 and not unbounded[idx[0]] and not reads_others[idx[0]]:
+            continue  # its closed form (or interval iteration) already gave the bound
         rows = a_mat.rows(idx)
         outside = np.setdiff1d(np.arange(op.dim), idx)
         dlo, dhi = ulo[idx], uhi[idx]
