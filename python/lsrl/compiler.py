@@ -23,7 +23,7 @@ from .model import Model
 
 __all__ = ["compile"]
 
-DEFAULT_PIPELINE = ("debranch",)
+DEFAULT_PIPELINE = ("debranch", "rescale-units")
 TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
 _PLANNED = {"hawk", "griffin", "mamba"}
 ACTIVATIONS = ("ideal", "standard")

@@ -1,0 +1,221 @@
+"""``rescale-units``: put every unit of the layer form back on the scale its program computes it at.
+
+``debranch`` keeps each unit at whatever positive scale the affine normal form gave it: the two ReLUs of an
+``f_step`` become ``2·ReLU(x)`` and ``2·ReLU(x − 1/μ)``, a conditional's product sits at ``2e-15`` times its
+value, and the next stage reads them with weights such as ``5e5`` or ``0.001``.  In exact arithmetic the
+scale of a unit is free (``ReLU(s·y) = s·ReLU(y)`` for ``s > 0``; a state or a product slot can be scaled
+by any ``s ≠ 0`` and its readers by ``1/s``), but in floating point it decides which sums are exact.  The
+program run op by op in float32 keeps every value at its natural scale — token ids, counters, step outputs
+of exactly 0 or 1 — where the arithmetic on integers is exact; the compiled model, at the normal form's
+scales, rounds every step (`docs/numerics.md`).
+
+This pass chooses the scales (the map from the input to the output is unchanged):
+
+* a group of ReLU units whose pre-activations are one row up to a positive factor and differ in the bias
+  (the pair of a step, the units of a bump) gets one common scale: the rows become bit-identical, so every
+  executor computes one dot product for all of them, and the smallest difference of the biases becomes 1
+  (``ReLU(μx)`` and ``ReLU(μx − 1)``): on integer inputs the pair's difference is an exact 0 or 1 in
+  float32, whatever rounding the shared dot product had;
+* every other unit, product and state slot holding one program value times a coefficient (``layout`` of
+  debranch) is divided by that coefficient, so it holds the program's value itself.
+
+Weights computed by debranch in float64 carry its rounding (``0.002000000000000001`` for 1/500); after
+rescaling, an entry within ``snap_tolerance`` (relative) of a number with at most seven significant digits
+is taken as that number — the value debranch rounded — so that integer weights are integers again.
+
+The pass needs the layer form with debranch's ``layout`` metadata (run it right after ``debranch``); exact
+modules are left unchanged (exact arithmetic does not round).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import PassError
+from ..ir.matrix import Matrix, Vector
+from . import Pass, register_pass
+
+__all__ = ["RescaleUnits", "rescale_units"]
+
+_MAX_DIGITS = 7  # significant digits of the numbers weights are snapped back to
+_DIGITS = np.arange(_MAX_DIGITS)[:, None]
+
+
+def _snap(values, tolerance: float) -> np.ndarray:
+    """Each entry replaced by the number with the fewest (≤ 7) significant digits within ``tolerance``
+    (relative) of it, when there is one (``m·10^k`` is formed as ``m·10^k`` or ``m / 10^−k``: one rounding)."""
+    x = np.array(values, dtype=np.float64)
+    if x.size == 0:
+        return x
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        nonzero = np.isfinite(x) & (x != 0)
+        exponent = np.floor(np.log10(np.abs(np.where(nonzero, x, 1.0))))
+        k = exponent[None, :] - _DIGITS  # one row per number of digits
+        power = 10.0 ** np.abs(k)
+        up = k >= 0
+        mantissa = np.where(up, np.round(x / power), np.round(x * power))
+        short = np.where(up, mantissa * power, mantissa / power)
+        close = nonzero & (np.abs(k) <= 22) & (np.abs(short - x) <= tolerance * np.abs(x))
+    first = np.argmax(close, axis=0)
+    found = close[first, np.arange(x.size)]
+    return np.where(found, short[first, np.arange(x.size)], x)
+
+
+def _snap_number(x: float, tolerance: float) -> float:
+    """:func:`_snap` of one number."""
+    for digits in range(_MAX_DIGITS):
+        short = float(f"{x:.{digits}e}")
+        if abs(short - x) <= tolerance * abs(x):
+            return short
+    return x
+
+
+def _scaled_matrix(m: Matrix, rows: np.ndarray | None, cols: np.ndarray | None, data: np.ndarray | None = None):
+    """The stored values of ``diag(rows) · m · diag(cols)`` (either may be None; ``data`` replaces ``m``'s values)
+    and the function building the Matrix from (snapped) values: non-zero scales keep the canonical CSR
+    structure, so it is reused as it is."""
+    csr = m.scipy()
+    values = np.array(csr.data if data is None else data, dtype=np.float64)
+    if rows is not None:
+        values *= np.repeat(rows, np.diff(csr.indptr))
+    if cols is not None:
+        values *= cols[csr.indices]
+    return values, lambda snapped: Matrix.from_canonical_csr(
+        sp.csr_array((snapped, csr.indices, csr.indptr), shape=csr.shape))
+
+
+def _layer_chain(module) -> list:
+    ops = module.ops
+    for i, op in enumerate(ops[1:], 1):
+        if len(op.operands) != 1 or op.operands[0] is not ops[i - 1]:
+            raise PassError(f"rescale-units: expected the layer form (a chain), but {op.describe()} does not read "
+                            "the op before it; run debranch first")
+    if module.output is not ops[-1]:
+        raise PassError("rescale-units: expected the layer form (the output is the last op); run debranch first")
+    return ops
+
+
+def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
+    """Per op, per slot ``1/|c|`` for a slot whose value is ``c · (program value) + …`` (1 for an empty slot)."""
+    coeffs = []
+    for op, slots in zip(ops, layout):
+        slots = slots if isinstance(slots, list) else []
+        row = np.ones(op.dim)
+        for j, slot in enumerate(slots[:op.dim]):
+            terms = slot.get("terms") if isinstance(slot, dict) else None
+            if terms and float(terms[0][2]) != 0:
+                row[j] = abs(float(terms[0][2]))
+        coeffs.append(row)
+    scales = _snap(1.0 / np.concatenate(coeffs), tolerance) if coeffs else np.zeros(0)
+    return np.split(scales, np.cumsum([op.dim for op in ops])[:-1])
+
+
+def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
+    producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
+    executor computes one dot product for it); and the factors still to apply to each row (1 for those)."""
+    csr = producer.attrs["A"].scipy()
+    data = csr.data.astype(np.float64, copy=True)
+    b = producer.attrs["b"].to_float().values.astype(np.float64)
+    groups: dict[tuple, list] = {}
+    for j in range(csr.shape[0]):
+        start, end = csr.indptr[j], csr.indptr[j + 1]
+        if start == end:
+            continue
+        norm = abs(data[start])
+        direction = np.round(data[start:end] / norm, 12)  # rows of one normal-form row agree to ~1e-15
+        groups.setdefault((csr.indices[start:end].tobytes(), direction.tobytes()), []).append((j, norm))
+    scales = scales.copy()
+    pending = scales.copy()
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        offsets = np.array([b[j] / norm for j, norm in members])
+        gaps = np.abs(offsets[:, None] - offsets[None, :])
+        gaps = gaps[gaps > 0]
+        if gaps.size == 0:
+            continue
+        common = _snap_number(1.0 / gaps.min(), 1e-9)  # the gap is 1/μ computed in float64
+        first, first_norm = members[0]
+        row = _snap(data[csr.indptr[first]:csr.indptr[first + 1]] * (common / first_norm), 1e-14)
+        for j, norm in members:
+            scales[j], pending[j] = common / norm, 1.0
+            data[csr.indptr[j]:csr.indptr[j + 1]] = row
+    return scales, data, pending
+
+
+def rescale_units(module, *, snap_tolerance: float = 1e-14):
+    """Rescale the units of a layer-form module in place (see the module docstring); returns the module."""
+    ops = _layer_chain(module)
+    if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
+        return module
+    layout = module.metadata.get("layout")
+    if not isinstance(layout, list) or len(layout) != len(ops):
+        raise PassError("rescale-units: the module has no layout of the layer form (metadata['layout'] from "
+                        "debranch); run it in the same pipeline right after debranch")
+    natural = _natural_scales(layout, ops, snap_tolerance)
+    for i, op in enumerate(ops):
+        if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
+            continue  # the output keeps its scale
+        reader = ops[i + 1]
+        producer = op.operands[0]
+        if reader.kind not in ("linear", "linstate") or (op.kind != "linstate" and producer.kind != "linear"):
+            continue  # no weights to absorb the scale on one side
+        slots = layout[i] if isinstance(layout[i], list) else []
+        scales = natural[i]
+        data, pending = None, scales
+        if op.kind == "relu":
+            scales, data, pending = _group_scales(producer, scales)
+        if np.all(scales == 1.0) and data is None:
+            continue
+        updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
+        if op.kind in ("relu", "multi"):
+            # a product scales with its first factor
+            rows = scales if op.kind == "relu" else np.concatenate([scales, np.ones(op.dim)])
+            pending = pending if op.kind == "relu" else rows
+            updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
+            updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
+        else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
+            updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
+            updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
+            for key in ("bias", "init"):
+                updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
+        weights = "A" if reader.kind == "linear" else "B"
+        updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
+        snapped = _snap(np.concatenate([values for _, _, values, _ in updates]), snap_tolerance)
+        offset = 0
+        for owner, name, values, build in updates:
+            owner.attrs[name] = build(snapped[offset:offset + len(values)])
+            offset += len(values)
+        layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, scales.tolist())] + slots[op.dim:]
+    return module
+
+
+def _scaled_slot(slot, scale: float):
+    """A layout slot describing the value ``scale`` times larger."""
+    if not isinstance(slot, dict) or scale == 1.0:
+        return slot
+    out = dict(slot)
+    if "terms" in out:
+        out["terms"] = [[name, index, coeff * scale] for name, index, coeff in out["terms"]]
+    if "constant" in out and out["constant"] is not None:
+        out["constant"] = out["constant"] * scale
+    return out
+
+
+@register_pass
+@dataclasses.dataclass
+class RescaleUnits(Pass):
+    name: ClassVar[str] = "rescale-units"
+    summary: ClassVar[str] = ("put layer-form units on their program's scale (step pairs share one row, gap 1) "
+                              "so that float32 arithmetic on them is exact where the program's is")
+    snap_tolerance: float = dataclasses.field(default=1e-14, metadata={
+        "help": "relative distance within which a rescaled weight is snapped to a number of ≤ 7 digits"})
+
+    def run(self, module):
+        if not 0 <= self.snap_tolerance < 1e-6:
+            raise PassError(f"rescale-units: snap_tolerance must be in [0, 1e-6), got {self.snap_tolerance!r}")
+        return rescale_units(module, snap_tolerance=self.snap_tolerance)

@@ -1,0 +1,97 @@
+"""``rescale-units``: same map, units on their program's scale, and the float32 runs that this makes right.
+
+The float32 checks run the compiled token program through the C++ kernel in float32 and compare with the true
+answers; the same check on the pipeline without the pass must fail, so the test shows what the pass does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lsrl
+import lsrl.opt as opt
+from lsrl.errors import PassError
+from lsrl.ir.interpreter import interpret
+from lsrl.lang import ForEach, Input, LinState
+from lsrl.programs import draw_queries, random_token_map, token_answer, token_map, token_prompt
+from lsrl.runtime import kernel_available
+from lsrl.runtime.executor import run as run_kernel
+from lsrl.sugar import f_and, f_larger
+from strategies import programs, random_sequences
+
+MODES = [("linear_rnn", "ideal"), ("lstm", "ideal"), ("gru", "ideal"), ("lstm", "standard"), ("gru", "standard")]
+
+
+def _rows_and_biases(linear):
+    return linear.attrs["A"].to_dense(), linear.attrs["b"].to_float().values
+
+
+def test_step_pairs_share_one_row_with_integer_biases_one_apart():
+    x = Input(1, lower=0, upper=9)
+    count = LinState(f_larger(x, 4.5), A=[[1]], B=[[1]], init_state=[0])
+    program = ForEach(f_and(f_larger(count, 2.5), f_larger(x, 6.5)))
+    module = opt.run(program.ir, "debranch,rescale-units")
+    first = next(op for op in module.ops if op.kind == "relu").operands[0]
+    A, b = _rows_and_biases(first)
+    pairs = {}
+    for j in range(A.shape[0]):
+        pairs.setdefault(A[j].tobytes(), []).append(b[j])
+    grouped = [np.sort(v) for v in pairs.values() if len(v) >= 2]
+    assert grouped, "no step pair found"
+    for biases in grouped:  # bit-identical rows; integer biases, the closest two exactly 1 apart
+        assert all(float(v).is_integer() for v in biases) and np.min(np.diff(biases)) == 1.0
+
+
+@settings(max_examples=40)
+@given(module=programs(max_ops=14), seed=st.integers(0, 2**32 - 1))
+def test_rescaling_keeps_the_map(module, seed):
+    before = opt.run(module, "debranch")
+    after = opt.run(module, "debranch,rescale-units")
+    xs = random_sequences(module, 9, 3, np.random.default_rng(seed))
+    ref, got = interpret(before, xs), interpret(after, xs)
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * scale)
+
+
+def test_needs_the_layer_form_and_its_layout():
+    x = Input(1, lower=0, upper=1)
+    program = ForEach(f_larger(x, 0.5))
+    with pytest.raises(PassError, match="layer form"):
+        opt.run(program.ir, "rescale-units")
+    layer_form = opt.run(program.ir, "debranch")
+    layer_form.metadata.pop("layout")
+    with pytest.raises(PassError, match="layout"):
+        opt.run(layer_form, "rescale-units")
+
+
+def test_exact_modules_are_left_alone():
+    x = Input(1, lower=0, upper=9)
+    program = ForEach(f_larger(x, 4.5))
+    exact = opt.run(program.ir, "debranch{exact=true}")
+    assert str(opt.run(exact, "rescale-units")) == str(exact)
+
+
+def _token_prompts(n, entries, batch, seed):
+    rng = np.random.default_rng(seed)
+    mapping = random_token_map(n, entries, 10, rng)
+    queries = draw_queries(mapping, batch, rng)
+    xs = np.stack([token_prompt(q, mapping) for q in queries])
+    return xs, np.array([token_answer(q, mapping) for q in queries], dtype=float)
+
+
+@pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
+@pytest.mark.parametrize("conditional", ["multiplicative", "multiplicative_optimized"])
+@pytest.mark.parametrize("target, activations", MODES)
+def test_token_map_answers_right_in_float32(target, activations, conditional):
+    # measured: every answer right, |answer − token| ≤ 1.3e-4 (ideal) and ≤ 4.1e-4 (standard)
+    xs, answers = _token_prompts(3, 20, 4, seed=7)
+    program = token_map(3, conditional, vocab_size=10)
+    model = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1])
+    out = run_kernel(model, xs, dtype=np.float32)[0][:, -3:, 0]
+    np.testing.assert_array_equal(np.round(out), answers)
+    assert np.max(np.abs(out - answers)) <= 5e-3
+    without = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], pipeline="debranch")
+    out = run_kernel(without, xs, dtype=np.float32)[0][:, -3:, 0]
+    assert np.mean(np.round(out) != answers) > 0.5  # what the normal form's scales did (67–100 % wrong)
