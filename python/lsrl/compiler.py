@@ -1,8 +1,9 @@
 """``lsrl.compile``: program → layer form → target model (api.md "Compilation").
 
-The default pipeline debranches the program into the layer form and lowers it::
+The default pipeline debranches the program into the layer form, puts its units on their program's scale
+(so that float32 runs keep the program's exact integer arithmetic, docs/numerics.md) and lowers it::
 
-    debranch,lower{target=…,activations=…}
+    debranch,rescale-units,lower{target=…,activations=…}
 
 ``debranch`` works on the program's affine normal form, where folding, CSE and dead-code removal happen
 anyway: running ``canonicalize,constant-fold,cse,dce`` first gives the same model (same widths and nnz on the
