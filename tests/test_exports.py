@@ -3,8 +3,8 @@
 Tolerances (docs/targets.md, "Exports"):
 
 * ``to_torch()`` (float64 ``nn.RNN``/``nn.LSTM``/``nn.GRU``): 1e-12 relative for ReLU-only layers; 1e-8 for
-  standard LSTM/GRU (torch's σ/tanh differ from numpy's by ulps, which the σ-difference products amplify);
-  1e-3 for standard GRU with λ = 1e10 conditionals.
+  standard LSTM/GRU (torch's σ/tanh differ from numpy's by ulps, which the σ-difference products amplify); a
+  standard GRU refuses λ = 1e10 conditionals at compile time.
 * ``to_onnx(dtype="float64")`` (``Scan`` of plain ops, float64): as torch.
 * ``to_onnx()`` (float32 ``RNN``/``LSTM``/``GRU`` ops — onnxruntime has no float64 kernels for them): ideal
   models 1e-5 relative on programs with moderate constants (GRU products: 2^-24·K·|v|); standard LSTM/GRU 2e-4 (float32 cancellation in
@@ -49,11 +49,9 @@ def run_onnx(model, xs, tmp_path, dtype="float32"):
     return y.transpose(1, 0, 2).astype(np.float64)
 
 
-def torch_tol(target, activations, conditional="multiplicative"):
+def torch_tol(target, activations):
     if activations == "ideal" or target in ("linear_rnn", "relu_rnn"):
         return 1e-12
-    if target == "gru" and conditional == "optimized":
-        return 1e-3
     return 1e-8
 
 
@@ -76,32 +74,23 @@ def test_torch_more_ones(target, activations):
     assert rel_err(out, model(bits)) <= torch_tol(target, activations)
 
 
-def _known_gru_lambda_defect(request, target, activations, conditional):
-    """Known defect (issue 8): after a GRU ReLU pair turns off, p and q hold the same value and the next
-    layer's λ-scaled weights cancel them inside one dot product, so the result depends on the executor's
-    summation order: numpy's order gives the right answers, torch's float64 GEMM and onnxruntime's Scan lose
-    the token answers (relative error 1.0).  Not a tolerance question: the construction is what must change."""
-    if (target, activations, conditional) == ("gru", "standard", "optimized"):
-        request.applymarker(pytest.mark.xfail(reason="GRU standard + λ-conditionals cancel inside a dot "
-                                                     "product (issue 8)", strict=False))
-
-
 def _compiled_paper_programs(target, activations, conditional):
-    """``(model, prompts)`` for the continuous and the token program; only a ReLU RNN may refuse (a Multi)."""
+    """``(model, prompts)`` for the continuous and the token program; only a ReLU RNN (a Multi) and a standard GRU
+    (a λ-conditional, docs/numerics.md) may refuse."""
     for prog, xs in (_continuous_case(conditional=conditional)[:2], _token_case(conditional=conditional)[:2]):
         try:
             yield lsrl.compile(prog, target, activations=activations, t_max=xs.shape[1]), xs
         except lsrl.CompileError:
-            assert target == "relu_rnn" and conditional == "multiplicative"
+            assert (target, conditional) == ("relu_rnn", "multiplicative") or \
+                (target, activations, conditional) == ("gru", "standard", "optimized")
 
 
 @pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
 @pytest.mark.parametrize("target, activations", [m for m in MODES if m[0] in ("linear_rnn", "relu_rnn")
                                                  or m[1] == "standard"])
-def test_torch_paper_programs(target, activations, conditional, request):
-    _known_gru_lambda_defect(request, target, activations, conditional)
+def test_torch_paper_programs(target, activations, conditional):
     for model, xs in _compiled_paper_programs(target, activations, conditional):
-        assert rel_err(run_torch(model, xs), model(xs)) <= torch_tol(target, activations, conditional)
+        assert rel_err(run_torch(model, xs), model(xs)) <= torch_tol(target, activations)
 
 
 def test_torch_module_is_float64_and_batched():
@@ -147,11 +136,10 @@ def test_onnx_gate_orders(tmp_path):
 
 @pytest.mark.parametrize("conditional", ["multiplicative", "optimized"])
 @pytest.mark.parametrize("target, activations", MODES)
-def test_onnx_float64_paper_programs(target, activations, conditional, tmp_path, request):
-    _known_gru_lambda_defect(request, target, activations, conditional)
+def test_onnx_float64_paper_programs(target, activations, conditional, tmp_path):
     for model, xs in _compiled_paper_programs(target, activations, conditional):
         out = run_onnx(model, xs, tmp_path, dtype="float64")
-        assert rel_err(out, model(xs)) <= torch_tol(target, activations, conditional)
+        assert rel_err(out, model(xs)) <= torch_tol(target, activations)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))

@@ -300,7 +300,7 @@ def _register_gadget() -> str:
     return kind
 
 
-@pytest.mark.parametrize("alpha", [0.1, -3, Fraction(1, 3), 1e300, float("inf")])
+@pytest.mark.parametrize("alpha", [0.1, -3, Fraction(1, 3), 1e300])
 def test_registered_dialect_ops_print_and_parse_generically(alpha):
     kind = _register_gadget()
     x = inp(2)
@@ -326,6 +326,8 @@ def test_dialect_attribute_errors():
     bad_str = ok.replace('label = "a"', "label = 3")
     with pytest.raises(ParseError, match="must be a string, got an integer"):
         parse(head + bad_str + "  return %g : 1\n}\n")
+    with pytest.raises(ParseError, match="inf is not a finite number"):  # constants are finite (issue 13)
+        parse(head + ok.replace("alpha = 1/2", "alpha = inf") + "  return %g : 1\n}\n")
 
 
 # ------------------------------------------------------------------------------------------ property tests
@@ -354,10 +356,11 @@ def matrices(draw):
 
 
 @st.composite
-def vectors(draw, n):
+def vectors(draw, n, allow_infinity=False):
+    """Constant vectors (finite, -0.0 included); ``allow_infinity`` for input bounds, the only ±inf ones."""
     exact = draw(st.booleans())
     fill = draw(st.sampled_from(["dense", "sparse", "zero"]))
-    elements = _rationals if exact else st.floats(allow_nan=False)  # inf and -0.0 included
+    elements = _rationals if exact else st.floats(allow_nan=False, allow_infinity=allow_infinity)
     if fill == "dense":
         values = draw(st.lists(elements, min_size=n, max_size=n))
     else:
@@ -382,8 +385,8 @@ def test_random_matrices_round_trip_bit_exactly(data):
 @given(data=st.data())
 def test_random_bounds_round_trip(data):
     n = data.draw(st.integers(1, 20))
-    lower = data.draw(vectors(n))
-    upper = data.draw(vectors(n))
+    lower = data.draw(vectors(n, allow_infinity=True))
+    upper = data.draw(vectors(n, allow_infinity=True))
     _, parsed = round_trip(Module.from_output(Op("relu", [inp(n, lower, upper)])))
     assert value_key(parsed.input.attrs["lower"]) == value_key(lower)
     assert value_key(parsed.input.attrs["upper"]) == value_key(upper)

@@ -1,6 +1,7 @@
 """Model.save / lsrl.load: safetensors + JSON round trips, and corrupted or crafted files fail cleanly."""
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 
@@ -56,9 +57,12 @@ def _edit_json(path, fn):
 
 
 def _edit_tensors(path, fn):
+    """Edit the weights like someone who also updates the recorded hash (so the checks after it run)."""
     tensors = dict(load_file(str(path / "weights.safetensors")))
     fn(tensors)
     save_file(tensors, str(path / "weights.safetensors"))
+    digest = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()
+    _edit_json(path, lambda d: d.update(weights_sha256=digest))
 
 
 def _expect(path, match):

@@ -1,14 +1,19 @@
 """lsrl: compile LSRL programs to exact recurrent neural networks."""
 from . import ir
 from .compiler import compile
-from .errors import CompileError, LsrlError, ParseError, PassError, ShapeError, VerifyError
+from .errors import (AssumptionError, CompileError, InputDomainError, LsrlError, ModelFormatError, ModelSaveError,
+                     NumericRangeError, OptionError, ParseError, PassError, SequenceLengthError, ShapeError,
+                     VerifyError)
 from .lang import *  # noqa: F401,F403  (the language: Input, Linear, LinState, …, ForEach)
 from .lang import __all__ as _lang_names
 from .model import Model, load
 from .sugar import *  # noqa: F401,F403  (f_step, f_larger, f_ifelse, …)
 from .sugar import __all__ as _sugar_names
+from . import viz  # graphs and weight pictures (matplotlib is imported only when drawing)
 
 __version__ = "0.1.0"
 
-__all__ = ["ir", "compile", "Model", "load", "CompileError", "LsrlError", "ParseError", "PassError",
-           "ShapeError", "VerifyError", "__version__", *_lang_names, *_sugar_names]
+__all__ = ["ir", "viz", "compile", "Model", "load", "CompileError", "LsrlError", "ParseError", "PassError",
+           "ShapeError", "VerifyError", "OptionError", "AssumptionError", "InputDomainError",
+           "SequenceLengthError", "NumericRangeError", "ModelFormatError", "ModelSaveError", "__version__", *_lang_names,
+           *_sugar_names]

@@ -18,6 +18,7 @@ import sys
 import time
 
 from . import targets as _targets  # noqa: F401  (registers the target op kinds and lowerings on import lsrl)
+from .assumptions import validate_t_max
 from .errors import CompileError
 from .ir.core import as_module
 from .model import Model
@@ -52,6 +53,11 @@ def lowering_pipeline(target: str, activations: str, *, exact: bool = False, t_m
     return f"{pre},{lower}" if pre else lower
 
 
+def _type_names(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+
+
 def compile(program_or_module, target: str = "linear_rnn", *, activations: str = "ideal", exact: bool = False,
             pipeline: str | None = None, progress: bool = False, t_max: int | None = None) -> Model:
     """Compile a program (or an IR module) for ``target`` and return the :class:`lsrl.Model`.
@@ -72,6 +78,10 @@ def compile(program_or_module, target: str = "linear_rnn", *, activations: str =
     from . import targets as _targets  # noqa: F401  (registers the lowerings)
     from . import opt
 
+    for name, value, kind in (("target", target, str), ("activations", activations, str), ("exact", exact, bool),
+                              ("progress", progress, bool), ("pipeline", pipeline, (str, type(None)))):
+        if not isinstance(value, kind):
+            raise TypeError(f"lsrl.compile: {name} must be {_type_names(kind)}, got {value!r}")
     if target in _PLANNED:
         raise CompileError(f"target {target!r} is not implemented yet; available: {', '.join(TARGETS)}")
     if target not in TARGETS:
@@ -81,8 +91,7 @@ def compile(program_or_module, target: str = "linear_rnn", *, activations: str =
     if exact and activations == "standard" and target in ("lstm", "gru"):
         raise CompileError(f"{target} with standard activations (sigmoid, tanh) cannot be exact; use "
                            "activations='ideal' or exact=False")
-    if t_max is not None and (not isinstance(t_max, int) or isinstance(t_max, bool) or t_max < 1):
-        raise CompileError(f"t_max must be a positive integer, got {t_max!r}")
+    t_max = validate_t_max(t_max, "lsrl.compile", CompileError)
     module = as_module(program_or_module, "lsrl.compile")
     text = lowering_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
     if progress:

@@ -2,11 +2,16 @@
 
 ``python -m lsrl.demo`` prints one row per (program, target, activations): the compiled model's size, the
 compile time, the answer it gives, the expected answer and its largest deviation from the interpreter.
+``--plots DIR`` also writes the pictures of what it compiled (docs/inspection.md): per program its graph
+(``<program>.program.svg``), per model its summary (``<program>.<target>.<mode>.summary.txt``), its layers
+(``….layers.svg``) and its weights (``….weights.png``).  The pictures need the ``plot`` extra (matplotlib).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -48,7 +53,12 @@ def _format_answer(values: np.ndarray) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lsrl.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numpy", choices=("numpy", "kernel"))
+    parser.add_argument("--plots", metavar="DIR", type=Path,
+                        help="also write every program's graph and every model's summary, layers and weights "
+                             "into DIR")
     args = parser.parse_args(argv)
+    if args.plots is not None:
+        args.plots.mkdir(parents=True, exist_ok=True)
 
     header = (f"{'program':<38} {'target':<10} {'mode':<8} {'layers':>6} {'widest':>7} {'nnz':>8} "
               f"{'compile s':>9} {'answer':<16} {'expected':<16} {'max |model - interp|':>20}")
@@ -61,6 +71,8 @@ def main(argv=None) -> int:
             if conditional == "optimized" and label == "more_ones":
                 continue
             reference = program(prompt)
+            if args.plots is not None:
+                _write_program_picture(args.plots, label, program)
             for target in targets:
                 for activations in ACTIVATIONS:
                     start = time.perf_counter()
@@ -77,7 +89,29 @@ def main(argv=None) -> int:
                     print(f"{label:<38} {target:<10} {activations:<8} {len(model.layers):>6} "
                           f"{max(model.widths):>7} {model.nnz:>8} {seconds:>9.3f} "
                           f"{_format_answer(answer):<16} {_format_answer(expected):<16} {deviation:>20.3g}")
+                    if args.plots is not None:
+                        _write_model_pictures(args.plots, label, target, activations, model)
+    if args.plots is not None:
+        print(f"\npictures and summaries written to {args.plots}/")
     return 0
+
+
+def _file_stem(label: str) -> str:
+    """``continuous 2->1 (multiplicative)`` → ``continuous_2_1_multiplicative``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
+
+
+def _write_program_picture(folder: Path, label: str, program) -> None:
+    from . import viz
+    viz.render(program, folder / f"{_file_stem(label)}.program.svg")
+
+
+def _write_model_pictures(folder: Path, label: str, target: str, activations: str, model) -> None:
+    from . import viz
+    stem = f"{_file_stem(label)}.{target}.{activations}"
+    (folder / f"{stem}.summary.txt").write_text(model.summary() + "\n", encoding="utf-8")
+    viz.render(model, folder / f"{stem}.layers.svg")
+    model.plot_weights(folder / f"{stem}.weights.png")
 
 
 if __name__ == "__main__":

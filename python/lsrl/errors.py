@@ -1,7 +1,9 @@
 """Exception types shared by every layer of lsrl."""
 from __future__ import annotations
 
-__all__ = ["LsrlError", "ShapeError", "VerifyError", "ParseError", "CompileError", "PassError"]
+__all__ = ["LsrlError", "ShapeError", "VerifyError", "ParseError", "CompileError", "PassError", "OptionError",
+           "AssumptionError", "InputDomainError", "SequenceLengthError", "NumericRangeError",
+           "ModelFormatError", "ModelSaveError"]
 
 
 class LsrlError(Exception):
@@ -36,3 +38,31 @@ class CompileError(LsrlError):
 
 class PassError(LsrlError):
     """A pass pipeline is malformed or a pass failed; names the pass."""
+
+
+class OptionError(LsrlError, ValueError):
+    """An option (``t_max``, a bound, a size) is outside its valid range; names the option and the value."""
+
+
+class AssumptionError(LsrlError, ValueError):
+    """A run breaks an assumption the model was compiled under (base of the three errors below)."""
+
+
+class InputDomainError(AssumptionError):
+    """An input value lies outside the declared input bounds; names the batch element, step, feature and bound."""
+
+
+class SequenceLengthError(AssumptionError):
+    """A sequence (or a stream's running length) is longer than the ``t_max`` the model was compiled for."""
+
+
+class NumericRangeError(AssumptionError):
+    """A run left the float range (an output is inf or NaN); names the first such output."""
+
+
+class ModelFormatError(LsrlError, ValueError):
+    """A saved model is malformed, inconsistent or not an lsrl model (names the file and the entry)."""
+
+
+class ModelSaveError(LsrlError, OSError):
+    """A model cannot be written where :meth:`lsrl.Model.save` was asked to write it (names the path)."""

@@ -18,7 +18,9 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .assumptions import FLOAT64_MAX, MAX_DIMENSION
 from .errors import ShapeError, VerifyError
+from .inspection import dtype_name
 from .ir.core import Module, Op
 from .ir.matrix import Matrix, Vector, as_exact_scalar, is_exact_float
 
@@ -37,8 +39,20 @@ def _is_number(value) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype != object
 
 
+def _in_float_range(value, what: str):
+    """``value`` itself; a ValueError when an exact constant has no float64 value (every weight needs one)."""
+    if isinstance(value, (int, Fraction)) and abs(value) > FLOAT64_MAX:
+        shown = f"about 10^{len(str(abs(int(value)))) - 1}" if abs(value) >= 1 else str(value)
+        raise ValueError(f"{what}: the constant {shown} is beyond the float64 range (±1.8e308)")
+    return value
+
+
 def _number(value, what: str):
     """``value`` as ``int`` / ``float`` / ``Fraction``: exact kinds stay exact, real kinds become float."""
+    return _in_float_range(_number_of_any_kind(value, what), what)
+
+
+def _number_of_any_kind(value, what: str):
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if isinstance(value, (bool, np.bool_)):
@@ -62,8 +76,9 @@ def exact_number(value, what: str = "value") -> Fraction:
     return as_exact_scalar(_number(value, what))
 
 
-def _simplest(value: Fraction):
+def _simplest(value: Fraction, what: str = "a constant computed by the program (e.g. 1/c of x / c)"):
     """``int`` or ``float`` when that holds ``value`` exactly, else the Fraction itself."""
+    _in_float_range(value, what)
     if value.denominator == 1 and abs(value.numerator) <= 2**53:
         return int(value.numerator)
     if is_exact_float(value):
@@ -365,14 +380,17 @@ class Input(Variable):
     kind = "input"
 
     def __init__(self, dim, lower=None, upper=None, name=None):
-        if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (numbers.Integral, np.integer)) or dim < 1:
-            raise ShapeError(f"Input: dim must be a positive integer, got {dim!r}")
+        if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (numbers.Integral, np.integer)) \
+                or not 1 <= dim <= MAX_DIMENSION:
+            raise ShapeError(f"Input: dim must be an integer in [1, {MAX_DIMENSION}], got {dim!r}")
         dim = int(dim)
         lo, hi = _bound_vector(lower, dim, True), _bound_vector(upper, dim, False)
-        if lo is not None and hi is not None:
-            bad = [i for i, (a, b) in enumerate(zip(lo.values.tolist(), hi.values.tolist())) if a > b]
-            if bad:
-                raise ValueError(f"Input: lower > upper at coordinate(s) {bad}")
+        lows = lo.values.tolist() if lo is not None else [-np.inf] * dim
+        highs = hi.values.tolist() if hi is not None else [np.inf] * dim
+        empty = [i for i, (a, b) in enumerate(zip(lows, highs)) if a > b or a == np.inf or b == -np.inf]
+        if empty:
+            raise ValueError(f"Input: empty domain at coordinate(s) {empty[:10]} (lower > upper, lower = +inf "
+                             "or upper = -inf)")
         attrs = {"dim": dim}
         if lo is not None:
             attrs["lower"] = lo
@@ -716,8 +734,9 @@ class ForEach:
         return str(self.ir)
 
     def __repr__(self) -> str:
-        return (f"<ForEach @{self.ir.name}: {len(self._variables)} nodes, {self.input_dim} -> {self.output_dim}, "
-                f"{len(self.get_state_variables())} LinState>")
+        return (f"<lsrl.ForEach @{self.ir.name} dtype={dtype_name(self.ir.ops)}: {self.input_dim} -> "
+                f"{self.output_dim}, {len(self._variables)} ops, {len(self.get_state_variables())} LinState, "
+                f"nnz {self.nnz}>")
 
 
 Program = ForEach

@@ -8,11 +8,14 @@ state explicitly, which is what :meth:`Model.stream` carries from one chunk to t
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import cached_property
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from .assumptions import OPT_OUT, InputBounds, check_finite_outputs, check_sequence_length, recorded_t_max
 from .errors import CompileError, LsrlError, ShapeError
+from .inspection import dtype_name, has_exact_constants, op_dense_count, op_nnz
 from .ir.core import Module, Op
 from .ir.matrix import Matrix, Vector, as_exact_scalar
 from .ir.sequences import as_sequences
@@ -88,7 +91,7 @@ class Model:
     @property
     def exact(self) -> bool:
         """True when some weight is an exact rational that is not a float64."""
-        return any(isinstance(v, (Matrix, Vector)) and v.exact for op in self._ops for v in op.attrs.values())
+        return has_exact_constants(self._ops)
 
     def _layer_groups(self) -> list[list[Op]]:
         body = self._ops[:-1]
@@ -109,7 +112,7 @@ class Model:
         out = []
         for i, group in enumerate(self._layer_groups()):
             first = group[0]
-            info = {"index": i, "input_size": first.operands[0].dim, "nnz": sum(_op_nnz(op) for op in group)}
+            info = {"index": i, "input_size": first.operands[0].dim, "nnz": sum(op_nnz(op) for op in group)}
             if self.target == "linear_rnn":
                 has_multi = any(op.kind == "multi" for op in group)
                 info.update(kind="gated_linear_rnn" if has_multi else "linear_rnn",
@@ -132,7 +135,7 @@ class Model:
     @property
     def parameter_count(self) -> int:
         """Stored non-zero parameters (weights, biases, initial states), the readout included."""
-        return sum(_op_nnz(op) for op in self._ops)
+        return sum(op_nnz(op) for op in self._ops)
 
     @property
     def nnz(self) -> int:
@@ -142,35 +145,28 @@ class Model:
     @property
     def dense_parameter_count(self) -> int:
         """Entries of every matrix and vector as if stored densely (the reference's ``parameter_count``)."""
-        total = 0
-        for op in self._ops:
-            for v in op.attrs.values():
-                if isinstance(v, Matrix):
-                    total += v.shape[0] * v.shape[1]
-                elif isinstance(v, Vector):
-                    total += len(v)
-        return total
+        return sum(op_dense_count(op) for op in self._ops)
 
-    def summary(self) -> str:
-        lines = [f"lsrl.Model target={self.target} activations={self.activations} d_in={self.d_in} "
-                 f"d_out={self.d_out}",
-                 f"  layers={len(self.layers)} widest={max(self.widths)} parameters(nnz)={self.parameter_count} "
-                 f"dense={self.dense_parameter_count}"]
-        for info in self.layers:
-            stage = f" stage={info['stage']}" if info.get("stage") else ""
-            ops = ""
-            if "ops" in info:
-                ops = " ops=" + " ".join(f"{k}:{d}" for k, d in info["ops"])
-            lines.append(f"  [{info['index']}] {info['kind']}{stage} {info['input_size']} -> "
-                         f"{info['output_size']} (hidden {info['hidden_size']}) nnz={info['nnz']}{ops}")
-        lines.append(f"  readout linear {self._ops[-1].operands[0].dim} -> {self.d_out} nnz={_op_nnz(self._ops[-1])}")
-        std = self.module.metadata.get("standard")
-        if std:
-            lines.append(f"  standard-mode constants: {std}")
-        return "\n".join(lines)
+    def summary(self, as_dict: bool = False):
+        """A table with one row per target layer: index, target op, stage, input size, width, state size
+        (numbers carried between tokens), dense and stored (nnz) parameters and the program values the layer
+        holds (from :attr:`layout`), then the readout and the totals.  ``as_dict=True`` returns the same
+        facts as a dict (``layers``, ``readout``, ``totals``, ...)."""
+        from .inspection import summary_dict, summary_text
+        return summary_dict(self) if as_dict else summary_text(self)
+
+    def plot_weights(self, path, layers=None):
+        """Draw every matrix of the model as a heatmap with named rows and columns into ``path`` (``.png``
+        or ``.svg``) and return the path.
+
+        ``layers``: the layer indices to draw (``"readout"`` for the readout), default all.  Needs the
+        ``plot`` extra (matplotlib); see :func:`lsrl.viz.plot_weights`."""
+        from .viz import plot_weights
+        return plot_weights(self, path, layers=layers)
 
     def __repr__(self) -> str:
-        return (f"<lsrl.Model {self.target}/{self.activations}: {self.d_in} -> {self.d_out}, "
+        return (f"<lsrl.Model target={self.target} activations={self.activations} "
+                f"dtype={dtype_name(self._ops)}: {self.d_in} -> {self.d_out}, "
                 f"{len(self.layers)} layers, widest {max(self.widths)}, nnz {self.parameter_count}>")
 
     # ------------------------------------------------------------------ running
@@ -204,29 +200,59 @@ class Model:
             new_states.append(state)
         return x, new_states
 
-    def __call__(self, xs, backend: str = "numpy", *, exact: bool = False):
+    @property
+    def t_max(self) -> int | None:
+        """The longest sequence the model was compiled for (None: any length)."""
+        return recorded_t_max(self.module)
+
+    @cached_property
+    def _input_bounds(self) -> InputBounds:
+        return InputBounds(self.module.input)
+
+    def _check_inputs(self, x: np.ndarray, first_step: int, who: str) -> None:
+        """The run's assumptions (docs/targets.md, "The Model"): length within ``t_max``, inputs in bounds."""
+        check_sequence_length(self.t_max, x.shape[1], who, first_step=first_step, hint=OPT_OUT)
+        self._input_bounds.check(x, who, first_step=first_step, hint=OPT_OUT)
+
+    def __call__(self, xs, backend: str = "numpy", *, exact: bool = False, check_assumptions: bool = True):
         """Outputs for ``xs`` (``(T, d_in)`` or ``(B, T, d_in)``); ``exact=True`` evaluates in rationals
         (ideal-mode models only).  ``backend="kernel"`` runs the whole model in the C++ executor
         (``lsrl.runtime.executor``; a RuntimeError when the extension is not built); exact evaluation is
-        always numpy."""
+        always numpy.
+
+        ``check_assumptions`` (default True) raises :class:`lsrl.SequenceLengthError` for a sequence longer
+        than :attr:`t_max`, :class:`lsrl.InputDomainError` for an input outside the input bounds and
+        :class:`lsrl.NumericRangeError` when an output overflows to inf/NaN; False skips the checks."""
         x, batched = self._prepare(xs, exact)
+        if check_assumptions:
+            self._check_inputs(x, 0, "Model")
         y, _ = self._run(x, self.initial_states(), exact, backend)
+        if check_assumptions:
+            check_finite_outputs(y, "Model", hint=OPT_OUT)
         return y if batched else y[0]
 
-    def stream(self, chunks: Iterable, backend: str = "numpy", *, exact: bool = False) -> Iterator[np.ndarray]:
+    def stream(self, chunks: Iterable, backend: str = "numpy", *, exact: bool = False,
+               check_assumptions: bool = True) -> Iterator[np.ndarray]:
         """Run over a long sequence given in consecutive chunks, carrying every layer's state across chunk
         boundaries; yields each chunk's outputs.  Memory is independent of the total length.
 
-        All chunks must have the same rank and batch size (``(T_i, d_in)`` or ``(B, T_i, d_in)``)."""
+        All chunks must have the same rank and batch size (``(T_i, d_in)`` or ``(B, T_i, d_in)``).
+        ``check_assumptions`` checks every chunk as :meth:`__call__` does, against the running length."""
         states = self.initial_states()
         batch = None
+        steps_done = 0
         for chunk in chunks:
             x, batched = self._prepare(chunk, exact)
             if batch is None:
                 batch = x.shape[0]
             elif x.shape[0] != batch:
                 raise ShapeError(f"Model.stream: chunks must keep the batch size {batch}, got {x.shape[0]}")
+            if check_assumptions:
+                self._check_inputs(x, steps_done, "Model.stream")
             y, states = self._run(x, states, exact, backend)
+            if check_assumptions:
+                check_finite_outputs(y, "Model.stream", first_step=steps_done, hint=OPT_OUT)
+            steps_done += x.shape[1]
             yield y if batched else y[0]
 
     # ------------------------------------------------------------------ persistence and exports
@@ -266,14 +292,6 @@ def _infer_target(module: Module) -> dict:
     if kinds <= _TARGET_OPS["linear_rnn"]:
         return {"target": "linear_rnn", "activations": "ideal"}
     return {}
-
-
-def _op_nnz(op: Op) -> int:
-    total = 0
-    for k, v in op.attrs.items():
-        if isinstance(v, (Matrix, Vector)):
-            total += v.nnz
-    return total
 
 
 def run_layer(op: Op, x: np.ndarray, state, exact: bool, backend: str = "numpy"):

@@ -15,8 +15,10 @@ from typing import Iterable, TextIO
 
 import numpy as np
 
+from .assumptions import recorded_t_max
 from .errors import LsrlError, PassError, VerifyError
 from .ir.core import as_module
+from .ir.parser import decode_source
 from .passes import Pass, format_pipeline, load_passes, parse_pipeline, pass_options
 
 __all__ = ["run", "passes", "main", "check_inputs"]
@@ -76,7 +78,8 @@ def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np
 
 def _interpret(module, xs):
     from .ir.interpreter import interpret
-    return np.asarray(interpret(module, xs), dtype=np.float64)
+    t_max = recorded_t_max(module)
+    return np.asarray(interpret(module, xs[:, :t_max]), dtype=np.float64)
 
 
 def _same(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
@@ -131,6 +134,11 @@ def run(module_or_program, pipeline: str | Iterable[Pass], *, verify: bool = Tru
     IR dumps and the timing report go to ``out`` (default ``sys.stderr``).
     """
     out = sys.stderr if out is None else out
+    if not callable(getattr(out, "write", None)):
+        raise TypeError(f"lsrl.opt.run: out must be a text stream (with write()), got {type(out).__name__}")
+    if not isinstance(pipeline, (str, list, tuple)):
+        raise TypeError(f"lsrl.opt.run: pipeline must be pipeline text or a list of passes, got "
+                        f"{type(pipeline).__name__}")
     pass_list = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
     for p in pass_list:
         if not isinstance(p, Pass):
@@ -169,6 +177,7 @@ def run(module_or_program, pipeline: str | Iterable[Pass], *, verify: bool = Tru
             _dump(module, label, out)
         if check:
             got = _interpret(module, xs)
+            reference = reference[:, :got.shape[1]]  # a pass that assumed t_max is checked on its first t_max steps
             if not _same(got, reference, check_rtol, check_atol):
                 if got.shape != reference.shape:
                     detail = f"output shape {reference.shape} became {got.shape}"
@@ -220,6 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--split-input-file", action="store_true",
                     help="treat '// -----' lines as separators of independent modules (each processed on its "
                          "own; outputs separated by '// -----')")
+    ap.add_argument("--emit", choices=("ir", "dot"), default="ir",
+                    help="what to print: the resulting IR (default) or its graph as DOT text (the op DAG of a "
+                         "program; the layers of a layer-form or lowered module), e.g. for 'dot -Tsvg'")
     return ap
 
 
@@ -240,14 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.pipeline is None:
         args.pipeline = ""
     if args.file == "-":
-        text, filename = sys.stdin.read(), "<stdin>"
+        data, filename = sys.stdin.buffer.read(), "<stdin>"
     else:
         try:
-            with open(args.file, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(args.file, "rb") as fh:
+                data = fh.read()
         except OSError as e:
             return _error(f"cannot read {args.file}: {e.strerror}")
         filename = args.file
+    try:
+        text = decode_source(data, filename)
+    except LsrlError as e:
+        return _error(str(e))
     try:
         pass_list = parse_pipeline(args.pipeline)  # a bad pipeline is reported before the IR is read
     except LsrlError as e:
@@ -293,6 +309,9 @@ def _process(text: str, filename: str, pass_list: list, args) -> str:
     result = run(module, pass_list, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
                  print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
                  check=args.check, out=sys.stderr)
+    if args.emit == "dot":
+        from .viz import to_dot
+        return to_dot(result)
     printed = str(result)
     return printed if printed.endswith("\n") else printed + "\n"
 

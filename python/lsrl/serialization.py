@@ -10,50 +10,67 @@ Layout on disk (``docs/targets.md``, "Saved models"):
 * ``weights.safetensors`` — every matrix as CSR (``<op>.<attr>.indptr`` / ``.indices`` int64,
   ``.data`` float64) and every vector as one float64 tensor.
 
-:func:`load_model` trusts nothing: it checks the JSON schema, every tensor's dtype/shape/value range,
-that every tensor is used exactly once, that every attribute is one the op kind declares, rebuilds the ops
-through the op registry and verifies the module and the chain structure; any problem raises
-:class:`ModelFormatError` naming the file and the offending entry.
+:func:`load_model` trusts nothing: it reads regular files only, each bounded in size
+(:data:`MAX_JSON_BYTES`, :data:`MAX_WEIGHTS_BYTES`), checks the weights' SHA-256 against ``weights_sha256``,
+the JSON schema (integers of at most 20 digits, rationals within the float range), every tensor's
+dtype/shape/value range, that every tensor is used exactly once, that every attribute is one the op kind
+declares, rebuilds the ops through the op registry, verifies the module and the chain structure and checks
+the metadata against the ops (activations, stages, layout, ``t_max``); any problem raises
+:class:`ModelFormatError` naming the file and the offending entry.  :func:`save_model` writes each file to a
+temporary file and renames it into place, so it never writes through a symlink planted at the destination.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
+import secrets
+import stat
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import LsrlError, VerifyError
+from .assumptions import FLOAT64_MAX, MAX_DIMENSION, validate_t_max
+from .errors import LsrlError, ModelFormatError, ModelSaveError, VerifyError
 
-__all__ = ["save_model", "load_model", "ModelFormatError", "FORMAT", "FORMAT_VERSION", "model_paths"]
+__all__ = ["save_model", "load_model", "ModelFormatError", "ModelSaveError", "FORMAT", "FORMAT_VERSION",
+           "model_paths", "MAX_JSON_BYTES", "MAX_WEIGHTS_BYTES"]
 
 FORMAT = "lsrl.model"
-FORMAT_VERSION = 1
+#: version 2 adds ``weights_sha256``; version 1 files (no hash) still load
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "model.json"
+#: the largest model.json / weights file :func:`load_model` reads (larger ones are rejected before reading)
+MAX_JSON_BYTES = 256 << 20
+MAX_WEIGHTS_BYTES = 8 << 30
 _RATIONAL_RE = re.compile(r"-?[0-9]{1,4000}(/[1-9][0-9]{0,4000})?\Z")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.$-]{1,200}\Z")
-_MAX_DIM = 1 << 31
-
-
-class ModelFormatError(LsrlError, ValueError):
-    """A saved model is malformed, inconsistent or not an lsrl model."""
+_SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
+_MAX_INT_DIGITS = 20  # every integer of a model file (dims, indices, int attributes ≤ 2^62) fits
 
 
 def model_paths(path) -> tuple[Path, Path]:
     """``(json_path, weights_path)`` for ``path``: a directory (holding ``model.json`` and
     ``weights.safetensors``), or a file named ``*.json`` / ``*.safetensors`` whose sibling with the other
     suffix holds the rest."""
-    p = Path(os.fspath(path))
+    p = _as_path(path)
     if p.suffix == ".json":
         return p, p.with_suffix(".safetensors")
     if p.suffix == ".safetensors":
         return p.with_suffix(".json"), p
     return p / META_FILE, p / WEIGHTS_FILE
+
+
+def _as_path(path) -> Path:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"a model path must be a str, bytes or os.PathLike, got {type(path).__name__}")
+    return Path(os.fsdecode(path))
 
 
 # ------------------------------------------------------------------------------------------ saving
@@ -89,14 +106,17 @@ _DROP = object()
 
 
 def save_model(model, path) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save as save_tensors
 
     from . import __version__
     from .ir.core import OPS
     from .ir.matrix import Matrix, Vector
 
     json_path, weights_path = model_paths(path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelSaveError(f"cannot save the model to {json_path.parent}: {e.strerror or e}") from None
     tensors: dict[str, np.ndarray] = {}
     module = model.module
     inp = module.input
@@ -146,20 +166,37 @@ def save_model(model, path) -> None:
             raise ModelFormatError(f"cannot save {op.describe()}: unknown op kind")
         ops_json.append({"kind": op.kind, "name": op.name, "dim": op.dim, "attrs": attrs_json})
     meta = _json_safe({k: v for k, v in module.metadata.items() if k not in ("target", "activations")})
+    input_entry = {"dim": inp.dim, "name": inp.name, "lower": put_vector("input.lower", inp.attrs["lower"]),
+                   "upper": put_vector("input.upper", inp.attrs["upper"])}
+    weights = save_tensors(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     doc = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lsrl_version": __version__,
         "target": model.target, "activations": model.activations, "name": module.name,
-        "weights": weights_path.name,
-        "input": {"dim": inp.dim, "name": inp.name,
-                  "lower": put_vector("input.lower", inp.attrs["lower"]),
-                  "upper": put_vector("input.upper", inp.attrs["upper"])},
+        "weights": weights_path.name, "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "input": input_entry,
         "ops": ops_json,
         "metadata": meta,
     }
-    save_file(tensors, str(weights_path), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, allow_nan=False)
-        f.write("\n")
+    _replace_file(weights_path, weights)
+    _replace_file(json_path, (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file next to ``path`` and rename it onto ``path``: a symlink planted at ``path``
+    is replaced, never followed, and a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        # O_EXCL: a fresh file (never an existing one or a symlink); mode 0o666 lets the umask decide
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise ModelSaveError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -185,7 +222,7 @@ class _Loader:
             self.fail(where, f"unknown key(s) {sorted(unknown)}")
         return value
 
-    def int_(self, value, where: str, lo: int = 0, hi: int = _MAX_DIM) -> int:
+    def int_(self, value, where: str, lo: int = 0, hi: int = MAX_DIMENSION) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             self.fail(where, f"expected an integer in [{lo}, {hi}], got {value!r}")
         return value
@@ -213,12 +250,15 @@ class _Loader:
     def rationals(self, values, where: str, count: int) -> list[Fraction]:
         if not isinstance(values, list) or len(values) != count:
             self.fail(where, f"'exact' must be a list of {count} rationals")
-        out = []
-        for v in values:
-            if not isinstance(v, str) or not _RATIONAL_RE.match(v):
-                self.fail(where, f"invalid exact rational {v!r} (expected 'p' or 'p/q')")
-            out.append(Fraction(v))
-        return out
+        return [self.rational(v, where) for v in values]
+
+    def rational(self, text, where: str) -> Fraction:
+        if not isinstance(text, str) or not _RATIONAL_RE.match(text):
+            self.fail(where, f"invalid exact rational {str(text)[:40]!r} (expected 'p' or 'p/q')")
+        value = Fraction(text)
+        if abs(value) > FLOAT64_MAX:  # every exact weight also has a float64 value
+            self.fail(where, f"exact rational {text[:40]!r}… is beyond the float64 range")
+        return value
 
     # -------------------------------------------------------------- attribute values
     def vector(self, entry, where: str, *, allow_inf: bool = False):
@@ -305,8 +345,8 @@ class _Loader:
         if kind == "int":
             return self.int_(value, where, -(1 << 62), 1 << 62)
         if kind == "number":
-            if isinstance(value, str) and _RATIONAL_RE.match(value):
-                return Fraction(value)
+            if isinstance(value, str):
+                return self.rational(value, where)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 return value
             self.fail(where, f"invalid number {value!r}")
@@ -315,39 +355,46 @@ class _Loader:
     # -------------------------------------------------------------- the model
     def load(self):
         from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load as load_tensors
 
         from .ir.core import OPS, Module, Op
         from .model import _TARGET_OPS, Model
 
+        raw = _read_regular_file(self.json_path, MAX_JSON_BYTES)
         try:
-            with open(self.json_path, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            raise ModelFormatError(f"cannot read {self.json_path}: {e}") from None
-        try:
-            doc = json.loads(raw.decode("utf-8"), parse_constant=lambda c: self.fail("json", f"constant {c}"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            doc = json.loads(raw.decode("utf-8"), parse_constant=lambda c: self.fail("json", f"constant {c}"),
+                             parse_int=self.json_int)
+        except ModelFormatError:
+            raise
+        except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
             raise ModelFormatError(f"{self.json_path}: not valid JSON: {e}") from None
+        except RecursionError:
+            raise ModelFormatError(f"{self.json_path}: not a model file: JSON nested too deeply") from None
         doc = self.obj(doc, "top level", {"format", "format_version", "lsrl_version", "target", "activations",
-                                          "name", "input", "ops", "metadata"}, {"weights"})
+                                          "name", "input", "ops", "metadata"}, {"weights", "weights_sha256"})
         if doc["format"] != FORMAT:
-            self.fail("format", f"not an lsrl model (format {doc['format']!r})")
-        if doc["format_version"] != FORMAT_VERSION:
-            self.fail("format_version", f"unsupported version {doc['format_version']!r} (this lsrl reads "
-                                        f"{FORMAT_VERSION})")
-        target = doc["target"]
+            self.fail("format", f"not an lsrl model (format {str(doc['format'])[:40]!r})")
+        version = doc["format_version"]
+        if version not in _READABLE_VERSIONS or isinstance(version, bool):
+            self.fail("format_version", f"unsupported version {str(version)[:40]!r} (this lsrl reads "
+                                        f"{', '.join(map(str, _READABLE_VERSIONS))})")
+        digest = doc.get("weights_sha256")
+        if version >= 2 and (not isinstance(digest, str) or not _SHA256_RE.match(digest)):
+            self.fail("weights_sha256", "format version 2 needs the weights' SHA-256 as 64 hex digits")
+        target = self.str_(doc["target"], "target")
         if target not in _TARGET_OPS:
             self.fail("target", f"unknown target {target!r}")
-        activations = doc["activations"]
+        activations = self.str_(doc["activations"], "activations")
         if activations not in ("ideal", "standard"):
             self.fail("activations", f"unknown activations {activations!r}")
         name = self.str_(doc["name"], "name")
+        weights = _read_regular_file(self.weights_path, MAX_WEIGHTS_BYTES)
+        if digest is not None and hashlib.sha256(weights).hexdigest() != digest:
+            raise ModelFormatError(f"{self.weights_path}: the weights do not match the SHA-256 recorded in "
+                                   f"{self.json_path.name} (the file is corrupted or was changed)")
         try:
-            self.tensors = load_file(str(self.weights_path))
-        except FileNotFoundError:
-            raise ModelFormatError(f"weights file {self.weights_path} not found") from None
-        except (SafetensorError, OSError, ValueError) as e:
+            self.tensors = load_tensors(weights)
+        except (SafetensorError, ValueError, TypeError, MemoryError) as e:
             raise ModelFormatError(f"{self.weights_path}: not a valid safetensors file: {e}") from None
 
         inp = self.obj(doc["input"], "input", {"dim", "name", "lower", "upper"})
@@ -371,7 +418,7 @@ class _Loader:
         for i, entry in enumerate(ops_doc):
             where = f"ops[{i}]"
             entry = self.obj(entry, where, {"kind", "name", "dim", "attrs"})
-            kind = entry["kind"]
+            kind = self.str_(entry["kind"], where + ".kind")
             if kind not in allowed or kind not in OPS:
                 self.fail(where, f"op kind {kind!r} is not an op of target {target!r}")
             opname = entry["name"]
@@ -406,6 +453,7 @@ class _Loader:
         meta = doc["metadata"]
         if not isinstance(meta, dict):
             self.fail("metadata", "expected an object")
+        self.check_metadata(meta, ops, target, activations)
         module = Module(ops, prev, name=name, metadata=dict(meta, target=target, activations=activations))
         try:
             module.verify()
@@ -413,10 +461,73 @@ class _Loader:
         except LsrlError as e:
             self.fail("model", str(e))
 
+    def json_int(self, text: str) -> int:
+        if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+            self.fail("json", f"integer of {len(text)} digits (at most {_MAX_INT_DIGITS})")
+        return int(text)
+
+    def check_metadata(self, meta: dict, ops: list, target: str, activations: str) -> None:
+        """The metadata a compiled model carries must describe its ops: what ``Model`` reports (activations,
+        ``layers``, ``summary``) and enforces (``t_max``) comes from here."""
+        layers = ops[1:-1]  # between the input and the readout
+        if target in ("lstm", "gru"):
+            for i, op in enumerate(layers):
+                if op.attrs.get("activations") != activations:
+                    self.fail("activations", f"the model says {activations!r} but ops[{i}] ({op.kind}) has "
+                                             f"activations {op.attrs.get('activations')!r}")
+        if "standard" in meta and not (activations == "standard" and target in ("lstm", "gru")):
+            self.fail("metadata.standard", f"standard-mode constants in a {target}/{activations} model")
+        validate_t_max(meta.get("t_max"), f"{self.json_path}: metadata", ModelFormatError)
+        # linear_rnn records one stage per op (the input included); the recurrent targets one per layer
+        expected_stages = len(ops) if target == "linear_rnn" else len(layers)
+        stages = meta.get("stages")
+        if stages is not None:
+            if not isinstance(stages, list) or len(stages) != expected_stages:
+                self.fail("metadata.stages", f"expected a list of {expected_stages} stages (one per "
+                                             f"{'op' if target == 'linear_rnn' else 'layer'})")
+            for i, stage in enumerate(stages):
+                if not isinstance(stage, dict) or not isinstance(stage.get("stage"), str):
+                    self.fail(f"metadata.stages[{i}]", "expected an object with a string 'stage'")
+        layout = meta.get("layout")
+        if layout is not None and (not isinstance(layout, list) or len(layout) != len(ops)):
+            self.fail("metadata.layout", f"expected a list of {len(ops)} entries (one per op, the input included)")
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes (a device such as
+    /dev/zero, a FIFO or an oversized file is rejected before anything is read; opening never blocks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ModelFormatError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFormatError(f"{path}: not a regular file (a model is read from regular files only)")
+        if info.st_size > limit:
+            raise ModelFormatError(f"{path}: {info.st_size} bytes is more than the limit of {limit} bytes")
+        chunks, size = [], 0
+        while True:  # read to the end, but never past the limit even if the file grows meanwhile
+            chunk = os.read(fd, min(1 << 24, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ModelFormatError(f"{path}: more than the limit of {limit} bytes")
+    except OSError as e:
+        raise ModelFormatError(f"cannot read {path}: {e.strerror or e}") from None
+    except MemoryError:
+        raise ModelFormatError(f"{path}: too large to load into memory") from None
+    finally:
+        os.close(fd)
+
 
 def load_model(path):
     json_path, weights_path = model_paths(path)
-    if Path(os.fspath(path)).suffix not in (".json", ".safetensors") and not Path(os.fspath(path)).is_dir():
+    if _as_path(path).suffix not in (".json", ".safetensors") and not _as_path(path).is_dir():
         raise ModelFormatError(f"{path}: no saved model here (expected a directory with {META_FILE} and "
                                f"{WEIGHTS_FILE}, or a .json/.safetensors file)")
     return _Loader(json_path, weights_path).load()

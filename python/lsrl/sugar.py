@@ -138,6 +138,8 @@ def f_bump(x, lb, ub, scale=1000, name=None):
                          f"{type(lb).__name__} and {type(ub).__name__}")
     if lb_var:
         _same_dims("f_bump", x=x, lb=lb, ub=ub)
+    elif exact_number(lb, "f_bump lb") > exact_number(ub, "f_bump ub"):
+        raise ValueError(f"f_bump: lb = {lb} is larger than ub = {ub}; the bump is 1 on [lb + 1/μ, ub]")
     lo = _step(_difference(x, lb, f"{base}.lo_diff", "f_bump"), mu, f"{base}.lo")
     hi = _step(_difference(x, ub, f"{base}.hi_diff", "f_bump"), mu, f"{base}.hi")
     return _sub(lo, hi, base)

@@ -40,6 +40,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..assumptions import InputBounds, check_sequence_length, recorded_t_max
 from ..errors import ShapeError, VerifyError
 from .core import OPS, Module, Op, as_module
 from .matrix import Matrix, Vector, as_exact_scalar
@@ -379,20 +380,6 @@ def _prepare_inputs(module: Module, xs, exact: bool) -> tuple[np.ndarray, bool]:
     return from_feature_major(feature_major(values), batch, length), batched  # a copy: outputs may be views
 
 
-def _check_domain(module: Module, x: np.ndarray) -> None:
-    inp = module.input
-    for name, violates in (("lower", np.less), ("upper", np.greater)):
-        bound: Vector = inp.attrs[name]
-        limit = bound.values if x.dtype == object else bound.to_float().values
-        if x.size == 0:
-            continue
-        bad = np.asarray(violates(x, limit), dtype=bool)
-        if bad.any():
-            b, t, i = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(f"interpret: input x[batch={b}, step={t}, coord={i}] = {x[b, t, i]} violates the "
-                             f"{name} bound {limit[i]} of {inp.describe()}")
-
-
 # ------------------------------------------------------------------------------------------ driver
 
 _WANTS_CTX: dict = {}
@@ -471,7 +458,9 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
 
     ``backend`` selects the scan of ``linstate`` ops: ``"kernel"`` (the C++ extension, required),
     ``"numpy"`` (never touches the extension) or ``"auto"`` (the kernel when it is built, else numpy).
-    ``check_domain=True`` raises ``ValueError`` when an input violates the input op's bounds.
+    ``check_domain=True`` raises :class:`lsrl.InputDomainError` (a ``ValueError``) when an input violates
+    the input op's bounds; a sequence longer than the ``t_max`` recorded in ``module.metadata`` always
+    raises :class:`lsrl.SequenceLengthError`.
     ``return_values=True`` returns ``(outputs, values)`` where ``values`` maps every op of the module
     (dead ones included) to its value, shaped like the outputs (``(T, dim)`` or ``(B, T, dim)``).
 
@@ -482,8 +471,10 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
     exact = bool(exact)
     backend = _resolve_backend(backend, exact)
     x, batched = _prepare_inputs(module, xs, exact)
+    # a module rewritten under a length assumption (canonicalize{use_ranges=true,t_max=…}) is only valid up to it
+    check_sequence_length(recorded_t_max(module), x.shape[1], "interpret")
     if check_domain:
-        _check_domain(module, x)
+        InputBounds(module.input).check(x, "interpret")
     batch, length = x.shape[0], x.shape[1]
     ctx = EvalContext(exact=exact, backend=backend, batch=batch, length=length)
 

@@ -27,11 +27,15 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
+from ..assumptions import FLOAT64_MAX, MAX_DIMENSION
 from ..errors import ParseError, VerifyError
 from .core import OPS, Location, Module, Op
 from .matrix import Matrix, Vector
 
-__all__ = ["parse"]
+__all__ = ["parse", "decode_source", "MAX_NUMBER_CHARS"]
+
+#: the longest number literal (below Python's 4,300-digit limit on int conversion)
+MAX_NUMBER_CHARS = 4000
 
 _W = r"(?:\s|//[^\n]*)*+"  # whitespace and comments (possessive: never backtracks)
 _NUMBER_BODY = (r"[-+]?(?>(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|inf|nan|\d+/\d+|\d+)"
@@ -58,14 +62,43 @@ _SPARSE_VECTOR_ENTRY_RE = re.compile(
 _LITERAL_KEYWORDS = ("identity", "zeros", "diag", "sparse")
 
 
+def _abbreviated(token: str) -> str:
+    """A token short enough for a message (numbers may have thousands of digits)."""
+    return token if len(token) <= 20 else token[:20] + "…"
+
+
 def _is_exact_token(tok: str) -> bool:
     """Integer and rational tokens are exact; anything with '.', an exponent, inf or nan is a float."""
     return "/" in tok or tok.lstrip("+-").isdigit()
 
 
-def parse(text: str, filename: str | None = None) -> Module:
-    """Parse one module; raises :class:`lsrl.errors.ParseError` with ``filename:line:col`` and a caret."""
-    return _Parser(text, filename).module()
+def parse(text: str | bytes, filename: str | None = None) -> Module:
+    """Parse one module (``bytes`` are decoded as UTF-8); raises :class:`lsrl.errors.ParseError` with
+    ``filename:line:col`` and a caret for any malformed text, and nothing else."""
+    if isinstance(text, (bytes, bytearray)):
+        text = decode_source(bytes(text), filename)
+    if not isinstance(text, str):
+        raise TypeError(f"lsrl.ir.parse expects IR text (str or bytes), got {type(text).__name__}")
+    parser = _Parser(text, filename)
+    try:
+        return parser.module()
+    except (ArithmeticError, MemoryError, RecursionError) as e:
+        # the parser's limits (MAX_DIMENSION, MAX_NUMBER_CHARS, finite constants) keep numbers and dimensions
+        # small; this reports whatever slips past them (a literal nested thousands of levels deep) at the token
+        # being read, so that any text gives a ParseError
+        parser.fail(f"cannot parse the text here: {type(e).__name__}: {e}", parser.pos)
+
+
+def decode_source(data: bytes, filename: str | None = None) -> str:
+    """``data`` decoded as UTF-8; a :class:`ParseError` pointing at the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        good = data[:e.start].decode("utf-8")
+        line = good.count("\n") + 1
+        col = len(good) - (good.rfind("\n") + 1) + 1
+        raise ParseError(f"the text is not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})", filename,
+                         line, col) from None
 
 
 class _Parser:
@@ -140,6 +173,10 @@ class _Parser:
         m = regex.match(self.text, pos)
         if m is None:
             self.fail(f"expected {what} (a non-negative integer), found {self.show(pos)}", pos)
+        digits = m.group(0).lstrip("0")
+        if len(digits) > len(str(MAX_DIMENSION)) or int(digits or 0) > MAX_DIMENSION:
+            self.fail(f"{what} {_abbreviated(m.group(0))} is larger than the limit {MAX_DIMENSION} on dimensions "
+                      "and indices", pos)
         self.pos = m.end()
         return int(m.group(0)), pos
 
@@ -149,7 +186,7 @@ class _Parser:
         if m is None:
             self.fail_number(pos)
         self.pos = m.end()
-        self.check_rational(m.group(0), pos)
+        self.check_number(m.group(0), pos)
         return m.group(0), pos
 
     def fail_number(self, pos: int):
@@ -158,7 +195,9 @@ class _Parser:
             self.fail(f"malformed number literal {bad.group(0)!r}", pos)
         self.fail(f"expected a number, found {self.show(pos)}", pos)
 
-    def check_rational(self, tok: str, pos: int) -> None:
+    def check_number(self, tok: str, pos: int) -> None:
+        if len(tok) > MAX_NUMBER_CHARS:
+            self.fail(f"number literal of {len(tok)} characters (at most {MAX_NUMBER_CHARS})", pos)
         if "/" in tok and not tok.split("/")[1].strip("0"):
             self.fail(f"malformed number literal {tok!r}: zero denominator", pos)
 
@@ -185,7 +224,10 @@ class _Parser:
     # ------------------------------------------------------------------ scalars
     def exact_value(self, tok: str, pos: int) -> Fraction:
         if _is_exact_token(tok):
-            return Fraction(tok)
+            value = Fraction(tok)
+            if abs(value) > FLOAT64_MAX:  # every constant must also have a float64 value
+                self.fail(f"{_abbreviated(tok)} is beyond the float64 range", pos)
+            return value
         f = float(tok)
         if not np.isfinite(f):
             self.fail(f"{tok} in an exact literal (a literal with an integer or rational entry is exact, "
@@ -264,6 +306,7 @@ class _Parser:
         vec, vpos, tname = self.value()
         if tname != "vector":
             self.fail(f"diag<...> takes a vector, got a {tname}", vpos)
+        self.check_finite_value(vec, tname, vpos)
         self.expect(">", " to close 'diag<'")
         return Matrix.diag(vec.values.tolist(), exact=vec.exact), pos, "matrix"
 
@@ -278,8 +321,8 @@ class _Parser:
             m = _NUM_ITEM_RE.match(text, self.pos)
             if m is not None:
                 tok = m.group(1)
-                if "/" in tok:
-                    self.check_rational(tok, m.start(1))
+                if "/" in tok or len(tok) > MAX_NUMBER_CHARS:
+                    self.check_number(tok, m.start(1))
                 toks.append(tok)
                 positions.append(m.start(1))
                 self.pos = m.end()
@@ -339,6 +382,17 @@ class _Parser:
         self.check_finite(arr, all_positions)
         return Matrix.from_scipy(arr.reshape(shape))
 
+    def check_finite_value(self, value, tname: str, pos: int, allow_infinite: bool = False) -> None:
+        """Constants are finite (as in the language and in saved models); only input bounds may be ±inf."""
+        if tname == "float" and not np.isfinite(value):
+            self.fail(f"{value} is not a finite number", pos)
+        if tname == "vector" and not value.exact:
+            arr = value.values
+            bad = np.flatnonzero(np.isnan(arr) if allow_infinite else ~np.isfinite(arr))
+            if bad.size:
+                allowed = "bounds may be ±inf but not nan" if allow_infinite else "vector entries must be finite"
+                self.fail(f"{allowed}: entry {int(bad[0])} is {arr[bad[0]]}", pos)
+
     def check_finite(self, arr: np.ndarray, positions) -> None:
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
@@ -371,8 +425,8 @@ class _Parser:
                 key_positions = tuple(entry.start(g) for g in range(1, n_key + 1))
                 tok, tpos, closing = entry.group(n_key + 1), entry.start(n_key + 1), entry.group(n_key + 2)
                 self.pos = entry.end()
-                if "/" in tok:
-                    self.check_rational(tok, tpos)
+                if "/" in tok or len(tok) > MAX_NUMBER_CHARS:
+                    self.check_number(tok, tpos)
             else:
                 if self.accept("}"):
                     break
@@ -468,6 +522,8 @@ class _Parser:
             if not _attr_type_ok(want, tname):
                 self.fail(f"attribute {name!r} of '{kind}' must be {_ARTICLE[want]}, got {_with_article(tname)}",
                           vpos)
+            self.check_finite_value(value, tname, vpos,
+                                    allow_infinite=kind == "input" and name in ("lower", "upper"))
             attrs[name] = value
             if self.accept(","):
                 if self.accept("}"):
@@ -559,6 +615,8 @@ class _Parser:
                 bounds = []
                 for what in ("lower", "upper"):
                     tok, tpos = self.number()
+                    if tok.lstrip("+-") == "nan":
+                        self.fail(f"the {what} bound is nan", tpos)
                     if _is_exact_token(tok):
                         bounds.append(Vector([Fraction(tok)] * dim, exact=True))
                     else:

@@ -25,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from ..assumptions import recorded_t_max, tightest_t_max, validate_t_max
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector, matvec
 from . import Pass, register_pass
@@ -292,9 +293,16 @@ class Canonicalize(Pass):
     t_max: int | None = dataclasses.field(default=None, metadata={
         "help": "sequence length the range analysis may assume (none: any)"})
 
+    def __post_init__(self):
+        self.t_max = validate_t_max(self.t_max, "canonicalize")
+
     def run(self, module: Module) -> None:
         ranges = None
         if self.use_ranges:
             from .range_analysis import RangeAnalysis
-            ranges = RangeAnalysis(module, self.t_max)
+            t_max = tightest_t_max(recorded_t_max(module), self.t_max)
+            ranges = RangeAnalysis(module, t_max)
+            # the rewrites are only valid up to t_max: record it, so interpret() and compiled models enforce it
+            if t_max is not None:
+                module.metadata["t_max"] = t_max
         apply_patterns(module, canonicalize_patterns(ranges=ranges))

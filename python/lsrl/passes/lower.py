@@ -13,6 +13,7 @@ import importlib
 from dataclasses import field
 from typing import Callable, ClassVar, Literal
 
+from ..assumptions import recorded_t_max, tightest_t_max, validate_t_max
 from ..errors import CompileError
 from . import Pass, register_pass
 
@@ -59,14 +60,14 @@ class Lower(Pass):
         "help": "do the weight algebra in exact rationals (weights that are not floats stay exact)"})
 
     def __post_init__(self):
-        if self.t_max is not None and self.t_max < 1:
-            raise ValueError(f"t_max must be a positive integer, got {self.t_max}")
+        self.t_max = validate_t_max(self.t_max, "lower")
 
     def run(self, module):
         fn = lowering(self.target)
         if self.exact:
             to_exact_module(module)
-        return fn(module, activations=self.activations, t_max=self.t_max)
+        # a length an earlier pass assumed (canonicalize{t_max=…}) binds the lowered model too
+        return fn(module, activations=self.activations, t_max=tightest_t_max(recorded_t_max(module), self.t_max))
 
 
 def to_exact_module(module):

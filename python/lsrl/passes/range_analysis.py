@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.csgraph  # noqa: F401  (sp.csgraph)
 
+from ..assumptions import validate_t_max
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
@@ -749,7 +750,7 @@ class RangeAnalysis:
     def __init__(self, module: Module, t_max: int | None = None,
                  max_iterations: int = DEFAULT_MAX_ITERATIONS):
         self.module = module
-        self.t_max = t_max
+        self.t_max = validate_t_max(t_max, "range analysis")
         self.max_iterations = max_iterations
         self._ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pinned: dict[int, Op] = {}  # keeps analysed ops alive so their ids are not reused
@@ -1022,6 +1023,9 @@ class RangeAnalysisPass(Pass):
     t_max: int | None = dataclasses.field(default=None, metadata={
         "help": "longest input sequence the bounds must hold for (none: any length)"})
     print: bool = dataclasses.field(default=False, metadata={"help": "write '// range %v: [lo, hi]' lines"})
+
+    def __post_init__(self):
+        self.t_max = validate_t_max(self.t_max, "range-analysis")
 
     def run(self, module: Module) -> None:
         analysis = RangeAnalysis(module, self.t_max)

@@ -187,7 +187,11 @@ def _state_array(value, batch: int, dim: int, dtype: np.dtype, what: str) -> np.
         arr = np.broadcast_to(arr, (batch, dim))
     if arr.shape != (batch, dim):
         raise ShapeError(f"executor: {what} has shape {arr.shape}, expected ({batch}, {dim})")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    values = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(values).all():  # validated like the inputs (lsrl.ir.sequences.as_sequences)
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        raise ValueError(f"executor: {what} must be finite; found {values[bad]} at (batch, unit) = {bad}")
+    return values
 
 
 def _kernel_states(plan: ExecutionPlan, states, batch: int) -> list:

@@ -189,7 +189,7 @@ def lower_recurrent(module: Module, target: str, activations: str = "ideal", t_m
     standard = activations == "standard" and target != "relu_rnn"
     if standard:
         from .standard import StandardLowering
-        std = StandardLowering(target)
+        std = StandardLowering(target, t_max=t_max)
     prev: Op = form.input
     dec = Decoder.identity(form.input.dim)
     ops: list[Op] = []

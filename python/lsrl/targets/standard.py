@@ -41,14 +41,23 @@ Every bound comes from range analysis; an unbounded value raises CompileError (g
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import CompileError
 from ..ir.matrix import Matrix, Vector
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_most, row_is_constant, scale_rows, slot_matrix, stage_state_bounds, vscale)
 
-__all__ = ["StandardLowering"]
+__all__ = ["StandardLowering", "ACCURACY_LIMIT"]
+
+#: the largest worst-case local error of a standard-mode unit lowering accepts (the error the tests assert
+#: end to end); beyond it the construction is refused with a CompileError instead of answering wrong
+ACCURACY_LIMIT = 1e-6
+#: float64 unit roundoff: the rounding of a sum that reads GRU ReLU pairs (see ``_check_pair_readers``)
+FLOAT64_ROUNDOFF = 2.0 ** -53
 
 
 def _rows(W: Matrix, idx: list[int]) -> Matrix:
@@ -72,6 +81,29 @@ def _where(st: Stage) -> str:
     return f"{st.op.describe()} (stage {st.index} of the layer form, kind {st.kind})"
 
 
+def _power_norm_sum(A: Matrix, steps: float, exact_terms: int = 256) -> float:
+    """An upper bound of ``Σ_{k<steps} ‖A^k‖∞``: the first ``K = exact_terms`` powers exactly (a nilpotent ``A``
+    ends there).  Past them, with ``q = ‖A^K‖∞ < 1`` the whole sum is at most ``Σ_{k<K} ‖A^k‖∞ / (1 − q)``
+    (``‖A^{jK+i}‖ ≤ q^j ‖A^i‖``), which also covers ``steps = inf``; otherwise every later power is bounded by
+    the largest norm seen (range analysis has bounded the state, so its dynamics do not grow without limit)."""
+    def norm(m) -> float:
+        return float(np.max(np.asarray(abs(m).sum(axis=1)).ravel(), initial=0.0))
+
+    power = sp.identity(A.shape[0], format="csr")
+    a = sp.csr_matrix(A.scipy())
+    total, largest, k = 0.0, 0.0, 0
+    while k < min(steps, exact_terms):
+        size = norm(power)
+        if size == 0.0:
+            return total
+        total, largest, k = total + size, max(largest, size), k + 1
+        power = power @ a
+    if k >= steps:
+        return total
+    q = norm(power)
+    return total / (1.0 - q) if q < 1.0 else total + (steps - k) * largest
+
+
 def _frac(x):
     from fractions import Fraction
     return Fraction(float(x))
@@ -80,12 +112,54 @@ def _frac(x):
 class StandardLowering:
     """Builds one LSTM/GRU layer per stage with real activations."""
 
-    def __init__(self, target: str, constants=STANDARD):
+    def __init__(self, target: str, constants=STANDARD, *, t_max: int | None = None):
         if target not in ("lstm", "gru"):
             raise CompileError(f"standard activations: no construction for target {target!r}")
         self.target = target
         self.k = constants
+        self.t_max = t_max
         self.scales: list[dict] = []
+
+    def _require_accuracy(self, what: str, error_bound: float) -> None:
+        """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
+        :data:`ACCURACY_LIMIT`: with huge bounds or ``t_max`` the construction would compile but answer wrong."""
+        if not error_bound <= ACCURACY_LIMIT:
+            raise CompileError(f"{self.target} standard mode cannot stay accurate: {what} has a worst-case error "
+                               f"of {error_bound:.2g} (limit {ACCURACY_LIMIT:g}) with t_max={self.t_max}; compile "
+                               "with a smaller t_max or tighter Input bounds, or use activations='ideal'")
+
+    def _check_pair_readers(self, st: Stage) -> None:
+        """Refuse a stage whose rows read the GRU's leak-cancelling ReLU pairs of the stage before with a worst-case
+        rounding error above :data:`ACCURACY_LIMIT` of what the row resolves.  After the ReLU turns off, both
+        units of a pair keep the last positive value, so the row's sum rounds an error of ``2^-53 · Σ |w| B``
+        (``B`` the pair's bound) into a value that only had to resolve its own bound — a λ-conditional
+        ``ReLU(t − λ·c)`` (λ = 1e10, ``t ≤ 9``) reaches 1e-4 of it and the n = 10 token program answers wrong
+        in every executor (docs/numerics.md); counters squared over a long ``t_max`` reach it as well."""
+        pairs, self._pair_bounds = getattr(self, "_pair_bounds", {}), {}
+        if not pairs:
+            return
+        cols = np.array(sorted(pairs))
+        read = np.asarray(abs(st.W.scipy()[:, cols]) @ np.array([pairs[j] for j in cols.tolist()])).ravel()
+        # what a row must resolve: its positive side for a ReLU (the rest is cut off), its whole range otherwise
+        resolved = np.maximum(st.pre_hi if st.kind == "R" else np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi)), 1.0)
+        worst = int(np.argmax(read / resolved))
+        self._require_accuracy(
+            f"row {worst} of {_where(st)}, which reads the GRU ReLU pairs of the stage before with "
+            f"Σ |weight| × bound = {read[worst]:.3g} (a λ-conditional or a long counter), relative to its bound "
+            f"{resolved[worst]:.3g}", FLOAT64_ROUNDOFF * read[worst] / resolved[worst])
+
+    def _state_error(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
+                     where: str) -> None:
+        """The error bound of state coordinate ``j`` over ``t_max`` steps (docs/targets.md, "Error bounds")."""
+        rho2 = self.k.rho ** 2
+        steps = math.inf if self.t_max is None else float(self.t_max)
+        if integrator == 0.0:  # c = tanh(ε u): no accumulation
+            error = rho2 * (drive_bound + state_bound) / 3
+        elif integrator == 1.0:  # c accumulates one input tanh per step
+            error = steps * rho2 * drive_bound / 3 + rho2 * state_bound / 3 if drive_bound else rho2 * state_bound / 3
+        else:  # Σ_{k<T} ‖A^k‖∞ (2/3) ρ² B
+            error = _power_norm_sum(A, steps) * 2 * rho2 * state_bound / 3
+        self._require_accuracy(f"state coordinate {j} of {where}", error)
 
     def summary(self) -> dict:
         k = self.k
@@ -129,6 +203,7 @@ class StandardLowering:
 
     # ------------------------------------------------------------------ stages
     def stage(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
+        self._check_pair_readers(st)
         if st.kind == "S":
             self._state(blocks, st, W, c)
             return Vector.zeros(st.out_dim)
@@ -158,6 +233,9 @@ class StandardLowering:
                 bound = max(bound, ensure_bounded(f"{self.target}: input of state coordinate {j} of "
                                                   f"{_where(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
             eps.append(eps_for(bound, self.k.rho))
+            drive = float(max(abs(st.pre_lo[j]), abs(st.pre_hi[j])))
+            self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
+                              diag_val[j] if j in integ else None, _where(st))
         inv = [1.0 / e for e in eps]
         drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
         rec = scale_rows(A, eps) @ Matrix.diag(inv)
@@ -197,7 +275,13 @@ class StandardLowering:
                 gated.append(j)
                 eps_g.append(eps_for(float(hi), self.k.rho))
                 kap.append(min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j)))
+                # below the saturation band σ(κx) is partial: the value error there is ≤ 0.28/κ, taken relative to
+                # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
+                self._require_accuracy(f"the step gate of ReLU argument {j} of {_where(st)} (|x| ≤ {bound:.3g}), "
+                                       "relative to that bound", 0.28 / (kap[-1] * max(bound, 1.0)))
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
+        if self.target == "gru":
+            self._pair_bounds = {j: float(st.hi[j]) for j in gated}
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
         if not gated:
