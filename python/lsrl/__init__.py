@@ -2,8 +2,8 @@
 from . import ir
 from .compiler import compile
 from .errors import (AssumptionError, CompileError, InputDomainError, LsrlError, ModelFormatError, ModelSaveError,
-                     NumericRangeError, OptionError, ParseError, PassError, SequenceLengthError, ShapeError,
-                     VerifyError)
+                     NumericRangeError, OptionError, ParseError, PassError, PrecisionError, SequenceLengthError,
+                     ShapeError, VerifyError)
 from .lang import *  # noqa: F401,F403  (the language: Input, Linear, LinState, …, ForEach)
 from .lang import __all__ as _lang_names
 from .model import Model, load
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 
 __all__ = ["ir", "viz", "compile", "Model", "load", "CompileError", "LsrlError", "ParseError", "PassError",
            "ShapeError", "VerifyError", "OptionError", "AssumptionError", "InputDomainError",
-           "SequenceLengthError", "NumericRangeError", "ModelFormatError", "ModelSaveError", "__version__", *_lang_names,
+           "SequenceLengthError", "NumericRangeError", "PrecisionError", "ModelFormatError", "ModelSaveError", "__version__", *_lang_names,
            *_sugar_names]

@@ -92,7 +92,7 @@ def compile(program_or_module, target: str = "linear_rnn", *, activations: str =
         raise CompileError(f"{target} with standard activations (sigmoid, tanh) cannot be exact; use "
                            "activations='ideal' or exact=False")
     t_max = validate_t_max(t_max, "lsrl.compile", CompileError)
-    module = as_module(program_or_module, "lsrl.compile")
+    module = source = as_module(program_or_module, "lsrl.compile")
     text = lowering_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
     if progress:
         from .passes import parse_pipeline
@@ -107,4 +107,4 @@ def compile(program_or_module, target: str = "linear_rnn", *, activations: str =
     if not exact:
         from .targets.common import to_float_module
         to_float_module(module)
-    return Model(module)
+    return Model(module, source=source)

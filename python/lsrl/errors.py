@@ -66,3 +66,8 @@ class ModelFormatError(LsrlError, ValueError):
 
 class ModelSaveError(LsrlError, OSError):
     """A model cannot be written where :meth:`lsrl.Model.save` was asked to write it (names the path)."""
+
+
+class PrecisionError(LsrlError):
+    """A model's outputs are further from its program than the tolerance asked for (:meth:`lsrl.Model.check`
+    with ``raise_on_failure=True``); names the dtype, the error and what the program itself reaches in it."""

@@ -14,11 +14,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .assumptions import OPT_OUT, InputBounds, check_finite_outputs, check_sequence_length, recorded_t_max
-from .errors import CompileError, LsrlError, ShapeError
+from .errors import CompileError, LsrlError, PrecisionError, ShapeError
 from .inspection import dtype_name, has_exact_constants, op_dense_count, op_nnz
 from .ir.core import Module, Op
 from .ir.matrix import Matrix, Vector, as_exact_scalar
 from .ir.sequences import as_sequences
+from .precision import PrecisionReport, dtype_of, measure
 
 __all__ = ["Model", "load"]
 
@@ -42,7 +43,7 @@ class Model:
     ``xs`` means ``(T, 1)`` when ``d_in == 1``); states start from the stored initial states on every call.
     """
 
-    def __init__(self, module: Module):
+    def __init__(self, module: Module, source: Module | None = None):
         if not isinstance(module, Module):
             raise TypeError(f"Model expects a lowered lsrl.ir.Module, got {type(module).__name__}")
         from . import targets  # noqa: F401  (target op kinds must be registered)
@@ -73,6 +74,8 @@ class Model:
                                    f"(allowed: {sorted(allowed)})")
         self.module = module
         self._ops = ops[1:]
+        #: the program this model was compiled from (what :meth:`check` compares with); None once loaded
+        self.source = source
 
     # ------------------------------------------------------------------ facts
     @property
@@ -183,16 +186,20 @@ class Model:
         """The state of every layer before the first step (``None`` for stateless ops)."""
         return [None for _ in self._ops]
 
-    def _run(self, x: np.ndarray, states: list, exact: bool, backend: str) -> tuple[np.ndarray, list]:
+    def _run(self, x: np.ndarray, states: list, exact: bool, backend: str,
+             dtype: np.dtype = np.dtype(np.float64)) -> tuple[np.ndarray, list]:
         if backend not in BACKENDS:
             raise ValueError(f"Model: backend must be one of {BACKENDS}, got {backend!r}")
         if exact and self.activations == "standard" and self.target in ("lstm", "gru"):
             raise LsrlError("Model: a standard-activation model (sigmoid/tanh) cannot run in exact arithmetic")
+        if dtype != np.float64 and (exact or backend != "kernel"):
+            raise ValueError(f"Model: dtype={dtype.name!r} runs in the C++ executor: use backend='kernel' "
+                             "(the numpy backend and exact=True compute in float64 / rationals)")
         if backend == "kernel" and not exact:
             # the C++ executor runs the whole chain (all op kinds) with the time loop in C++; its states are
             # this class's states (one entry per op after the input)
             from .runtime.executor import run as run_kernel
-            y, new_states = run_kernel(self.module, x, states)
+            y, new_states = run_kernel(self.module, x, states, dtype=dtype)
             return y, list(new_states)
         new_states = []
         for op, state in zip(self._ops, states):
@@ -214,30 +221,35 @@ class Model:
         check_sequence_length(self.t_max, x.shape[1], who, first_step=first_step, hint=OPT_OUT)
         self._input_bounds.check(x, who, first_step=first_step, hint=OPT_OUT)
 
-    def __call__(self, xs, backend: str = "numpy", *, exact: bool = False, check_assumptions: bool = True):
+    def __call__(self, xs, backend: str = "numpy", *, exact: bool = False, check_assumptions: bool = True,
+                 dtype="float64"):
         """Outputs for ``xs`` (``(T, d_in)`` or ``(B, T, d_in)``); ``exact=True`` evaluates in rationals
         (ideal-mode models only).  ``backend="kernel"`` runs the whole model in the C++ executor
         (``lsrl.runtime.executor``; a RuntimeError when the extension is not built); exact evaluation is
-        always numpy.
+        always numpy.  ``dtype="float32"`` (kernel only) runs weights, inputs and arithmetic in float32 and
+        returns float32; :meth:`check` says whether the model is right in it.
 
         ``check_assumptions`` (default True) raises :class:`lsrl.SequenceLengthError` for a sequence longer
         than :attr:`t_max`, :class:`lsrl.InputDomainError` for an input outside the input bounds and
         :class:`lsrl.NumericRangeError` when an output overflows to inf/NaN; False skips the checks."""
+        dtype = dtype_of(dtype, "Model")
         x, batched = self._prepare(xs, exact)
         if check_assumptions:
             self._check_inputs(x, 0, "Model")
-        y, _ = self._run(x, self.initial_states(), exact, backend)
+        y, _ = self._run(x, self.initial_states(), exact, backend, dtype)
         if check_assumptions:
             check_finite_outputs(y, "Model", hint=OPT_OUT)
         return y if batched else y[0]
 
     def stream(self, chunks: Iterable, backend: str = "numpy", *, exact: bool = False,
-               check_assumptions: bool = True) -> Iterator[np.ndarray]:
+               check_assumptions: bool = True, dtype="float64") -> Iterator[np.ndarray]:
         """Run over a long sequence given in consecutive chunks, carrying every layer's state across chunk
         boundaries; yields each chunk's outputs.  Memory is independent of the total length.
 
         All chunks must have the same rank and batch size (``(T_i, d_in)`` or ``(B, T_i, d_in)``).
-        ``check_assumptions`` checks every chunk as :meth:`__call__` does, against the running length."""
+        ``check_assumptions`` checks every chunk as :meth:`__call__` does, against the running length;
+        ``dtype`` as in :meth:`__call__`."""
+        dtype = dtype_of(dtype, "Model.stream")
         states = self.initial_states()
         batch = None
         steps_done = 0
@@ -249,11 +261,48 @@ class Model:
                 raise ShapeError(f"Model.stream: chunks must keep the batch size {batch}, got {x.shape[0]}")
             if check_assumptions:
                 self._check_inputs(x, steps_done, "Model.stream")
-            y, states = self._run(x, states, exact, backend)
+            y, states = self._run(x, states, exact, backend, dtype)
             if check_assumptions:
                 check_finite_outputs(y, "Model.stream", first_step=steps_done, hint=OPT_OUT)
             steps_done += x.shape[1]
             yield y if batched else y[0]
+
+    def check(self, xs, *, dtype="float64", backend: str | None = None, tolerance: float | None = None,
+              program=None, raise_on_failure: bool = False) -> PrecisionReport:
+        """How far the model's outputs on ``xs`` are from its program's, run in ``dtype``.
+
+        The oracle is ``program`` (default: :attr:`source`, the program :func:`lsrl.compile` was given) in the
+        float64 interpreter.  ``backend``: default ``"kernel"`` when the C++ extension is built (required for
+        float32), else ``"numpy"``.  The report also holds the program's own error when run op by op in
+        ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.  ``tolerance`` is relative to the
+        largest oracle output (default :data:`lsrl.precision.DEFAULT_TOLERANCE`); ``raise_on_failure=True``
+        raises :class:`lsrl.PrecisionError` when the model is outside it.  ``bool(report)`` is ``report.within``.
+        """
+        from .ir.core import as_module
+        from .ir.interpreter import interpret
+        from .runtime import kernel_available
+
+        dtype = dtype_of(dtype, "Model.check")
+        program = self.source if program is None else as_module(program, "Model.check")
+        if program is None:
+            raise LsrlError("Model.check: this model does not know its program (it was loaded from a file or "
+                            "built from a module); pass program=<the program it was compiled from>")
+        if (program.input.dim, program.output.dim) != (self.d_in, self.d_out):
+            raise ShapeError(f"Model.check: the program maps {program.input.dim} -> {program.output.dim} but the "
+                             f"model maps {self.d_in} -> {self.d_out}")
+        have_kernel = kernel_available()
+        backend = ("kernel" if have_kernel else "numpy") if backend is None else backend
+        model_out = self(xs, backend, dtype=dtype)
+        oracle = interpret(program, xs)
+        program_out = None
+        if have_kernel:
+            from .runtime.executor import run as run_kernel
+            program_out, _ = run_kernel(program, xs, dtype=dtype)
+        report = measure(model_out, oracle, program_out, dtype, tolerance)
+        if raise_on_failure and not report.within:
+            raise PrecisionError(f"model @{self.module.name} ({self.target}, {self.activations}) is outside its "
+                                 f"tolerance: {report.describe()}")
+        return report
 
     # ------------------------------------------------------------------ persistence and exports
     def save(self, path) -> None:
