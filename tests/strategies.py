@@ -22,12 +22,12 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 
 from lsrl.ir.core import Module, Op
 from lsrl.ir.matrix import Matrix, Vector
 
-__all__ = ["programs", "sequences", "programs_and_sequences", "random_sequences",
+__all__ = ["programs", "sequences", "programs_and_sequences", "random_sequences", "profile_examples",
            "T_MAX", "INPUT_RANGE"]
 
 T_MAX = 20  # the sequence length the magnitude bounds are computed for
@@ -40,6 +40,16 @@ _KINDS = ("linear", "linear", "relu", "linstate", "linstate", "concat", "slice",
 _LINEAR_FAMILIES = ("dense", "sparse", "sparse", "zero", "selection", "signed_identity")
 _STATE_FAMILIES = ("identity", "diag01", "rotation", "shift", "permutation", "general", "general", "zero")
 _PYTHAGOREAN = ((3, 4, 5), (5, 12, 13), (8, 15, 17), (7, 24, 25))
+
+
+CI_EXAMPLES = 60  # max_examples of the default ``ci`` hypothesis profile (tests/conftest.py)
+
+
+def profile_examples(at_ci: int) -> int:
+    """An example count for a test whose budget differs from the profile's: ``at_ci`` under the ``ci``
+    profile, scaled with the active profile (``dev`` a quarter, ``thorough`` ~17×), so a deeper profile
+    also deepens the tests that set their own count."""
+    return max(1, round(at_ci * settings.default.max_examples / CI_EXAMPLES))
 
 
 # ------------------------------------------------------------------------------------------ numbers
@@ -305,3 +315,15 @@ def programs_and_sequences(draw, max_ops: int = 12, allow_multi: bool = True, ex
     xs = draw(sequences(module, length=length, batch=batch, exact_friendly=exact_friendly,
                         max_length=max_length))
     return module, xs
+
+
+def token_prompts(n: int, entries: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``batch`` prompts of the token program (``n`` tokens a key, ``entries`` map entries, vocabulary 10) and
+    their answers, from ``seed``."""
+    from lsrl.programs import draw_queries, random_token_map, token_answer, token_prompt
+
+    rng = np.random.default_rng(seed)
+    mapping = random_token_map(n, entries, 10, rng)
+    queries = draw_queries(mapping, batch, rng)
+    xs = np.stack([token_prompt(q, mapping) for q in queries])
+    return xs, np.array([token_answer(q, mapping) for q in queries], dtype=float)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import lsrl
 from lsrl.ir import interpret, parse
@@ -17,7 +17,7 @@ from lsrl.programs import (continuous_approximator, continuous_prompt, continuou
                            create_test_target_function, draw_queries, more_ones, random_token_map, token_answer,
                            token_map, token_prompt)
 from lsrl.runtime import kernel_available
-from strategies import programs, random_sequences
+from strategies import profile_examples, programs, random_sequences
 
 TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
 RTOL = 1e-9
@@ -146,18 +146,19 @@ def _random_check(module, target, seed, *, exact=False):
     return rel_err(model(xs), ref)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=profile_examples(25), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=10), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn", "lstm"])
 def test_random_programs_ideal_float(target, module, seed):
     err = _random_check(module, target, seed)
-    assert err is None or err <= RTOL, f"{target}: relative error {err}\n{module}"
+    assume(err is not None)  # a relu_rnn refuses a Multi (compile_or_skip checks the message)
+    assert err <= RTOL, f"{target}: relative error {err}\n{module}"
 
 
 GRU_RTOL = 1e-9  # GRU products carry absolute precision 2^-53·K·|v| (K = range bound of the gate operand)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=profile_examples(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=10, bounded_input=True), seed=st.integers(0, 2**31))
 def test_random_programs_gru_ideal_float(module, seed):
     """GRU needs a bounded operand per product: bounded inputs (a CompileError says so otherwise)."""
@@ -165,18 +166,20 @@ def test_random_programs_gru_ideal_float(module, seed):
         err = _random_check(module, "gru", seed)
     except lsrl.CompileError as e:
         assert "bound" in str(e)
-        return
+        assume(False)
     assert err <= GRU_RTOL, f"gru: relative error {err}\n{module}"
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=profile_examples(12), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=7, exact_friendly=True), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("target", TARGETS)
 def test_random_programs_ideal_exact(target, module, seed):
     try:
-        _random_check(module, target, seed, exact=True)
+        checked = _random_check(module, target, seed, exact=True)
     except lsrl.CompileError as e:
         assert target == "gru" and "bound" in str(e)
+        assume(False)
+    assume(checked is not None)  # a relu_rnn refuses a Multi
 
 
 # ------------------------------------------------------------------------------------------ Model API
@@ -286,8 +289,9 @@ def test_token_map_standard(target, conditional):
 
 def _assert_gru_refuses_lambda(prog, t_max):
     # λ = 1e10 times the rounding of the GRU's leak-cancelling pairs: measured 4.4e-4 at n = 3 (numpy), wrong
-    # answers in torch and onnxruntime, 80 % of the tokens wrong at n = 10 — refused (docs/numerics.md)
-    with pytest.raises(lsrl.CompileError, match="ReLU pairs of the stage before"):
+    # answers in torch and onnxruntime, 80 % of the tokens wrong at n = 10 in float64, 70–83 % in float32 —
+    # refused (docs/numerics.md)
+    with pytest.raises(lsrl.CompileError, match="ReLU pair"):
         lsrl.compile(prog, "gru", activations="standard", t_max=t_max)
 
 
@@ -308,7 +312,7 @@ def _bounded(module):
     return module
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=profile_examples(25), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=10), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("target", ["lstm", "gru"])
 def test_random_programs_standard(target, module, seed):
@@ -333,7 +337,7 @@ def test_random_programs_standard_error_distribution(target):
     from hypothesis import find  # noqa: F401
     errors = []
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=profile_examples(300), deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(module=programs(max_ops=12), seed=st.integers(0, 2**31))
     def run(module, seed):
         module = _bounded(module)

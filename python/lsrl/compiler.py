@@ -1,9 +1,10 @@
 """``lsrl.compile``: program → layer form → target model (api.md "Compilation").
 
 The default pipeline debranches the program into the layer form, puts its units on their program's scale
-(so that float32 runs keep the program's exact integer arithmetic, docs/numerics.md) and lowers it::
+(so that float32 runs keep the program's exact integer arithmetic), gives every step read by a large weight a
+unit of its own (so that λ multiplies an exact 0 or 1; docs/numerics.md) and lowers it::
 
-    debranch,rescale-units,lower{target=…,activations=…}
+    debranch,rescale-units,materialize-steps,lower{target=…,activations=…}
 
 ``debranch`` works on the program's affine normal form, where folding, CSE and dead-code removal happen
 anyway: running ``canonicalize,constant-fold,cse,dce`` first gives the same model (same widths and nnz on the
@@ -25,7 +26,7 @@ from .model import Model
 
 __all__ = ["compile"]
 
-DEFAULT_PIPELINE = ("debranch", "rescale-units")
+DEFAULT_PIPELINE = ("debranch", "rescale-units", "materialize-steps")
 TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
 _PLANNED = {"hawk", "griffin", "mamba"}
 ACTIVATIONS = ("ideal", "standard")

@@ -204,6 +204,7 @@ _BUILTIN_PASS_MODULES = (
     "lsrl.passes.cse",
     "lsrl.passes.dce",
     "lsrl.passes.fuse_linears",
+    "lsrl.passes.materialize_steps",
     "lsrl.passes.range_analysis",
     "lsrl.passes.debranch",
     "lsrl.passes.rescale_units",

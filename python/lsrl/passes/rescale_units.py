@@ -64,8 +64,8 @@ def _snap(values, tolerance: float) -> np.ndarray:
     return np.where(found, short[first, np.arange(x.size)], x)
 
 
-def _snap_number(x: float, tolerance: float) -> float:
-    """:func:`_snap` of one number."""
+def snap_number(x: float, tolerance: float) -> float:
+    """The number with the fewest (≤ 7) significant digits within ``tolerance`` (relative) of ``x``, else ``x``."""
     for digits in range(_MAX_DIGITS):
         short = float(f"{x:.{digits}e}")
         if abs(short - x) <= tolerance * abs(x):
@@ -87,14 +87,15 @@ def _scaled_matrix(m: Matrix, rows: np.ndarray | None, cols: np.ndarray | None, 
         sp.csr_array((snapped, csr.indices, csr.indptr), shape=csr.shape))
 
 
-def _layer_chain(module) -> list:
+def layer_chain(module, who: str) -> list:
+    """The ops of a layer-form module (a chain, the output last); a PassError naming ``who`` otherwise."""
     ops = module.ops
     for i, op in enumerate(ops[1:], 1):
         if len(op.operands) != 1 or op.operands[0] is not ops[i - 1]:
-            raise PassError(f"rescale-units: expected the layer form (a chain), but {op.describe()} does not read "
+            raise PassError(f"{who}: expected the layer form (a chain), but {op.describe()} does not read "
                             "the op before it; run debranch first")
     if module.output is not ops[-1]:
-        raise PassError("rescale-units: expected the layer form (the output is the last op); run debranch first")
+        raise PassError(f"{who}: expected the layer form (the output is the last op); run debranch first")
     return ops
 
 
@@ -138,7 +139,7 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         gaps = gaps[gaps > 0]
         if gaps.size == 0:
             continue
-        common = _snap_number(1.0 / gaps.min(), 1e-9)  # the gap is 1/μ computed in float64
+        common = snap_number(1.0 / gaps.min(), 1e-9)  # the gap is 1/μ computed in float64
         first, first_norm = members[0]
         row = _snap(data[csr.indptr[first]:csr.indptr[first + 1]] * (common / first_norm), 1e-14)
         for j, norm in members:
@@ -149,7 +150,7 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 def rescale_units(module, *, snap_tolerance: float = 1e-14):
     """Rescale the units of a layer-form module in place (see the module docstring); returns the module."""
-    ops = _layer_chain(module)
+    ops = layer_chain(module, "rescale-units")
     if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
         return module
     layout = module.metadata.get("layout")

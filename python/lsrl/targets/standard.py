@@ -58,6 +58,7 @@ __all__ = ["StandardLowering", "ACCURACY_LIMIT"]
 ACCURACY_LIMIT = 1e-6
 #: float64 unit roundoff: the rounding of a sum that reads GRU ReLU pairs (see ``_check_pair_readers``)
 FLOAT64_ROUNDOFF = 2.0 ** -53
+FLOAT32_ROUNDOFF = 2.0 ** -24
 
 
 def _rows(W: Matrix, idx: list[int]) -> Matrix:
@@ -148,6 +149,18 @@ class StandardLowering:
             f"Σ |weight| × bound = {read[worst]:.3g} (a λ-conditional or a long counter), relative to its bound "
             f"{resolved[worst]:.3g}", FLOAT64_ROUNDOFF * read[worst] / resolved[worst])
 
+    def _check_float32_weights(self, st: Stage) -> None:
+        """Refuse a GRU stage with a weight ≥ 2^24 (a λ-conditional's λ = 1e10).  The GRU carries every ReLU
+        and state through leak-cancelling pairs whose float32 rounding (2^-24 of a value of order 1) such a
+        weight turns into an error ≥ 1: the token program then answered 70–83 % wrong in float32 (the kernel at
+        n = 10, torch at n = 3) although float64 is right.  The paper's other weights stay ≤ 5e6."""
+        loudest = float(abs(st.W.scipy()).max()) if st.W.shape[0] and st.W.shape[1] else 0.0
+        if FLOAT32_ROUNDOFF * loudest >= 1.0:
+            raise CompileError(
+                f"gru standard mode cannot stay accurate in float32: {_where(st)} has a weight of {loudest:.3g} "
+                "≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a λ-conditional; use "
+                "the multiplicative conditionals, target 'lstm', or activations='ideal'")
+
     def _state_error(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
                      where: str) -> None:
         """The error bound of state coordinate ``j`` over ``t_max`` steps (docs/targets.md, "Error bounds")."""
@@ -203,6 +216,8 @@ class StandardLowering:
 
     # ------------------------------------------------------------------ stages
     def stage(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
+        if self.target == "gru" and st.kind != "M":  # products read their factors exactly (no pairs)
+            self._check_float32_weights(st)
         self._check_pair_readers(st)
         if st.kind == "S":
             self._state(blocks, st, W, c)

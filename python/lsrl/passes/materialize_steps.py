@@ -1,0 +1,263 @@
+"""``materialize-steps``: give a step's 0/1 a unit of its own before a large weight reads it.
+
+A step ``f_step(x) = ReLU(μx) − ReLU(μx − 1)`` (and a bump, a group of such units) is, in the layer form, a
+group of ReLU units with one shared row and biases one apart (``rescale-units`` makes them so).  The program
+forms the step's value first — in float32 an exact 0 or 1 on a saturated step, whatever rounding ``x`` has —
+and only then multiplies it: ``−λ·c`` with λ = 1e10, ``μ·(a + b − 1.5)`` in the next step.  The layer form
+fuses the difference into its reader instead, which computes ``w·ReLU(μx) − w·ReLU(μx − 1)``: each product
+rounds at ``|w|·μ|x|`` (for ``w = 1e10`` and ``μx ≈ 2500`` that is 2e6 in float32), so the exact 0/1 is lost
+before the subtraction (docs/numerics.md, mechanisms 2–3).
+
+This pass inserts, after a ReLU stage whose units a reader combines into bounded group differences, one more
+ReLU stage that carries the units the reader still reads alone and adds a unit per adjacent difference of a
+group, ``D = ReLU(u_k − u_{k+1})`` (``u_k ≥ u_{k+1}``, so the ReLU is the identity): exact 0 or the gap on a
+saturated step.  The reader's weights on the group, ``Σ w_j u_j`` with ``Σ w_j = 0``, become
+``Σ_k P_k D_k`` (``P_k`` the partial sums of ``w``; a share of ``Σ w_j`` left within ``cancel`` of the weights is
+read from the last unit as before).  Where the reader's bias cancels the group
+(``−λ + λ·c``: the ``direct`` and ``step_optimized`` conditionals) the complement ``ReLU(gap − D)`` is read
+instead and the bias drops by ``Σ P_k·gap``, so that no constant of size λ meets a small value.
+
+The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
+stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are
+left unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import PassError
+from ..ir.core import Op
+from ..ir.matrix import Matrix, Vector
+from . import Pass, register_pass
+from .range_analysis import RangeAnalysis
+from .rescale_units import layer_chain, snap_number
+
+__all__ = ["MaterializeSteps", "materialize_steps"]
+
+
+def _groups(producer: Op) -> list[list[int]]:
+    """Rows of ``producer`` that are bit-identical apart from the bias, each group ordered by bias, largest
+    first (so the units it feeds are ordered largest first)."""
+    csr = producer.attrs["A"].scipy()
+    bias = producer.attrs["b"].to_float().values
+    by_row: dict[tuple, list[int]] = {}
+    for j in range(csr.shape[0]):
+        start, end = csr.indptr[j], csr.indptr[j + 1]
+        if start < end:
+            by_row.setdefault((csr.indices[start:end].tobytes(), csr.data[start:end].tobytes()), []).append(j)
+    groups = []
+    for members in by_row.values():
+        members = sorted(members, key=lambda j: -bias[j])
+        if len(members) >= 2 and len(set(bias[members].tolist())) == len(members):
+            groups.append(members)
+    return groups
+
+
+#: a reader's bias from which a single unit it cancels is read as a complement: float32 has no room beside it
+#: for the token values (ulp(2^24) = 2)
+LARGE_BIAS = 2.0 ** 24
+
+
+def _power_of_two(value: float) -> bool:
+    return value != 0 and math.frexp(abs(value))[0] == 0.5
+
+
+@dataclasses.dataclass
+class _Difference:
+    """Unit ``u_hi − u_lo`` (``lo`` None: ``u_hi`` alone) of the inserted stage; ``complement``: ``gap`` minus
+    that (``gap`` = the bias gap of the pair, or the upper bound of a unit alone)."""
+    hi: int
+    lo: int | None
+    gap: float
+    complement: bool
+
+
+def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
+                  upper, bound_slack: float, exact_readout: bool):
+    """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``) and the
+    differences (``("diff", key)``), the new biases and the differences used.  ``upper()`` gives the units'
+    upper bounds (computed only when a row's bias may cancel a unit); ``exact_readout``: the reader is the
+    module's output."""
+    dense_rows = []
+    new_bias = bias.copy()
+    differences: dict[tuple, _Difference] = {}
+    for r in range(read.shape[0]):
+        start, end = read.indptr[r], read.indptr[r + 1]
+        weights = dict(zip(read.indices[start:end].tolist(), read.data[start:end].tolist()))
+        terms: dict[tuple, float] = {}
+        for group in groups:
+            read_here = [(j, weights[j]) for j in group if j in weights]
+            loudest = max((abs(v) for _, v in read_here), default=0.0)
+            # members read far more softly than the rest (a carrier sharing the step's row) stay as they are
+            members = [j for j, v in read_here if abs(v) > cancel * loudest]
+            if len(members) < 2:
+                continue
+            w = [weights[j] for j in members]
+            total = math.fsum(w)
+            if abs(total) > cancel * math.fsum(map(abs, w)):
+                continue  # read with a share that does not cancel: no small value to form
+            partial = [math.fsum(w[:k + 1]) for k in range(len(w) - 1)]
+            pairs = [(p, hi, lo, gap_of(hi, lo)) for p, hi, lo in zip(partial, members, members[1:]) if p != 0]
+            shift = math.fsum(p * gap for p, _, _, gap in pairs)
+            complement = abs(new_bias[r]) > 0 and abs(new_bias[r] + shift) <= cancel * abs(new_bias[r])
+            if exact_readout and not complement and all(_power_of_two(v) for v in w):
+                continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
+            for j in members:
+                del weights[j]
+            if total != 0:  # Σ w_j u_j = Σ P_k D_k + (Σ w_j)·u_last: the rest is read as it was
+                weights[members[-1]] = total
+            for p, hi, lo, gap in pairs:
+                key = (hi, lo, complement)
+                differences.setdefault(key, _Difference(hi, lo, gap, complement))
+                terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
+            if complement:
+                new_bias[r] += shift
+        for j, w in list(weights.items()):
+            # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
+            # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it
+            if abs(new_bias[r]) < LARGE_BIAS or abs(w) < abs(new_bias[r]) / 2:
+                continue
+            # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1); the complement must
+            # be taken from the value itself, or λ multiplies the slack
+            hi = snap_number(float(upper()[j]), bound_slack)
+            if not np.isfinite(hi) or abs(new_bias[r] + w * hi) > cancel * abs(new_bias[r]):
+                continue
+            del weights[j]
+            key = (j, None, True)
+            differences.setdefault(key, _Difference(j, None, hi, True))
+            terms[("diff", key)] = terms.get(("diff", key), 0.0) - w
+            new_bias[r] += w * hi
+        terms.update({("unit", j): v for j, v in weights.items()})
+        dense_rows.append(terms)
+    return dense_rows, new_bias, differences
+
+
+def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7):
+    """Insert the difference stages in place (see the module docstring); returns the module."""
+    ops = layer_chain(module, "materialize-steps")
+    if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
+        return module
+    layout = module.metadata.get("layout")
+    stages = module.metadata.get("stages")
+    analysis = RangeAnalysis(module)
+    i = 1
+    while i + 1 < len(ops):
+        source, reader = ops[i], ops[i + 1]
+        if source.kind not in ("relu", "linstate", "multi") or reader.kind not in ("linear", "linstate"):
+            i += 1
+            continue
+        producer = ops[i - 1]
+        groups = _groups(producer) if source.kind == "relu" and producer.kind == "linear" else []
+        weights_name, bias_name = ("A", "b") if reader.kind == "linear" else ("B", "bias")
+        read = reader.attrs[weights_name].scipy()
+        bias = reader.attrs[bias_name].to_float().values
+        producer_bias = producer.attrs["b"].to_float().values if groups else None
+
+        def gap_of(hi, lo, producer_bias=producer_bias):
+            return float(producer_bias[hi] - producer_bias[lo])
+        bounds = []
+
+        def source_range(source=source):
+            if not bounds:
+                bounds.append(analysis(source))
+            return bounds[0]
+
+        rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, lambda: source_range()[1],
+                                                    bound_slack, reader is module.output)
+        if not differences:
+            i += 1
+            continue
+        carried = sorted({j for terms in rows for kind, j in terms if kind == "unit"})
+        # a ReLU carries a unit exactly when it is ≥ 0; a signed one travels as ReLU(u) and ReLU(−u)
+        signed = set() if source.kind == "relu" else {j for j in carried if not source_range()[0][j] >= 0}
+        stage_rows, stage_cols, stage_vals, stage_bias = [], [], [], []
+        unit_columns: dict[int, list[tuple[int, float]]] = {}
+        slots = layout[i] if isinstance(layout, list) and isinstance(layout[i], list) else []
+        new_slots = []
+        for j in carried:
+            for sign in ((1.0, -1.0) if j in signed else (1.0,)):
+                c = len(stage_bias)
+                stage_rows.append(c), stage_cols.append(j), stage_vals.append(sign), stage_bias.append(0.0)
+                unit_columns.setdefault(j, []).append((c, sign))
+                new_slots.append(_carried_slot(slots, j, sign, j in signed))
+        diff_columns = {}
+        for key, d in differences.items():
+            c = diff_columns[key] = len(stage_bias)
+            sign = -1.0 if d.complement else 1.0
+            stage_rows.append(c), stage_cols.append(d.hi), stage_vals.append(sign)
+            if d.lo is not None:
+                stage_rows.append(c), stage_cols.append(d.lo), stage_vals.append(-sign)
+            stage_bias.append(d.gap if d.complement else 0.0)
+            new_slots.append(_difference_slot(slots, d))
+        n_out = len(stage_bias)
+        stage_matrix = sp.csr_array((stage_vals, (stage_rows, stage_cols)), shape=(n_out, source.dim))
+        linear = Op("linear", [source], {"A": Matrix.from_scipy(stage_matrix), "b": Vector(np.array(stage_bias))})
+        carrier_relu = Op("relu", [linear])
+
+        read_rows, read_cols, read_vals = [], [], []
+        for r, terms in enumerate(rows):
+            for (kind, key), value in terms.items():
+                for c, sign in (unit_columns[key] if kind == "unit" else [(diff_columns[key], 1.0)]):
+                    read_rows.append(r), read_cols.append(c), read_vals.append(sign * value)
+        new_read = sp.csr_array((read_vals, (read_rows, read_cols)), shape=(read.shape[0], n_out))
+        reader.attrs[weights_name] = Matrix.from_scipy(new_read)
+        reader.attrs[bias_name] = Vector(new_bias)
+        reader.operands = [carrier_relu]
+
+        ops[i + 1:i + 1] = [linear, carrier_relu]
+        if isinstance(layout, list):
+            layout[i + 1:i + 1] = [[{"role": "pre", "of": c} for c in range(n_out)], new_slots]
+        if isinstance(stages, list):
+            entry = {k: v for k, v in stages[i].items() if k in ("layer", "index")} if isinstance(stages[i], dict) \
+                else {}
+            entry.update(stage="R", inserted="materialize-steps")
+            stages[i + 1:i + 1] = [dict(entry, part="linear"), dict(entry, part="relu")]
+        i += 3
+    module.ops = ops
+    return module
+
+
+def _carried_slot(slots: list, j: int, sign: float, split: bool) -> dict:
+    """The layout of a carried unit: the unit's own slot, or its positive/negative part."""
+    slot = slots[j] if j < len(slots) and isinstance(slots[j], dict) else {"role": "opaque"}
+    if not split:
+        return slot
+    return dict(slot, role="plus" if sign > 0 else "minus")
+
+
+def _difference_slot(slots: list, d: _Difference) -> dict:
+    """The layout of a difference unit: the two units' program terms, subtracted (and complemented)."""
+    def terms(j, sign):
+        slot = slots[j] if j < len(slots) and isinstance(slots[j], dict) else {}
+        return [[name, index, sign * coeff] for name, index, coeff in slot.get("terms", [])]
+    sign = -1.0 if d.complement else 1.0
+    entry = {"role": "difference", "terms": terms(d.hi, sign) + ([] if d.lo is None else terms(d.lo, -sign))}
+    if d.complement:
+        entry["constant"] = d.gap
+    return entry
+
+
+@register_pass
+@dataclasses.dataclass
+class MaterializeSteps(Pass):
+    name: ClassVar[str] = "materialize-steps"
+    summary: ClassVar[str] = ("one more ReLU stage where a reader combines a step's units: the step's 0/1 gets a "
+                              "unit of its own before large weights read it (exact in float32 where the program is)")
+    cancel: float = dataclasses.field(default=2.0 ** -20, metadata={
+        "help": "a reader's bias counts as cancelling a group (read its complement) when the sum is within this "
+                "fraction of the bias"})
+    bound_slack: float = dataclasses.field(default=1e-7, metadata={
+        "help": "relative slack of a unit's range bound taken as interval-arithmetic rounding when the bound is "
+                "within it of a number of ≤ 7 digits (the complement of a step is read from that number)"})
+
+    def run(self, module):
+        if not 0 <= self.cancel < 1:
+            raise PassError(f"materialize-steps: cancel must be in [0, 1), got {self.cancel!r}")
+        if not 0 <= self.bound_slack < 1e-3:
+            raise PassError(f"materialize-steps: bound_slack must be in [0, 1e-3), got {self.bound_slack!r}")
+        return materialize_steps(module, cancel=self.cancel, bound_slack=self.bound_slack)
