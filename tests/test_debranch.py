@@ -7,7 +7,7 @@ import pytest
 from lsrl.errors import PassError
 from lsrl.ir import Matrix, Op, Vector, interpret
 from lsrl.ir.core import Module
-from lsrl.passes.debranch import debranch, is_layer_form, layer_form_problems, plan_schedules
+from lsrl.passes.debranch import POLICIES, debranch, is_layer_form, layer_form_problems, plan_schedules
 
 CONDITIONALS = ("direct", "optimized", "step_optimized", "multiplicative", "multiplicative_optimized")
 
@@ -280,8 +280,14 @@ def test_identical_states_are_one_block():
     a = Op("linstate", [x], {"A": mat([[1]]), "B": mat([[1]])})
     b = Op("linstate", [x], {"A": mat([[1]]), "B": mat([[1]])})
     out = Op("linear", [Op("concat", [a, b])], {"A": mat([[1, 2]]), "b": vec([0])})
-    compiled = debranch(Module.from_output(out))
-    assert compiled.ops[1].dim == 1
+    module = Module.from_output(out)
+    compiled = debranch(module)
+    state = compiled.ops[1]
+    assert state.kind == "linstate" and state.dim == 1
+    assert state.attrs["A"].to_dense().tolist() == [[1.0]] and state.attrs["B"].to_dense().tolist() == [[1.0]]
+    # the readout reads the one counter with both coefficients summed
+    assert compiled.output.attrs["A"].to_dense().tolist() == [[3.0]]
+    same_outputs(module, compiled, np.random.default_rng(8).normal(size=(2, 6, 1)))
 
 
 def test_schedules_and_options():
@@ -295,6 +301,11 @@ def test_schedules_and_options():
         assert n_layers(debranch(module, schedule=name)) == 5
     with pytest.raises(PassError):
         debranch(module, schedule="sideways")
+
+
+def test_schedule_all_tries_distinct_placements():
+    # every named policy is its own placement (S units, R/M units, inside layers: early or late)
+    assert len(set(POLICIES.values())) == len(POLICIES) == 8
 
 
 def test_pipeline_registration():

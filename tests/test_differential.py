@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from strategies import programs, random_sequences
+from strategies import profile_examples, programs, random_sequences
 
 from lsrl.ir import interpret
 from lsrl.passes.debranch import debranch, layer_form_problems
@@ -110,33 +110,33 @@ def check_exact(module, seed: int) -> None:
 SEEDS = st.integers(0, 2**32 - 1)
 
 
-@settings(max_examples=500)
+@settings(max_examples=profile_examples(500))
 @given(programs(max_ops=14), SEEDS)
 def test_random_programs_float(module, seed):
     check_float(module, seed)
 
 
-@settings(max_examples=100)
+@settings(max_examples=profile_examples(100))
 @given(programs(min_ops=12, max_ops=28), SEEDS)
 def test_deep_random_programs_float_with_layout(module, seed):
     check_float(module, seed, layout=True)
 
 
-@settings(max_examples=250)
+@settings(max_examples=profile_examples(250))
 @given(programs(max_ops=14, exact_friendly=True), SEEDS)
 def test_random_programs_exact(module, seed):
     check_exact(module, seed)
 
 
 @pytest.mark.slow
-@settings(max_examples=7000)
+@settings(max_examples=profile_examples(7000))
 @given(programs(max_ops=24), SEEDS)
 def test_random_programs_float_slow(module, seed):
     check_float(module, seed, layout=seed % 4 == 0)
 
 
 @pytest.mark.slow
-@settings(max_examples=3000)
+@settings(max_examples=profile_examples(3000))
 @given(programs(max_ops=20, exact_friendly=True), SEEDS)
 def test_random_programs_exact_slow(module, seed):
     check_exact(module, seed)
@@ -156,14 +156,14 @@ def check_reference(module, seed: int) -> None:
     assert np.allclose(got, want, rtol=FLOAT_RTOL, atol=FLOAT_RTOL * scale), f"{module}\n{compiled}"
 
 
-@settings(max_examples=120)
+@settings(max_examples=profile_examples(120))
 @given(programs(max_ops=12), SEEDS)
 def test_random_programs_reference_mode(module, seed):
     check_reference(module, seed)
 
 
 @pytest.mark.slow
-@settings(max_examples=1500)
+@settings(max_examples=profile_examples(1500))
 @given(programs(max_ops=16), SEEDS)
 def test_random_programs_reference_mode_slow(module, seed):
     check_reference(module, seed)

@@ -15,7 +15,7 @@ from lsrl.ir.core import OPS, Module, Op, OpDef, register_op
 from lsrl.ir.interpreter import EvalContext, interpret
 from lsrl.ir.matrix import Matrix, Vector
 from reference_eval import evaluate_per_token
-from strategies import programs, programs_and_sequences, random_sequences, sequences
+from strategies import profile_examples, programs, programs_and_sequences, random_sequences, sequences
 
 BACKENDS = ["numpy"] + (["kernel"] if scan_module.kernel_available() else [])
 
@@ -125,7 +125,7 @@ def test_kernel_and_numpy_backends_agree(module_and_xs):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * scale_of(values))
 
 
-@settings(max_examples=20)
+@settings(max_examples=profile_examples(20))
 @given(programs(max_ops=10, exact_friendly=True), st.sampled_from([0, 1]), st.booleans())
 def test_short_sequences(module, length, exact):
     d_in, d_out = module.input.dim, module.output.dim
@@ -144,7 +144,7 @@ def test_short_sequences(module, length, exact):
             np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=25)
+@settings(max_examples=profile_examples(25))
 @given(programs(max_ops=12), st.integers(0, 2**32 - 1))
 def test_return_values_covers_every_op(module, seed):
     xs = random_sequences(module, 7, None, np.random.default_rng(seed))

@@ -16,6 +16,7 @@ from lsrl.ir.core import OPS, AttrSpec, Location, Module, Op, OpDef, register_op
 from lsrl.ir.matrix import Matrix, Vector
 from lsrl.ir.parser import parse
 from lsrl.ir.printer import print_module
+from strategies import profile_examples
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -210,6 +211,13 @@ def test_literal_forms_are_chosen_by_structure():
     for a in (Matrix.from_dense(half), Matrix.from_entries((16, 16), [0], [3], [1.0]),
               Matrix.from_dense(np.arange(300.0).reshape(10, 30))):
         round_trip(single_linear_module(a))
+    # a vector turns sparse from 16 entries on (a quarter or fewer non-zero); 15 stay a list
+    for n, sparse in ((15, False), (16, True)):
+        b = np.zeros(n)
+        b[[0, 5, 9, 14]] = [1.0, 2.0, 3.0, 4.0]
+        x = Op("input", (), {"dim": 1}, name="x")
+        text = print_module(Module.from_output(Op("linear", [x], {"A": Matrix.zeros(n, 1), "b": Vector(b)})))
+        assert ("b = sparse<16>{0: 1.0, 5: 2.0, 9: 3.0, 14: 4.0}" in text) == sparse, text
 
 
 def test_bounds_forms():
@@ -396,7 +404,7 @@ def _strategies():
     return pytest.importorskip("strategies")
 
 
-@settings(max_examples=40)
+@settings(max_examples=profile_examples(40))
 @given(data=st.data())
 def test_random_programs_round_trip(data):
     strategies = _strategies()

@@ -270,9 +270,9 @@ def test_initial_states_broadcast_and_none_entries():
 # ------------------------------------------------------------------------------------------ programs and models
 
 def test_random_programs_match_interpreter_examples():
-    from strategies import programs_and_sequences
+    from strategies import profile_examples, programs_and_sequences
 
-    @settings(max_examples=40)
+    @settings(max_examples=profile_examples(40))
     @given(programs_and_sequences(batch=3))
     def check(case):
         module, xs = case

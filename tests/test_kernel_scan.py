@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lsrl.runtime import kernel_available, linear_scan, scan_structure
+from strategies import profile_examples
 
 K = pytest.importorskip("lsrl._kernel", reason="C++ extension lsrl._kernel is not built")
 
@@ -106,11 +107,41 @@ def test_kernel_available():
     assert K.sanitized in (True, False)
 
 
-def test_auto_backend_uses_kernel():
+def _spy_on_kernel(monkeypatch) -> list:
+    """Record every call of the kernel path (both backends give the same bits, so only a spy can tell)."""
+    import lsrl.runtime.scan as scan
+
+    calls = []
+    real = scan._kernel_scan
+
+    def spy(structure, *args, **kwargs):
+        calls.append(structure)
+        return real(structure, *args, **kwargs)
+
+    monkeypatch.setattr(scan, "_kernel_scan", spy)
+    return calls
+
+
+def test_auto_backend_uses_kernel(monkeypatch):
+    calls = _spy_on_kernel(monkeypatch)
     rng = np.random.default_rng(2)
     A = random_sparse(rng, 20, 0.2)
     U, s0 = random_inputs(rng, 20, 2, 5)
-    np.testing.assert_array_equal(linear_scan(A, U, s0, backend="auto"), linear_scan(A, U, s0, backend="kernel"))
+    auto = linear_scan(A, U, s0, backend="auto")
+    assert calls == ["csr"]
+    assert_rel_close(auto, reference_scan(A, U, s0), 1e-12)
+    linear_scan(A, U, s0, backend="numpy")
+    assert calls == ["csr"]
+
+
+def test_interpreter_auto_backend_scans_in_the_kernel(monkeypatch):
+    from lsrl.ir import interpret
+    from lsrl.programs import more_ones
+
+    calls = _spy_on_kernel(monkeypatch)
+    bits = np.array([0, 1, 1, 0, 1], dtype=float)[:, None]
+    np.testing.assert_array_equal(interpret(more_ones().ir, bits)[:, 0], [0, 0, 1, 0, 1])
+    assert calls
 
 
 @pytest.mark.parametrize("name,A,expected", ALL_CASES, ids=[c[0] for c in ALL_CASES])
@@ -494,7 +525,7 @@ def test_runtime_rejects_nonfinite_A(backend, structure, bad, sparse):
 # --------------------------------------------------------------------------------------------- fuzz
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=profile_examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     k=st.integers(0, 5),
     nnz=st.integers(0, 8),

@@ -24,7 +24,7 @@ from lsrl.ir.interpreter import interpret
 from lsrl.ir.matrix import Matrix, Vector
 from lsrl.passes import PASSES, Pass, format_pipeline, parse_pipeline, pass_options, register_pass
 from lsrl.passes.range_analysis import compute_ranges, recorded_ranges
-from strategies import T_MAX, programs, random_sequences
+from strategies import T_MAX, profile_examples, programs, random_sequences
 
 SIMPLE_PASSES = ["canonicalize", "canonicalize{use_ranges=true}", "constant-fold", "cse", "dce",
                  "dce{coordinates=false}", "fuse-linears", "fuse-linears{duplicate=true}", "range-analysis"]
@@ -640,7 +640,7 @@ def test_contracting_rotation_is_bounded_for_unbounded_time():
     assert np.all(traj >= lo) and np.all(traj <= hi)
 
 
-@settings(max_examples=40)
+@settings(max_examples=profile_examples(40))
 @given(st.integers(2, 4), st.floats(0.2, 1.0), st.integers(0, 2**32 - 1), st.sampled_from([None, 50, 10**5]))
 def test_block_norm_bounds_are_sound(k, radius, seed, t_max):
     rng = np.random.default_rng(seed)
@@ -658,7 +658,7 @@ def test_block_norm_bounds_are_sound(k, radius, seed, t_max):
     assert np.all(traj >= lo - 1e-9) and np.all(traj <= hi + 1e-9)
 
 
-@settings(max_examples=60)
+@settings(max_examples=profile_examples(60))
 @given(st.lists(st.tuples(st.sampled_from([-3.0, -1.0, -0.5, 0.25, 1.0, 2.0, 1000.0]),
                           st.integers(-4, 4), st.sampled_from([-2.0, -1.0, 1.0, 0.5, 3.0])),
                 min_size=2, max_size=6),
@@ -734,7 +734,7 @@ def test_range_analysis_is_sound_float(module, seed, t_max, style):
 
 @pytest.mark.parametrize("pipeline", SIMPLE_PASSES + ["canonicalize,cse,dce,fuse-linears",
                                                       "constant-fold,cse,canonicalize{use_ranges=true},dce"])
-@settings(max_examples=40)
+@settings(max_examples=profile_examples(40))
 @given(module=programs(max_ops=14), seed=st.integers(0, 2**32 - 1))
 def test_pass_preserves_outputs_float(pipeline, module, seed):
     out = opt.run(module, pipeline)
@@ -743,14 +743,14 @@ def test_pass_preserves_outputs_float(pipeline, module, seed):
 
 
 @pytest.mark.parametrize("pipeline", SIMPLE_PASSES + ["canonicalize,cse,dce,fuse-linears"])
-@settings(max_examples=25)
+@settings(max_examples=profile_examples(25))
 @given(module=programs(max_ops=10, exact_friendly=True), seed=st.integers(0, 2**32 - 1))
 def test_pass_preserves_outputs_exact(pipeline, module, seed):
     out = opt.run(module, pipeline)
     same_outputs(module, out, seed=seed, length=5, exact=True)
 
 
-@settings(max_examples=30)
+@settings(max_examples=profile_examples(30))
 @given(module=programs(max_ops=14))
 def test_passes_are_idempotent_enough(module):
     once = opt.run(module, "canonicalize,cse,dce")

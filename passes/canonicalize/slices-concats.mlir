@@ -4,7 +4,7 @@
 // becomes a concat of slices.
 // CHECK-LABEL: lsrl.module @slice_of_concat
 // CHECK-DAG:     %r = relu %x : 3 -> 3
-// CHECK-DAG:     %s = linstate %x {{.*}} : 3 -> 2
+// CHECK-DAG:     %s = linstate %x {A = identity<2>, B = {{\[\[}}1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]} : 3 -> 2
 // CHECK-DAG:     [[R2:%[0-9]+]] = slice %r {start = 2, end = 3} : 3 -> 1
 // CHECK-DAG:     [[S0:%[0-9]+]] = slice %s {start = 0, end = 1} : 2 -> 1
 // CHECK:         %out = concat %r, [[R2]], [[S0]], %s : 3, 1, 1, 2 -> 7

@@ -241,7 +241,6 @@ def multi_with_constant_factor(consts: ConstantAnalysis):
         vals = consts(src)
         h = op.dim
         rows, cols, coefs = [], [], []
-        bias = []
         for i in range(h):
             x, y = vals[i], vals[h + i]
             if x is not None and y is not None:
@@ -256,7 +255,6 @@ def multi_with_constant_factor(consts: ConstantAnalysis):
                 rows.append(i)
                 cols.append(col)
                 coefs.append(coef)
-            bias.append(0.0)
         a = Matrix.from_entries((h, 2 * h), rows, cols, coefs)
         return rw.create("linear", [src], {"A": a, "b": Vector(np.zeros(h))}, loc=op.loc)
     return multi_with_constant_factor
