@@ -80,8 +80,8 @@ class _Difference:
 def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
                   upper, bound_slack: float, exact_readout: bool):
     """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``) and the
-    differences (``("diff", key)``), the new biases and the differences used.  ``upper()`` gives the units'
-    upper bounds (computed only when a row's bias may cancel a unit); ``exact_readout``: the reader is the
+    differences (``("diff", key)``), the new biases and the differences used.  ``upper(j)`` is unit ``j``'s
+    upper bound (asked only when a row's bias may cancel the unit); ``exact_readout``: the reader is the
     module's output."""
     dense_rows = []
     new_bias = bias.copy()
@@ -124,7 +124,7 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
                 continue
             # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1); the complement must
             # be taken from the value itself, or λ multiplies the slack
-            hi = snap_number(float(upper()[j]), bound_slack)
+            hi = snap_number(float(upper(j)), bound_slack)
             if not np.isfinite(hi) or abs(new_bias[r] + w * hi) > cancel * abs(new_bias[r]):
                 continue
             del weights[j]
@@ -145,6 +145,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     layout = module.metadata.get("layout")
     stages = module.metadata.get("stages")
     analysis = RangeAnalysis(module)
+    known: dict[int, dict[int, float]] = {}  # inserted relu -> unit -> exact upper bound
     i = 1
     while i + 1 < len(ops):
         source, reader = ops[i], ops[i + 1]
@@ -160,21 +161,20 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
 
         def gap_of(hi, lo, producer_bias=producer_bias):
             return float(producer_bias[hi] - producer_bias[lo])
-        bounds = []
 
-        def source_range(source=source):
-            if not bounds:
-                bounds.append(analysis(source))
-            return bounds[0]
+        def upper(j, source=source):
+            bound = _known_upper(source, j, known)
+            return analysis(source)[1][j] if bound is None else bound
 
-        rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, lambda: source_range()[1],
-                                                    bound_slack, reader is module.output)
+        rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
+                                                    reader is module.output)
         if not differences:
             i += 1
             continue
         carried = sorted({j for terms in rows for kind, j in terms if kind == "unit"})
-        # a ReLU carries a unit exactly when it is ≥ 0; a signed one travels as ReLU(u) and ReLU(−u)
-        signed = set() if source.kind == "relu" else {j for j in carried if not source_range()[0][j] >= 0}
+        # a ReLU carries a unit exactly when it is ≥ 0; a state or product travels as ReLU(u) and ReLU(−u)
+        # (asking range analysis whether it is signed would cost more than the unit it saves)
+        signed = set() if source.kind == "relu" else set(carried)
         stage_rows, stage_cols, stage_vals, stage_bias = [], [], [], []
         unit_columns: dict[int, list[tuple[int, float]]] = {}
         slots = layout[i] if isinstance(layout, list) and isinstance(layout[i], list) else []
@@ -198,6 +198,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         stage_matrix = sp.csr_array((stage_vals, (stage_rows, stage_cols)), shape=(n_out, source.dim))
         linear = Op("linear", [source], {"A": Matrix.from_scipy(stage_matrix), "b": Vector(np.array(stage_bias))})
         carrier_relu = Op("relu", [linear])
+        known[id(carrier_relu)] = _inserted_bounds(source, carried, signed, differences, known)
 
         read_rows, read_cols, read_vals = [], [], []
         for r, terms in enumerate(rows):
@@ -220,6 +221,40 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         i += 3
     module.ops = ops
     return module
+
+
+def _known_upper(op: Op, j: int, known: dict) -> float | None:
+    """An exact upper bound of unit ``j`` of ``op`` without range analysis, or None: units of an inserted stage,
+    and a state coordinate that only passes on one of them (no recurrence)."""
+    if id(op) in known:
+        return known[id(op)].get(j)
+    if op.kind != "linstate" or op.operands[0].kind != "relu" or op.attrs["A"].scipy()[[j], :].nnz:
+        return None
+    row = op.attrs["B"].scipy()[[j], :]
+    total = float(op.attrs["bias"].to_float().values[j])
+    for k, w in zip(row.indices.tolist(), row.data.tolist()):
+        if w < 0:
+            continue  # a ReLU unit is ≥ 0: a negative weight lowers the sum at most to its bias
+        hi = _known_upper(op.operands[0], k, known)
+        if hi is None:
+            return None
+        total += w * hi
+    return total
+
+
+def _inserted_bounds(source: Op, carried: list, signed: set, differences: dict, known: dict) -> dict:
+    """Exact upper bounds of an inserted stage's units, in its order, where they are known."""
+    bounds, column = {}, 0
+    for j in carried:
+        hi = _known_upper(source, j, known)
+        for sign in ((1.0, -1.0) if j in signed else (1.0,)):
+            if hi is not None and sign > 0:
+                bounds[column] = hi
+            column += 1
+    for d in differences.values():
+        bounds[column] = d.gap
+        column += 1
+    return bounds
 
 
 def _carried_slot(slots: list, j: int, sign: float, split: bool) -> dict:
