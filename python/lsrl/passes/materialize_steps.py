@@ -146,6 +146,14 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     stages = module.metadata.get("stages")
     analysis = RangeAnalysis(module)
     known: dict[int, dict[int, float]] = {}  # inserted relu -> unit -> exact upper bound
+    group_cache: dict[int, list] = {}
+
+    def groups_of(relu: Op) -> list:
+        """The groups of the ReLU units ``relu`` outputs (none when no linear feeds it)."""
+        producer = relu.operands[0]
+        if id(relu) not in group_cache:
+            group_cache[id(relu)] = _groups(producer) if producer.kind == "linear" and id(relu) not in known else []
+        return group_cache[id(relu)]
     i = 1
     while i + 1 < len(ops):
         source, reader = ops[i], ops[i + 1]
@@ -153,7 +161,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             i += 1
             continue
         producer = ops[i - 1]
-        groups = _groups(producer) if source.kind == "relu" and producer.kind == "linear" else []
+        groups = groups_of(source) if source.kind == "relu" else []
         weights_name, bias_name = ("A", "b") if reader.kind == "linear" else ("B", "bias")
         read = reader.attrs[weights_name].scipy()
         bias = reader.attrs[bias_name].to_float().values
@@ -163,7 +171,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             return float(producer_bias[hi] - producer_bias[lo])
 
         def upper(j, source=source):
-            bound = _known_upper(source, j, known)
+            bound = _known_upper(source, j, known, groups_of)
             return analysis(source)[1][j] if bound is None else bound
 
         rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
@@ -198,7 +206,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         stage_matrix = sp.csr_array((stage_vals, (stage_rows, stage_cols)), shape=(n_out, source.dim))
         linear = Op("linear", [source], {"A": Matrix.from_scipy(stage_matrix), "b": Vector(np.array(stage_bias))})
         carrier_relu = Op("relu", [linear])
-        known[id(carrier_relu)] = _inserted_bounds(source, carried, signed, differences, known)
+        known[id(carrier_relu)] = _inserted_bounds(source, carried, signed, differences, known, groups_of)
 
         read_rows, read_cols, read_vals = [], [], []
         for r, terms in enumerate(rows):
@@ -223,30 +231,44 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     return module
 
 
-def _known_upper(op: Op, j: int, known: dict) -> float | None:
+def _known_upper(op: Op, j: int, known: dict, groups_of) -> float | None:
     """An exact upper bound of unit ``j`` of ``op`` without range analysis, or None: units of an inserted stage,
-    and a state coordinate that only passes on one of them (no recurrence)."""
+    a state coordinate without recurrence and a ReLU whose row reads such units — or a group's differences,
+    bounded by their bias gaps — with non-negative weights (ReLU units are ≥ 0, so the others only lower it)."""
     if id(op) in known:
         return known[id(op)].get(j)
-    if op.kind != "linstate" or op.operands[0].kind != "relu" or op.attrs["A"].scipy()[[j], :].nnz:
+    if op.kind == "linstate" and op.operands[0].kind == "relu" and not op.attrs["A"].scipy()[[j], :].nnz:
+        row, bias = op.attrs["B"].scipy()[[j], :], op.attrs["bias"].to_float().values[j]
+    elif op.kind == "relu" and op.operands[0].kind == "linear" and op.operands[0].operands[0].kind == "relu":
+        row, bias = op.operands[0].attrs["A"].scipy()[[j], :], op.operands[0].attrs["b"].to_float().values[j]
+    else:
         return None
-    row = op.attrs["B"].scipy()[[j], :]
-    total = float(op.attrs["bias"].to_float().values[j])
-    for k, w in zip(row.indices.tolist(), row.data.tolist()):
-        if w < 0:
-            continue  # a ReLU unit is ≥ 0: a negative weight lowers the sum at most to its bias
-        hi = _known_upper(op.operands[0], k, known)
-        if hi is None:
+    units = op.operands[0] if op.kind == "linstate" else op.operands[0].operands[0]
+    weights = dict(zip(row.indices.tolist(), row.data.tolist()))
+    total = float(bias)
+    gaps = units.operands[0].attrs["b"].to_float().values if units.operands[0].kind == "linear" else None
+    for group in groups_of(units):
+        w = [weights.pop(m, 0.0) for m in group]
+        if not any(w):
+            continue
+        if math.fsum(w) != 0:
             return None
-        total += w * hi
-    return total
+        partial = np.cumsum(w)[:-1]
+        total += math.fsum(max(p, 0.0) * (gaps[hi] - gaps[lo]) for p, hi, lo in zip(partial, group, group[1:]))
+    for k, w in weights.items():
+        if w > 0:
+            hi = _known_upper(units, k, known, groups_of)
+            if hi is None:
+                return None
+            total += w * hi
+    return max(total, 0.0) if op.kind == "relu" else total
 
 
-def _inserted_bounds(source: Op, carried: list, signed: set, differences: dict, known: dict) -> dict:
+def _inserted_bounds(source: Op, carried: list, signed: set, differences: dict, known: dict, groups_of) -> dict:
     """Exact upper bounds of an inserted stage's units, in its order, where they are known."""
     bounds, column = {}, 0
     for j in carried:
-        hi = _known_upper(source, j, known)
+        hi = _known_upper(source, j, known, groups_of)
         for sign in ((1.0, -1.0) if j in signed else (1.0,)):
             if hi is not None and sign > 0:
                 bounds[column] = hi
