@@ -101,3 +101,14 @@ def test_bad_dtype_backend_and_tolerance_are_named(token_case):
         model(xs, backend="numpy", dtype="float32")
     with pytest.raises(ValueError, match="tolerance must be a number >= 0"):
         model.check(xs, backend="numpy", tolerance=-1.0)
+
+
+@needs_kernel
+def test_a_float32_run_refuses_inputs_float32_cannot_hold():
+    model = lsrl.compile(lsrl.ForEach(lsrl.Input(1) * 0.5), "linear_rnn")
+    xs = np.array([[1.0], [1e39]])
+    np.testing.assert_array_equal(model(xs, backend="kernel"), [[0.5], [5e38]])
+    with pytest.raises(lsrl.NumericRangeError, match=r"x\[batch=0, step=1, coord=0\] = 1e\+39 does not fit float32"):
+        model(xs, backend="kernel", dtype="float32")
+    with pytest.raises(lsrl.NumericRangeError, match="step=3"):
+        list(model.stream([xs[:1], xs[:1], xs[:1], xs[1:]], backend="kernel", dtype="float32"))

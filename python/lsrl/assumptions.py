@@ -111,3 +111,17 @@ def check_finite_outputs(y: np.ndarray, who: str, *, first_step: int = 0, hint: 
     b, t, i = (int(v) for v in np.argwhere(~np.isfinite(y))[0])
     raise NumericRangeError(f"{who}: output y[batch={b}, step={first_step + t}, coord={i}] = {y[b, t, i]}: the "
                             "computation overflowed the float range (inputs or states too large for this model){hint}")
+
+
+def check_dtype_range(x: np.ndarray, dtype: np.dtype, who: str, *, first_step: int = 0, hint: str = "") -> None:
+    """Raise :class:`NumericRangeError` when an input does not fit ``dtype`` (float32 overflows to inf past
+    3.4e38, which float64 inputs may hold): the run would start from inf instead of the value given."""
+    if x.dtype == object or x.size == 0 or dtype == np.float64:
+        return
+    largest = float(np.finfo(dtype).max)
+    too_large = np.abs(x) > largest
+    if not too_large.any():
+        return
+    b, t, i = (int(v) for v in np.argwhere(too_large)[0])
+    raise NumericRangeError(f"{who}: input x[batch={b}, step={first_step + t}, coord={i}] = {x[b, t, i]} does not "
+                            f"fit {dtype.name} (largest {largest:.4g}){hint}")

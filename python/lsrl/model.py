@@ -13,7 +13,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .assumptions import OPT_OUT, InputBounds, check_finite_outputs, check_sequence_length, recorded_t_max
+from .assumptions import (OPT_OUT, InputBounds, check_dtype_range, check_finite_outputs, check_sequence_length,
+                          recorded_t_max)
 from .errors import CompileError, LsrlError, PrecisionError, ShapeError
 from .inspection import dtype_name, has_exact_constants, op_dense_count, op_nnz
 from .ir.core import Module, Op
@@ -236,6 +237,7 @@ class Model:
         x, batched = self._prepare(xs, exact)
         if check_assumptions:
             self._check_inputs(x, 0, "Model")
+            check_dtype_range(x, dtype, "Model", hint=OPT_OUT)
         y, _ = self._run(x, self.initial_states(), exact, backend, dtype)
         if check_assumptions:
             check_finite_outputs(y, "Model", hint=OPT_OUT)
@@ -261,6 +263,7 @@ class Model:
                 raise ShapeError(f"Model.stream: chunks must keep the batch size {batch}, got {x.shape[0]}")
             if check_assumptions:
                 self._check_inputs(x, steps_done, "Model.stream")
+                check_dtype_range(x, dtype, "Model.stream", first_step=steps_done, hint=OPT_OUT)
             y, states = self._run(x, states, exact, backend, dtype)
             if check_assumptions:
                 check_finite_outputs(y, "Model.stream", first_step=steps_done, hint=OPT_OUT)
