@@ -15,7 +15,11 @@ saturated step.  The reader's weights on the group, ``Σ w_j u_j`` with ``Σ w_j
 ``Σ_k P_k D_k`` (``P_k`` the partial sums of ``w``; a share of ``Σ w_j`` left within ``cancel`` of the weights is
 read from the last unit as before).  Where the reader's bias cancels the group
 (``−λ + λ·c``: the ``direct`` and ``step_optimized`` conditionals) the complement ``ReLU(gap − D)`` is read
-instead and the bias drops by ``Σ P_k·gap``, so that no constant of size λ meets a small value.
+instead and the bias drops by ``Σ P_k·gap``, so that no constant of size λ meets a small value.  A single
+bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried through a state) is read as
+``ReLU(h − u)`` the same way, ``h`` its exact upper bound (from the units this pass made, or range analysis
+with its interval slack snapped off).  The readout keeps the groups it reads with weights ±2^k: its products
+are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
 stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are
