@@ -56,7 +56,7 @@ OPERATOR_TESTS = {
     "ir": ("tests/test_interpreter.py", "tests/test_ir_text.py", "tests/test_oracles.py",
            "-k", "not large_sparse_module"),
     "passes": ("tests/test_passes.py", "tests/test_rewrite_coverage.py", "tests/test_debranch.py",
-               "tests/test_rescale_units.py", "tests/test_oracles.py"),
+               "tests/test_rescale_units.py", "tests/test_materialize_steps.py", "tests/test_oracles.py"),
     "targets": ("tests/test_oracles.py", "tests/test_rewrite_coverage.py", "tests/test_targets.py",
                 "tests/test_exports.py", "-k", "not n10 and not 5000_entries and not onnx and not paper_programs"),
     "runtime": ("tests/test_kernel_scan.py", "tests/test_kernel_executor.py", "tests/test_oracles.py"),
