@@ -13,6 +13,22 @@ from . import viz  # graphs and weight pictures (matplotlib is imported only whe
 
 __version__ = "0.1.0"
 
+# sub-packages and modules reachable as attributes without importing them first (``lsrl.programs.token_map``);
+# imported on first use (PEP 562) so that ``import lsrl`` stays light (experiments pulls in pandas and dask)
+_LAZY_SUBMODULES = frozenset({"programs", "opt", "runtime", "passes", "targets", "experiments", "precision",
+                              "inspection", "assumptions", "serialization", "demo"})
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'lsrl' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | _LAZY_SUBMODULES)
+
 __all__ = ["ir", "viz", "compile", "Model", "load", "CompileError", "LsrlError", "ParseError", "PassError",
            "ShapeError", "VerifyError", "OptionError", "AssumptionError", "InputDomainError",
            "SequenceLengthError", "NumericRangeError", "PrecisionError", "ModelFormatError", "ModelSaveError", "__version__", *_lang_names,

@@ -279,12 +279,6 @@ class Module:
                 out.setdefault(id(o), []).append(op)
         return out
 
-    def replace_all_uses(self, old: Op, new: Op) -> None:
-        for op in self.ops:
-            op.operands = [new if o is old else o for o in op.operands]
-        if self.output is old:
-            self.output = new
-
     def clone(self) -> "Module":
         """A copy whose ops can be mutated without touching this module (attribute values are immutable)."""
         mapping: dict[int, Op] = {}

@@ -89,12 +89,6 @@ class ConstantAnalysis:
             self._pinned[id(cur)] = cur
         return self._memo[id(op)]
 
-    def all_constant(self, op: Op) -> bool:
-        return all(v is not None for v in self(op))
-
-    def any_constant(self, op: Op) -> bool:
-        return any(v is not None for v in self(op))
-
     def _transfer(self, op: Op, ins: list) -> list:
         kind = op.kind
         if kind == "linear":

@@ -45,7 +45,7 @@ _MAX_GROUP = 64  # largest group of same-direction ReLUs bounded exactly
 class Unit:
     """A nonlinear unit (see the module docstring)."""
 
-    __slots__ = ("index", "kind", "atoms", "rows", "A", "init", "origin")
+    __slots__ = ("index", "kind", "atoms", "rows", "A", "init")
 
     def __init__(self, index: int, kind: str, atoms: list, rows: list, A=None, init=None):
         self.index = index
@@ -345,13 +345,6 @@ class NormalForm:
         for rows in ins:
             out.extend(rows)
         return out
-
-    def _lookup(self, key, make):
-        unit = self._cse.get(key)
-        if unit is None:
-            unit = make()
-            self._cse[key] = unit
-        return unit
 
     def _relu(self, op, ins):
         (rows,) = ins

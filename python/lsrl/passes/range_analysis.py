@@ -215,10 +215,6 @@ def _interval_product(alo, ahi, blo, bhi) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _hull(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
-
-
 def _linstate_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
                     max_iterations: int) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of ``s_t`` over ``1 ≤ t ≤ t_max`` (all ``t`` when ``t_max`` is None).
