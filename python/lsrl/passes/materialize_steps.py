@@ -87,7 +87,7 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
     differences (``("diff", key)``), the new biases and the differences used.  ``upper(j)`` is unit ``j``'s
     upper bound (asked only when a row's bias may cancel the unit); ``exact_readout``: the reader is the
     module's output."""
-    dense_rows = []
+    row_terms = []
     new_bias = bias.copy()
     differences: dict[tuple, _Difference] = {}
     for r in range(read.shape[0]):
@@ -137,8 +137,8 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
             terms[("diff", key)] = terms.get(("diff", key), 0.0) - w
             new_bias[r] += w * hi
         terms.update({("unit", j): v for j, v in weights.items()})
-        dense_rows.append(terms)
-    return dense_rows, new_bias, differences
+        row_terms.append(terms)
+    return row_terms, new_bias, differences
 
 
 def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7):
