@@ -95,7 +95,7 @@ def test_a_loaded_model_needs_its_program(tmp_path, token_case):
 def test_bad_dtype_backend_and_tolerance_are_named(token_case):
     xs, _ = token_case
     model = lsrl.compile(token_map(3, "multiplicative", vocab_size=10), "linear_rnn", t_max=xs.shape[1])
-    with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32', got 'float16'"):
+    with pytest.raises(ValueError, match="dtype must be float64 or float32, got 'float16'"):
         model(xs, dtype="float16")
     with pytest.raises(ValueError, match="runs in the C\\+\\+ executor: use backend='kernel'"):
         model(xs, backend="numpy", dtype="float32")

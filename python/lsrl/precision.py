@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PrecisionReport", "DEFAULT_TOLERANCE", "dtype_of"]
+__all__ = ["PrecisionReport", "DEFAULT_TOLERANCE", "DTYPES", "dtype_of"]
+
+#: the dtypes models run in (the C++ executor's)
+DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 #: relative tolerance (error / max |oracle output|) when the caller gives none: float64 keeps standard mode's
 #: accuracy limit (targets/standard.py); float32 allows 2^-10 — the paper's token program (multiplicative
@@ -21,14 +24,14 @@ __all__ = ["PrecisionReport", "DEFAULT_TOLERANCE", "dtype_of"]
 DEFAULT_TOLERANCE = {"float64": 1e-6, "float32": 2.0 ** -10}
 
 
-def dtype_of(dtype, who: str) -> np.dtype:
-    """``dtype`` (a name or a numpy type) as float64 or float32; a ValueError naming ``who`` otherwise."""
+def dtype_of(dtype, who: str, error: type = ValueError) -> np.dtype:
+    """``dtype`` (a name or a numpy type) as float64 or float32; ``error`` naming ``who`` otherwise."""
     try:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise ValueError(f"{who}: dtype must be 'float64' or 'float32', got {dtype!r}")
+    if resolved not in DTYPES:
+        raise error(f"{who}: dtype must be float64 or float32, got {dtype!r}")
     return resolved
 
 

@@ -28,11 +28,11 @@ import numpy as np
 from ..errors import ShapeError, VerifyError
 from ..ir.core import Module, Op
 from ..ir.sequences import as_sequences
+from ..precision import DTYPES, dtype_of
 from . import scan as _scan
 
 __all__ = ["run", "stream", "plan_for", "ExecutionPlan", "SUPPORTED_KINDS", "DTYPES"]
 
-DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 SUPPORTED_KINDS = ("input", "linear", "relu", "multi", "concat", "slice", "linstate", "rnn_relu", "lstm", "gru")
 _STATEFUL = ("linstate", "rnn_relu", "lstm", "gru")
 
@@ -53,13 +53,6 @@ def _as_module(module) -> Module:
         if isinstance(inner, Module):
             return inner
     raise TypeError(f"executor: expected an lsrl.ir.Module, an lsrl.Model or a program, got {type(module).__name__}")
-
-
-def _dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in DTYPES:
-        raise TypeError(f"executor: dtype must be float64 or float32, got {dt}")
-    return dt
 
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -163,7 +156,7 @@ def _sources(module: Module) -> tuple:
 def plan_for(module, dtype=np.float64) -> ExecutionPlan:
     """The (cached) execution plan of ``module`` (a Module, Model or program) for ``dtype``."""
     module = _as_module(module)
-    dt = _dtype(dtype)
+    dt = dtype_of(dtype, "executor", TypeError)
     entries = _PLANS.get(module)
     if entries is None:
         entries = {}
