@@ -120,6 +120,8 @@ class StandardLowering:
         self.k = constants
         self.t_max = t_max
         self.scales: list[dict] = []
+        # GRU ReLU pairs of the stage just lowered (unit -> bound), read by the next stage's check
+        self._pair_bounds: dict[int, float] = {}
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
@@ -136,7 +138,7 @@ class StandardLowering:
         (``B`` the pair's bound) into a value that only had to resolve its own bound — a λ-conditional
         ``ReLU(t − λ·c)`` (λ = 1e10, ``t ≤ 9``) reaches 1e-4 of it and the n = 10 token program answers wrong
         in every executor (docs/numerics.md); counters squared over a long ``t_max`` reach it as well."""
-        pairs, self._pair_bounds = getattr(self, "_pair_bounds", {}), {}
+        pairs, self._pair_bounds = self._pair_bounds, {}
         if not pairs:
             return
         cols = np.array(sorted(pairs))
