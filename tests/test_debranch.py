@@ -7,7 +7,8 @@ import pytest
 from lsrl.errors import PassError
 from lsrl.ir import Matrix, Op, Vector, interpret
 from lsrl.ir.core import Module
-from lsrl.passes.debranch import POLICIES, debranch, is_layer_form, layer_form_problems, plan_schedules
+from lsrl.ir.layer_form import is_layer_form, layer_form_problems
+from lsrl.passes.debranch import POLICIES, debranch, plan_schedules
 
 CONDITIONALS = ("direct", "optimized", "step_optimized", "multiplicative", "multiplicative_optimized")
 

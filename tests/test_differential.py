@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 from strategies import profile_examples, programs, random_sequences
 
 from lsrl.ir import interpret
-from lsrl.passes.debranch import debranch, layer_form_problems
+from lsrl.ir.layer_form import layer_form_problems
+from lsrl.passes.debranch import debranch
 
 FLOAT_RTOL = 1e-9
 
@@ -68,7 +69,7 @@ def slot_values(layout_entry, values_by_name):
 
 
 def check_layout(source, compiled, xs) -> None:
-    from lsrl.ir.printer import ssa_names
+    from lsrl.ir.names import ssa_names
     _, values = interpret(source, xs, return_values=True)
     names = ssa_names(source)
     by_name = {names[id(op)]: v for op, v in values.items()}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import lsrl.runtime.scan as scan_module
+import lsrl.scan as scan_module
 from lsrl.errors import ShapeError, VerifyError
 from lsrl.ir.core import OPS, Module, Op, OpDef, register_op
 from lsrl.ir.interpreter import EvalContext, interpret
@@ -324,32 +324,33 @@ def temporary_op_kinds():
         del OPS[name]
 
 
-def test_forward_dispatch_reaches_registered_dialect_ops(temporary_op_kinds):
+def test_run_dispatch_reaches_registered_dialect_ops(temporary_op_kinds):
     seen = {}
 
-    def double(op, inputs, exact):
-        return inputs[0] * 2
+    def double(op, inputs, state, ctx):
+        return inputs[0] * 2, None
 
-    def stateful(op, inputs, exact, *, ctx):
+    def running_sum(op, inputs, state, ctx):
         seen["ctx"] = ctx
-        return np.cumsum(inputs[0], axis=1) if not exact else inputs[0]
+        out = np.cumsum(inputs[0], axis=1) + (0 if state is None else state[:, None])
+        return out, out[:, -1]
 
-    temporary_op_kinds(OpDef("testdialect.double", "2x", lambda op: op.operands[0].dim, forward=double))
+    temporary_op_kinds(OpDef("testdialect.double", "2x", lambda op: op.operands[0].dim, run=double))
     temporary_op_kinds(OpDef("testdialect.cumsum", "running sum", lambda op: op.operands[0].dim,
-                             stateful=True, forward=stateful))
-    temporary_op_kinds(OpDef("testdialect.noforward", "no forward", lambda op: op.operands[0].dim))
+                             stateful=True, run=running_sum))
+    temporary_op_kinds(OpDef("testdialect.norun", "no run", lambda op: op.operands[0].dim))
     x = make_input(1)
     out = Op("testdialect.cumsum", [Op("testdialect.double", [x])])
     module = module_of(out)
     np.testing.assert_array_equal(interpret(module, [1.0, 2.0, 3.0], backend="numpy").ravel(), [2, 6, 12])
     assert seen["ctx"] == EvalContext(exact=False, backend="numpy", batch=1, length=3)
-    with pytest.raises(VerifyError, match="no forward"):
-        interpret(module_of(Op("testdialect.noforward", [x])), [1.0])
+    with pytest.raises(VerifyError, match="no run function"):
+        interpret(module_of(Op("testdialect.norun", [x])), [1.0])
 
 
-def test_forward_returning_a_wrong_shape_is_reported(temporary_op_kinds):
+def test_run_returning_a_wrong_shape_is_reported(temporary_op_kinds):
     temporary_op_kinds(OpDef("testdialect.broken", "bad", lambda op: 2,
-                             forward=lambda op, inputs, exact: inputs[0]))
+                             run=lambda op, inputs, state, ctx: (inputs[0], None)))
     with pytest.raises(RuntimeError, match=r"testdialect.broken.*expected \(1, 2, 2\)"):
         interpret(module_of(Op("testdialect.broken", [make_input(1)])), [1.0, 2.0])
 
@@ -374,20 +375,20 @@ def test_constant_cache_follows_attribute_changes():
     assert interpret(module, [1.0]).ravel().tolist() == [3.0]
 
 
-def test_replaced_linstate_forward_sees_every_state(monkeypatch):
-    """Independent linstates are normally scanned together; a replaced forward must still see each one."""
-    original = OPS["linstate"].forward
+def test_replaced_linstate_run_sees_every_state(monkeypatch):
+    """Independent linstates are normally scanned together; a replaced run must still see each one."""
+    original = OPS["linstate"].run
     seen = []
 
-    def observing(op, inputs, exact, *, ctx):
+    def observing(op, inputs, state, ctx):
         seen.append(op)
-        return original(op, inputs, exact, ctx=ctx)
+        return original(op, inputs, state, ctx)
 
     x = make_input(1)
     states = [linstate(x, [[1.0]], [[float(i)]]) for i in range(1, 4)]
     module = module_of(Op("concat", states))
     fused = interpret(module, [1.0, 1.0], backend="numpy")
-    monkeypatch.setattr(OPS["linstate"], "forward", observing)
+    monkeypatch.setattr(OPS["linstate"], "run", observing)
     np.testing.assert_array_equal(interpret(module, [1.0, 1.0], backend="numpy"), fused)
     assert fused.tolist() == [[1, 2, 3], [2, 4, 6]]
     assert set(seen) == set(states) and len(seen) == 3

@@ -229,8 +229,8 @@ def test_stream_equals_one_run_and_numpy_states():
 
 @pytest.mark.parametrize("target", ["linear_rnn", "lstm", "gru", "relu_rnn"])
 def test_states_interoperate_with_model_numpy_layers(target):
-    """States produced by the numpy layers (model.run_layer) continue in the kernel and vice versa."""
-    from lsrl.model import run_layer
+    """States produced by the numpy semantics (OpDef.run) continue in the kernel and vice versa."""
+    from lsrl.ir.semantics import run_op
     from lsrl.programs import more_ones
 
     with warnings.catch_warnings():
@@ -242,7 +242,7 @@ def test_states_interoperate_with_model_numpy_layers(target):
     def numpy_run(x, states):
         out = []
         for op, state in zip(model.module.ops[1:], states):
-            x, state = run_layer(op, x, state, False)
+            x, state = run_op(op, [x], state)
             out.append(state)
         return x, out
 

@@ -109,7 +109,7 @@ def test_kernel_available():
 
 def _spy_on_kernel(monkeypatch) -> list:
     """Record every call of the kernel path (both backends give the same bits, so only a spy can tell)."""
-    import lsrl.runtime.scan as scan
+    import lsrl.scan as scan
 
     calls = []
     real = scan._kernel_scan
@@ -349,7 +349,7 @@ def test_kernel_direct_csr_unsorted_and_duplicates():
 
 
 def test_missing_kernel(monkeypatch):
-    from lsrl.runtime import scan as scan_mod
+    import lsrl.scan as scan_mod
 
     monkeypatch.setattr(scan_mod, "_KERNEL_TRIED", True)
     monkeypatch.setattr(scan_mod, "_KERNEL", None)

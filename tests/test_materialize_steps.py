@@ -58,6 +58,25 @@ def test_needs_the_layer_form():
         opt.run(opt.run(ForEach(f_larger(x, 0.5)).ir, "debranch"), "materialize-steps{cancel=2}")
 
 
+@pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
+def test_exact_bounds_replace_range_analysis(conditional, monkeypatch):
+    """The paper's programs need no range analysis (it iterated step_optimized's counters: 0.25 s of 0.29 s),
+    and the bounds computed instead give the model range analysis gave, bit for bit."""
+    import lsrl.passes.materialize_steps as ms
+    layer_form = opt.run(token_map(3, conditional).ir, "debranch,rescale-units")
+
+    class NoRangeAnalysis:
+        def __init__(self, module):
+            raise AssertionError("materialize-steps asked range analysis")
+    with monkeypatch.context() as patch:
+        patch.setattr(ms, "RangeAnalysis", NoRangeAnalysis)
+        fast = opt.run(layer_form, "materialize-steps")
+    with monkeypatch.context() as patch:  # the fallback alone: range analysis for every single-unit bound
+        patch.setattr(ms, "_known_upper", lambda op, j, known, groups_of, memo=None: known.get(id(op), {}).get(j))
+        slow = opt.run(layer_form, "materialize-steps")
+    assert str(fast) == str(slow)
+
+
 def test_exact_modules_are_left_alone():
     x = Input(1, lower=0, upper=9)
     exact = opt.run(ForEach(f_ifelse_optimized(f_larger(x, 4.5), x)).ir, "debranch{exact=true}")

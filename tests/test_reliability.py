@@ -17,7 +17,7 @@ from lsrl import opt
 from lsrl.ir import parse
 from lsrl.programs import more_ones
 from lsrl.runtime import executor
-from lsrl.runtime.scan import kernel_available
+from lsrl.scan import kernel_available
 
 TARGETS = ["linear_rnn", "relu_rnn", "lstm", "gru"]
 BACKENDS = ["numpy"] + (["kernel"] if kernel_available() else [])
@@ -110,7 +110,7 @@ def _edit(path, fn):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda d: d.update(activations="standard"), "the model says 'standard' but ops\\[0\\] \\(lstm\\) has "
+    (lambda d: d.update(activations="standard"), "the model says 'standard' but lstm %L0 has "
                                                   "activations 'ideal'"),
     (lambda d: d["metadata"].update(stages=5), "metadata.stages"),
     (lambda d: d["metadata"].update(stages=[{"stage": "S"}]), "metadata.stages"),

@@ -55,6 +55,23 @@ def test_rescaling_keeps_the_map(module, seed):
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * scale)
 
 
+_near_short = st.builds(lambda m, e, r: m * 10.0 ** e * (1 + r), st.integers(-10**7, 10**7), st.integers(-25, 25),
+                        st.sampled_from([0.0, 1e-15, -3e-16, 2.0**-52, 1e-9]))
+
+
+@settings(max_examples=profile_examples(300))
+@given(values=st.lists(st.one_of(st.floats(), _near_short, st.integers(-10**16, 10**16).map(float),
+                                 st.integers(-10**7, 10**7).map(lambda n: n + 0.5)), max_size=40),
+       tolerance=st.sampled_from([0.0, 1e-14, 1e-9, 1e-7]))
+def test_snap_searches_only_what_it_must(values, tolerance):
+    """Integers are their own snap and a few other entries are searched one by one: bit for bit the vectorised
+    search over every entry."""
+    from lsrl.passes.rescale_units import _snap, _snap_all
+    fast, full = _snap(values, tolerance), _snap_all(values, tolerance)
+    np.testing.assert_array_equal(fast, full)
+    np.testing.assert_array_equal(np.signbit(fast), np.signbit(full))
+
+
 def test_needs_the_layer_form_and_its_layout():
     x = Input(1, lower=0, upper=1)
     program = ForEach(f_larger(x, 0.5))

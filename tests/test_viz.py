@@ -15,7 +15,9 @@ import pytest
 
 import lsrl
 from lsrl import viz
-from lsrl.compiler import TARGETS
+from lsrl.targets import available_targets
+
+TARGETS = tuple(available_targets())
 from lsrl.errors import LsrlError, OptionError
 from lsrl.programs import continuous_approximator, more_ones, token_map
 
@@ -88,7 +90,7 @@ def test_program_dot_has_one_node_per_live_op(name):
     expected_edges = {(id(o), id(op)) for op in live for o in op.operands}
     assert len(graph.get_edges()) == len(expected_edges)
     labels = {n.get_label().strip('"') for n in nodes}
-    names = lsrl.ir.printer.ssa_names(p.ir)
+    names = lsrl.ir.names.ssa_names(p.ir)
     for op in live:
         assert any(label.startswith(f"%{names[id(op)]}\\n{op.kind} : {op.dim}") for label in labels)
 

@@ -2,56 +2,54 @@
 
 The default pipeline debranches the program into the layer form, puts its units on their program's scale
 (so that float32 runs keep the program's exact integer arithmetic), gives every step read by a large weight a
-unit of its own (so that λ multiplies an exact 0 or 1; docs/numerics.md) and lowers it::
+unit of its own (so that λ multiplies an exact 0 or 1; docs/numerics.md), lowers it to the target and rounds
+exact constants to float64::
 
-    debranch,rescale-units,materialize-steps,lower{target=…,activations=…}
+    debranch,rescale-units,materialize-steps,lower{target=…,activations=…},round-to-float
 
 ``debranch`` works on the program's affine normal form, where folding, CSE and dead-code removal happen
 anyway: running ``canonicalize,constant-fold,cse,dce`` first gives the same model (same widths and nnz on the
 paper's programs) at about 8× the compile time (token_map n=10: 0.59 s against 0.07 s).
 
-``pipeline=`` replaces the passes before ``lower`` (a pipeline that already ends in ``lower`` is used as
-is).  Everything runs through :func:`lsrl.opt.run`, so ``lsrl-opt`` reproduces a compilation.
+``pipeline=`` replaces the passes before ``lower`` (a pipeline that already contains ``lower`` is used as
+is, followed by ``round-to-float``).  The passes run as objects through :func:`lsrl.opt.run`;
+:func:`compile_pipeline` gives them and ``Model.pipeline`` records their text, so ``lsrl-opt -p '<text>'``
+reproduces a compilation.  The target and its activation modes come from the registry (:mod:`lsrl.targets`).
 """
 from __future__ import annotations
 
 import sys
-import time
 
-from . import targets as _targets  # noqa: F401  (registers the target op kinds and lowerings on import lsrl)
 from .assumptions import validate_t_max
 from .errors import CompileError
 from .ir.core import as_module
 from .model import Model
+from .passes import Pass, format_pipeline, parse_pipeline
+from .targets import default_target, get_target
 
-__all__ = ["compile"]
+__all__ = ["compile", "compile_pipeline", "DEFAULT_PIPELINE"]
 
 DEFAULT_PIPELINE = ("debranch", "rescale-units", "materialize-steps")
-TARGETS = ("linear_rnn", "relu_rnn", "lstm", "gru")
-_PLANNED = {"hawk", "griffin", "mamba"}
-ACTIVATIONS = ("ideal", "standard")
 
 
-def lowering_pipeline(target: str, activations: str, *, exact: bool = False, t_max: int | None = None,
-                      pipeline: str | None = None) -> str:
-    """The pipeline text :func:`compile` runs."""
+def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_max: int | None = None,
+                     pipeline: str | None = None) -> list[Pass]:
+    """The pass objects :func:`compile` runs (``lsrl.passes.format_pipeline`` writes them as pipeline text)."""
+    from .passes.debranch import Debranch
+    from .passes.lower import Lower
+    from .passes.round_to_float import RoundToFloat
+
     if pipeline is None:
-        names = list(DEFAULT_PIPELINE)
+        passes = parse_pipeline(",".join(DEFAULT_PIPELINE))
         if exact:
-            names = [p + "{exact=true}" if p == "debranch" else p for p in names]
-        pre = ",".join(names)
+            passes = [Debranch(exact=True) if isinstance(p, Debranch) else p for p in passes]
     else:
-        pre = pipeline.strip().rstrip(",")
-        last = pre.rsplit(",", 1)[-1].strip()
-        if last == "lower" or last.startswith("lower{"):
-            return pre
-    opts = [f"target={target}", f"activations={activations}"]
-    if t_max is not None:
-        opts.append(f"t_max={int(t_max)}")
-    if exact:
-        opts.append("exact=true")
-    lower = "lower{" + ",".join(opts) + "}"
-    return f"{pre},{lower}" if pre else lower
+        passes = parse_pipeline(pipeline.strip().rstrip(","))
+    if not any(isinstance(p, Lower) for p in passes):
+        passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact))
+    if not exact:
+        passes.append(RoundToFloat())
+    return passes
 
 
 def _type_names(kind) -> str:
@@ -59,53 +57,47 @@ def _type_names(kind) -> str:
     return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
 
 
-def compile(program_or_module, target: str = "linear_rnn", *, activations: str = "ideal", exact: bool = False,
+def compile(program_or_module, target: str | None = None, *, activations: str = "ideal", exact: bool = False,
             pipeline: str | None = None, progress: bool = False, t_max: int | None = None) -> Model:
     """Compile a program (or an IR module) for ``target`` and return the :class:`lsrl.Model`.
 
-    * ``target``: ``"linear_rnn"`` (gated layers where the program multiplies), ``"relu_rnn"``, ``"lstm"``,
-      ``"gru"``.
+    * ``target``: a registered target (``lsrl.targets.available_targets()``; docs/targets.md lists them);
+      None: the default target (``lsrl.targets.default_target()``, the paper's gated linear RNN).
     * ``activations``: ``"ideal"`` (σ/tanh replaced by ReLU; exact) or ``"standard"`` (the architecture's
-      real activations, runnable in ``torch.nn.LSTM``/``GRU``; approximate, docs/targets.md states the bounds).
-    * ``exact``: compute and keep the weights as exact rationals (ideal mode only).
+      real activations, runnable in its own executors; approximate, docs/targets.md states the bounds).
+    * ``exact``: compute and keep the weights as exact rationals (activation modes that are exact only).
     * ``t_max``: the longest sequence the model must handle; range analysis uses it to bound states
       (needed by standard mode when states grow, e.g. counters).
     * ``pipeline``: the passes to run before ``lower`` (default :data:`DEFAULT_PIPELINE`).
-    * ``progress``: print each pass and its time to stderr.
+    * ``progress``: print the pipeline (as ``lsrl-opt`` text) and each pass's time to stderr.
 
     Raises :class:`lsrl.CompileError` for an unknown target or mode, a program the target cannot express
-    (a multiplication on ``relu_rnn``) or values standard mode needs bounded but cannot bound.
+    (a multiplication on a target that cannot multiply) or values standard mode needs bounded but cannot bound.
     """
-    from . import targets as _targets  # noqa: F401  (registers the lowerings)
     from . import opt
 
-    for name, value, kind in (("target", target, str), ("activations", activations, str), ("exact", exact, bool),
+    for name, value, kind in (("target", target, (str, type(None))), ("activations", activations, str), ("exact", exact, bool),
                               ("progress", progress, bool), ("pipeline", pipeline, (str, type(None)))):
         if not isinstance(value, kind):
             raise TypeError(f"lsrl.compile: {name} must be {_type_names(kind)}, got {value!r}")
-    if target in _PLANNED:
-        raise CompileError(f"target {target!r} is not implemented yet; available: {', '.join(TARGETS)}")
-    if target not in TARGETS:
-        raise CompileError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-    if activations not in ACTIVATIONS:
-        raise CompileError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
-    if exact and activations == "standard" and target in ("lstm", "gru"):
-        raise CompileError(f"{target} with standard activations (sigmoid, tanh) cannot be exact; use "
-                           "activations='ideal' or exact=False")
+    architecture = default_target() if target is None else get_target(target, "lsrl.compile")
+    target = architecture.name
+    if activations not in architecture.activations:
+        raise CompileError(f"lsrl.compile: activations must be one of {architecture.activations}, got "
+                           f"{activations!r}")
+    if exact and activations not in architecture.exact_activations:
+        raise CompileError(f"{target} with {activations} activations (sigmoid, tanh) cannot be exact; use "
+                           f"activations={architecture.exact_activations[0]!r} or exact=False")
     t_max = validate_t_max(t_max, "lsrl.compile", CompileError)
     module = source = as_module(program_or_module, "lsrl.compile")
-    text = lowering_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
+    passes = compile_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
+    text = format_pipeline(passes)
     if progress:
-        from .passes import parse_pipeline
-        for p in parse_pipeline(text):
-            t0 = time.perf_counter()
-            module = opt.run(module, [p])
-            print(f"[lsrl.compile] {p.pipeline_text()}: {time.perf_counter() - t0:.3f} s", file=sys.stderr)
-    else:
-        module = opt.run(module, text)
+        print(f"[lsrl.compile] lsrl-opt -p '{text}'", file=sys.stderr)
+    module = opt.run(module, passes, time_passes=progress)
     if module.metadata.get("target") is None:
         raise CompileError(f"lsrl.compile: pipeline {text!r} did not end with a lowering (lower{{target=...}})")
-    if not exact:
-        from .targets.common import to_float_module
-        to_float_module(module)
-    return Model(module, source=source)
+    model = Model(module, source=source)
+    #: the pipeline that built the model, as ``lsrl-opt -p`` text
+    model.pipeline = text
+    return model

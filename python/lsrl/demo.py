@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import compile as compile_program
-from .compiler import ACTIVATIONS, TARGETS
+from .targets import available_targets
 from .errors import CompileError
 from .programs import (continuous_approximator, continuous_prompt, continuous_query, more_ones, token_map,
                        token_prompt)
@@ -64,17 +64,20 @@ def main(argv=None) -> int:
               f"{'compile s':>9} {'answer':<16} {'expected':<16} {'max |model - interp|':>20}")
     print(header)
     print("-" * len(header))
-    # A ReLU RNN cannot multiply, so it runs the programs built with the ReLU-based conditional.
-    gated_targets = tuple(t for t in TARGETS if t != "relu_rnn")
-    for conditional, targets in (("multiplicative", gated_targets), ("optimized", ("relu_rnn",))):
+    # A target that cannot multiply runs the programs built with the ReLU-based conditional.
+    registered = available_targets().values()
+    multiplying = tuple(t for t in registered if t.multiplies)
+    for conditional, targets in (("multiplicative", multiplying),
+                                 ("optimized", tuple(t for t in registered if not t.multiplies))):
         for label, program, prompt, expected, n_answer in paper_cases(conditional):
             if conditional == "optimized" and label == "more_ones":
                 continue
             reference = program(prompt)
             if args.plots is not None:
                 _write_program_picture(args.plots, label, program)
-            for target in targets:
-                for activations in ACTIVATIONS:
+            for architecture in targets:
+                target = architecture.name
+                for activations in architecture.activations:
                     start = time.perf_counter()
                     try:
                         model = compile_program(program, target=target, activations=activations,

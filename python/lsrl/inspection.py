@@ -13,16 +13,12 @@ from .ir.core import Op
 from .ir.matrix import Matrix, Vector
 
 __all__ = ["LayoutNames", "LayerInfo", "layer_infos", "summary_dict", "summary_text", "op_nnz",
-           "op_dense_count", "has_exact_constants", "dtype_name", "held_text", "capped", "GATES"]
+           "op_dense_count", "has_exact_constants", "dtype_name", "held_text", "capped"]
 
 # Longest label the summary and the pictures print for one slot, and for one list of held values.
 MAX_SLOT_LABEL = 32
 MAX_HOLDS = 60
 
-# Gate order of each recurrent target op (torch convention, docs/targets.md "Target ops").
-GATES = {"rnn_relu": ("",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-# Numbers an op carries from one token to the next, per hidden unit.
-_STATE_PER_UNIT = {"rnn_relu": 1, "lstm": 2, "gru": 1}
 # Unit roles whose name says nothing beyond the value the unit decodes to.
 _PLAIN_UNIT_ROLES = {"state", "relu", "carrier"}
 
@@ -224,7 +220,7 @@ def layer_infos(model) -> list[LayerInfo]:
     position = 1  # module.ops[0] is the input
     for info, group in zip(model.layers, model._layer_groups()):
         first = group[0]
-        if model.target == "linear_rnn":
+        if model.architecture.layer_form:
             state = first.dim if first.kind == "linstate" else 0
             width = max(op.dim for op in group)
             chain = [stages_meta[position + k] for k in range(len(group)) if position + k < len(stages_meta)]
@@ -232,7 +228,8 @@ def layer_infos(model) -> list[LayerInfo]:
             slots = [slot for k in range(len(group)) if position + k < len(layout)
                      for slot in _entry_slots(layout[position + k])]
         else:
-            state = first.dim * _STATE_PER_UNIT.get(first.kind, 1)
+            # numbers the op carries from one token to the next: one per unit and state part
+            state = first.dim * max(len(first.opdef.state_parts), 1)
             width = first.dim
             stage = info.get("stage") or "?"
             entry = layout[position] if position < len(layout) else {}

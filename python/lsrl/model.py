@@ -1,13 +1,12 @@
 """``lsrl.Model``: a compiled program lowered to a target architecture (api.md "Compilation").
 
 A model wraps the lowered IR module — a chain ``input → layer → … → layer → linear readout`` whose layers
-are the target's ops (``linstate``/``linear``/``relu``/``multi`` for ``linear_rnn``; ``rnn_relu``,
-``lstm`` or ``gru``) — and runs it layer by layer over whole sequences.  Every layer keeps its recurrent
-state explicitly, which is what :meth:`Model.stream` carries from one chunk to the next.
+are its target's ops (:mod:`lsrl.targets`) — and runs it layer by layer over whole sequences with every op's
+one numpy semantics (``OpDef.run``) or the C++ executor.  Every layer keeps its recurrent state explicitly,
+which is what :meth:`Model.stream` carries from one chunk to the next.
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import cached_property
 from typing import Iterable, Iterator
 
@@ -15,26 +14,19 @@ import numpy as np
 
 from .assumptions import (OPT_OUT, InputBounds, check_dtype_range, check_finite_outputs, check_sequence_length,
                           recorded_t_max)
-from .errors import CompileError, LsrlError, PrecisionError, ShapeError
+from .errors import CompileError, LsrlError, ModelFormatError, PrecisionError, ShapeError
 from .inspection import dtype_name, has_exact_constants, op_dense_count, op_nnz
 from .ir.core import Module, Op
-from .ir.matrix import Matrix, Vector, as_exact_scalar
+from .ir.layer_form import check_chain
+from .ir.matrix import as_exact_scalar
+from .ir.semantics import EvalContext
 from .ir.sequences import as_sequences
 from .precision import PrecisionReport, dtype_of, measure
+from .targets import Target, get_target, target_of_ops
 
 __all__ = ["Model", "load"]
 
 BACKENDS = ("numpy", "kernel")
-_TARGET_OPS = {
-    "linear_rnn": {"linstate", "linear", "relu", "multi"},
-    "relu_rnn": {"rnn_relu"},
-    "lstm": {"lstm"},
-    "gru": {"gru"},
-}
-
-
-def _zero(exact: bool):
-    return Fraction(0) if exact else 0.0
 
 
 class Model:
@@ -47,34 +39,22 @@ class Model:
     def __init__(self, module: Module, source: Module | None = None):
         if not isinstance(module, Module):
             raise TypeError(f"Model expects a lowered lsrl.ir.Module, got {type(module).__name__}")
-        from . import targets  # noqa: F401  (target op kinds must be registered)
-
         meta = module.metadata
         if meta.get("target") is None:
             meta = dict(meta, **_infer_target(module))
             module.metadata = meta
-        self.target = meta.get("target")
-        if self.target not in _TARGET_OPS:
-            raise CompileError(f"Model: module @{module.name} is not a lowered module (metadata 'target' is "
-                               f"{self.target!r}; expected one of {sorted(_TARGET_OPS)})")
+        if meta.get("target") is None:
+            raise CompileError(f"Model: module @{module.name} is not a lowered module (no metadata 'target', and "
+                               "its ops are not those of any registered target)")
+        #: the :class:`lsrl.targets.Target` the module was lowered for (``target`` is its name)
+        self.architecture: Target = get_target(meta["target"], "Model")
+        self.target = self.architecture.name
         self.activations = meta.get("activations", "ideal")
         module.verify()
-        ops = module.ops
-        if not ops or ops[0].kind != "input":
-            raise CompileError("Model: the lowered module must start with its input op")
-        for prev, op in zip(ops, ops[1:]):
-            if op.operands != [prev]:
-                raise CompileError(f"Model: the lowered module must be a chain; {op.describe()} does not read "
-                                   "the op before it")
-        if module.output is not ops[-1] or ops[-1].kind != "linear" or len(ops) < 2:
-            raise CompileError("Model: the lowered module must end with a linear readout")
-        allowed = _TARGET_OPS[self.target]
-        for op in ops[1:-1]:
-            if op.kind not in allowed:
-                raise CompileError(f"Model: {op.describe()} is not an op of target {self.target!r} "
-                                   f"(allowed: {sorted(allowed)})")
+        check_chain(module, self.architecture.op_kinds, "Model", readout=True, error=CompileError)
+        _check_metadata(module, self.architecture, self.activations)
         self.module = module
-        self._ops = ops[1:]
+        self._ops = module.ops[1:]
         #: the program this model was compiled from (what :meth:`check` compares with); None once loaded
         self.source = source
 
@@ -98,15 +78,7 @@ class Model:
         return has_exact_constants(self._ops)
 
     def _layer_groups(self) -> list[list[Op]]:
-        body = self._ops[:-1]
-        if self.target != "linear_rnn":
-            return [[op] for op in body]
-        groups: list[list[Op]] = []
-        for op in body:
-            if op.kind == "linstate" or not groups:
-                groups.append([])
-            groups[-1].append(op)
-        return groups
+        return self.architecture.layer_groups(self._ops[:-1])
 
     @property
     def layers(self) -> list[dict]:
@@ -115,25 +87,17 @@ class Model:
         stages = self.module.metadata.get("stages") or []
         out = []
         for i, group in enumerate(self._layer_groups()):
-            first = group[0]
-            info = {"index": i, "input_size": first.operands[0].dim, "nnz": sum(op_nnz(op) for op in group)}
-            if self.target == "linear_rnn":
-                has_multi = any(op.kind == "multi" for op in group)
-                info.update(kind="gated_linear_rnn" if has_multi else "linear_rnn",
-                            hidden_size=first.dim if first.kind == "linstate" else 0,
-                            output_size=group[-1].dim,
-                            ops=[(op.kind, op.dim) for op in group])
-            else:
-                info.update(kind=first.kind, hidden_size=first.dim, output_size=first.dim)
-                if i < len(stages) and isinstance(stages[i], dict):
-                    info["stage"] = stages[i].get("stage")
+            info = {"index": i, "input_size": group[0].operands[0].dim, "nnz": sum(op_nnz(op) for op in group)}
+            info.update(self.architecture.layer_info(group))
+            if not self.architecture.layer_form and i < len(stages) and isinstance(stages[i], dict):
+                info["stage"] = stages[i].get("stage")
             out.append(info)
         return out
 
     @property
     def widths(self) -> list[int]:
         """The length of every vector computed per step: each state/hidden vector and every MLP vector
-        (for ``linear_rnn`` every op's output), then the readout's output."""
+        (for a layer-form target every op's output), then the readout's output."""
         return [op.dim for op in self._ops]
 
     @property
@@ -191,8 +155,9 @@ class Model:
              dtype: np.dtype = np.dtype(np.float64)) -> tuple[np.ndarray, list]:
         if backend not in BACKENDS:
             raise ValueError(f"Model: backend must be one of {BACKENDS}, got {backend!r}")
-        if exact and self.activations == "standard" and self.target in ("lstm", "gru"):
-            raise LsrlError("Model: a standard-activation model (sigmoid/tanh) cannot run in exact arithmetic")
+        if exact and self.activations not in self.architecture.exact_activations:
+            raise LsrlError(f"Model: a {self.target} model with {self.activations} activations (sigmoid/tanh) cannot "
+                            "run in exact arithmetic")
         if dtype != np.float64 and (exact or backend != "kernel"):
             raise ValueError(f"Model: dtype={dtype.name!r} runs in the C++ executor: use backend='kernel' "
                              "(the numpy backend and exact=True compute in float64 / rationals)")
@@ -202,9 +167,10 @@ class Model:
             from .runtime.executor import run as run_kernel
             y, new_states = run_kernel(self.module, x, states, dtype=dtype)
             return y, list(new_states)
+        ctx = EvalContext(exact=exact, backend="numpy", batch=x.shape[0], length=x.shape[1])
         new_states = []
         for op, state in zip(self._ops, states):
-            x, state = run_layer(op, x, state, exact, backend)
+            x, state = op.opdef.run(op, [x], state, ctx)
             new_states.append(state)
         return x, new_states
 
@@ -314,85 +280,67 @@ class Model:
         save_model(self, path)
 
     def to_torch(self):
-        """A float64 ``torch.nn.Module`` (one ``nn.RNN``/``nn.LSTM``/``nn.GRU`` per layer + readout) taking
-        ``(B, T, d_in)`` and returning ``(B, T, d_out)``."""
-        from .targets.torch_export import to_torch
+        """A float64 ``torch.nn.Module`` (one torch module per layer — the architecture's own recurrent module
+        where torch has one — and the readout) taking ``(B, T, d_in)`` and returning ``(B, T, d_out)``."""
+        from .targets.shared.torch_export import to_torch
         return to_torch(self)
 
     def to_onnx(self, path, **options):
-        """Write an ONNX model (standard ``RNN``/``LSTM``/``GRU`` ops; input ``x`` ``[T, B, d_in]``,
-        output ``y`` ``[T, B, d_out]``)."""
-        from .targets.onnx_export import to_onnx
+        """Write an ONNX model (standard recurrent ops; input ``x`` ``[T, B, d_in]``, output ``y``
+        ``[T, B, d_out]``); ``dtype="float64"`` writes ``Scan`` layers instead."""
+        from .targets.shared.onnx_export import to_onnx
         return to_onnx(self, path, **options)
 
 
 def load(path) -> Model:
     """Load a model saved by :meth:`Model.save` (validates everything; never executes code)."""
-    from .serialization import load_model
-    return load_model(path)
+    from .serialization import model_paths, read_module
+    module = read_module(path)
+    try:
+        return Model(module)
+    except LsrlError as e:
+        raise ModelFormatError(f"{model_paths(path)[0]}: model: {e}") from None
 
-
-# ------------------------------------------------------------------------------------------ layers
 
 def _infer_target(module: Module) -> dict:
     """Target and activations of a lowered module whose metadata was lost (e.g. parsed from text)."""
-    kinds = {op.kind for op in module.ops[1:-1]}
-    for target, allowed in (("relu_rnn", {"rnn_relu"}), ("lstm", {"lstm"}), ("gru", {"gru"})):
-        if kinds and kinds <= allowed:
-            acts = {op.attrs.get("activations", "ideal") for op in module.ops[1:-1]}
-            return {"target": target, "activations": acts.pop() if len(acts) == 1 else "ideal"}
-    if kinds <= _TARGET_OPS["linear_rnn"]:
-        return {"target": "linear_rnn", "activations": "ideal"}
-    return {}
+    target = target_of_ops({op.kind for op in module.ops[1:-1]})
+    if target is None:
+        return {}
+    modes = {op.attrs["activations"] for op in module.ops[1:-1] if "activations" in op.attrs}
+    return {"target": target.name, "activations": modes.pop() if len(modes) == 1 else "ideal"}
 
 
-def run_layer(op: Op, x: np.ndarray, state, exact: bool, backend: str = "numpy"):
-    """Run one op of a lowered chain over ``x`` ``(B, T, d)`` from ``state`` (None = initial);
-    returns ``(y, state)``."""
-    kind = op.kind
-    if kind == "linear":
-        return _affine(op.attrs["A"], op.attrs["b"], x, exact), None
-    if kind == "relu":
-        if exact:
-            out = np.empty(x.shape, dtype=object)
-            out[...] = _zero(True)
-            pos = np.asarray(x > 0, dtype=bool)
-            out[pos] = x[pos]
-            return out, None
-        return np.maximum(x, 0.0), None
-    if kind == "multi":
-        h = x.shape[-1] // 2
-        return x[..., :h] * x[..., h:], None
-    if kind == "linstate":
-        return _linstate(op, x, state, exact, backend)
-    from .targets.ops import run_op
-    return run_op(op, x, state, exact, backend)
+def _check_metadata(module: Module, target: Target, activations: str) -> None:
+    """The metadata must describe the ops: what ``Model`` reports (activations, ``layers``, ``summary``) and
+    enforces (``t_max``) comes from it."""
+    from .assumptions import validate_t_max
 
+    def fail(where: str, message: str):
+        raise CompileError(f"Model: metadata.{where}: {message}")
 
-def _affine(m: Matrix, b: Vector, x: np.ndarray, exact: bool) -> np.ndarray:
-    if exact:
-        return m.apply(x) + b.array(True)
-    return m.apply(x) + b.to_float().values
-
-
-def _linstate(op: Op, x: np.ndarray, state, exact: bool, backend: str):
-    batch, length = x.shape[0], x.shape[1]
-    k = op.dim
-    u = _affine(op.attrs["B"], op.attrs["bias"], x, exact)
-    if state is None:
-        init = op.attrs["init"].array(exact)
-        state = np.empty((batch, k), dtype=init.dtype)
-        state[...] = init
-    if length == 0:
-        return np.zeros((batch, 0, k), dtype=object if exact else np.float64), state
-    if exact:
-        a = op.attrs["A"]
-        out = np.empty((batch, length, k), dtype=object)
-        prev = state
-        for t in range(length):
-            prev = a.apply(prev) + u[:, t]
-            out[:, t] = prev
-        return out, prev
-    from .runtime.scan import linear_scan
-    s = linear_scan(op.attrs["A"].scipy(), u, np.ascontiguousarray(state, dtype=np.float64), backend=backend)
-    return s, s[:, -1].copy()
+    if activations not in target.activations:
+        fail("activations", f"unknown activations {activations!r} for target {target.name!r}")
+    ops = module.ops
+    layers = ops[1:-1]
+    for i, op in enumerate(layers):
+        if "activations" in op.attrs and op.attrs["activations"] != activations:
+            fail("activations", f"the model says {activations!r} but {op.describe()} has activations "
+                                f"{op.attrs['activations']!r}")
+    meta = module.metadata
+    if "standard" in meta and (activations != "standard" or activations in target.exact_activations):
+        fail("standard", f"standard-mode constants in a {target.name}/{activations} model")
+    validate_t_max(meta.get("t_max"), "Model: metadata", CompileError)
+    # a layer-form target records one stage per op (the input included); the others one per layer
+    expected_stages = len(ops) if target.layer_form else len(layers)
+    stages = meta.get("stages")
+    if stages is not None:
+        if not isinstance(stages, list) or len(stages) != expected_stages:
+            fail("stages", f"expected a list of {expected_stages} stages (one per "
+                           f"{'op' if target.layer_form else 'layer'})")
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, dict) or not isinstance(stage.get("stage"), str):
+                fail(f"stages[{i}]", "expected an object with a string 'stage'")
+    layout = meta.get("layout")
+    if layout is not None and (not isinstance(layout, list) or len(layout) != len(ops)):
+        fail("layout", f"expected a list of {len(ops)} entries (one per op, the input included)")

@@ -10,13 +10,14 @@ Layout on disk (``docs/targets.md``, "Saved models"):
 * ``weights.safetensors`` — every matrix as CSR (``<op>.<attr>.indptr`` / ``.indices`` int64,
   ``.data`` float64) and every vector as one float64 tensor.
 
-:func:`load_model` trusts nothing: it reads regular files only, each bounded in size
+:func:`read_module` trusts nothing: it reads regular files only, each bounded in size
 (:data:`MAX_JSON_BYTES`, :data:`MAX_WEIGHTS_BYTES`), checks the weights' SHA-256 against ``weights_sha256``,
 the JSON schema (integers of at most 20 digits, rationals within the float range), every tensor's
-dtype/shape/value range, that every tensor is used exactly once, that every attribute is one the op kind
-declares, rebuilds the ops through the op registry, verifies the module and the chain structure and checks
-the metadata against the ops (activations, stages, layout, ``t_max``); any problem raises
-:class:`ModelFormatError` naming the file and the offending entry.  :func:`save_model` writes each file to a
+dtype/shape/value range, that every tensor is used exactly once, that the target is registered and every op
+kind is one of its kinds, that every attribute is one the op kind declares, and rebuilds the chain of ops
+through the op registry and verifies it; any problem raises :class:`ModelFormatError` naming the file and the
+offending entry.  :func:`lsrl.load` then builds the :class:`lsrl.Model`, whose own checks (the chain is a
+model of its target, the metadata describes the ops) apply to a loaded module as to a compiled one.  :func:`save_model` writes each file to a
 temporary file and renames it into place, so it never writes through a symlink planted at the destination.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ import scipy.sparse as sp
 from .assumptions import FLOAT64_MAX, MAX_DIMENSION, validate_t_max
 from .errors import LsrlError, ModelFormatError, ModelSaveError, VerifyError
 
-__all__ = ["save_model", "load_model", "ModelFormatError", "ModelSaveError", "FORMAT", "FORMAT_VERSION",
+__all__ = ["save_model", "read_module", "ModelFormatError", "ModelSaveError", "FORMAT", "FORMAT_VERSION",
            "model_paths", "MAX_JSON_BYTES", "MAX_WEIGHTS_BYTES"]
 
 FORMAT = "lsrl.model"
@@ -46,7 +47,7 @@ FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "model.json"
-#: the largest model.json / weights file :func:`load_model` reads (larger ones are rejected before reading)
+#: the largest model.json / weights file :func:`read_module` reads (larger ones are rejected before reading)
 MAX_JSON_BYTES = 256 << 20
 MAX_WEIGHTS_BYTES = 8 << 30
 _RATIONAL_RE = re.compile(r"-?[0-9]{1,4000}(/[1-9][0-9]{0,4000})?\Z")
@@ -358,7 +359,7 @@ class _Loader:
         from safetensors.numpy import load as load_tensors
 
         from .ir.core import OPS, Module, Op
-        from .model import _TARGET_OPS, Model
+        from .targets import available_targets
 
         raw = _read_regular_file(self.json_path, MAX_JSON_BYTES)
         try:
@@ -382,10 +383,11 @@ class _Loader:
         if version >= 2 and (not isinstance(digest, str) or not _SHA256_RE.match(digest)):
             self.fail("weights_sha256", "format version 2 needs the weights' SHA-256 as 64 hex digits")
         target = self.str_(doc["target"], "target")
-        if target not in _TARGET_OPS:
-            self.fail("target", f"unknown target {target!r}")
+        architecture = available_targets().get(target)
+        if architecture is None:
+            self.fail("target", f"unknown target {target!r} (registered: {', '.join(available_targets())})")
         activations = self.str_(doc["activations"], "activations")
-        if activations not in ("ideal", "standard"):
+        if activations not in architecture.activations:
             self.fail("activations", f"unknown activations {activations!r}")
         name = self.str_(doc["name"], "name")
         weights = _read_regular_file(self.weights_path, MAX_WEIGHTS_BYTES)
@@ -412,7 +414,7 @@ class _Loader:
             self.fail("ops", "expected a non-empty list")
         if len(ops_doc) > 100000:
             self.fail("ops", "too many ops")
-        allowed = _TARGET_OPS[target] | {"linear"}
+        allowed = architecture.op_kinds | {"linear"}
         ops = [input_op]
         prev = input_op
         for i, entry in enumerate(ops_doc):
@@ -453,44 +455,17 @@ class _Loader:
         meta = doc["metadata"]
         if not isinstance(meta, dict):
             self.fail("metadata", "expected an object")
-        self.check_metadata(meta, ops, target, activations)
+        validate_t_max(meta.get("t_max"), f"{self.json_path}: metadata", ModelFormatError)
         module = Module(ops, prev, name=name, metadata=dict(meta, target=target, activations=activations))
         try:
-            module.verify()
-            return Model(module)
+            return module.verify()
         except LsrlError as e:
-            self.fail("model", str(e))
+            self.fail("module", str(e))
 
     def json_int(self, text: str) -> int:
         if len(text.lstrip("-")) > _MAX_INT_DIGITS:
             self.fail("json", f"integer of {len(text)} digits (at most {_MAX_INT_DIGITS})")
         return int(text)
-
-    def check_metadata(self, meta: dict, ops: list, target: str, activations: str) -> None:
-        """The metadata a compiled model carries must describe its ops: what ``Model`` reports (activations,
-        ``layers``, ``summary``) and enforces (``t_max``) comes from here."""
-        layers = ops[1:-1]  # between the input and the readout
-        if target in ("lstm", "gru"):
-            for i, op in enumerate(layers):
-                if op.attrs.get("activations") != activations:
-                    self.fail("activations", f"the model says {activations!r} but ops[{i}] ({op.kind}) has "
-                                             f"activations {op.attrs.get('activations')!r}")
-        if "standard" in meta and not (activations == "standard" and target in ("lstm", "gru")):
-            self.fail("metadata.standard", f"standard-mode constants in a {target}/{activations} model")
-        validate_t_max(meta.get("t_max"), f"{self.json_path}: metadata", ModelFormatError)
-        # linear_rnn records one stage per op (the input included); the recurrent targets one per layer
-        expected_stages = len(ops) if target == "linear_rnn" else len(layers)
-        stages = meta.get("stages")
-        if stages is not None:
-            if not isinstance(stages, list) or len(stages) != expected_stages:
-                self.fail("metadata.stages", f"expected a list of {expected_stages} stages (one per "
-                                             f"{'op' if target == 'linear_rnn' else 'layer'})")
-            for i, stage in enumerate(stages):
-                if not isinstance(stage, dict) or not isinstance(stage.get("stage"), str):
-                    self.fail(f"metadata.stages[{i}]", "expected an object with a string 'stage'")
-        layout = meta.get("layout")
-        if layout is not None and (not isinstance(layout, list) or len(layout) != len(ops)):
-            self.fail("metadata.layout", f"expected a list of {len(ops)} entries (one per op, the input included)")
 
 
 def _read_regular_file(path: Path, limit: int) -> bytes:
@@ -525,7 +500,10 @@ def _read_regular_file(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
-def load_model(path):
+def read_module(path):
+    """The lowered module saved at ``path`` (its ops and metadata), after checking the file format; a
+    :class:`ModelFormatError` names the file and the entry that is wrong.  :func:`lsrl.load` builds the Model
+    (which checks that the module is a model of its target)."""
     json_path, weights_path = model_paths(path)
     if _as_path(path).suffix not in (".json", ".safetensors") and not _as_path(path).is_dir():
         raise ModelFormatError(f"{path}: no saved model here (expected a directory with {META_FILE} and "

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LsrlError, OptionError
-from .inspection import GATES, LayoutNames, capped, held_text, layer_infos
+from .inspection import LayoutNames, capped, held_text, layer_infos
+from .ir.layer_form import LAYER_FORM_KINDS, chain_problems
 from .ir.core import OPS, Module, Op
-from .ir.printer import ssa_names
+from .ir.names import ssa_names
 
 __all__ = ["to_dot", "render", "plot_weights", "graph_of", "graphviz_available", "Graph", "SUFFIXES", "ENGINES",
            "GRAPHVIZ_NODE_LIMIT"]
@@ -260,7 +261,7 @@ def _is_layer_form(module: Module) -> bool:
     stages, layout = meta.get("stages"), meta.get("layout")
     if not isinstance(stages, list) or not isinstance(layout, list) or not len(stages) == len(layout) == len(ops):
         return False
-    return all(op.operands == [prev] for prev, op in zip(ops, ops[1:])) and module.output is ops[-1]
+    return not chain_problems(module, LAYER_FORM_KINDS)
 
 
 def _held_lines(names: LayoutNames, slots) -> list[str]:
@@ -307,7 +308,7 @@ def _layer_form_graph(module: Module, title: str) -> Graph:
 
 def _model_graph(model) -> Graph:
     title = f"{model.target}/{model.activations} model of @{model.module.name}"
-    if model.target == "linear_rnn":
+    if model.architecture.layer_form:
         if _is_layer_form(model.module):
             return _layer_form_graph(model.module, title)
         return _program_graph(model.module, collapse=False, expand=())  # no layout: the chain of ops
@@ -708,13 +709,13 @@ def _weight_rows(model, layers) -> list[_PanelRow]:
                 meta = stages[j] if j < len(stages) and isinstance(stages[j], dict) else {}
                 rows.append(_PanelRow(f"layer {i} · {meta.get('stage', '')}{meta.get('index', '')} linear", own,
                                       [_panel("A | b", a["A"], [("b", a["b"])], inputs)]))
-            elif op.kind in GATES:
+            elif op.opdef.gates:
                 h = op.dim
-                gates = GATES[op.kind]
+                gates = op.opdef.gates
                 panels = []
                 for matrix, bias, columns in (("W_ih", "b_ih", inputs), ("W_hh", "b_hh", own)):
                     for g, gate in enumerate(gates):
-                        title = f"{matrix}·{gate} | {bias}" if gate else f"{matrix} | {bias}"
+                        title = f"{matrix}·{gate} | {bias}" if len(gates) > 1 else f"{matrix} | {bias}"
                         panel = _panel(title, a[matrix], [(bias, a[bias])], columns, slice(g * h, (g + 1) * h))
                         panel.label_columns = g == 0
                         panels.append(panel)

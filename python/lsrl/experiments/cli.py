@@ -13,14 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
-from ..compiler import ACTIVATIONS, TARGETS
+from ..targets import all_activations, available_targets, default_target
 from .protocol import (COMPILES, DTYPES, PAPER_SEEDS, PAPER_SIGMAS, PROGRAMS, QUICK_SEEDS, QUICK_SIGMAS, VARIANTS)
 
 __all__ = ["main", "fig4"]
 
 
 def fig4(out=None, *, quick: bool = False, programs=PROGRAMS, variants=VARIANTS, compiles=tuple(COMPILES),
-         targets=("linear_rnn",), activations=("ideal",), dtypes=("float64",), sigmas=None, seeds=None,
+         targets=None, activations=("ideal",), dtypes=("float64",), sigmas=None, seeds=None,
          scheduler: str | None = None, workers: int | None = None, backend: str = "kernel", resume: bool = True,
          progress: bool = True):
     """Run the Fig. 4 grid and return its scores as a pandas DataFrame (one row per instance).
@@ -108,9 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", type=_list(VARIANTS, VARIANTS), default=VARIANTS)
     run.add_argument("--compiles", type=_list(tuple(COMPILES), tuple(COMPILES)), default=tuple(COMPILES),
                      help="reference (debranch{mode=reference}, the paper's compile), ours (the default pipeline)")
-    run.add_argument("--targets", type=_list(TARGETS, TARGETS), default=("linear_rnn",),
-                     help="comma-separated targets or 'all' (default linear_rnn, the paper's)")
-    run.add_argument("--activations", type=_list(ACTIVATIONS, ACTIVATIONS), default=("ideal",),
+    targets, modes = tuple(available_targets()), all_activations()
+    run.add_argument("--targets", type=_list(targets, targets), default=(default_target().name,),
+                     help=f"comma-separated targets or 'all' (default {default_target().name}, the paper's)")
+    run.add_argument("--activations", type=_list(modes, modes), default=("ideal",),
                      help="ideal, standard or all")
     run.add_argument("--dtypes", type=_list(DTYPES, DTYPES), default=("float64",), help="float64, float32 or all")
     run.add_argument("--sigmas", type=_sigmas, default=None, help="noise levels (default the paper's five)")

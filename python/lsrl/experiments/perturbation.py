@@ -18,9 +18,9 @@ import numpy as np
 
 from ..ir.core import Module
 from ..ir.matrix import Matrix, Vector
-from ..model import Model, run_layer
+from ..ir.semantics import run_op
+from ..model import Model
 from ..runtime.executor import run as run_kernel
-from ..targets.ops import initial_state
 
 __all__ = ["INITIAL_STATE_ATTRS", "BACKENDS", "perturb", "pinned_outputs", "record_clean_states",
            "parameter_entries"]
@@ -97,7 +97,7 @@ def _run(model: Model, xs: np.ndarray, states: list | None, dtype: str, backend:
     finals = []
     x = np.asarray(xs, dtype=np.float64)
     for op, state in zip(ops, states):
-        x, state = run_layer(op, x, state, False, "numpy")
+        x, state = run_op(op, [x], state)
         finals.append(state)
     return x, finals
 
@@ -136,9 +136,7 @@ def record_clean_states(model: Model, xs: np.ndarray, steps: np.ndarray, dtype: 
 
 def _initial(op, batch: int):
     """The op's initial state in the executors' layout, for pinning a step that starts from it."""
-    if op.kind == "linstate":
-        return np.broadcast_to(op.attrs["init"].array(False), (batch, op.dim)).copy()
-    return initial_state(op, batch, False)
+    return run_op(op, [np.zeros((batch, 0, op.operands[0].dim))])[1]
 
 
 def _stack_states(model: Model, per_step: list, batch: int) -> list:
@@ -146,7 +144,7 @@ def _stack_states(model: Model, per_step: list, batch: int) -> list:
     ops = model.module.ops[1:]
     stacked = []
     for slot, op in enumerate(ops):
-        if op.kind not in ("linstate", "rnn_relu", "lstm", "gru"):
+        if not op.opdef.stateful:
             stacked.append(None)
             continue
         states = [step[slot] if step is not None and step[slot] is not None else _initial(op, batch)

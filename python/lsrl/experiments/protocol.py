@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..compiler import ACTIVATIONS, TARGETS
+from ..targets import all_activations, available_targets, default_target
 from ..programs import (CONDITIONALS, continuous_approximator, continuous_prompt, continuous_query,
                         create_test_target_function, draw_queries, random_token_map, token_map, token_prompt)
 
@@ -59,7 +59,7 @@ class ModelKey:
     program: str
     variant: str
     compile: str
-    target: str = "linear_rnn"
+    target: str = dataclasses.field(default_factory=lambda: default_target().name)  # the paper's architecture
     activations: str = "ideal"
     dtype: str = "float64"
 
@@ -67,8 +67,8 @@ class ModelKey:
         _check_choice("program", self.program, PROGRAMS)
         _check_choice("conditional variant", self.variant, VARIANTS)
         _check_choice("compile", self.compile, COMPILES)
-        _check_choice("target", self.target, TARGETS)
-        _check_choice("activations", self.activations, ACTIVATIONS)
+        _check_choice("target", self.target, tuple(available_targets()))
+        _check_choice("activations", self.activations, all_activations())
         _check_choice("dtype", self.dtype, DTYPES)
 
     def label(self) -> str:
@@ -99,9 +99,10 @@ class Instance:
         return np.random.SeedSequence(int.from_bytes(digest[:16], "little"))
 
 
-def grid(programs=PROGRAMS, variants=VARIANTS, compiles=tuple(COMPILES), targets=("linear_rnn",),
-         activations=("ideal",), dtypes=("float64",), sigmas=PAPER_SIGMAS, seeds=range(PAPER_SEEDS)) -> list:
-    """Every instance of the cross product, in the canonical (sorted) order of ``scores.csv``."""
+def grid(programs=PROGRAMS, variants=VARIANTS, compiles=tuple(COMPILES), targets=None, activations=("ideal",), dtypes=("float64",), sigmas=PAPER_SIGMAS, seeds=range(PAPER_SEEDS)) -> list:
+    """Every instance of the cross product, in the canonical (sorted) order of ``scores.csv``; ``targets``
+    defaults to the paper's architecture (the default target)."""
+    targets = (default_target().name,) if targets is None else targets
     keys = [ModelKey(*combo) for combo in itertools.product(programs, variants, compiles, targets, activations,
                                                             dtypes)]
     instances = {Instance(key, float(sigma), int(seed)) for key in keys for sigma in sigmas for seed in seeds}

@@ -27,7 +27,7 @@ __all__ = ["CompiledModel", "compile_model", "evaluate_block", "run_grid", "Grid
 
 @dataclasses.dataclass
 class CompiledModel:
-    """A compiled model, or why its key cannot be compiled (e.g. ``relu_rnn`` cannot multiply)."""
+    """A compiled model, or why its key cannot be compiled (e.g. a target that cannot multiply)."""
     model: Model | None
     problem: str | None
     seconds: float

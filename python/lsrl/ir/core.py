@@ -3,8 +3,9 @@
 A :class:`Module` is a single block of single-result ops in topological order, with exactly one
 ``input`` op and one returned op.  Ops reference their operands directly (an op *is* its SSA value).
 Every op kind, including the target dialects' ops, is described by an :class:`OpDef` in ``OPS``: its
-attributes, operand count, result-dimension rule and (registered by the interpreter or a target) its
-forward function over whole sequences.
+attributes, operand count, result-dimension rule, its one numpy semantics (``run``, the core ops' in
+:mod:`lsrl.ir.semantics`, a target's ops in the target's module) and, for ops the C++ kernel runs, its
+kernel descriptor.
 """
 from __future__ import annotations
 
@@ -45,16 +46,32 @@ class ShapeProblem(Exception):
 
 @dataclass
 class OpDef:
+    """An op kind.
+
+    ``run(op, inputs, state, ctx) -> (output, state)`` is the op's meaning over whole sequences, the one the
+    interpreter, :class:`lsrl.Model` and the kernel's differential tests all use: ``inputs`` holds one
+    ``(B, T, d_i)`` array per operand (float64, or object arrays of Fractions when ``ctx.exact``), ``state`` is
+    the op's state before the first step (None: its initial state; always None for stateless ops) and the
+    result is ``(B, T, dim)`` in the same domain with the state after the last step (None when stateless).
+    ``ctx`` is an :class:`lsrl.ir.semantics.EvalContext`.  ``run`` must not modify its inputs in place.
+
+    ``kernel(op, dtype) -> dict`` writes the node descriptor the C++ executor runs the op as (None: the kernel
+    cannot run it); ``state_parts`` names the arrays a stateful op's state is made of (``("h", "c")`` is the
+    state tuple ``(h, c)``, each of width ``dim``); ``gates`` names the row blocks of a recurrent cell's stacked
+    weight matrices, in storage order.
+    """
     name: str
     summary: str
     infer: Callable[["Op"], int]
     attrs: dict = field(default_factory=dict)
     num_operands: int | None = 1  # None = variadic (at least one)
     stateful: bool = False
-    # forward(op, inputs, exact) -> output; inputs are (B, T, d) arrays (float64, or object for exact)
-    forward: Callable | None = None
+    run: Callable | None = None
     # default values of optional attributes, computed from the op (e.g. zero bias of the right length)
     defaults: Callable[["Op"], dict] | None = None
+    kernel: Callable | None = None
+    state_parts: tuple = ()
+    gates: tuple = ()
 
 
 OPS: dict[str, OpDef] = {}

@@ -5,265 +5,34 @@ implements the semantics of ``language.md`` §1 as directly as possible while st
 
 * **op at a time over the whole sequence** (the equivalent order of §1): every value is a ``(B, T, d)``
   array; a non-state op maps its operands' arrays row-wise and a ``linstate`` is a linear scan over time
-  (``lsrl.runtime.scan.linear_scan``).  There is no per-token Python loop in float mode.
-* **dispatch through the op registry**: ``interpret`` calls ``OPS[op.kind].forward`` for every op, so
-  dialect ops registered by other modules (targets) are interpreted exactly like the core ops.  The one
-  exception is an optimisation: core ``linstate`` ops that cannot read each other (same number of states
-  on their longest path from the input) are scanned together as one block-diagonal recurrence — unless
-  ``OPS["linstate"].forward`` has been replaced, in which case every linstate goes through it.
-* **layout**: float values are kept feature-major in memory (a ``(B, T, d)`` view of a ``(d, B*T)``
-  array) so that sparse products, slices and concatenations touch contiguous rows; forwards see ordinary
-  ``(B, T, d)`` arrays and need not care.
-
-Forward-function contract (for anyone registering an op)::
-
-    forward(op, inputs, exact) -> array          # or
-    forward(op, inputs, exact, *, ctx) -> array  # when it needs the scan backend or (B, T)
-
-``inputs`` holds one ``(B, T, d_i)`` array per operand (float64, or object arrays of
-:class:`fractions.Fraction` when ``exact``); the result must be ``(B, T, op.dim)`` in the same domain.
-Forwards must not modify their inputs in place (results may be views of them).  A forward receives
-``ctx`` (an :class:`EvalContext`: ``exact``, ``backend``, ``batch``, ``length``) when its signature has a
-``ctx`` parameter or ``**kwargs``.  :func:`cached` memoises derived constants (dense copies, exact rows …)
-per op across calls.
+  (:func:`lsrl.scan.linear_scan`).  There is no per-token Python loop in float mode.
+* **dispatch through the op registry**: ``interpret`` calls ``OPS[op.kind].run`` (from each op's initial
+  state; :mod:`lsrl.ir.semantics` defines the core ops', a target module its own ops'), so target ops are
+  interpreted exactly like the core ops.  The one exception is an optimisation: core ``linstate`` ops that
+  cannot read each other (same number of states on their longest path from the input) are scanned together as
+  one block-diagonal recurrence — unless ``OPS["linstate"].run`` has been replaced, in which case every
+  linstate goes through it.
 
 Numeric domains: in float mode exact constants are rounded to float64 when used; in exact mode floats
 (constants and inputs) are taken at their exact binary value (``docs/exact_arithmetic.md``).
 """
 from __future__ import annotations
 
-import inspect
-import weakref
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import numpy as np
 
 from ..assumptions import InputBounds, check_sequence_length, recorded_t_max
-from ..errors import ShapeError, VerifyError
+from ..errors import VerifyError
+from ..scan import kernel_available, linear_scan, scan_structure
 from .core import OPS, Module, Op, as_module
-from .matrix import Matrix, Vector, as_exact_scalar
+from .matrix import as_exact_scalar
+from .semantics import (EvalContext, _bias, cached, csr_times, feature_major, from_feature_major, run_linstate)
 from .sequences import as_sequences
 
-__all__ = ["interpret", "EvalContext", "cached", "exact_affine", "float_affine", "csr_times", "feature_major",
-           "from_feature_major", "BACKENDS"]
+__all__ = ["interpret", "EvalContext", "BACKENDS"]
 
 BACKENDS = ("auto", "kernel", "numpy")
-
-_ZERO = Fraction(0)
-
-
-@dataclass(frozen=True)
-class EvalContext:
-    """What a forward function may need besides its operands.
-
-    ``backend`` is the resolved scan backend (``"kernel"`` or ``"numpy"``); ``batch`` and ``length`` are
-    the ``B`` and ``T`` of the arrays being evaluated.
-    """
-    exact: bool
-    backend: str
-    batch: int
-    length: int
-
-
-# ------------------------------------------------------------------------------------------ caching
-
-# op -> {key: (sources, derived)}.  Passes mutate ``op.attrs`` but attribute values (Matrix, Vector) are
-# immutable, so a derived constant stays valid exactly as long as its source objects are the same ones.
-_CACHE: "weakref.WeakKeyDictionary[Op, dict]" = weakref.WeakKeyDictionary()
-
-
-def cached(op: Op, key: str, sources: tuple, make: Callable[[], object]):
-    """``make()``, computed once per ``(op, key)`` while the objects in ``sources`` (immutable attribute
-    values, compared by identity) stay the same."""
-    entries = _CACHE.get(op)
-    if entries is None:
-        entries = {}
-        _CACHE[op] = entries
-    hit = entries.get(key)
-    if hit is not None:
-        old = hit[0]
-        if len(old) == len(sources) and all(p is q for p, q in zip(old, sources)):
-            return hit[1]
-    value = make()
-    entries[key] = (tuple(sources), value)
-    return value
-
-
-def _bias(vec: Vector, exact: bool) -> np.ndarray | None:
-    """The vector's values, or None when it is zero (nothing to add)."""
-    return None if vec.is_zero() else vec.array(exact)
-
-
-def _exact_rows(mat: Matrix) -> tuple:
-    """Rows as tuples of ``(col, Fraction)`` pairs."""
-    return tuple(tuple(sorted(r.items())) for r in mat.exact_rows())
-
-
-# ------------------------------------------------------------------------------------------ affine maps
-
-try:  # the routine behind scipy's ``csr @ dense``; its operator dispatch costs several times the product
-    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
-except ImportError:  # pragma: no cover - private scipy module moved
-    _csr_matvecs = None
-
-
-def feature_major(x: np.ndarray) -> np.ndarray:
-    """``x`` (``(B, T, d)``) as a C-contiguous ``(d, B*T)`` array: a view when ``x`` already has the
-    interpreter's preferred layout (see :func:`from_feature_major`), else a copy."""
-    return np.ascontiguousarray(x.transpose(2, 0, 1)).reshape(x.shape[-1], -1)
-
-
-def from_feature_major(values: np.ndarray, batch: int, length: int) -> np.ndarray:
-    """The ``(B, T, d)`` view of a C-contiguous ``(d, B*T)`` array.
-
-    Float values are stored feature-major (each coordinate's ``B*T`` samples contiguous): sparse products,
-    slices and concatenations then work on whole contiguous rows, and elementwise numpy operations keep
-    the layout of their operands."""
-    return values.reshape(values.shape[0], batch, length).transpose(1, 2, 0)
-
-
-def csr_times(csr, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``csr @ x`` for a C-contiguous float64 ``(d, n)`` block, written to ``out`` (C-contiguous ``(m, n)``,
-    zeroed) when given.  Each entry is the sum of its row's products in index order, independent of the
-    other columns: a token's result does not depend on the batch or the sequence it belongs to."""
-    m, d = csr.shape
-    n = x.shape[1]
-    if _csr_matvecs is not None and csr.data.dtype == np.float64 and csr.indices.dtype == csr.indptr.dtype:
-        if out is None:
-            out = np.zeros((m, n))
-        else:
-            out[...] = 0.0
-        try:
-            _csr_matvecs(m, d, n, csr.indptr, csr.indices, csr.data, x.ravel(), out.ravel())
-            return out
-        except (TypeError, ValueError):  # pragma: no cover - private signature changed
-            pass
-    product = np.asarray(csr @ x)
-    if out is None:
-        return product
-    out[...] = product
-    return out
-
-
-def float_affine(csr, x: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """``x @ A.T + bias`` over the last axis of a float ``(B, T, d)`` array, ``A`` a scipy CSR matrix;
-    the result is feature-major."""
-    batch, length, _ = x.shape
-    out = csr_times(csr, feature_major(x))
-    if bias is not None:
-        out += bias[:, None]
-    return from_feature_major(out, batch, length)
-
-
-def exact_affine(rows: tuple, x: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """Exact ``x @ A.T + bias`` over the last axis; ``rows[i]`` is row ``i`` of ``A`` as ``(col, Fraction)``
-    pairs, ``x`` an object array of Fractions.  Vectorised over the leading axes."""
-    lead = x.shape[:-1]
-    out = np.empty(lead + (len(rows),), dtype=object)
-    for i, row in enumerate(rows):
-        acc = np.full(lead, bias[i] if bias is not None else _ZERO, dtype=object)
-        for j, a in row:
-            acc = acc + x[..., j] * a
-        out[..., i] = acc
-    return out
-
-
-# ------------------------------------------------------------------------------------------ core forwards
-
-def _forward_linear(op: Op, inputs: list, exact: bool) -> np.ndarray:
-    (x,) = inputs
-    a, b = op.attrs["A"], op.attrs["b"]
-    if exact:
-        rows, bias = cached(op, "exact", (a, b), lambda: (_exact_rows(a), _bias(b, True)))
-        return exact_affine(rows, x, bias)
-    csr, bias = cached(op, "float", (a, b), lambda: (a.scipy(), _bias(b, False)))
-    return float_affine(csr, x, bias)
-
-
-def _forward_relu(op: Op, inputs: list, exact: bool) -> np.ndarray:
-    (x,) = inputs
-    if exact:
-        out = np.empty(x.shape, dtype=object)
-        positive = (x > 0).astype(bool) if x.size else np.zeros(x.shape, dtype=bool)
-        out[...] = _ZERO
-        out[positive] = x[positive]
-        return out
-    return np.maximum(x, 0.0)
-
-
-def _forward_concat(op: Op, inputs: list, exact: bool) -> np.ndarray:
-    if len(inputs) == 1:
-        return inputs[0]
-    if exact:
-        return np.concatenate(inputs, axis=-1)
-    batch, length, _ = inputs[0].shape
-    return from_feature_major(np.concatenate([x.transpose(2, 0, 1) for x in inputs], axis=0)
-                              .reshape(op.dim, -1), batch, length)
-
-
-def _forward_multi(op: Op, inputs: list, exact: bool) -> np.ndarray:
-    (x,) = inputs
-    half = x.shape[-1] // 2
-    return x[..., :half] * x[..., half:]
-
-
-def _forward_slice(op: Op, inputs: list, exact: bool) -> np.ndarray:
-    (x,) = inputs
-    return x[..., op.attrs["start"]:op.attrs["end"]]
-
-
-def _prepare_linstate_float(op: Op) -> tuple:
-    """``(B csr, bias or None, init, scan structure, A for the scan)``.  The scan path is chosen once per
-    matrix, and the dense path gets a dense array so no sparse conversion repeats per call (only small
-    matrices take that path; diagonal and CSR ones stay sparse, however wide the state)."""
-    from ..runtime.scan import scan_structure
-
-    a = op.attrs["A"].scipy()
-    structure = scan_structure(a)
-    return (op.attrs["B"].scipy(), _bias(op.attrs["bias"], False), op.attrs["init"].array(False), structure,
-            a.toarray() if structure == "dense" else a)
-
-
-def _forward_linstate(op: Op, inputs: list, exact: bool, *, ctx: EvalContext) -> np.ndarray:
-    (x,) = inputs
-    attrs = op.attrs
-    sources = (attrs["A"], attrs["B"], attrs["bias"], attrs["init"])
-    if exact:
-        a_rows, b_rows, bias, init = cached(op, "exact", sources, lambda: (
-            _exact_rows(attrs["A"]), _exact_rows(attrs["B"]), _bias(attrs["bias"], True),
-            attrs["init"].array(True)))
-        return _exact_scan(a_rows, exact_affine(b_rows, x, bias), init)
-    b_csr, bias, init, structure, a = cached(op, "float", sources, lambda: _prepare_linstate_float(op))
-    batch, length = x.shape[0], x.shape[1]
-    if batch == 0 or length == 0:
-        return np.zeros((batch, length, op.dim))
-    from ..runtime.scan import linear_scan
-
-    states = linear_scan(a, float_affine(b_csr, x, bias), init, backend=ctx.backend, structure=structure)
-    if op.dim == 1:
-        return states
-    # one transposing copy here instead of one in every consumer
-    return from_feature_major(feature_major(states), batch, length)
-
-
-def _exact_scan(rows: tuple, u: np.ndarray, init: np.ndarray) -> np.ndarray:
-    """``s_t = A s_{t-1} + u_t`` in exact arithmetic: a loop over time, vectorised over the batch."""
-    batch, length, k = u.shape
-    out = np.empty((batch, length, k), dtype=object)
-    prev = np.empty((batch, k), dtype=object)
-    prev[...] = init
-    for t in range(length):
-        cur = np.empty((batch, k), dtype=object)
-        for i, row in enumerate(rows):
-            acc = u[:, t, i]
-            for j, a in row:
-                acc = acc + prev[:, j] * a
-            cur[:, i] = acc
-        out[:, t] = cur
-        prev = cur
-    return out
 
 
 # ------------------------------------------------------------------------------------------ fused scans
@@ -272,8 +41,6 @@ def _fusion_plan(group: list[Op]) -> list[tuple]:
     """How to scan several independent linstates at once: per structure class (diagonal ``A`` or not),
     ``(structure, block-diagonal A, concatenated init, members)`` with members ``(index, offset, k, B, bias)``."""
     import scipy.sparse as sp
-
-    from ..runtime.scan import scan_structure
 
     classes: dict[bool, list[int]] = {}
     for index, op in enumerate(group):
@@ -298,8 +65,6 @@ def _fused_linstates(group: list[Op], inputs: list, ctx: EvalContext) -> list:
     batch, length = ctx.batch, ctx.length
     if batch == 0 or length == 0:
         return [np.zeros((batch, length, op.dim)) for op in group]
-    from ..runtime.scan import linear_scan
-
     sources = tuple(group) + tuple(op.attrs[k] for op in group for k in ("A", "B", "bias", "init"))
     outputs: list = [None] * len(group)
     for structure, a, init, width, members in cached(group[0], "fused", sources, lambda: _fusion_plan(group)):
@@ -346,12 +111,6 @@ def _schedule(ops: list[Op], fuse: bool) -> list[list[Op]]:
     return steps
 
 
-OPS["linear"].forward = _forward_linear
-OPS["relu"].forward = _forward_relu
-OPS["concat"].forward = _forward_concat
-OPS["multi"].forward = _forward_multi
-OPS["slice"].forward = _forward_slice
-OPS["linstate"].forward = _forward_linstate
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -382,33 +141,11 @@ def _prepare_inputs(module: Module, xs, exact: bool) -> tuple[np.ndarray, bool]:
 
 # ------------------------------------------------------------------------------------------ driver
 
-_WANTS_CTX: dict = {}
-
-
-def _wants_ctx(forward: Callable) -> bool:
-    try:
-        return _WANTS_CTX[forward]
-    except (KeyError, TypeError):
-        pass
-    try:
-        params = inspect.signature(forward).parameters.values()
-        wants = any(p.name == "ctx" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-    except (TypeError, ValueError):
-        wants = False
-    try:
-        _WANTS_CTX[forward] = wants
-    except TypeError:
-        pass
-    return wants
-
-
 def _resolve_backend(backend: str, exact: bool) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"interpret: backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto" or exact:
         return backend
-    from ..runtime.scan import kernel_available
-
     return "kernel" if kernel_available() else "numpy"
 
 
@@ -430,9 +167,9 @@ def _evaluate(op: Op, values: dict, exact: bool, ctx: EvalContext, module: Modul
     if op.kind == "input":
         raise VerifyError(f"module @{module.name} must have exactly one input op; found {op.describe()} "
                           f"besides {input_op.describe()}")
-    forward = op.opdef.forward
-    if forward is None:
-        raise VerifyError(f"{op.describe()}: op kind {op.kind!r} has no forward function registered "
+    run = op.opdef.run
+    if run is None:
+        raise VerifyError(f"{op.describe()}: op kind {op.kind!r} has no run function registered "
                           "(import the module that defines it)")
     try:
         inputs = [values[id(o)] for o in op.operands]
@@ -440,9 +177,9 @@ def _evaluate(op: Op, values: dict, exact: bool, ctx: EvalContext, module: Modul
         missing = next(o for o in op.operands if id(o) not in values)
         raise VerifyError(f"{op.describe()}: operand {missing.describe()} is not defined before its use "
                           "(ops must be in topological order)") from None
-    out = forward(op, inputs, exact, ctx=ctx) if _wants_ctx(forward) else forward(op, inputs, exact)
+    out = run(op, inputs, None, ctx)[0]
     if not isinstance(out, np.ndarray) or out.shape != (ctx.batch, ctx.length, op.dim):
-        raise RuntimeError(f"{op.describe()}: forward returned shape {np.shape(out)}, "
+        raise RuntimeError(f"{op.describe()}: run returned shape {np.shape(out)}, "
                            f"expected {(ctx.batch, ctx.length, op.dim)}")
     return out
 
@@ -479,8 +216,8 @@ def interpret(module: Module, xs, exact: bool = False, backend: str = "auto", *,
     ctx = EvalContext(exact=exact, backend=backend, batch=batch, length=length)
 
     ops = module.ops if return_values else module.live_ops()
-    # Core linstates are scanned together unless someone replaced their forward (e.g. to observe it).
-    steps = _schedule(ops, fuse=not exact and OPS["linstate"].forward is _forward_linstate)
+    # Core linstates are scanned together unless someone replaced their run (e.g. to observe it).
+    steps = _schedule(ops, fuse=not exact and OPS["linstate"].run is run_linstate)
     release = None if return_values else _release_schedule(steps, module.output)
 
     input_op = module.input

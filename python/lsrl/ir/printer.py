@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import json
 import numbers
-import re
 from fractions import Fraction
 
 import numpy as np
 
 from .core import OPS, Module, Op
 from .matrix import Matrix, Vector
+from .names import IDENT_RE, Namer, print_order
 
-__all__ = ["print_module", "ssa_names", "format_value", "format_matrix", "format_vector", "format_number"]
-
-IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.$-]*\Z")
-_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.$-]")
+__all__ = ["print_module", "format_value", "format_matrix", "format_vector", "format_number"]
 
 # Literal layout: a literal longer than this on one line is broken into several lines.
 LINE_WIDTH = 96
@@ -257,47 +254,6 @@ def _format_attr_dict(pairs, indent: str, col: int) -> str:
 
 # ---------------------------------------------------------------------------- names
 
-def _base_name(op: Op) -> str | None:
-    name = op.name
-    if not isinstance(name, str) or not name:
-        return None
-    if IDENT_RE.match(name):
-        return name
-    cleaned = _INVALID_NAME_CHARS.sub("_", name)
-    if not re.match(r"[A-Za-z_]", cleaned):
-        cleaned = "_" + cleaned
-    return cleaned
-
-
-class _Namer:
-    """SSA names: the op's name when it has one (uniquified ``name``, ``name_1``, ...), else ``0, 1, ...``."""
-
-    def __init__(self, ops: list[Op]):
-        self.reserved = {b for b in map(_base_name, ops) if b is not None}
-        self.used: set[str] = set()
-        self.names: dict[int, str] = {}
-        self.counter = 0
-
-    def __call__(self, op: Op) -> str:
-        name = self.names.get(id(op))
-        if name is not None:
-            return name
-        base = _base_name(op)
-        if base is None:
-            name = str(self.counter)
-            self.counter += 1
-        elif base not in self.used:
-            name = base
-        else:
-            k = 1
-            while f"{base}_{k}" in self.used or f"{base}_{k}" in self.reserved:
-                k += 1
-            name = f"{base}_{k}"
-        self.used.add(name)
-        self.names[id(op)] = name
-        return name
-
-
 def _dim(op: Op) -> str:
     return "?" if op.dim is None else str(op.dim)
 
@@ -320,7 +276,7 @@ def _uniform_scalar(vec) -> object | None:
     return float(vec.values[0]) if bool(np.all(raw == raw[0])) else None
 
 
-def _format_signature(op: Op, namer: _Namer, col: int) -> str:
+def _format_signature(op: Op, namer: Namer, col: int) -> str:
     text = f"%{namer(op)}: {_dim(op)}"
     pairs = _printed_attrs(op, skip=("dim",))
     if not pairs:
@@ -334,7 +290,7 @@ def _format_signature(op: Op, namer: _Namer, col: int) -> str:
     return f"{text} {_format_attr_dict(pairs, _INDENT, col + len(text) + 1)}"
 
 
-def _format_op(op: Op, namer: _Namer) -> str:
+def _format_op(op: Op, namer: Namer) -> str:
     text = f"{_INDENT}%{namer(op)} = {op.kind}"
     if op.operands:
         text += " " + ", ".join("%" + namer(o) for o in op.operands)
@@ -345,26 +301,10 @@ def _format_op(op: Op, namer: _Namer) -> str:
     return f"{text} : {operand_dims} -> {_dim(op)}"
 
 
-def _print_order(module: Module) -> tuple[Op | None, list[Op]]:
-    """The signature's input (the first input op, or None) and the ops in printed order (that input first)."""
-    signature_input = next((op for op in module.ops if op.kind == "input"), None)
-    ordered = ([signature_input] if signature_input is not None else []) + \
-        [op for op in module.ops if op is not signature_input]
-    return signature_input, ordered
-
-
-def ssa_names(module: Module) -> dict[int, str]:
-    """``id(op) -> name`` for every op of ``module``, as :func:`print_module` names it (``%name``, without
-    the ``%``): the op's own name when it has one (uniquified ``name``, ``name_1``, ...), else ``0, 1, ...``."""
-    _, ordered = _print_order(module)
-    namer = _Namer(ordered)
-    return {id(op): namer(op) for op in ordered}
-
-
 def print_module(module: Module) -> str:
     """The textual form of ``module`` (ends with a newline)."""
-    signature_input, ordered = _print_order(module)
-    namer = _Namer(ordered)
+    signature_input, ordered = print_order(module)
+    namer = Namer(ordered)
     head = f"lsrl.module {_module_name(module.name)}("
     sig = _format_signature(signature_input, namer, len(head)) if signature_input is not None else ""
     output = module.output

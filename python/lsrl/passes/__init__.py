@@ -209,6 +209,7 @@ _BUILTIN_PASS_MODULES = (
     "lsrl.passes.debranch",
     "lsrl.passes.rescale_units",
     "lsrl.passes.lower",
+    "lsrl.passes.round_to_float",
 )
 _loaded = False
 

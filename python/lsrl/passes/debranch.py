@@ -27,13 +27,13 @@ import gc
 from typing import ClassVar, Literal
 
 from ..errors import PassError
-from ..ir.printer import ssa_names  # the printer's naming, so layouts match printed IR
+from ..ir.names import ssa_names  # the printer's naming, so layouts match printed IR
 from . import Pass, register_pass
 from .debranch_affine import NormalForm
 from .debranch_schedule import (Plan, asap_layers, build_schedule, emit, place_layers, plan_carriers,
                                 unit_graph)
 
-__all__ = ["Debranch", "debranch", "is_layer_form", "layer_form_problems", "POLICIES"]
+__all__ = ["Debranch", "debranch", "POLICIES"]
 
 # (name, S units late, R/M units late, late inside layers)
 POLICIES = {
@@ -140,29 +140,3 @@ class Debranch(Pass):
     def run(self, module):
         return debranch(module, mode=self.mode, exact=self.exact, schedule=self.schedule,
                         fold_memoryless_states=self.fold_memoryless_states, signed_carriers=self.signed_carriers)
-
-
-# ---------------------------------------------------------------------------- layer form check
-
-def layer_form_problems(module) -> list:
-    """Why ``module`` is not in the layer form (empty when it is)."""
-    problems = []
-    ops = module.ops
-    if not ops or ops[0].kind != "input":
-        return ["the first op is not the input"]
-    if len(ops) < 2 or ops[1].kind != "linstate":
-        problems.append("the first op after the input is not a linstate")
-    for i, op in enumerate(ops[1:], 1):
-        if op.kind not in ("linstate", "linear", "relu", "multi"):
-            problems.append(f"op {i} is a {op.kind}")
-        if len(op.operands) != 1 or op.operands[0] is not ops[i - 1]:
-            problems.append(f"op {i} ({op.kind}) does not read the previous op")
-        if op.kind == "linear" and i + 1 < len(ops) and ops[i + 1].kind in ("linear", "linstate"):
-            problems.append(f"op {i} is a linear followed by a {ops[i + 1].kind}")
-    if module.output is not ops[-1]:
-        problems.append("the output is not the last op")
-    return problems
-
-
-def is_layer_form(module) -> bool:
-    return not layer_form_problems(module)

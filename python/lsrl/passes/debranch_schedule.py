@@ -241,14 +241,26 @@ def plan_carriers(nf: NormalForm, schedule: Schedule) -> Plan:
 
 
 def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: list, exact: bool) -> None:
-    kind = plan.kind
+    """Decide what stage ``k`` carries for the next one, express its need rows and lay out its slots."""
+    one = Fraction(1) if exact else 1.0
+    n_own = len(plan.unit_atoms)
+    funcs, func_keys, row_parts = _split_need_rows(plan, k, produced, exact)
+    comp_funcs, comp_atoms = _components(funcs)
+    func_carrier, atom_carrier = _pick_carriers(nf, plan, funcs, func_keys, comp_funcs, comp_atoms, one, exact)
+    plan.exprs = _express_need_rows(row_parts, n_own, func_carrier, atom_carrier)
+    _lay_out_slots(plan, n_own, one)
+
+
+def _split_need_rows(plan: StagePlan, k: int, produced: list, exact: bool):
+    """Split each need row into this stage's own atoms, its constant and a functional over earlier atoms.
+
+    Returns ``(funcs, func_keys, row_parts)``: the distinct functionals (equal up to a scale are one) with
+    their keys, and per need row ``(own {value: coef}, const, func id or None, scale, past row)``."""
     own_index = {a: i for i, a in enumerate(plan.unit_atoms)}
-    n_own = len(own_index)
-    # functionals over atoms produced before this stage
     func_key: dict = {}
-    funcs: list = []  # rows
+    funcs: list = []
     func_keys: list = []
-    row_parts: list = []  # per need row: (own {value: coef}, const, func id or None, scale, past row)
+    row_parts: list = []
     keys = plan.need_keys
     for n, row in enumerate(plan.need):
         own = {}
@@ -276,7 +288,11 @@ def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: list, ex
             row_parts.append((own, const, fid, s, past))
         else:
             row_parts.append((own, const, None, 0, None))
-    # components of the functional–atom incidence graph
+    return funcs, func_keys, row_parts
+
+
+def _components(funcs: list):
+    """Connected components of the functional–atom incidence graph: ``(root -> [fid], root -> [atom])``."""
     parent: dict = {}
 
     def find(a):
@@ -300,60 +316,74 @@ def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: list, ex
     comp_atoms: dict = {}
     for a in parent:
         comp_atoms.setdefault(find(a), []).append(a)
+    return comp_funcs, comp_atoms
 
+
+def _carrier_weight(nf: NormalForm, kind: str, key, row) -> tuple:
+    """(slots, sign, offset) of a carrier: in R stages the slot holds ``sign·(f − offset)`` ≥ 0 — the value
+    itself when it is one-signed, shifted by a bound when it has a moderate one, else a ± split."""
+    if kind != "R":
+        return 1, 0, 0
     sign_cache = nf.sign_cache
+    hit = sign_cache.get(key)
+    if hit is None:
+        lo, hi = nf.bounds(row)
+        if lo >= 0:
+            hit = (1, 1, 0)
+        elif hi <= 0:
+            hit = (1, -1, 0)
+        elif nf.shift_carriers and -SHIFT_LIMIT <= lo:
+            hit = (1, 1, lo)  # the bound itself: a rounder offset could dwarf a finely scaled value
+        elif nf.shift_carriers and hi <= SHIFT_LIMIT:
+            hit = (1, -1, hi)
+        else:
+            hit = (2, 0, 0)
+        sign_cache[key] = hit
+    return hit
 
-    def weight(key, row) -> tuple:
-        """(slots, sign, offset) of an R-stage carrier: the slot holds ``sign·(f − offset)`` ≥ 0 — the value
-        itself when it is one-signed, shifted by a bound when it has a moderate one, else a ± split."""
-        if kind != "R":
-            return 1, 0, 0
-        hit = sign_cache.get(key)
-        if hit is None:
-            lo, hi = nf.bounds(row)
-            if lo >= 0:
-                hit = (1, 1, 0)
-            elif hi <= 0:
-                hit = (1, -1, 0)
-            elif nf.shift_carriers and -SHIFT_LIMIT <= lo:
-                hit = (1, 1, lo)  # the bound itself: a rounder offset could dwarf a finely scaled value
-            elif nf.shift_carriers and hi <= SHIFT_LIMIT:
-                hit = (1, -1, hi)
-            else:
-                hit = (2, 0, 0)
-            sign_cache[key] = hit
-        return hit
 
-    one = Fraction(1) if exact else 1.0
+def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list, comp_funcs: dict,
+                   comp_atoms: dict, one, exact: bool):
+    """Carry each component as its functionals or as its atoms, whichever costs fewer slots.
+
+    Sets the plan's ``carrier*`` fields; returns ``(fid -> carrier, atom -> carrier)`` for the mode taken."""
+    kind = plan.kind
     carriers, carrier_keys, signs, splits, offsets = [], [], [], [], []
-    func_carrier: dict = {}  # fid -> carrier index (functional mode)
-    atom_carrier: dict = {}  # atom -> carrier index (atom mode)
+    func_carrier: dict = {}
+    atom_carrier: dict = {}
+
+    def add(carrier, key, weight):
+        """Append one carrier with its weight's sign, split flag and offset (in the plan's domain)."""
+        w, sign, off = weight
+        carriers.append(carrier)
+        carrier_keys.append(key)
+        signs.append(sign)
+        splits.append(w == 2)
+        offsets.append(Fraction(off) if exact else float(off))
+
     for root in sorted(comp_funcs, key=lambda r: min(comp_funcs[r])):
         fids = comp_funcs[root]
         atoms = sorted(comp_atoms[root])
-        fw = [weight(func_keys[f], funcs[f]) for f in fids]
-        aw = [weight(a, {a: one}) if kind == "R" else (1, 0, 0) for a in atoms]
+        fw = [_carrier_weight(nf, kind, func_keys[f], funcs[f]) for f in fids]
+        aw = [_carrier_weight(nf, kind, a, {a: one}) for a in atoms]
         if sum(w[0] for w in aw) < sum(w[0] for w in fw):
-            for a, (w, sign, off) in zip(atoms, aw):
+            for a, weight in zip(atoms, aw):
                 atom_carrier[a] = len(carriers)
-                carriers.append({a: one})
-                carrier_keys.append(((a, one),))
-                signs.append(sign)
-                splits.append(w == 2)
-                offsets.append(Fraction(off) if exact else float(off))
+                add({a: one}, ((a, one),), weight)
         else:
-            for f, (w, sign, off) in zip(fids, fw):
+            for f, weight in zip(fids, fw):
                 func_carrier[f] = len(carriers)
-                carriers.append(funcs[f])
-                carrier_keys.append(func_keys[f])
-                signs.append(sign)
-                splits.append(w == 2)
-                offsets.append(Fraction(off) if exact else float(off))
+                add(funcs[f], func_keys[f], weight)
     plan.carriers = carriers
     plan.carrier_keys = carrier_keys
     plan.carrier_sign = signs
     plan.carrier_split = splits
     plan.carrier_offset = offsets
+    return func_carrier, atom_carrier
+
+
+def _express_need_rows(row_parts: list, n_own: int, func_carrier: dict, atom_carrier: dict) -> list:
+    """Each need row over the stage's values (own atoms, then carriers): ``[({value: coef}, const), ...]``."""
     exprs = []
     for own, const, fid, s, past in row_parts:
         expr = dict(own)
@@ -365,22 +395,26 @@ def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: list, ex
                 for a, v in past.items():
                     expr[n_own + atom_carrier[a]] = v
         exprs.append((expr, const))
-    plan.exprs = exprs
-    # slots of this stage's values
+    return exprs
+
+
+def _lay_out_slots(plan: StagePlan, n_own: int, one) -> None:
+    """The output slots of each value: one per own atom and carrier, two for a split R-stage carrier."""
+    kind = plan.kind
     value_slots = [[(i, one)] for i in range(n_own)]
     value_offsets = [0] * n_own
     slot = n_own
-    for c in range(len(carriers)):
-        if kind == "R" and splits[c]:
+    for c in range(len(plan.carriers)):
+        if kind == "R" and plan.carrier_split[c]:
             value_slots.append([(slot, one), (slot + 1, -one)])
             slot += 2
-        elif kind == "R" and signs[c] == -1:
+        elif kind == "R" and plan.carrier_sign[c] == -1:
             value_slots.append([(slot, -one)])
             slot += 1
         else:
             value_slots.append([(slot, one)])
             slot += 1
-        value_offsets.append(offsets[c])
+        value_offsets.append(plan.carrier_offset[c])
     plan.value_slots = value_slots
     plan.value_offsets = value_offsets
     plan.slots = slot
@@ -482,120 +516,147 @@ def _is_identity(rows: list, bias: list, n_in: int) -> bool:
 
 def emit(nf: NormalForm, plan: Plan, names: dict) -> Module:
     """The chain module of a plan, with ``metadata["layout"]`` and ``metadata["stages"]``."""
-    exact = nf.exact
-    zero = Fraction(0) if exact else 0.0
-    one = Fraction(1) if exact else 1.0
-    units = nf.units
-    src_input = nf.module.input
-    inp = Op("input", (), {"dim": src_input.dim, "lower": src_input.attrs["lower"],
-                           "upper": src_input.attrs["upper"]}, name=src_input.name)
-    ops = [inp]
-    describe = _Describer(nf, names)
-    layout = [describe.values(plan.stages[0], "value")]
-    stage_meta = [{"stage": "X", "index": 0, "layer": 0}]
-    prev = inp
-    plans = plan.stages
-    sched = plan.schedule
-    for k in range(1, len(plans)):
-        before, st = plans[k - 1], plans[k]
+    chain = _Chain(nf, plan, names)
+    for k in range(1, len(plan.stages)):
+        chain.emit_stage(k)
+    chain.emit_readout()
+    return chain.module()
+
+
+def _decoded_rows(plan: StagePlan):
+    """The need rows of ``plan`` over its output slots, as ``(rows, constants)``."""
+    decoded = [_decoded(plan, i) for i in range(len(plan.exprs))]
+    return [r for r, _ in decoded], [c for _, c in decoded]
+
+
+class _Chain:
+    """The chain module under construction: its ops, their layout and stage entries, and the op read next."""
+
+    def __init__(self, nf: NormalForm, plan: Plan, names: dict):
+        self.nf = nf
+        self.plan = plan
+        self.exact = nf.exact
+        self.describe = _Describer(nf, names)
+        src_input = nf.module.input
+        inp = Op("input", (), {"dim": src_input.dim, "lower": src_input.attrs["lower"],
+                               "upper": src_input.attrs["upper"]}, name=src_input.name)
+        self.ops = [inp]
+        self.layout = [self.describe.values(plan.stages[0], "value")]
+        self.stage_meta = [{"stage": "X", "index": 0, "layer": 0}]
+        self.prev = inp
+
+    def _append(self, op: Op, layout: list, meta: dict) -> None:
+        """Chain ``op`` after the current last op, recording its layout and stage entries."""
+        self.ops.append(op)
+        self.layout.append(layout)
+        self.stage_meta.append(meta)
+        self.prev = op
+
+    def emit_stage(self, k: int) -> None:
+        """Stage ``k``'s ops, reading the output slots of stage ``k − 1``."""
+        before, st = self.plan.stages[k - 1], self.plan.stages[k]
         n_in = max(1, before.slots)
-        decoded = [_decoded(before, i) for i in range(len(before.exprs))]
-        rows = [r for r, _ in decoded]
-        consts = [c for _, c in decoded]
-        meta = {"index": k, "layer": sched.stage_layer[k]}
+        rows, consts = _decoded_rows(before)
+        meta = {"index": k, "layer": self.plan.schedule.stage_layer[k]}
         if st.kind == "S":
-            n_unit_rows = sum(len(units[u].rows) for u in st.units)
-            a_rows, init = [], []
-            off = 0
-            for u in st.units:
-                unit = units[u]
-                for ar in unit.A:
-                    a_rows.append({off + j: v for j, v in ar.items()})
-                init.extend(unit.init)
-                off += len(unit.atoms)
-            b_rows = rows[:n_unit_rows] + rows[n_unit_rows:]
-            bias = consts
-            a_rows.extend({} for _ in st.carriers)
-            init.extend(zero for _ in st.carriers)
-            if not b_rows:  # nothing is live: one zero state keeps the chain well formed
-                b_rows, bias, a_rows, init = [{}], [zero], [{}], [zero]
-            k_dim = len(b_rows)
-            op = Op("linstate", [prev], {"A": _matrix((k_dim, k_dim), a_rows, exact),
-                                         "B": _matrix((k_dim, n_in), b_rows, exact),
-                                         "bias": _vector(bias, exact), "init": _vector(init, exact)})
-            ops.append(op)
-            layout.append(describe.values(st, "value") if st.slots else [{"role": "zero", "terms": []}])
-            stage_meta.append(dict(meta, stage="S"))
-            prev = op
+            self._emit_state(st, rows, consts, n_in, meta)
         elif st.kind == "R":
-            n_units = len(st.units)
-            lin_rows, lin_bias, pre_layout = [], [], []
-            for i in range(n_units):
-                lin_rows.append(rows[i])
+            self._emit_relu(before, st, rows, consts, n_in, meta)
+        else:
+            self._emit_multi(st, rows, consts, n_in, meta)
+
+    def _emit_state(self, st: StagePlan, rows: list, consts: list, n_in: int, meta: dict) -> None:
+        """One ``linstate``: the units' blocks on the diagonal of ``A``, then passthrough carriers (``A = 0``)."""
+        exact = self.exact
+        zero = Fraction(0) if exact else 0.0
+        a_rows, init = [], []
+        off = 0
+        for u in st.units:
+            unit = self.nf.units[u]
+            for ar in unit.A:
+                a_rows.append({off + j: v for j, v in ar.items()})
+            init.extend(unit.init)
+            off += len(unit.atoms)
+        b_rows, bias = rows, consts
+        a_rows.extend({} for _ in st.carriers)
+        init.extend(zero for _ in st.carriers)
+        if not b_rows:  # nothing is live: one zero state keeps the chain well formed
+            b_rows, bias, a_rows, init = [{}], [zero], [{}], [zero]
+        k_dim = len(b_rows)
+        op = Op("linstate", [self.prev], {"A": _matrix((k_dim, k_dim), a_rows, exact),
+                                          "B": _matrix((k_dim, n_in), b_rows, exact),
+                                          "bias": _vector(bias, exact), "init": _vector(init, exact)})
+        self._append(op, self.describe.values(st, "value") if st.slots else [{"role": "zero", "terms": []}],
+                     dict(meta, stage="S"))
+
+    def _emit_relu(self, before: StagePlan, st: StagePlan, rows: list, consts: list, n_in: int,
+                   meta: dict) -> None:
+        """A ``linear`` (left out when the identity) that shifts, negates or splits carriers, then ``relu``."""
+        exact = self.exact
+        n_units = len(st.units)
+        lin_rows, lin_bias = [], []
+        for i in range(n_units):
+            lin_rows.append(rows[i])
+            lin_bias.append(consts[i])
+        for c in range(len(st.carriers)):
+            i = n_units + c
+            if st.carrier_split[c]:
+                plus, minus = _split_rows(before, i, rows[i])
+                lin_rows.append(plus)
                 lin_bias.append(consts[i])
-            for c in range(len(st.carriers)):
-                i = n_units + c
-                if st.carrier_split[c]:
-                    plus, minus = _split_rows(before, i, rows[i])
-                    lin_rows.append(plus)
-                    lin_bias.append(consts[i])
-                    lin_rows.append(minus)
-                    lin_bias.append(-consts[i])
-                elif st.carrier_sign[c] == -1:  # the slot holds offset − f
-                    lin_rows.append({j: -v for j, v in rows[i].items()})
-                    lin_bias.append(st.carrier_offset[c] - consts[i])
-                else:  # the slot holds f − offset
-                    lin_rows.append(rows[i])
-                    lin_bias.append(consts[i] - st.carrier_offset[c])
-            post = describe.values(st, "value")
-            if not _is_identity(lin_rows, lin_bias, n_in):
-                op = Op("linear", [prev], {"A": _matrix((len(lin_rows), n_in), lin_rows, exact),
-                                           "b": _vector(lin_bias, exact)})
-                ops.append(op)
-                layout.append([{"role": "pre", "of": j} for j in range(len(lin_rows))])
-                stage_meta.append(dict(meta, stage="R", part="linear"))
-                prev = op
-            op = Op("relu", [prev])
-            ops.append(op)
-            layout.append(post)
-            stage_meta.append(dict(meta, stage="R", part="relu"))
-            prev = op
-        else:  # M
-            n_units = len(st.units)
-            lefts = rows[:n_units] + rows[2 * n_units:]
-            left_bias = consts[:n_units] + consts[2 * n_units:]
-            rights = rows[n_units:2 * n_units] + [{} for _ in st.carriers]
-            right_bias = consts[n_units:2 * n_units] + [one for _ in st.carriers]
-            lin_rows = lefts + rights
-            h = len(lefts)
-            op = Op("linear", [prev], {"A": _matrix((2 * h, n_in), lin_rows, exact),
-                                       "b": _vector(left_bias + right_bias, exact)})
-            ops.append(op)
-            layout.append([{"role": "left", "of": j} for j in range(h)]
-                          + [{"role": "right" if j < n_units else "one", "of": j} for j in range(h)])
-            stage_meta.append(dict(meta, stage="M", part="linear"))
-            op = Op("multi", [op])
-            ops.append(op)
-            layout.append(describe.values(st, "value"))
-            stage_meta.append(dict(meta, stage="M", part="multi"))
-            prev = op
-    last = plans[-1]
-    n_in = max(1, last.slots)
-    decoded = [_decoded(last, i) for i in range(len(last.exprs))]
-    out_rows = [r for r, _ in decoded]
-    out_bias = [c for _, c in decoded]
-    if not _is_identity(out_rows, out_bias, n_in) or prev.kind == "input":
-        op = Op("linear", [prev], {"A": _matrix((len(out_rows), n_in), out_rows, exact),
-                                   "b": _vector(out_bias, exact)})
-        ops.append(op)
-        layout.append([{"role": "output", "index": j} for j in range(len(out_rows))])
-        stage_meta.append({"stage": "readout", "index": len(plans), "layer": sched.stage_layer[-1]})
-        prev = op
-    module = Module(ops, prev, nf.module.name)
-    module.metadata = dict(nf.module.metadata)
-    module.metadata["layout"] = layout
-    module.metadata["stages"] = stage_meta
-    return module
+                lin_rows.append(minus)
+                lin_bias.append(-consts[i])
+            elif st.carrier_sign[c] == -1:  # the slot holds offset − f
+                lin_rows.append({j: -v for j, v in rows[i].items()})
+                lin_bias.append(st.carrier_offset[c] - consts[i])
+            else:  # the slot holds f − offset
+                lin_rows.append(rows[i])
+                lin_bias.append(consts[i] - st.carrier_offset[c])
+        post = self.describe.values(st, "value")
+        if not _is_identity(lin_rows, lin_bias, n_in):
+            op = Op("linear", [self.prev], {"A": _matrix((len(lin_rows), n_in), lin_rows, exact),
+                                            "b": _vector(lin_bias, exact)})
+            self._append(op, [{"role": "pre", "of": j} for j in range(len(lin_rows))],
+                         dict(meta, stage="R", part="linear"))
+        self._append(Op("relu", [self.prev]), post, dict(meta, stage="R", part="relu"))
+
+    def _emit_multi(self, st: StagePlan, rows: list, consts: list, n_in: int, meta: dict) -> None:
+        """A ``linear`` (left halves, then right halves; carriers times a constant 1), then ``multi``."""
+        exact = self.exact
+        one = Fraction(1) if exact else 1.0
+        n_units = len(st.units)
+        lefts = rows[:n_units] + rows[2 * n_units:]
+        left_bias = consts[:n_units] + consts[2 * n_units:]
+        rights = rows[n_units:2 * n_units] + [{} for _ in st.carriers]
+        right_bias = consts[n_units:2 * n_units] + [one for _ in st.carriers]
+        lin_rows = lefts + rights
+        h = len(lefts)
+        op = Op("linear", [self.prev], {"A": _matrix((2 * h, n_in), lin_rows, exact),
+                                        "b": _vector(left_bias + right_bias, exact)})
+        self._append(op, [{"role": "left", "of": j} for j in range(h)]
+                     + [{"role": "right" if j < n_units else "one", "of": j} for j in range(h)],
+                     dict(meta, stage="M", part="linear"))
+        self._append(Op("multi", [op]), self.describe.values(st, "value"), dict(meta, stage="M", part="multi"))
+
+    def emit_readout(self) -> None:
+        """The output ``linear``, left out when the identity unless the chain would be the bare input."""
+        plans = self.plan.stages
+        last = plans[-1]
+        n_in = max(1, last.slots)
+        out_rows, out_bias = _decoded_rows(last)
+        if not _is_identity(out_rows, out_bias, n_in) or self.prev.kind == "input":
+            op = Op("linear", [self.prev], {"A": _matrix((len(out_rows), n_in), out_rows, self.exact),
+                                            "b": _vector(out_bias, self.exact)})
+            self._append(op, [{"role": "output", "index": j} for j in range(len(out_rows))],
+                         {"stage": "readout", "index": len(plans), "layer": self.plan.schedule.stage_layer[-1]})
+
+    def module(self) -> Module:
+        """The finished chain, keeping the source module's metadata."""
+        module = Module(self.ops, self.prev, self.nf.module.name)
+        module.metadata = dict(self.nf.module.metadata)
+        module.metadata["layout"] = self.layout
+        module.metadata["stages"] = self.stage_meta
+        return module
 
 
 class _Describer:

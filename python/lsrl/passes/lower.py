@@ -1,15 +1,13 @@
 """The ``lower{target=…,activations=…}`` pass: layer form → a chain of target-architecture layers.
 
 The pass knows no target itself: targets register a lowering function with :func:`register_lowering`
-(``lsrl.targets`` registers ``linear_rnn``, ``relu_rnn``, ``lstm`` and ``gru`` when imported), so this
-module never imports them.  A lowering is ``fn(module, *, activations, t_max) -> Module`` (with ``exact=true`` the pass first moves
+(every target of ``lsrl.targets`` does when the package is imported), so this module never imports them.  A lowering is ``fn(module, *, activations, t_max) -> Module`` (with ``exact=true`` the pass first moves
 every constant to the exact domain, so the weight algebra does not round); it receives the
 layer form produced by ``debranch`` (a chain ``input → linstate → (linear|relu|multi)* → …``) and returns
 a chain of target ops ending in a ``linear`` readout, with ``module.metadata`` describing the result.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import field
 from typing import Callable, ClassVar, Literal
 
@@ -17,28 +15,37 @@ from ..assumptions import recorded_t_max, tightest_t_max, validate_t_max
 from ..errors import CompileError
 from . import Pass, register_pass
 
-__all__ = ["LOWERINGS", "register_lowering", "Lower", "lowering"]
+__all__ = ["LOWERINGS", "register_lowering", "unregister_lowering", "Lower", "lowering"]
 
 LOWERINGS: dict[str, Callable] = {}
+_DEFAULT: list[str] = []  # the target lowered to when the pass names none
 
 
-def register_lowering(name: str, fn: Callable) -> Callable:
-    """Register ``fn(module, *, activations, t_max) -> Module`` as the lowering of target ``name``."""
+def register_lowering(name: str, fn: Callable, *, default: bool = False) -> Callable:
+    """Register ``fn(module, *, activations, t_max) -> Module`` as the lowering of target ``name``
+    (``default``: the one ``lower`` uses when no target is named)."""
     existing = LOWERINGS.get(name)
     if existing is not None and (existing.__module__, existing.__qualname__) != (fn.__module__, fn.__qualname__):
         raise ValueError(f"lowering for target {name!r} registered twice")
     LOWERINGS[name] = fn
+    if default and name not in _DEFAULT:
+        _DEFAULT.append(name)
     return fn
 
 
-def lowering(name: str) -> Callable:
-    """The registered lowering of target ``name`` (importing ``lsrl.targets`` first), or a CompileError."""
-    if name not in LOWERINGS:
-        try:
-            importlib.import_module("lsrl.targets")
-        except ModuleNotFoundError as e:  # pragma: no cover - the package ships with lsrl
-            if e.name != "lsrl.targets":
-                raise
+def unregister_lowering(name: str) -> None:
+    LOWERINGS.pop(name, None)
+    if name in _DEFAULT:
+        _DEFAULT.remove(name)
+
+
+def lowering(name: str | None) -> Callable:
+    """The registered lowering of target ``name`` (None: the default target), or a CompileError.  The
+    targets are registered by then: importing any ``lsrl`` module imports the package, which imports them."""
+    if name is None:
+        if len(_DEFAULT) != 1:
+            raise CompileError(f"lower: name a target (target=...); available targets: {', '.join(sorted(LOWERINGS))}")
+        name = _DEFAULT[0]
     try:
         return LOWERINGS[name]
     except KeyError:
@@ -48,9 +55,9 @@ def lowering(name: str) -> Callable:
 @register_pass
 class Lower(Pass):
     name: ClassVar[str] = "lower"
-    summary: ClassVar[str] = "lower the layer form to target layers (linear_rnn, relu_rnn, lstm, gru)"
+    summary: ClassVar[str] = "lower the layer form to the layers of a registered target architecture"
 
-    target: str = field(default="linear_rnn", metadata={"help": "target architecture"})
+    target: str | None = field(default=None, metadata={"help": "target architecture (default: the default target)"})
     activations: Literal["ideal", "standard"] = field(
         default="ideal", metadata={"help": "'ideal' (σ, tanh → ReLU; exact) or 'standard' (real activations)"})
     t_max: int | None = field(default=None, metadata={

@@ -36,10 +36,11 @@ import scipy.sparse as sp
 
 from ..errors import PassError
 from ..ir.core import Op
+from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 from .range_analysis import RangeAnalysis
-from .rescale_units import layer_chain, snap_number
+from .rescale_units import snap_number
 
 __all__ = ["MaterializeSteps", "materialize_steps"]
 
@@ -48,16 +49,21 @@ def _groups(producer: Op) -> list[list[int]]:
     """Rows of ``producer`` that are bit-identical apart from the bias, each group ordered by bias, largest
     first (so the units it feeds are ordered largest first)."""
     csr = producer.attrs["A"].scipy()
-    bias = producer.attrs["b"].to_float().values
+    bias = producer.attrs["b"].to_float().values.tolist()
     by_row: dict[tuple, list[int]] = {}
+    # a row's key sliced from the whole arrays' bytes (the same bytes as the row's own tobytes())
+    ptr, index_bytes, data_bytes = csr.indptr.tolist(), csr.indices.tobytes(), csr.data.tobytes()
+    wi, wd = csr.indices.itemsize, csr.data.itemsize
     for j in range(csr.shape[0]):
-        start, end = csr.indptr[j], csr.indptr[j + 1]
+        start, end = ptr[j], ptr[j + 1]
         if start < end:
-            by_row.setdefault((csr.indices[start:end].tobytes(), csr.data[start:end].tobytes()), []).append(j)
+            by_row.setdefault((index_bytes[start * wi:end * wi], data_bytes[start * wd:end * wd]), []).append(j)
     groups = []
     for members in by_row.values():
+        if len(members) < 2:
+            continue
         members = sorted(members, key=lambda j: -bias[j])
-        if len(members) >= 2 and len(set(bias[members].tolist())) == len(members):
+        if len({bias[j] for j in members}) == len(members):
             groups.append(members)
     return groups
 
@@ -90,11 +96,15 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
     row_terms = []
     new_bias = bias.copy()
     differences: dict[tuple, _Difference] = {}
+    group_of = {j: g for g, group in enumerate(groups) for j in group}
+    ptr, columns, values = read.indptr.tolist(), read.indices.tolist(), read.data.tolist()
     for r in range(read.shape[0]):
-        start, end = read.indptr[r], read.indptr[r + 1]
-        weights = dict(zip(read.indices[start:end].tolist(), read.data[start:end].tolist()))
+        start, end = ptr[r], ptr[r + 1]
+        weights = dict(zip(columns[start:end], values[start:end]))
         terms: dict[tuple, float] = {}
-        for group in groups:
+        # the groups the row reads, in their order (a group it does not read has nothing to rewrite; groups are
+        # disjoint, so rewriting one leaves the others' weights as they were)
+        for group in [groups[g] for g in sorted({group_of[j] for j in weights if j in group_of})]:
             read_here = [(j, weights[j]) for j in group if j in weights]
             loudest = max((abs(v) for _, v in read_here), default=0.0)
             # members read far more softly than the rest (a carrier sharing the step's row) stay as they are
@@ -143,14 +153,17 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
 
 def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7):
     """Insert the difference stages in place (see the module docstring); returns the module."""
-    ops = layer_chain(module, "materialize-steps")
+    ops = check_layer_form(module, "materialize-steps", PassError)
     if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
         return module
     layout = module.metadata.get("layout")
     stages = module.metadata.get("stages")
-    analysis = RangeAnalysis(module)
-    known: dict[int, dict[int, float]] = {}  # inserted relu -> unit -> exact upper bound
+    analysis = None  # range analysis, built on the first unit no exact bound reaches (none on the paper's programs)
+    known: dict[int, _InsertedBounds] = {}  # inserted relu -> its units' exact upper bounds
     group_cache: dict[int, list] = {}
+    # unit -> _known_upper; an op is asked only once the ops before it are final (the pass rewrites readers
+    # front to back, and a unit's bound reads only the ops before it)
+    memo: dict[tuple[int, int], float | None] = {}
 
     def groups_of(relu: Op) -> list:
         """The groups of the ReLU units ``relu`` outputs (none when no linear feeds it)."""
@@ -167,16 +180,24 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         producer = ops[i - 1]
         groups = groups_of(source) if source.kind == "relu" else []
         weights_name, bias_name = ("A", "b") if reader.kind == "linear" else ("B", "bias")
-        read = reader.attrs[weights_name].scipy()
         bias = reader.attrs[bias_name].to_float().values
+        if not groups and not (np.abs(bias) >= LARGE_BIAS).any():
+            i += 1  # nothing to rewrite: no group to difference, no bias large enough to complement a unit
+            continue
+        read = reader.attrs[weights_name].scipy()
         producer_bias = producer.attrs["b"].to_float().values if groups else None
 
         def gap_of(hi, lo, producer_bias=producer_bias):
             return float(producer_bias[hi] - producer_bias[lo])
 
         def upper(j, source=source):
-            bound = _known_upper(source, j, known, groups_of)
-            return analysis(source)[1][j] if bound is None else bound
+            nonlocal analysis
+            bound = _known_upper(source, j, known, groups_of, memo)
+            if bound is None:
+                if analysis is None:
+                    analysis = RangeAnalysis(module)
+                bound = analysis(source)[1][j]
+            return bound
 
         rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
                                                     reader is module.output)
@@ -187,38 +208,37 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         # a ReLU carries a unit exactly when it is ≥ 0; a state or product travels as ReLU(u) and ReLU(−u)
         # (asking range analysis whether it is signed would cost more than the unit it saves)
         signed = set() if source.kind == "relu" else set(carried)
-        stage_rows, stage_cols, stage_vals, stage_bias = [], [], [], []
+        stage_entries, stage_bias = [], []  # per unit of the inserted stage: [(column, weight)], its bias
         unit_columns: dict[int, list[tuple[int, float]]] = {}
         slots = layout[i] if isinstance(layout, list) and isinstance(layout[i], list) else []
         new_slots = []
         for j in carried:
             for sign in ((1.0, -1.0) if j in signed else (1.0,)):
                 c = len(stage_bias)
-                stage_rows.append(c), stage_cols.append(j), stage_vals.append(sign), stage_bias.append(0.0)
+                stage_entries.append([(j, sign)]), stage_bias.append(0.0)
                 unit_columns.setdefault(j, []).append((c, sign))
                 new_slots.append(_carried_slot(slots, j, sign, j in signed))
         diff_columns = {}
         for key, d in differences.items():
-            c = diff_columns[key] = len(stage_bias)
+            diff_columns[key] = len(stage_bias)
             sign = -1.0 if d.complement else 1.0
-            stage_rows.append(c), stage_cols.append(d.hi), stage_vals.append(sign)
-            if d.lo is not None:
-                stage_rows.append(c), stage_cols.append(d.lo), stage_vals.append(-sign)
+            stage_entries.append([(d.hi, sign)] if d.lo is None else [(d.hi, sign), (d.lo, -sign)])
             stage_bias.append(d.gap if d.complement else 0.0)
             new_slots.append(_difference_slot(slots, d))
         n_out = len(stage_bias)
-        stage_matrix = sp.csr_array((stage_vals, (stage_rows, stage_cols)), shape=(n_out, source.dim))
-        linear = Op("linear", [source], {"A": Matrix.from_scipy(stage_matrix), "b": Vector(np.array(stage_bias))})
+        linear = Op("linear", [source], {"A": _csr_matrix(stage_entries, (n_out, source.dim)),
+                                         "b": Vector(np.array(stage_bias))})
         carrier_relu = Op("relu", [linear])
-        known[id(carrier_relu)] = _inserted_bounds(source, carried, signed, differences, known, groups_of)
+        known[id(carrier_relu)] = _InsertedBounds(source, carried, signed, differences, known, groups_of, memo)
 
-        read_rows, read_cols, read_vals = [], [], []
-        for r, terms in enumerate(rows):
+        read_entries = []
+        for terms in rows:
+            entries = []
             for (kind, key), value in terms.items():
                 for c, sign in (unit_columns[key] if kind == "unit" else [(diff_columns[key], 1.0)]):
-                    read_rows.append(r), read_cols.append(c), read_vals.append(sign * value)
-        new_read = sp.csr_array((read_vals, (read_rows, read_cols)), shape=(read.shape[0], n_out))
-        reader.attrs[weights_name] = Matrix.from_scipy(new_read)
+                    entries.append((c, sign * value))
+            read_entries.append(entries)
+        reader.attrs[weights_name] = _csr_matrix(read_entries, (read.shape[0], n_out))
         reader.attrs[bias_name] = Vector(new_bias)
         reader.operands = [carrier_relu]
 
@@ -235,23 +255,48 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     return module
 
 
-def _known_upper(op: Op, j: int, known: dict, groups_of) -> float | None:
+def _known_upper(op: Op, j: int, known: dict, groups_of, memo: dict | None = None) -> float | None:
     """An exact upper bound of unit ``j`` of ``op`` without range analysis, or None: units of an inserted stage,
-    a state coordinate without recurrence and a ReLU whose row reads such units — or a group's differences,
-    bounded by their bias gaps — with non-negative weights (ReLU units are ≥ 0, so the others only lower it)."""
+    and a state coordinate without recurrence or a ReLU whose row reads such units — or a group's differences,
+    bounded by their bias gaps — with non-negative weights (ReLU units are ≥ 0, so negative weights on them
+    only lower it; a state coordinate may be negative, so it must be read with a positive weight).  A 0/1
+    condition carried through state layers (step_optimized's gates) is bounded this way, which range analysis
+    did by iterating the states' counters.  ``memo`` caches the answers by unit (valid while the ops before
+    ``op`` do not change)."""
     if id(op) in known:
         return known[id(op)].get(j)
-    if op.kind == "linstate" and op.operands[0].kind == "relu" and not op.attrs["A"].scipy()[[j], :].nnz:
-        row, bias = op.attrs["B"].scipy()[[j], :], op.attrs["bias"].to_float().values[j]
-    elif op.kind == "relu" and op.operands[0].kind == "linear" and op.operands[0].operands[0].kind == "relu":
-        row, bias = op.operands[0].attrs["A"].scipy()[[j], :], op.operands[0].attrs["b"].to_float().values[j]
+    if memo is None:
+        return _upper_from_row(op, j, known, groups_of, None)
+    key = (id(op), j)
+    if key not in memo:
+        memo[key] = _upper_from_row(op, j, known, groups_of, memo)
+    return memo[key]
+
+
+def _upper_from_row(op: Op, j: int, known: dict, groups_of, memo: dict | None) -> float | None:
+    """:func:`_known_upper` of a unit not in an inserted stage, from its row."""
+    if op.kind == "linstate" and op.operands[0].kind in ("relu", "linstate"):
+        a = op.attrs["A"].scipy()
+        if a.indptr[j] != a.indptr[j + 1]:
+            return None  # a recurrence: its bound grows with t (range analysis' business)
+        weights, bias = _row(op.attrs["B"].scipy(), j), op.attrs["bias"].to_float().values[j]
+    elif op.kind == "relu" and op.operands[0].kind == "linear" and op.operands[0].operands[0].kind in ("relu",
+                                                                                                    "linstate"):
+        weights, bias = _row(op.operands[0].attrs["A"].scipy(), j), op.operands[0].attrs["b"].to_float().values[j]
     else:
         return None
     units = op.operands[0] if op.kind == "linstate" else op.operands[0].operands[0]
-    weights = dict(zip(row.indices.tolist(), row.data.tolist()))
     total = float(bias)
     gaps = units.operands[0].attrs["b"].to_float().values if units.operands[0].kind == "linear" else None
-    for group in groups_of(units):
+    groups = groups_of(units) if units.kind == "relu" else []
+    if memo is None:
+        touched = groups
+    else:  # only the groups the row reads (the same sums: a group it does not read adds nothing)
+        index = memo.get(("groups", id(units)))
+        if index is None:
+            index = memo["groups", id(units)] = {m: g for g, group in enumerate(groups) for m in group}
+        touched = [groups[g] for g in sorted({index[k] for k in weights if k in index})]
+    for group in touched:
         w = [weights.pop(m, 0.0) for m in group]
         if not any(w):
             continue
@@ -261,26 +306,61 @@ def _known_upper(op: Op, j: int, known: dict, groups_of) -> float | None:
         total += math.fsum(max(p, 0.0) * (gaps[hi] - gaps[lo]) for p, hi, lo in zip(partial, group, group[1:]))
     for k, w in weights.items():
         if w > 0:
-            hi = _known_upper(units, k, known, groups_of)
+            hi = _known_upper(units, k, known, groups_of, memo)
             if hi is None:
                 return None
             total += w * hi
+        elif units.kind != "relu":
+            return None  # a state coordinate may be negative: a negative weight on it needs its lower bound
     return max(total, 0.0) if op.kind == "relu" else total
 
 
-def _inserted_bounds(source: Op, carried: list, signed: set, differences: dict, known: dict, groups_of) -> dict:
-    """Exact upper bounds of an inserted stage's units, in its order, where they are known."""
-    bounds, column = {}, 0
-    for j in carried:
-        hi = _known_upper(source, j, known, groups_of)
-        for sign in ((1.0, -1.0) if j in signed else (1.0,)):
-            if hi is not None and sign > 0:
-                bounds[column] = hi
-            column += 1
-    for d in differences.values():
-        bounds[column] = d.gap
-        column += 1
-    return bounds
+def _csr_matrix(rows: list, shape: tuple[int, int]) -> Matrix:
+    """The float Matrix with the given ``[(column, value)]`` per row, built in canonical CSR directly (what
+    ``Matrix.from_scipy`` of the COO triplets gives: columns sorted, duplicates summed, zeros dropped)."""
+    indptr, indices, data = [0], [], []
+    for entries in rows:
+        merged: dict[int, float] = {}
+        for c, v in entries:
+            merged[c] = merged[c] + v if c in merged else v
+        for c in sorted(merged):
+            if merged[c] != 0:
+                indices.append(c), data.append(merged[c])
+        indptr.append(len(data))
+    values = np.array(data, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("matrix has non-finite entries")
+    return Matrix.from_canonical_csr(sp.csr_array(
+        (values, np.array(indices, dtype=np.int64), np.array(indptr, dtype=np.int64)), shape=shape))
+
+
+def _row(csr, j: int) -> dict[int, float]:
+    """Row ``j`` of a CSR matrix as ``{column: value}`` (without building a one-row matrix)."""
+    start, end = csr.indptr[j], csr.indptr[j + 1]
+    return dict(zip(csr.indices[start:end].tolist(), csr.data[start:end].tolist()))
+
+
+class _InsertedBounds:
+    """Exact upper bounds of an inserted stage's units (``get(column)``, None where unknown), in its order: a
+    carried unit's from its source (computed when first asked: most are never asked), a difference's its gap."""
+
+    def __init__(self, source: Op, carried: list, signed: set, differences: dict, known: dict, groups_of,
+                 memo: dict | None = None):
+        self._args = (source, known, groups_of, memo)
+        self._carried: dict[int, int] = {}  # column -> source unit (the positive part of a signed unit)
+        column = 0
+        for j in carried:
+            self._carried[column] = j
+            column += 2 if j in signed else 1
+        self._gaps = {column + k: d.gap for k, d in enumerate(differences.values())}
+
+    def get(self, column: int) -> float | None:
+        if column in self._gaps:
+            return self._gaps[column]
+        if column not in self._carried:
+            return None
+        source, known, groups_of, memo = self._args
+        return _known_upper(source, self._carried[column], known, groups_of, memo)
 
 
 def _carried_slot(slots: list, j: int, sign: float, split: bool) -> dict:

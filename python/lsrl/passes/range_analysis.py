@@ -1030,7 +1030,7 @@ class RangeAnalysisPass(Pass):
                                      "lower": [lo.tolist() for lo, _ in ranges],
                                      "upper": [hi.tolist() for _, hi in ranges]}
         if self.print:
-            from ..ir.printer import ssa_names
+            from ..ir.names import ssa_names
             names = ssa_names(module)
             lines = []
             for op, (lo, hi) in zip(module.ops, ranges):

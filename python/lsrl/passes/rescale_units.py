@@ -29,12 +29,14 @@ modules are left unchanged (exact arithmetic does not round).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import PassError
+from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 
@@ -44,9 +46,50 @@ _MAX_DIGITS = 7  # significant digits of the numbers weights are snapped back to
 _DIGITS = np.arange(_MAX_DIGITS)[:, None]
 
 
+_POWERS = (10.0 ** np.arange(23.0)).tolist()  # 10^|k| as the vectorised form computes it
+_FEW = 16  # up to this many entries needing the search, a loop over them costs less than the vectorised form
+
+
 def _snap(values, tolerance: float) -> np.ndarray:
     """Each entry replaced by the number with the fewest (≤ 7) significant digits within ``tolerance``
-    (relative) of it, when there is one (``m·10^k`` is formed as ``m·10^k`` or ``m / 10^−k``: one rounding)."""
+    (relative) of it, when there is one (``m·10^k`` is formed as ``m·10^k`` or ``m / 10^−k``: one rounding).
+
+    An integer ``x`` with ``tolerance·|x| < 1`` is its own answer (``m·10^k`` is an integer: it is ``x`` or at
+    least 1 away), so only the other entries are searched — most weights are integers, and the search costs
+    ~30 array operations whatever the size: a few entries are searched one by one with the same float
+    operations (:func:`_snap_all` is the vectorised search)."""
+    x = np.array(values, dtype=np.float64)
+    if x.size == 0:
+        return x
+    with np.errstate(invalid="ignore", over="ignore"):
+        search = np.flatnonzero((x != np.rint(x)) | ~(np.abs(x) * tolerance < 1))
+    if len(search) == 0:
+        return x
+    if len(search) > _FEW:
+        x[search] = _snap_all(x[search], tolerance)
+        return x
+    sub = x[search]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exponents = np.floor(np.log10(np.abs(sub))).tolist()
+    for i, v, e in zip(search.tolist(), sub.tolist(), exponents):
+        if v == 0 or not math.isfinite(v):
+            continue
+        bound = tolerance * abs(v)
+        for d in range(_MAX_DIGITS):
+            k = e - d
+            if abs(k) > 22:
+                continue
+            power = _POWERS[int(abs(k))]
+            # |x/10^k|, |x·10^−k| < 10^7: round() is exact and rounds half to even, as np.round
+            short = float(round(v / power)) * power if k >= 0 else float(round(v * power)) / power
+            if abs(short - v) <= bound:
+                x[i] = short
+                break
+    return x
+
+
+def _snap_all(values, tolerance: float) -> np.ndarray:
+    """:func:`_snap`, vectorised over every entry."""
     x = np.array(values, dtype=np.float64)
     if x.size == 0:
         return x
@@ -87,18 +130,6 @@ def _scaled_matrix(m: Matrix, rows: np.ndarray | None, cols: np.ndarray | None, 
         sp.csr_array((snapped, csr.indices, csr.indptr), shape=csr.shape))
 
 
-def layer_chain(module, who: str) -> list:
-    """The ops of a layer-form module (a chain, the output last); a PassError naming ``who`` otherwise."""
-    ops = module.ops
-    for i, op in enumerate(ops[1:], 1):
-        if len(op.operands) != 1 or op.operands[0] is not ops[i - 1]:
-            raise PassError(f"{who}: expected the layer form (a chain), but {op.describe()} does not read "
-                            "the op before it; run debranch first")
-    if module.output is not ops[-1]:
-        raise PassError(f"{who}: expected the layer form (the output is the last op); run debranch first")
-    return ops
-
-
 def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     """Per op, per slot ``1/|c|`` for a slot whose value is ``c · (program value) + …`` (1 for an empty slot)."""
     coeffs = []
@@ -121,36 +152,48 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     csr = producer.attrs["A"].scipy()
     data = csr.data.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
+    indptr, indices = csr.indptr, csr.indices
+    counts = np.diff(indptr)
+    # each row's first entry's magnitude (1 for an empty row, which joins no group)
+    norms = np.abs(data[np.minimum(indptr[:-1], max(len(data) - 1, 0))]) if len(data) else np.ones(len(counts))
+    norms = np.where(counts > 0, norms, 1.0)
+    directions = np.round(data / np.repeat(norms, counts), 12)  # rows of one normal-form row agree to ~1e-15
     groups: dict[tuple, list] = {}
-    for j in range(csr.shape[0]):
-        start, end = csr.indptr[j], csr.indptr[j + 1]
-        if start == end:
-            continue
-        norm = abs(data[start])
-        direction = np.round(data[start:end] / norm, 12)  # rows of one normal-form row agree to ~1e-15
-        groups.setdefault((csr.indices[start:end].tobytes(), direction.tobytes()), []).append((j, norm))
+    # the rows' keys sliced from the whole arrays' bytes (the same bytes as each row's own tobytes())
+    ptr, norm_of, biases = indptr.tolist(), norms.tolist(), b.tolist()
+    index_bytes, direction_bytes = indices.tobytes(), directions.tobytes()
+    wi, wd = indices.itemsize, directions.itemsize
+    for j in range(len(ptr) - 1):
+        start, end = ptr[j], ptr[j + 1]
+        if start < end:
+            key = (index_bytes[start * wi:end * wi], direction_bytes[start * wd:end * wd])
+            groups.setdefault(key, []).append((j, norm_of[j]))
     scales = scales.copy()
     pending = scales.copy()
+    chosen = []  # (members, common scale, the first member's row at that scale)
     for members in groups.values():
         if len(members) < 2:
             continue
-        offsets = np.array([b[j] / norm for j, norm in members])
-        gaps = np.abs(offsets[:, None] - offsets[None, :])
-        gaps = gaps[gaps > 0]
-        if gaps.size == 0:
+        offsets = [biases[j] / norm for j, norm in members]
+        gaps = [abs(x - y) for x in offsets for y in offsets if x != y]
+        if not gaps:
             continue
-        common = snap_number(1.0 / gaps.min(), 1e-9)  # the gap is 1/μ computed in float64
+        common = snap_number(1.0 / min(gaps), 1e-9)  # the gap is 1/μ computed in float64
         first, first_norm = members[0]
-        row = _snap(data[csr.indptr[first]:csr.indptr[first + 1]] * (common / first_norm), 1e-14)
-        for j, norm in members:
-            scales[j], pending[j] = common / norm, 1.0
-            data[csr.indptr[j]:csr.indptr[j + 1]] = row
+        chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
+    if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
+        rows = np.split(_snap(np.concatenate([row for _, _, row in chosen]), 1e-14),
+                        np.cumsum([len(row) for _, _, row in chosen])[:-1])
+        for (members, common, _), row in zip(chosen, rows):
+            for j, norm in members:
+                scales[j], pending[j] = common / norm, 1.0
+                data[ptr[j]:ptr[j + 1]] = row
     return scales, data, pending
 
 
 def rescale_units(module, *, snap_tolerance: float = 1e-14):
     """Rescale the units of a layer-form module in place (see the module docstring); returns the module."""
-    ops = layer_chain(module, "rescale-units")
+    ops = check_layer_form(module, "rescale-units", PassError)
     if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
         return module
     layout = module.metadata.get("layout")

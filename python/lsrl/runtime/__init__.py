@@ -1,12 +1,13 @@
-"""Execution runtime: the C++ kernel and its Python front ends.
+"""Execution runtime: the C++ kernel and its Python front ends (above ``lsrl.ir``: it reads modules).
 
 * ``linear_scan(A, U, s0, backend="kernel"|"numpy")`` runs ``s_t = A s_{t-1} + u_t`` over a batch of sequences
-  (used by the interpreter for ``linstate``); ``kernel_available()`` says whether ``lsrl._kernel`` is importable.
+  (:mod:`lsrl.scan`, below ``ir``: the ``linstate`` semantics use it); ``kernel_available()`` says whether
+  ``lsrl._kernel`` is importable.
 * ``executor.run(module, xs, states=None, dtype=np.float64)`` runs a whole compiled model or program in one
   kernel call (``Model(..., backend="kernel")``); ``executor.stream`` carries the states across chunks.
 """
 
 from . import executor
-from .scan import BACKENDS, STRUCTURES, kernel_available, linear_scan, scan_structure
+from ..scan import BACKENDS, STRUCTURES, kernel_available, linear_scan, scan_structure
 
 __all__ = ["linear_scan", "kernel_available", "scan_structure", "BACKENDS", "STRUCTURES", "executor"]

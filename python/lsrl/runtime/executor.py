@@ -3,17 +3,17 @@ of sequences, with the time loop in C++.
 
 An **execution plan** is a list of kernel node descriptors written once per module and dtype (weights
 converted to CSR arrays of that dtype) and cached on the module; :func:`run` then makes one kernel call for the
-whole batch.  Every op of a lowered module is supported -- ``linstate``, ``linear``, ``relu``, ``multi`` and the
-target cells ``rnn_relu``, ``lstm``, ``gru`` (ideal and standard activations) -- and so are the remaining core ops
-(``concat``, ``slice``), so a program's own IR DAG runs too.
+whole batch.  The core ops (``linear``, ``relu``, ``multi``, ``concat``, ``slice``, ``linstate``) have their
+descriptors here, so a program's own IR DAG runs too; a target's op kinds bring theirs (``OpDef.kernel``, in the
+target's module).
 
-The kernel computes what the numpy backend computes (``lsrl.model.run_layer``, ``lsrl.targets.ops.run_op``,
-``lsrl.ir.interpret``) with the same summation order for every sparse product; float64 results agree to the last
-bits except where numpy uses BLAS (dense small recurrent matrices), i.e. far below 1e-12 relative.
+The kernel computes what the numpy semantics compute (``OpDef.run``: :mod:`lsrl.ir.semantics` and the target
+modules) with the same summation order for every sparse product; float64 results agree to the last bits except
+where numpy uses BLAS (dense small recurrent matrices), i.e. far below 1e-12 relative.
 
 States follow :meth:`lsrl.Model.stream`: a list with one entry per op of ``module.ops`` other than the input op
-(``None`` for stateless ops), ``linstate`` → a ``(B, k)`` array, ``rnn_relu``/``gru`` → ``(h,)``, ``lstm`` →
-``(h, c)``; a ``None`` entry means the op's initial state.
+(``None`` for stateless ops), ``linstate`` → a ``(B, k)`` array, a target cell → the tuple of its
+``OpDef.state_parts`` (e.g. ``(h,)`` or ``(h, c)``); a ``None`` entry means the op's initial state.
 
     ys, states = run(model.module, xs)                       # whole sequence
     ys2, states = run(model.module, more_xs, states)         # continue where it stopped
@@ -26,15 +26,16 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import ShapeError, VerifyError
-from ..ir.core import Module, Op
+from ..ir.core import OPS, Module, Op
 from ..ir.sequences import as_sequences
 from ..precision import DTYPES, dtype_of
-from . import scan as _scan
+from ..targets.shared.cells import csr_arrays, optional_vector, vector_array
+from .. import scan as _scan
 
-__all__ = ["run", "stream", "plan_for", "ExecutionPlan", "SUPPORTED_KINDS", "DTYPES"]
+__all__ = ["run", "stream", "plan_for", "ExecutionPlan", "CORE_KINDS", "DTYPES"]
 
-SUPPORTED_KINDS = ("input", "linear", "relu", "multi", "concat", "slice", "linstate", "rnn_relu", "lstm", "gru")
-_STATEFUL = ("linstate", "rnn_relu", "lstm", "gru")
+#: the core op kinds the executor runs itself (target op kinds bring a kernel descriptor)
+CORE_KINDS = ("input", "linear", "relu", "multi", "concat", "slice", "linstate")
 
 
 def _kernel():
@@ -57,48 +58,23 @@ def _as_module(module) -> Module:
 
 # ------------------------------------------------------------------------------------------ the plan
 
-def _csr(matrix, dtype: np.dtype) -> tuple:
-    """``(indptr, indices, data)`` of a Matrix in the storage order the numpy backend uses."""
-    csr = matrix.scipy()
-    return (np.ascontiguousarray(csr.indptr, dtype=np.int64), np.ascontiguousarray(csr.indices, dtype=np.int64),
-            np.ascontiguousarray(csr.data, dtype=dtype))
-
-
-def _vec(vector, dtype: np.dtype) -> np.ndarray:
-    return np.ascontiguousarray(vector.array(False), dtype=dtype)
-
-
-def _bias(vector, dtype: np.dtype):
-    return None if vector.is_zero() else _vec(vector, dtype)
-
-
 def _descriptor(op: Op, inputs: list[int], dtype: np.dtype) -> dict:
     kind, a = op.kind, op.attrs
-    node = {"kind": kind, "inputs": inputs, "dim": int(op.dim), "name": op.describe()}
     if kind == "linear":
-        node.update(kind="affine", W=_csr(a["A"], dtype), b=_bias(a["b"], dtype))
+        node = {"kind": "affine", "W": csr_arrays(a["A"], dtype), "b": optional_vector(a["b"], dtype)}
     elif kind in ("relu", "multi", "concat"):
-        pass
+        node = {"kind": kind}
     elif kind == "slice":
-        node["start"] = int(a["start"])
+        node = {"kind": kind, "start": int(a["start"])}
     elif kind == "linstate":
-        node.update(W=_csr(a["B"], dtype), b=_bias(a["bias"], dtype), R=_csr(a["A"], dtype),
-                    init=_vec(a["init"], dtype))
-    elif kind in ("rnn_relu", "lstm"):
-        # the numpy forward adds the two biases first (as Vectors: exactly, for exact weights)
-        node.update(W=_csr(a["W_ih"], dtype), b=_bias(a["b_ih"] + a["b_hh"], dtype), R=_csr(a["W_hh"], dtype))
-        if kind == "lstm":
-            node.update(init=np.concatenate([_vec(a["h0"], dtype), _vec(a["c0"], dtype)]),
-                        ideal=a.get("activations", "ideal") == "ideal")
-        else:
-            node["init"] = _vec(a["h0"], dtype)
-    elif kind == "gru":
-        node.update(W=_csr(a["W_ih"], dtype), b=_bias(a["b_ih"], dtype), R=_csr(a["W_hh"], dtype),
-                    b2=_vec(a["b_hh"], dtype), init=_vec(a["h0"], dtype),
-                    ideal=a.get("activations", "ideal") == "ideal")
+        node = {"kind": kind, "W": csr_arrays(a["B"], dtype), "b": optional_vector(a["bias"], dtype),
+                "R": csr_arrays(a["A"], dtype), "init": vector_array(a["init"], dtype)}
+    elif kind in OPS and OPS[kind].kernel is not None:
+        node = OPS[kind].kernel(op, dtype)
     else:
-        raise VerifyError(f"{op.describe()}: op kind {kind!r} has no kernel implementation "
-                          f"(supported: {', '.join(SUPPORTED_KINDS)}); use backend='numpy'")
+        raise VerifyError(f"{op.describe()}: op kind {kind!r} has no kernel implementation (the core ops "
+                          f"{', '.join(CORE_KINDS)} and target ops with a kernel descriptor run); use backend='numpy'")
+    node.update(inputs=inputs, dim=int(op.dim), name=op.describe())
     return node
 
 
@@ -131,7 +107,7 @@ class ExecutionPlan:
         self.positions = [op for op in module.ops if op is not inp]
         position = {id(op): i for i, op in enumerate(self.positions)}
         self.slots = [position[id(order[n])] for n in self.plan.state_nodes]
-        self.kinds = [order[n].kind for n in self.plan.state_nodes]
+        self.parts = [order[n].opdef.state_parts for n in self.plan.state_nodes]
         self.dims = [int(order[n].dim) for n in self.plan.state_nodes]
 
     def __repr__(self) -> str:
@@ -195,36 +171,27 @@ def _kernel_states(plan: ExecutionPlan, states, batch: int) -> list:
         raise ShapeError(f"executor: states must have one entry per op after the input ({len(plan.positions)} for "
                          f"module @{plan.module.name}), got {len(states)}")
     out = []
-    for slot, kind, dim in zip(plan.slots, plan.kinds, plan.dims):
+    for slot, parts, dim in zip(plan.slots, plan.parts, plan.dims):
         value = states[slot]
         what = f"the state of {plan.positions[slot].describe()}"
         if value is None:
             out.append(None)
-        elif kind == "linstate":
+        elif not parts:  # linstate: the state array itself
             out.append(_state_array(value, batch, dim, plan.dtype, what))
-        elif kind == "lstm":
-            if not isinstance(value, (tuple, list)) or len(value) != 2:
-                raise TypeError(f"executor: {what} must be a tuple (h, c)")
-            out.append(np.concatenate([_state_array(value[0], batch, dim, plan.dtype, what + " (h)"),
-                                       _state_array(value[1], batch, dim, plan.dtype, what + " (c)")], axis=1))
+        elif len(parts) == 1 and not isinstance(value, (tuple, list)):
+            out.append(_state_array(value, batch, dim, plan.dtype, what))
         else:
-            if isinstance(value, (tuple, list)):
-                if len(value) != 1:
-                    raise TypeError(f"executor: {what} must be a tuple (h,)")
-                value = value[0]
-            out.append(_state_array(value, batch, dim, plan.dtype, what))
+            if not isinstance(value, (tuple, list)) or len(value) != len(parts):
+                raise TypeError(f"executor: {what} must be a tuple ({', '.join(parts)}{',' * (len(parts) == 1)})")
+            out.append(np.concatenate([_state_array(v, batch, dim, plan.dtype, f"{what} ({part})")
+                                       for v, part in zip(value, parts)], axis=1))
     return out
 
 
 def _model_states(plan: ExecutionPlan, states, finals: list) -> list:
     out = list(states) if states is not None else [None] * len(plan.positions)
-    for slot, kind, dim, value in zip(plan.slots, plan.kinds, plan.dims, finals):
-        if kind == "linstate":
-            out[slot] = value
-        elif kind == "lstm":
-            out[slot] = (value[:, :dim], value[:, dim:])
-        else:
-            out[slot] = (value,)
+    for slot, parts, dim, value in zip(plan.slots, plan.parts, plan.dims, finals):
+        out[slot] = tuple(value[:, k * dim:(k + 1) * dim] for k in range(len(parts))) if parts else value
     return out
 
 

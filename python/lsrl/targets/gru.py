@@ -1,15 +1,303 @@
-"""Target ``gru`` (targets.md): one ``gru`` layer per stage of the layer form; see :mod:`lsrl.targets.ideal`
-and :mod:`lsrl.targets.standard` for the constructions."""
+"""Target ``gru`` (targets.md §6): one ``gru`` layer per stage of the layer form.
+
+Op ``gru`` (PyTorch's ``nn.GRU``, gate order r, z, n; ``r`` applied to ``W_hn h + b_hn``)::
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
+
+``activations = "ideal"`` replaces every σ and tanh by ReLU (exact, also in rational arithmetic).
+
+Ideal mode (App. C.1/C.2): a ReLU unit is ``z = 0``, ``r = 1`` ⇒ ``h' = n = ReLU(W_in x + b_in + W_hn h)``; a
+product uses the leak-cancelling pair (D7) ``p' = (g/K)·v + (1 − g/K)·p``, ``q' = (1 − g/K)·p`` ⇒
+``K(p' − q') = g·v`` for a gate operand shifted into ``[0, K]`` (``K`` a power of two from range analysis).
+
+Standard mode (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stated):
+
+* S: ``n = tanh(E A E⁻¹ h + ε(B v + b))`` — a linearised tanh RNN (errors accumulate over time for
+  eigenvalues of modulus 1; bounded through ``t_max``);
+* R: the leak-cancelling pair (D7) with ``1 − z_p = σ(κx)``, ``n_p = tanh(εx)``, ``r_q = z_p``,
+  ``n_q = tanh(r_q p)`` ⇒ ``p' − q' ≈ ε ReLU(x)``; a proven-non-negative ``x`` needs one unit;
+* M: four pairs with ``1 − z = σ(±s ε_g g)`` (s = 1, 2), ``n = tanh(ε_v v)``, combined by the Richardson
+  rule of :class:`~lsrl.targets.shared.standard.StandardLowering`; carriers one unit.
+
+The pairs make two refusals necessary (:meth:`GruStandard.check_stage`): a stage reading pairs with a rounding
+error above the accuracy limit, and (float32) a weight ≥ 2^24.
+
+Exports: ``nn.GRU`` (standard mode only) and ONNX ``GRU`` with ``linear_before_reset=1`` (torch's convention;
+gates reordered to z, r, h; ideal mode ``activations=["Relu","Relu"]``), or a float64 ``Scan``.
+"""
 from __future__ import annotations
 
-from ..passes.lower import register_lowering
-from .ideal import lower_recurrent
+import math
+from fractions import Fraction
 
-__all__ = ["lower"]
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.core import Module, Op
+from ..ir.matrix import Matrix, Vector
+from ..ir.semantics import EvalContext
+from .registry import Target, register_target
+from .shared.cells import (Recurrent, activation_functions, cell_opdef, csr_arrays, empty_outputs, initial_state,
+                           input_projection, optional_vector, vector_array)
+from .shared.common import UnitBlocks, const_vector, pow2_at_least, signs_of, slot_matrix
+from .shared.ideal import CellLowering, lower_cells
+from .shared.standard import StandardLowering, describe_stage
+
+__all__ = ["GruTarget"]
+
+KIND = "gru"
+GATES = ("r", "z", "n")
+_ONNX_ORDER = (1, 0, 2)       # torch (r, z, n) → ONNX (z, r, h)
+#: unit roundoffs: the rounding of a sum that reads ReLU pairs (see ``GruStandard.check_stage``)
+FLOAT64_ROUNDOFF = 2.0 ** -53
+FLOAT32_ROUNDOFF = 2.0 ** -24
 
 
-def lower(module, *, activations: str = "ideal", t_max: int | None = None):
-    return lower_recurrent(module, "gru", activations, t_max)
+# ------------------------------------------------------------------------------------------ the op
+
+def run(op: Op, inputs: list, state, ctx: EvalContext):
+    (x,) = inputs
+    exact = ctx.exact
+    (h,) = initial_state(op, x.shape[0], exact) if state is None else state
+    H = op.dim
+    sig, tanh = activation_functions(op, exact)
+    b_hh = op.attrs["b_hh"].array(exact)
+    pre = input_projection(op, x, op.attrs["b_ih"], exact)  # (B, T, 3H)
+    rec = Recurrent(op.attrs["W_hh"], exact)
+    batch, length = x.shape[0], x.shape[1]
+    y = empty_outputs(batch, length, H, exact)
+    one = Fraction(1) if exact else 1.0
+    for t in range(length):
+        hh = np.broadcast_to(b_hh, (batch, 3 * H)) if rec.zero else rec(h) + b_hh
+        r = sig(pre[:, t, :H] + hh[:, :H])
+        z = sig(pre[:, t, H:2 * H] + hh[:, H:2 * H])
+        n = tanh(pre[:, t, 2 * H:] + r * hh[:, 2 * H:])
+        h = (one - z) * n + z * h
+        y[:, t] = h
+    return y, (h,)
 
 
-register_lowering("gru", lower)
+def kernel_node(op: Op, dtype: np.dtype) -> dict:
+    a = op.attrs
+    return {"kind": KIND, "W": csr_arrays(a["W_ih"], dtype), "b": optional_vector(a["b_ih"], dtype),
+            "R": csr_arrays(a["W_hh"], dtype), "b2": vector_array(a["b_hh"], dtype),
+            "init": vector_array(a["h0"], dtype), "ideal": a.get("activations", "ideal") == "ideal"}
+
+
+cell_opdef(KIND, "GRU layer (torch gate order r, z, n; r applied to W_hn h + b_hn)", gates=GATES, run=run,
+           kernel=kernel_node)
+
+
+# ------------------------------------------------------------------------------------------ ideal lowering
+
+def _num(x):
+    """A scalar for exact-safe arithmetic: Fractions stay exact, floats become their exact value."""
+    return x if isinstance(x, Fraction) else Fraction(float(x))
+
+
+def gate_choice(plan, j: int):
+    """For product ``j`` pick the operand used as the gate: ``(which, sign, shift, K)`` with
+    ``sign·operand − shift ∈ [0, K]``; ``None`` when both operands are unbounded."""
+    best = None
+    for which, lo, hi in (("u", plan.ulo[j], plan.uhi[j]), ("v", plan.vlo[j], plan.vhi[j])):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        if lo >= 0:
+            cand = (0, which, 1, 0.0, hi)
+        elif hi <= 0:
+            cand = (0, which, -1, 0.0, -lo)
+        else:
+            cand = (1, which, 1, lo, hi - lo)
+        if best is None or cand[0] < best[0]:
+            best = cand
+    if best is None:
+        return None
+    _, which, sign, shift, span = best
+    return which, sign, shift, (pow2_at_least(span) if span > 0 else 1.0)
+
+
+class GruCell(CellLowering):
+    op_kind = KIND
+    gates = GATES
+
+    def relu_units(self, blocks: UnitBlocks, W: Matrix, b: Vector, *, rec=None, h0=None, decode=None, role=""):
+        n = W.shape[0]
+        return blocks.add(n, W={"n": W}, b={"n": b, "r": const_vector(n, 1)}, rec={"n": rec} if rec else None,
+                          h0=h0, decode=decode, role=role)
+
+    def ideal_products(self, blocks: UnitBlocks, st, plan) -> list:
+        """Leak-cancelling pairs (D7).  For ``g = sign·gate − shift ∈ [0, K]``:
+
+        unit p: ``z_p = ReLU(1 − g/K)``, ``n_p = ReLU(s v)``            ⇒ ``p' = (g/K)·ReLU(s v) + (1 − g/K)·p``
+        unit q: ``z_q = 0``, ``r_q = ReLU(1 − g/K)``, ``n_q = ReLU(r_q p)`` ⇒ ``q' = (1 − g/K)·p``
+
+        so ``K·(p' − q') = g·ReLU(s v)``; ``u·v = sign·(g + shift)·v`` adds ``sign·shift·v`` as a linear
+        carrier (returned)."""
+        extra = []
+        for j in plan.prod:
+            choice = gate_choice(plan, j)
+            if choice is None:
+                raise CompileError(f"gru: {st.op.describe()} (stage {st.index} of the layer form) multiplies two "
+                                   "operands that range analysis cannot bound; the GRU product needs a bounded "
+                                   "operand (give the Input bounds and t_max)")
+            which, sign, shift, K = choice
+            G, cg = (plan.U, plan.cu) if which == "u" else (plan.V, plan.cv)
+            Vr, cv = (plan.V, plan.cv) if which == "u" else (plan.U, plan.cu)
+            vlo, vhi = (plan.vlo[j], plan.vhi[j]) if which == "u" else (plan.ulo[j], plan.uhi[j])
+            g_row = G.rows([j]).scale(sign)
+            g_bias = _num(cg.values[j]) * sign - _num(shift)
+            gate_w = g_row.scale(-1 / _num(K))
+            gate_b = Vector([1 - g_bias / _num(K)])
+            for sv in signs_of(vlo, vhi):
+                off_p = blocks.H
+                v_row = Vr.rows([j]).scale(sv)
+                v_b = Vector([_num(cv.values[j]) * sv])
+                blocks.add(1, W={"z": gate_w, "n": v_row}, b={"z": gate_b, "n": v_b},
+                           decode=slot_matrix(plan.h, [j], [sign * sv * K]), role="pair_p")
+                blocks.add(1, W={"r": gate_w}, b={"r": gate_b}, rec={"n": [(Matrix.identity(1), off_p)]},
+                           decode=slot_matrix(plan.h, [j], [-sign * sv * K]), role="pair_q")
+            if shift != 0:
+                extra.append((j, Vr.rows([j]).scale(sign * shift), _num(cv.values[j]) * sign * _num(shift),
+                              sign * shift * vlo, sign * shift * vhi))
+        return extra
+
+    def standard(self, t_max):
+        return GruStandard(KIND, t_max=t_max)
+
+    def layer_attrs(self, attrs: dict, width: int, activations: str) -> dict:
+        attrs["activations"] = activations
+        return attrs
+
+
+# ------------------------------------------------------------------------------------------ standard lowering
+
+class GruStandard(StandardLowering):
+    def __init__(self, target: str, **options):
+        super().__init__(target, **options)
+        # ReLU pairs of the stage just lowered (unit -> bound), read by the next stage's check
+        self._pair_bounds: dict[int, float] = {}
+
+    def units(self, blocks: UnitBlocks, n: int, *, r=True, z=False, nW=None, rec_n=None, h0=None, decode=None,
+              role=""):
+        """Add ``n`` units; ``r``/``z`` given as ``(W, b)`` are computed, ``True``/``False`` saturate on/off."""
+        W, b = {}, {}
+        for name, spec in (("r", r), ("z", z)):
+            if spec is True:
+                b[name] = self.on(n)
+            elif spec is False:
+                b[name] = self.off(n)
+            else:
+                W[name], b[name] = spec
+        if nW is not None:
+            W["n"], b["n"] = nW
+        return blocks.add(n, W=W, b=b, rec={"n": rec_n} if rec_n else None, h0=h0, decode=decode, role=role)
+
+    def check_stage(self, st) -> None:
+        # product stages are exempt from the float32 check: their weights reach 5e8 in the multiplicative
+        # programs, which are measured right in float32 (tests/test_materialize_steps.py)
+        if st.kind != "M":
+            self._check_float32_weights(st)
+        self._check_pair_readers(st)
+
+    def _check_pair_readers(self, st) -> None:
+        """Refuse a stage whose rows read the leak-cancelling ReLU pairs of the stage before with a worst-case
+        rounding error above :data:`~lsrl.targets.shared.standard.ACCURACY_LIMIT` of what the row resolves.
+        After the ReLU turns off, both units of a pair keep the last positive value, so the row's sum rounds an
+        error of ``2^-53 · Σ |w| B`` (``B`` the pair's bound) into a value that only had to resolve its own bound
+        — a λ-conditional ``ReLU(t − λ·c)`` (λ = 1e10, ``t ≤ 9``) reaches 1e-4 of it and the n = 10 token
+        program answers wrong in every executor (docs/numerics.md); counters squared over a long ``t_max`` reach
+        it as well."""
+        pairs, self._pair_bounds = self._pair_bounds, {}
+        if not pairs:
+            return
+        cols = np.array(sorted(pairs))
+        read = np.asarray(abs(st.W.scipy()[:, cols]) @ np.array([pairs[j] for j in cols.tolist()])).ravel()
+        # what a row must resolve: its positive side for a ReLU (the rest is cut off), its whole range otherwise
+        resolved = np.maximum(st.pre_hi if st.kind == "R" else np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi)), 1.0)
+        worst = int(np.argmax(read / resolved))
+        self._require_accuracy(
+            f"row {worst} of {describe_stage(st)}, which reads the GRU ReLU pairs of the stage before with "
+            f"Σ |weight| × bound = {read[worst]:.3g} (a λ-conditional or a long counter), relative to its bound "
+            f"{resolved[worst]:.3g}", FLOAT64_ROUNDOFF * read[worst] / resolved[worst])
+
+    def _check_float32_weights(self, st) -> None:
+        """Refuse a stage with a weight ≥ 2^24 (a λ-conditional's λ = 1e10).  The GRU carries every ReLU and
+        state through leak-cancelling pairs whose float32 rounding (2^-24 of a value of order 1) such a weight
+        turns into an error ≥ 1: the token program then answered 70–83 % wrong in float32 (the kernel at n = 10,
+        torch at n = 3) although float64 is right.  The paper's other R/S weights stay ≤ 5e6."""
+        loudest = float(abs(st.W.scipy()).max()) if st.W.shape[0] and st.W.shape[1] else 0.0
+        if FLOAT32_ROUNDOFF * loudest >= 1.0:
+            raise CompileError(
+                f"gru standard mode cannot stay accurate in float32: {describe_stage(st)} has a weight of "
+                f"{loudest:.3g} ≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a "
+                "λ-conditional; use the multiplicative conditionals, a target without ReLU pairs, or "
+                "activations='ideal'")
+
+    def state_units(self, blocks, k, *, drive, rec, h0, decode, integrators, diagonal):
+        self.units(blocks, k, nW=drive, rec_n=[(rec, 0)] if rec.nnz else None, h0=h0, decode=decode, role="state")
+
+    def relu_units(self, blocks, st, n, *, gate, value, decode, gated, eps):
+        # pair: p' = σ(κx) tanh(εx) + σ(-κx) p,  q' = tanh(σ(-κx) p)
+        self._pair_bounds = {j: float(st.hi[j]) for j in gated}
+        closed = self.negated(gate)
+        off_p = self.units(blocks, n, r=True, z=closed, nW=value, decode=decode, role="relu_p")
+        self.units(blocks, n, r=closed, z=False, rec_n=[(Matrix.identity(n), off_p)], decode=-decode,
+                   role="relu_q")
+
+    def carrier_units(self, blocks, n, *, value, decode, role):
+        self.units(blocks, n, nW=value, decode=decode, role=role)
+
+    def product_units(self, blocks, n, *, gate, value, decode, scale):
+        # the pair with 1 − z = σ(+s a) minus the pair with 1 − z = σ(−s a)
+        for sign, z, role in ((1, self.negated(gate), f"product{scale}+"), (-1, gate, f"product{scale}-")):
+            side = decode if sign > 0 else -decode
+            off_p = self.units(blocks, n, r=True, z=z, nW=value, decode=side, role=role + "_p")
+            self.units(blocks, n, r=z, z=False, rec_n=[(Matrix.identity(n), off_p)], decode=-side, role=role + "_q")
+
+
+# ------------------------------------------------------------------------------------------ the target
+
+class GruTarget(Target):
+    name = "gru"
+    summary = "GRU (nn.GRU, ONNX GRU)"
+    op_kinds = frozenset({KIND})
+
+    def lower(self, module: Module, *, activations: str, t_max: int | None) -> Module:
+        return lower_cells(module, GruCell(), self.name, activations, t_max)
+
+    def torch_layer(self, op: Op, activations: str):
+        from .shared.torch_export import gated_cell_layer
+        return gated_cell_layer(self.name, "GRU", op, activations)
+
+    def onnx_layer(self, b, op: Op, x: str, activations: str) -> str:
+        from .shared.onnx_export import dense, reorder_gates, vector
+        dt, H = b.dtype, op.dim
+        ideal = activations == "ideal"
+        b_ih, b_hh = vector(op.attrs["b_ih"], dt), vector(op.attrs["b_hh"], dt)
+        initial = [vector(op.attrs["h0"], dt)]
+        if dt == np.float64:
+            sig, tanh = ("Relu", "Relu") if ideal else ("Sigmoid", "Tanh")
+
+            def step(c):  # torch convention (linear_before_reset): r multiplies W_hn h + b_hn
+                r = c.node(sig, [c.node("Add", [c.part(c.pre, 0), c.part(c.rec, 0)])])
+                z = c.node(sig, [c.node("Add", [c.part(c.pre, 1), c.part(c.rec, 1)])])
+                n = c.node(tanh, [c.node("Add", [c.part(c.pre, 2), c.node("Mul", [r, c.part(c.rec, 2)])])])
+                one = c.const("one", np.ones(1, dt))
+                return [c.node("Add", [c.node("Mul", [c.node("Sub", [one, z]), n]),
+                                       c.node("Mul", [z, c.states[0]])])]
+
+            # b_hn sits inside r ⊙ (·): the recurrent bias stays in the body
+            return b.scan_cell(op, x, w_ih=op.attrs["W_ih"], w_hh=op.attrs["W_hh"], pre_bias=b_ih, rec_bias=b_hh,
+                               initial=initial, gates=3, body=step)
+        attrs = {"linear_before_reset": 1}
+        if ideal:
+            attrs["activations"] = ["Relu", "Relu"]
+        return b.recurrent_op(
+            "GRU", op, x, W=reorder_gates(dense(op.attrs["W_ih"], dt), _ONNX_ORDER, H)[None],
+            R=reorder_gates(dense(op.attrs["W_hh"], dt), _ONNX_ORDER, H)[None],
+            B=np.concatenate([reorder_gates(b_ih, _ONNX_ORDER, H), reorder_gates(b_hh, _ONNX_ORDER, H)])[None],
+            initial=initial, n_out=2, **attrs)
+
+
+register_target(GruTarget())

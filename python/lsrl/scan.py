@@ -13,6 +13,9 @@ Two backends compute the same thing:
 
 For every row ``i`` both backends accumulate the products ``A[i, j] * s[j]`` and add ``u[i]`` last, so the
 diagonal and CSR paths agree bit for bit; the dense path may differ in the last bits (BLAS summation order).
+
+This module sits below ``lsrl.ir`` (the ``linstate`` semantics run on it) and knows nothing of the IR;
+``lsrl.runtime`` (the whole-model executor, above ``ir``) loads the extension through :func:`_load_kernel`.
 """
 
 from __future__ import annotations

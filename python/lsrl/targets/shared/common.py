@@ -13,7 +13,7 @@ decoder.
 
 Range analysis (``lsrl.passes.range_analysis.RangeAnalysis`` on the layer-form module: boxes, with groups of
 ReLU units of one scalar bounded exactly, so f_step-like differences get [0, 1]) decides which values are
-provably non-negative (no ± split), bounds product operands (GRU's leak-cancelling pair) and chooses the
+provably non-negative (no ± split), bounds product operands (the gate operand of a product unit) and chooses the
 standard-mode scales.
 """
 from __future__ import annotations
@@ -24,22 +24,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import CompileError
-from ..ir.core import Module, Op
-from ..ir.matrix import Matrix, Vector, matvec
-from ..passes.range_analysis import RangeAnalysis
+from ...errors import CompileError
+from ...ir.core import Module, Op
+from ...ir.layer_form import check_layer_form
+from ...ir.matrix import Matrix, Vector, matvec
+from ...passes.range_analysis import RangeAnalysis
 
 __all__ = ["Stage", "LayerForm", "Decoder", "layer_stages", "sign_split", "pow2_at_most", "scale_rows",
            "vscale", "vneg", "vadd", "selection", "finish_module", "ensure_bounded", "StandardConstants",
-           "STANDARD", "row_is_constant", "LOWERED_OP_KINDS"]
-
-# op kinds a lowered module may contain (besides its input and the final readout ``linear``)
-LOWERED_OP_KINDS = {
-    "linear_rnn": {"linstate", "linear", "relu", "multi"},
-    "relu_rnn": {"rnn_relu"},
-    "lstm": {"lstm"},
-    "gru": {"gru"},
-}
+           "STANDARD", "row_is_constant"]
 
 
 # ------------------------------------------------------------------------------------------ small algebra
@@ -139,35 +132,9 @@ class LayerForm:
     ends_with_linear: bool = False
 
 
-def _chain(module: Module) -> list[Op]:
-    chain = []
-    op = module.output
-    while True:
-        chain.append(op)
-        if op.kind == "input":
-            break
-        if len(op.operands) != 1:
-            raise CompileError(f"lower: expected the layer form (a chain of single-operand ops, as produced by "
-                               f"debranch), but {op.describe()} has {len(op.operands)} operands")
-        op = op.operands[0]
-    chain.reverse()
-    allowed = {"input", "linstate", "linear", "relu", "multi"}
-    for op in chain:
-        if op.kind not in allowed:
-            raise CompileError(f"lower: expected the layer form (only linstate/linear/relu/multi ops after the "
-                               f"input), found {op.describe()}; run debranch first")
-    users = module.users()
-    for op in chain[:-1]:
-        n = len(users.get(id(op), []))
-        if n > 1:
-            raise CompileError(f"lower: expected the layer form (a path graph), but {op.describe()} has {n} users; "
-                               "run debranch first")
-    return chain
-
-
 def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
     """Read a layer-form module as stages + readout, with bounds of every pre-activation and value."""
-    chain = _chain(module)
+    chain = check_layer_form(module, "lower", CompileError)
     analysis = RangeAnalysis(module, t_max)
     inp = chain[0]
     d = inp.dim
@@ -265,7 +232,7 @@ class StandardConstants:
     * ``gate`` — saturation magnitude L: σ(±L) is exactly 1/0 in float64 and float32 (σ(−1024) = 0 since
       exp(1024) overflows; σ(1024) = 1).
     * ``rho`` — every value enters tanh as ``ε v`` with ``|ε v| ≤ rho``: tanh's relative error ≤ rho²/3
-      (2^-40: below float64 rounding; the GRU's leak-cancelling pair leaves ≤ rho²/3·max|x| after a ReLU turns
+      (2^-40: below float64 rounding; a leak-cancelling pair leaves ≤ rho²/3·max|x| after a ReLU turns
       off, which conditionals with λ = 1e10 amplify — so rho must be tiny).
     * ``rho_gate`` — the gate operand of a product enters σ as ``ε_g g`` and ``2 ε_g g`` with
       ``|ε_g g| ≤ rho_gate``: with D(a) = σ(a) − σ(−a) = tanh(a/2), (8 D(a) − D(2a))/3 = a − a⁵/30, so the
@@ -348,15 +315,6 @@ def lowered_layout(form: LayerForm, stages_meta: list[dict]) -> list | None:
     return out
 
 
-def to_float_module(module: Module) -> Module:
-    """Round every exact constant to float64 (in place)."""
-    for op in module.ops:
-        for k, v in list(op.attrs.items()):
-            if isinstance(v, (Matrix, Vector)) and v.exact:
-                op.attrs[k] = v.to_float()
-    return module
-
-
 # ------------------------------------------------------------------------------------------ layer assembly
 
 def placement(m: int, offset: int, total: int) -> Matrix:
@@ -370,7 +328,7 @@ class UnitBlocks:
     Each block of ``size`` units gives, per gate, the rows reading the layer input (``W``, ``size × d_in``)
     and the input bias ``b``; optionally rows reading the layer's own previous hidden state
     (``rec[gate] = [(M, offset)]``, ``M`` of shape ``size × m`` reading units ``offset .. offset+m-1``) and
-    recurrent biases ``b_rec`` (GRU's ``b_hn`` sits inside ``r ⊙ (·)``); initial ``h0``/``c0``; and its
+    recurrent biases ``b_rec`` (kept apart where a cell gates its recurrent term); initial ``h0``/``c0``; and its
     ``decode`` (``d_val × size``): its contribution to the stage value ``D h + e``.
     """
 

@@ -1,7 +1,7 @@
-"""Standard-mode constructions for the LSTM and GRU (``targets.md`` §5, §6, decision D9).
+"""Standard-mode constructions for gated cells (``targets.md`` §5, §6, decision D9).
 
 The real activations are kept (σ for gates, tanh for candidates/cells), so the weights run unmodified in
-``torch.nn.LSTM``/``nn.GRU`` and ONNX ``LSTM``/``GRU``.  Three tools (constants in
+the architecture's own executors (torch, ONNX).  Three tools (constants in
 :class:`~lsrl.targets.common.StandardConstants`, all powers of two):
 
 * **saturation** — a gate with pre-activation ±L (L = 1024) is exactly 1/0 in float64 and float32;
@@ -11,30 +11,9 @@ The real activations are kept (σ for gates, tanh for candidates/cells), so the 
   a product ``g·v`` uses σ(a) − σ(−a) = tanh(a/2) with ``a = ε_g g`` (``|a| ≤ 2^-7``) at scales a and 2a
   (four units: (8 D(a) − D(2a))/3 = a − a⁵/30).
 
-κ·max|x| = 2^80 keeps every weight below 2^120, finite in float32 (ONNX runs these ops in float32).
+κ·max|x| = 2^80 keeps every weight below 2^120, finite in float32 (ONNX runs recurrent ops in float32).
 
-LSTM units (f, i, o saturated unless stated; ``h = o·tanh(c)``):
-
-=============  =========================================================================  ===========
-stage          unit                                                                         value
-=============  =========================================================================  ===========
-S, integrator  ``A`` row = ``a ∈ {0,1}`` on the diagonal: f = a, i = o = 1,                  ``h/ε``
-               ``g = tanh(ε(B v + b))``, ``c0 = ε s0``  ⇒ ``c_t = a c + tanh(ε u) ≈ ε s_t``
-S, general     f = 0, i = o = 1, ``g = tanh(E A E⁻¹ h + ε(B v + b))``  ⇒ ``h ≈ ε s``          ``h/ε``
-R              f = 0, o = 1, ``i = σ(κx)``, ``g = tanh(εx)``  ⇒ ``h ≈ ε ReLU(x)``             ``h/ε``
-               (``x ≥ 0`` proven: ``i = 1``; ``x ≤ 0`` proven: no unit)
-M, product     units ``i = σ(±s ε_g g)`` (s = 1, 2), ``g = tanh(ε_v v)``; Δ_s = h₊ − h₋          ``(8Δ₁−Δ₂)/(3ε_gε_v)``
-M, carrier     (one operand constant) i = o = 1, ``g = tanh(ε a)``                          ``h/ε``
-=============  =========================================================================  ===========
-
-GRU units (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stated):
-
-* S: ``n = tanh(E A E⁻¹ h + ε(B v + b))`` — a linearised tanh RNN (errors accumulate over time for
-  eigenvalues of modulus 1; bounded through ``t_max``);
-* R: the leak-cancelling pair (D7) with ``1 − z_p = σ(κx)``, ``n_p = tanh(εx)``, ``r_q = z_p``,
-  ``n_q = tanh(r_q p)`` ⇒ ``p' − q' ≈ ε ReLU(x)``; a proven-non-negative ``x`` needs one unit;
-* M: four pairs with ``1 − z = σ(±s ε_g g)`` (s = 1, 2), ``n = tanh(ε_v v)``, combined as for the LSTM;
-  carriers one unit.
+A cell's module subclasses :class:`StandardLowering` with its units (its docstring lists them).
 
 Every bound comes from range analysis; an unbounded value raises CompileError (give the Input bounds and
 ``t_max``).  docs/targets.md states the error bounds and the measured errors.
@@ -46,19 +25,16 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import CompileError
-from ..ir.matrix import Matrix, Vector
+from ...errors import CompileError
+from ...ir.matrix import Matrix, Vector
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
-                     pow2_at_most, row_is_constant, scale_rows, slot_matrix, stage_state_bounds, vscale)
+                     pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
-__all__ = ["StandardLowering", "ACCURACY_LIMIT"]
+__all__ = ["StandardLowering", "ACCURACY_LIMIT", "describe_stage"]
 
 #: the largest worst-case local error of a standard-mode unit lowering accepts (the error the tests assert
 #: end to end); beyond it the construction is refused with a CompileError instead of answering wrong
 ACCURACY_LIMIT = 1e-6
-#: float64 unit roundoff: the rounding of a sum that reads GRU ReLU pairs (see ``_check_pair_readers``)
-FLOAT64_ROUNDOFF = 2.0 ** -53
-FLOAT32_ROUNDOFF = 2.0 ** -24
 
 
 def _rows(W: Matrix, idx: list[int]) -> Matrix:
@@ -77,7 +53,7 @@ def _scaled(W: Matrix, c: Vector, idx: list[int], scales: list[float]) -> tuple[
     return rows, bias
 
 
-def _where(st: Stage) -> str:
+def describe_stage(st: Stage) -> str:
     """The stage in error messages: its op and its position in the layer form."""
     return f"{st.op.describe()} (stage {st.index} of the layer form, kind {st.kind})"
 
@@ -111,17 +87,21 @@ def _frac(x):
 
 
 class StandardLowering:
-    """Builds one LSTM/GRU layer per stage with real activations."""
+    """Builds one cell layer per stage with real activations.
+
+    This class chooses every scale, bound and saturation constant and checks every error bound; a cell's
+    subclass (in its target module) turns them into its own units through the ``*_units`` methods and may
+    refuse a stage in :meth:`check_stage`."""
+
+    #: whether an S-stage coordinate with ``A`` row ``a·e_j`` (``a`` ∈ {0, 1}) is an integrator — the drive
+    #: enters tanh on its own and the cell accumulates it in a memory cell, instead of a tanh recurrence
+    integrates: bool = False
 
     def __init__(self, target: str, constants=STANDARD, *, t_max: int | None = None):
-        if target not in ("lstm", "gru"):
-            raise CompileError(f"standard activations: no construction for target {target!r}")
         self.target = target
         self.k = constants
         self.t_max = t_max
         self.scales: list[dict] = []
-        # GRU ReLU pairs of the stage just lowered (unit -> bound), read by the next stage's check
-        self._pair_bounds: dict[int, float] = {}
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
@@ -130,38 +110,6 @@ class StandardLowering:
             raise CompileError(f"{self.target} standard mode cannot stay accurate: {what} has a worst-case error "
                                f"of {error_bound:.2g} (limit {ACCURACY_LIMIT:g}) with t_max={self.t_max}; compile "
                                "with a smaller t_max or tighter Input bounds, or use activations='ideal'")
-
-    def _check_pair_readers(self, st: Stage) -> None:
-        """Refuse a stage whose rows read the GRU's leak-cancelling ReLU pairs of the stage before with a worst-case
-        rounding error above :data:`ACCURACY_LIMIT` of what the row resolves.  After the ReLU turns off, both
-        units of a pair keep the last positive value, so the row's sum rounds an error of ``2^-53 · Σ |w| B``
-        (``B`` the pair's bound) into a value that only had to resolve its own bound — a λ-conditional
-        ``ReLU(t − λ·c)`` (λ = 1e10, ``t ≤ 9``) reaches 1e-4 of it and the n = 10 token program answers wrong
-        in every executor (docs/numerics.md); counters squared over a long ``t_max`` reach it as well."""
-        pairs, self._pair_bounds = self._pair_bounds, {}
-        if not pairs:
-            return
-        cols = np.array(sorted(pairs))
-        read = np.asarray(abs(st.W.scipy()[:, cols]) @ np.array([pairs[j] for j in cols.tolist()])).ravel()
-        # what a row must resolve: its positive side for a ReLU (the rest is cut off), its whole range otherwise
-        resolved = np.maximum(st.pre_hi if st.kind == "R" else np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi)), 1.0)
-        worst = int(np.argmax(read / resolved))
-        self._require_accuracy(
-            f"row {worst} of {_where(st)}, which reads the GRU ReLU pairs of the stage before with "
-            f"Σ |weight| × bound = {read[worst]:.3g} (a λ-conditional or a long counter), relative to its bound "
-            f"{resolved[worst]:.3g}", FLOAT64_ROUNDOFF * read[worst] / resolved[worst])
-
-    def _check_float32_weights(self, st: Stage) -> None:
-        """Refuse a GRU stage with a weight ≥ 2^24 (a λ-conditional's λ = 1e10).  The GRU carries every ReLU
-        and state through leak-cancelling pairs whose float32 rounding (2^-24 of a value of order 1) such a
-        weight turns into an error ≥ 1: the token program then answered 70–83 % wrong in float32 (the kernel at
-        n = 10, torch at n = 3) although float64 is right.  The paper's other R/S weights stay ≤ 5e6."""
-        loudest = float(abs(st.W.scipy()).max()) if st.W.shape[0] and st.W.shape[1] else 0.0
-        if FLOAT32_ROUNDOFF * loudest >= 1.0:
-            raise CompileError(
-                f"gru standard mode cannot stay accurate in float32: {_where(st)} has a weight of {loudest:.3g} "
-                "≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a λ-conditional; use "
-                "the multiplicative conditionals, target 'lstm', or activations='ideal'")
 
     def _state_error(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
                      where: str) -> None:
@@ -180,49 +128,49 @@ class StandardLowering:
         k = self.k
         return {"gate": k.gate, "rho": k.rho, "rho_gate": k.rho_gate, "kappa_span": k.kappa_span}
 
-    # ------------------------------------------------------------------ gate helpers
-    def _on(self, n: int) -> Vector:
+    @staticmethod
+    def negated(weights: tuple) -> tuple:
+        """``(−W, −b)``: the same rows with the opposite sign."""
+        W, b = weights
+        return -W, vneg(b)
+
+    def on(self, n: int) -> Vector:
+        """Gate biases saturating σ to exactly 1."""
         return const_vector(n, self.k.gate)
 
-    def _off(self, n: int) -> Vector:
+    def off(self, n: int) -> Vector:
+        """Gate biases saturating σ to exactly 0."""
         return const_vector(n, -self.k.gate)
 
-    def _lstm(self, blocks: UnitBlocks, n: int, *, i=None, f=None, g=None, o=None, rec_g=None, h0=None, c0=None,
-              decode=None, role=""):
-        """Add ``n`` LSTM units; a gate given as ``(W, b)`` is computed, ``True``/``False`` saturates it on/off."""
-        W, b = {}, {}
-        for name, spec in (("i", i), ("f", f), ("g", g), ("o", o)):
-            if spec is True:
-                b[name] = self._on(n)
-            elif spec is False or spec is None:
-                if name != "g":
-                    b[name] = self._off(n)
-            else:
-                W[name], b[name] = spec
-        return blocks.add(n, W=W, b=b, rec={"g": rec_g} if rec_g else None, h0=h0,
-                          c0=c0 if c0 is not None else Vector.zeros(n), decode=decode, role=role)
+    # ------------------------------------------------------------------ what a cell provides
+    def check_stage(self, st: Stage) -> None:
+        """Refuse a stage the cell cannot lower accurately (CompileError); called before every stage."""
 
-    def _gru(self, blocks: UnitBlocks, n: int, *, r=True, z=False, nW=None, rec_n=None, h0=None, decode=None,
-             role=""):
-        W, b = {}, {}
-        for name, spec in (("r", r), ("z", z)):
-            if spec is True:
-                b[name] = self._on(n)
-            elif spec is False:
-                b[name] = self._off(n)
-            else:
-                W[name], b[name] = spec
-        if nW is not None:
-            W["n"], b["n"] = nW
-        return blocks.add(n, W=W, b=b, rec={"n": rec_n} if rec_n else None, h0=h0, decode=decode, role=role)
+    def state_units(self, blocks: UnitBlocks, k: int, *, drive: tuple, rec: Matrix, h0: Vector, decode: Matrix,
+                    integrators: list[int], diagonal: np.ndarray) -> None:
+        """S stage: units with ``h ≈ ε s`` given the scaled drive ``(W, b)`` (``ε(B v + b)``), the scaled
+        recurrence ``E A E⁻¹``, ``h0 = ε s0``; ``integrators`` (see :attr:`integrates`) with ``A``'s diagonal."""
+        raise NotImplementedError
+
+    def relu_units(self, blocks: UnitBlocks, st: Stage, n: int, *, gate: tuple, value: tuple, decode: Matrix,
+                   gated: list[int], eps: list[float]) -> None:
+        """R stage, arguments of unknown sign: units ``≈ σ(κx − L)·tanh(εx)`` from the step gate's ``(W, b)``
+        (``κx − L``) and the value's ``(W, b)`` (``εx``); ``decode`` gives ``ReLU(x)`` back."""
+        raise NotImplementedError
+
+    def carrier_units(self, blocks: UnitBlocks, n: int, *, value: tuple, decode: Matrix, role: str) -> None:
+        """Units carrying affine values linearly: ``≈ tanh(εa)`` from the scaled ``(W, b)``."""
+        raise NotImplementedError
+
+    def product_units(self, blocks: UnitBlocks, n: int, *, gate: tuple, value: tuple, decode: Matrix,
+                      scale: int) -> None:
+        """M stage, one half of a Richardson pair: units whose difference is ``D(s a)·tanh(ε_v v)`` with
+        ``D(a) = σ(a) − σ(−a)``; ``gate`` is ``(W, b)`` of ``s a`` and ``decode`` reads the ``+`` side."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ stages
     def stage(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
-        # product stages are exempt: their weights reach 5e8 in the multiplicative programs, which are measured
-        # right in float32 (tests/test_materialize_steps.py)
-        if self.target == "gru" and st.kind != "M":
-            self._check_float32_weights(st)
-        self._check_pair_readers(st)
+        self.check_stage(st)
         if st.kind == "S":
             self._state(blocks, st, W, c)
             return Vector.zeros(st.out_dim)
@@ -243,18 +191,18 @@ class StandardLowering:
                 diag_only[r_] = False
             else:
                 diag_val[r_] = float(v)
-        integ = [j for j in range(k) if self.target == "lstm" and diag_only[j] and diag_val[j] in (0.0, 1.0)]
+        integ = [j for j in range(k) if self.integrates and diag_only[j] and diag_val[j] in (0.0, 1.0)]
         eps = []
         for j in range(k):
-            bound = ensure_bounded(f"{self.target}: state coordinate {j} of {_where(st)}",
+            bound = ensure_bounded(f"{self.target}: state coordinate {j} of {describe_stage(st)}",
                                    slo[j:j + 1], shi[j:j + 1])
             if j in integ:  # the drive enters tanh on its own
                 bound = max(bound, ensure_bounded(f"{self.target}: input of state coordinate {j} of "
-                                                  f"{_where(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
+                                                  f"{describe_stage(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
             eps.append(eps_for(bound, self.k.rho))
             drive = float(max(abs(st.pre_lo[j]), abs(st.pre_hi[j])))
             self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
-                              diag_val[j] if j in integ else None, _where(st))
+                              diag_val[j] if j in integ else None, describe_stage(st))
         inv = [1.0 / e for e in eps]
         drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
         rec = scale_rows(A, eps) @ Matrix.diag(inv)
@@ -262,19 +210,8 @@ class StandardLowering:
         h0 = Vector([e * s for e, s in zip(eps, init.tolist())])
         decode = Matrix.diag(inv)
         self.scales.append({"stage": "S", "eps_min": min(eps), "eps_max": max(eps)})
-        if self.target == "gru":
-            self._gru(blocks, k, nW=(drive_w, drive_b), rec_n=[(rec, 0)] if rec.nnz else None, h0=h0,
-                      decode=decode, role="state")
-            return
-        # LSTM: per coordinate, integrator (forget gate = a_j) or general (forget 0, recurrence in g)
-        integ_set = set(integ)
-        f_bias = Vector([self.k.gate if (j in integ_set and diag_val[j] == 1.0) else -self.k.gate
-                         for j in range(k)])
-        rec_general = Matrix.diag([0.0 if j in integ_set else 1.0 for j in range(k)]) @ rec
-        c0 = Vector([h0.values[j] if j in integ_set else 0.0 for j in range(k)])
-        blocks.add(k, W={"g": drive_w}, b={"i": self._on(k), "f": f_bias, "g": drive_b, "o": self._on(k)},
-                   rec={"g": [(rec_general, 0)]} if rec_general.nnz else None, h0=h0, c0=c0, decode=decode,
-                   role="state")
+        self.state_units(blocks, k, drive=(drive_w, drive_b), rec=rec, h0=h0, decode=decode, integrators=integ,
+                         diagonal=diag_val)
 
     def _relu(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
         d = st.out_dim
@@ -283,7 +220,7 @@ class StandardLowering:
             lo, hi = st.pre_lo[j], st.pre_hi[j]
             if hi <= 0:
                 continue  # ReLU ≡ 0
-            bound = ensure_bounded(f"{self.target}: ReLU argument {j} of {_where(st)}",
+            bound = ensure_bounded(f"{self.target}: ReLU argument {j} of {describe_stage(st)}",
                                    st.pre_lo[j:j + 1], st.pre_hi[j:j + 1])
             if lo >= 0:
                 lin.append(j)
@@ -296,11 +233,9 @@ class StandardLowering:
                 kap.append(min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j)))
                 # below the saturation band σ(κx) is partial: the value error there is ≤ 0.28/κ, taken relative to
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
-                self._require_accuracy(f"the step gate of ReLU argument {j} of {_where(st)} (|x| ≤ {bound:.3g}), "
+                self._require_accuracy(f"the step gate of ReLU argument {j} of {describe_stage(st)} (|x| ≤ {bound:.3g}), "
                                        "relative to that bound", 0.28 / (kap[-1] * max(bound, 1.0)))
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
-        if self.target == "gru":
-            self._pair_bounds = {j: float(st.hi[j]) for j in gated}
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
         if not gated:
@@ -312,16 +247,8 @@ class StandardLowering:
         # arithmetic and come out as ±(rounding noise), where σ(κ·noise) would be a gate value that depends on
         # how the executor computes σ (torch's 1/(1 + e^60) is 9e-27, a tanh-based σ gives 0)
         s_b = s_b + const_vector(n, -self.k.gate)
-        if self.target == "lstm":
-            self._lstm(blocks, n, i=(s_w, s_b), g=(g_w, g_b), o=True,
-                       decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), role="relu")
-            return
-        # GRU pair: p' = σ(κx) tanh(εx) + σ(-κx) p,  q' = tanh(σ(-κx) p)
-        neg_w, neg_b = -s_w, Vector(-s_b.to_float().values) if not s_b.exact else Vector([-x for x in s_b.values])
-        off_p = self._gru(blocks, n, r=True, z=(neg_w, neg_b), nW=(g_w, g_b),
-                          decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), role="relu_p")
-        self._gru(blocks, n, r=(neg_w, neg_b), z=False, rec_n=[(Matrix.identity(n), off_p)],
-                  decode=slot_matrix(d, gated, [-1.0 / e for e in eps_g]), role="relu_q")
+        self.relu_units(blocks, st, n, gate=(s_w, s_b), value=(g_w, g_b),
+                        decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), gated=gated, eps=eps_g)
 
     def _weight_cap(self, W: Matrix, c: Vector, j: int) -> float:
         """The largest power of two κ keeping row ``j`` of ``κ·(W, c)`` below ``2^max_weight_log2``."""
@@ -333,13 +260,8 @@ class StandardLowering:
 
     def _carrier(self, blocks: UnitBlocks, W: Matrix, c: Vector, idx: list[int], eps: list[float], decode: Matrix,
                  role: str) -> None:
-        """Units carrying affine values linearly: ``tanh(ε a)`` (LSTM: ``tanh(tanh(ε a))``)."""
-        n = len(idx)
-        w, b = _scaled(W, c, idx, eps)
-        if self.target == "lstm":
-            self._lstm(blocks, n, i=True, g=(w, b), o=True, decode=decode, role=role)
-        else:
-            self._gru(blocks, n, nW=(w, b), decode=decode, role=role)
+        """Units carrying rows ``idx`` of ``W x + c`` linearly, scaled by ``eps``."""
+        self.carrier_units(blocks, len(idx), value=_scaled(W, c, idx, eps), decode=decode, role=role)
 
     def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
         plan = plan_products(st, W, c)
@@ -348,7 +270,7 @@ class StandardLowering:
         if plan.lin_slot:
             keep, eps = [], []
             for i in range(len(plan.lin_slot)):
-                bound = ensure_bounded(f"{self.target}: carried value of {_where(st)}",
+                bound = ensure_bounded(f"{self.target}: carried value of {describe_stage(st)}",
                                        plan.lin_lo[i:i + 1], plan.lin_hi[i:i + 1])
                 if bound > 0:
                     keep.append(i)
@@ -362,9 +284,9 @@ class StandardLowering:
         n = len(idx)
         eg, ev = [], []
         for j in idx:
-            bu = ensure_bounded(f"{self.target}: first operand {j} of {_where(st)}",
+            bu = ensure_bounded(f"{self.target}: first operand {j} of {describe_stage(st)}",
                                 plan.ulo[j:j + 1], plan.uhi[j:j + 1])
-            bv = ensure_bounded(f"{self.target}: second operand {j} of {_where(st)}",
+            bv = ensure_bounded(f"{self.target}: second operand {j} of {describe_stage(st)}",
                                 plan.vlo[j:j + 1], plan.vhi[j:j + 1])
             eg.append(eps_for(bu, self.k.rho_gate))
             ev.append(eps_for(bv, self.k.rho))
@@ -375,19 +297,7 @@ class StandardLowering:
         # difference of the two units whose gates are σ(±s ε_g g).
         for scale, weight in ((1, 8.0), (2, -1.0)):
             gw, gb = _scaled(plan.U, plan.cu, idx, [scale * e for e in eg])
-            neg_gw = -gw
-            neg_gb = Vector([-x for x in gb.values.tolist()], exact=gb.exact)
             coef = [weight / (3.0 * a * b) for a, b in zip(eg, ev)]
-            if self.target == "lstm":
-                self._lstm(blocks, n, i=(gw, gb), g=(vw, vb), o=True, decode=slot_matrix(h, idx, coef),
-                           role=f"product{scale}+")
-                self._lstm(blocks, n, i=(neg_gw, neg_gb), g=(vw, vb), o=True,
-                           decode=slot_matrix(h, idx, [-x for x in coef]), role=f"product{scale}-")
-                continue
-            # GRU: the pair with 1 − z = σ(+s a) minus the pair with 1 − z = σ(−s a)
-            for sign, za, role in ((1, (neg_gw, neg_gb), f"product{scale}+"), (-1, (gw, gb), f"product{scale}-")):
-                off_p = self._gru(blocks, n, r=True, z=za, nW=(vw, vb),
-                                  decode=slot_matrix(h, idx, [sign * x for x in coef]), role=role + "_p")
-                self._gru(blocks, n, r=za, z=False, rec_n=[(Matrix.identity(n), off_p)],
-                          decode=slot_matrix(h, idx, [-sign * x for x in coef]), role=role + "_q")
+            self.product_units(blocks, n, gate=(gw, gb), value=(vw, vb), decode=slot_matrix(h, idx, coef),
+                               scale=scale)
         return plan.const

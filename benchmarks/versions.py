@@ -1,0 +1,127 @@
+"""This checkout against another git revision: full ``lsrl.compile`` time (every target and mode) and the
+kernel's run time on the paper's programs, as ratios (this / that).
+
+    python benchmarks/versions.py --against HEAD~1            # the table (markdown) on stdout
+    python benchmarks/versions.py --against v0.1 --repeat 5
+    python benchmarks/versions.py --against HEAD --smoke      # one case, one run (CI)
+
+The other revision is checked out into a temporary git worktree.  Each side runs in its own subprocess that
+imports lsrl from its tree (the editable install's import hook is bypassed), and the sides alternate
+``--rounds`` times; every figure is the minimum over its runs (CPU seconds for compiling, wall seconds for the
+kernel, batch 32 × 410 steps).  Both sides use the installed C++ extension, so this compares everything but the
+C++ code; a C++ change needs both trees built.  Rows a side cannot compile (a documented CompileError) are
+left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_MEASURE = r'''
+import sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+sys.path.insert(0, sys.argv[1])
+import json, time
+import numpy as np
+import lsrl
+from lsrl.programs import continuous_approximator, token_map
+assert lsrl.__file__.startswith(sys.argv[1]), lsrl.__file__
+repeat, smoke = int(sys.argv[2]), sys.argv[3] == "1"
+cases = [("token_map n=3 multiplicative", token_map(3, vocab_size=10, conditional="multiplicative")),
+         ("token_map n=3 optimized", token_map(3, vocab_size=10, conditional="optimized")),
+         ("token_map n=10 multiplicative", token_map(10, vocab_size=10, conditional="multiplicative")),
+         ("continuous 2->1 multiplicative", continuous_approximator(2, 1, "multiplicative"))]
+targets = sorted(lsrl.targets.available_targets()) if hasattr(lsrl.targets, "available_targets") else \
+    ["gru", "linear_rnn", "lstm", "relu_rnn"]
+if smoke:
+    cases, targets = cases[3:], targets[:1]
+out = {}
+for label, program in cases:
+    for target in targets:
+        for activations in ("ideal", "standard"):
+            best, model = float("inf"), None
+            for _ in range(repeat):
+                start = time.process_time()
+                try:
+                    model = lsrl.compile(program, target, activations=activations, t_max=410)
+                except lsrl.CompileError:
+                    model = None
+                    break
+                best = min(best, time.process_time() - start)
+            if model is None:
+                continue
+            xs = np.random.default_rng(0).integers(0, 10, size=(32, 410, model.d_in)).astype(float)
+            model(xs[:, :5], backend="kernel", check_assumptions=False)
+            run = float("inf")
+            for _ in range(3 * repeat):
+                start = time.perf_counter()
+                model(xs, backend="kernel", check_assumptions=False)
+                run = min(run, time.perf_counter() - start)
+            out[f"{label} | {target} | {activations}"] = [best, run]
+print(json.dumps(out))
+'''
+
+
+def _installed_kernel() -> Path:
+    import lsrl._kernel as kernel
+    return Path(kernel.__file__)
+
+
+def _measure(tree: Path, repeat: int, smoke: bool) -> dict:
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(tree / "python"), str(repeat), "1" if smoke else "0"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"measuring {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", default="HEAD", help="the git revision to compare with (default HEAD)")
+    parser.add_argument("--repeat", type=int, default=3, help="compiles per case and side per round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two sides")
+    parser.add_argument("--smoke", action="store_true", help="one case, one run (CI)")
+    args = parser.parse_args(argv)
+    repeat, rounds = (1, 1) if args.smoke else (args.repeat, args.rounds)
+    kernel = _installed_kernel()
+    with tempfile.TemporaryDirectory(prefix="lsrl-versions-") as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.against],
+                       check=True)
+        try:
+            here = Path(tmp) / "here"
+            shutil.copytree(ROOT / "python", here / "python")
+            for tree in (base, here):
+                shutil.copy(kernel, tree / "python" / "lsrl" / kernel.name)
+            results = {"this": [], "base": []}
+            for _ in range(rounds):
+                results["base"].append(_measure(base, repeat, args.smoke))
+                results["this"].append(_measure(here, repeat, args.smoke))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    best = {side: {k: [min(r[k][i] for r in runs if k in r) for i in (0, 1)] for k in runs[0]}
+            for side, runs in results.items()}
+    print(f"this checkout / {args.against}: compile (CPU s, min) and kernel run (wall ms, min, batch 32 × 410)\n")
+    print("| program | target | mode | compile base | compile this | ratio | kernel base | kernel this | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for key in best["this"]:
+        if key not in best["base"]:
+            continue
+        (cb, kb), (ct, kt) = best["base"][key], best["this"][key]
+        totals = [totals[0] + cb, totals[1] + ct, totals[2] + kb, totals[3] + kt]
+        print(f"| {key} | {cb:.3f} | {ct:.3f} | {ct / cb:.2f} | {kb * 1e3:.2f} | {kt * 1e3:.2f} | {kt / kb:.2f} |")
+    print(f"| total | | | {totals[0]:.3f} | {totals[1]:.3f} | {totals[1] / totals[0]:.2f} | {totals[2] * 1e3:.2f} | "
+          f"{totals[3] * 1e3:.2f} | {totals[3] / totals[2]:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
