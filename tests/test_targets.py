@@ -255,6 +255,18 @@ def test_lower_pass_through_opt_pipeline():
     np.testing.assert_allclose(interpret(module, MORE_ONES_IN)[:, 0], MORE_ONES_OUT, atol=1e-12)
 
 
+@pytest.mark.parametrize("target, activations, exact", [("lstm", "standard", False), ("gru", "ideal", True),
+                                                       (None, "ideal", False)])
+def test_model_pipeline_reproduces_the_compilation(target, activations, exact, capsys):
+    """``model.pipeline`` is the lsrl-opt text of what compile ran: running it gives the same module."""
+    from lsrl import opt
+    program = token_map(2, vocab_size=10)
+    model = lsrl.compile(program, target, activations=activations, exact=exact, t_max=30, progress=True)
+    assert f"lsrl-opt -p '{model.pipeline}'" in capsys.readouterr().err
+    assert model.pipeline.endswith("round-to-float") != exact
+    assert str(opt.run(program, model.pipeline)) == str(model.module)
+
+
 # ------------------------------------------------------------------------------------------ standard mode
 
 STANDARD_RTOL = 1e-8  # stated bound for standard LSTM/GRU on the paper programs without λ-amplified conditionals

@@ -285,6 +285,12 @@ class Model:
         from .targets.shared.torch_export import to_torch
         return to_torch(self)
 
+    def to_hf(self, path) -> None:
+        """Write a Hugging Face model directory (``config.json``, ``model.safetensors``, ``lsrl_io.json`` with the
+        I/O contract) that ``transformers.AutoModel.from_pretrained(path)`` loads; targets with an HF model
+        class only (docs/targets.md)."""
+        self.architecture.to_hf(self, path)
+
     def to_onnx(self, path, **options):
         """Write an ONNX model (standard recurrent ops; input ``x`` ``[T, B, d_in]``, output ``y``
         ``[T, B, d_out]``); ``dtype="float64"`` writes ``Scan`` layers instead."""

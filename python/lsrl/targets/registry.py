@@ -89,6 +89,11 @@ class Target:
         ``[T, B, d]`` value named ``x``; return the name of its ``[T, B, op.dim]`` output."""
         raise LsrlError(f"to_onnx: target {self.name!r} has no ONNX export for {op.describe()}")
 
+    def to_hf(self, model, path) -> None:
+        """Write ``model`` as a Hugging Face ``transformers`` model directory (config, safetensors weights and
+        ``lsrl_io.json``) that ``AutoModel.from_pretrained(path)`` loads without lsrl."""
+        raise LsrlError(f"to_hf: target {self.name!r} has no Hugging Face export")
+
     def __repr__(self) -> str:
         return f"<lsrl target {self.name!r}: {', '.join(sorted(self.op_kinds))}>"
 
