@@ -209,6 +209,16 @@ def _list_passes(out: TextIO) -> None:
             out.write(f"      {opt}: {typ} = {shown}\n")
 
 
+def _list_targets(out: TextIO) -> None:
+    from .targets import available_targets
+    out.write("Available targets (lower{target=...}):\n")
+    for name, target in available_targets().items():
+        marks = [f"activations {'/'.join(target.activations)}", f"ops {', '.join(sorted(target.op_kinds))}"]
+        if target.is_default:
+            marks.append("default")
+        out.write(f"  {name:<18} {target.summary} [{'; '.join(marks)}]\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="lsrl-opt",
@@ -226,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="interpret the program on random inputs after each pass and fail at the first pass "
                          "that changes its outputs")
     ap.add_argument("--list-passes", action="store_true", help="list the registered passes and their options")
+    ap.add_argument("--list-targets", action="store_true", help="list the registered target architectures")
     ap.add_argument("--split-input-file", action="store_true",
                     help="treat '// -----' lines as separators of independent modules (each processed on its "
                          "own; outputs separated by '// -----')")
@@ -248,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.list_passes:
         _list_passes(sys.stdout)
+        return 0
+    if args.list_targets:
+        _list_targets(sys.stdout)
         return 0
     if args.pipeline is None:
         args.pipeline = ""
