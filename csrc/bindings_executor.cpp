@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "binding_util.hpp"
+#include "cells.hpp"
 #include "executor.hpp"
 
 namespace lsrl {
@@ -34,17 +35,27 @@ struct KindInfo {
     const char* name;
     NodeKind kind;
 };
+// The core kinds; any other kind is a registered cell (cells.hpp).
 constexpr KindInfo kKinds[] = {
-    {"input", NodeKind::input},       {"affine", NodeKind::affine},     {"relu", NodeKind::relu},
-    {"multi", NodeKind::multi},       {"concat", NodeKind::concat},     {"slice", NodeKind::slice},
-    {"linstate", NodeKind::linstate}, {"rnn_relu", NodeKind::rnn_relu}, {"lstm", NodeKind::lstm},
-    {"gru", NodeKind::gru},
+    {"input", NodeKind::input},   {"affine", NodeKind::affine}, {"relu", NodeKind::relu},
+    {"multi", NodeKind::multi},   {"concat", NodeKind::concat}, {"slice", NodeKind::slice},
+    {"linstate", NodeKind::linstate},
 };
 
-const char* kind_str(NodeKind k) {
+template <typename T>
+const char* kind_str(const Node<T>& node) {
+    if (node.kind == NodeKind::cell) return node.cell->name;
     for (const auto& info : kKinds)
-        if (info.kind == k) return info.name;
+        if (info.kind == node.kind) return info.name;
     return "?";
+}
+
+template <typename T>
+std::string known_kinds() {
+    std::string out;
+    for (const auto& info : kKinds) out += std::string(out.empty() ? "" : ", ") + info.name;
+    for (const auto& entry : kernel::cell_registry<T>()) out += ", " + entry.first;
+    return out;
 }
 
 // Reads one node dict; `who` names the node in every message.
@@ -181,7 +192,11 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
                 node.kind = info.kind;
                 known = true;
             }
-        if (!known) throw py::value_error(r.who() + "unknown kind '" + kind + "'");
+        if (!known && (node.cell = kernel::find_cell<T>(kind)) != nullptr) {
+            node.kind = NodeKind::cell;
+            known = true;
+        }
+        if (!known) throw py::value_error(r.who() + "unknown kind '" + kind + "' (known: " + known_kinds<T>() + ")");
         if ((n == 0) != (node.kind == NodeKind::input))
             throw py::value_error(r.who() + (n == 0 ? "node 0 must be the input" : "only node 0 may be an input"));
         node.dim = r.integer("dim");
@@ -228,21 +243,19 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
                 node.W = r.csr<T>("W", H, d);
                 node.bias = r.optional_vector<T>("b", H);
                 break;
-            case NodeKind::rnn_relu:
-            case NodeKind::lstm:
-            case NodeKind::gru:
-                node.gates = node.kind == NodeKind::rnn_relu ? 1 : node.kind == NodeKind::lstm ? 4 : 3;
+            case NodeKind::cell:
+                node.gates = node.cell->gates;
                 node.W = r.csr<T>("W", node.gates * H, d);
                 node.bias = r.optional_vector<T>("b", node.gates * H);
-                if (node.kind == NodeKind::gru) node.bias2 = r.vector<T>("b2", 3 * H);
-                if (node.kind != NodeKind::rnn_relu) node.ideal = r.boolean("ideal");
+                if (node.cell->reads_bias2) node.bias2 = r.vector<T>("b2", node.gates * H);
+                if (node.cell->has_activation_choice) node.ideal = r.boolean("ideal");
                 break;
         }
-        if (node.kind == NodeKind::linstate || node.gates > 0) {
+        if (node.kind == NodeKind::linstate || node.kind == NodeKind::cell) {
             const index_t rows = node.kind == NodeKind::linstate ? H : node.gates * H;
             const Csr<T> R = r.csr<T>("R", rows, H);
             node.R = kernel::analyse<T>(rows, R.indptr.data(), R.indices.data(), R.data.data());
-            node.state_dim = node.kind == NodeKind::lstm ? 2 * H : H;
+            node.state_dim = node.kind == NodeKind::cell ? node.cell->state_parts * H : H;
             node.init = r.vector<T>("init", node.state_dim);
         }
         plan->nodes.push_back(std::move(node));
@@ -403,7 +416,7 @@ class PyPlan {
             py::dict d;
             d["node"] = n;
             d["name"] = node.name;
-            d["kind"] = kind_str(node.kind);
+            d["kind"] = kind_str(node);
             d["empty"] = node.R.rows_of(RowClass::empty);
             d["diag"] = node.R.rows_of(RowClass::diag);
             d["single"] = node.R.rows_of(RowClass::single);
@@ -486,10 +499,11 @@ Plan(nodes, output, dtype="float64"): nodes is a list of dicts in topological or
   {"kind": "concat", "inputs": [i, j, ...], "dim": sum}
   {"kind": "slice", "inputs": [i], "dim": m, "start": s}
   {"kind": "linstate", "inputs": [i], "dim": k, "W": B (k x d), "b": bias, "R": A (k x k), "init": (k,)}
-  {"kind": "rnn_relu" | "lstm" | "gru", "inputs": [i], "dim": H, "W": W_ih (gH x d), "b": input-side bias,
-   "R": W_hh (gH x H), "b2": b_hh (gru only), "init": h0 (lstm: h0 then c0), "ideal": bool (lstm, gru)}
-with g = 1, 4, 3 and torch gate orders (i, f, g, o) and (r, z, n).  Every float array must have the plan's
-dtype and be finite.  Optional "name" strings appear in error messages.
+  {"kind": <a registered cell>, "inputs": [i], "dim": H, "W": W_ih (gH x d), "b": input-side bias,
+   "R": W_hh (gH x H), "b2": recurrent-side bias (cells that read one), "init": the state parts one after the
+   other (sH), "ideal": bool (cells with an activation choice)}
+with g gate blocks and s state parts per cell kind (csrc/cells/; cell_kinds() lists them).  Every float array
+must have the plan's dtype and be finite.  Optional "name" strings appear in error messages.
 
 run(xs, states=None, *, num_threads=0, lanes=0) -> (ys, states): xs (B, T, d_in) C-contiguous of the plan's
 dtype; states None or a list (one entry per recurrent node, in node order) of None or (B, state_dim) arrays;
@@ -513,6 +527,22 @@ elements processed node by node; 0 = automatic).)doc")
         .def_property_readonly("state_nodes", &PyPlan::state_nodes)
         .def_property_readonly("structure", &PyPlan::structure,
                                "Row classes of every recurrent matrix (as detected and specialised).");
+    m.def(
+        "cell_kinds",
+        [] {
+            py::dict out;
+            for (const auto& entry : kernel::cell_registry<double>()) {
+                const auto& k = entry.second;
+                py::dict d;
+                d["gates"] = k.gates;
+                d["state_parts"] = k.state_parts;
+                d["reads_bias2"] = k.reads_bias2;
+                d["has_activation_choice"] = k.has_activation_choice;
+                out[py::str(entry.first)] = d;
+            }
+            return out;
+        },
+        "The registered recurrent cell kinds (csrc/cells/) and what their descriptors carry.");
 }
 
 }  // namespace binding

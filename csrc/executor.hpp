@@ -2,8 +2,9 @@
 // over a batch of sequences, with the time loop in C++.
 //
 // A Plan is a list of nodes in topological order (node 0 = the input), each an op of the lowered
-// IR: affine (linear), relu, multi, concat, slice, linstate, and the target cells rnn_relu, lstm,
-// gru (PyTorch conventions, targets.md §4-§6).  Node parameters are copied into the plan once.
+// IR: the core ops affine (linear), relu, multi, concat, slice, linstate, and the recurrent cells the
+// targets bring (cells.hpp: one file per cell kind in csrc/cells/).  Node parameters are copied into
+// the plan once.
 //
 // Execution order.  The batch is split into groups of `bg` sequences and time into blocks of `tb`
 // steps; a (group, block) pair is a lane block of L = tb * bg lanes (lane = t * bg + b).  For each
@@ -14,8 +15,8 @@
 // value of the block stays in cache.  The states of the recurrent nodes are carried from block to
 // block and returned, so a long sequence can also be fed in chunks (streaming).
 //
-// Every node's arithmetic is that of the numpy backend (lsrl/model.py, lsrl/targets/ops.py) in
-// the same order: sparse products summed in storage order from 0, then biases; the activations
+// Every node's arithmetic is that of the numpy semantics (OpDef.run: lsrl/ir/semantics.py and the
+// target modules) in the same order: sparse products summed in storage order from 0, then biases; the activations
 // are scipy's expit formula 1/(1+exp(-x)) and tanh.
 //
 // Nothing here validates: the bindings (bindings_executor.cpp) check every parameter when a plan
@@ -32,7 +33,10 @@
 namespace lsrl {
 namespace kernel {
 
-enum class NodeKind : int { input, affine, relu, multi, concat, slice, linstate, rnn_relu, lstm, gru };
+enum class NodeKind : int { input, affine, relu, multi, concat, slice, linstate, cell };
+
+template <typename T>
+struct CellKind;
 
 template <typename T>
 struct Csr {
@@ -45,16 +49,17 @@ struct Csr {
 template <typename T>
 struct Node {
     NodeKind kind = NodeKind::input;
+    const CellKind<T>* cell = nullptr;  // kind == cell: which one (cells.hpp)
     std::string name;
     std::vector<index_t> inputs;
     index_t dim = 0;        // output rows
     index_t start = 0;      // slice: first row of the operand
-    index_t gates = 0;      // cells: 1 (rnn_relu), 4 (lstm), 3 (gru)
+    index_t gates = 0;      // cells: stacked row blocks of W and R
     Csr<T> W;               // affine A | linstate B | cell W_ih
-    std::vector<T> bias;    // affine b | linstate bias | cell input-side bias (rnn/lstm: b_ih + b_hh)
+    std::vector<T> bias;    // affine b | linstate bias | cell input-side bias
     Recurrence<T> R;        // linstate A | cell W_hh (analysed)
-    std::vector<T> bias2;   // gru b_hh
-    std::vector<T> init;    // state before the first step (lstm: h0 then c0)
+    std::vector<T> bias2;   // cells that keep a recurrent-side bias apart
+    std::vector<T> init;    // state before the first step (a cell: its state parts one after the other)
     bool ideal = true;      // cells: ReLU in place of sigmoid and tanh
     bool relu_after = false;  // affine: its only reader is a ReLU, applied here (that ReLU is an alias)
     index_t state_dim = 0;  // 0 for stateless nodes
@@ -89,7 +94,7 @@ struct Plan {
     std::vector<index_t> stateful;  // node index of every state slot
     MemoryPlan memory;
     double work_per_step = 0;       // multiply-adds and element operations per step, one sequence
-    index_t scratch_per_lane = 0;   // per-thread scratch values per batch lane (LSTM/GRU step vectors)
+    index_t scratch_per_lane = 0;   // per-thread scratch values per batch lane (cells' step vectors)
 
     // tanh for standard-mode cells: NumPy's own float loop when the bindings found one that reproduces
     // numpy.tanh (so the kernel matches the numpy backend bit for bit), else the C library's tanh.
@@ -108,7 +113,7 @@ struct Plan {
     }
     bool needs_tanh() const {
         for (const Node<T>& n : nodes)
-            if ((n.kind == NodeKind::lstm || n.kind == NodeKind::gru) && !n.ideal) return true;
+            if (n.kind == NodeKind::cell && !n.ideal) return true;
         return false;
     }
 

@@ -38,7 +38,7 @@ struct Segment {
     index_t begin, end;  // rows [begin, end)
 };
 
-// Also used for the rectangular recurrent weights W_hh of the RNN/LSTM/GRU cells: a row whose only
+// Also used for the rectangular recurrent weights W_hh of the recurrent cells: a row whose only
 // entry is in column i (its own index) is then "diag" too, which only means "reads prev[i]".
 template <typename T>
 struct Recurrence {

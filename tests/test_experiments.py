@@ -194,7 +194,7 @@ def test_pinning_overrides_every_state_before_every_scored_step():
 
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="unknown target"):
-        ModelKey("tokens", "direct", "ours", target="hawk")
+        ModelKey("tokens", "direct", "ours", target="transformer")
     with pytest.raises(ValueError, match="unknown conditional"):
         ModelKey("tokens", "maybe", "ours")
     with pytest.raises(ValueError, match="sigma"):

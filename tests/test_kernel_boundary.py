@@ -222,7 +222,7 @@ def mutate(index, **changes):
 
 
 BAD_PLANS = [
-    (mutate(1, kind="hawk"), ValueError, "unknown kind 'hawk'"),
+    (mutate(1, kind="transformer"), ValueError, "unknown kind 'transformer'"),
     (mutate(1, kind=3), TypeError, "'kind' must be a str"),
     (mutate(1, inputs=[1]), ValueError, "must refer to an earlier node"),
     (mutate(1, inputs=[0, 0]), ValueError, "takes one operand"),

@@ -415,7 +415,7 @@ def test_unsupported_op_kind_is_reported():
     x = Op("input", [], {"dim": 1})
     m = Module([x], x).verify()
     bogus = Op.__new__(Op)
-    bogus.kind, bogus.operands, bogus.attrs, bogus.dim, bogus.name, bogus.loc = "hawk", [x], {}, 1, None, None
+    bogus.kind, bogus.operands, bogus.attrs, bogus.dim, bogus.name, bogus.loc = "transformer", [x], {}, 1, None, None
     m.ops.append(bogus)
     m.output = bogus
     with pytest.raises(VerifyError, match="no kernel implementation"):

@@ -147,17 +147,20 @@ def test_the_layers_import_each_other_in_one_direction():
 
 
 def test_each_target_is_named_only_in_its_own_module():
-    """The built-in targets' names (and their op kinds), as identifiers are written, appear in the package only
-    in their own module — comments and docstrings included.  (Prose such as "an LSTM" names the
-    architecture, not the target.)"""
+    """The built-in targets' names (and their op kinds), as identifiers are written, appear in the package and
+    the C++ kernel only in the target's own module and its kernel cell (csrc/cells/<op kind>.cpp) — comments
+    included.  (Prose such as "an LSTM" names the architecture, not the target.)"""
     names = {"linear_rnn": {"linear_rnn"}, "relu_rnn": {"relu_rnn", "rnn_relu"}, "lstm": {"lstm"},
              "gru": {"gru"}}
-    for path in PACKAGE.rglob("*.py"):
+    cells = {"relu_rnn": "rnn_relu.cpp", "lstm": "lstm.cpp", "gru": "gru.cpp"}
+    root = PACKAGE.parent.parent
+    sources = list(PACKAGE.rglob("*.py")) + list((root / "csrc").rglob("*.[ch]pp")) + [root / "CMakeLists.txt"]
+    for path in sources:
         text = path.read_text()
         for target, words in names.items():
-            if path.name == f"{target}.py" and path.parent.name == "targets":
+            if path == PACKAGE / "targets" / f"{target}.py" or path == root / "csrc" / "cells" / cells.get(target, ""):
                 continue
             for word in words:
                 if re.search(rf"\b{word}\b", text):
-                    pytest.fail(f"{path.relative_to(PACKAGE.parent)} names target {target!r} ({word!r}); only "
-                                f"python/lsrl/targets/{target}.py may")
+                    pytest.fail(f"{path.relative_to(root)} names target {target!r} ({word!r}); only its module "
+                                f"python/lsrl/targets/{target}.py (and its kernel cell) may")

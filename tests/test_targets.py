@@ -235,7 +235,7 @@ def test_compile_errors():
     with pytest.raises(lsrl.CompileError, match="unknown target"):
         lsrl.compile(prog, "transformer")
     with pytest.raises(lsrl.CompileError, match="available: .*lstm"):
-        lsrl.compile(prog, "mamba")
+        lsrl.compile(prog, "transformer_xl")
     with pytest.raises(lsrl.CompileError, match="activations"):
         lsrl.compile(prog, "lstm", activations="relu")
     with pytest.raises(lsrl.CompileError, match="exact"):
