@@ -151,7 +151,7 @@ def test_each_target_is_named_only_in_its_own_module():
     the C++ kernel only in the target's own module and its kernel cell (csrc/cells/<op kind>.cpp) — comments
     included.  (Prose such as "an LSTM" names the architecture, not the target.)"""
     names = {"linear_rnn": {"linear_rnn"}, "relu_rnn": {"relu_rnn", "rnn_relu"}, "lstm": {"lstm"},
-             "gru": {"gru"}}
+             "gru": {"gru"}, "hawk": {"hawk"}, "griffin": {"griffin"}, "mamba": {"mamba", "mamba_block"}}
     cells = {"relu_rnn": "rnn_relu.cpp", "lstm": "lstm.cpp", "gru": "gru.cpp"}
     root = PACKAGE.parent.parent
     sources = list(PACKAGE.rglob("*.py")) + list((root / "csrc").rglob("*.[ch]pp")) + [root / "CMakeLists.txt"]

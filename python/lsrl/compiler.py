@@ -86,8 +86,10 @@ def compile(program_or_module, target: str | None = None, *, activations: str = 
         raise CompileError(f"lsrl.compile: activations must be one of {architecture.activations}, got "
                            f"{activations!r}")
     if exact and activations not in architecture.exact_activations:
-        raise CompileError(f"{target} with {activations} activations (sigmoid, tanh) cannot be exact; use "
-                           f"activations={architecture.exact_activations[0]!r} or exact=False")
+        modes = architecture.exact_activations
+        raise CompileError(f"{target} with {activations} activations cannot be exact; use "
+                           + (f"activations={modes[0]!r} or exact=False" if modes else
+                              f"exact=False ({target} has no exact mode)"))
     t_max = validate_t_max(t_max, "lsrl.compile", CompileError)
     module = source = as_module(program_or_module, "lsrl.compile")
     passes = compile_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .ir.core import Op
 from .ir.matrix import Matrix, Vector
 
-__all__ = ["LayoutNames", "LayerInfo", "layer_infos", "summary_dict", "summary_text", "op_nnz",
+__all__ = ["LayoutNames", "LayerInfo", "layer_infos", "summary_dict", "summary_text", "op_nnz", "state_width",
            "op_dense_count", "has_exact_constants", "dtype_name", "held_text", "capped"]
 
 # Longest label the summary and the pictures print for one slot, and for one list of held values.
@@ -21,6 +23,17 @@ MAX_HOLDS = 60
 
 # Unit roles whose name says nothing beyond the value the unit decodes to.
 _PLAIN_UNIT_ROLES = {"state", "relu", "carrier"}
+
+
+def state_width(op: Op) -> int:
+    """The numbers ``op`` carries from one token to the next (per sequence): the widths of the state its
+    semantics return after an empty sequence (its initial state), whatever its layout."""
+    if not op.opdef.stateful:
+        return 0
+    from .ir.semantics import run_op
+    state = run_op(op, [np.zeros((1, 0, op.operands[0].dim))])[1]
+    parts = state if isinstance(state, tuple) else (state,)
+    return sum(int(np.shape(part)[-1]) for part in parts)
 
 
 def op_nnz(op: Op) -> int:
@@ -228,8 +241,7 @@ def layer_infos(model) -> list[LayerInfo]:
             slots = [slot for k in range(len(group)) if position + k < len(layout)
                      for slot in _entry_slots(layout[position + k])]
         else:
-            # numbers the op carries from one token to the next: one per unit and state part
-            state = first.dim * max(len(first.opdef.state_parts), 1)
+            state = sum(state_width(op) for op in group)
             width = first.dim
             stage = info.get("stage") or "?"
             entry = layout[position] if position < len(layout) else {}

@@ -156,14 +156,16 @@ class Model:
         if backend not in BACKENDS:
             raise ValueError(f"Model: backend must be one of {BACKENDS}, got {backend!r}")
         if exact and self.activations not in self.architecture.exact_activations:
-            raise LsrlError(f"Model: a {self.target} model with {self.activations} activations (sigmoid/tanh) cannot "
-                            "run in exact arithmetic")
+            raise LsrlError(f"Model: a {self.target} model with {self.activations} activations cannot run in exact "
+                            f"arithmetic (exact modes of {self.target}: {', '.join(self.architecture.exact_activations) or 'none'})")
         if dtype != np.float64 and (exact or backend != "kernel"):
             raise ValueError(f"Model: dtype={dtype.name!r} runs in the C++ executor: use backend='kernel' "
                              "(the numpy backend and exact=True compute in float64 / rationals)")
         if backend == "kernel" and not exact:
             # the C++ executor runs the whole chain (all op kinds) with the time loop in C++; its states are
             # this class's states (one entry per op after the input)
+            # a lazy import, the one place the model reaches the runtime layer above it (the executor runs any
+            # module and never imports the model): the C++ extension loads on the first kernel run only
             from .runtime.executor import run as run_kernel
             y, new_states = run_kernel(self.module, x, states, dtype=dtype)
             return y, list(new_states)

@@ -27,8 +27,9 @@ import numpy as np
 
 from .errors import LsrlError, OptionError
 from .inspection import LayoutNames, capped, held_text, layer_infos
-from .ir.layer_form import LAYER_FORM_KINDS, chain_problems
 from .ir.core import OPS, Module, Op
+from .ir.layer_form import LAYER_FORM_KINDS, chain_problems
+from .ir.matrix import Matrix
 from .ir.names import ssa_names
 
 __all__ = ["to_dot", "render", "plot_weights", "graph_of", "graphviz_available", "Graph", "SUFFIXES", "ENGINES",
@@ -724,6 +725,12 @@ def _weight_rows(model, layers) -> list[_PanelRow]:
                     panels.append(_Panel("initial state", np.hstack([_dense(v) for _, v in initial]),
                                          [name for name, _ in initial], len(initial)))
                 rows.append(_PanelRow(f"layer {i} · {op.kind} {info.stage}", own, panels))
+            else:  # an op with its own parameter layout: one panel row per matrix, its vectors beside it
+                for name, value in a.items():
+                    if isinstance(value, Matrix) and value.nnz:
+                        rows.append(_PanelRow(f"layer {i} · {op.kind} {name}",
+                                              [f"#{r}" for r in range(value.shape[0])],
+                                              [_panel(name, value, [], [f"#{c}" for c in range(value.shape[1])])]))
     if with_readout:
         j = len(ops) - 1
         readout = ops[j]

@@ -5,6 +5,9 @@ An *instance* is one cell of the grid: a compiled model (program, conditional va
 activations, dtype), a noise level σ and a seed.  The seed draws the data (the legacy NumPy generator, as the
 paper's reference did); the noise stream is a separate :class:`numpy.random.SeedSequence` derived from a hash of
 all the instance's coordinates, so that every instance gets the same noise however the grid is scheduled.
+
+dtype ``"exact"`` compiles the model with exact rational weights and evaluates it in rational arithmetic (the
+paper's finding 7); noise is not defined there, so exact instances exist at σ = 0 only.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ PROGRAMS = ("continuous", "tokens")
 VARIANTS = CONDITIONALS
 # the pipeline run before ``lower``: the paper's 13 debranching cases, or the default pipeline (None)
 COMPILES = {"reference": "debranch{mode=reference}", "ours": None}
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "exact")
 PAPER_SIGMAS = (0.0, 1e-9, 1e-7, 1e-5, 1e-3)
 QUICK_SIGMAS = (0.0, 1e-7)
 PAPER_SEEDS = 25
@@ -87,6 +90,8 @@ class Instance:
             raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.model.dtype == "exact" and self.sigma != 0:
+            raise ValueError(f"dtype 'exact' runs without noise (σ = 0), got sigma={self.sigma!r}")
 
     def coordinates(self) -> tuple:
         return dataclasses.astuple(self.model) + (float(self.sigma), int(self.seed))
@@ -105,7 +110,8 @@ def grid(programs=PROGRAMS, variants=VARIANTS, compiles=tuple(COMPILES), targets
     targets = (default_target().name,) if targets is None else targets
     keys = [ModelKey(*combo) for combo in itertools.product(programs, variants, compiles, targets, activations,
                                                             dtypes)]
-    instances = {Instance(key, float(sigma), int(seed)) for key in keys for sigma in sigmas for seed in seeds}
+    instances = {Instance(key, float(sigma), int(seed)) for key in keys for sigma in sigmas for seed in seeds
+                 if key.dtype != "exact" or sigma == 0}
     if not instances:
         raise ValueError("the grid is empty: every axis needs at least one value")
     return sorted(instances)

@@ -33,12 +33,14 @@ class CompiledModel:
     seconds: float
 
 
-def compile_model(program: str, variant: str, compile: str, target: str, activations: str) -> CompiledModel:
-    """Compile the model of a grid point (the dtype only matters when it runs, so it is not an argument)."""
+def compile_model(program: str, variant: str, compile: str, target: str, activations: str,
+                  exact: bool = False) -> CompiledModel:
+    """Compile the model of a grid point (of the dtypes only ``exact`` changes the compilation: rational
+    weights)."""
     start = time.perf_counter()
     try:
         model = compile_program(build_program(program, variant, activations), target, activations=activations,
-                                pipeline=COMPILES[compile], t_max=SEQUENCE_LENGTH[program])
+                                pipeline=COMPILES[compile], t_max=SEQUENCE_LENGTH[program], exact=exact)
     except CompileError as error:
         return CompiledModel(None, f"{error}", time.perf_counter() - start)
     return CompiledModel(model, None, time.perf_counter() - start)
@@ -54,8 +56,10 @@ def evaluate_block(compiled: CompiledModel, key: ModelKey, seed: int, sigmas: tu
         return []
     model = compiled.model
     task = make_task(key.program, seed)
-    _, clean_states = record_clean_states(model, task.xs, task.scored_steps, key.dtype, backend)
     stats = {"layers": len(model.layers), "widest": max(model.widths), "nnz": model.nnz}
+    if key.dtype == "exact":
+        return [_exact_row(model, key, task, seed, sigmas, stats)]
+    _, clean_states = record_clean_states(model, task.xs, task.scored_steps, key.dtype, backend)
     rows = []
     for sigma in sigmas:
         start = time.perf_counter()
@@ -68,6 +72,20 @@ def evaluate_block(compiled: CompiledModel, key: ModelKey, seed: int, sigmas: tu
         row.update(score=score(task, outputs), **stats, seconds=round(time.perf_counter() - start, 3))
         rows.append(row)
     return rows
+
+
+def _exact_row(model: Model, key: ModelKey, task, seed: int, sigmas: tuple, stats: dict) -> dict:
+    """The σ = 0 row of an exact instance: the model run in rational arithmetic over the whole prompt."""
+    if tuple(sigmas) != (0.0,):
+        raise ValueError(f"{key.label()}: exact instances have σ = 0 only, got {sigmas}")
+    start = time.perf_counter()
+    instance = Instance(key, 0.0, int(seed))
+    outputs = model(task.xs, exact=True, check_assumptions=False)[:, task.scored_steps]
+    row = dict(zip(("program", "variant", "compile", "target", "activations", "dtype", "sigma", "seed"),
+                   instance.coordinates()))
+    row.update(score=score(task, np.vectorize(float, otypes=[np.float64])(outputs)), **stats,
+               seconds=round(time.perf_counter() - start, 3))
+    return row
 
 
 def _expensive(key: ModelKey) -> bool:
@@ -86,7 +104,7 @@ def _blocks(missing: list) -> dict:
 
 
 def _compile_args(key: ModelKey) -> tuple:
-    return key.program, key.variant, key.compile, key.target, key.activations
+    return key.program, key.variant, key.compile, key.target, key.activations, key.dtype == "exact"
 
 
 @dataclasses.dataclass
@@ -183,9 +201,10 @@ def _run_dask(blocks: dict, backend: str, finished, skipped: dict, scheduler: st
             args = _compile_args(key)
             priority = len(blocks) - rank
             if args not in compiles:
-                compiles[args] = client.submit(compile_model, *args, key=f"compile-{'-'.join(args)}", retries=2,
+                label = "-".join(map(str, args))
+                compiles[args] = client.submit(compile_model, *args, key=f"compile-{label}", retries=2,
                                                priority=priority + 1)
-                problems[args] = client.submit(compile_problem, compiles[args], key=f"problem-{'-'.join(args)}")
+                problems[args] = client.submit(compile_problem, compiles[args], key=f"problem-{label}")
             future = client.submit(evaluate_block, compiles[args], key, seed, sigmas, backend, priority=priority,
                                    key=f"block-{key.label()}-{seed}-{len(sigmas)}", retries=2)
             futures[future] = key

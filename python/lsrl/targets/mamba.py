@@ -1,0 +1,641 @@
+"""Target ``mamba`` (targets.md §9, decision D10): Hugging Face ``MambaModel`` blocks, one per stage of the layer
+form.
+
+Op ``mamba_block`` holds exactly the parameters of one HF ``MambaBlock`` (attributes named after its tensors) and
+runs HF's equations (``transformers.models.mamba.modeling_mamba``, the sequential CPU path)::
+
+    n      = norm_weight · r · rsqrt(mean(r²) + norm_eps)            RMSNorm (r: the residual stream, width H)
+    u0, z  = split(in_proj_weight n + in_proj_bias)                   E channels each
+    u      = act(conv1d(u0) + conv1d_bias)                            depthwise causal, width K, HF tap order
+                                                                      (conv1d_weight[e, K-1] reads the current step)
+    δ, B, C = split(x_proj_weight u)                                  R + N + N
+    Δ      = softplus(dt_proj_weight δ + dt_proj_bias)                torch's softplus (identity above 20)
+    S[e,n] = exp(Δ_e A[e,n]) S[e,n] + Δ_e B[n] u_e,   A = −exp(A_log)
+    y_e    = Σ_n C[n] S[e,n] + D_e u_e
+    r'     = r + out_proj_weight (y ⊙ gate(z)) + out_proj_bias
+
+``act`` is the config's ``hidden_act``: ``relu`` in ideal mode, ``silu`` (the default) in standard mode.  HF's
+gate is *always* SiLU (hard-coded in ``mamba_selective_scan``); ideal mode replaces it by ReLU (the paper's
+"every SiLU becomes ReLU"), and every gate argument the lowering produces is ≥ 64, where float64/float32 SiLU is
+exactly the identity, so both agree bit for bit.  The first block also has ``embed`` (H × d): the program input
+placed in the residual stream (``lsrl_io.json``'s ``input_slots``; HF's ``inputs_embeds``).  State parts:
+``conv`` (the last K − 1 conv inputs u0, ``(B, E, K−1)``) and ``ssm`` (``(B, E, N)``).  No exact arithmetic
+(rsqrt, exp, softplus): ``exact=True`` raises; no C++ kernel.
+
+Construction (docs/mamba.md): RMSNorms neutralised (eps = 2^120, weight 2^60: an identity while
+mean(r²) < 2^67 in float64, 2^96 in float32), every channel gated by a constant z = 64 (out_proj divides by 64),
+residual stream = input slots + two banks of width max(stage width): stage i writes bank i mod 2 and clears the
+bank it reads.  A *linear value* a is carried by channels ``act(±a)``: ReLU(a) − ReLU(−a) (one channel when range
+analysis knows the sign) or SiLU(a) − SiLU(−a) = a (standard mode; exact in real arithmetic, a few ulp in
+floating point, no bound needed).  S stages: diagonal rows with a ∈ {0, 1} use the SSM (a = 1: integrator with
+A_log = −1024 ⇒ decay exactly 1, Δ = softplus(32) = 32, B = 1/32, C = 1 from a constant channel; a = 0: a linear
+value), every other row (rotations, shifts, decays) the depthwise conv with taps (A^j)[i, q] (window = the
+smallest L with A^L[i,:] = 0, else t_max) and a constant channel whose taps reproduce A^t s0 + Σ_{j<t} A^j b.
+R stages: ReLU (ideal) or SiLU(κx)/κ (standard, |error| ≤ 0.279/κ, κ·max|x| = 2^80).  M stages: u ⊙ (v + c)
+through the gate (the bounded operand shifted by c ≥ 74 + max|v|) minus c·u.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit
+
+from ..errors import CompileError, LsrlError
+from ..ir.core import AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
+from ..ir.matrix import Matrix, Vector
+from .registry import Target, register_target
+from .shared.common import (
+    layer_stages,
+    plan_products,
+    pow2_at_most,
+    signs_of,
+    stage_state_bounds,
+)
+
+__all__ = ["KIND", "MambaTarget", "hf_config"]
+
+KIND = "mamba_block"
+
+NORM_EPS = 2.0 ** 120        # RMSNorm eps: rsqrt(mean + eps) = 2^-60 exactly while mean(r²) is small
+NORM_WEIGHT = 2.0 ** 60      # ... and the weight undoes it
+GATE = 64.0                  # constant gate argument: silu(64) = relu(64) = 64 exactly (float32 and float64)
+SRC = 64.0                   # the constant channel feeding B and C
+DT_ON = 32.0                 # softplus(32) = 32 exactly (torch: identity above 20)
+DT_OFF = -1024.0             # softplus(−1024) = 0 exactly: the channel's SSM state stays 0
+A_LOG_HOLD = -1024.0         # A = −exp(−1024) = −0 ⇒ exp(Δ A) = 1: an exact integrator
+SILU_IDENTITY = 37.0         # silu(x) = x exactly for x ≥ 37 (float64; 17 in float32)
+GATE_SPAN = 64.0             # a product's gate operand is scaled to |σ g| ≤ 64 ...
+GATE_SHIFT = 256.0           # ... and shifted by 256: σ g + 256 ≥ 192 > 2·SILU_IDENTITY
+KAPPA_SPAN = 2.0 ** 80       # standard-mode ReLU ≈ silu(κx)/κ with κ·max|x| = KAPPA_SPAN
+MAX_WEIGHT_LOG2 = 120        # κ also keeps every weight below 2^120 (finite in float32)
+SILU_RELU_ERROR = 0.2785     # max |silu(x) − relu(x)| (at x ≈ −1.28)
+NILPOTENT_SEARCH = 64        # without t_max, a conv row must vanish within this many powers of A
+
+
+# ------------------------------------------------------------------------------------------ the op
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ShapeProblem(message)
+
+
+_ATTRS = {
+    "norm_weight": AttrSpec("vector", doc="layers.k.norm.weight (H)"),
+    "norm_eps": AttrSpec("number", doc="config.layer_norm_epsilon"),
+    "in_proj_weight": AttrSpec("matrix", doc="mixer.in_proj.weight (2E × H): rows 0..E−1 the SSM input, E..2E−1 the gate"),
+    "in_proj_bias": AttrSpec("vector", doc="mixer.in_proj.bias (2E)"),
+    "conv1d_weight": AttrSpec("matrix", doc="mixer.conv1d.weight[:, 0, :] (E × K); column K−1 reads the current step"),
+    "conv1d_bias": AttrSpec("vector", doc="mixer.conv1d.bias (E)"),
+    "x_proj_weight": AttrSpec("matrix", doc="mixer.x_proj.weight ((R + 2N) × E): δ, B, C"),
+    "dt_proj_weight": AttrSpec("matrix", doc="mixer.dt_proj.weight (E × R)"),
+    "dt_proj_bias": AttrSpec("vector", doc="mixer.dt_proj.bias (E)"),
+    "A_log": AttrSpec("matrix", doc="mixer.A_log (E × N)"),
+    "D": AttrSpec("vector", doc="mixer.D (E)"),
+    "out_proj_weight": AttrSpec("matrix", doc="mixer.out_proj.weight (H × E)"),
+    "out_proj_bias": AttrSpec("vector", doc="mixer.out_proj.bias (H)"),
+    "activations": AttrSpec("str", doc="'ideal' (hidden_act relu, gate relu) or 'standard' (silu)"),
+    "embed": AttrSpec("matrix", False, "first block only: H × d placement of the program input (inputs_embeds)"),
+}
+
+
+def _infer(op: Op) -> int:
+    a = op.attrs
+    H = len(a["norm_weight"])
+    e2, h2 = a["in_proj_weight"].shape
+    _check(h2 == H and e2 % 2 == 0 and e2 > 0, f"in_proj_weight is {e2}x{h2}, expected 2E x {H}")
+    E = e2 // 2
+    _check(len(a["in_proj_bias"]) == e2, f"in_proj_bias has length {len(a['in_proj_bias'])}, expected {e2}")
+    _check(a["conv1d_weight"].shape[0] == E and a["conv1d_weight"].shape[1] >= 1,
+           f"conv1d_weight is {a['conv1d_weight'].shape}, expected {E} x K")
+    _check(len(a["conv1d_bias"]) == E, "conv1d_bias must have length E")
+    E_, N = a["A_log"].shape
+    _check(E_ == E and N >= 1, f"A_log is {a['A_log'].shape}, expected {E} x N")
+    R = a["dt_proj_weight"].shape[1]
+    _check(a["dt_proj_weight"].shape[0] == E and R >= 1, f"dt_proj_weight is {a['dt_proj_weight'].shape}, expected {E} x R")
+    _check(a["x_proj_weight"].shape == (R + 2 * N, E), f"x_proj_weight is {a['x_proj_weight'].shape}, expected "
+                                                       f"{(R + 2 * N, E)}")
+    _check(len(a["dt_proj_bias"]) == E and len(a["D"]) == E, "dt_proj_bias and D must have length E")
+    _check(a["out_proj_weight"].shape == (H, E), f"out_proj_weight is {a['out_proj_weight'].shape}, expected {(H, E)}")
+    _check(len(a["out_proj_bias"]) == H, "out_proj_bias must have length H")
+    _check(a.get("activations") in ("ideal", "standard"), f"activations must be 'ideal' or 'standard', got "
+                                                          f"{a.get('activations')!r}")
+    d = op.operands[0].dim
+    emb = a.get("embed")
+    if emb is not None:
+        _check(emb.shape == (H, d), f"embed is {emb.shape}, expected {(H, d)}")
+    else:
+        _check(d == H, f"the operand has dim {d} but the residual stream has width {H} (give embed)")
+    return H
+
+
+def _dense(m: Matrix) -> np.ndarray:
+    return np.asarray(m.to_float().to_dense(), dtype=np.float64)
+
+
+def _vec(v: Vector) -> np.ndarray:
+    return np.asarray(v.array(False), dtype=np.float64)
+
+
+def _relu(x):
+    return np.maximum(x, 0.0)
+
+
+def _silu(x):
+    return x * expit(x)
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """torch's ``F.softplus`` (beta 1, threshold 20): ``x`` above 20, else ``log1p(exp(x))``."""
+    with np.errstate(over="ignore"):
+        return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+
+
+def initial_state(op: Op, batch: int) -> tuple:
+    E, K = op.attrs["conv1d_weight"].shape
+    N = op.attrs["A_log"].shape[1]
+    return np.zeros((batch, E, K - 1)), np.zeros((batch, E, N))
+
+
+def run(op: Op, inputs: list, state, ctx):
+    if ctx.exact:
+        raise LsrlError(f"{op.describe()}: a Mamba block computes rsqrt, exp and softplus, which have no exact "
+                        "(rational) evaluation; run it with exact=False")
+    (x,) = inputs
+    x = np.asarray(x, dtype=np.float64)
+    a = op.attrs
+    batch, T = x.shape[0], x.shape[1]
+    conv_state, S = initial_state(op, batch) if state is None else state
+    emb = a.get("embed")
+    r = x @ _dense(emb).T if emb is not None else x
+    E, K = a["conv1d_weight"].shape
+    N = a["A_log"].shape[1]
+    R = a["dt_proj_weight"].shape[1]
+    act = _relu if a["activations"] == "ideal" else _silu
+    # RMSNorm (HF computes it in float32; see docs/mamba.md)
+    var = np.mean(r * r, axis=-1, keepdims=True)
+    n = _vec(a["norm_weight"]) * (r * (1.0 / np.sqrt(var + float(a["norm_eps"]))))
+    proj = n @ _dense(a["in_proj_weight"]).T + _vec(a["in_proj_bias"])
+    u0, z = proj[..., :E], proj[..., E:]
+    # causal depthwise conv: position t reads u0 at t−K+1 .. t with taps 0 .. K−1
+    full = np.concatenate([np.transpose(conv_state, (0, 2, 1)), u0], axis=1)  # (B, K−1+T, E)
+    wc = _dense(a["conv1d_weight"])
+    conv = np.zeros((batch, T, E))
+    for k in range(K):
+        conv += full[:, k:k + T, :] * wc[:, k]
+    conv += _vec(a["conv1d_bias"])
+    new_conv = np.transpose(full[:, full.shape[1] - (K - 1):, :], (0, 2, 1)).copy() if K > 1 else conv_state
+    u = act(conv)
+    xp = u @ _dense(a["x_proj_weight"]).T
+    delta, Bt, Ct = xp[..., :R], xp[..., R:R + N], xp[..., R + N:]
+    dt = softplus(delta @ _dense(a["dt_proj_weight"]).T + _vec(a["dt_proj_bias"]))
+    A = -np.exp(_dense(a["A_log"]))
+    Dv = _vec(a["D"])
+    y = np.empty((batch, T, E))
+    S = np.array(S, dtype=np.float64, copy=True)
+    for t in range(T):
+        dA = np.exp(dt[:, t, :, None] * A)
+        S = dA * S + (dt[:, t, :, None] * Bt[:, t, None, :]) * u[:, t, :, None]
+        y[:, t] = np.einsum("ben,bn->be", S, Ct[:, t]) + u[:, t] * Dv
+    gate = _relu(z) if a["activations"] == "ideal" else _silu(z)
+    out = (y * gate) @ _dense(a["out_proj_weight"]).T + _vec(a["out_proj_bias"])
+    return r + out, (new_conv, S)
+
+
+register_op(OpDef(KIND, "Hugging Face MambaBlock: RMSNorm, in_proj, causal depthwise conv, selective scan, gate, "
+                        "out_proj, residual", _infer, attrs=_ATTRS, stateful=True, run=run, kernel=None,
+                  state_parts=("conv", "ssm")))
+
+
+# ------------------------------------------------------------------------------------------ lowering
+
+@dataclass
+class _Channel:
+    u_row: dict = field(default_factory=dict)    # residual slot -> in_proj coefficient (SSM input half)
+    u_bias: float = 0.0
+    z_row: dict = field(default_factory=dict)    # residual slot -> in_proj coefficient (gate half)
+    z_bias: float = GATE
+    taps: dict = field(default_factory=lambda: {0: 1.0})  # lag -> conv weight
+    conv_bias: float = 0.0
+    ssm: bool = False                            # integrate (Δ = 32, A = −0) or not (Δ = 0)
+    src: bool = False                            # the constant channel producing B and C
+    D: float = 1.0
+    out: dict = field(default_factory=dict)      # residual slot -> out_proj coefficient
+    role: str = ""
+
+
+class _Block:
+    def __init__(self):
+        self.channels: list[_Channel] = []
+        self.out_bias: dict = {}
+        self.src: _Channel | None = None
+
+    def add(self, **kw) -> _Channel:
+        ch = _Channel(**kw)
+        self.channels.append(ch)
+        return ch
+
+    def bias(self, slot: int, value: float) -> None:
+        if value:
+            self.out_bias[slot] = self.out_bias.get(slot, 0.0) + value
+
+    def source(self) -> _Channel:
+        """The constant channel u = SRC driving B = 1/32, C = 1 (so that Δ B = 1)."""
+        if self.src is None:
+            self.src = self.add(u_bias=0.0, taps={}, conv_bias=SRC, ssm=True, src=True, D=0.0, role="source")
+        return self.src
+
+    @property
+    def window(self) -> int:
+        return max([max(ch.taps, default=0) + 1 for ch in self.channels], default=1)
+
+
+def _row(vec: np.ndarray, slots: list[int], scale: float = 1.0) -> dict:
+    return {slots[m]: scale * float(v) for m, v in enumerate(vec) if v != 0}
+
+
+def _bound(lo, hi) -> float:
+    return float(max(abs(lo), abs(hi)))
+
+
+class _Lowering:
+    def __init__(self, activations: str, t_max: int | None):
+        self.ideal = activations == "ideal"
+        self.t_max = t_max
+        self.notes: list[dict] = []
+
+    # -- a value carried linearly: coef · a · G, G the gate (constant GATE or a shifted operand)
+    def linear(self, blk: _Block, row: dict, bias: float, lo: float, hi: float, slot: int, coef: float,
+               gate: tuple | None = None, role: str = "linear") -> None:
+        if (lo == 0 and hi == 0) or (not row and bias == 0):
+            return
+        z_row, z_bias, mult = ({}, GATE, coef / GATE) if gate is None else (gate[0], gate[1], coef)
+        signs = signs_of(lo, hi) if self.ideal else [1, -1]
+        for s in signs:
+            blk.add(u_row={k: s * v for k, v in row.items()}, u_bias=s * bias, z_row=dict(z_row), z_bias=z_bias,
+                    out={slot: s * mult}, role=role)
+
+    def clear(self, blk: _Block, slots: list[int], lo: np.ndarray, hi: np.ndarray, role: str = "clear") -> None:
+        """Subtract the value the block reads from its slots (the bank is reused two stages later)."""
+        for m, slot in enumerate(slots):
+            self.linear(blk, {slot: 1.0}, 0.0, float(lo[m]), float(hi[m]), slot, -1.0, role=role)
+
+    def relu(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
+        for j in range(st.out_dim):
+            lo, hi = float(st.pre_lo[j]), float(st.pre_hi[j])
+            if hi <= 0:
+                continue
+            row = _row(W[j], src)
+            if self.ideal:
+                blk.add(u_row=row, u_bias=float(c[j]), out={dst[j]: 1.0 / GATE}, role="relu")
+                continue
+            if lo >= 0:  # the identity: a linear value
+                self.linear(blk, row, float(c[j]), lo, hi, dst[j], 1.0, role="relu_identity")
+                continue
+            bound = _bound(lo, hi)
+            if not math.isfinite(bound):
+                raise CompileError(f"mamba: ReLU argument {j} of {st.op.describe()} (stage {st.index}) is unbounded "
+                                   "according to range analysis; standard activations (SiLU) need bounded ReLU "
+                                   "arguments: give the Input lower/upper bounds and compile with t_max=<longest "
+                                   "sequence>, or use activations='ideal'")
+            biggest = max([abs(v) for v in row.values()] + [abs(float(c[j]))])
+            kappa = pow2_at_most(KAPPA_SPAN / bound) if bound > 0 else 1.0
+            if biggest > 0:
+                kappa = min(kappa, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
+            blk.add(u_row={k: kappa * v for k, v in row.items()}, u_bias=kappa * float(c[j]), D=1.0 / kappa,
+                    out={dst[j]: 1.0 / GATE}, role="relu_silu")
+            self.notes.append({"stage": st.index, "relu": j, "kappa": kappa, "error_bound": SILU_RELU_ERROR / kappa})
+
+    def product(self, blk: _Block, st, src: list[int], dst: list[int]) -> None:
+        plan = plan_products(st, st.W, st.c)
+        const = plan.const.to_float().values
+        for j in range(plan.h):
+            blk.bias(dst[j], float(const[j]))
+        lin_rows = _dense(plan.lin_rows) if plan.lin_slot else None
+        lin_bias = plan.lin_bias.to_float().values
+        for i, slot in enumerate(plan.lin_slot):
+            self.linear(blk, _row(lin_rows[i], src), float(lin_bias[i]), float(plan.lin_lo[i]), float(plan.lin_hi[i]),
+                        dst[slot], 1.0, role="carrier")
+        if not plan.prod:
+            return
+        U, V = _dense(plan.U), _dense(plan.V)
+        cu, cv = plan.cu.to_float().values, plan.cv.to_float().values
+        for j in plan.prod:
+            bu, bv = _bound(plan.ulo[j], plan.uhi[j]), _bound(plan.vlo[j], plan.vhi[j])
+            # the gate operand must be bounded (shifted into SiLU's identity region); take the smaller one
+            if bv <= bu:
+                a_row, a_b, a_lo, a_hi, g_row, g_b, bg = U[j], cu[j], plan.ulo[j], plan.uhi[j], V[j], cv[j], bv
+            else:
+                a_row, a_b, a_lo, a_hi, g_row, g_b, bg = V[j], cv[j], plan.vlo[j], plan.vhi[j], U[j], cu[j], bu
+            if not math.isfinite(bg):
+                raise CompileError(f"mamba: both operands of product {j} of {st.op.describe()} (stage {st.index}) are "
+                                   "unbounded according to range analysis; Mamba multiplies through its SiLU gate, "
+                                   "which needs one operand shifted into SiLU's identity region: give the Input "
+                                   "lower/upper bounds and compile with t_max=<longest sequence>")
+            if bg == 0:
+                continue  # the gate operand is identically 0
+            # scale the gate operand to |σ g| ≤ GATE_SPAN (σ a power of two) and shift it by GATE_SHIFT into
+            # SiLU's identity region: the rounding of σ g + shift then costs a few ulp of max|a|·max|g|
+            sigma = pow2_at_most(GATE_SPAN / bg)
+            a = _row(a_row, src)
+            # a·(σ g + shift)/σ through the gate, minus a·shift/σ through a constant gate
+            self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], 1.0 / sigma,
+                        gate=(_row(g_row, src, sigma), sigma * float(g_b) + GATE_SHIFT), role="product")
+            self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], -GATE_SHIFT / sigma,
+                        role="product_shift")
+
+    def state(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
+        k = st.out_dim
+        A = _dense(st.A)
+        s0 = st.init.to_float().values.astype(np.float64)
+        conv_rows = []
+        for i in range(k):
+            off = A[i].copy()
+            a_ii = off[i]
+            off[i] = 0.0
+            if np.any(off != 0) or a_ii not in (0.0, 1.0):
+                conv_rows.append(i)
+                continue
+            lo, hi = float(st.pre_lo[i]), float(st.pre_hi[i])
+            row = _row(W[i], src)
+            if a_ii == 0.0:  # s_t = drive_t
+                self.linear(blk, row, float(c[i]), lo, hi, dst[i], 1.0, role="passthrough")
+                continue
+            # integrator s_t = s_{t−1} + drive_t: the SSM with decay exactly 1 integrates act(±drive)
+            blk.source()
+            for s in (signs_of(lo, hi) if self.ideal else [1, -1]):
+                blk.add(u_row={q: s * v for q, v in row.items()}, u_bias=s * float(c[i]), ssm=True, D=0.0,
+                        out={dst[i]: s / GATE}, role="integrator")
+            blk.bias(dst[i], float(s0[i]))
+        if conv_rows:
+            self.conv_state(blk, st, A, s0, W, c, conv_rows, src, dst)
+
+    def conv_state(self, blk, st, A, s0, W, c, rows, src, dst) -> None:
+        """Rows of A the diagonal SSM cannot hold: s_t[i] = f_i(t) + Σ_{j<L} Σ_q (A^j)[i,q] (W h_{t−j})[q] with
+        f_i(t) = (A^t s0 + Σ_{j<t} A^j c)[i], exact for t ≤ L (and for every t when A^L[i,:] = 0)."""
+        k = A.shape[0]
+        cap = self.t_max if self.t_max is not None else NILPOTENT_SEARCH
+        powers = [np.eye(k)]
+        while len(powers) <= cap:
+            powers.append(powers[-1] @ A)
+        for i in rows:
+            L = next((j for j in range(1, cap + 1) if not np.any(powers[j][i])), None)
+            if L is None:
+                if self.t_max is None:
+                    raise CompileError(
+                        f"mamba: state coordinate {i} of {st.op.describe()} (stage {st.index}) has a recurrence "
+                        f"(row {np.array2string(A[i], precision=4)}) that Mamba's diagonal SSM (decays in [0, 1]) "
+                        "cannot hold and that does not vanish within "
+                        f"{NILPOTENT_SEARCH} steps; it is realised by the depthwise conv, whose window must cover "
+                        "the whole sequence: compile with t_max=<longest sequence> (the conv window becomes t_max)")
+                L = cap
+            L = min(L, cap)
+            self.notes.append({"stage": st.index, "conv_row": i, "window": L})
+            for q in range(k):
+                taps = {j: float(powers[j][i, q]) for j in range(L) if powers[j][i, q] != 0}
+                if not taps or not np.any(W[q]):
+                    continue
+                row = _row(W[q], src)
+                for s in (1, -1):
+                    blk.add(u_row={m: s * v for m, v in row.items()}, taps=dict(taps), out={dst[i]: s / GATE},
+                            role="conv_state")
+            # f(t) for t = 1..L: taps w_0 = f(1), w_j = f(j+1) − f(j) on a constant input 1 (zero-padded before t=1)
+            f, acc = [], 0.0
+            for t in range(1, L + 1):
+                acc = acc + float(powers[t - 1][i] @ c)
+                f.append(float(powers[t][i] @ s0) + acc)
+            if all(v == f[0] for v in f):
+                blk.bias(dst[i], f[0])
+                continue
+            taps = {0: f[0]}
+            taps.update({j: f[j] - f[j - 1] for j in range(1, L) if f[j] != f[j - 1]})
+            signs = signs_of(min(f), max(f)) if self.ideal else [1, -1]
+            for s in signs:
+                blk.add(u_bias=float(s), taps=dict(taps), out={dst[i]: s / GATE}, role="conv_constant")
+
+
+def _value_bounds(st) -> tuple[np.ndarray, np.ndarray]:
+    if st.kind == "S":
+        return stage_state_bounds(st)
+    return np.asarray(st.lo, dtype=float), np.asarray(st.hi, dtype=float)
+
+
+def _build(blocks: list[_Block], H: int, K: int, activations: str, first_embed: Matrix | None,
+           input_op: Op) -> list[Op]:
+    E_needed = max(max(len(b.channels) for b in blocks), 1)
+    expand = max(1, -(-E_needed // H))
+    E = expand * H
+    ops, prev = [], input_op
+    for n, blk in enumerate(blocks):
+        Win = np.zeros((2 * E, H))
+        bin_ = np.zeros(2 * E)
+        Wc = np.zeros((E, K))
+        bc = np.zeros(E)
+        Wx = np.zeros((3, E))
+        bdt = np.full(E, DT_OFF)
+        A_log = np.zeros((E, 1))
+        Dv = np.zeros(E)
+        Wout = np.zeros((H, E))
+        bout = np.zeros(H)
+        for e, ch in enumerate(blk.channels):
+            for slot, v in ch.u_row.items():
+                Win[e, slot] += v
+            bin_[e] = ch.u_bias
+            for slot, v in ch.z_row.items():
+                Win[E + e, slot] += v
+            bin_[E + e] = ch.z_bias
+            for lag, w in ch.taps.items():
+                Wc[e, K - 1 - lag] = w
+            bc[e] = ch.conv_bias
+            if ch.ssm:
+                bdt[e] = DT_ON
+                A_log[e, 0] = A_LOG_HOLD
+            if ch.src:
+                Wx[1, e] = 1.0 / (DT_ON * SRC)   # B = 1/32 ⇒ Δ B = 1
+                Wx[2, e] = 1.0 / SRC             # C = 1
+            Dv[e] = ch.D
+            for slot, v in ch.out.items():
+                Wout[slot, e] += v
+        for slot, v in blk.out_bias.items():
+            bout[slot] += v
+        attrs = {"norm_weight": Vector(np.full(H, NORM_WEIGHT)), "norm_eps": NORM_EPS,
+                 "in_proj_weight": Matrix.from_dense(Win), "in_proj_bias": Vector(bin_),
+                 "conv1d_weight": Matrix.from_dense(Wc), "conv1d_bias": Vector(bc),
+                 "x_proj_weight": Matrix.from_dense(Wx), "dt_proj_weight": Matrix.zeros(E, 1),
+                 "dt_proj_bias": Vector(bdt), "A_log": Matrix.from_dense(A_log), "D": Vector(Dv),
+                 "out_proj_weight": Matrix.from_dense(Wout), "out_proj_bias": Vector(bout),
+                 "activations": activations}
+        if n == 0 and first_embed is not None:
+            attrs["embed"] = first_embed
+        op = Op(KIND, [prev], attrs, name=f"L{n}")
+        ops.append(op)
+        prev = op
+    return ops
+
+
+def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Module:
+    form = layer_stages(module, t_max)
+    d_in = form.input.dim
+    if not form.stages:
+        raise CompileError("mamba: the program has no LinState, ReLU or Multi stage; there is no block to build")
+    width = max(st.out_dim for st in form.stages)
+    banks = [list(range(d_in + b * width, d_in + (b + 1) * width)) for b in range(2)]
+    H = d_in + 2 * width
+    low = _Lowering(activations, t_max)
+    blocks, stages_meta = [], []
+    src = list(range(d_in))
+    prev_st = None
+    residue = None
+    for st in form.stages:
+        blk = _Block()
+        dst = banks[st.index % 2][:st.out_dim]
+        if st.kind == "S":
+            low.state(blk, st, _dense(st.W), st.c.to_float().values.astype(float), src, dst)
+        elif st.kind == "R":
+            low.relu(blk, st, _dense(st.W), st.c.to_float().values.astype(float), src, dst)
+        else:
+            low.product(blk, st, src, dst)
+        if prev_st is not None:
+            lo, hi = _value_bounds(prev_st)
+            low.clear(blk, src, lo, hi)
+        if residue is not None:
+            # HF's RMSNorm rounds what a block reads to float32, so clearing leaves v − fl32(v) behind (0 in
+            # exact or float64 arithmetic): clear that residue too before the bank is written again
+            low.clear(blk, residue, np.full(len(residue), -np.inf), np.full(len(residue), np.inf), role="residue")
+        blocks.append(blk)
+        roles: dict = {}
+        for ch in blk.channels:
+            roles[ch.role] = roles.get(ch.role, 0) + 1
+        stages_meta.append({"stage": st.kind, "source": st.op.name or st.op.kind, "width": st.out_dim,
+                            "slots": [dst[0], dst[-1] + 1], "channels": roles,
+                            # the block's output is the residual stream: the stage value sits in slots dst
+                            "units": [{"role": "value", "start": dst[0], "end": dst[-1] + 1}],
+                            "decode": [[j, slot, 1] for j, slot in enumerate(dst)]})
+        residue = src if prev_st is not None else None
+        src, prev_st = dst, st
+    K = max(b.window for b in blocks)
+    embed = Matrix.from_entries((H, d_in), list(range(d_in)), list(range(d_in)), [1.0] * d_in)
+    ops = _build(blocks, H, K, activations, embed, form.input)
+    RW = np.zeros((form.readout_W.shape[0], H))
+    RW[:, src] = _dense(form.readout_W)
+    readout = Op("linear", [ops[-1]], {"A": Matrix.from_dense(RW), "b": form.readout_c.to_float()}, name="readout")
+    out = Module([form.input] + ops + [readout], readout, name=form.name)
+    meta = dict(form.metadata)
+    meta["layout"] = _layout(form, stages_meta, H)
+    E = ops[0].attrs["conv1d_weight"].shape[0]
+    meta.update({"target": "mamba", "activations": activations, "t_max": t_max, "stages": stages_meta,
+                 "mamba": {"hidden_size": H, "intermediate_size": E, "conv_kernel": K, "state_size": 1,
+                           "time_step_rank": 1, "num_hidden_layers": len(ops), "input_slots": list(range(d_in)),
+                           "channels_used": max(len(b.channels) for b in blocks), "notes": low.notes}})
+    if activations == "standard":
+        meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
+    out.metadata = meta
+    return out.verify()
+
+
+def _layout(form, stages_meta: list[dict], H: int) -> list:
+    """The lowered module's layout (docs/targets.md, "Layout"): one entry per op; a block's ``decode`` maps the
+    stage value to its residual slots."""
+    from .shared.common import lowered_layout
+    return lowered_layout(form, stages_meta)
+
+
+# ------------------------------------------------------------------------------------------ Hugging Face
+
+def hf_config(model_ops: list[Op], activations: str) -> dict:
+    """The ``MambaConfig`` arguments of a lowered module's blocks."""
+    first = model_ops[0]
+    E, K = first.attrs["conv1d_weight"].shape
+    H = first.dim
+    return {"vocab_size": 1, "hidden_size": H, "state_size": first.attrs["A_log"].shape[1],
+            "num_hidden_layers": len(model_ops), "layer_norm_epsilon": float(first.attrs["norm_eps"]),
+            "expand": E // H, "conv_kernel": K, "use_bias": True, "use_conv_bias": True,
+            "hidden_act": "relu" if activations == "ideal" else "silu", "residual_in_fp32": False,
+            "time_step_rank": first.attrs["dt_proj_weight"].shape[1], "use_cache": False, "use_mambapy": False,
+            "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0, "tie_word_embeddings": False}
+
+
+def hf_state_dict(model_ops: list[Op]) -> dict:
+    """``MambaModel`` parameter names → float64 numpy arrays."""
+    sd = {}
+    H = model_ops[0].dim
+    sd["embeddings.weight"] = np.zeros((1, H))
+    for k, op in enumerate(model_ops):
+        a, p = op.attrs, f"layers.{k}."
+        sd[p + "norm.weight"] = _vec(a["norm_weight"])
+        m = p + "mixer."
+        sd[m + "in_proj.weight"] = _dense(a["in_proj_weight"])
+        sd[m + "in_proj.bias"] = _vec(a["in_proj_bias"])
+        sd[m + "conv1d.weight"] = _dense(a["conv1d_weight"])[:, None, :]
+        sd[m + "conv1d.bias"] = _vec(a["conv1d_bias"])
+        sd[m + "x_proj.weight"] = _dense(a["x_proj_weight"])
+        sd[m + "dt_proj.weight"] = _dense(a["dt_proj_weight"])
+        sd[m + "dt_proj.bias"] = _vec(a["dt_proj_bias"])
+        sd[m + "A_log"] = _dense(a["A_log"])
+        sd[m + "D"] = _vec(a["D"])
+        sd[m + "out_proj.weight"] = _dense(a["out_proj_weight"])
+        sd[m + "out_proj.bias"] = _vec(a["out_proj_bias"])
+    sd["norm_f.weight"] = np.full(H, NORM_WEIGHT)
+    return sd
+
+
+class MambaTarget(Target):
+    name = "mamba"
+    summary = "Hugging Face MambaModel (selective SSM blocks; ideal: hidden_act relu)"
+    op_kinds = frozenset({KIND})
+    exact_activations = ()   # rsqrt/exp/softplus: float only
+    multiplies = True
+
+    def lower(self, module: Module, *, activations: str, t_max: int | None) -> Module:
+        return lower_mamba(module, activations=activations, t_max=t_max)
+
+    def layer_info(self, group: list[Op]) -> dict:
+        op = group[0]
+        E, K = op.attrs["conv1d_weight"].shape
+        return {"kind": "mamba_block", "hidden_size": op.dim, "output_size": op.dim, "intermediate_size": E,
+                "conv_kernel": K}
+
+    def torch_layer(self, op: Op, activations: str):
+        raise LsrlError(f"to_torch: target 'mamba' has no plain torch export for {op.describe()}; use "
+                        "model.to_hf(path) and transformers.AutoModel.from_pretrained(path)")
+
+    def to_hf(self, model, path) -> None:
+        import torch
+        from transformers import MambaConfig, MambaModel
+
+        module = model.module if hasattr(model, "module") else model
+        ops = module.ops[1:-1]
+        readout = module.ops[-1]
+        activations = module.metadata.get("activations", ops[0].attrs["activations"])
+        config = MambaConfig(**hf_config(ops, activations))
+        config.dtype = "float64"
+        hf = MambaModel(config).to(torch.float64)
+        sd = {k: torch.tensor(np.array(v, dtype=np.float64)) for k, v in hf_state_dict(ops).items()}
+        missing, unexpected = hf.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise LsrlError(f"to_hf: parameter names do not match MambaModel: missing {missing}, unexpected "
+                            f"{unexpected}")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        hf.save_pretrained(path, safe_serialization=True)
+        emb = ops[0].attrs.get("embed")
+        rows, cols, vals = emb.coo()
+        slots = [0] * emb.shape[1]
+        scale = [1.0] * emb.shape[1]
+        for r, c_, v in zip(rows.tolist(), cols.tolist(), vals):
+            slots[c_] = int(r)
+            scale[c_] = float(v)
+        io = {"hidden_size": ops[0].dim, "input_slots": slots,
+              "input_scale": scale[0] if len(set(scale)) == 1 else scale,
+              "readout": {"weight": _dense(readout.attrs["A"]).tolist(),
+                          "bias": readout.attrs["b"].to_float().values.tolist()},
+              "target": "mamba", "activations": activations, "t_max": module.metadata.get("t_max"),
+              "note": "feed inputs_embeds (B, T, hidden_size), zero except input_slots = input · input_scale; "
+                      "output = last_hidden_state @ readout.weight.T + readout.bias"}
+        (path / "lsrl_io.json").write_text(json.dumps(io, indent=1))
+
+
+register_target(MambaTarget())

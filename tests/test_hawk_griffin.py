@@ -1,0 +1,164 @@
+"""Targets hawk and griffin (HF RecurrentGemmaModel; targets.md §7–§8, docs/recurrentgemma.md): the numpy
+semantics against the interpreter, and the exported HF directory, loaded by plain transformers, against the
+numpy semantics (float64 and float32)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lsrl
+from lsrl.ir.interpreter import interpret
+from lsrl.programs import (continuous_approximator, continuous_prompt, continuous_query,
+                           create_test_target_function, draw_queries, more_ones, random_token_map, token_map,
+                           token_prompt)
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+# HF float64 models compute RMSNorm and the RG-LRU accumulator in float32; the lowering splits every value into a
+# float32 part and a remainder so that costs ~2^-48 (docs/recurrentgemma.md).  A float32 HF model: ~2^-23.
+HF32_CONTINUOUS = 1e-6
+
+
+def _more_ones():
+    xs = np.random.default_rng(0).integers(0, 2, (3, 12, 1)).astype(float)
+    return more_ones(), xs, 12
+
+
+def _continuous(n_levels=3, d_in=2, d_out=1):
+    rng = np.random.default_rng(1)
+    prog = continuous_approximator(d_in, d_out, conditional="multiplicative", value_bound=3)
+    f = create_test_target_function(d_in, d_out, rng=rng)
+    prompt = continuous_prompt(f, d_in, d_out, n_levels)
+    cells = rng.integers(0, n_levels, size=(3, d_in))
+    qs = (cells + rng.uniform(0.05, 0.95, size=(3, d_in))) / n_levels
+    xs = np.stack([np.vstack([continuous_query(q, d_out), prompt]) for q in qs])
+    return prog, xs, xs.shape[1]
+
+
+def _token_map():
+    rng = np.random.default_rng(4)
+    mapping = random_token_map(3, 5, 10, rng)
+    xs = [token_prompt(q, mapping) for q in draw_queries(mapping, 3, rng)]
+    xs = np.stack(xs)[..., None] if np.ndim(xs[0]) == 1 else np.stack(xs)
+    return token_map(3, vocab_size=10), xs, xs.shape[1]
+
+
+CASES = {"more_ones": _more_ones, "continuous": _continuous, "token_map": _token_map}
+
+
+def _rel(a, b, ref):
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(ref)))))
+
+
+def hf_outputs(path, xs, dtype):
+    """Run the exported directory with transformers only, per its lsrl_io.json."""
+    from transformers import AutoModel
+    io = json.loads((path / "lsrl_io.json").read_text())
+    model = AutoModel.from_pretrained(str(path), dtype=dtype).eval()
+    emb = torch.zeros(xs.shape[0], xs.shape[1], io["hidden_size"], dtype=dtype)
+    emb[..., io["input_slots"]] = torch.tensor(xs, dtype=dtype) * io["input_scale"]
+    with torch.no_grad():
+        h = model(inputs_embeds=emb, use_cache=False).last_hidden_state
+    W = torch.tensor(io["readout"]["weight"], dtype=dtype)
+    b = torch.tensor(io["readout"]["bias"], dtype=dtype)
+    return (h @ W.T + b).double().numpy(), model
+
+
+def _check(target, case, activations, tmp_path, monkeypatch, hf=True):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prog, xs, t_max = CASES[case]()
+    model = lsrl.compile(prog, target, activations=activations, t_max=t_max)
+    ref = interpret(prog, xs)
+    y = model(xs)
+    assert _rel(y, ref, ref) <= 1e-9
+    if case == "token_map":  # every answer token right
+        np.testing.assert_array_equal(np.round(y), np.round(ref))
+    if not hf:
+        return
+    model.to_hf(tmp_path / "hf")
+    assert {p.name for p in (tmp_path / "hf").iterdir()} >= {"config.json", "model.safetensors", "lsrl_io.json"}
+    y64, hf_model = hf_outputs(tmp_path / "hf", xs, torch.float64)
+    assert hf_model.config.hidden_activation == ("relu" if activations == "ideal" else "gelu_pytorch_tanh")
+    exact_values = case != "continuous"
+    assert _rel(y64, y, ref) <= 1e-9
+    y32, _ = hf_outputs(tmp_path / "hf", xs, torch.float32)
+    assert _rel(y32, y, ref) <= (1e-9 if exact_values else HF32_CONTINUOUS)
+
+
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+@pytest.mark.parametrize("case", ["more_ones", "continuous"])
+def test_hawk(case, activations, tmp_path, monkeypatch):
+    _check("hawk", case, activations, tmp_path, monkeypatch)
+
+
+def test_hawk_token_map_ideal(tmp_path, monkeypatch):
+    _check("hawk", "token_map", "ideal", tmp_path, monkeypatch)
+
+
+def test_token_map_standard_numpy():
+    prog, xs, t_max = _token_map()
+    for target in ("hawk", "griffin"):
+        y = lsrl.compile(prog, target, activations="standard", t_max=t_max)(xs)
+        np.testing.assert_allclose(y, interpret(prog, xs), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+@pytest.mark.parametrize("case", ["more_ones", "continuous"])
+def test_griffin(case, activations, tmp_path, monkeypatch):
+    _check("griffin", case, activations, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,activations", [("hawk", "standard"), ("griffin", "ideal"),
+                                                ("griffin", "standard")])
+def test_token_map_hf(target, activations, tmp_path, monkeypatch):
+    _check(target, "token_map", activations, tmp_path, monkeypatch)
+
+
+def test_griffin_blocks_cycle_and_attention_is_identity():
+    prog, xs, t_max = _continuous()
+    model = lsrl.compile(prog, "griffin", t_max=t_max)
+    kinds = [op.kind for op in model.module.ops[2:-2]]
+    assert all(k == ("rg_attention_block" if i % 3 == 2 else "rg_recurrent_block") for i, k in enumerate(kinds))
+    assert all(op.attrs["o_proj_weight"].nnz == 0 for op in model.module.ops if op.kind == "rg_attention_block")
+
+
+def test_streaming_carries_conv_window_and_position():
+    prog, xs, t_max = _more_ones()
+    model = lsrl.compile(prog, "hawk", t_max=t_max)
+    y = model(xs)
+    chunks = list(model.stream([xs[:, :5], xs[:, 5:]]))
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), y)
+
+
+def test_recurrence_needs_t_max():
+    with pytest.raises(lsrl.CompileError, match="conv1d_width.*t_max"):
+        lsrl.compile(more_ones(), "hawk")
+
+
+def test_compile_refuses_exact():
+    with pytest.raises(lsrl.CompileError, match="has no exact mode"):
+        lsrl.compile(more_ones(), "hawk", exact=True, t_max=4)
+
+
+def test_model_refuses_exact():
+    model = lsrl.compile(more_ones(), "hawk", t_max=4)
+    with pytest.raises(lsrl.LsrlError):
+        model([[1.0], [0.0]], exact=True)
+
+
+def test_save_load_and_kernel_refusal(tmp_path):
+    prog, xs, t_max = _continuous()
+    model = lsrl.compile(prog, "griffin", activations="standard", t_max=t_max)
+    model.save(tmp_path / "m")
+    loaded = lsrl.load(tmp_path / "m")
+    assert (loaded.target, loaded.activations) == ("griffin", "standard")
+    np.testing.assert_array_equal(loaded(xs), model(xs))
+    assert model.check(xs, backend="numpy").within
+    from lsrl.runtime import kernel_available
+    if kernel_available():
+        with pytest.raises(lsrl.VerifyError, match="no kernel implementation"):
+            model(xs, backend="kernel")
