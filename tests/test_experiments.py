@@ -208,3 +208,17 @@ def test_bad_inputs_are_refused():
     done = subprocess.run([sys.executable, "-m", "lsrl.experiments.cli", "fig4", "--out", "x", "--targets", "tpu"],
                           capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 2 and "tpu" in done.stderr
+
+
+def test_exact_dtype_evaluates_in_rationals_at_sigma_zero_only():
+    """dtype "exact" (the paper's finding 7): exact weights, a rational run, no noise.  Our compile's
+    continuous model answers the program's value exactly, so its score is the float64 one up to rounding
+    (both are the discretisation error of the approximator)."""
+    instances = grid(programs=("continuous",), variants=("multiplicative",), compiles=("ours",),
+                     dtypes=("exact", "float64"), sigmas=(0.0, 1e-7), seeds=range(1))
+    assert {(i.model.dtype, i.sigma) for i in instances} == {("exact", 0.0), ("float64", 0.0), ("float64", 1e-7)}
+    rows = {(r["dtype"], r["sigma"]): r["score"] for r in run_grid(instances, workers=0, progress=False).rows}
+    assert abs(rows[("exact", 0.0)] - rows[("float64", 0.0)]) <= 1e-15
+    assert 0 < rows[("exact", 0.0)] < 0.1
+    with pytest.raises(ValueError, match="exact.*σ = 0"):
+        Instance(ModelKey("continuous", "direct", "ours", dtype="exact"), 1e-9, 0)
