@@ -131,21 +131,23 @@ void squash_vec(const Plan<T>& plan, const T* in, T* out, index_t n) {
         plan.tanh_vec(in, out, n);
 }
 
-// Row `row` of `pre` activated over n lanes (a gate, or squashed); a row with no weights is a constant.
+// Row `row` of `pre` (rows L apart) activated over n lanes (a gate, or squashed); a row with no weights is a
+// constant.  The block's fields are passed as values: loops over them then vectorise as in a member function.
 template <bool Ideal, typename T>
-void activate_row(const CellBlock<T>& c, index_t row, bool squash) {
-    T* x = c.pre + row * c.L;
-    if (c.node.constant_row[row]) {
+void activate_row(const Plan<T>& plan, const Node<T>& node, T* pre, index_t L, index_t row, bool squash,
+                  index_t n) {
+    T* x = pre + row * L;
+    if (node.constant_row[row]) {
         T v = x[0];
         if (squash)
-            squash_vec<Ideal>(c.plan, &v, &v, 1);
+            squash_vec<Ideal>(plan, &v, &v, 1);
         else
             v = gate<Ideal>(v);
-        for (index_t l = 0; l < c.n; ++l) x[l] = v;
+        for (index_t l = 0; l < n; ++l) x[l] = v;
     } else if (squash) {
-        squash_vec<Ideal>(c.plan, x, x, c.n);
+        squash_vec<Ideal>(plan, x, x, n);
     } else {
-        for (index_t l = 0; l < c.n; ++l) x[l] = gate<Ideal>(x[l]);
+        for (index_t l = 0; l < n; ++l) x[l] = gate<Ideal>(x[l]);
     }
 }
 

@@ -72,10 +72,10 @@ void lstm_cells(const CellBlock<T>& blk) {
     if (n > 0) {
         const auto& units = node.static_units;
         for (index_t j : units) {
-            activate_row<Ideal>(blk, j, false);
-            activate_row<Ideal>(blk, H + j, false);
-            activate_row<Ideal>(blk, 2 * H + j, true);
-            activate_row<Ideal>(blk, 3 * H + j, false);
+            activate_row<Ideal>(blk.plan, node, pre, L, j, false, n);
+            activate_row<Ideal>(blk.plan, node, pre, L, H + j, false, n);
+            activate_row<Ideal>(blk.plan, node, pre, L, 2 * H + j, true, n);
+            activate_row<Ideal>(blk.plan, node, pre, L, 3 * H + j, false, n);
         }
         // c_t = f c_{t-1} + i g along time, stored over the spent i rows; four units at a time so
         // that four independent dependency chains are in flight
