@@ -3,13 +3,15 @@ kernel's run time on the paper's programs, as ratios (this / that).
 
     python benchmarks/versions.py --against HEAD~1            # the table (markdown) on stdout
     python benchmarks/versions.py --against v0.1 --this HEAD --repeat 5
+    python benchmarks/versions.py --against v0.1 --base-kernel /path/to/v0.1/lsrl/_kernel.cpython-311-x86_64-linux-gnu.so
     python benchmarks/versions.py --against HEAD --smoke      # one case, one run (CI)
 
 The other revision is checked out into a temporary git worktree.  Each side runs in its own subprocess that
 imports lsrl from its tree (the editable install's import hook is bypassed), and the sides alternate
 ``--rounds`` times; every figure is the minimum over its runs (CPU seconds for compiling, wall seconds for the
-kernel, batch 32 × 410 steps).  Both sides use the installed C++ extension, so this compares everything but the
-C++ code; a C++ change needs both trees built.  Rows a side cannot compile (a documented CompileError) are
+kernel, batch 32 × 410 steps).  Both sides use the installed C++ extension (so this compares everything but the
+C++ code) unless ``--base-kernel`` names the extension built from the other revision
+(``lsrl/_kernel*.so`` of an install of it).  Rows a side cannot compile (a documented CompileError) are
 left out; a model the kernel cannot run gets no kernel figure.
 """
 from __future__ import annotations
@@ -91,6 +93,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", default="HEAD", help="the git revision to compare with (default HEAD)")
     parser.add_argument("--this", default=None, help="a git revision for this side (default: the working tree)")
+    parser.add_argument("--base-kernel", type=Path, default=None,
+                        help="the other revision's built lsrl._kernel (default: the installed one for both sides)")
     parser.add_argument("--repeat", type=int, default=3, help="compiles per case and side per round")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two sides")
     parser.add_argument("--smoke", action="store_true", help="one case, one run (CI)")
@@ -107,7 +111,8 @@ def main(argv=None) -> int:
             if not args.this:
                 shutil.copytree(ROOT / "python", here / "python")
             for tree in (base, here):
-                shutil.copy(kernel, tree / "python" / "lsrl" / kernel.name)
+                source = args.base_kernel if tree is base and args.base_kernel else kernel
+                shutil.copy(source, tree / "python" / "lsrl" / kernel.name)
             results = {"this": [], "base": []}
             for _ in range(rounds):
                 results["base"].append(_measure(base, repeat, args.smoke))
