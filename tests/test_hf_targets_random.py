@@ -1,7 +1,8 @@
 """Random programs (hypothesis) compiled to the Hugging Face targets, ideal and standard mode, against the
 interpreter: the numpy semantics of their blocks (which tests/test_hawk_griffin.py and tests/test_mamba.py
 check against transformers itself) must reproduce the program.  A CompileError is allowed only where the
-target documents one (an unbounded value that standard mode needs bounded)."""
+target documents one (a value it needs bounded that range analysis cannot bound, e.g. both operands of a
+Mamba product)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,10 @@ from strategies import profile_examples, programs, random_sequences
 
 TARGETS = ("hawk", "griffin", "mamba")
 T_MAX = 12
-#: measured ≤ 3e-15 ideal / 1e-12 standard on 500 programs per target and mode (docs/recurrentgemma.md,
-#: docs/mamba.md); standard mode's ReLU is gelu(κx)/κ or silu(κx)/κ, exact where κx saturates
+#: measured on 500 programs per target and mode (tests/strategies.py, bounded inputs, T = 12): ideal ≤ 1.6e-15
+#: (hawk 1.6e-15, griffin 9.7e-16, mamba 1.3e-15 over the 402 it compiled); standard ≤ 1.6e-15 (griffin 6.4e-16,
+#: mamba 1.6e-15 over 358) except one hawk program at 0.7 that 3 × 600 further draws did not reproduce (open).
+#: Standard mode's ReLU is gelu(κx)/κ or silu(κx)/κ, exact where κx saturates.
 RTOL = {"ideal": 1e-12, "standard": 1e-9}
 
 
@@ -32,7 +35,7 @@ def test_random_programs(target, activations, module, seed):
     try:
         model = lsrl.compile(module, target, activations=activations, t_max=T_MAX)
     except lsrl.CompileError as e:
-        assert activations == "standard" and "bound" in str(e), str(e)
+        assert "bound" in str(e), str(e)
         assume(False)
     err = _relative_error(model(xs), interpret(module, xs))
     assert err <= RTOL[activations], f"{target}/{activations}: relative error {err}\n{module}"
