@@ -1,7 +1,7 @@
 """Compiled models against oracles that share no code with the compiler or its executors.
 
 * ``plain_cells`` runs a lowered module with dense numpy and the textbook cell equations in the PyTorch
-  gate order (LSTM i, f, g, o; GRU r, z, n) — written here, not taken from ``lsrl.targets.ops`` — so a weight
+  gate order (LSTM i, f, g, o; GRU r, z, n) — written here, not taken from the target modules — so a weight
   layout that the model's own forward and the C++ executor read the same wrong way is still noticed.
 * ``evaluate_per_token`` (tests/reference_eval.py) runs the source program step by step.
 * Range analysis is held to bounds worked out by hand and to the values the program actually reaches.
