@@ -48,6 +48,9 @@ EMBED, RECURRENT, ATTENTION, FINAL_NORM = "rg_embed", "rg_recurrent_block", "rg_
 #: RMSNorm neutralised: rsqrt(mean(x²) + 2^100) = 2^-50 (while mean(x²) < 2^47 in float64, 2^76 in float32)
 #: and 1 + w = 2^50 (w = 2^50 − 1; 2^50 after float32 rounding too)
 NORM_EPS = 2.0 ** 100
+#: the largest value magnitude the residual stream may carry: the neutralised RMSNorm x·rsqrt(mean(x²) + eps)
+#: is x·rsqrt(eps) up to a relative mean(x²)/(2 eps) ≤ 2^-45 while every |x| ≤ 2^28
+NORM_VALUE_LIMIT = 2.0 ** 28
 NORM_WEIGHT = 2.0 ** 50 - 1
 #: RG-LRU identity: softplus(128) = 128, a = exp(−8·128) = 0 in float32 and float64; σ(64) = 1 in both
 LRU_PARAM = 128.0
@@ -422,6 +425,19 @@ def _mlp_stage(mlp: _Mlp, st, reads, out_slots, activations):
         mlp.product(ur, ub, vr, vb, out_slots[j])
 
 
+def _check_magnitudes(form, target: str) -> None:
+    """Refuse values the residual stream cannot carry through the neutralised RMSNorms (a finite bound above
+    :data:`NORM_VALUE_LIMIT`, e.g. units rescale-units put on a 2^52 scale); an unbounded value (an Input
+    without bounds) is the caller's to keep small."""
+    for st in form.stages:
+        largest = float(np.max(np.abs(np.r_[st.lo, st.hi]), initial=0.0))
+        if math.isfinite(largest) and largest > NORM_VALUE_LIMIT:
+            raise CompileError(
+                f"{target}: {st.op.describe()} (stage {st.index} of the layer form) has values up to {largest:.3g} "
+                f"by its range-analysis bound; the neutralised RMSNorm of every block is an identity only while "
+                f"values stay within ±2^28 ({NORM_VALUE_LIMIT:.3g}); use another target or smaller program values")
+
+
 def lower_stream(module: Module, *, target: str, activations: str, t_max, recurrent_at) -> Module:
     """Lower a layer-form module to ``rg_embed → blocks → rg_final_norm → linear``.  ``recurrent_at(b)``:
     whether HF block ``b`` is a recurrent block (else attention, made the identity).
@@ -430,6 +446,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     before anything reads it, so HF's float32 roundings inside a float64 model cost ~2^-48 instead of 2^-24;
     that block also cancels the value read before (:func:`_cancel`), whose slots are then reused."""
     form = layer_stages(module, t_max)
+    _check_magnitudes(form, target)
     d_in = form.input.dim
     HB = 2 * (d_in + sum(st.out_dim for st in form.stages))   # slots never exceed this; cropped to H below
     used = [d_in]
