@@ -47,6 +47,7 @@ from scipy.special import expit
 from ..errors import CompileError, LsrlError
 from ..ir.core import AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ..ir.matrix import Matrix, Vector
+from ..ir.semantics import relu_values
 from .registry import Target, register_target
 from .shared.common import (
     layer_stages,
@@ -55,6 +56,7 @@ from .shared.common import (
     signs_of,
     stage_state_bounds,
 )
+from .shared.numerics import dense, torch_softplus, vector
 
 __all__ = ["KIND", "MambaTarget", "hf_config"]
 
@@ -132,26 +134,8 @@ def _infer(op: Op) -> int:
     return H
 
 
-def _dense(m: Matrix) -> np.ndarray:
-    return np.asarray(m.to_float().to_dense(), dtype=np.float64)
-
-
-def _vec(v: Vector) -> np.ndarray:
-    return np.asarray(v.array(False), dtype=np.float64)
-
-
-def _relu(x):
-    return np.maximum(x, 0.0)
-
-
 def _silu(x):
     return x * expit(x)
-
-
-def softplus(x: np.ndarray) -> np.ndarray:
-    """torch's ``F.softplus`` (beta 1, threshold 20): ``x`` above 20, else ``log1p(exp(x))``."""
-    with np.errstate(over="ignore"):
-        return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
 
 
 def initial_state(op: Op, batch: int) -> tuple:
@@ -170,38 +154,38 @@ def run(op: Op, inputs: list, state, ctx):
     batch, T = x.shape[0], x.shape[1]
     conv_state, S = initial_state(op, batch) if state is None else state
     emb = a.get("embed")
-    r = x @ _dense(emb).T if emb is not None else x
+    r = x @ dense(emb).T if emb is not None else x
     E, K = a["conv1d_weight"].shape
     N = a["A_log"].shape[1]
     R = a["dt_proj_weight"].shape[1]
-    act = _relu if a["activations"] == "ideal" else _silu
+    act = relu_values if a["activations"] == "ideal" else _silu
     # RMSNorm (HF computes it in float32; see docs/mamba.md)
     var = np.mean(r * r, axis=-1, keepdims=True)
-    n = _vec(a["norm_weight"]) * (r * (1.0 / np.sqrt(var + float(a["norm_eps"]))))
-    proj = n @ _dense(a["in_proj_weight"]).T + _vec(a["in_proj_bias"])
+    n = vector(a["norm_weight"]) * (r * (1.0 / np.sqrt(var + float(a["norm_eps"]))))
+    proj = n @ dense(a["in_proj_weight"]).T + vector(a["in_proj_bias"])
     u0, z = proj[..., :E], proj[..., E:]
     # causal depthwise conv: position t reads u0 at t−K+1 .. t with taps 0 .. K−1
     full = np.concatenate([np.transpose(conv_state, (0, 2, 1)), u0], axis=1)  # (B, K−1+T, E)
-    wc = _dense(a["conv1d_weight"])
+    wc = dense(a["conv1d_weight"])
     conv = np.zeros((batch, T, E))
     for k in range(K):
         conv += full[:, k:k + T, :] * wc[:, k]
-    conv += _vec(a["conv1d_bias"])
+    conv += vector(a["conv1d_bias"])
     new_conv = np.transpose(full[:, full.shape[1] - (K - 1):, :], (0, 2, 1)).copy() if K > 1 else conv_state
     u = act(conv)
-    xp = u @ _dense(a["x_proj_weight"]).T
+    xp = u @ dense(a["x_proj_weight"]).T
     delta, Bt, Ct = xp[..., :R], xp[..., R:R + N], xp[..., R + N:]
-    dt = softplus(delta @ _dense(a["dt_proj_weight"]).T + _vec(a["dt_proj_bias"]))
-    A = -np.exp(_dense(a["A_log"]))
-    Dv = _vec(a["D"])
+    dt = torch_softplus(delta @ dense(a["dt_proj_weight"]).T + vector(a["dt_proj_bias"]))
+    A = -np.exp(dense(a["A_log"]))
+    Dv = vector(a["D"])
     y = np.empty((batch, T, E))
     S = np.array(S, dtype=np.float64, copy=True)
     for t in range(T):
         dA = np.exp(dt[:, t, :, None] * A)
         S = dA * S + (dt[:, t, :, None] * Bt[:, t, None, :]) * u[:, t, :, None]
         y[:, t] = np.einsum("ben,bn->be", S, Ct[:, t]) + u[:, t] * Dv
-    gate = _relu(z) if a["activations"] == "ideal" else _silu(z)
-    out = (y * gate) @ _dense(a["out_proj_weight"]).T + _vec(a["out_proj_bias"])
+    gate = relu_values(z) if a["activations"] == "ideal" else _silu(z)
+    out = (y * gate) @ dense(a["out_proj_weight"]).T + vector(a["out_proj_bias"])
     return r + out, (new_conv, S)
 
 
@@ -314,14 +298,14 @@ class _Lowering:
         const = plan.const.to_float().values
         for j in range(plan.h):
             blk.bias(dst[j], float(const[j]))
-        lin_rows = _dense(plan.lin_rows) if plan.lin_slot else None
+        lin_rows = dense(plan.lin_rows) if plan.lin_slot else None
         lin_bias = plan.lin_bias.to_float().values
         for i, slot in enumerate(plan.lin_slot):
             self.linear(blk, _row(lin_rows[i], src), float(lin_bias[i]), float(plan.lin_lo[i]), float(plan.lin_hi[i]),
                         dst[slot], 1.0, role="carrier")
         if not plan.prod:
             return
-        U, V = _dense(plan.U), _dense(plan.V)
+        U, V = dense(plan.U), dense(plan.V)
         cu, cv = plan.cu.to_float().values, plan.cv.to_float().values
         for j in plan.prod:
             bu, bv = _bound(plan.ulo[j], plan.uhi[j]), _bound(plan.vlo[j], plan.vhi[j])
@@ -349,7 +333,7 @@ class _Lowering:
 
     def state(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
         k = st.out_dim
-        A = _dense(st.A)
+        A = dense(st.A)
         s0 = st.init.to_float().values.astype(np.float64)
         conv_rows = []
         for i in range(k):
@@ -493,9 +477,9 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
         blk = _Block()
         dst = banks[st.index % 2][:st.out_dim]
         if st.kind == "S":
-            low.state(blk, st, _dense(st.W), st.c.to_float().values.astype(float), src, dst)
+            low.state(blk, st, dense(st.W), st.c.to_float().values.astype(float), src, dst)
         elif st.kind == "R":
-            low.relu(blk, st, _dense(st.W), st.c.to_float().values.astype(float), src, dst)
+            low.relu(blk, st, dense(st.W), st.c.to_float().values.astype(float), src, dst)
         else:
             low.product(blk, st, src, dst)
         if prev_st is not None:
@@ -520,7 +504,7 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     embed = Matrix.from_entries((H, d_in), list(range(d_in)), list(range(d_in)), [1.0] * d_in)
     ops = _build(blocks, H, K, activations, embed, form.input)
     RW = np.zeros((form.readout_W.shape[0], H))
-    RW[:, src] = _dense(form.readout_W)
+    RW[:, src] = dense(form.readout_W)
     readout = Op("linear", [ops[-1]], {"A": Matrix.from_dense(RW), "b": form.readout_c.to_float()}, name="readout")
     out = Module([form.input] + ops + [readout], readout, name=form.name)
     meta = dict(form.metadata)
@@ -565,19 +549,19 @@ def hf_state_dict(model_ops: list[Op]) -> dict:
     sd["embeddings.weight"] = np.zeros((1, H))
     for k, op in enumerate(model_ops):
         a, p = op.attrs, f"layers.{k}."
-        sd[p + "norm.weight"] = _vec(a["norm_weight"])
+        sd[p + "norm.weight"] = vector(a["norm_weight"])
         m = p + "mixer."
-        sd[m + "in_proj.weight"] = _dense(a["in_proj_weight"])
-        sd[m + "in_proj.bias"] = _vec(a["in_proj_bias"])
-        sd[m + "conv1d.weight"] = _dense(a["conv1d_weight"])[:, None, :]
-        sd[m + "conv1d.bias"] = _vec(a["conv1d_bias"])
-        sd[m + "x_proj.weight"] = _dense(a["x_proj_weight"])
-        sd[m + "dt_proj.weight"] = _dense(a["dt_proj_weight"])
-        sd[m + "dt_proj.bias"] = _vec(a["dt_proj_bias"])
-        sd[m + "A_log"] = _dense(a["A_log"])
-        sd[m + "D"] = _vec(a["D"])
-        sd[m + "out_proj.weight"] = _dense(a["out_proj_weight"])
-        sd[m + "out_proj.bias"] = _vec(a["out_proj_bias"])
+        sd[m + "in_proj.weight"] = dense(a["in_proj_weight"])
+        sd[m + "in_proj.bias"] = vector(a["in_proj_bias"])
+        sd[m + "conv1d.weight"] = dense(a["conv1d_weight"])[:, None, :]
+        sd[m + "conv1d.bias"] = vector(a["conv1d_bias"])
+        sd[m + "x_proj.weight"] = dense(a["x_proj_weight"])
+        sd[m + "dt_proj.weight"] = dense(a["dt_proj_weight"])
+        sd[m + "dt_proj.bias"] = vector(a["dt_proj_bias"])
+        sd[m + "A_log"] = dense(a["A_log"])
+        sd[m + "D"] = vector(a["D"])
+        sd[m + "out_proj.weight"] = dense(a["out_proj_weight"])
+        sd[m + "out_proj.bias"] = vector(a["out_proj_bias"])
     sd["norm_f.weight"] = np.full(H, NORM_WEIGHT)
     return sd
 
@@ -630,7 +614,7 @@ class MambaTarget(Target):
             scale[c_] = float(v)
         io = {"hidden_size": ops[0].dim, "input_slots": slots,
               "input_scale": scale[0] if len(set(scale)) == 1 else scale,
-              "readout": {"weight": _dense(readout.attrs["A"]).tolist(),
+              "readout": {"weight": dense(readout.attrs["A"]).tolist(),
                           "bias": readout.attrs["b"].to_float().values.tolist()},
               "target": "mamba", "activations": activations, "t_max": module.metadata.get("t_max"),
               "note": "feed inputs_embeds (B, T, hidden_size), zero except input_slots = input · input_scale; "

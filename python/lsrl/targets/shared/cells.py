@@ -18,7 +18,7 @@ from scipy.special import expit
 from ...errors import LsrlError
 from ...ir.core import AttrSpec, OPS, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
-from ...ir.semantics import relu_values
+from ...ir.semantics import initial_rows, relu_values
 
 __all__ = ["ACTIVATIONS", "cell_opdef", "activation_functions", "input_projection", "Recurrent", "initial_state",
            "empty_outputs", "csr_arrays", "vector_array", "optional_vector"]
@@ -123,12 +123,7 @@ class Recurrent:
 
 def initial_state(op: Op, batch: int, exact: bool) -> tuple:
     """The op's stored initial state broadcast to the batch: one ``(B, H)`` array per state part."""
-    def rows(v: Vector) -> np.ndarray:
-        arr = v.array(exact)
-        out = np.empty((batch, len(arr)), dtype=arr.dtype)
-        out[...] = arr
-        return out
-    return tuple(rows(op.attrs[part + "0"]) for part in op.opdef.state_parts)
+    return tuple(initial_rows(op.attrs[part + "0"], batch, exact) for part in op.opdef.state_parts)
 
 
 def empty_outputs(batch: int, length: int, width: int, exact: bool) -> np.ndarray:

@@ -39,6 +39,7 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from .common import layer_stages, plan_products
+from .numerics import dense, torch_softplus, vector
 
 __all__ = ["EMBED", "RECURRENT", "ATTENTION", "FINAL_NORM", "lower_stream", "write_hf", "block_layer_info", "NORM_EPS", "NORM_WEIGHT",
            "LRU_PARAM", "GATE_BIAS", "Y_CONST", "KAPPA"]
@@ -90,10 +91,6 @@ def _linear(W: Matrix, b: Vector, x: np.ndarray) -> np.ndarray:
     return W.apply(x) + b.array(False)
 
 
-def _softplus(v: np.ndarray) -> np.ndarray:  # torch's, threshold 20
-    return np.where(v > 20, v, np.log1p(np.exp(np.minimum(v, 20))))
-
-
 def _mlp(a: dict, x: np.ndarray, act) -> np.ndarray:
     n = _rmsnorm(x, a["channel_pre_norm_weight"], float(a["eps"]))
     gate = act(_linear(a["mlp_gate_proj_weight"], a["mlp_gate_proj_bias"], n))
@@ -138,7 +135,7 @@ def run_recurrent(op: Op, inputs: list, state, ctx):
     # RG-LRU
     gi = expit(a["rg_lru_input_gate_weight"].T.apply(z) + a["rg_lru_input_gate_bias"].array(False))
     gr = expit(a["rg_lru_recurrent_gate_weight"].T.apply(z) + a["rg_lru_recurrent_gate_bias"].array(False))
-    log_a = -8.0 * gr * _softplus(a["rg_lru_recurrent_param"].array(False))
+    log_a = -8.0 * gr * torch_softplus(a["rg_lru_recurrent_param"].array(False))
     decay = np.exp(log_a)
     mult = np.sqrt(1.0 - np.exp(2.0 * log_a))
     reset = (pos[:, None] + np.arange(T)[None, :] == 0)[..., None]   # (B, T, 1)
@@ -249,14 +246,6 @@ _register()
 
 # ------------------------------------------------------------------------------------------ lowering
 
-def _dense(m) -> np.ndarray:
-    return m.to_float().to_dense() if isinstance(m, Matrix) else np.asarray(m, dtype=float)
-
-
-def _vec(v) -> np.ndarray:
-    return v.array(False).astype(float) if isinstance(v, Vector) else np.asarray(v, dtype=float)
-
-
 class _Mlp:
     """Units of one MLP block: ``down · (act(gate) ⊙ up)`` with rows over the stream."""
 
@@ -328,7 +317,7 @@ class _Temporal:
 
 def _powers(st, t_max, who):
     """``[A^0, A^1, …]`` up to the first zero power or ``t_max`` entries (CompileError when neither)."""
-    A = _dense(st.A)
+    A = dense(st.A)
     P = [np.eye(A.shape[0])]
     limit = t_max if t_max is not None else 64
     while len(P) < limit:
@@ -353,9 +342,9 @@ def _row(H: int, reads: list, coeffs) -> np.ndarray:
 
 
 def _temporal_stage(tb: _Temporal, st, reads, out_slots, t_max, who):
-    W = _dense(st.W)            # k × d_prev, over the previous value
-    c, init = _vec(st.c), _vec(st.init)
-    A = _dense(st.A)
+    W = dense(st.W)            # k × d_prev, over the previous value
+    c, init = vector(st.c), vector(st.init)
+    A = dense(st.A)
     P = _powers(st, t_max, who)
     k = W.shape[0]
     cols = [j for j in range(W.shape[1]) if np.any(W[:, j])]
@@ -403,7 +392,7 @@ def _split(tb: _Temporal, reads, fresh) -> list:
 
 def _mlp_stage(mlp: _Mlp, st, reads, out_slots, activations):
     if st.kind == "R":
-        W, c = _dense(st.W), _vec(st.c)
+        W, c = dense(st.W), vector(st.c)
         for o in range(W.shape[0]):
             mlp.relu(_row(mlp.H, reads, W[o]), c[o], out_slots[o], activations, float(st.pre_lo[o]),
                      float(st.pre_hi[o]))
@@ -411,13 +400,13 @@ def _mlp_stage(mlp: _Mlp, st, reads, out_slots, activations):
     plan = plan_products(st, st.W, st.c)
 
     def rows(m: Matrix, b: Vector, j):
-        return _row(mlp.H, reads, _dense(m.rows([j]))[0]), float(_vec(b)[j])
+        return _row(mlp.H, reads, dense(m.rows([j]))[0]), float(vector(b)[j])
 
-    const = _vec(plan.const)
+    const = vector(plan.const)
     for j in range(plan.h):
         mlp.bias[out_slots[j]] += const[j]
-    lin = _dense(plan.lin_rows)
-    lb = _vec(plan.lin_bias)
+    lin = dense(plan.lin_rows)
+    lb = vector(plan.lin_bias)
     for n, j in enumerate(plan.lin_slot):
         mlp.linear(_row(mlp.H, reads, lin[n]), lb[n], out_slots[j])
     for j in plan.prod:
@@ -576,10 +565,10 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     fin = Op(FINAL_NORM, [prev], {"weight": norm_w, "eps": NORM_EPS}, name="final_norm")
     ops.append(fin)
     stages_meta.append({"stage": "N"})
-    RW = _dense(form.readout_W)
+    RW = dense(form.readout_W)
     R = np.stack([_row(H, reads, RW[o]) for o in range(RW.shape[0])]) if RW.shape[0] else np.zeros((0, H))
     assert used[0] <= H
-    readout = Op("linear", [fin], {"A": Matrix.from_dense(R), "b": Vector(_vec(form.readout_c))}, name="readout")
+    readout = Op("linear", [fin], {"A": Matrix.from_dense(R), "b": Vector(vector(form.readout_c))}, name="readout")
     out = Module([form.input] + ops + [readout], readout, name=form.name)
     meta = dict(form.metadata)
     meta["layout"] = _layout(form, blocks, stage_slots, value_slots)
