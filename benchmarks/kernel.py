@@ -13,7 +13,11 @@ Sections:
       batch 1 and batch 64;
   (c) diagonal and selective scan throughput as a fraction of numpy.copyto bandwidth on the same bytes;
   (d) tokens/s for prompt lengths 1e3 ... 1e6, and the peak memory of model.stream at 1e6 tokens;
-  (e) lanes per block (time steps x batch elements run node by node): step-by-step (1) ... layer-by-layer.
+  (e) lanes per block (time steps x batch elements run node by node): step-by-step (1) ... layer-by-layer;
+  (f) kernel vs the Hugging Face model's own forward on the same weights (model.to_hf() loaded by
+      transformers.AutoModel, float32, HF_HUB_OFFLINE=1) for hawk, griffin and mamba, standard activations,
+      token program n = 3 (batch 1 and 64) and n = 10 (batch 1; HF needs minutes per call there), and the
+      kernel's tokens/s beside the linear_rnn model of the same program.
 
 Timings are the best of several repeats (wall clock, time.perf_counter); the machine's load shows as noise,
 so compare numbers of one run only.
@@ -288,10 +292,77 @@ def section_e(args, results: dict) -> str:
                  ["batch", "T", "automatic (batch group × time block)", "1", "8", "32", "128", "512", "4096"], rows)
 
 
+# ------------------------------------------------------------------------------------------ (f)
+
+def hf_runner(model, directory: str):
+    """The exported model run with transformers only, through its lsrl_io.json (float32)."""
+    import torch
+    import transformers
+
+    model.to_hf(directory)
+    with open(os.path.join(directory, "lsrl_io.json")) as f:
+        io = json.load(f)
+    hf = transformers.AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
+    weight = torch.tensor(io["readout"]["weight"], dtype=torch.float32)
+    bias = torch.tensor(io["readout"]["bias"], dtype=torch.float32)
+
+    def run(xs: np.ndarray) -> np.ndarray:
+        emb = torch.zeros(xs.shape[0], xs.shape[1], io["hidden_size"])
+        emb[..., io["input_slots"]] = torch.tensor(xs * io["input_scale"], dtype=torch.float32)
+        with torch.inference_mode():
+            return (hf(inputs_embeds=emb, use_cache=False).last_hidden_state @ weight.T + bias).numpy()
+    return run
+
+
+def section_f(args, results: dict) -> str:
+    import tempfile
+
+    import torch
+    import transformers
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    rows = []
+    for n, batch in args.hf_cases:
+        xs = np.ascontiguousarray(token_prompts(n, batch, seed=2))
+        T = xs.shape[1]
+        program = token_map(n, vocab_size=10)
+        base = compile_quiet(program, target="linear_rnn", t_max=T)
+        t_base = best_time(lambda: base(xs, backend="kernel", dtype="float32"), args.repeats)
+        for target in ("hawk", "griffin", "mamba"):
+            model = compile_quiet(program, target=target, activations="standard", t_max=T)
+            with tempfile.TemporaryDirectory() as directory:
+                run_hf = hf_runner(model, directory)
+                # no warm-up call (HF builds nothing per model) and one call where one takes seconds to minutes
+                t_hf, y_hf = np.inf, None
+                for _ in range(1 if batch * T > 2000 or n > 3 or args.smoke else args.repeats):
+                    t0 = time.perf_counter()
+                    y_hf = run_hf(xs)
+                    t_hf = min(t_hf, time.perf_counter() - t0)
+            t_k = best_time(lambda: model(xs, backend="kernel", dtype="float32"), args.repeats)
+            y_k = model(xs, backend="kernel", dtype="float32")
+            diff = float(np.max(np.abs(y_hf - y_k)))
+            same = bool(np.array_equal(np.rint(y_hf[:, -n:]), np.rint(y_k[:, -n:])))
+            rows.append([target, n, T, len(model.module.ops) - 1, batch, fmt(batch * T / t_hf), fmt(batch * T / t_k),
+                         fmt(t_hf / t_k), fmt(batch * T / t_base), f"{t_base / t_k:.2g}", f"{diff:.1e}",
+                         "yes" if same else "NO"])
+            results.setdefault("f", []).append({
+                "target": target, "n": n, "T": T, "batch": batch, "hf_tps": batch * T / t_hf,
+                "kernel_tps": batch * T / t_k, "ratio": t_hf / t_k, "linear_rnn_tps": batch * T / t_base,
+                "max_abs_diff": diff, "same_answers": same})
+    return table(f"(f) kernel vs the Hugging Face model's forward on the same weights (float32, standard "
+                 f"activations, token program; torch threads = {torch.get_num_threads()}, kernel automatic; "
+                 f"transformers {transformers.__version__})",
+                 ["target", "n", "T", "blocks", "batch", "HF tokens/s", "kernel tokens/s", "×",
+                  "linear_rnn kernel tokens/s", "target / linear_rnn time", "max |Δ| HF vs kernel", "same answers"],
+                 rows)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter sequences")
-    parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated sections (default: all)")
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="comma-separated sections (default: all)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one repeat (CI: every section runs)")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
@@ -301,6 +372,7 @@ def main(argv=None) -> None:
     args.batches = (1, 2) if args.smoke else (1, 64)
     args.prompt_lengths = [10**3] if args.smoke else [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
     args.stream_total = 10**4 if args.smoke else 10**5 if args.quick else 10**6
+    args.hf_cases = ((3, 1),) if args.smoke else ((3, 1), (3, 64)) if args.quick else ((3, 1), (3, 64), (10, 1))
     args.lane_cases = ((1, 500), (2, 100)) if args.smoke else \
         ((1, 20000), (64, 1000)) if args.quick else ((1, 100000), (64, 4000))
     from lsrl import _kernel as K
@@ -308,7 +380,7 @@ def main(argv=None) -> None:
     print(f"lsrl kernel benchmarks: numpy {np.__version__}, {os.cpu_count()} CPUs, kernel ISA {K.isa}, "
           f"sanitized={K.sanitized}")
     results: dict = {"cpus": os.cpu_count(), "isa": K.isa}
-    sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e}
+    sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e, "f": section_f}
     for key in args.only.split(","):
         key = key.strip()
         t0 = time.perf_counter()

@@ -11,12 +11,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "binding_util.hpp"
+#include "blocks.hpp"
 #include "cells.hpp"
 #include "executor.hpp"
 
@@ -35,7 +38,7 @@ struct KindInfo {
     const char* name;
     NodeKind kind;
 };
-// The core kinds; any other kind is a registered cell (cells.hpp).
+// The core kinds; any other kind is a registered cell (cells.hpp) or block (blocks.hpp).
 constexpr KindInfo kKinds[] = {
     {"input", NodeKind::input},   {"affine", NodeKind::affine}, {"relu", NodeKind::relu},
     {"multi", NodeKind::multi},   {"concat", NodeKind::concat}, {"slice", NodeKind::slice},
@@ -45,6 +48,7 @@ constexpr KindInfo kKinds[] = {
 template <typename T>
 const char* kind_str(const Node<T>& node) {
     if (node.kind == NodeKind::cell) return node.cell->name;
+    if (node.kind == NodeKind::block) return node.block->name;
     for (const auto& info : kKinds)
         if (info.kind == node.kind) return info.name;
     return "?";
@@ -55,6 +59,7 @@ std::string known_kinds() {
     std::string out;
     for (const auto& info : kKinds) out += std::string(out.empty() ? "" : ", ") + info.name;
     for (const auto& entry : kernel::cell_registry<T>()) out += ", " + entry.first;
+    for (const auto& entry : kernel::block_registry<T>()) out += ", " + entry.first;
     return out;
 }
 
@@ -97,6 +102,15 @@ class NodeReader {
         if (!py::isinstance<py::bool_>(v))
             throw py::type_error(who_ + "'" + key + "' must be a bool, got " + type_name(v));
         return v.cast<bool>();
+    }
+
+    double number(const char* key) const {
+        py::object v = get(key);
+        if (!py::isinstance<py::float_>(v) && !(py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v)))
+            throw py::type_error(who_ + "'" + key + "' must be a number, got " + type_name(v));
+        const double x = v.cast<double>();
+        if (!std::isfinite(x)) throw py::value_error(who_ + "'" + key + "' must be finite, got " + std::to_string(x));
+        return x;
     }
 
     std::string string(const char* key) const {
@@ -175,6 +189,48 @@ class NodeReader {
     std::string who_, name_;
 };
 
+// Parameters too large for one index (and any product of two sizes) are refused before anything is allocated.
+constexpr index_t kMaxBlockSize = index_t(1) << 31;
+
+// A dimension expression of a block kind's parameter list: "H", "d", a size name or "A*B".
+template <typename T>
+index_t block_dim(const NodeReader& r, const Node<T>& node, index_t d, const std::string& expr) {
+    const std::size_t star = expr.find('*');
+    if (star != std::string::npos)
+        return block_dim(r, node, d, expr.substr(0, star)) * block_dim(r, node, d, expr.substr(star + 1));
+    if (expr == "H") return node.dim;
+    if (expr == "d") return d;
+    const auto& sizes = node.block->sizes;
+    for (std::size_t k = 0; k < sizes.size(); ++k)
+        if (expr == sizes[k]) return node.sizes[k];
+    throw std::logic_error(std::string("block kind ") + node.block->name + ": unknown dimension '" + expr + "'");
+}
+
+template <typename T>
+void read_block(const NodeReader& r, Node<T>& node, index_t d) {
+    const kernel::BlockKind<T>& kind = *node.block;
+    for (const char* name : kind.sizes) {
+        const index_t v = r.integer(name);
+        if (v < 1 || v > kMaxBlockSize)
+            throw py::value_error(r.who() + "'" + name + "' must be between 1 and 2^31, got " + std::to_string(v));
+        node.sizes.push_back(v);
+    }
+    for (const auto& spec : kind.matrices) {
+        if (spec.optional && !r.has(spec.name)) {
+            node.mats.emplace_back();
+            continue;
+        }
+        node.mats.push_back(r.csr<T>(spec.name, block_dim(r, node, d, spec.rows), block_dim(r, node, d, spec.cols)));
+    }
+    for (const auto& spec : kind.vectors) node.vecs.push_back(r.vector<T>(spec.name, block_dim(r, node, d, spec.length)));
+    for (const char* name : kind.numbers) node.numbers.push_back(r.number(name));
+    if (kind.has_activation_choice) node.ideal = r.boolean("ideal");
+    const std::string problem = kind.problem(node, d);
+    if (!problem.empty()) throw py::value_error(r.who() + kind.name + ": " + problem);
+    node.state_dim = kind.state_dim(node);
+    if (node.state_dim > 0) node.init = r.vector<T>("init", node.state_dim);
+}
+
 template <typename T>
 std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output) {
     auto plan = std::make_unique<Plan<T>>();
@@ -194,6 +250,10 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
             }
         if (!known && (node.cell = kernel::find_cell<T>(kind)) != nullptr) {
             node.kind = NodeKind::cell;
+            known = true;
+        }
+        if (!known && (node.block = kernel::find_block<T>(kind)) != nullptr) {
+            node.kind = NodeKind::block;
             known = true;
         }
         if (!known) throw py::value_error(r.who() + "unknown kind '" + kind + "' (known: " + known_kinds<T>() + ")");
@@ -250,6 +310,9 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
                 if (node.cell->reads_bias2) node.bias2 = r.vector<T>("b2", node.gates * H);
                 if (node.cell->has_activation_choice) node.ideal = r.boolean("ideal");
                 break;
+            case NodeKind::block:
+                read_block(r, node, d);
+                break;
         }
         if (node.kind == NodeKind::linstate || node.kind == NodeKind::cell) {
             const index_t rows = node.kind == NodeKind::linstate ? H : node.gates * H;
@@ -285,22 +348,36 @@ struct UFuncHead {
     const char* types;
 };
 
-// NumPy's tanh inner loop for T ('d->d' or 'f->f'), if it can be found and reproduces numpy.tanh.
-// The standard-mode cells then evaluate tanh exactly as the numpy backend does (NumPy's vectorised tanh
-// differs from the C library's in the last bit for about a third of all arguments).
+struct FunctionSource {
+    kernel::Fn fn;
+    const char* module;
+    const char* name;
+    bool positive_arguments;  // the self-test uses |x| (log1p is defined above -1)
+};
+constexpr FunctionSource kFunctions[] = {
+    {kernel::Fn::tanh, "numpy", "tanh", false},
+    {kernel::Fn::exp, "numpy", "exp", false},
+    {kernel::Fn::log1p, "numpy", "log1p", true},
+};
+
+// NumPy's inner loop of `source` for T ('d->d' or 'f->f'), if it can be found and reproduces the ufunc's
+// values on a test vector.  Blocks and standard-mode cells then evaluate the function exactly as the numpy
+// backend does (NumPy's vectorised tanh, exp and log1p differ from the C library's in the last bit for many
+// arguments).
 template <typename T>
-bool find_numpy_tanh(kernel::UnaryLoopFn* fn, void** data) {
+bool find_numpy_loop(const FunctionSource& source, kernel::UnaryLoopFn* fn, void** data) {
     *fn = nullptr;
     *data = nullptr;
     try {
         py::module_ np = py::module_::import("numpy");
         const std::string version = py::str(np.attr("__version__")).cast<std::string>();
         if (version.size() < 2 || (version[0] != '1' && version[0] != '2') || version[1] != '.') return false;
-        py::object tanh = np.attr("tanh");
-        if (!py::isinstance(tanh, np.attr("ufunc"))) return false;
-        const auto* u = reinterpret_cast<const UFuncHead*>(tanh.ptr());
-        if (u->nin != 1 || u->nout != 1 || u->nargs != 2 || u->name == nullptr || std::string(u->name) != "tanh" ||
-            u->functions == nullptr || u->types == nullptr || u->ntypes <= 0 || u->ntypes > 64)
+        py::object ufunc = py::module_::import(source.module).attr(source.name);
+        if (!py::isinstance(ufunc, np.attr("ufunc"))) return false;
+        const auto* u = reinterpret_cast<const UFuncHead*>(ufunc.ptr());
+        if (u->nin != 1 || u->nout != 1 || u->nargs != 2 || u->name == nullptr ||
+            std::string(u->name) != source.name || u->functions == nullptr || u->types == nullptr ||
+            u->ntypes <= 0 || u->ntypes > 64)
             return false;
         const char want = sizeof(T) == 8 ? 12 : 11;  // NPY_DOUBLE, NPY_FLOAT
         for (int i = 0; i < u->ntypes; ++i) {
@@ -311,15 +388,22 @@ bool find_numpy_tanh(kernel::UnaryLoopFn* fn, void** data) {
             }
         }
         if (*fn == nullptr) return false;
-        // self-test: the loop must give exactly numpy.tanh's values
+        // self-test: the loop must give exactly the ufunc's values
         const py::ssize_t n = 203;
         py::array_t<T> x(n);
         T* px = x.mutable_data();
         for (py::ssize_t i = 0; i < n; ++i) {
-            const double v = (static_cast<double>(i) - 101.0) / 4.0;
-            px[i] = static_cast<T>(i % 3 == 0 ? v * 1e-3 : (i % 3 == 1 ? v : v * 0.37));
+            double v = (static_cast<double>(i) - 101.0) / 4.0;
+            v = i % 3 == 0 ? v * 1e-3 : (i % 3 == 1 ? v : v * 0.37);
+            px[i] = static_cast<T>(source.positive_arguments ? std::fabs(v) : v);
         }
-        py::array_t<T> ref = py::array_t<T>::ensure(tanh(x));
+        if (source.fn == kernel::Fn::exp) {  // Plan::apply answers 0 at and below the underflow cut itself
+            const T cut = kernel::ExpUnderflow<T>::cut;
+            px[0] = cut;
+            px[1] = cut * T(1.5);
+            px[2] = cut * T(20);
+        }
+        py::array_t<T> ref = py::array_t<T>::ensure(ufunc(x));
         if (!ref || ref.size() != n) return false;
         std::vector<T> got(static_cast<std::size_t>(n));
         char* args[2] = {reinterpret_cast<char*>(px), reinterpret_cast<char*>(got.data())};
@@ -340,8 +424,12 @@ bool find_numpy_tanh(kernel::UnaryLoopFn* fn, void** data) {
 }
 
 template <typename T>
-void attach_tanh(Plan<T>& plan) {
-    if (plan.needs_tanh()) find_numpy_tanh<T>(&plan.tanh_loop, &plan.tanh_data);
+void attach_functions(Plan<T>& plan) {
+    for (const auto& source : kFunctions)
+        if (plan.needs(source.fn)) {
+            auto& loop = plan.loops[static_cast<int>(source.fn)];
+            find_numpy_loop<T>(source, &loop.fn, &loop.data);
+        }
 }
 
 class PyPlan {
@@ -349,20 +437,17 @@ class PyPlan {
     PyPlan(const py::list& nodes, index_t output, const std::string& dtype) {
         if (dtype == "float64") {
             p64_ = build_plan<double>(nodes, output);
-            attach_tanh(*p64_);
+            attach_functions(*p64_);
         } else if (dtype == "float32") {
             p32_ = build_plan<float>(nodes, output);
-            attach_tanh(*p32_);
+            attach_functions(*p32_);
         } else {
             throw py::type_error("lsrl._kernel.Plan: dtype must be 'float64' or 'float32', got '" + dtype + "'");
         }
     }
 
-    std::string tanh_source() const {
-        const bool numpy = p64_ ? p64_->tanh_loop != nullptr : p32_->tanh_loop != nullptr;
-        const bool needed = p64_ ? p64_->needs_tanh() : p32_->needs_tanh();
-        return !needed ? "none" : numpy ? "numpy" : "libm";
-    }
+    // Per function some node evaluates: "numpy" (NumPy's own loop) or "libm".
+    py::dict function_sources() const { return p64_ ? sources_of(*p64_) : sources_of(*p32_); }
 
     std::string dtype() const { return p64_ ? "float64" : "float32"; }
     index_t d_in() const { return p64_ ? p64_->d_in : p32_->d_in; }
@@ -399,6 +484,15 @@ class PyPlan {
    private:
     std::unique_ptr<Plan<double>> p64_;
     std::unique_ptr<Plan<float>> p32_;
+
+    template <typename T>
+    static py::dict sources_of(const Plan<T>& p) {
+        py::dict out;
+        for (const auto& source : kFunctions)
+            if (p.needs(source.fn))
+                out[source.name] = p.loops[static_cast<int>(source.fn)].fn != nullptr ? "numpy" : "libm";
+        return out;
+    }
 
     template <typename T>
     static std::vector<index_t> state_dims_of(const Plan<T>& p) {
@@ -502,7 +596,11 @@ Plan(nodes, output, dtype="float64"): nodes is a list of dicts in topological or
   {"kind": <a registered cell>, "inputs": [i], "dim": H, "W": W_ih (gH x d), "b": input-side bias,
    "R": W_hh (gH x H), "b2": recurrent-side bias (cells that read one), "init": the state parts one after the
    other (sH), "ideal": bool (cells with an activation choice)}
-with g gate blocks and s state parts per cell kind (csrc/cells/; cell_kinds() lists them).  Every float array
+  {"kind": <a registered block>, "inputs": [i], "dim": H, its sizes (ints), matrices ((indptr, indices, data);
+   optional ones may be None), vectors, numbers, "ideal" (kinds with an activation choice), "init" (kinds with a
+   state: state_dim values)}
+with g gate blocks and s state parts per cell kind (csrc/cells/; cell_kinds() lists them) and the parameters
+block_kinds() lists for each block kind (csrc/blocks/).  Every float array
 must have the plan's dtype and be finite.  Optional "name" strings appear in error messages.
 
 run(xs, states=None, *, num_threads=0, lanes=0) -> (ys, states): xs (B, T, d_in) C-contiguous of the plan's
@@ -520,9 +618,9 @@ elements processed node by node; 0 = automatic).)doc")
         .def_property_readonly("d_out", &PyPlan::d_out)
         .def_property_readonly("arena_rows", &PyPlan::arena_rows,
                                "Rows of the per-thread work area (one row = one value coordinate for a block of lanes).")
-        .def_property_readonly("tanh_source", &PyPlan::tanh_source,
-                               "'numpy' (numpy.tanh's own loop, bit-identical to the numpy backend), 'libm' or "
-                               "'none' (no standard-mode cell).")
+        .def_property_readonly("function_sources", &PyPlan::function_sources,
+                               "For each elementwise function some node evaluates (tanh, exp, log1p): 'numpy' "
+                               "(NumPy's own loop, bit-identical to the numpy backend) or 'libm'.")
         .def_property_readonly("state_dims", &PyPlan::state_dims)
         .def_property_readonly("state_nodes", &PyPlan::state_nodes)
         .def_property_readonly("structure", &PyPlan::structure,
@@ -543,6 +641,30 @@ elements processed node by node; 0 = automatic).)doc")
             return out;
         },
         "The registered recurrent cell kinds (csrc/cells/) and what their descriptors carry.");
+    m.def(
+        "block_kinds",
+        [] {
+            py::dict out;
+            for (const auto& entry : kernel::block_registry<double>()) {
+                const auto& k = entry.second;
+                py::dict d;
+                py::list sizes, matrices, vectors, numbers;
+                for (const char* s : k.sizes) sizes.append(s);
+                for (const auto& spec : k.matrices)
+                    matrices.append(py::make_tuple(spec.name, spec.rows, spec.cols, spec.optional));
+                for (const auto& spec : k.vectors) vectors.append(py::make_tuple(spec.name, spec.length));
+                for (const char* s : k.numbers) numbers.append(s);
+                d["sizes"] = sizes;
+                d["matrices"] = matrices;
+                d["vectors"] = vectors;
+                d["numbers"] = numbers;
+                d["has_activation_choice"] = k.has_activation_choice;
+                out[py::str(entry.first)] = d;
+            }
+            return out;
+        },
+        "The registered residual block kinds (csrc/blocks/) and the parameters their descriptors carry: sizes, "
+        "matrices (name, rows, cols, optional), vectors (name, length), numbers.");
 }
 
 }  // namespace binding

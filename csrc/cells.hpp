@@ -20,7 +20,7 @@
 namespace lsrl {
 namespace kernel {
 
-// One lane block of a cell node: `pre` are the node's scratch rows of the arena (arena_rows_per_unit *
+// One lane block of a cell node (or a block node, blocks.hpp): `pre` are the node's scratch rows of the arena (arena_rows_per_unit *
 // dim rows, L apart), `in` the operand's rows, `out` the node's value rows; `state` the carried state
 // (state_dim x g); `scratch` the worker's contiguous scratch (scratch_per_unit * dim * g values).  The
 // block has g sequences and tc steps, n = tc * g lanes (lane = t * g + b).

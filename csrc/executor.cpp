@@ -1,6 +1,7 @@
 // The whole-model executor declared in executor.hpp.
 #include "executor.hpp"
 
+#include "blocks.hpp"
 #include "cells.hpp"
 
 #include <algorithm>
@@ -69,13 +70,71 @@ class RowAllocator {
     index_t top_ = 0;
 };
 
-// Rows a node needs besides its value while it runs: a cell's arena scratch (e.g. its input-side gates).
+// Rows a node needs besides its value while it runs: a cell's arena scratch (e.g. its input-side gates), a
+// block's intermediate values.
 template <typename T>
 index_t scratch_rows(const Node<T>& n) {
-    return n.kind == NodeKind::cell ? n.cell->arena_rows_per_unit * n.dim : 0;
+    if (n.kind == NodeKind::cell) return n.cell->arena_rows_per_unit * n.dim;
+    if (n.kind == NodeKind::block) return n.block->arena_rows(n);
+    return 0;
 }
 
 }  // namespace
+
+template <typename T>
+void Plan<T>::apply(Fn f, const T* in, T* out, index_t n) const {
+    if (n <= 0) return;
+    const Loop& loop = loops[static_cast<int>(f)];
+    if (loop.fn != nullptr) {
+        auto call = [&](index_t from, index_t to) {
+            char* args[2] = {reinterpret_cast<char*>(const_cast<T*>(in + from)), reinterpret_cast<char*>(out + from)};
+            const std::intptr_t dims[1] = {static_cast<std::intptr_t>(to - from)};
+            const std::intptr_t steps[2] = {static_cast<std::intptr_t>(sizeof(T)), static_cast<std::intptr_t>(sizeof(T))};
+            loop.fn(args, dims, steps, loop.data);
+        };
+        if (f != Fn::exp) {
+            call(0, n);
+            return;
+        }
+        // exp below the underflow cut is 0 (correctly rounded; the bindings' self-test checks NumPy agrees), and
+        // NumPy's loop takes a slow path there: saturated RG-LRU gates put whole rows at exp(-1024)
+        const T cut = ExpUnderflow<T>::cut;
+        index_t i = 0;
+        while (i < n) {
+            if (in[i] <= cut) {
+                out[i++] = T(0);
+                continue;
+            }
+            index_t j = i + 1;
+            while (j < n && in[j] > cut) ++j;
+            call(i, j);
+            i = j;
+        }
+        return;
+    }
+    switch (f) {  // the C library's functions
+        case Fn::tanh:
+            for (index_t i = 0; i < n; ++i) out[i] = tanh_(in[i]);
+            return;
+        case Fn::exp:
+            for (index_t i = 0; i < n; ++i) out[i] = std::exp(in[i]);
+            return;
+        case Fn::log1p:
+            for (index_t i = 0; i < n; ++i) out[i] = std::log1p(in[i]);
+            return;
+    }
+}
+
+template <typename T>
+bool Plan<T>::needs(Fn f) const {
+    for (const Node<T>& n : nodes) {
+        if (f == Fn::tanh && n.kind == NodeKind::cell && !n.ideal) return true;
+        if (n.kind == NodeKind::block)
+            for (Fn g : n.block->functions)
+                if (g == f) return true;
+    }
+    return false;
+}
 
 template <typename T>
 void Plan<T>::finalise() {
@@ -107,6 +166,11 @@ void Plan<T>::finalise() {
         }
         if (node.kind == NodeKind::cell)
             scratch_per_lane = std::max(scratch_per_lane, node.cell->scratch_per_unit * node.dim);
+        if (node.kind == NodeKind::block) {
+            for (const Csr<T>& m : node.mats) work_per_step += static_cast<double>(m.nnz());
+            work_per_step += static_cast<double>(node.block->arena_rows(node) + node.state_dim);
+            scratch_per_lane = std::max(scratch_per_lane, node.block->scratch_per_sequence(node));
+        }
     }
     // A ReLU that is the only reader of an affine map is applied as the map's results are stored; the
     // ReLU node then aliases the map's rows (like a slice from row 0).
@@ -303,6 +367,11 @@ struct Worker {
                 node.cell->run(CellBlock<T>{plan, node, L, mem.scratch[k] >= 0 ? arena + mem.scratch[k] * L : nullptr,
                                             in, out, buf.state[node.state_slot].data(), buf.scratch.data(), g,
                                             tc, n});
+                return;
+            case NodeKind::block:
+                node.block->run(CellBlock<T>{plan, node, L, mem.scratch[k] >= 0 ? arena + mem.scratch[k] * L : nullptr,
+                                             in, out, node.state_dim > 0 ? buf.state[node.state_slot].data() : nullptr,
+                                             buf.scratch.data(), g, tc, n});
                 return;
         }
     }

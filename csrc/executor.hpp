@@ -2,9 +2,9 @@
 // over a batch of sequences, with the time loop in C++.
 //
 // A Plan is a list of nodes in topological order (node 0 = the input), each an op of the lowered
-// IR: the core ops affine (linear), relu, multi, concat, slice, linstate, and the recurrent cells the
-// targets bring (cells.hpp: one file per cell kind in csrc/cells/).  Node parameters are copied into
-// the plan once.
+// IR: the core ops affine (linear), relu, multi, concat, slice, linstate, the recurrent cells the
+// targets bring (cells.hpp: one file per cell kind in csrc/cells/) and their residual blocks with named
+// parameters (blocks.hpp: csrc/blocks/).  Node parameters are copied into the plan once.
 //
 // Execution order.  The batch is split into groups of `bg` sequences and time into blocks of `tb`
 // steps; a (group, block) pair is a lane block of L = tb * bg lanes (lane = t * bg + b).  For each
@@ -17,12 +17,13 @@
 //
 // Every node's arithmetic is that of the numpy semantics (OpDef.run: lsrl/ir/semantics.py and the
 // target modules) in the same order: sparse products summed in storage order from 0, then biases; the activations
-// are scipy's expit formula 1/(1+exp(-x)) and tanh.
+// are scipy's expit formula 1/(1+exp(-x)), and NumPy's own loops for tanh, exp and log1p (Plan::apply).
 //
 // Nothing here validates: the bindings (bindings_executor.cpp) check every parameter when a plan
 // is built and every array when it runs.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,10 +34,17 @@
 namespace lsrl {
 namespace kernel {
 
-enum class NodeKind : int { input, affine, relu, multi, concat, slice, linstate, cell };
+enum class NodeKind : int { input, affine, relu, multi, concat, slice, linstate, cell, block };
 
 template <typename T>
 struct CellKind;
+template <typename T>
+struct BlockKind;
+
+// Elementwise functions evaluated with NumPy's own inner loops when the bindings find them (NumPy's
+// vectorised tanh, exp and log1p differ from the C library's in the last bit for many arguments).
+enum class Fn : int { tanh, exp, log1p };
+constexpr int kFunctionCount = 3;
 
 template <typename T>
 struct Csr {
@@ -49,7 +57,8 @@ struct Csr {
 template <typename T>
 struct Node {
     NodeKind kind = NodeKind::input;
-    const CellKind<T>* cell = nullptr;  // kind == cell: which one (cells.hpp)
+    const CellKind<T>* cell = nullptr;    // kind == cell: which one (cells.hpp)
+    const BlockKind<T>* block = nullptr;  // kind == block: which one (blocks.hpp)
     std::string name;
     std::vector<index_t> inputs;
     index_t dim = 0;        // output rows
@@ -68,6 +77,12 @@ struct Node {
     std::vector<index_t> recurrent_units, static_units;
     std::vector<std::uint8_t> constant_row;  // cells: gate rows with no weight at all (value = its bias)
     index_t state_slot = -1;
+    // blocks: the kind's sizes, matrices (empty when an optional one is absent), vectors and numbers, in the
+    // order its BlockKind lists them
+    std::vector<index_t> sizes;
+    std::vector<Csr<T>> mats;
+    std::vector<std::vector<T>> vecs;
+    std::vector<double> numbers;
 };
 
 // Where every node's value lives in the arena (rows; a lane block is rows x L).
@@ -96,26 +111,18 @@ struct Plan {
     double work_per_step = 0;       // multiply-adds and element operations per step, one sequence
     index_t scratch_per_lane = 0;   // per-thread scratch values per batch lane (cells' step vectors)
 
-    // tanh for standard-mode cells: NumPy's own float loop when the bindings found one that reproduces
-    // numpy.tanh (so the kernel matches the numpy backend bit for bit), else the C library's tanh.
-    UnaryLoopFn tanh_loop = nullptr;
-    void* tanh_data = nullptr;
-    void tanh_vec(const T* in, T* out, index_t n) const {
-        if (n <= 0) return;
-        if (tanh_loop) {
-            char* args[2] = {reinterpret_cast<char*>(const_cast<T*>(in)), reinterpret_cast<char*>(out)};
-            const std::intptr_t dims[1] = {static_cast<std::intptr_t>(n)};
-            const std::intptr_t steps[2] = {static_cast<std::intptr_t>(sizeof(T)), static_cast<std::intptr_t>(sizeof(T))};
-            tanh_loop(args, dims, steps, tanh_data);
-        } else {
-            for (index_t i = 0; i < n; ++i) out[i] = tanh_(in[i]);
-        }
-    }
-    bool needs_tanh() const {
-        for (const Node<T>& n : nodes)
-            if (n.kind == NodeKind::cell && !n.ideal) return true;
-        return false;
-    }
+    // NumPy's inner loop per Fn, for the functions some node needs (null: the C library's function is used)
+    struct Loop {
+        UnaryLoopFn fn = nullptr;
+        void* data = nullptr;
+    };
+    std::array<Loop, kFunctionCount> loops{};
+
+    // out[i] = f(in[i]) for i < n (in == out allowed).
+    void apply(Fn f, const T* in, T* out, index_t n) const;
+    void tanh_vec(const T* in, T* out, index_t n) const { apply(Fn::tanh, in, out, n); }
+    // Whether some node evaluates f (standard-mode cells: tanh; blocks: what their kind declares).
+    bool needs(Fn f) const;
 
     // Computes `memory`, `stateful`, `work_per_step`; call once all nodes are set.
     void finalise();

@@ -165,6 +165,18 @@ struct Saturation<float> {
     static constexpr float sigmoid_zero = -89.0f;  // expf(89) == inf
 };
 
+// At or below `cut`, exp(x) is below half the smallest subnormal: exactly 0 when correctly rounded.
+template <typename T>
+struct ExpUnderflow;
+template <>
+struct ExpUnderflow<double> {
+    static constexpr double cut = -746.0;
+};
+template <>
+struct ExpUnderflow<float> {
+    static constexpr float cut = -104.0f;
+};
+
 // scipy.special.expit's formula, 1 / (1 + exp(-x)).
 template <typename T>
 inline T sigmoid(T x) {

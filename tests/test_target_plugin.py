@@ -148,17 +148,18 @@ def test_the_layers_import_each_other_in_one_direction():
 
 def test_each_target_is_named_only_in_its_own_module():
     """The built-in targets' names (and their op kinds), as identifiers are written, appear in the package and
-    the C++ kernel only in the target's own module and its kernel cell (csrc/cells/<op kind>.cpp) — comments
-    included.  (Prose such as "an LSTM" names the architecture, not the target.)"""
+    the C++ kernel only in the target's own module and its kernel cell or block (csrc/cells/<op kind>.cpp,
+    csrc/blocks/<target>.cpp) — comments included.  (Prose such as "an LSTM" names the architecture, not the target.)"""
     names = {"linear_rnn": {"linear_rnn"}, "relu_rnn": {"relu_rnn", "rnn_relu"}, "lstm": {"lstm"},
              "gru": {"gru"}, "hawk": {"hawk"}, "griffin": {"griffin"}, "mamba": {"mamba", "mamba_block"}}
-    cells = {"relu_rnn": "rnn_relu.cpp", "lstm": "lstm.cpp", "gru": "gru.cpp"}
+    kernel_files = {"relu_rnn": "cells/rnn_relu.cpp", "lstm": "cells/lstm.cpp", "gru": "cells/gru.cpp",
+                    "mamba": "blocks/mamba.cpp"}
     root = PACKAGE.parent.parent
     sources = list(PACKAGE.rglob("*.py")) + list((root / "csrc").rglob("*.[ch]pp")) + [root / "CMakeLists.txt"]
     for path in sources:
         text = path.read_text()
         for target, words in names.items():
-            if path == PACKAGE / "targets" / f"{target}.py" or path == root / "csrc" / "cells" / cells.get(target, ""):
+            if path == PACKAGE / "targets" / f"{target}.py" or path == root / "csrc" / kernel_files.get(target, "-"):
                 continue
             for word in words:
                 if re.search(rf"\b{word}\b", text):

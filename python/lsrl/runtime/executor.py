@@ -78,6 +78,17 @@ def _descriptor(op: Op, inputs: list[int], dtype: np.dtype) -> dict:
     return node
 
 
+def _state_layout(op: Op, node: dict) -> list | None:
+    """Per state part of ``op``: ``(shape per sequence, dtype)``; None for a linstate (one plain array).  The
+    kernel keeps the parts flattened one after the other; a descriptor whose parts are not one ``(dim,)`` vector
+    each says so under "state_layout"."""
+    if "state_layout" in node:
+        return [(tuple(shape), np.dtype(dt)) for shape, dt in node["state_layout"]]
+    if not op.opdef.state_parts:
+        return None
+    return [((int(op.dim),), np.dtype(np.float64))] * len(op.opdef.state_parts)
+
+
 class ExecutionPlan:
     """A module prepared for the kernel: the C++ ``Plan`` plus where each op's state lives.
 
@@ -92,6 +103,7 @@ class ExecutionPlan:
         order = [inp] + [op for op in live if op is not inp]
         index = {id(op): i for i, op in enumerate(order)}
         nodes = [{"kind": "input", "dim": int(inp.dim), "name": inp.describe()}]
+        layouts = [None]
         for op in order[1:]:
             if op.kind == "input":
                 raise VerifyError(f"module @{module.name} must have exactly one input op; found {op.describe()}")
@@ -101,6 +113,8 @@ class ExecutionPlan:
                 raise VerifyError(f"{op.describe()}: an operand is not defined before its use "
                                   "(ops must be in topological order)") from None
             nodes.append(_descriptor(op, operands, dtype))
+            layouts.append(_state_layout(op, nodes[-1]))
+            nodes[-1].pop("state_layout", None)
         self.module = module
         self.dtype = dtype
         self.plan = _kernel().Plan(nodes, index[id(module.output)], dtype.name)
@@ -109,6 +123,7 @@ class ExecutionPlan:
         self.slots = [position[id(order[n])] for n in self.plan.state_nodes]
         self.parts = [order[n].opdef.state_parts for n in self.plan.state_nodes]
         self.dims = [int(order[n].dim) for n in self.plan.state_nodes]
+        self.layouts = [layouts[n] for n in self.plan.state_nodes]
 
     def __repr__(self) -> str:
         return (f"<ExecutionPlan @{self.module.name} {self.dtype.name}: {self.plan.d_in} -> {self.plan.d_out}, "
@@ -148,15 +163,16 @@ def plan_for(module, dtype=np.float64) -> ExecutionPlan:
 
 # ------------------------------------------------------------------------------------------ running
 
-def _state_array(value, batch: int, dim: int, dtype: np.dtype, what: str) -> np.ndarray:
+def _state_array(value, batch: int, shape: tuple, dtype: np.dtype, what: str) -> np.ndarray:
+    """``value`` (one sequence's ``shape``, broadcast, or ``(batch,) + shape``) as ``(batch, prod(shape))``."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"executor: {what} must be a real array, got dtype {arr.dtype}")
-    if arr.shape == (dim,):
-        arr = np.broadcast_to(arr, (batch, dim))
-    if arr.shape != (batch, dim):
-        raise ShapeError(f"executor: {what} has shape {arr.shape}, expected ({batch}, {dim})")
-    values = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.shape == shape:
+        arr = np.broadcast_to(arr, (batch,) + shape)
+    if arr.shape != (batch,) + shape:
+        raise ShapeError(f"executor: {what} has shape {arr.shape}, expected {(batch,) + shape}")
+    values = np.ascontiguousarray(arr, dtype=dtype).reshape(batch, -1)
     if not np.isfinite(values).all():  # validated like the inputs (lsrl.ir.sequences.as_sequences)
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
         raise ValueError(f"executor: {what} must be finite; found {values[bad]} at (batch, unit) = {bad}")
@@ -171,27 +187,36 @@ def _kernel_states(plan: ExecutionPlan, states, batch: int) -> list:
         raise ShapeError(f"executor: states must have one entry per op after the input ({len(plan.positions)} for "
                          f"module @{plan.module.name}), got {len(states)}")
     out = []
-    for slot, parts, dim in zip(plan.slots, plan.parts, plan.dims):
+    for slot, parts, dim, layout in zip(plan.slots, plan.parts, plan.dims, plan.layouts):
         value = states[slot]
         what = f"the state of {plan.positions[slot].describe()}"
         if value is None:
             out.append(None)
-        elif not parts:  # linstate: the state array itself
-            out.append(_state_array(value, batch, dim, plan.dtype, what))
+        elif layout is None:  # linstate: the state array itself
+            out.append(_state_array(value, batch, (dim,), plan.dtype, what))
         elif len(parts) == 1 and not isinstance(value, (tuple, list)):
-            out.append(_state_array(value, batch, dim, plan.dtype, what))
+            out.append(_state_array(value, batch, layout[0][0], plan.dtype, what))
         else:
             if not isinstance(value, (tuple, list)) or len(value) != len(parts):
                 raise TypeError(f"executor: {what} must be a tuple ({', '.join(parts)}{',' * (len(parts) == 1)})")
-            out.append(np.concatenate([_state_array(v, batch, dim, plan.dtype, f"{what} ({part})")
-                                       for v, part in zip(value, parts)], axis=1))
+            out.append(np.concatenate([_state_array(v, batch, shape, plan.dtype, f"{what} ({part})")
+                                       for v, part, (shape, _) in zip(value, parts, layout)], axis=1))
     return out
 
 
 def _model_states(plan: ExecutionPlan, states, finals: list) -> list:
     out = list(states) if states is not None else [None] * len(plan.positions)
-    for slot, parts, dim, value in zip(plan.slots, plan.parts, plan.dims, finals):
-        out[slot] = tuple(value[:, k * dim:(k + 1) * dim] for k in range(len(parts))) if parts else value
+    for slot, layout, value in zip(plan.slots, plan.layouts, finals):
+        if layout is None:
+            out[slot] = value
+            continue
+        parts, start = [], 0
+        for shape, dt in layout:
+            size = int(np.prod(shape, dtype=np.int64))
+            part = value[:, start:start + size].reshape((value.shape[0],) + shape)
+            parts.append(part.astype(dt) if dt.kind in "iu" else part)
+            start += size
+        out[slot] = tuple(parts)
     return out
 
 

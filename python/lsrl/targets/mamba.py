@@ -20,19 +20,17 @@ gate is *always* SiLU (hard-coded in ``mamba_selective_scan``); ideal mode repla
 exactly the identity, so both agree bit for bit.  The first block also has ``embed`` (H × d): the program input
 placed in the residual stream (``lsrl_io.json``'s ``input_slots``; HF's ``inputs_embeds``).  State parts:
 ``conv`` (the last K − 1 conv inputs u0, ``(B, E, K−1)``) and ``ssm`` (``(B, E, N)``).  No exact arithmetic
-(rsqrt, exp, softplus): ``exact=True`` raises; no C++ kernel.
+(rsqrt, exp, softplus): ``exact=True`` raises.  The C++ kernel runs it (csrc/blocks/mamba.cpp), bit for bit as
+here in float64: ``RMSNorm``'s mean and the read-out ``Σ_n C S`` sum in index order, the projections are sparse.
 
-Construction (docs/mamba.md): RMSNorms neutralised (eps = 2^120, weight 2^60: an identity while
-mean(r²) < 2^67 in float64, 2^96 in float32), every channel gated by a constant z = 64 (out_proj divides by 64),
-residual stream = input slots + two banks of width max(stage width): stage i writes bank i mod 2 and clears the
-bank it reads.  A *linear value* a is carried by channels ``act(±a)``: ReLU(a) − ReLU(−a) (one channel when range
-analysis knows the sign) or SiLU(a) − SiLU(−a) = a (standard mode; exact in real arithmetic, a few ulp in
-floating point, no bound needed).  S stages: diagonal rows with a ∈ {0, 1} use the SSM (a = 1: integrator with
-A_log = −1024 ⇒ decay exactly 1, Δ = softplus(32) = 32, B = 1/32, C = 1 from a constant channel; a = 0: a linear
-value), every other row (rotations, shifts, decays) the depthwise conv with taps (A^j)[i, q] (window = the
-smallest L with A^L[i,:] = 0, else t_max) and a constant channel whose taps reproduce A^t s0 + Σ_{j<t} A^j b.
-R stages: ReLU (ideal) or SiLU(κx)/κ (standard, |error| ≤ 0.279/κ, κ·max|x| = 2^80).  M stages: u ⊙ (v + c)
-through the gate (the bounded operand shifted by c ≥ 74 + max|v|) minus c·u.
+Construction (docs/mamba.md, which derives it and gives the error bounds): RMSNorms neutralised (eps = 2^120,
+weight 2^60), every channel gated by a constant z = 64 (out_proj divides by 64); a *split* block before every stage
+block and before ``norm_f`` copies fl32(v) of each value to a hi slot and leaves v − fl32(v) in place, so that
+HF's float32 casts (its RMSNorm, the scan input, ``dt_proj.bias``) round nothing.  A linear value is carried by
+``act(±a)`` channels (ReLU, or SiLU(κa)/κ pairs in standard mode).  S stages: diagonal {0, 1} rows integrate in
+the SSM (A_log = −1024 ⇒ decay exactly 1, the weight in Δ through ``dt_proj.weight``), every other row (rotations,
+shifts, decays) in the depthwise conv with taps (A^j)[i, q] (window = the smallest L with A^L[i,:] = 0, else
+t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: u ⊙ (v + c) through the gate minus c·u.
 """
 from __future__ import annotations
 
@@ -49,6 +47,7 @@ from ..ir.core import AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ..ir.matrix import Matrix, Vector
 from ..ir.semantics import relu_values
 from .registry import Target, register_target
+from .shared.cells import csr_arrays
 from .shared.common import (
     layer_stages,
     plan_products,
@@ -56,7 +55,7 @@ from .shared.common import (
     signs_of,
     stage_state_bounds,
 )
-from .shared.numerics import dense, torch_softplus, vector
+from .shared.numerics import causal_conv, dense, mean_square, torch_softplus, vector
 
 __all__ = ["KIND", "MambaTarget", "hf_config"]
 
@@ -138,6 +137,11 @@ def _silu(x):
     return x * expit(x)
 
 
+def decay_rates(op: Op) -> np.ndarray:
+    """``A = −exp(A_log)`` (E × N), as the semantics and the kernel descriptor both use it."""
+    return -np.exp(dense(op.attrs["A_log"]))
+
+
 def initial_state(op: Op, batch: int) -> tuple:
     E, K = op.attrs["conv1d_weight"].shape
     N = op.attrs["A_log"].shape[1]
@@ -154,43 +158,67 @@ def run(op: Op, inputs: list, state, ctx):
     batch, T = x.shape[0], x.shape[1]
     conv_state, S = initial_state(op, batch) if state is None else state
     emb = a.get("embed")
-    r = x @ dense(emb).T if emb is not None else x
+    r = emb.apply(x) if emb is not None else x
     E, K = a["conv1d_weight"].shape
     N = a["A_log"].shape[1]
     R = a["dt_proj_weight"].shape[1]
     act = relu_values if a["activations"] == "ideal" else _silu
     # RMSNorm (HF computes it in float32; see docs/mamba.md)
-    var = np.mean(r * r, axis=-1, keepdims=True)
-    n = vector(a["norm_weight"]) * (r * (1.0 / np.sqrt(var + float(a["norm_eps"]))))
-    proj = n @ dense(a["in_proj_weight"]).T + vector(a["in_proj_bias"])
+    n = vector(a["norm_weight"]) * (r * (1.0 / np.sqrt(mean_square(r) + float(a["norm_eps"]))))
+    proj = a["in_proj_weight"].apply(n) + vector(a["in_proj_bias"])
     u0, z = proj[..., :E], proj[..., E:]
     # causal depthwise conv: position t reads u0 at t−K+1 .. t with taps 0 .. K−1
     full = np.concatenate([np.transpose(conv_state, (0, 2, 1)), u0], axis=1)  # (B, K−1+T, E)
-    wc = dense(a["conv1d_weight"])
-    conv = np.zeros((batch, T, E))
-    for k in range(K):
-        conv += full[:, k:k + T, :] * wc[:, k]
-    conv += vector(a["conv1d_bias"])
+    conv = causal_conv(full, dense(a["conv1d_weight"]), np.zeros((batch, T, E))) + vector(a["conv1d_bias"])
     new_conv = np.transpose(full[:, full.shape[1] - (K - 1):, :], (0, 2, 1)).copy() if K > 1 else conv_state
     u = act(conv)
-    xp = u @ dense(a["x_proj_weight"]).T
+    xp = a["x_proj_weight"].apply(u)
     delta, Bt, Ct = xp[..., :R], xp[..., R:R + N], xp[..., R + N:]
-    dt = torch_softplus(delta @ dense(a["dt_proj_weight"]).T + vector(a["dt_proj_bias"]))
-    A = -np.exp(dense(a["A_log"]))
+    dt = torch_softplus(a["dt_proj_weight"].apply(delta) + vector(a["dt_proj_bias"]))
+    A = decay_rates(op)
     Dv = vector(a["D"])
     y = np.empty((batch, T, E))
     S = np.array(S, dtype=np.float64, copy=True)
     for t in range(T):
         dA = np.exp(dt[:, t, :, None] * A)
         S = dA * S + (dt[:, t, :, None] * Bt[:, t, None, :]) * u[:, t, :, None]
-        y[:, t] = np.einsum("ben,bn->be", S, Ct[:, t]) + u[:, t] * Dv
+        read = S[:, :, 0] * Ct[:, t, None, 0]
+        for k in range(1, N):   # Σ_n in order n = 0, 1, … (the kernel sums the same way)
+            read = read + S[:, :, k] * Ct[:, t, None, k]
+        y[:, t] = read + u[:, t] * Dv
     gate = relu_values(z) if a["activations"] == "ideal" else _silu(z)
-    out = (y * gate) @ dense(a["out_proj_weight"]).T + vector(a["out_proj_bias"])
+    out = a["out_proj_weight"].apply(y * gate) + vector(a["out_proj_bias"])
     return r + out, (new_conv, S)
 
 
+def kernel_node(op: Op, dtype: np.dtype) -> dict:
+    """The kernel's ``mamba_block`` node (csrc/blocks/mamba.cpp): in_proj and x_proj split at their row blocks
+    (each row sums alone, so the split changes nothing), the dense conv taps and ``A`` flattened row-major."""
+    a = op.attrs
+    E, K = a["conv1d_weight"].shape
+    N = a["A_log"].shape[1]
+    R = a["dt_proj_weight"].shape[1]
+    emb = a.get("embed")
+    in_bias = vector(a["in_proj_bias"]).astype(dtype)
+    return {"kind": KIND, "E": E, "N": N, "K": K, "R": R,
+            "embed": None if emb is None else csr_arrays(emb, dtype),
+            "in_x": csr_arrays(a["in_proj_weight"], dtype, slice(0, E)),
+            "in_z": csr_arrays(a["in_proj_weight"], dtype, slice(E, 2 * E)),
+            "x_dt": csr_arrays(a["x_proj_weight"], dtype, slice(0, R)),
+            "x_B": csr_arrays(a["x_proj_weight"], dtype, slice(R, R + N)),
+            "x_C": csr_arrays(a["x_proj_weight"], dtype, slice(R + N, R + 2 * N)),
+            "dt_proj": csr_arrays(a["dt_proj_weight"], dtype), "out_proj": csr_arrays(a["out_proj_weight"], dtype),
+            "norm_weight": vector(a["norm_weight"]).astype(dtype), "in_bias_x": in_bias[:E].copy(),
+            "in_bias_z": in_bias[E:].copy(), "conv_weight": dense(a["conv1d_weight"]).astype(dtype).ravel(),
+            "conv_bias": vector(a["conv1d_bias"]).astype(dtype), "dt_bias": vector(a["dt_proj_bias"]).astype(dtype),
+            "A": decay_rates(op).astype(dtype).ravel(), "D": vector(a["D"]).astype(dtype),
+            "out_bias": vector(a["out_proj_bias"]).astype(dtype), "norm_eps": float(a["norm_eps"]),
+            "ideal": a["activations"] == "ideal", "init": np.zeros(E * (K - 1) + E * N, dtype=dtype),
+            "state_layout": [((E, K - 1), np.float64), ((E, N), np.float64)]}
+
+
 register_op(OpDef(KIND, "Hugging Face MambaBlock: RMSNorm, in_proj, causal depthwise conv, selective scan, gate, "
-                        "out_proj, residual", _infer, attrs=_ATTRS, stateful=True, run=run, kernel=None,
+                        "out_proj, residual", _infer, attrs=_ATTRS, stateful=True, run=run, kernel=kernel_node,
                   state_parts=("conv", "ssm")))
 
 
@@ -204,7 +232,8 @@ class _Channel:
     z_bias: float = GATE
     taps: dict = field(default_factory=lambda: {0: 1.0})  # lag -> conv weight
     conv_bias: float = 0.0
-    ssm: bool = False                            # integrate (Δ = 32, A = −0) or not (Δ = 0)
+    ssm: bool = False                            # integrate (Δ = dt, A = −0) or not (Δ = 0)
+    dt: float = DT_ON                            # Δ of an integrating channel (softplus(dt) = dt above 20)
     src: bool = False                            # the constant channel producing B and C
     D: float = 1.0
     out: dict = field(default_factory=dict)      # residual slot -> out_proj coefficient
@@ -237,8 +266,16 @@ class _Block:
         return max([max(ch.taps, default=0) + 1 for ch in self.channels], default=1)
 
 
-def _row(vec: np.ndarray, slots: list[int], scale: float = 1.0) -> dict:
-    return {slots[m]: scale * float(v) for m, v in enumerate(vec) if v != 0}
+def _row(vec: np.ndarray, slots: list, scale: float = 1.0) -> dict:
+    """Coefficients over residual slots; a value held in several slots (hi and lo of a split) is read from
+    all of them."""
+    out: dict = {}
+    for m, v in enumerate(vec):
+        if v == 0:
+            continue
+        for slot in (slots[m] if isinstance(slots[m], (tuple, list)) else (slots[m],)):
+            out[slot] = out.get(slot, 0.0) + scale * float(v)
+    return out
 
 
 def _bound(lo, hi) -> float:
@@ -250,22 +287,48 @@ class _Lowering:
         self.ideal = activations == "ideal"
         self.t_max = t_max
         self.notes: list[dict] = []
+        self.read_lo = self.read_hi = np.zeros(0)   # bounds of the value the current stage reads
 
     # -- a value carried linearly: coef · a · G, G the gate (constant GATE or a shifted operand)
-    def linear(self, blk: _Block, row: dict, bias: float, lo: float, hi: float, slot: int, coef: float,
-               gate: tuple | None = None, role: str = "linear") -> None:
+    def linear(self, blk: _Block, row: dict, bias: float, lo: float, hi: float, slot: int | dict, coef: float,
+               gate: tuple | None = None, role: str = "linear", kappa: float = 1.0) -> None:
+        """``slot`` may be a dict slot -> coefficient (one value written to several slots).  ``kappa`` (a power
+        of two, standard mode) carries silu(±κa)/κ: exact once |κa| ≥ 746, so a float32 value read from one
+        slot is copied bit for bit."""
         if (lo == 0 and hi == 0) or (not row and bias == 0):
             return
         z_row, z_bias, mult = ({}, GATE, coef / GATE) if gate is None else (gate[0], gate[1], coef)
+        outs = slot if isinstance(slot, dict) else {slot: 1.0}
         signs = signs_of(lo, hi) if self.ideal else [1, -1]
+        k = 1.0 if self.ideal else kappa
         for s in signs:
-            blk.add(u_row={k: s * v for k, v in row.items()}, u_bias=s * bias, z_row=dict(z_row), z_bias=z_bias,
-                    out={slot: s * mult}, role=role)
+            blk.add(u_row={q: k * s * v for q, v in row.items()}, u_bias=k * s * bias, z_row=dict(z_row),
+                    z_bias=z_bias, D=1.0 / k, out={o: s * mult * w for o, w in outs.items()}, role=role)
+
+    def kappa(self, bound: float) -> float:
+        """Standard mode's scale for copying one slot exactly (see :meth:`linear`).  An unbounded value gets
+        2^80 as if its bound were 1: κ·v stays finite in float32 while |v| < 2^47, inside the float32 norm's
+        identity range anyway."""
+        if self.ideal or bound == 0:
+            return 1.0
+        if not math.isfinite(bound):
+            return KAPPA_SPAN
+        return min(pow2_at_most(KAPPA_SPAN / bound), 2.0 ** MAX_WEIGHT_LOG2)
 
     def clear(self, blk: _Block, slots: list[int], lo: np.ndarray, hi: np.ndarray, role: str = "clear") -> None:
         """Subtract the value the block reads from its slots (the bank is reused two stages later)."""
         for m, slot in enumerate(slots):
-            self.linear(blk, {slot: 1.0}, 0.0, float(lo[m]), float(hi[m]), slot, -1.0, role=role)
+            bound = _bound(lo[m], hi[m])
+            self.linear(blk, {slot: 1.0}, 0.0, float(lo[m]), float(hi[m]), slot, -1.0, role=role,
+                        kappa=self.kappa(bound))
+
+    def split(self, blk: _Block, slots: list[int], hi_slots: list[int], lo: np.ndarray, hi: np.ndarray) -> None:
+        """HF's RMSNorm hands the block fl32(v): move that part of each value to a fresh slot (``hi``), leaving
+        ``v − fl32(v)`` (exact in float64) in place.  A consumer reads ``hi + fl32(lo)``: 2^-48·|v| off instead
+        of 2^-24·|v|.  In the numpy semantics (no float32) hi = v and lo = 0."""
+        for m, slot in enumerate(slots):
+            self.linear(blk, {slot: 1.0}, 0.0, float(lo[m]), float(hi[m]), {hi_slots[m]: 1.0, slot: -1.0}, 1.0,
+                        role="split", kappa=self.kappa(_bound(lo[m], hi[m])))
 
     def relu(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
         for j in range(st.out_dim):
@@ -348,11 +411,27 @@ class _Lowering:
             if a_ii == 0.0:  # s_t = drive_t
                 self.linear(blk, row, float(c[i]), lo, hi, dst[i], 1.0, role="passthrough")
                 continue
-            # integrator s_t = s_{t−1} + drive_t: the SSM with decay exactly 1 integrates act(±drive)
+            # integrator s_t = s_{t−1} + Σ_q W[i,q] v_q + c_i in the SSM (decay exactly 1).  HF's scan rounds
+            # its input u to float32 (Δ stays float64), so u is one split part of one v_q — hi exactly, lo to
+            # 2^-24 of itself — and the weight rides in Δ = |W[i,q]|·p ∈ (32, 64] (p a power of two)
             blk.source()
-            for s in (signs_of(lo, hi) if self.ideal else [1, -1]):
-                blk.add(u_row={q: s * v for q, v in row.items()}, u_bias=s * float(c[i]), ssm=True, D=0.0,
-                        out={dst[i]: s / GATE}, role="integrator")
+            for q in np.flatnonzero(W[i]):
+                w = float(W[i, q])
+                p = 2.0 * pow2_at_most(DT_ON / abs(w))
+                vlo, vhi = float(self.read_lo[q]), float(self.read_hi[q])
+                kappa = self.kappa(_bound(vlo, vhi))
+                parts = src[q] if isinstance(src[q], (tuple, list)) else (src[q],)
+                for n, part in enumerate(parts):
+                    # the hi part has v's sign; the lo part either sign
+                    signs = ([1, -1] if n else signs_of(vlo, vhi)) if self.ideal else [1, -1]
+                    for s in signs:
+                        blk.add(u_row={part: kappa * s}, ssm=True, dt=abs(w) * p, D=0.0,
+                                out={dst[i]: s * math.copysign(DT_ON, w) / (p * kappa * GATE)}, role="integrator")
+            if c[i] != 0:
+                # the constant: u = act(SRC) = 64 exactly, Δ = |c|·p, so each step adds 2|c|·p
+                p = 2.0 * pow2_at_most(DT_ON / abs(float(c[i])))
+                blk.add(u_bias=0.0, taps={}, conv_bias=SRC, ssm=True, dt=abs(float(c[i])) * p, D=0.0,
+                        out={dst[i]: math.copysign(1.0, float(c[i])) / (2.0 * p * GATE)}, role="integrator_bias")
             blk.bias(dst[i], float(s0[i]))
         if conv_rows:
             self.conv_state(blk, st, A, s0, W, c, conv_rows, src, dst)
@@ -420,6 +499,7 @@ def _build(blocks: list[_Block], H: int, K: int, activations: str, first_embed: 
         bc = np.zeros(E)
         Wx = np.zeros((3, E))
         bdt = np.full(E, DT_OFF)
+        Wdt = np.zeros((E, 1))
         A_log = np.zeros((E, 1))
         Dv = np.zeros(E)
         Wout = np.zeros((H, E))
@@ -435,9 +515,16 @@ def _build(blocks: list[_Block], H: int, K: int, activations: str, first_embed: 
                 Wc[e, K - 1 - lag] = w
             bc[e] = ch.conv_bias
             if ch.ssm:
-                bdt[e] = DT_ON
+                # HF casts dt_proj.bias to float32 but computes dt_proj.weight · δ in float64: Δ goes in the
+                # weight, read from δ = 1 (the source channel); the source channel's own Δ = 32 is float32-exact
+                if ch.src:
+                    bdt[e] = DT_ON
+                else:
+                    bdt[e] = 0.0
+                    Wdt[e, 0] = ch.dt
                 A_log[e, 0] = A_LOG_HOLD
             if ch.src:
+                Wx[0, e] = 1.0 / SRC             # δ = 1
                 Wx[1, e] = 1.0 / (DT_ON * SRC)   # B = 1/32 ⇒ Δ B = 1
                 Wx[2, e] = 1.0 / SRC             # C = 1
             Dv[e] = ch.D
@@ -448,7 +535,7 @@ def _build(blocks: list[_Block], H: int, K: int, activations: str, first_embed: 
         attrs = {"norm_weight": Vector(np.full(H, NORM_WEIGHT)), "norm_eps": NORM_EPS,
                  "in_proj_weight": Matrix.from_dense(Win), "in_proj_bias": Vector(bin_),
                  "conv1d_weight": Matrix.from_dense(Wc), "conv1d_bias": Vector(bc),
-                 "x_proj_weight": Matrix.from_dense(Wx), "dt_proj_weight": Matrix.zeros(E, 1),
+                 "x_proj_weight": Matrix.from_dense(Wx), "dt_proj_weight": Matrix.from_dense(Wdt),
                  "dt_proj_bias": Vector(bdt), "A_log": Matrix.from_dense(A_log), "D": Vector(Dv),
                  "out_proj_weight": Matrix.from_dense(Wout), "out_proj_bias": Vector(bout),
                  "activations": activations}
@@ -461,54 +548,84 @@ def _build(blocks: list[_Block], H: int, K: int, activations: str, first_embed: 
 
 
 def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Module:
+    """One split block before every stage block and before ``norm_f`` (docs/mamba.md, "Construction"): HF's
+    RMSNorms read the residual stream in float32, so every value is held as ``hi`` (float32-exact, in the hi
+    bank) plus ``lo`` (in place) when a block reads it."""
+    from ..passes.range_analysis import RangeAnalysis
+
     form = layer_stages(module, t_max)
     d_in = form.input.dim
     if not form.stages:
         raise CompileError("mamba: the program has no LinState, ReLU or Multi stage; there is no block to build")
     width = max(st.out_dim for st in form.stages)
-    banks = [list(range(d_in + b * width, d_in + (b + 1) * width)) for b in range(2)]
-    H = d_in + 2 * width
+    hi_bank = list(range(d_in, d_in + max(d_in, width)))
+    base = hi_bank[-1] + 1
+    banks = [list(range(base + b * width, base + (b + 1) * width)) for b in range(2)]
+    H = base + 2 * width
     low = _Lowering(activations, t_max)
     blocks, stages_meta = [], []
-    src = list(range(d_in))
-    prev_st = None
-    residue = None
+    val = list(range(d_in))
+    in_lo, in_hi = RangeAnalysis(module, t_max)(form.input)
+    v_lo, v_hi = np.asarray(in_lo, dtype=float), np.asarray(in_hi, dtype=float)
+    residue: list[int] = []
+    unknown = np.inf     # bounds of a lo part or a rounding residue: any sign
+
+    def split_block(values):
+        blk = _Block()
+        hi = hi_bank[:len(val)]
+        low.split(blk, val, hi, v_lo, v_hi)
+        if residue:
+            # the previous stage block left fl32-rounding residues (≤ 2^-48·|v|) in the lo slots it cleared; this
+            # bank is written again by the next stage block
+            low.clear(blk, residue, np.full(len(residue), -unknown), np.full(len(residue), unknown), role="residue")
+        blocks.append(blk)
+        # stage "P" (one letter, like S/R/M): the hi/lo partition
+        stages_meta.append({"stage": "P", "source": "split", "width": len(val), "channels": _roles(blk),
+                            "values": values, "slots": [hi[0], hi[-1] + 1],
+                            "decode": [[j, slot, 1] for j, slot in enumerate(hi)] +
+                                      [[j, slot, 1] for j, slot in enumerate(val)]})
+        return [(h, v) for h, v in zip(hi, val)]
+
+    prev_values = None
     for st in form.stages:
+        reads = split_block(prev_values)
+        residue = []
         blk = _Block()
         dst = banks[st.index % 2][:st.out_dim]
+        low.read_lo, low.read_hi = v_lo, v_hi
         if st.kind == "S":
-            low.state(blk, st, dense(st.W), st.c.to_float().values.astype(float), src, dst)
+            low.state(blk, st, dense(st.W), st.c.to_float().values.astype(float), reads, dst)
         elif st.kind == "R":
-            low.relu(blk, st, dense(st.W), st.c.to_float().values.astype(float), src, dst)
+            low.relu(blk, st, dense(st.W), st.c.to_float().values.astype(float), reads, dst)
         else:
-            low.product(blk, st, src, dst)
-        if prev_st is not None:
-            lo, hi = _value_bounds(prev_st)
-            low.clear(blk, src, lo, hi)
-        if residue is not None:
-            # HF's RMSNorm rounds what a block reads to float32, so clearing leaves v − fl32(v) behind (0 in
-            # exact or float64 arithmetic): clear that residue too before the bank is written again
-            low.clear(blk, residue, np.full(len(residue), -np.inf), np.full(len(residue), np.inf), role="residue")
+            low.product(blk, st, reads, dst)
+        # clear what was read: the hi part exactly (it is float32), the lo part up to fl32 rounding
+        low.clear(blk, [h for h, _ in reads], v_lo, v_hi)
+        if prev_values is not None:  # the input slots are never written again: their lo may stay
+            low.clear(blk, val, np.full(len(val), -unknown), np.full(len(val), unknown), role="clear_lo")
+            residue = list(val)
         blocks.append(blk)
-        roles: dict = {}
-        for ch in blk.channels:
-            roles[ch.role] = roles.get(ch.role, 0) + 1
         stages_meta.append({"stage": st.kind, "source": st.op.name or st.op.kind, "width": st.out_dim,
-                            "slots": [dst[0], dst[-1] + 1], "channels": roles,
-                            # the block's output is the residual stream: the stage value sits in slots dst
-                            "units": [{"role": "value", "start": dst[0], "end": dst[-1] + 1}],
+                            "slots": [dst[0], dst[-1] + 1], "channels": _roles(blk), "values": st,
                             "decode": [[j, slot, 1] for j, slot in enumerate(dst)]})
-        residue = src if prev_st is not None else None
-        src, prev_st = dst, st
+        prev_values = st
+        val = dst
+        v_lo, v_hi = _value_bounds(st)
+    final = split_block(prev_values)
     K = max(b.window for b in blocks)
     embed = Matrix.from_entries((H, d_in), list(range(d_in)), list(range(d_in)), [1.0] * d_in)
     ops = _build(blocks, H, K, activations, embed, form.input)
     RW = np.zeros((form.readout_W.shape[0], H))
-    RW[:, src] = dense(form.readout_W)
+    RW_form = dense(form.readout_W)
+    for j, (h, v) in enumerate(final):
+        RW[:, h] = RW_form[:, j]
+        RW[:, v] = RW_form[:, j]
     readout = Op("linear", [ops[-1]], {"A": Matrix.from_dense(RW), "b": form.readout_c.to_float()}, name="readout")
     out = Module([form.input] + ops + [readout], readout, name=form.name)
     meta = dict(form.metadata)
-    meta["layout"] = _layout(form, stages_meta, H)
+    meta["layout"] = _layout(form, stages_meta)
+    for m in stages_meta:
+        m.pop("values", None)
     E = ops[0].attrs["conv1d_weight"].shape[0]
     meta.update({"target": "mamba", "activations": activations, "t_max": t_max, "stages": stages_meta,
                  "mamba": {"hidden_size": H, "intermediate_size": E, "conv_kernel": K, "state_size": 1,
@@ -520,11 +637,45 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     return out.verify()
 
 
-def _layout(form, stages_meta: list[dict], H: int) -> list:
-    """The lowered module's layout (docs/targets.md, "Layout"): one entry per op; a block's ``decode`` maps the
-    stage value to its residual slots."""
-    from .shared.common import lowered_layout
-    return lowered_layout(form, stages_meta)
+def _roles(blk: _Block) -> dict:
+    roles: dict = {}
+    for ch in blk.channels:
+        roles[ch.role] = roles.get(ch.role, 0) + 1
+    return roles
+
+
+def _layout(form, stages_meta: list[dict]) -> list:
+    """The lowered module's layout (docs/targets.md, "Layout"): the input's slots, one entry per block — a split
+    block holds the value it split as hi + lo (two decode terms per coordinate), a stage block its stage's value
+    — and the readout's output slots."""
+    program = form.metadata.get("layout")
+    if not isinstance(program, list) or not program:
+        program = None
+    inputs = program[0] if program else [{"role": "input", "index": j} for j in range(form.input.dim)]
+
+    def values_of(st):
+        if st is None:
+            return list(inputs)
+        vals = program[st.chain_index] if program and st.chain_index < len(program) else None
+        if isinstance(vals, list):
+            return list(vals)
+        return [{"role": "value", "terms": [[st.op.name or st.op.kind, j, 1.0]]} for j in range(st.out_dim)]
+
+    out = [inputs]
+    for m in stages_meta:
+        units: list = []
+        for slot in sorted({slot for _, slot, _ in m["decode"]}):
+            if units and units[-1]["end"] == slot:
+                units[-1]["end"] = slot + 1
+            else:
+                units.append({"role": "value", "start": slot, "end": slot + 1})
+        out.append({"stage": m["stage"], "values": values_of(m["values"]), "units": units,
+                    "decode": m.pop("decode")})
+    if program and form.ends_with_linear:
+        out.append(program[-1])
+    else:
+        out.append([{"role": "output", "index": j} for j in range(form.readout_W.shape[0])])
+    return out
 
 
 # ------------------------------------------------------------------------------------------ Hugging Face

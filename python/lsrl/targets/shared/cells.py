@@ -132,10 +132,10 @@ def empty_outputs(batch: int, length: int, width: int, exact: bool) -> np.ndarra
 
 # ------------------------------------------------------------------------------------------ kernel descriptors
 
-def csr_arrays(matrix: Matrix, dtype: np.dtype) -> tuple:
-    """``(indptr, indices, data)`` of a Matrix in the storage order the numpy semantics use (so the kernel sums
-    in the same order)."""
-    csr = matrix.scipy()
+def csr_arrays(matrix: Matrix, dtype: np.dtype, rows: slice | None = None) -> tuple:
+    """``(indptr, indices, data)`` of a Matrix (or of its ``rows``) in the storage order the numpy semantics use
+    (so the kernel sums in the same order)."""
+    csr = matrix.scipy() if rows is None else matrix.scipy()[rows]
     return (np.ascontiguousarray(csr.indptr, dtype=np.int64), np.ascontiguousarray(csr.indices, dtype=np.int64),
             np.ascontiguousarray(csr.data, dtype=dtype))
 

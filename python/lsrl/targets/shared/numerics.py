@@ -6,13 +6,34 @@ import numpy as np
 
 from ...ir.matrix import Matrix, Vector
 
-__all__ = ["torch_softplus", "dense", "vector"]
+__all__ = ["torch_softplus", "mean_square", "causal_conv", "dense", "vector"]
 
 
 def torch_softplus(x: np.ndarray) -> np.ndarray:
     """torch's ``F.softplus`` (beta 1, threshold 20): ``x`` above 20, else ``log1p(exp(x))``."""
     with np.errstate(over="ignore"):
         return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+
+
+def mean_square(x: np.ndarray) -> np.ndarray:
+    """``mean(x²)`` over the last axis, keeping it, summed in index order (numpy's own ``mean`` sums pairwise;
+    a fixed order lets the C++ kernel reproduce the value bit for bit)."""
+    acc = x[..., 0] * x[..., 0]
+    for j in range(1, x.shape[-1]):
+        acc = acc + x[..., j] * x[..., j]
+    return (acc / x.shape[-1])[..., None]
+
+
+def causal_conv(full: np.ndarray, taps: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """``acc[..., t, c] + Σ_k full[..., t + k, c] · taps[c, k]``: a depthwise causal convolution over ``full``
+    (the window then the ``T`` new steps, time on axis 1).  Each channel adds its non-zero taps only, in order
+    k = 0, 1, … (the compiled models' taps are sparse; the C++ kernel adds the same products in the same
+    order)."""
+    T = acc.shape[1]
+    for k in np.flatnonzero(np.any(taps != 0, axis=0)):
+        ch = np.flatnonzero(taps[:, k])
+        acc[..., ch] = acc[..., ch] + full[:, k:k + T][..., ch] * taps[ch, k]
+    return acc
 
 
 def dense(m) -> np.ndarray:

@@ -39,7 +39,8 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from .common import layer_stages, plan_products
-from .numerics import dense, torch_softplus, vector
+from .cells import csr_arrays
+from .numerics import causal_conv, dense, mean_square, torch_softplus, vector
 
 __all__ = ["EMBED", "RECURRENT", "ATTENTION", "FINAL_NORM", "lower_stream", "write_hf", "block_layer_info", "NORM_EPS", "NORM_WEIGHT",
            "LRU_PARAM", "GATE_BIAS", "Y_CONST", "KAPPA"]
@@ -83,8 +84,7 @@ def _act(name: str):
 
 
 def _rmsnorm(x: np.ndarray, weight: Vector, eps: float) -> np.ndarray:
-    ms = np.mean(x * x, axis=-1, keepdims=True)
-    return x * (1.0 / np.sqrt(ms + eps)) * (1.0 + weight.array(False))
+    return x * (1.0 / np.sqrt(mean_square(x) + eps)) * (1.0 + weight.array(False))
 
 
 def _linear(W: Matrix, b: Vector, x: np.ndarray) -> np.ndarray:
@@ -126,11 +126,7 @@ def run_recurrent(op: Op, inputs: list, state, ctx):
     y = act(_linear(a["linear_y_weight"], a["linear_y_bias"], n))
     xb = _linear(a["linear_x_weight"], a["linear_x_bias"], n)
     full = np.concatenate([window, xb], axis=1)   # (B, K-1+T, L)
-    z = np.zeros((B, T, L)) + a["conv_1d_bias"].array(False)
-    for k in range(K):   # out_t = Σ_k w[k] · in_{t-(K-1)+k}
-        col = w[:, k]
-        if np.any(col):
-            z = z + full[:, k:k + T] * col
+    z = causal_conv(full, w, np.zeros((B, T, L)) + a["conv_1d_bias"].array(False))  # taps: HF order, w[:, K−1] now
     new_window = full[:, full.shape[1] - (K - 1):] if K > 1 else window
     # RG-LRU
     gi = expit(a["rg_lru_input_gate_weight"].T.apply(z) + a["rg_lru_input_gate_bias"].array(False))
@@ -208,15 +204,67 @@ def _infer_attention(op: Op) -> int:
     return H
 
 
+# ------------------------------------------------------------------------------------------ kernel nodes
+# csrc/blocks/recurrentgemma.cpp runs the four blocks, bit for bit as the semantics above in float64.
+
+def _vec(v, dtype) -> np.ndarray:
+    return vector(v).astype(dtype)
+
+
+def _mlp_node(a: dict, dtype) -> dict:
+    return {"I": a["mlp_gate_proj_weight"].shape[0], "mlp_gate": csr_arrays(a["mlp_gate_proj_weight"], dtype),
+            "mlp_up": csr_arrays(a["mlp_up_proj_weight"], dtype), "mlp_down": csr_arrays(a["mlp_down_proj_weight"], dtype),
+            "channel_norm_weight": _vec(a["channel_pre_norm_weight"], dtype),
+            "mlp_gate_bias": _vec(a["mlp_gate_proj_bias"], dtype), "mlp_up_bias": _vec(a["mlp_up_proj_bias"], dtype),
+            "mlp_down_bias": _vec(a["mlp_down_proj_bias"], dtype), "eps": float(a["eps"]),
+            "ideal": a["activations"] == "ideal"}
+
+
+def kernel_embed(op: Op, dtype) -> dict:
+    return {"kind": EMBED, "embed": csr_arrays(op.attrs["embed"], dtype), "normalizer": float(op.attrs["normalizer"])}
+
+
+def kernel_final_norm(op: Op, dtype) -> dict:
+    return {"kind": FINAL_NORM, "weight": _vec(op.attrs["weight"], dtype), "eps": float(op.attrs["eps"])}
+
+
+def kernel_attention(op: Op, dtype) -> dict:
+    if op.attrs["o_proj_weight"].nnz:
+        raise LsrlError(f"{op.describe()}: the kernel implements only the zeroed attention (o_proj_weight = 0)")
+    return {"kind": ATTENTION, "o_proj_bias": _vec(op.attrs["o_proj_bias"], dtype), **_mlp_node(op.attrs, dtype)}
+
+
+def kernel_recurrent(op: Op, dtype) -> dict:
+    a = op.attrs
+    W, K = a["conv_1d_weight"].shape
+    return {"kind": RECURRENT, "W": W, "K": K, **_mlp_node(a, dtype),
+            "linear_y": csr_arrays(a["linear_y_weight"], dtype), "linear_x": csr_arrays(a["linear_x_weight"], dtype),
+            "linear_out": csr_arrays(a["linear_out_weight"], dtype),
+            # the semantics applies the gates as z @ W, i.e. W's transpose to z
+            "input_gate": csr_arrays(a["rg_lru_input_gate_weight"].T, dtype),
+            "recurrent_gate": csr_arrays(a["rg_lru_recurrent_gate_weight"].T, dtype),
+            "temporal_norm_weight": _vec(a["temporal_pre_norm_weight"], dtype),
+            "linear_y_bias": _vec(a["linear_y_bias"], dtype), "linear_x_bias": _vec(a["linear_x_bias"], dtype),
+            "linear_out_bias": _vec(a["linear_out_bias"], dtype),
+            "conv_weight": dense(a["conv_1d_weight"]).astype(dtype).ravel(), "conv_bias": _vec(a["conv_1d_bias"], dtype),
+            "softplus_param": torch_softplus(vector(a["rg_lru_recurrent_param"])).astype(dtype),
+            "input_gate_bias": _vec(a["rg_lru_input_gate_bias"], dtype),
+            "recurrent_gate_bias": _vec(a["rg_lru_recurrent_gate_bias"], dtype),
+            "init": np.zeros((K - 1) * W + W + 1, dtype=dtype),
+            "state_layout": [((K - 1, W), np.float64), ((W,), np.float64), ((), np.int64)]}
+
+
 def _register() -> None:
     if EMBED in OPS:
         return
     register_op(OpDef(EMBED, "inputs_embeds · normalizer: the program input placed in the residual stream",
                       lambda op: op.attrs["embed"].shape[0],
                       attrs={"embed": AttrSpec("matrix", doc="H × d_in: input_scale at (input_slots[j], j)"),
-                             "normalizer": AttrSpec("number", doc="bfloat16 sqrt(H)")}, run=run_embed))
+                             "normalizer": AttrSpec("number", doc="bfloat16 sqrt(H)")}, run=run_embed,
+                      kernel=kernel_embed))
     register_op(OpDef(FINAL_NORM, "RMSNorm final_norm", lambda op: op.operands[0].dim,
-                      attrs={"weight": AttrSpec("vector"), "eps": AttrSpec("number")}, run=run_final_norm))
+                      attrs={"weight": AttrSpec("vector"), "eps": AttrSpec("number")}, run=run_final_norm,
+                      kernel=kernel_final_norm))
     rec_attrs = {"temporal_pre_norm_weight": AttrSpec("vector")}
     for name in ("linear_y", "linear_x", "linear_out"):
         rec_attrs[f"{name}_weight"] = AttrSpec("matrix")
@@ -232,13 +280,13 @@ def _register() -> None:
     rec_attrs.update(_mlp_attrs())
     register_op(OpDef(RECURRENT, "RecurrentGemma residual block: recurrent temporal block + gated MLP",
                       _infer_recurrent, attrs=rec_attrs, stateful=True, run=run_recurrent,
-                      state_parts=("conv", "h", "position")))
+                      kernel=kernel_recurrent, state_parts=("conv", "h", "position")))
     att_attrs = {"temporal_pre_norm_weight": AttrSpec("vector"),
                  "o_proj_weight": AttrSpec("matrix", doc="H × H (0: the attention adds o_proj_bias)"),
                  "o_proj_bias": AttrSpec("vector")}
     att_attrs.update(_mlp_attrs())
     register_op(OpDef(ATTENTION, "RecurrentGemma residual block: local attention (zeroed) + gated MLP",
-                      _infer_attention, attrs=att_attrs, run=run_attention))
+                      _infer_attention, attrs=att_attrs, run=run_attention, kernel=kernel_attention))
 
 
 _register()
