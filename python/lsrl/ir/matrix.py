@@ -68,15 +68,28 @@ def _needs_exact(values: Iterable) -> bool:
 class Matrix:
     """An immutable ``(m, n)`` sparse matrix in the float or the exact domain."""
 
-    __slots__ = ("shape", "_csr", "_rows", "_key", "_float_cache")
+    __slots__ = ("shape", "_scipy", "_arrays", "_rows", "_key", "_float_cache")
 
-    def __init__(self, shape, *, csr=None, rows=None):
+    def __init__(self, shape, *, csr=None, rows=None, arrays=None):
         # Use the constructors (from_dense, from_scipy, from_entries, identity, zeros).
         self.shape = (int(shape[0]), int(shape[1]))
-        self._csr = csr  # float domain: canonical scipy csr_array (sorted, no explicit zeros)
+        self._scipy = csr  # float domain: canonical scipy csr_array (sorted, no explicit zeros)
+        # float domain: canonical (data, indices, indptr) with int64 indices; the scipy array is built from them
+        # only when asked for — building one costs ~17 µs of checks, more than the passes that only read the
+        # arrays spend on a matrix (rescale-units replaces most matrices debranch makes)
+        self._arrays = arrays
         self._rows = rows  # exact domain: tuple of dicts {col: Fraction != 0}
         self._key = None
         self._float_cache = None
+
+    @property
+    def _csr(self):
+        if self._scipy is None and self._arrays is not None:
+            data, indices, indptr = self._arrays
+            csr = sp.csr_array((data, indices, indptr), shape=self.shape)
+            csr.indptr, csr.indices = indptr, indices  # one index dtype (see from_canonical_arrays)
+            self._scipy = csr
+        return self._scipy
 
     # ------------------------------------------------------------------ constructors
     @staticmethod
@@ -93,19 +106,19 @@ class Matrix:
         return Matrix(csr.shape, csr=csr)
 
     @staticmethod
-    def from_canonical_csr(csr) -> "Matrix":
-        """Wrap a scipy CSR array that is already canonical, without copying its values.
+    def from_canonical_arrays(shape, data, indices, indptr) -> "Matrix":
+        """Wrap canonical CSR arrays without copying or checking their values.
 
-        Precondition (the caller's guarantee; only the dtype and format are checked): float64, finite, column
+        Precondition (the caller's guarantee; only the dtype is checked): ``data`` float64 and finite, column
         indices sorted within each row, no duplicate entries and no explicit zeros.  The index arrays are
         converted to int64 (every float Matrix uses one index dtype, so equal matrices have equal keys).  The
-        Matrix takes ``csr`` over: do not modify it afterwards.  Use :meth:`from_scipy` for anything else."""
-        if not sp.issparse(csr) or csr.format != "csr" or csr.dtype != np.float64:
-            raise ValueError(f"from_canonical_csr: expected a float64 CSR array, got {type(csr).__name__} "
-                             f"of dtype {getattr(csr, 'dtype', None)}")
-        csr.indptr = csr.indptr.astype(np.int64, copy=False)
-        csr.indices = csr.indices.astype(np.int64, copy=False)
-        return Matrix(csr.shape, csr=csr)
+        Matrix takes the arrays over: do not modify them afterwards.  Use :meth:`from_scipy` for anything else."""
+        data = np.asarray(data)
+        if data.dtype != np.float64 or data.ndim != 1:
+            raise ValueError(f"from_canonical_arrays: expected a 1-D float64 data array, got dtype {data.dtype} "
+                             f"and shape {data.shape}")
+        return Matrix(shape, arrays=(data, np.asarray(indices).astype(np.int64, copy=False),
+                                     np.asarray(indptr).astype(np.int64, copy=False)))
 
     @staticmethod
     def from_exact_rows(shape, rows: Sequence[dict]) -> "Matrix":
@@ -205,11 +218,19 @@ class Matrix:
     def nnz(self) -> int:
         if self.exact:
             return sum(len(r) for r in self._rows)
-        return int(self._csr.nnz)
+        return len(self._arrays[0]) if self._arrays is not None else int(self._csr.nnz)
 
     def scipy(self) -> sp.csr_array:
         """The float64 CSR form (exact matrices are rounded)."""
         return self.to_float()._csr
+
+    def csr_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(data, indices, indptr)`` of :meth:`scipy` (int64 indices), without building the scipy array; read only."""
+        m = self.to_float()
+        if m._arrays is not None:
+            return m._arrays
+        csr = m._csr
+        return csr.data, csr.indices, csr.indptr
 
     def coo(self):
         """``(rows, cols, values)`` sorted by row then column; values floats or Fractions."""
@@ -419,8 +440,8 @@ class Matrix:
             if self.exact:
                 self._key = ("exact", self.shape, tuple(tuple(sorted(r.items())) for r in self._rows))
             else:
-                c = self._csr
-                self._key = ("float", self.shape, c.indptr.tobytes(), c.indices.tobytes(), c.data.tobytes())
+                data, indices, indptr = self.csr_arrays()
+                self._key = ("float", self.shape, indptr.tobytes(), indices.tobytes(), data.tobytes())
         return self._key
 
     def __eq__(self, other) -> bool:

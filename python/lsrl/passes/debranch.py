@@ -65,18 +65,23 @@ def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
     names = AUTO_POLICIES if schedule == "auto" else list(POLICIES) if schedule == "all" else [schedule]
     plans = []
     seen = set()
+    placed = set()  # policies that place every unit alike give the same schedule: it is built once
+    memo: dict = {}  # stage plans shared by schedules that end alike
     for name in names:
         if name not in POLICIES:
             raise PassError(f"debranch: unknown schedule {name!r}; choose auto, all or one of "
                             f"{', '.join(POLICIES)}")
         s_late, rm_late, intra_late = POLICIES[name]
         lay = place_layers(nf, deps, consumers, asap, n_layers, s_late, rm_late)
+        if (tuple(lay), intra_late) in placed:
+            continue
+        placed.add((tuple(lay), intra_late))
         sched = build_schedule(nf, deps, consumers, lay, n_layers, intra_late, name)
         key = tuple((kind, tuple(m)) for kind, m in sched.stages)
         if key in seen:
             continue
         seen.add(key)
-        plans.append(plan_carriers(nf, sched))
+        plans.append(plan_carriers(nf, sched, memo))
     return nf, plans
 
 

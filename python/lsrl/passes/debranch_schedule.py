@@ -33,7 +33,6 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import PassError
 from ..ir.core import Module, Op
@@ -214,45 +213,54 @@ def _stage_rows(nf: NormalForm, kind: str, members: list) -> list:
     return rows
 
 
-def plan_carriers(nf: NormalForm, schedule: Schedule) -> Plan:
+def plan_carriers(nf: NormalForm, schedule: Schedule, memo: dict | None = None) -> Plan:
+    """The carriers and slots of every stage of ``schedule``.
+
+    A stage's plan depends only on the stages from it to the readout (its need rows come from the next stage),
+    so schedules that end alike share those stages' plans: ``memo`` (one dict for the schedules of one normal
+    form) keeps them by that suffix.  The shared :class:`StagePlan` objects are not modified afterwards."""
     units = nf.units
     exact = nf.exact
     stages = schedule.stages
-    n_stages = len(stages)
-    produced = [-1] * len(nf.atom_unit)  # atom -> stage that produces it
-    for k, (_, members) in enumerate(stages):
-        for u in members:
-            for a in units[u].atoms:
-                produced[a] = k
-    plans = [StagePlan(kind, members) for kind, members in stages]
-    for k, plan in enumerate(plans):
-        for u in plan.units:
-            plan.unit_atoms.extend(units[u].atoms)
-    plans[-1].need = list(nf.output_rows)
-    for k in range(n_stages - 1, -1, -1):
-        plan = plans[k]
-        _choose_carriers(nf, plan, k, produced, exact)
+    memo = {} if memo is None else memo
+    plans: list = [None] * len(stages)
+    need, need_keys = list(nf.output_rows), []
+    suffix = None  # the memo's id of the stages after the current one
+    for k in range(len(stages) - 1, -1, -1):
+        kind, members = stages[k]
+        key = (kind, tuple(members), suffix)
+        hit = memo.get(key)
+        if hit is None:
+            plan = StagePlan(kind, members)
+            for u in members:
+                plan.unit_atoms.extend(units[u].atoms)
+            plan.need, plan.need_keys = need, need_keys
+            _choose_carriers(plan, nf, exact)
+            hit = memo[key] = (len(memo), plan)
+        suffix, plan = hit
+        plans[k] = plan
         if k > 0:
-            unit_rows = _stage_rows(nf, plan.kind, plan.units)
-            plans[k - 1].need = unit_rows + plan.carriers
-            plans[k - 1].need_keys = [None] * len(unit_rows) + plan.carrier_keys
+            unit_rows = _stage_rows(nf, kind, members)
+            need = unit_rows + plan.carriers
+            need_keys = [None] * len(unit_rows) + plan.carrier_keys
     widths, nnz = _measure(nf, plans)
     return Plan(schedule, plans, widths, nnz)
 
 
-def _choose_carriers(nf: NormalForm, plan: StagePlan, k: int, produced: list, exact: bool) -> None:
-    """Decide what stage ``k`` carries for the next one, express its need rows and lay out its slots."""
+def _choose_carriers(plan: StagePlan, nf: NormalForm, exact: bool) -> None:
+    """Decide what the stage of ``plan`` carries for the next one, express its need rows and lay out its slots."""
     one = Fraction(1) if exact else 1.0
     n_own = len(plan.unit_atoms)
-    funcs, func_keys, row_parts = _split_need_rows(plan, k, produced, exact)
+    funcs, func_keys, row_parts = _split_need_rows(plan, exact)
     comp_funcs, comp_atoms = _components(funcs)
     func_carrier, atom_carrier = _pick_carriers(nf, plan, funcs, func_keys, comp_funcs, comp_atoms, one, exact)
     plan.exprs = _express_need_rows(row_parts, n_own, func_carrier, atom_carrier)
     _lay_out_slots(plan, n_own, one)
 
 
-def _split_need_rows(plan: StagePlan, k: int, produced: list, exact: bool):
-    """Split each need row into this stage's own atoms, its constant and a functional over earlier atoms.
+def _split_need_rows(plan: StagePlan, exact: bool):
+    """Split each need row into this stage's own atoms, its constant and a functional over earlier atoms
+    (a need row reads no atom of a later stage).
 
     Returns ``(funcs, func_keys, row_parts)``: the distinct functionals (equal up to a scale are one) with
     their keys, and per need row ``(own {value: coef}, const, func id or None, scale, past row)``."""
@@ -269,7 +277,7 @@ def _split_need_rows(plan: StagePlan, k: int, produced: list, exact: bool):
         for a, c in row.items():
             if a == CONST:
                 const = c
-            elif produced[a] == k:
+            elif a in own_index:
                 own[own_index[a]] = c
             else:
                 past[a] = c
@@ -488,18 +496,17 @@ def _matrix(shape, rows: list, exact: bool) -> Matrix:
     indices: list = []
     data: list = []
     for row in rows:
-        for j in sorted(row):
-            indices.append(j)
-            data.append(row[j])
+        columns = sorted(row)
+        indices.extend(columns)
+        data.extend([row[j] for j in columns])
         indptr.append(len(indices))
     values = np.asarray(data, dtype=np.float64)
     if not np.isfinite(values).all():
         raise PassError(f"debranch: a {shape[0]}x{shape[1]} matrix of the layer form has non-finite entries "
                         "(the program's constants overflow when composed)")
-    csr = sp.csr_array((values, np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int32)),
-                       shape=shape)
-    # canonical already (sorted columns, no duplicates, no zeros), so the Matrix wraps it without a copy
-    return Matrix.from_canonical_csr(csr)
+    # canonical already (sorted columns, no duplicates, no zeros), so the Matrix wraps the arrays as they are
+    return Matrix.from_canonical_arrays(shape, values, np.asarray(indices, dtype=np.int64),
+                                        np.asarray(indptr, dtype=np.int64))
 
 
 def _vector(values: list, exact: bool) -> Vector:

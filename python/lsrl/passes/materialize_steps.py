@@ -32,7 +32,6 @@ import math
 from typing import ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import PassError
 from ..ir.core import Op
@@ -48,13 +47,13 @@ __all__ = ["MaterializeSteps", "materialize_steps"]
 def _groups(producer: Op) -> list[list[int]]:
     """Rows of ``producer`` that are bit-identical apart from the bias, each group ordered by bias, largest
     first (so the units it feeds are ordered largest first)."""
-    csr = producer.attrs["A"].scipy()
+    data, indices, indptr = producer.attrs["A"].csr_arrays()
     bias = producer.attrs["b"].to_float().values.tolist()
     by_row: dict[tuple, list[int]] = {}
     # a row's key sliced from the whole arrays' bytes (the same bytes as the row's own tobytes())
-    ptr, index_bytes, data_bytes = csr.indptr.tolist(), csr.indices.tobytes(), csr.data.tobytes()
-    wi, wd = csr.indices.itemsize, csr.data.itemsize
-    for j in range(csr.shape[0]):
+    ptr, index_bytes, data_bytes = indptr.tolist(), indices.tobytes(), data.tobytes()
+    wi, wd = indices.itemsize, data.itemsize
+    for j in range(len(ptr) - 1):
         start, end = ptr[j], ptr[j + 1]
         if start < end:
             by_row.setdefault((index_bytes[start * wi:end * wi], data_bytes[start * wd:end * wd]), []).append(j)
@@ -87,7 +86,7 @@ class _Difference:
     complement: bool
 
 
-def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
+def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
                   upper, bound_slack: float, exact_readout: bool):
     """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``) and the
     differences (``("diff", key)``), the new biases and the differences used.  ``upper(j)`` is unit ``j``'s
@@ -97,14 +96,15 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
     new_bias = bias.copy()
     differences: dict[tuple, _Difference] = {}
     group_of = {j: g for g, group in enumerate(groups) for j in group}
-    ptr, columns, values = read.indptr.tolist(), read.indices.tolist(), read.data.tolist()
+    data, indices, indptr = read.csr_arrays()
+    ptr, columns, values = indptr.tolist(), indices.tolist(), data.tolist()
     for r in range(read.shape[0]):
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
         terms: dict[tuple, float] = {}
         # the groups the row reads, in their order (a group it does not read has nothing to rewrite; groups are
         # disjoint, so rewriting one leaves the others' weights as they were)
-        for group in [groups[g] for g in sorted({group_of[j] for j in weights if j in group_of})]:
+        for group in [groups[g] for g in sorted({group_of[j] for j in weights.keys() & group_of.keys()})]:
             read_here = [(j, weights[j]) for j in group if j in weights]
             loudest = max((abs(v) for _, v in read_here), default=0.0)
             # members read far more softly than the rest (a carrier sharing the step's row) stay as they are
@@ -131,9 +131,10 @@ def _rewrite_rows(read: sp.csr_array, bias: np.ndarray, groups: list[list[int]],
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
             if complement:
                 new_bias[r] += shift
-        for j, w in list(weights.items()):
-            # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
-            # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it
+        # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
+        # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it (the bias changes
+        # only when a unit is read so: a row whose bias starts small has none)
+        for j, w in list(weights.items()) if abs(new_bias[r]) >= LARGE_BIAS else ():
             if abs(new_bias[r]) < LARGE_BIAS or abs(w) < abs(new_bias[r]) / 2:
                 continue
             # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1); the complement must
@@ -184,7 +185,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         if not groups and not (np.abs(bias) >= LARGE_BIAS).any():
             i += 1  # nothing to rewrite: no group to difference, no bias large enough to complement a unit
             continue
-        read = reader.attrs[weights_name].scipy()
+        read = reader.attrs[weights_name]
         producer_bias = producer.attrs["b"].to_float().values if groups else None
 
         def gap_of(hi, lo, producer_bias=producer_bias):
@@ -276,13 +277,13 @@ def _known_upper(op: Op, j: int, known: dict, groups_of, memo: dict | None = Non
 def _upper_from_row(op: Op, j: int, known: dict, groups_of, memo: dict | None) -> float | None:
     """:func:`_known_upper` of a unit not in an inserted stage, from its row."""
     if op.kind == "linstate" and op.operands[0].kind in ("relu", "linstate"):
-        a = op.attrs["A"].scipy()
-        if a.indptr[j] != a.indptr[j + 1]:
+        a_indptr = op.attrs["A"].csr_arrays()[2]
+        if a_indptr[j] != a_indptr[j + 1]:
             return None  # a recurrence: its bound grows with t (range analysis' business)
-        weights, bias = _row(op.attrs["B"].scipy(), j), op.attrs["bias"].to_float().values[j]
+        weights, bias = _row(op.attrs["B"], j), op.attrs["bias"].to_float().values[j]
     elif op.kind == "relu" and op.operands[0].kind == "linear" and op.operands[0].operands[0].kind in ("relu",
                                                                                                     "linstate"):
-        weights, bias = _row(op.operands[0].attrs["A"].scipy(), j), op.operands[0].attrs["b"].to_float().values[j]
+        weights, bias = _row(op.operands[0].attrs["A"], j), op.operands[0].attrs["b"].to_float().values[j]
     else:
         return None
     units = op.operands[0] if op.kind == "linstate" else op.operands[0].operands[0]
@@ -330,14 +331,15 @@ def _csr_matrix(rows: list, shape: tuple[int, int]) -> Matrix:
     values = np.array(data, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError("matrix has non-finite entries")
-    return Matrix.from_canonical_csr(sp.csr_array(
-        (values, np.array(indices, dtype=np.int64), np.array(indptr, dtype=np.int64)), shape=shape))
+    return Matrix.from_canonical_arrays(shape, values, np.array(indices, dtype=np.int64),
+                                        np.array(indptr, dtype=np.int64))
 
 
-def _row(csr, j: int) -> dict[int, float]:
-    """Row ``j`` of a CSR matrix as ``{column: value}`` (without building a one-row matrix)."""
-    start, end = csr.indptr[j], csr.indptr[j + 1]
-    return dict(zip(csr.indices[start:end].tolist(), csr.data[start:end].tolist()))
+def _row(matrix: Matrix, j: int) -> dict[int, float]:
+    """Row ``j`` of a matrix as ``{column: value}`` (without building a one-row matrix)."""
+    data, indices, indptr = matrix.csr_arrays()
+    start, end = indptr[j], indptr[j + 1]
+    return dict(zip(indices[start:end].tolist(), data[start:end].tolist()))
 
 
 class _InsertedBounds:

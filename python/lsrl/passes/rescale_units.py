@@ -33,7 +33,6 @@ import math
 from typing import ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import PassError
 from ..ir.layer_form import check_layer_form
@@ -120,39 +119,41 @@ def _scaled_matrix(m: Matrix, rows: np.ndarray | None, cols: np.ndarray | None, 
     """The stored values of ``diag(rows) · m · diag(cols)`` (either may be None; ``data`` replaces ``m``'s values)
     and the function building the Matrix from (snapped) values: non-zero scales keep the canonical CSR
     structure, so it is reused as it is."""
-    csr = m.scipy()
-    values = np.array(csr.data if data is None else data, dtype=np.float64)
+    stored, indices, indptr = m.csr_arrays()
+    values = np.array(stored if data is None else data, dtype=np.float64)
     if rows is not None:
-        values *= np.repeat(rows, np.diff(csr.indptr))
+        values *= np.repeat(rows, np.diff(indptr))
     if cols is not None:
-        values *= cols[csr.indices]
-    return values, lambda snapped: Matrix.from_canonical_csr(
-        sp.csr_array((snapped, csr.indices, csr.indptr), shape=csr.shape))
+        values *= cols[indices]
+    return values, lambda snapped: Matrix.from_canonical_arrays(m.shape, snapped, indices, indptr)
 
 
 def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     """Per op, per slot ``1/|c|`` for a slot whose value is ``c · (program value) + …`` (1 for an empty slot)."""
-    coeffs = []
+    coeffs = []  # a flat list sliced per op: small arrays per op and np.split cost more than these few slots
     for op, slots in zip(ops, layout):
         slots = slots if isinstance(slots, list) else []
-        row = np.ones(op.dim)
+        row = [1.0] * op.dim
         for j, slot in enumerate(slots[:op.dim]):
             terms = slot.get("terms") if isinstance(slot, dict) else None
             if terms and float(terms[0][2]) != 0:
                 row[j] = abs(float(terms[0][2]))
-        coeffs.append(row)
-    scales = _snap(1.0 / np.concatenate(coeffs), tolerance) if coeffs else np.zeros(0)
-    return np.split(scales, np.cumsum([op.dim for op in ops])[:-1])
+        coeffs.extend(row)
+    scales = _snap(1.0 / np.array(coeffs, dtype=np.float64), tolerance)
+    out, start = [], 0
+    for op in ops:
+        out.append(scales[start:start + op.dim])
+        start += op.dim
+    return out
 
 
 def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); and the factors still to apply to each row (1 for those)."""
-    csr = producer.attrs["A"].scipy()
-    data = csr.data.astype(np.float64, copy=True)
+    stored, indices, indptr = producer.attrs["A"].csr_arrays()
+    data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
-    indptr, indices = csr.indptr, csr.indices
     counts = np.diff(indptr)
     # each row's first entry's magnitude (1 for an empty row, which joins no group)
     norms = np.abs(data[np.minimum(indptr[:-1], max(len(data) - 1, 0))]) if len(data) else np.ones(len(counts))
@@ -182,9 +183,11 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
-        rows = np.split(_snap(np.concatenate([row for _, _, row in chosen]), 1e-14),
-                        np.cumsum([len(row) for _, _, row in chosen])[:-1])
-        for (members, common, _), row in zip(chosen, rows):
+        snapped = _snap(np.concatenate([row for _, _, row in chosen]), 1e-14)
+        start = 0
+        for members, common, first_row in chosen:
+            row = snapped[start:start + len(first_row)]
+            start += len(first_row)
             for j, norm in members:
                 scales[j], pending[j] = common / norm, 1.0
                 data[ptr[j]:ptr[j + 1]] = row
