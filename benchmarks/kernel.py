@@ -15,7 +15,7 @@ Sections:
   (d) tokens/s for prompt lengths 1e3 ... 1e6, and the peak memory of model.stream at 1e6 tokens;
   (e) lanes per block (time steps x batch elements run node by node): step-by-step (1) ... layer-by-layer;
   (f) kernel vs the Hugging Face model's own forward on the same weights (model.to_hf() loaded by
-      transformers.AutoModel, float32, HF_HUB_OFFLINE=1) for hawk, griffin and mamba, standard activations,
+      transformers.AutoModel, float32, one thread each, HF_HUB_OFFLINE=1) for hawk, griffin and mamba, standard activations,
       token program n = 3 (batch 1 and 64) and n = 10 (batch 1; HF needs minutes per call there), and the
       kernel's tokens/s beside the linear_rnn model of the same program.
 
@@ -320,6 +320,11 @@ def section_f(args, results: dict) -> str:
     import torch
     import transformers
 
+    from lsrl.runtime import executor
+
+    # one thread on both sides: on a shared 2-core machine a second torch thread waits on a busy core
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     os.environ["HF_HUB_OFFLINE"] = "1"
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -329,7 +334,7 @@ def section_f(args, results: dict) -> str:
         T = xs.shape[1]
         program = token_map(n, vocab_size=10)
         base = compile_quiet(program, target="linear_rnn", t_max=T)
-        t_base = best_time(lambda: base(xs, backend="kernel", dtype="float32"), args.repeats)
+        t_base = best_time(lambda: executor.run(base, xs, dtype=np.float32, num_threads=1), args.repeats)
         for target in ("hawk", "griffin", "mamba"):
             model = compile_quiet(program, target=target, activations="standard", t_max=T)
             with tempfile.TemporaryDirectory() as directory:
@@ -340,8 +345,8 @@ def section_f(args, results: dict) -> str:
                     t0 = time.perf_counter()
                     y_hf = run_hf(xs)
                     t_hf = min(t_hf, time.perf_counter() - t0)
-            t_k = best_time(lambda: model(xs, backend="kernel", dtype="float32"), args.repeats)
-            y_k = model(xs, backend="kernel", dtype="float32")
+            t_k = best_time(lambda: executor.run(model, xs, dtype=np.float32, num_threads=1), args.repeats)
+            y_k = executor.run(model, xs, dtype=np.float32, num_threads=1)[0]
             diff = float(np.max(np.abs(y_hf - y_k)))
             same = bool(np.array_equal(np.rint(y_hf[:, -n:]), np.rint(y_k[:, -n:])))
             rows.append([target, n, T, len(model.module.ops) - 1, batch, fmt(batch * T / t_hf), fmt(batch * T / t_k),
@@ -351,8 +356,9 @@ def section_f(args, results: dict) -> str:
                 "target": target, "n": n, "T": T, "batch": batch, "hf_tps": batch * T / t_hf,
                 "kernel_tps": batch * T / t_k, "ratio": t_hf / t_k, "linear_rnn_tps": batch * T / t_base,
                 "max_abs_diff": diff, "same_answers": same})
+    torch.set_num_threads(threads)
     return table(f"(f) kernel vs the Hugging Face model's forward on the same weights (float32, standard "
-                 f"activations, token program; torch threads = {torch.get_num_threads()}, kernel automatic; "
+                 f"activations, token program; one thread each (torch and kernel); "
                  f"transformers {transformers.__version__})",
                  ["target", "n", "T", "blocks", "batch", "HF tokens/s", "kernel tokens/s", "×",
                   "linear_rnn kernel tokens/s", "target / linear_rnn time", "max |Δ| HF vs kernel", "same answers"],

@@ -227,6 +227,7 @@ void read_block(const NodeReader& r, Node<T>& node, index_t d) {
     if (kind.has_activation_choice) node.ideal = r.boolean("ideal");
     const std::string problem = kind.problem(node, d);
     if (!problem.empty()) throw py::value_error(r.who() + kind.name + ": " + problem);
+    if (kind.prepare != nullptr) kind.prepare(node);
     node.state_dim = kind.state_dim(node);
     if (node.state_dim > 0) node.init = r.vector<T>("init", node.state_dim);
 }

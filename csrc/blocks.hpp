@@ -48,6 +48,8 @@ struct BlockKind {
     // what is wrong with a node whose parameters all have their listed shapes ("" if nothing), given its
     // operand's dim (e.g. a block that reads its operand as the residual stream needs d == H)
     std::string (*problem)(const Node<T>&, index_t operand_dim);
+    // derives what `run` needs from the parameters once, when the plan is built (may be null)
+    void (*prepare)(Node<T>&);
     index_t (*state_dim)(const Node<T>&);
     index_t (*arena_rows)(const Node<T>&);        // scratch rows of the arena (L lanes each)
     index_t (*scratch_per_sequence)(const Node<T>&);  // contiguous scratch values per sequence of a group

@@ -167,6 +167,7 @@ void Plan<T>::finalise() {
         if (node.kind == NodeKind::cell)
             scratch_per_lane = std::max(scratch_per_lane, node.cell->scratch_per_unit * node.dim);
         if (node.kind == NodeKind::block) {
+            one_sequence_per_group = one_sequence_per_group || node.state_dim > 0;
             for (const Csr<T>& m : node.mats) work_per_step += static_cast<double>(m.nnz());
             work_per_step += static_cast<double>(node.block->arena_rows(node) + node.state_dim);
             scratch_per_lane = std::max(scratch_per_lane, node.block->scratch_per_sequence(node));
@@ -235,7 +236,7 @@ RunShape Plan<T>::shape_for(index_t batch, index_t steps, int requested_threads,
     const double work = static_cast<double>(batch) * static_cast<double>(steps) * work_per_step;
     index_t threads = requested_threads > 0 ? requested_threads : (work < kMinWorkForThreads ? 1 : hw);
     threads = std::max<index_t>(1, std::min<index_t>(threads, std::max<index_t>(batch, 1)));
-    index_t bg = std::max<index_t>(1, (batch + threads - 1) / threads);
+    index_t bg = one_sequence_per_group ? 1 : std::max<index_t>(1, (batch + threads - 1) / threads);
     bg = std::min(bg, target);
     index_t tb = std::max<index_t>(1, target / bg);
     tb = std::min(tb, std::max<index_t>(steps, 1));

@@ -83,6 +83,7 @@ struct Node {
     std::vector<Csr<T>> mats;
     std::vector<std::vector<T>> vecs;
     std::vector<double> numbers;
+    std::vector<std::uint8_t> live_channels;  // blocks: filled by the kind's prepare (recurrentgemma.cpp)
 };
 
 // Where every node's value lives in the arena (rows; a lane block is rows x L).
@@ -110,6 +111,9 @@ struct Plan {
     MemoryPlan memory;
     double work_per_step = 0;       // multiply-adds and element operations per step, one sequence
     index_t scratch_per_lane = 0;   // per-thread scratch values per batch lane (cells' step vectors)
+    // Blocks with a state (conv windows) shift their window once per lane block, O(window) per sequence
+    // whatever the block's length: their plans run one sequence per group over long time blocks.
+    bool one_sequence_per_group = false;
 
     // NumPy's inner loop per Fn, for the functions some node needs (null: the C library's function is used)
     struct Loop {

@@ -75,6 +75,22 @@ def test_streaming_and_states_shared_with_numpy(target, activations):
     np.testing.assert_array_equal(tail, want[:, 20:])
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_arbitrary_states(target):
+    """States a stream did not produce (every part random, the RG-LRU's h of channels the kernel skips while
+    they are 0 included): the kernel continues from them exactly as the numpy semantics does."""
+    _prog, xs = paper_case("token_map")
+    model = paper_model("token_map", target, "standard")
+    rng = np.random.default_rng(5)
+    start = model.initial_states(xs.shape[0])
+    _, states = model._run(xs[:, :20], start, False, "numpy")
+    states = [s if not isinstance(s, tuple) else
+              tuple(p if p.dtype.kind in "iu" else rng.uniform(-1, 1, p.shape) for p in s) for s in states]
+    want, _ = model._run(xs[:, 20:], states, False, "numpy")
+    got, _ = model._run(xs[:, 20:], states, False, "kernel")
+    np.testing.assert_array_equal(got, want)
+
+
 @settings(max_examples=profile_examples(4), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=8, bounded_input=True), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("activations", ACTIVATIONS)

@@ -180,6 +180,7 @@ BlockKind<T> kind() {
             {Fn::exp, Fn::log1p},
             true,
             &problem<T>,
+            nullptr,
             &state_dim<T>,
             &arena_rows<T>,
             &scratch_per_sequence<T>,

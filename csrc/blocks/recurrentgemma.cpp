@@ -108,7 +108,7 @@ void run(const CellBlock<T>& blk) {
 template <typename T>
 BlockKind<T> kind() {
     return {"rg_embed", {}, {{"embed", "H", "d", false}}, {}, {"normalizer"}, {}, false,
-            &anything<T>, &no_state<T>, &no_scratch<T>, &no_scratch<T>, &run<T>};
+            &anything<T>, nullptr, &no_state<T>, &no_scratch<T>, &no_scratch<T>, &run<T>};
 }
 
 }  // namespace embed_block
@@ -129,7 +129,7 @@ void run(const CellBlock<T>& blk) {
 template <typename T>
 BlockKind<T> kind() {
     return {"rg_final_norm", {}, {}, {{"weight", "H"}}, {"eps"}, {}, false,
-            &operand_is_the_stream<T>, &no_state<T>, &rows<T>, &no_scratch<T>, &run<T>};
+            &operand_is_the_stream<T>, nullptr, &no_state<T>, &rows<T>, &no_scratch<T>, &run<T>};
 }
 
 }  // namespace final_norm
@@ -169,6 +169,7 @@ BlockKind<T> kind() {
             {Fn::tanh},
             true,
             &operand_is_the_stream<T>,
+            nullptr,
             &no_state<T>,
             &rows<T>,
             &no_scratch<T>,
@@ -191,6 +192,21 @@ const MlpIndex kMlp{norm_weight, gate_bias, up_bias, down_bias, gate, up, down, 
 template <typename T>
 index_t state_dim(const Node<T>& node) {
     return (node.sizes[K] - 1) * node.sizes[W] + node.sizes[W] + 1;
+}
+
+// A channel without conv taps and conv bias has z = +0 at every step, so its RG-LRU input is ±0; while its h is
+// 0 too, the channel stays 0 and contributes exact zeros to linear_out, whatever its gates.  The lowering sizes
+// every block to the widest stage (HF has one lru_width), so most channels of most blocks are such channels.
+template <typename T>
+void find_live_channels(Node<T>& node) {
+    const index_t Wc = node.sizes[W], Kc = node.sizes[K];
+    const T* taps = node.vecs[conv_weight].data();
+    node.live_channels.assign(static_cast<std::size_t>(Wc), 0);
+    for (index_t c = 0; c < Wc; ++c) {
+        bool live = node.vecs[conv_bias][c] != T(0);
+        for (index_t k = 0; k < Kc && !live; ++k) live = taps[c * Kc + k] != T(0);
+        node.live_channels[c] = live;
+    }
 }
 
 // ms, spare, H normalised rows; y, x, z, gi, gr (W each) — the MLP reuses the same rows
@@ -217,9 +233,18 @@ void run(const CellBlock<T>& blk) {
     T* h = blk.state + (Kc - 1) * Wc * g;           // W x g
     T* position = h + Wc * g;                       // 1 x g
 
+    // idle channels (see find_live_channels) skip the RG-LRU: their h stays, their h ⊙ y row is +0
+    std::vector<char> idle(static_cast<std::size_t>(Wc), 0);
+    for (index_t c = 0; c < Wc; ++c) {
+        bool zero = !node.live_channels[c];
+        for (index_t b = 0; b < g && zero; ++b) zero = h[c * g + b] == T(0);
+        idle[c] = zero;
+    }
+
     rms_norm(blk.in, H, node.vecs[temporal_norm_weight], true, node.numbers[0], ms, normed, L, n);
     project(node.mats[lin_y], node.vecs[y_bias].data(), normed, y, L, n);
-    for (index_t c = 0; c < Wc; ++c) activate(plan, node.ideal, y + c * L, spare, n);
+    for (index_t c = 0; c < Wc; ++c)
+        if (!idle[c]) activate(plan, node.ideal, y + c * L, spare, n);
     project(node.mats[lin_x], node.vecs[x_bias].data(), normed, xb, L, n);
 
     // temporal conv: z = bias + Σ_k window/x · w[c, k] over the channel's non-zero taps
@@ -228,7 +253,7 @@ void run(const CellBlock<T>& blk) {
         T* acc = z + c * L;
         std::fill(acc, acc + n, T(0) + node.vecs[conv_bias][c]);
         auto window = [&](index_t j, index_t b) -> T& { return window_state[(j * Wc + c) * g + b]; };
-        conv_channel(xb + c * L, acc, g, tc, Kc, taps + c * Kc, window);
+        if (node.live_channels[c]) conv_channel(xb + c * L, acc, g, tc, Kc, taps + c * Kc, window);
         advance_window(xb + c * L, g, tc, Kc, window);
     }
 
@@ -237,6 +262,10 @@ void run(const CellBlock<T>& blk) {
     project(node.mats[recurrent_gate], node.vecs[recurrent_gate_bias].data(), z, gr, L, n);
     const T* sp = node.vecs[softplus_param].data();
     for (index_t c = 0; c < Wc; ++c) {
+        if (idle[c]) {
+            std::fill(y + c * L, y + c * L + n, T(0));
+            continue;
+        }
         T* gic = gi + c * L;
         T* grc = gr + c * L;
         T* twice = xb + c * L;
@@ -307,6 +336,7 @@ BlockKind<T> kind() {
             {Fn::tanh, Fn::exp},
             true,
             &operand_is_the_stream<T>,
+            &find_live_channels<T>,
             &state_dim<T>,
             &rows<T>,
             &no_scratch<T>,
