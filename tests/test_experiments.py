@@ -178,8 +178,9 @@ def test_sigma_zero_reproduces_the_unperturbed_model(target, activations, dtype,
     assert score(task, pinned) == 0.0
 
 
-def test_pinning_overrides_every_state_before_every_scored_step():
-    model = compile_model("continuous", "direct", "ours", "linear_rnn", "ideal").model
+@pytest.mark.parametrize("target", ["linear_rnn", "hawk", "mamba"])  # block states: windows, positions
+def test_pinning_overrides_every_state_before_every_scored_step(target):
+    model = compile_model("continuous", "direct", "ours", target, "ideal").model
     task = make_task("continuous", 1)
     steps = np.array([3, 4, 40, 64])
     _, states = record_clean_states(model, task.xs, steps)

@@ -150,11 +150,17 @@ def _stack_states(model: Model, per_step: list, batch: int) -> list:
         states = [step[slot] if step is not None and step[slot] is not None else _initial(op, batch)
                   for step in per_step]
         if isinstance(states[0], tuple):
-            stacked.append(tuple(np.stack([s[i] for s in states], axis=1).reshape(-1, states[0][i].shape[-1])
-                                 for i in range(len(states[0]))))
+            stacked.append(tuple(_batch_major([s[i] for s in states]) for i in range(len(states[0]))))
         else:
-            stacked.append(np.stack(states, axis=1).reshape(-1, states[0].shape[-1]))
+            stacked.append(_batch_major(states))
     return stacked
+
+
+def _batch_major(per_step: list) -> np.ndarray:
+    """Per-step arrays ``(B, *part)`` (a part may be a vector, a matrix such as a conv window, or a scalar such
+    as a stream position) → ``(B·S, *part)``, batch-major."""
+    stacked = np.stack(per_step, axis=1)
+    return stacked.reshape((stacked.shape[0] * stacked.shape[1],) + stacked.shape[2:])
 
 
 def pinned_outputs(model: Model, xs: np.ndarray, steps: np.ndarray, clean_states: list, dtype: str = "float64",
