@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import lsrl
 from lsrl.ir.core import OPS
 from lsrl.runtime import executor, kernel_available
+from hf_io import relative_error
 from strategies import profile_examples, programs, random_sequences
 from test_mamba import case as paper_case
 
@@ -32,10 +33,6 @@ def paper_model(name, target, activations):
     return _MODELS[key]
 
 
-def relative(got, want) -> float:
-    return float(np.max(np.abs(got - want), initial=0.0) / max(1.0, float(np.max(np.abs(want), initial=0.0))))
-
-
 @pytest.mark.parametrize("name", ["more_ones", "continuous", "token_map"])
 @pytest.mark.parametrize("activations", ACTIVATIONS)
 @pytest.mark.parametrize("target", TARGETS)
@@ -48,7 +45,7 @@ def test_paper_programs_bit_identical(target, activations, name):
     np.testing.assert_array_equal(model(xs[1], backend="kernel"), want[1])
     ys, _ = executor.run(model, xs, num_threads=2, lanes=3)
     np.testing.assert_array_equal(ys, want)
-    assert relative(model(xs, backend="kernel", dtype="float32"), want) <= FLOAT32_RTOL
+    assert relative_error(model(xs, backend="kernel", dtype="float32"), want) <= FLOAT32_RTOL
 
 
 @pytest.mark.parametrize("activations", ACTIVATIONS)
