@@ -58,8 +58,8 @@ template <typename T>
 std::string known_kinds() {
     std::string out;
     for (const auto& info : kKinds) out += std::string(out.empty() ? "" : ", ") + info.name;
-    for (const auto& entry : kernel::cell_registry<T>()) out += ", " + entry.first;
-    for (const auto& entry : kernel::block_registry<T>()) out += ", " + entry.first;
+    for (const auto& entry : kernel::kind_registry<kernel::CellKind<T>>()) out += ", " + entry.first;
+    for (const auto& entry : kernel::kind_registry<kernel::BlockKind<T>>()) out += ", " + entry.first;
     return out;
 }
 
@@ -249,11 +249,11 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
                 node.kind = info.kind;
                 known = true;
             }
-        if (!known && (node.cell = kernel::find_cell<T>(kind)) != nullptr) {
+        if (!known && (node.cell = kernel::find_kind<kernel::CellKind<T>>(kind)) != nullptr) {
             node.kind = NodeKind::cell;
             known = true;
         }
-        if (!known && (node.block = kernel::find_block<T>(kind)) != nullptr) {
+        if (!known && (node.block = kernel::find_kind<kernel::BlockKind<T>>(kind)) != nullptr) {
             node.kind = NodeKind::block;
             known = true;
         }
@@ -633,7 +633,7 @@ elements processed node by node; 0 = automatic).)doc")
         "cell_kinds",
         [] {
             py::dict out;
-            for (const auto& entry : kernel::cell_registry<double>()) {
+            for (const auto& entry : kernel::kind_registry<kernel::CellKind<double>>()) {
                 const auto& k = entry.second;
                 py::dict d;
                 d["gates"] = k.gates;
@@ -649,7 +649,7 @@ elements processed node by node; 0 = automatic).)doc")
         "block_kinds",
         [] {
             py::dict out;
-            for (const auto& entry : kernel::block_registry<double>()) {
+            for (const auto& entry : kernel::kind_registry<kernel::BlockKind<double>>()) {
                 const auto& k = entry.second;
                 py::dict d;
                 py::list sizes, matrices, vectors, numbers;

@@ -5,7 +5,7 @@
 // A block kind is one file in csrc/blocks/ that lists the parameters its descriptor carries (integer
 // sizes, CSR matrices, vectors, numbers), the elementwise functions it evaluates (so the bindings attach
 // NumPy's loops for them), its state size, its scratch and its run function, and registers itself for float
-// and double with a BlockRegistrar.  The bindings (bindings_executor.cpp) read and validate every listed
+// and double with a KindRegistrar<BlockKind> (cells.hpp).  The bindings (bindings_executor.cpp) read and validate every listed
 // parameter; the executor (executor.cpp) calls `run` once per lane block with the same CellBlock view the
 // cells get.  Parameters are stored in Node::sizes / mats / vecs / numbers in the order the kind lists them.
 #pragma once
@@ -56,25 +56,6 @@ struct BlockKind {
     void (*run)(const CellBlock<T>&);
 };
 
-template <typename T>
-std::map<std::string, BlockKind<T>>& block_registry() {
-    static std::map<std::string, BlockKind<T>> registry;
-    return registry;
-}
-
-template <typename T>
-const BlockKind<T>* find_block(const std::string& name) {
-    const auto& registry = block_registry<T>();
-    auto it = registry.find(name);
-    return it == registry.end() ? nullptr : &it->second;
-}
-
-struct BlockRegistrar {
-    BlockRegistrar(const BlockKind<double>& d, const BlockKind<float>& f) {
-        block_registry<double>()[d.name] = d;
-        block_registry<float>()[f.name] = f;
-    }
-};
 
 // ---- What blocks share.
 

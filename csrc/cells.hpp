@@ -2,7 +2,7 @@
 //
 // A cell kind is one file in csrc/cells/ that describes its node (gate blocks, state size, the extra
 // parameters it reads, its scratch) in a CellKind and registers it for float and double with a
-// CellRegistrar; the executor (executor.cpp) and the bindings (bindings_executor.cpp) know cells only
+// KindRegistrar<CellKind>; the executor (executor.cpp) and the bindings (bindings_executor.cpp) know cells only
 // through this interface, looked up by the descriptor's "kind" string (a target's Python descriptor,
 // OpDef.kernel).  CMake builds every csrc/cells/*.cpp into the extension.
 //
@@ -49,25 +49,27 @@ struct CellKind {
     void (*run)(const CellBlock<T>&);
 };
 
-// The registered cell kinds (a function-local map: filled during static initialisation of the cell files).
-template <typename T>
-std::map<std::string, CellKind<T>>& cell_registry() {
-    static std::map<std::string, CellKind<T>> registry;
+// The registered kinds of one family (cell kinds here, block kinds in blocks.hpp) by name: a function-local
+// map, filled during static initialisation of the kinds' files whatever their order.
+template <typename Kind>
+std::map<std::string, Kind>& kind_registry() {
+    static std::map<std::string, Kind> registry;
     return registry;
 }
 
-template <typename T>
-const CellKind<T>* find_cell(const std::string& name) {
-    const auto& registry = cell_registry<T>();
+template <typename Kind>
+const Kind* find_kind(const std::string& name) {
+    const auto& registry = kind_registry<Kind>();
     auto it = registry.find(name);
     return it == registry.end() ? nullptr : &it->second;
 }
 
-// `static CellRegistrar registrar(kind<double>(), kind<float>());` in a cell's file registers it.
-struct CellRegistrar {
-    CellRegistrar(const CellKind<double>& d, const CellKind<float>& f) {
-        cell_registry<double>()[d.name] = d;
-        cell_registry<float>()[f.name] = f;
+// `const KindRegistrar<CellKind> registrar(kind<double>(), kind<float>());` in a kind's file registers it.
+template <template <typename> class Kind>
+struct KindRegistrar {
+    KindRegistrar(const Kind<double>& d, const Kind<float>& f) {
+        kind_registry<Kind<double>>()[d.name] = d;
+        kind_registry<Kind<float>>()[f.name] = f;
     }
 };
 

@@ -187,7 +187,7 @@ BlockKind<T> kind() {
             &run<T>};
 }
 
-const BlockRegistrar registrar(kind<double>(), kind<float>());
+const KindRegistrar<BlockKind> registrar(kind<double>(), kind<float>());
 
 }  // namespace
 }  // namespace kernel

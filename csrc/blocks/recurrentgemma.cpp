@@ -345,10 +345,10 @@ BlockKind<T> kind() {
 
 }  // namespace recurrent
 
-const BlockRegistrar embed_registrar(embed_block::kind<double>(), embed_block::kind<float>());
-const BlockRegistrar final_norm_registrar(final_norm::kind<double>(), final_norm::kind<float>());
-const BlockRegistrar attention_registrar(attention::kind<double>(), attention::kind<float>());
-const BlockRegistrar recurrent_registrar(recurrent::kind<double>(), recurrent::kind<float>());
+const KindRegistrar<BlockKind> embed_registrar(embed_block::kind<double>(), embed_block::kind<float>());
+const KindRegistrar<BlockKind> final_norm_registrar(final_norm::kind<double>(), final_norm::kind<float>());
+const KindRegistrar<BlockKind> attention_registrar(attention::kind<double>(), attention::kind<float>());
+const KindRegistrar<BlockKind> recurrent_registrar(recurrent::kind<double>(), recurrent::kind<float>());
 
 }  // namespace
 }  // namespace kernel

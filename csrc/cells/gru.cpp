@@ -166,7 +166,7 @@ CellKind<T> kind() {
     return {"gru", 3, 1, 3, 5, true, true, &run<T>};
 }
 
-const CellRegistrar registrar(kind<double>(), kind<float>());
+const KindRegistrar<CellKind> registrar(kind<double>(), kind<float>());
 
 }  // namespace
 }  // namespace kernel

@@ -153,7 +153,7 @@ CellKind<T> kind() {
     return {"lstm", 4, 2, 4, 2, false, true, &run<T>};
 }
 
-const CellRegistrar registrar(kind<double>(), kind<float>());
+const KindRegistrar<CellKind> registrar(kind<double>(), kind<float>());
 
 }  // namespace
 }  // namespace kernel

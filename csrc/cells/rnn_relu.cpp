@@ -28,7 +28,7 @@ CellKind<T> kind() {
     return {"rnn_relu", 1, 1, 0, 0, false, false, &run<T>};
 }
 
-const CellRegistrar registrar(kind<double>(), kind<float>());
+const KindRegistrar<CellKind> registrar(kind<double>(), kind<float>());
 
 }  // namespace
 }  // namespace kernel
