@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import lsrl
 from lsrl.ir.interpreter import interpret
+from hf_io import relative_error
 from strategies import profile_examples, programs, random_sequences
 
 TARGETS = ("hawk", "griffin", "mamba")
@@ -26,10 +27,6 @@ T_MAX = 12
 RTOL = {"ideal": 1e-13, "standard": 1e-13}  # within ~100× of the errors measured above
 
 
-def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.max(np.abs(got - want), initial=0.0) / max(1.0, float(np.max(np.abs(want), initial=0.0))))
-
-
 @settings(max_examples=profile_examples(6), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=8, bounded_input=True), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("activations", ["ideal", "standard"])
@@ -41,5 +38,5 @@ def test_random_programs(target, activations, module, seed):
     except lsrl.CompileError as e:
         assert "bound" in str(e), str(e)
         assume(False)
-    err = _relative_error(model(xs), interpret(module, xs))
+    err = relative_error(model(xs), interpret(module, xs))
     assert err <= RTOL[activations], f"{target}/{activations}: relative error {err}\n{module}"

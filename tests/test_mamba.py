@@ -41,11 +41,6 @@ MORE_ONES_IN = np.array([0, 1, 1, 0, 0, 0, 1, 1, 0, 0], dtype=float)[:, None]
 MORE_ONES_OUT = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], dtype=float)
 
 
-def rel_err(got, ref) -> float:
-    got, ref = np.asarray(got, dtype=float), np.asarray(ref, dtype=float)
-    return float(np.max(np.abs(got - ref), initial=0.0) / max(1.0, np.max(np.abs(ref), initial=0.0)))
-
-
 def continuous_case(batch=3, seed=0, n_levels=6):
     rng = np.random.default_rng(seed)
     prog = continuous_approximator(2, 1, conditional="multiplicative", value_bound=3)
@@ -108,7 +103,7 @@ def test_model_matches_interpreter(name, activations):
     prog, xs = case(name)
     model = compiled(name, activations)
     assert model.target == "mamba" and model.activations == activations
-    err = rel_err(model(xs), interpret(prog, xs))
+    err = hf_io.relative_error(model(xs), interpret(prog, xs))
     assert err <= (RTOL if activations == "ideal" else STANDARD_RTOL), err
 
 
@@ -178,8 +173,8 @@ def test_hf_ideal_float64(name, tol64, tmp_path, offline):
     assert config["hidden_act"] == "relu" and config["residual_in_fp32"] is False
     assert len(io["readout"]["weight"][0]) == io["hidden_size"] == config["hidden_size"]
     y, hf = model(xs), hf_outputs(tmp_path, xs, torch.float64)
-    assert rel_err(hf, y) <= tol64
-    assert rel_err(hf, interpret(prog, xs)) <= HF64_RTOL
+    assert hf_io.relative_error(hf, y) <= tol64
+    assert hf_io.relative_error(hf, interpret(prog, xs)) <= HF64_RTOL
 
 
 @pytest.mark.parametrize("name, tol64", [("more_ones", 0.0), ("continuous", HF64_RTOL)])
@@ -189,8 +184,8 @@ def test_hf_standard_float64(name, tol64, tmp_path, offline):
     config, _ = _export(model, tmp_path)
     assert config["hidden_act"] == "silu"
     hf = hf_outputs(tmp_path, xs, torch.float64)
-    assert rel_err(hf, model(xs)) <= tol64
-    assert rel_err(hf, interpret(prog, xs)) <= HF64_RTOL
+    assert hf_io.relative_error(hf, model(xs)) <= tol64
+    assert hf_io.relative_error(hf, interpret(prog, xs)) <= HF64_RTOL
 
 
 @pytest.mark.slow
@@ -198,7 +193,7 @@ def test_hf_standard_token_map_float64_and_float32(tmp_path, offline):
     _prog, xs, answers = token_case()
     model = compiled("token_map", "standard")
     _export(model, tmp_path)
-    assert rel_err(hf_outputs(tmp_path, xs, torch.float64), model(xs)) <= HF64_RTOL
+    assert hf_io.relative_error(hf_outputs(tmp_path, xs, torch.float64), model(xs)) <= HF64_RTOL
     out32 = hf_outputs(tmp_path, xs, torch.float32)
     np.testing.assert_array_equal(np.round(out32[:, -3:, 0]), answers)
 
@@ -208,7 +203,7 @@ def test_hf_float32(activations, tmp_path, offline):
     prog, xs = case("continuous")
     model = compiled("continuous", activations)
     _export(model, tmp_path)
-    assert rel_err(hf_outputs(tmp_path, xs, torch.float32), interpret(prog, xs)) <= 1e-5
+    assert hf_io.relative_error(hf_outputs(tmp_path, xs, torch.float32), interpret(prog, xs)) <= 1e-5
 
 
 def test_hf_float32_token_answers(tmp_path, offline):
@@ -226,9 +221,9 @@ def test_counter_without_t_max_runs_past_the_conv_window(tmp_path, offline):
     assert model.t_max is None and model.module.metadata["mamba"]["conv_kernel"] == 1
     xs = np.random.default_rng(1).integers(0, 2, (2, 200, 1)).astype(float)
     ref = interpret(more_ones(), xs)
-    assert rel_err(model(xs), ref) == 0.0
+    assert hf_io.relative_error(model(xs), ref) == 0.0
     model.to_hf(tmp_path)
-    assert rel_err(hf_outputs(tmp_path, xs, torch.float64), ref) == 0.0
+    assert hf_io.relative_error(hf_outputs(tmp_path, xs, torch.float64), ref) == 0.0
 
 
 def test_standard_mode_needs_bounded_relu_arguments():
