@@ -223,3 +223,27 @@ def test_exact_dtype_evaluates_in_rationals_at_sigma_zero_only():
     assert 0 < rows[("exact", 0.0)] < 0.1
     with pytest.raises(ValueError, match="exact.*σ = 0"):
         Instance(ModelKey("continuous", "direct", "ours", dtype="exact"), 1e-9, 0)
+
+
+def test_a_serial_run_compiles_each_model_once(tmp_path, monkeypatch):
+    import lsrl.experiments.runner as runner
+    compiled = []
+
+    def counting(*args):
+        compiled.append(args)
+        return compile_model(*args)
+    monkeypatch.setattr(runner, "compile_model", counting)
+    small = dict(SMALL, programs=("continuous",))
+    run_grid(grid(**small), tmp_path, workers=0, progress=False)
+    assert len(compiled) == len(set(compiled)) == 2
+
+
+def test_expensive_models_run_one_after_the_other():
+    from lsrl.experiments.runner import _blocks
+    instances = grid(programs=("continuous", "tokens"), variants=("direct", "multiplicative"),
+                     compiles=("reference",), sigmas=(0.0,), seeds=range(3))
+    order = [(key.program, key.variant, seed) for key, seed in _blocks(instances)]
+    cheap = [(v, s) for p, v, s in order if p == "continuous"]
+    assert order[:6] == [("continuous", v, s) for v, s in cheap]
+    assert cheap == [(v, s) for s in range(3) for v in ("direct", "multiplicative")]  # seed by seed
+    assert order[6:] == [("tokens", v, s) for v in ("direct", "multiplicative") for s in range(3)]  # model by model

@@ -95,11 +95,17 @@ def _expensive(key: ModelKey) -> bool:
 
 def _blocks(missing: list) -> dict:
     """``{(model key, seed): (σ, ...)}`` of the missing instances, in the order they should run: cheap models
-    first, then seed by seed, so that a run stopped early has every cell at (nearly) the same seed count."""
+    first, seed by seed, so that a run stopped early has every cell at (nearly) the same seed count; then the
+    expensive models one after the other (each holds gigabytes while its blocks run: interleaving them kept
+    all five token models of the reference compile alive in one worker, which was killed for memory)."""
     blocks: dict = {}
     for instance in sorted(missing):
         blocks.setdefault((instance.model, instance.seed), []).append(instance.sigma)
-    order = sorted(blocks, key=lambda block: (_expensive(block[0]), block[1], block[0]))
+
+    def rank(block):
+        key, seed = block
+        return (True, key, seed) if _expensive(key) else (False, seed, key)
+    order = sorted(blocks, key=rank)
     return {block: tuple(blocks[block]) for block in order}
 
 
@@ -167,16 +173,18 @@ def run_grid(instances: list, out: Path | None = None, *, scheduler: str | None 
 
 
 def _run_serial(blocks: dict, backend: str, finished, skipped: dict) -> None:
-    compiled: dict = {}
+    """One model at a time (compiled once, dropped before the next), its blocks in their order."""
+    by_model: dict = {}
     for (key, seed), sigmas in blocks.items():
-        args = _compile_args(key)
-        if args not in compiled:
-            compiled.clear()  # one model at a time: blocks come grouped by model
-            compiled[args] = compile_model(*args)
-        if compiled[args].problem is not None:
-            skipped[key] = compiled[args].problem
-            continue
-        finished(evaluate_block(compiled[args], key, seed, sigmas, backend))
+        by_model.setdefault(_compile_args(key), []).append((key, seed, sigmas))
+    for args, model_blocks in by_model.items():
+        compiled = compile_model(*args)
+        for key, seed, sigmas in model_blocks:
+            if compiled.problem is not None:
+                skipped[key] = compiled.problem
+            else:
+                finished(evaluate_block(compiled, key, seed, sigmas, backend))
+        del compiled
 
 
 def _cluster_client(scheduler: str | None, workers: int | None):
