@@ -276,13 +276,16 @@ class GruTarget(Target):
         ideal = activations == "ideal"
         b_ih, b_hh = vector(op.attrs["b_ih"], dt), vector(op.attrs["b_hh"], dt)
         initial = [vector(op.attrs["h0"], dt)]
-        if dt == np.float64:
-            sig, tanh = ("Relu", "Relu") if ideal else ("Sigmoid", "Tanh")
+        if dt == np.float64 or not ideal:  # standard mode in float32 too: see ScanBody.tanh
+            sig = "Relu" if ideal else "Sigmoid"
+
+            def tanh(c, x):
+                return c.node("Relu", [x]) if ideal else c.tanh(x)
 
             def step(c):  # torch convention (linear_before_reset): r multiplies W_hn h + b_hn
                 r = c.node(sig, [c.node("Add", [c.part(c.pre, 0), c.part(c.rec, 0)])])
                 z = c.node(sig, [c.node("Add", [c.part(c.pre, 1), c.part(c.rec, 1)])])
-                n = c.node(tanh, [c.node("Add", [c.part(c.pre, 2), c.node("Mul", [r, c.part(c.rec, 2)])])])
+                n = tanh(c, c.node("Add", [c.part(c.pre, 2), c.node("Mul", [r, c.part(c.rec, 2)])]))
                 one = c.const("one", np.ones(1, dt))
                 return [c.node("Add", [c.node("Mul", [c.node("Sub", [one, z]), n]),
                                        c.node("Mul", [z, c.states[0]])])]

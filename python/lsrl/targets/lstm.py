@@ -200,16 +200,19 @@ class LstmTarget(Target):
         ideal = activations == "ideal"
         b_ih, b_hh = vector(op.attrs["b_ih"], dt), vector(op.attrs["b_hh"], dt)
         initial = [vector(op.attrs["h0"], dt), vector(op.attrs["c0"], dt)]
-        if dt == np.float64:
-            sig, tanh = ("Relu", "Relu") if ideal else ("Sigmoid", "Tanh")
+        if dt == np.float64 or not ideal:  # standard mode in float32 too: see ScanBody.tanh
+            sig = "Relu" if ideal else "Sigmoid"
+
+            def tanh(c, x):
+                return c.node("Relu", [x]) if ideal else c.tanh(x)
 
             def step(c):
                 gates = c.node("Add", [c.rec, c.pre])
                 i, f, g, o = (c.part(gates, k) for k in range(4))
                 i, f, o = c.node(sig, [i]), c.node(sig, [f]), c.node(sig, [o])
-                g = c.node(tanh, [g])
+                g = tanh(c, g)
                 cell = c.node("Add", [c.node("Mul", [f, c.states[1]]), c.node("Mul", [i, g])])
-                return [c.node("Mul", [o, c.node(tanh, [cell])]), cell]
+                return [c.node("Mul", [o, tanh(c, cell)]), cell]
 
             return b.scan_cell(op, x, w_ih=op.attrs["W_ih"], w_hh=op.attrs["W_hh"], pre_bias=b_ih + b_hh,
                                rec_bias=None, initial=initial, gates=4, body=step)

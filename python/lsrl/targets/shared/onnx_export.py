@@ -6,11 +6,11 @@ layer comes from its target (:meth:`lsrl.targets.Target.onnx_layer`, which write
 ``relu`` → ``Relu``, ``multi`` → two ``Slice`` + ``Mul``, ``linstate`` → ``RNN`` with
 ``activations=["Affine"]`` (α = 1, β = 0), ``W = B``, ``R = A``, ``B = [bias, 0]``).
 
-``dtype="float32"`` (default) uses the standard recurrent ops — onnxruntime's CPU kernels for them are
-float32-only, so programs with large constants (μ = 1000, λ = 1e10) lose the precision their conditions need.
-``dtype="float64"`` writes the same equations as a ``Scan`` per layer (:meth:`OnnxBuilder.scan_cell`) whose
-body is plain ``MatMul``/``Add``/``Relu``/``Sigmoid``/``Tanh``/``Mul`` (onnxruntime runs these in float64),
-matching ``model(xs)`` to rounding.
+``dtype="float32"`` (default) uses the standard recurrent ops (onnxruntime's CPU kernels for them are
+float32-only), except for standard-mode gated cells, written as a float32 ``Scan`` whose tanh is correctly
+rounded near 0 (:meth:`ScanBody.tanh`; docs/targets.md, "Exports").  ``dtype="float64"`` writes every recurrent
+layer as a ``Scan`` (:meth:`OnnxBuilder.scan_cell`) whose body is plain ``MatMul``/``Add``/``Relu``/``Sigmoid``/
+``Tanh``/``Mul`` (onnxruntime runs these in float64), matching ``model(xs)`` to rounding.
 
 Initial states are constants ``[1, 1, H]`` expanded to the batch; every recurrent output ``[T, 1, B, H]`` is
 squeezed to ``[T, B, H]``.
@@ -54,6 +54,15 @@ class ScanBody:
     node: Callable
     part: Callable
     const: Callable
+    dtype: np.dtype
+
+    def tanh(self, x: str) -> str:
+        """``tanh(x)``, returning ``x`` itself where the correctly rounded tanh is ``x`` (``|x| < 2^-12`` in
+        float32, ``2^-27`` in float64: ``x²/3`` is below half an ulp).  onnxruntime's float32 ``Tanh`` is 1–4
+        ulps off there (``tanh(1e-12)`` = ``9.9999989e-13``), which the standard-mode carriers ``tanh(ε v)/ε``
+        cannot survive (docs/numerics.md)."""
+        small = self.const("tanh_linear", np.asarray(2.0 ** (-12 if self.dtype == np.float32 else -27), self.dtype))
+        return self.node("Where", [self.node("Less", [self.node("Abs", [x]), small]), x, self.node("Tanh", [x])])
 
 
 class OnnxBuilder:
@@ -95,14 +104,14 @@ class OnnxBuilder:
 
     def scan_cell(self, op, x: str, *, w_ih, w_hh, pre_bias: np.ndarray, rec_bias: np.ndarray | None,
                   initial: list, gates: int, body: Callable[[ScanBody], list]) -> str:
-        """A recurrent layer as a ``Scan`` over time (the float64 path): the input projection
+        """A recurrent layer as a ``Scan`` over time (float64, and standard-mode cells in float32): the input projection
         ``x W_ih^T + pre_bias`` is computed for all steps first; ``body`` writes one step from a
         :class:`ScanBody` and returns the new states, the first of which is also the layer's output.
         ``initial`` holds the initial state vectors (``[H]`` each)."""
         from onnx import TensorProto, helper
 
         dt = self.dtype
-        elem = TensorProto.DOUBLE
+        elem = TensorProto.FLOAT if dt == np.float32 else TensorProto.DOUBLE
         H = op.dim
         pre = self.node("Add", [self.node("MatMul", [x, self.const("Wih_T", dense(w_ih, dt).T)]),
                                 self.const("bias", pre_bias)])
@@ -131,7 +140,8 @@ class OnnxBuilder:
         rec = node("MatMul", [states_in[0], whh_t])
         if rec_bias is not None:
             rec = node("Add", [rec, self.const("bhh", rec_bias)])
-        outs = body(ScanBody(states=states_in, pre=pre_t, rec=rec, node=node, part=part, const=self.const))
+        outs = body(ScanBody(states=states_in, pre=pre_t, rec=rec, node=node, part=part, const=self.const,
+                             dtype=dt))
         y_t = node("Identity", [outs[0]])
         body_inputs = [helper.make_tensor_value_info(s_, elem, ["B", H]) for s_ in states_in]
         body_inputs.append(helper.make_tensor_value_info(pre_t, elem, ["B", gates * H]))

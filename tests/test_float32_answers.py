@@ -1,0 +1,149 @@
+"""The paper's three programs compiled for every target, mode and conditional and run in float32 by every
+executor a user deploys them with: the C++ kernel (``dtype="float32"``), ``to_torch().float()`` and the default
+``to_onnx()`` in onnxruntime (issue 8).  Token answers must be 100 % right, continuous answers close to ``f`` at
+the centre of the query's cell, more_ones exact.  The Hugging Face targets run in transformers' float32 in
+tests/test_hawk_griffin.py, tests/test_mamba.py and tests/test_hf_continuous_answers.py.
+
+A case the compiler refuses must be refused with the documented reason (a target that cannot multiply, the
+GRU's ReLU pair under λ-weights); anything else must compile.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lsrl
+from lsrl.programs import (cell_centre, continuous_approximator, continuous_prompt, continuous_query,
+                           create_test_target_function, more_ones, token_map)
+from lsrl.runtime import kernel_available
+from lsrl.sugar import CONDITIONAL_VARIANTS
+from lsrl.targets import available_targets, get_target
+from strategies import token_prompts
+
+pytestmark = pytest.mark.skipif(not kernel_available(), reason="float32 runs need the C++ kernel")
+
+HF_TARGETS = ("hawk", "griffin", "mamba")
+MODES = [(t, a) for t in available_targets() for a in get_target(t).activations]
+N_LEVELS = 4
+#: |answer − f(cell centre)| in float32, max over every target and executor (measured): 6.8e-7 (mamba) where
+#: nothing multiplies in standard mode, 1.5e-4 for the standard-mode product units (gru, torch; docs/targets.md:
+#: their float32 bound is ≈ 5e-5·B_g·|v|)
+CONTINUOUS_TOLERANCE = {"plain": 1e-5, "standard product": 1e-3}
+
+
+def _refusal(program, target, activations, conditional):
+    """The documented reason a case is refused, or None when it must compile."""
+    if program == "tokens" and target in ("hawk", "griffin") and conditional == "step_optimized":
+        return "RMSNorm"  # range analysis bounds a ReLU of the λ-complement at 1e9 (docs/numerics.md)
+    if target == "relu_rnn" and conditional.startswith("multiplicative"):
+        return "multiplicat"
+    if (target, activations) == ("gru", "standard") and not conditional.startswith("multiplicative"):
+        return "ReLU pair"
+    return None
+
+
+def _compile(kind, program, target, activations, conditional, t_max):
+    reason = _refusal(kind, target, activations, conditional)
+    if reason is not None:
+        with pytest.raises(lsrl.CompileError, match=reason):
+            lsrl.compile(program, target, activations=activations, t_max=t_max)
+        return None
+    return lsrl.compile(program, target, activations=activations, t_max=t_max)
+
+
+def _executors(model):
+    """``name -> run(xs) -> (B, T, d_out)`` float64 array of the float32 outputs."""
+    runs = {"kernel": lambda xs: model(xs, backend="kernel", dtype="float32")}
+    if model.target in HF_TARGETS:
+        return runs
+    try:
+        import onnxruntime
+        import torch
+    except ImportError:
+        return runs
+
+    def run_onnx(xs):
+        session = onnxruntime.InferenceSession(model.to_onnx(None).SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+        (y,) = session.run(None, {"x": np.asarray(xs, np.float32).transpose(1, 0, 2)})
+        return y.transpose(1, 0, 2).astype(np.float64)
+
+    def run_torch(xs):
+        module = model.to_torch().float()
+        with torch.no_grad():
+            return module(torch.from_numpy(np.asarray(xs, np.float32))).double().numpy()
+
+    runs["onnxruntime"] = run_onnx
+    # torch.nn.LSTM/GRU hard-code σ and tanh: ideal-mode gated cells have no torch form (docs/targets.md)
+    if model.activations == "standard" or model.target in ("linear_rnn", "relu_rnn"):
+        runs["torch"] = run_torch
+    return runs
+
+
+def _token_answers(n, target, activations, conditional):
+    xs, answers = token_prompts(n, 20, 4, seed=11)
+    model = _compile("tokens", token_map(n, conditional, vocab_size=10), target, activations, conditional,
+                     xs.shape[1])
+    if model is None:
+        return
+    for name, run in _executors(model).items():
+        if (name, target, activations) == ("torch", "gru", "standard"):
+            continue  # test_torch_float32_standard_gru_tokens below
+        wrong = np.mean(np.round(run(xs)[:, -n:, 0]) != answers)
+        assert wrong == 0, f"{name}: {wrong:.0%} of the answer tokens wrong"
+
+
+@pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
+@pytest.mark.parametrize("target, activations", MODES)
+def test_token_answers_in_float32(target, activations, conditional):
+    _token_answers(3, target, activations, conditional)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
+@pytest.mark.parametrize("target, activations", MODES)
+def test_token_answers_in_float32_n10(target, activations, conditional):
+    _token_answers(10, target, activations, conditional)
+
+
+@pytest.mark.xfail(strict=True, reason="a GRU step gate evaluated on its breakpoint reads float32 product noise "
+                                       "scaled by 1e36 and opens by chance (docs/numerics.md, still open)")
+def test_torch_float32_standard_gru_tokens():
+    import torch
+    xs, answers = token_prompts(3, 20, 4, seed=11)
+    model = lsrl.compile(token_map(3, "multiplicative", vocab_size=10), "gru", activations="standard",
+                         t_max=xs.shape[1])
+    with torch.no_grad():
+        out = model.to_torch().float()(torch.from_numpy(xs.astype(np.float32))).double().numpy()
+    assert np.all(np.round(out[:, -3:, 0]) == answers)
+
+
+@pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
+@pytest.mark.parametrize("target, activations", MODES)
+def test_continuous_answers_in_float32(target, activations, conditional):
+    rng = np.random.default_rng(7)
+    f = create_test_target_function(2, 1, rng=rng)
+    queries = rng.uniform(0.02, 0.98, size=(4, 2))
+    prompt = continuous_prompt(f, 2, 1, N_LEVELS)
+    xs = np.stack([np.vstack([continuous_query(q, 1), prompt]) for q in queries])
+    want = np.stack([f(cell_centre(q, N_LEVELS)) for q in queries]).reshape(len(queries), -1)
+    program = continuous_approximator(2, 1, conditional=conditional, value_bound=3)
+    model = _compile("continuous", program, target, activations, conditional, xs.shape[1])
+    if model is None:
+        return
+    product = activations == "standard" and conditional.startswith("multiplicative") \
+        and target not in ("linear_rnn", "relu_rnn") + HF_TARGETS
+    tolerance = CONTINUOUS_TOLERANCE["standard product" if product else "plain"]
+    for name, run in _executors(model).items():
+        error = np.max(np.abs(run(xs)[:, -1, :] - want))
+        assert error <= tolerance, f"{name}: |answer − f(centre)| = {error:.2g}"
+
+
+@pytest.mark.parametrize("target, activations", MODES)
+def test_more_ones_in_float32(target, activations):
+    bits = np.random.default_rng(0).integers(0, 2, size=(3, 40, 1)).astype(float)
+    program = more_ones()
+    model = lsrl.compile(program, target, activations=activations, t_max=bits.shape[1])
+    want = program(bits)
+    for name, run in _executors(model).items():
+        np.testing.assert_array_equal(np.round(run(bits)), want, err_msg=name)
