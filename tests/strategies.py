@@ -327,3 +327,16 @@ def token_prompts(n: int, entries: int, batch: int, seed: int) -> tuple[np.ndarr
     queries = draw_queries(mapping, batch, rng)
     xs = np.stack([token_prompt(q, mapping) for q in queries])
     return xs, np.array([token_answer(q, mapping) for q in queries], dtype=float)
+
+
+def continuous_centre_case(n_levels: int, seed: int = 7, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Prompts of the continuous program (2 → 1, ``n_levels`` per axis) for ``batch`` random queries, and ``f``
+    at the centre of each query's cell — the value the program answers with."""
+    from lsrl.programs import cell_centre, continuous_prompt, continuous_query, create_test_target_function
+
+    rng = np.random.default_rng(seed)
+    f = create_test_target_function(2, 1, rng=rng)
+    queries = rng.uniform(0.02, 0.98, size=(batch, 2))
+    prompt = continuous_prompt(f, 2, 1, n_levels)
+    xs = np.stack([np.vstack([continuous_query(q, 1), prompt]) for q in queries])
+    return xs, np.stack([f(cell_centre(q, n_levels)) for q in queries]).reshape(batch, -1)

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import lsrl
-from lsrl.programs import (cell_centre, continuous_approximator, continuous_prompt, continuous_query,
-                           create_test_target_function, more_ones, token_map)
+from lsrl.programs import continuous_approximator, more_ones, token_map
 from lsrl.runtime import kernel_available
 from lsrl.sugar import CONDITIONAL_VARIANTS
 from lsrl.targets import available_targets, get_target
-from strategies import token_prompts
+from strategies import continuous_centre_case, token_prompts
 
 pytestmark = pytest.mark.skipif(not kernel_available(), reason="float32 runs need the C++ kernel")
 
@@ -121,12 +120,7 @@ def test_torch_float32_standard_gru_tokens():
 @pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
 @pytest.mark.parametrize("target, activations", MODES)
 def test_continuous_answers_in_float32(target, activations, conditional):
-    rng = np.random.default_rng(7)
-    f = create_test_target_function(2, 1, rng=rng)
-    queries = rng.uniform(0.02, 0.98, size=(4, 2))
-    prompt = continuous_prompt(f, 2, 1, N_LEVELS)
-    xs = np.stack([np.vstack([continuous_query(q, 1), prompt]) for q in queries])
-    want = np.stack([f(cell_centre(q, N_LEVELS)) for q in queries]).reshape(len(queries), -1)
+    xs, want = continuous_centre_case(N_LEVELS)
     program = continuous_approximator(2, 1, conditional=conditional, value_bound=3)
     model = _compile("continuous", program, target, activations, conditional, xs.shape[1])
     if model is None:

@@ -9,8 +9,8 @@ import pytest
 
 import lsrl
 from hf_io import hf_outputs
-from lsrl.programs import (cell_centre, continuous_approximator, continuous_prompt, continuous_query,
-                           create_test_target_function)
+from lsrl.programs import continuous_approximator
+from strategies import continuous_centre_case
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -24,12 +24,7 @@ TOLERANCE = {"float64": 1e-11, "float32": 1e-5}
 @pytest.mark.parametrize("target", ["hawk", "griffin", "mamba"])
 def test_standard_mode_answers_f_at_the_cell_centre(target, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rng = np.random.default_rng(7)
-    f = create_test_target_function(2, 1, rng=rng)
-    queries = rng.uniform(0.02, 0.98, size=(4, 2))
-    prompt = continuous_prompt(f, 2, 1, N_LEVELS)
-    xs = np.stack([np.vstack([continuous_query(q, 1), prompt]) for q in queries])
-    want = np.stack([f(cell_centre(q, N_LEVELS)) for q in queries]).reshape(len(queries), -1)
+    xs, want = continuous_centre_case(N_LEVELS)
     program = continuous_approximator(2, 1, conditional="multiplicative", value_bound=3)
     model = lsrl.compile(program, target, activations="standard", t_max=xs.shape[1])
     model.to_hf(tmp_path)
