@@ -115,7 +115,7 @@ class ExecutionPlan:
             nodes.append(_descriptor(op, operands, dtype))
             layouts.append(_state_layout(op, nodes[-1]))
             nodes[-1].pop("state_layout", None)
-        self.module = module
+        self.module_name = module.name  # not the module: the plan cache is weakly keyed by it
         self.dtype = dtype
         self.plan = _kernel().Plan(nodes, index[id(module.output)], dtype.name)
         self.positions = [op for op in module.ops if op is not inp]
@@ -126,7 +126,7 @@ class ExecutionPlan:
         self.layouts = [layouts[n] for n in self.plan.state_nodes]
 
     def __repr__(self) -> str:
-        return (f"<ExecutionPlan @{self.module.name} {self.dtype.name}: {self.plan.d_in} -> {self.plan.d_out}, "
+        return (f"<ExecutionPlan @{self.module_name} {self.dtype.name}: {self.plan.d_in} -> {self.plan.d_out}, "
                 f"{len(self.slots)} recurrent nodes, work area {self.plan.arena_rows} rows>")
 
 
@@ -185,7 +185,7 @@ def _kernel_states(plan: ExecutionPlan, states, batch: int) -> list:
     states = list(states)
     if len(states) != len(plan.positions):
         raise ShapeError(f"executor: states must have one entry per op after the input ({len(plan.positions)} for "
-                         f"module @{plan.module.name}), got {len(states)}")
+                         f"module @{plan.module_name}), got {len(states)}")
     out = []
     for slot, parts, dim, layout in zip(plan.slots, plan.parts, plan.dims, plan.layouts):
         value = states[slot]
