@@ -84,7 +84,7 @@ def test_torch_more_ones(target, activations):
 
 # the paper programs' compiles that are refused by design: a Multi on a ReLU RNN, and λ = 1e10 conditionals read
 # through a standard GRU's ReLU pairs (docs/numerics.md)
-REFUSED = {("relu_rnn", "ideal", "multiplicative"), ("gru", "standard", "optimized")}
+REFUSED = {("relu_rnn", "ideal", "multiplicative")}
 PAPER_CASES = [(t, a, c) for t, a in MODES for c in ("multiplicative", "optimized") if (t, a, c) not in REFUSED]
 
 
@@ -106,12 +106,22 @@ def test_paper_programs_refused_where_documented(target, activations, conditiona
 
 
 @pytest.mark.parametrize("target, activations, conditional",
-                         [c for c in PAPER_CASES if c[0] in ("linear_rnn", "relu_rnn") or c[1] == "standard"])
+                         [c for c in PAPER_CASES if (c[0] in ("linear_rnn", "relu_rnn") or c[1] == "standard")
+                          and c != ("gru", "standard", "optimized")])
 def test_torch_paper_programs(target, activations, conditional):
     for model, xs, program_out in _compiled_paper_programs(target, activations, conditional):
         out = run_torch(model, xs)
         assert rel_err(out, model(xs)) <= torch_tol(target, activations)
         assert rel_err(out, program_out) <= PROGRAM_TOL[activations]
+
+
+def test_torch_float64_standard_gru_with_lambda_conditionals():
+    # a λ-conditional reads the GRU's ReLU pairs with weight 1e10, so torch's σ/tanh ulps reach the output: measured
+    # 4.0e-7 (continuous program; the numpy backend, the kernel and onnxruntime's float64 Scan: ≤ 2.4e-16) — within
+    # the 1e-6 accuracy limit the lowering checks for those rows, above the 1e-9 of issue 8 (docs/numerics.md)
+    from lsrl.targets.shared.standard import ACCURACY_LIMIT
+    for model, xs, program_out in _compiled_paper_programs("gru", "standard", "optimized"):
+        assert rel_err(run_torch(model, xs), program_out) <= ACCURACY_LIMIT
 
 
 def test_torch_module_is_float64_and_batched():
@@ -128,8 +138,8 @@ def test_torch_module_is_float64_and_batched():
 
 @pytest.mark.parametrize("target, activations", MODES)
 def test_onnx_float32_more_ones(target, activations, tmp_path):
-    model = lsrl.compile(more_ones(), target, activations=activations, t_max=64)
-    proto = model.to_onnx(tmp_path / "m.onnx")
+    model = lsrl.compile(more_ones(), target, activations=activations, t_max=64, dtype="float32")
+    proto = model.to_onnx(tmp_path / "m.onnx")  # in the model's dtype
     ops = {n.op_type for n in proto.graph.node}
     # standard-mode gated cells are a Scan in float32 too: onnxruntime's LSTM/GRU ops have its tanh
     expected = "Scan" if activations == "standard" else \
@@ -146,13 +156,13 @@ def test_onnx_float32_more_ones(target, activations, tmp_path):
 
 def test_onnx_gate_orders(tmp_path):
     model = lsrl.compile(more_ones(), "gru", activations="ideal")
-    proto = model.to_onnx(tmp_path / "g.onnx")
+    proto = model.to_onnx(tmp_path / "g.onnx", dtype="float32")
     gru = [n for n in proto.graph.node if n.op_type == "GRU"]
     attrs = {a.name: a for a in gru[0].attribute}
     assert attrs["linear_before_reset"].i == 1
     assert [s.decode() for s in attrs["activations"].strings] == ["Relu", "Relu"]
     model = lsrl.compile(more_ones(), "lstm", activations="ideal")
-    proto = model.to_onnx(tmp_path / "l.onnx")
+    proto = model.to_onnx(tmp_path / "l.onnx", dtype="float32")
     lstm = [n for n in proto.graph.node if n.op_type == "LSTM"]
     assert lstm and all([s.decode() for s in {a.name: a for a in n.attribute}["activations"].strings]
                         == ["Relu"] * 3 for n in lstm)

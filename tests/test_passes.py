@@ -572,6 +572,43 @@ def test_relu_groups_with_opposite_signs_and_unbounded_scalar():
     assert lo.tolist() == [-np.inf, 0.0, 0.0] and hi.tolist() == [np.inf, np.inf, 2.0]
 
 
+def test_carried_and_complemented_units_stay_in_their_group():
+    # materialize-steps' shapes: the step pair u0 = ReLU(1000y), u1 = ReLU(1000y − 1) carried one layer on
+    # (ReLU(u0)) and complemented (ReLU(999 − u1)); u0 − u1 ∈ [0, 1] survives both: the reader's
+    # carrier(u0) + complement(u1) − 999 = u0 − u1 ∈ [0, 1] and carrier(u0) − ReLU(u1 − 2) ∈ [0, 3]
+    x = inp(1, -1.0, 1.0)
+    pair = Op("relu", [lin(x, [[1000], [1000]], [0, -1])])
+    carried = Op("relu", [lin(pair, [[1, 0], [0, -1], [0, 1]], [0, 999, -2])])
+    out = lin(carried, [[1, 1, 0], [1, 0, -1]], [-999, 0])
+    lo, hi = compute_ranges(Module.from_output(out))[id(out)]
+    assert lo.tolist() == [0.0, 0.0] and hi.tolist() == [1.0, 3.0]
+
+
+@settings(max_examples=profile_examples(60))
+@given(st.integers(0, 2**32 - 1))
+def test_chains_of_carried_units_are_sound(seed):
+    # random chains of ReLU(v·u + b) over one step pair, read by random rows: every value the interpreter
+    # computes over a dense grid of the input lies inside its bounds
+    rng = np.random.default_rng(seed)
+    x = inp(1, -2.0, 2.0)
+    units = Op("relu", [lin(x, [[1], [1], [-1]], rng.integers(-2, 3, size=3).tolist())])
+    ops = [units]
+    for _ in range(3):
+        n = units.dim
+        a = np.zeros((n, n))
+        a[np.arange(n), rng.permutation(n)] = rng.choice([-2.0, -1.0, 0.5, 1.0, 3.0], size=n)
+        units = Op("relu", [lin(units, a.tolist(), rng.integers(-3, 4, size=n).tolist())])
+        ops.append(units)
+    out = lin(units, rng.integers(-2, 3, size=(2, units.dim)).tolist(), [0, 0])
+    module = Module.from_output(out)
+    ranges = compute_ranges(module)
+    grid = np.linspace(-2.0, 2.0, 4001).reshape(-1, 1, 1)
+    for op in ops + [out]:
+        values = interpret(Module.from_output(op), grid).reshape(len(grid), -1)
+        lo, hi = ranges[id(op)]
+        assert np.all(values >= lo - 1e-12) and np.all(values <= hi + 1e-12)
+
+
 def test_relu_group_bounds_are_rounded_outward():
     # μ = 3: 1/μ is not a float; the exact range of ReLU(3x) − 3·ReLU(x − 1/3) is [0, 1]
     x = inp(1, 0.0, 1.0)

@@ -102,9 +102,10 @@ def test_token_map_answers_right_in_float32(target, activations, conditional):
     np.testing.assert_array_equal(np.round(out), answers)
     assert np.max(np.abs(out - answers)) <= 5e-3
     if (target, activations) == ("gru", "standard"):
-        # at the normal form's scales a GRU weight reaches 5e14: refused in float32 rather than run wrong
+        # at the normal form's scales a GRU weight reaches 5e14: refused for float32 rather than run wrong
         with pytest.raises(lsrl.CompileError, match="cannot stay accurate in float32"):
-            lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], pipeline="debranch")
+            lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], pipeline="debranch",
+                         dtype="float32")
         return
     without = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], pipeline="debranch")
     out = run_kernel(without, xs, dtype=np.float32)[0][:, -3:, 0]

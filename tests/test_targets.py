@@ -279,8 +279,7 @@ def test_continuous_standard(target, conditional):
     prog, xs, *_ = _continuous_case(conditional=conditional, batch=4)
     ref = prog(xs)
     if (target, conditional) == ("gru", "optimized"):
-        _assert_gru_refuses_lambda(prog, xs.shape[1])
-        return
+        _assert_gru_refuses_lambda_in_float32(prog, xs.shape[1])
     model = lsrl.compile(prog, target, activations="standard", t_max=xs.shape[1])
     assert model.activations == "standard"
     assert rel_err(model(xs)[:, -1], ref[:, -1]) <= STANDARD_RTOL
@@ -291,26 +290,41 @@ def test_continuous_standard(target, conditional):
 def test_token_map_standard(target, conditional):
     prog, xs, answers = _token_case(conditional=conditional, batch=4)
     if (target, conditional) == ("gru", "optimized"):
-        _assert_gru_refuses_lambda(prog, xs.shape[1])
-        return
+        _assert_gru_refuses_lambda_in_float32(prog, xs.shape[1])
     model = lsrl.compile(prog, target, activations="standard", t_max=xs.shape[1])
     out = model(xs)
     np.testing.assert_array_equal(np.round(out[:, -3:, 0]), answers)
     assert np.max(np.abs(out[:, -3:, 0] - answers)) <= 1e-6
 
 
-def _assert_gru_refuses_lambda(prog, t_max):
-    # λ = 1e10 times the rounding of the GRU's leak-cancelling pairs: measured 4.4e-4 at n = 3 (numpy), wrong
-    # answers in torch and onnxruntime, 80 % of the tokens wrong at n = 10 in float64, 70–83 % in float32 —
-    # refused (docs/numerics.md)
+def _assert_gru_refuses_lambda_in_float32(prog, t_max):
+    # λ = 1e10 times the float32 rounding of the GRU's leak-cancelling pairs: 70–83 % of the tokens wrong in
+    # float32 — refused for float32; compiled for float64 the model records it and float32 runs raise
     with pytest.raises(lsrl.CompileError, match="ReLU pair"):
-        lsrl.compile(prog, "gru", activations="standard", t_max=t_max)
+        lsrl.compile(prog, "gru", activations="standard", t_max=t_max, dtype="float32")
+    try:
+        model = lsrl.compile(prog, "gru", activations="standard", t_max=t_max)
+    except lsrl.CompileError as error:  # float64 cannot hold the pairs either (the check's own bound)
+        assert "ReLU pairs" in str(error)
+        return
+    assert "ReLU pair" in model.dtype_limits["float32"]
+    with pytest.raises(lsrl.PrecisionError, match="cannot be right in float32"):
+        model.to_onnx(None, dtype="float32")
 
 
-def test_gru_standard_refuses_lambda_conditionals_at_n10():
-    xs, _ = _long_token_case(10, 20, seed=1)
+def test_gru_standard_lambda_conditionals_at_n10():
+    # float64: right where the pair-reader check lets them through (optimized), refused where it does not
+    # (direct, step_optimized: 1.1e-6 of worst-case rounding against the 1e-6 limit); float32: refused
+    xs, answers = _long_token_case(10, 20, seed=1)
     for conditional in ("direct", "optimized", "step_optimized"):
-        _assert_gru_refuses_lambda(token_map(10, conditional, vocab_size=10), xs.shape[0])
+        program = token_map(10, conditional, vocab_size=10)
+        _assert_gru_refuses_lambda_in_float32(program, xs.shape[0])
+        try:
+            model = lsrl.compile(program, "gru", activations="standard", t_max=xs.shape[0])
+        except lsrl.CompileError:
+            assert conditional != "optimized"
+            continue
+        np.testing.assert_array_equal(np.round(model(xs)[-10:, 0]), answers)
 
 
 def _bounded(module):

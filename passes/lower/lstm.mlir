@@ -1,10 +1,12 @@
 // RUN: lsrl-opt %s -p "debranch,lower{target=lstm,t_max=5}" --check | filecheck %s
 // RUN: lsrl-opt %s -p "debranch,lower{target=lstm,activations=standard,t_max=5}" --check | filecheck %s --check-prefix=STD
+// RUN: lsrl-opt %s -p "debranch,lower{target=lstm,activations=standard,t_max=5,dtype=float32}" --check | filecheck %s --check-prefix=F32
 
 // LSTM, gates in the PyTorch order i, f, g, o.  Ideal (App. D): a ReLU unit has i = g = 1 (bias), f = 0 and its
 // pre-activation in the o rows; the product unit has i = ReLU(x), g = ReLU(r), o = 1.  Standard: saturated
 // gates at +-1024, the counter as a cell integrator (f = 1) entering tanh scaled by eps = 2^-43 (its bound
-// t_max = 5 <= 2^3, rho = 2^-40), the product as four sigma-difference units.
+// t_max = 5 <= 2^3, rho = 2^-40), the product as four sigma-difference units.  Lowered for float32 the product's
+// gate scale is 8x larger (rho_gate 2^-4 instead of 2^-7: its truncation against float32's cancellation).
 
 // CHECK-LABEL: lsrl.module @count_gate
 // CHECK-SAME:  (%x: 1 in [0.0, 1.0]) -> 1 {
@@ -84,6 +86,14 @@
 // STD-NEXT:     ]} : 4 -> 1
 // STD-NEXT:   return %readout : 1
 // STD-NEXT: }
+
+// F32-LABEL: lsrl.module @count_gate
+// F32:         %L2 = lstm %L1 {W_ih = [
+// F32-NEXT:       [68719476736.0, 0.0],
+// F32-NEXT:       [-68719476736.0, 0.0],
+// F32-NEXT:       [137438953472.0, 0.0],
+// F32:         %readout = linear %L2 {A = [
+// F32-NEXT:       [187649984473770.66, -187649984473770.66, -23456248059221.332, 23456248059221.332]
 
 lsrl.module @count_gate(%x: 1 in [0.0, 1.0]) -> 1 {
   %s = linstate %x {A = [[1.0]], B = [[1.0]]} : 1 -> 1

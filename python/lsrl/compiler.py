@@ -24,6 +24,7 @@ from .assumptions import validate_t_max
 from .errors import CompileError
 from .ir.core import as_module
 from .model import Model
+from .precision import dtype_of
 from .passes import Pass, format_pipeline, parse_pipeline
 from .targets import default_target, get_target
 
@@ -33,7 +34,7 @@ DEFAULT_PIPELINE = ("debranch", "rescale-units", "materialize-steps")
 
 
 def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_max: int | None = None,
-                     pipeline: str | None = None) -> list[Pass]:
+                     pipeline: str | None = None, dtype: str = "float64") -> list[Pass]:
     """The pass objects :func:`compile` runs (``lsrl.passes.format_pipeline`` writes them as pipeline text)."""
     from .passes.debranch import Debranch
     from .passes.lower import Lower
@@ -45,8 +46,11 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
             passes = [Debranch(exact=True) if isinstance(p, Debranch) else p for p in passes]
     else:
         passes = parse_pipeline(pipeline.strip().rstrip(","))
-    if not any(isinstance(p, Lower) for p in passes):
-        passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact))
+    lowers = [p for p in passes if isinstance(p, Lower)]
+    if not lowers:
+        passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact, dtype=dtype))
+    elif any(p.dtype != dtype for p in lowers):
+        raise CompileError(f"lsrl.compile: dtype={dtype!r} but the pipeline's lower has dtype={lowers[0].dtype!r}")
     if not exact:
         passes.append(RoundToFloat())
     return passes
@@ -58,7 +62,8 @@ def _type_names(kind) -> str:
 
 
 def compile(program_or_module, target: str | None = None, *, activations: str = "ideal", exact: bool = False,
-            pipeline: str | None = None, progress: bool = False, t_max: int | None = None) -> Model:
+            pipeline: str | None = None, progress: bool = False, t_max: int | None = None,
+            dtype: str = "float64") -> Model:
     """Compile a program (or an IR module) for ``target`` and return the :class:`lsrl.Model`.
 
     * ``target``: a registered target (``lsrl.targets.available_targets()``; docs/targets.md lists them);
@@ -68,6 +73,10 @@ def compile(program_or_module, target: str | None = None, *, activations: str = 
     * ``exact``: compute and keep the weights as exact rationals (activation modes that are exact only).
     * ``t_max``: the longest sequence the model must handle; range analysis uses it to bound states
       (needed by standard mode when states grow, e.g. counters).
+    * ``dtype``: the precision the model will run in, ``"float64"`` or ``"float32"`` — the default of its runs
+      and exports (:attr:`lsrl.Model.dtype`).  A construction that cannot be right in ``dtype`` (a standard
+      GRU with λ-weights in float32) is refused; compiled for float64, such a model records why
+      (:attr:`lsrl.Model.dtype_limits`) and its float32 runs and exports raise :class:`lsrl.PrecisionError`.
     * ``pipeline``: the passes to run before ``lower`` (default :data:`DEFAULT_PIPELINE`).
     * ``progress``: print the pipeline (as ``lsrl-opt`` text) and each pass's time to stderr.
 
@@ -91,8 +100,11 @@ def compile(program_or_module, target: str | None = None, *, activations: str = 
                            + (f"activations={modes[0]!r} or exact=False" if modes else
                               f"exact=False ({target} has no exact mode)"))
     t_max = validate_t_max(t_max, "lsrl.compile", CompileError)
+    dtype = dtype_of(dtype, "lsrl.compile", CompileError).name
+    if exact and dtype != "float64":
+        raise CompileError(f"lsrl.compile: exact=True keeps rational weights; dtype={dtype!r} cannot go with it")
     module = source = as_module(program_or_module, "lsrl.compile")
-    passes = compile_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline)
+    passes = compile_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline, dtype=dtype)
     text = format_pipeline(passes)
     if progress:
         print(f"[lsrl.compile] lsrl-opt -p '{text}'", file=sys.stderr)

@@ -267,7 +267,7 @@ def summary_dict(model) -> dict:
     return {
         "target": model.target,
         "activations": model.activations,
-        "dtype": dtype_name(model.module.ops),
+        "dtype": "exact" if has_exact_constants(model.module.ops) else model.dtype,
         "d_in": model.d_in,
         "d_out": model.d_out,
         "widest": max(model.widths),

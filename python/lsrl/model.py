@@ -15,7 +15,7 @@ import numpy as np
 from .assumptions import (OPT_OUT, InputBounds, check_dtype_range, check_finite_outputs, check_sequence_length,
                           recorded_t_max)
 from .errors import CompileError, LsrlError, ModelFormatError, PrecisionError, ShapeError
-from .inspection import dtype_name, has_exact_constants, op_dense_count, op_nnz
+from .inspection import has_exact_constants, op_dense_count, op_nnz
 from .ir.core import Module, Op
 from .ir.layer_form import check_chain
 from .ir.matrix import as_exact_scalar
@@ -71,6 +71,34 @@ class Model:
     def layout(self):
         """Which units of which layer hold which program value (docs/targets.md, "Layout")."""
         return self.module.metadata.get("layout")
+
+    @property
+    def dtype(self) -> str:
+        """The precision the model was compiled for (``lsrl.compile(dtype=...)``): the default of its runs,
+        :meth:`check` and exports."""
+        return self.module.metadata.get("dtype", "float64")
+
+    @property
+    def dtype_limits(self) -> dict:
+        """``{dtype: why}`` for each dtype this model cannot be right in (runs and exports in it raise
+        :class:`lsrl.PrecisionError`)."""
+        return dict(self.module.metadata.get("dtype_limits", {}))
+
+    def _resolve(self, dtype, backend: str | None, exact: bool, who: str) -> tuple[np.dtype, str]:
+        """``dtype`` (None: :attr:`dtype`, or float64 beside ``exact``) and ``backend`` (None: the kernel for
+        float32, numpy for float64)."""
+        if dtype is None:
+            dtype = "float64" if exact else self.dtype
+        dtype = dtype_of(dtype, who)
+        if backend is None:
+            backend = "numpy" if dtype == np.float64 else "kernel"
+        return dtype, backend
+
+    def _check_dtype_limit(self, dtype: np.dtype, who: str) -> None:
+        why = self.dtype_limits.get(dtype.name)
+        if why is not None:
+            raise PrecisionError(f"{who}: this model cannot be right in {dtype.name} (compiled for {self.dtype}): "
+                                 f"{why}")
 
     @property
     def exact(self) -> bool:
@@ -134,7 +162,7 @@ class Model:
 
     def __repr__(self) -> str:
         return (f"<lsrl.Model target={self.target} activations={self.activations} "
-                f"dtype={dtype_name(self._ops)}: {self.d_in} -> {self.d_out}, "
+                f"dtype={'exact' if self.exact else self.dtype}: {self.d_in} -> {self.d_out}, "
                 f"{len(self.layers)} layers, widest {max(self.widths)}, nnz {self.parameter_count}>")
 
     # ------------------------------------------------------------------ running
@@ -190,20 +218,23 @@ class Model:
         check_sequence_length(self.t_max, x.shape[1], who, first_step=first_step, hint=OPT_OUT)
         self._input_bounds.check(x, who, first_step=first_step, hint=OPT_OUT)
 
-    def __call__(self, xs, backend: str = "numpy", *, exact: bool = False, check_assumptions: bool = True,
-                 dtype="float64"):
+    def __call__(self, xs, backend: str | None = None, *, exact: bool = False, check_assumptions: bool = True,
+                 dtype=None):
         """Outputs for ``xs`` (``(T, d_in)`` or ``(B, T, d_in)``); ``exact=True`` evaluates in rationals
         (ideal-mode models only).  ``backend="kernel"`` runs the whole model in the C++ executor
         (``lsrl.runtime.executor``; a RuntimeError when the extension is not built); exact evaluation is
         always numpy.  ``dtype="float32"`` (kernel only) runs weights, inputs and arithmetic in float32 and
-        returns float32; :meth:`check` says whether the model is right in it.
+        returns float32; :meth:`check` says whether the model is right in it.  Defaults: ``dtype`` the model's
+        :attr:`dtype`, ``backend`` numpy for float64 and the kernel for float32.
 
         ``check_assumptions`` (default True) raises :class:`lsrl.SequenceLengthError` for a sequence longer
-        than :attr:`t_max`, :class:`lsrl.InputDomainError` for an input outside the input bounds and
-        :class:`lsrl.NumericRangeError` when an output overflows to inf/NaN; False skips the checks."""
-        dtype = dtype_of(dtype, "Model")
+        than :attr:`t_max`, :class:`lsrl.InputDomainError` for an input outside the input bounds,
+        :class:`lsrl.NumericRangeError` when an output overflows to inf/NaN and :class:`lsrl.PrecisionError`
+        for a dtype in :attr:`dtype_limits`; False skips the checks."""
+        dtype, backend = self._resolve(dtype, backend, exact, "Model")
         x, batched = self._prepare(xs, exact)
         if check_assumptions:
+            self._check_dtype_limit(dtype, "Model")
             self._check_inputs(x, 0, "Model")
             check_dtype_range(x, dtype, "Model", hint=OPT_OUT)
         y, _ = self._run(x, self.initial_states(), exact, backend, dtype)
@@ -211,15 +242,17 @@ class Model:
             check_finite_outputs(y, "Model", hint=OPT_OUT)
         return y if batched else y[0]
 
-    def stream(self, chunks: Iterable, backend: str = "numpy", *, exact: bool = False,
-               check_assumptions: bool = True, dtype="float64") -> Iterator[np.ndarray]:
+    def stream(self, chunks: Iterable, backend: str | None = None, *, exact: bool = False,
+               check_assumptions: bool = True, dtype=None) -> Iterator[np.ndarray]:
         """Run over a long sequence given in consecutive chunks, carrying every layer's state across chunk
         boundaries; yields each chunk's outputs.  Memory is independent of the total length.
 
         All chunks must have the same rank and batch size (``(T_i, d_in)`` or ``(B, T_i, d_in)``).
         ``check_assumptions`` checks every chunk as :meth:`__call__` does, against the running length;
-        ``dtype`` as in :meth:`__call__`."""
-        dtype = dtype_of(dtype, "Model.stream")
+        ``dtype`` and ``backend`` as in :meth:`__call__`."""
+        dtype, backend = self._resolve(dtype, backend, exact, "Model.stream")
+        if check_assumptions:
+            self._check_dtype_limit(dtype, "Model.stream")
         states = self.initial_states()
         batch = None
         steps_done = 0
@@ -238,9 +271,10 @@ class Model:
             steps_done += x.shape[1]
             yield y if batched else y[0]
 
-    def check(self, xs, *, dtype="float64", backend: str | None = None, tolerance: float | None = None,
+    def check(self, xs, *, dtype=None, backend: str | None = None, tolerance: float | None = None,
               program=None, raise_on_failure: bool = False) -> PrecisionReport:
-        """How far the model's outputs on ``xs`` are from its program's, run in ``dtype``.
+        """How far the model's outputs on ``xs`` are from its program's, run in ``dtype`` (default: the model's
+        :attr:`dtype`; a dtype in :attr:`dtype_limits` raises :class:`lsrl.PrecisionError`).
 
         The oracle is ``program`` (default: :attr:`source`, the program :func:`lsrl.compile` was given) in the
         float64 interpreter.  ``backend``: default ``"kernel"`` when the C++ extension is built (required for
@@ -253,7 +287,7 @@ class Model:
         from .ir.interpreter import interpret
         from .runtime import kernel_available
 
-        dtype = dtype_of(dtype, "Model.check")
+        dtype = dtype_of(self.dtype if dtype is None else dtype, "Model.check")
         program = self.source if program is None else as_module(program, "Model.check")
         if program is None:
             raise LsrlError("Model.check: this model does not know its program (it was loaded from a file or "
@@ -282,10 +316,12 @@ class Model:
         save_model(self, path)
 
     def to_torch(self):
-        """A float64 ``torch.nn.Module`` (one torch module per layer — the architecture's own recurrent module
-        where torch has one — and the readout) taking ``(B, T, d_in)`` and returning ``(B, T, d_out)``."""
+        """A ``torch.nn.Module`` in the model's :attr:`dtype` (one torch module per layer — the architecture's
+        own recurrent module where torch has one — and the readout) taking ``(B, T, d_in)`` and returning
+        ``(B, T, d_out)``."""
         from .targets.shared.torch_export import to_torch
-        return to_torch(self)
+        module = to_torch(self)
+        return module.float() if self.dtype == "float32" else module
 
     def to_hf(self, path) -> None:
         """Write a Hugging Face model directory (``config.json``, ``model.safetensors``, ``lsrl_io.json`` with the
@@ -293,11 +329,15 @@ class Model:
         class only (docs/targets.md)."""
         self.architecture.to_hf(self, path)
 
-    def to_onnx(self, path, **options):
-        """Write an ONNX model (standard recurrent ops; input ``x`` ``[T, B, d_in]``, output ``y``
-        ``[T, B, d_out]``); ``dtype="float64"`` writes ``Scan`` layers instead."""
+    def to_onnx(self, path, *, dtype=None, **options):
+        """Write an ONNX model (input ``x`` ``[T, B, d_in]``, output ``y`` ``[T, B, d_out]``) in ``dtype``
+        (default: the model's :attr:`dtype`): float32 uses the standard recurrent ops (standard-mode gated cells
+        a ``Scan``, docs/targets.md), float64 ``Scan`` layers.  A dtype in :attr:`dtype_limits` raises
+        :class:`lsrl.PrecisionError`."""
         from .targets.shared.onnx_export import to_onnx
-        return to_onnx(self, path, **options)
+        dtype = dtype_of(self.dtype if dtype is None else dtype, "to_onnx", LsrlError)
+        self._check_dtype_limit(dtype, "to_onnx")
+        return to_onnx(self, path, dtype=dtype.name, **options)
 
 
 def load(path) -> Model:
@@ -339,6 +379,14 @@ def _check_metadata(module: Module, target: Target, activations: str) -> None:
     if "standard" in meta and (activations != "standard" or activations in target.exact_activations):
         fail("standard", f"standard-mode constants in a {target.name}/{activations} model")
     validate_t_max(meta.get("t_max"), "Model: metadata", CompileError)
+    if meta.get("dtype", "float64") not in ("float64", "float32"):
+        fail("dtype", f"expected 'float64' or 'float32', got {meta['dtype']!r}")
+    limits = meta.get("dtype_limits", {})
+    if not isinstance(limits, dict) or not all(k in ("float64", "float32") and isinstance(v, str)
+                                               for k, v in limits.items()):
+        fail("dtype_limits", "expected an object mapping 'float64'/'float32' to a reason")
+    if meta.get("dtype", "float64") in limits:
+        fail("dtype_limits", f"the model's own dtype {meta['dtype']!r} is listed")
     # a layer-form target records one stage per op (the input included); the others one per layer
     expected_stages = len(ops) if target.layer_form else len(layers)
     stages = meta.get("stages")

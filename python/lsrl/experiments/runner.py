@@ -34,13 +34,15 @@ class CompiledModel:
 
 
 def compile_model(program: str, variant: str, compile: str, target: str, activations: str,
-                  exact: bool = False) -> CompiledModel:
-    """Compile the model of a grid point (of the dtypes only ``exact`` changes the compilation: rational
-    weights)."""
+                  dtype: str = "float64") -> CompiledModel:
+    """Compile the model of a grid point for its dtype (``"exact"``: rational weights; float32 refuses what
+    cannot be right in float32)."""
     start = time.perf_counter()
+    exact = dtype == "exact"
     try:
         model = compile_program(build_program(program, variant, activations), target, activations=activations,
-                                pipeline=COMPILES[compile], t_max=SEQUENCE_LENGTH[program], exact=exact)
+                                pipeline=COMPILES[compile], t_max=SEQUENCE_LENGTH[program], exact=exact,
+                                dtype="float64" if exact else dtype)
     except CompileError as error:
         return CompiledModel(None, f"{error}", time.perf_counter() - start)
     return CompiledModel(model, None, time.perf_counter() - start)
@@ -110,7 +112,7 @@ def _blocks(missing: list) -> dict:
 
 
 def _compile_args(key: ModelKey) -> tuple:
-    return key.program, key.variant, key.compile, key.target, key.activations, key.dtype == "exact"
+    return key.program, key.variant, key.compile, key.target, key.activations, key.dtype
 
 
 @dataclasses.dataclass

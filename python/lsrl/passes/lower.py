@@ -65,6 +65,9 @@ class Lower(Pass):
 
     exact: bool = field(default=False, metadata={
         "help": "do the weight algebra in exact rationals (weights that are not floats stay exact)"})
+    dtype: Literal["float64", "float32"] = field(default="float64", metadata={
+        "help": "the precision the model will run in: constants are chosen for it, and a construction that "
+                "cannot be right in it is refused"})
 
     def __post_init__(self):
         self.t_max = validate_t_max(self.t_max, "lower")
@@ -73,8 +76,15 @@ class Lower(Pass):
         fn = lowering(self.target)
         if self.exact:
             to_exact_module(module)
+        module.metadata = dict(module.metadata, dtype=self.dtype)  # what the lowering chooses constants for
         # a length an earlier pass assumed (canonicalize{t_max=…}) binds the lowered model too
-        return fn(module, activations=self.activations, t_max=tightest_t_max(recorded_t_max(module), self.t_max))
+        lowered = fn(module, activations=self.activations,
+                     t_max=tightest_t_max(recorded_t_max(module), self.t_max))
+        limit = lowered.metadata.get("dtype_limits", {}).get(self.dtype)
+        if limit is not None:
+            raise CompileError(f"lower{{dtype={self.dtype}}}: {limit}")
+        lowered.metadata = dict(lowered.metadata, dtype=self.dtype)
+        return lowered
 
 
 def to_exact_module(module):

@@ -638,15 +638,43 @@ _MAX_FORM_TERMS = 256  # pre-activations with more terms are not tracked (a shar
 
 @dataclasses.dataclass(frozen=True)
 class _Unit:
-    """A coordinate equal to ``scale · ReLU(sign·y + offset)`` where ``y = Σ coeff·source`` (``key``: sorted
-    ``((id(source op), index), coeff)`` pairs, the first coeff 1) and ``y ∈ [ylo, yhi]`` (Fractions, or
-    ±inf floats when unbounded)."""
+    """A coordinate equal to ``const + Σ k·ReLU(sign·y + o)`` (``terms``: ``(k, sign, o)`` Fractions) where
+    ``y = Σ coeff·source`` (``key``: sorted ``((id(source op), index), coeff)`` pairs, the first coeff 1) and
+    ``y ∈ [ylo, yhi]`` (Fractions, or ±inf floats when unbounded); ``nonnegative``: the form is ≥ 0 for every
+    ``y`` (a ReLU's output).  A ReLU of one scalar is one term with ``const = 0``."""
     key: tuple
-    scale: Fraction
-    sign: int
-    offset: Fraction
+    terms: tuple
+    const: Fraction
     ylo: object
     yhi: object
+    nonnegative: bool
+
+    def scaled(self, w: Fraction) -> "_Unit":
+        return dataclasses.replace(self, terms=tuple((w * k, sign, o) for k, sign, o in self.terms),
+                                   const=w * self.const, nonnegative=self.nonnegative and w > 0)
+
+    def relu_of(self, v: Fraction, b: Fraction) -> "_Unit | None":
+        """``ReLU(v·self + b)`` as a form of the same scalar, where that is a short one: ``v·self`` for
+        ``b = 0`` and ``self ≥ 0``; for a single ``self = k·ReLU(z)`` (``k > 0``) with ``v > 0 ≥ b``,
+        ``v k·ReLU(z + b/(v k))``, and with ``v < 0 < b`` the clamped ramp ``b − |v|k·ReLU(z) +
+        |v|k·ReLU(z − b/(|v|k))`` (``ReLU(ReLU(z) − c) = ReLU(z − c)`` for ``c ≥ 0``)."""
+        if b == 0 and v > 0 and self.nonnegative:
+            return self.scaled(v)
+        if len(self.terms) != 1 or self.const != 0 or self.terms[0][0] <= 0:
+            return None
+        (k, sign, o), = self.terms
+        if v > 0 > b:
+            terms = ((v * k, sign, o + b / (v * k)),)
+            return dataclasses.replace(self, terms=terms, const=Fraction(0), nonnegative=True)
+        if v < 0 < b:
+            m = -v * k
+            terms = ((-m, sign, o), (m, sign, o - b / m))
+            return dataclasses.replace(self, terms=terms, const=b, nonnegative=True)
+        return None
+
+    def range(self, ylo, yhi):
+        lo, hi = _pwl_range(list(self.terms), ylo, yhi)
+        return _add_bound(lo, self.const), _add_bound(hi, self.const)
 
 
 def _q(x: float):
@@ -724,6 +752,17 @@ def _pwl_range(terms: list, ylo, yhi):
     return lo, hi
 
 
+def _within_box(u: _Unit, lo_p, hi_p) -> _Unit:
+    """A one-term unit ``scale·ReLU(sign·y + offset)`` with its ``y`` range met with what the box
+    ``[lo_p, hi_p]`` of its pre-activation ``scale·(sign·y + offset)`` allows."""
+    (scale, sign, offset), = u.terms
+    lo_v = lo_p if isinstance(lo_p, float) else lo_p / scale - offset
+    hi_v = hi_p if isinstance(hi_p, float) else hi_p / scale - offset
+    if sign < 0:
+        lo_v, hi_v = -hi_v, -lo_v
+    return dataclasses.replace(u, ylo=max(u.ylo, lo_v), yhi=min(u.yhi, hi_v))
+
+
 def _add_bound(acc, term):
     """``acc + term`` for Fractions and ±inf floats (the infinities of one side never cancel)."""
     if isinstance(term, float) or isinstance(acc, float):
@@ -750,7 +789,7 @@ class RangeAnalysis:
         self.max_iterations = max_iterations
         self._ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pinned: dict[int, Op] = {}  # keeps analysed ops alive so their ids are not reused
-        self._units: dict[int, dict[int, _Unit]] = {}  # relu/linear op -> coordinate -> unit
+        self._units: dict[int, dict[int, tuple]] = {}  # relu/linear op -> coordinate -> its unit views
         self._drives: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._concat_offsets: dict[int, np.ndarray] = {}
         self._exact_rows: dict[int, list] = {}
@@ -829,8 +868,12 @@ class RangeAnalysis:
     def _entry(vec: Vector, i: int) -> Fraction:
         return Fraction(vec.values[i]) if vec.exact else Fraction(float(vec.values[i]))
 
-    def _relu_units(self, op: Op) -> dict[int, _Unit]:
-        """Each coordinate of a relu as a unit of the scalar its pre-activation is an affine function of."""
+    def _relu_units(self, op: Op) -> dict[int, tuple]:
+        """Each coordinate of a relu as a unit of the scalar its pre-activation is an affine function of (the
+        *direct* view), and — where that function is ``v·u + b`` of one unit ``u`` of a deeper scalar with
+        ``v > 0``, ``b ≤ 0`` — also as a unit of that scalar (the *deep* view:
+        ``ReLU(v·s·ReLU(y') + b) = v·s·ReLU(y' + b/(v s))``), so carriers and shifted copies of a step's units
+        still meet their group in later readers."""
         plo, phi = self._ranges[id(op.operands[0])]
         units = {}
         for j in range(op.dim):
@@ -853,21 +896,23 @@ class RangeAnalysis:
             first = ordered[0][1]
             scale, sign = abs(first), (1 if first > 0 else -1)
             key = tuple(((id(src), idx), v / first) for (src, idx), v in ordered)
-            offset = bias / scale
             # y from the sources' boxes ...
             ylo, yhi = Fraction(0), Fraction(0)
             for (src, idx), v in ordered:
                 slo, shi = self._ranges[id(src)]
                 tlo, thi = _scaled_interval(v / first, _q(slo[idx]), _q(shi[idx]))
                 ylo, yhi = _add_bound(ylo, tlo), _add_bound(yhi, thi)
-            # ... and from the pre-activation's own box: sign·y + offset = p / scale
-            lo_p, hi_p = _q(plo[j]), _q(phi[j])
-            lo_v = lo_p if isinstance(lo_p, float) else lo_p / scale - offset
-            hi_v = hi_p if isinstance(hi_p, float) else hi_p / scale - offset
-            if sign < 0:
-                lo_v, hi_v = -hi_v, -lo_v
-            ylo, yhi = max(ylo, lo_v), min(yhi, hi_v)
-            units[j] = _Unit(key, scale, sign, offset, ylo, yhi)
+            # ... and from the pre-activation's own box
+            direct = _Unit(key, ((scale, sign, bias / scale),), Fraction(0), ylo, yhi, True)
+            views = (_within_box(direct, _q(plo[j]), _q(phi[j])),)
+            if len(ordered) == 1:
+                (src, idx), _ = ordered[0]
+                deeper = self._units.get(id(src), {}).get(idx)
+                # (the box does not narrow the deep view's y: where the inner ReLU is off, p is the bias)
+                lifted = deeper[-1].relu_of(first, bias) if deeper is not None else None
+                if lifted is not None:
+                    views += (lifted,)
+            units[j] = views
         return units
 
     @staticmethod
@@ -875,20 +920,15 @@ class RangeAnalysis:
         """A ReLU's box met with its units' exact ranges over ``y`` (the sources' boxes combine exactly
         there, while the box of the pre-activation carries the rounding widening of a float sum)."""
         lo, hi = lo.copy(), hi.copy()
-        for j, u in units.items():
-            if u.ylo > u.yhi:
-                continue
-            ends = (u.sign * u.ylo + u.offset if not isinstance(u.ylo, float) else u.sign * u.ylo,
-                    u.sign * u.yhi + u.offset if not isinstance(u.yhi, float) else u.sign * u.yhi)
-            bottom, top = min(ends), max(ends)
-            if not isinstance(bottom, float) and bottom > 0:
-                lo[j] = max(lo[j], _q_down(u.scale * bottom))
-            top = max(top, Fraction(0)) if not isinstance(top, float) else max(top, 0.0)
-            top = u.scale * top if not isinstance(top, float) else top
-            hi[j] = min(hi[j], _q_up(top))
+        for j, views in units.items():
+            for u in views:
+                if u.ylo > u.yhi:
+                    continue
+                bottom, top = u.range(u.ylo, u.yhi)
+                lo[j], hi[j] = max(lo[j], _q_down(bottom)), min(hi[j], _q_up(top))
         return lo, hi
 
-    def _scaled_units(self, op: Op) -> dict[int, _Unit]:
+    def _scaled_units(self, op: Op) -> dict[int, tuple]:
         """Rows of a linear that are one unit times a constant (no bias) stay units."""
         operand = op.operands[0]
         a: Matrix = op.attrs["A"]
@@ -903,26 +943,35 @@ class RangeAnalysis:
             if counts[r] != 1:
                 continue
             base, i = self._origin(operand, c)
-            u = self._units.get(id(base), {}).get(i)
-            if u is None:
+            views = self._units.get(id(base), {}).get(i)
+            if views is None:
                 continue
             if not bias_zero and self._entry(b, r) != 0:
                 continue
             w = self._row(a, r)[c]
-            units[r] = dataclasses.replace(u, scale=u.scale * w)
+            units[r] = tuple(u.scaled(w) for u in views)
         return units
 
     def _group_tighten(self, a: Matrix, b: Vector | None, operand: Op, lo: np.ndarray, hi: np.ndarray):
         """Tighten the interval bounds ``lo, hi`` of ``a · operand + b`` on rows reading two or more units of
-        one scalar: those units' sum is bounded by :func:`_pwl_range`, the other columns by intervals."""
-        col_units = {}
+        one scalar, in the direct and then in the deep view (each is sound; the results meet)."""
+        col_views = {}
         for c in range(operand.dim):
             base, i = self._origin(operand, c)
-            u = self._units.get(id(base), {}).get(i)
-            if u is not None:
-                col_units[c] = u
-        if len(col_units) < 2:
+            views = self._units.get(id(base), {}).get(i)
+            if views is not None:
+                col_views[c] = views
+        if len(col_views) < 2:
             return lo, hi
+        lo, hi = self._view_tighten(a, b, operand, lo, hi, {c: v[0] for c, v in col_views.items()})
+        if any(len(v) > 1 for v in col_views.values()):
+            lo, hi = self._view_tighten(a, b, operand, lo, hi, {c: v[-1] for c, v in col_views.items()})
+        return lo, hi
+
+    def _view_tighten(self, a: Matrix, b: Vector | None, operand: Op, lo: np.ndarray, hi: np.ndarray,
+                      col_units: dict):
+        """One view of :meth:`_group_tighten`: the units' sum per scalar bounded by :func:`_pwl_range`, the
+        other columns by intervals."""
         rows, cols, _ = a.coo()
         seen: dict[int, dict] = {}
         grouped_rows = set()
@@ -956,8 +1005,10 @@ class RangeAnalysis:
                 if ylo > yhi:  # no value of y is possible: only with empty input bounds; keep intervals
                     empty = True
                     break
-                glo, ghi = _pwl_range([(w * u.scale, u.sign, u.offset) for w, u in members], ylo, yhi)
-                acc_lo, acc_hi = _add_bound(acc_lo, glo), _add_bound(acc_hi, ghi)
+                glo, ghi = _pwl_range([(w * k, sign, o) for w, u in members for k, sign, o in u.terms], ylo, yhi)
+                constant = sum((w * u.const for w, u in members), Fraction(0))
+                acc_lo, acc_hi = _add_bound(acc_lo, glo + constant if not isinstance(glo, float) else glo), \
+                    _add_bound(acc_hi, ghi + constant if not isinstance(ghi, float) else ghi)
             if empty:
                 continue
             new_lo, new_hi = max(lo[r], _q_down(acc_lo)), min(hi[r], _q_up(acc_hi))

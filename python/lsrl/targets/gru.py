@@ -20,11 +20,12 @@ Standard mode (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stat
 * M: four pairs with ``1 − z = σ(±s ε_g g)`` (s = 1, 2), ``n = tanh(ε_v v)``, combined by the Richardson
   rule of :class:`~lsrl.targets.shared.standard.StandardLowering`; carriers one unit.
 
-The pairs make two refusals necessary (:meth:`GruStandard.check_stage`): a stage reading pairs with a rounding
-error above the accuracy limit, and (float32) a weight ≥ 2^24.
+The pairs make two checks necessary (:meth:`GruStandard.check_stage`): a stage reading pairs with a rounding
+error above the accuracy limit is refused; a weight ≥ 2^24 makes the model wrong in float32, which its metadata
+records (``dtype_limits``: ``lsrl.compile(dtype="float32")`` refuses it, float32 runs and exports raise).
 
 Exports: ``nn.GRU`` (standard mode only) and ONNX ``GRU`` with ``linear_before_reset=1`` (torch's convention;
-gates reordered to z, r, h; ideal mode ``activations=["Relu","Relu"]``), or a float64 ``Scan``.
+gates reordered to z, r, h; ideal mode ``activations=["Relu","Relu"]``); standard mode and float64 as a ``Scan``.
 """
 from __future__ import annotations
 
@@ -222,15 +223,16 @@ class GruStandard(StandardLowering):
             f"{resolved[worst]:.3g}", FLOAT64_ROUNDOFF * read[worst] / resolved[worst])
 
     def _check_float32_weights(self, st) -> None:
-        """Refuse a stage with a weight ≥ 2^24 (a λ-conditional's λ = 1e10).  The GRU carries every ReLU and
+        """Record that the model cannot run in float32 when a stage has a weight ≥ 2^24 (a λ-conditional's
+        λ = 1e10).  The GRU carries every ReLU and
         state through leak-cancelling pairs whose float32 rounding (2^-24 of a value of order 1) such a weight
         turns into an error ≥ 1: the token program then answered 70–83 % wrong in float32 (the kernel at n = 10,
         torch at n = 3) although float64 is right.  The paper's other R/S weights stay ≤ 5e6."""
         loudest = float(abs(st.W.scipy()).max()) if st.W.shape[0] and st.W.shape[1] else 0.0
         if FLOAT32_ROUNDOFF * loudest >= 1.0:
-            raise CompileError(
-                f"gru standard mode cannot stay accurate in float32: {describe_stage(st)} has a weight of "
-                f"{loudest:.3g} ≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a "
+            self.dtype_limits.setdefault(
+                "float32", f"gru standard mode cannot stay accurate in float32: {describe_stage(st)} has a weight "
+                f"of {loudest:.3g} ≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a "
                 "λ-conditional; use the multiplicative conditionals, a target without ReLU pairs, or "
                 "activations='ideal'")
 

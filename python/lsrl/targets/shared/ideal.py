@@ -100,6 +100,8 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     """Lower a layer-form module to a chain of ``cell.op_kind`` layers, one per stage, for target ``target``."""
     form = layer_stages(module, t_max)
     std = cell.standard(t_max) if activations == "standard" else None
+    if std is not None:
+        std.k = std.k.for_dtype(module.metadata.get("dtype", "float64"))
     prev: Op = form.input
     dec = Decoder.identity(form.input.dim)
     ops: list[Op] = []
@@ -126,5 +128,7 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     extra = {"t_max": t_max}
     if std is not None:
         extra["standard"] = std.summary()
+        if std.dtype_limits:
+            extra["dtype_limits"] = dict(std.dtype_limits)
     return finish_module(form, ops, prev, dec, target=target, activations=activations, stages_meta=stages_meta,
                          extra_meta=extra)

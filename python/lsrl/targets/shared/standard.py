@@ -102,6 +102,9 @@ class StandardLowering:
         self.k = constants
         self.t_max = t_max
         self.scales: list[dict] = []
+        #: dtype name -> why the model cannot be right when run in it (the first reason found); the model is
+        #: still built, ``lsrl.compile(dtype=...)`` refuses it for that dtype and runs/exports in it raise
+        self.dtype_limits: dict[str, str] = {}
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
