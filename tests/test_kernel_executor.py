@@ -15,7 +15,6 @@ import zlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import lsrl
 import lsrl.targets  # noqa: F401  (registers rnn_relu, lstm, gru)

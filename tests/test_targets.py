@@ -360,7 +360,6 @@ def test_standard_needs_bounds():
 @pytest.mark.parametrize("target", ["lstm", "gru"])
 def test_random_programs_standard_error_distribution(target):
     """Many random programs; prints the error distribution and asserts the stated bound."""
-    from hypothesis import find  # noqa: F401
     errors = []
 
     @settings(max_examples=profile_examples(300), deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -553,7 +553,7 @@ class _Parser:
         self.expect("(", " to open the module signature")
         if self.at(")"):
             self.fail("the module has no input: the signature must declare one, like (%x: 3)", self.pos)
-        input_op = self.signature()
+        self.signature()
         if self.at(","):
             self.pos += 1
             self.fail("more than one input: a module has exactly one input", self.skip())
