@@ -88,20 +88,24 @@ def check_program(target: str, activations: str, module, seed: int) -> None:
 _SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck)}
 
 
-@settings(max_examples=profile_examples(2), **_SETTINGS)
-@given(module=programs(max_ops=8, bounded_input=True), seed=st.integers(0, 2**31))
-@pytest.mark.parametrize("activations", ["ideal", "standard"])
-@pytest.mark.parametrize("target", TARGETS)
+def _over_random_programs(max_examples: int):
+    """The decorators of both tests: ``max_examples`` random programs per target and activation mode."""
+    def decorate(test):
+        test = pytest.mark.parametrize("target", TARGETS)(test)
+        test = pytest.mark.parametrize("activations", ["ideal", "standard"])(test)
+        test = given(module=programs(max_ops=8, bounded_input=True), seed=st.integers(0, 2**31))(test)
+        return settings(max_examples=max_examples, **_SETTINGS)(test)
+    return decorate
+
+
+@_over_random_programs(profile_examples(2))
 def test_hf_random_programs(target, activations, module, seed, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     check_program(target, activations, module, seed)
 
 
 @pytest.mark.slow
-@settings(max_examples=SLOW_EXAMPLES, **_SETTINGS)
-@given(module=programs(max_ops=8, bounded_input=True), seed=st.integers(0, 2**31))
-@pytest.mark.parametrize("activations", ["ideal", "standard"])
-@pytest.mark.parametrize("target", TARGETS)
+@_over_random_programs(SLOW_EXAMPLES)
 def test_hf_random_programs_many(target, activations, module, seed, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     check_program(target, activations, module, seed)

@@ -224,7 +224,7 @@ class Matrix:
         """The float64 CSR form (exact matrices are rounded)."""
         return self.to_float()._csr
 
-    def csr_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def csr_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(data, indices, indptr)`` of :meth:`scipy` (int64 indices), without building the scipy array; read only."""
         m = self.to_float()
         if m._arrays is not None:
@@ -440,7 +440,7 @@ class Matrix:
             if self.exact:
                 self._key = ("exact", self.shape, tuple(tuple(sorted(r.items())) for r in self._rows))
             else:
-                data, indices, indptr = self.csr_arrays()
+                data, indices, indptr = self.csr_parts()
                 self._key = ("float", self.shape, indptr.tobytes(), indices.tobytes(), data.tobytes())
         return self._key
 

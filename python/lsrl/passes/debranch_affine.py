@@ -134,7 +134,7 @@ def interval_product(l1, h1, l2, h2):
 
 
 def _float_rows(matrix) -> list:
-    data, indices, indptr = matrix.csr_arrays()
+    data, indices, indptr = matrix.csr_parts()
     indptr, indices, data = indptr.tolist(), indices.tolist(), data.tolist()
     return [dict(zip(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]]))
             for i in range(matrix.shape[0])]

@@ -47,7 +47,7 @@ __all__ = ["MaterializeSteps", "materialize_steps"]
 def _groups(producer: Op) -> list[list[int]]:
     """Rows of ``producer`` that are bit-identical apart from the bias, each group ordered by bias, largest
     first (so the units it feeds are ordered largest first)."""
-    data, indices, indptr = producer.attrs["A"].csr_arrays()
+    data, indices, indptr = producer.attrs["A"].csr_parts()
     bias = producer.attrs["b"].to_float().values.tolist()
     by_row: dict[tuple, list[int]] = {}
     # a row's key sliced from the whole arrays' bytes (the same bytes as the row's own tobytes())
@@ -96,7 +96,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     new_bias = bias.copy()
     differences: dict[tuple, _Difference] = {}
     group_of = {j: g for g, group in enumerate(groups) for j in group}
-    data, indices, indptr = read.csr_arrays()
+    data, indices, indptr = read.csr_parts()
     ptr, columns, values = indptr.tolist(), indices.tolist(), data.tolist()
     for r in range(read.shape[0]):
         start, end = ptr[r], ptr[r + 1]
@@ -277,7 +277,7 @@ def _known_upper(op: Op, j: int, known: dict, groups_of, memo: dict | None = Non
 def _upper_from_row(op: Op, j: int, known: dict, groups_of, memo: dict | None) -> float | None:
     """:func:`_known_upper` of a unit not in an inserted stage, from its row."""
     if op.kind == "linstate" and op.operands[0].kind in ("relu", "linstate"):
-        a_indptr = op.attrs["A"].csr_arrays()[2]
+        a_indptr = op.attrs["A"].csr_parts()[2]
         if a_indptr[j] != a_indptr[j + 1]:
             return None  # a recurrence: its bound grows with t (range analysis' business)
         weights, bias = _row(op.attrs["B"], j), op.attrs["bias"].to_float().values[j]
@@ -337,7 +337,7 @@ def _csr_matrix(rows: list, shape: tuple[int, int]) -> Matrix:
 
 def _row(matrix: Matrix, j: int) -> dict[int, float]:
     """Row ``j`` of a matrix as ``{column: value}`` (without building a one-row matrix)."""
-    data, indices, indptr = matrix.csr_arrays()
+    data, indices, indptr = matrix.csr_parts()
     start, end = indptr[j], indptr[j + 1]
     return dict(zip(indices[start:end].tolist(), data[start:end].tolist()))
 

@@ -870,10 +870,9 @@ class RangeAnalysis:
 
     def _relu_units(self, op: Op) -> dict[int, tuple]:
         """Each coordinate of a relu as a unit of the scalar its pre-activation is an affine function of (the
-        *direct* view), and — where that function is ``v·u + b`` of one unit ``u`` of a deeper scalar with
-        ``v > 0``, ``b ≤ 0`` — also as a unit of that scalar (the *deep* view:
-        ``ReLU(v·s·ReLU(y') + b) = v·s·ReLU(y' + b/(v s))``), so carriers and shifted copies of a step's units
-        still meet their group in later readers."""
+        *direct* view), and — where that function is ``v·u + b`` of one unit ``u`` of a deeper scalar — also as
+        a form of that scalar when :meth:`_Unit.relu_of` has one (the *deep* view), so carriers, shifted copies
+        and complements of a step's units still meet their group in later readers."""
         plo, phi = self._ranges[id(op.operands[0])]
         units = {}
         for j in range(op.dim):

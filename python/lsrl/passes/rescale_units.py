@@ -119,7 +119,7 @@ def _scaled_matrix(m: Matrix, rows: np.ndarray | None, cols: np.ndarray | None, 
     """The stored values of ``diag(rows) · m · diag(cols)`` (either may be None; ``data`` replaces ``m``'s values)
     and the function building the Matrix from (snapped) values: non-zero scales keep the canonical CSR
     structure, so it is reused as it is."""
-    stored, indices, indptr = m.csr_arrays()
+    stored, indices, indptr = m.csr_parts()
     values = np.array(stored if data is None else data, dtype=np.float64)
     if rows is not None:
         values *= np.repeat(rows, np.diff(indptr))
@@ -151,7 +151,7 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); and the factors still to apply to each row (1 for those)."""
-    stored, indices, indptr = producer.attrs["A"].csr_arrays()
+    stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
     counts = np.diff(indptr)

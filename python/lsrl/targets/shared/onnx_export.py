@@ -104,8 +104,8 @@ class OnnxBuilder:
 
     def scan_cell(self, op, x: str, *, w_ih, w_hh, pre_bias: np.ndarray, rec_bias: np.ndarray | None,
                   initial: list, gates: int, body: Callable[[ScanBody], list]) -> str:
-        """A recurrent layer as a ``Scan`` over time (float64, and standard-mode cells in float32): the input projection
-        ``x W_ih^T + pre_bias`` is computed for all steps first; ``body`` writes one step from a
+        """A recurrent layer as a ``Scan`` over time (float64, and standard-mode cells in float32): the input
+        projection ``x W_ih^T + pre_bias`` is computed for all steps first; ``body`` writes one step from a
         :class:`ScanBody` and returns the new states, the first of which is also the layer's output.
         ``initial`` holds the initial state vectors (``[H]`` each)."""
         from onnx import TensorProto, helper
