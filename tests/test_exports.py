@@ -115,13 +115,15 @@ def test_torch_paper_programs(target, activations, conditional):
         assert rel_err(out, program_out) <= PROGRAM_TOL[activations]
 
 
+@pytest.mark.xfail(strict=True, reason="torch's float64 nn.GRU is 4.0e-7 off the program on the continuous program "
+                                       "with λ-conditionals (numpy, kernel, onnxruntime: ≤ 2.4e-16); not explained "
+                                       "by the pair-reader rounding bound (8.2e-12) — docs/numerics.md, still open")
 def test_torch_float64_standard_gru_with_lambda_conditionals():
-    # a λ-conditional reads the GRU's ReLU pairs with weight 1e10, so torch's σ/tanh ulps reach the output: measured
-    # 4.0e-7 (continuous program; the numpy backend, the kernel and onnxruntime's float64 Scan: ≤ 2.4e-16) — within
-    # the 1e-6 accuracy limit the lowering checks for those rows, above the 1e-9 of issue 8 (docs/numerics.md)
-    from lsrl.targets.shared.standard import ACCURACY_LIMIT
+    # held to the same tolerances as every other standard-mode torch export
     for model, xs, program_out in _compiled_paper_programs("gru", "standard", "optimized"):
-        assert rel_err(run_torch(model, xs), program_out) <= ACCURACY_LIMIT
+        out = run_torch(model, xs)
+        assert rel_err(out, model(xs)) <= torch_tol("gru", "standard")
+        assert rel_err(out, program_out) <= PROGRAM_TOL["standard"]
 
 
 def test_torch_module_is_float64_and_batched():

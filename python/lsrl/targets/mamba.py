@@ -55,7 +55,7 @@ from .shared.common import (
     signs_of,
     stage_state_bounds,
 )
-from .shared.numerics import causal_conv, dense, mean_square, torch_softplus, vector
+from .shared.numerics import causal_conv, dense, mean_square, ordered_sum, torch_softplus, vector
 
 __all__ = ["KIND", "MambaTarget", "hf_config"]
 
@@ -182,10 +182,7 @@ def run(op: Op, inputs: list, state, ctx):
     for t in range(T):
         dA = np.exp(dt[:, t, :, None] * A)
         S = dA * S + (dt[:, t, :, None] * Bt[:, t, None, :]) * u[:, t, :, None]
-        read = S[:, :, 0] * Ct[:, t, None, 0]
-        for k in range(1, N):   # Σ_n in order n = 0, 1, … (the kernel sums the same way)
-            read = read + S[:, :, k] * Ct[:, t, None, k]
-        y[:, t] = read + u[:, t] * Dv
+        y[:, t] = ordered_sum(S * Ct[:, t, None, :]) + u[:, t] * Dv
     gate = relu_values(z) if a["activations"] == "ideal" else _silu(z)
     out = a["out_proj_weight"].apply(y * gate) + vector(a["out_proj_bias"])
     return r + out, (new_conv, S)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...ir.matrix import Matrix, Vector
 
-__all__ = ["torch_softplus", "mean_square", "causal_conv", "dense", "vector"]
+__all__ = ["torch_softplus", "ordered_sum", "mean_square", "causal_conv", "dense", "vector"]
 
 
 def torch_softplus(x: np.ndarray) -> np.ndarray:
@@ -15,13 +15,15 @@ def torch_softplus(x: np.ndarray) -> np.ndarray:
         return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
 
 
+def ordered_sum(x: np.ndarray) -> np.ndarray:
+    """``Σ`` over the last axis in index order 0, 1, … (numpy's ``sum`` adds pairwise; a running sum is what the
+    C++ kernel adds, so the two agree bit for bit)."""
+    return np.cumsum(x, axis=-1)[..., -1]
+
+
 def mean_square(x: np.ndarray) -> np.ndarray:
-    """``mean(x²)`` over the last axis, keeping it, summed in index order (numpy's own ``mean`` sums pairwise;
-    a fixed order lets the C++ kernel reproduce the value bit for bit)."""
-    acc = x[..., 0] * x[..., 0]
-    for j in range(1, x.shape[-1]):
-        acc = acc + x[..., j] * x[..., j]
-    return (acc / x.shape[-1])[..., None]
+    """``mean(x²)`` over the last axis, keeping it, summed in index order (:func:`ordered_sum`)."""
+    return (ordered_sum(x * x) / x.shape[-1])[..., None]
 
 
 def causal_conv(full: np.ndarray, taps: np.ndarray, acc: np.ndarray) -> np.ndarray:
