@@ -209,6 +209,7 @@ index_t block_dim(const NodeReader& r, const Node<T>& node, index_t d, const std
 template <typename T>
 void read_block(const NodeReader& r, Node<T>& node, index_t d) {
     const kernel::BlockKind<T>& kind = *node.block;
+    if (node.dim < 1) throw py::value_error(r.who() + kind.name + ": dim must be >= 1, got 0");
     for (const char* name : kind.sizes) {
         const index_t v = r.integer(name);
         if (v < 1 || v > kMaxBlockSize)

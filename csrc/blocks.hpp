@@ -65,6 +65,24 @@ std::string operand_is_the_stream(const Node<T>& node, index_t d) {
                                     std::to_string(node.dim);
 }
 
+// The problem check of a block that normalises the residual stream with eps = numbers[0].
+template <typename T>
+std::string normalised_stream(const Node<T>& node, index_t d) {
+    if (!(node.numbers[0] > 0)) return "eps must be > 0, got " + std::to_string(node.numbers[0]);
+    return operand_is_the_stream(node, d);
+}
+
+// out_j = a_j + b_j for `rows` rows (L apart) over n lanes: the residual adds (`out` may be `a`).
+template <typename T>
+void add_rows(index_t rows, const T* a, const T* b, T* out, index_t L, index_t n) {
+    for (index_t j = 0; j < rows; ++j) {
+        const T* aj = a + j * L;
+        const T* bj = b + j * L;
+        T* oj = out + j * L;
+        for (index_t l = 0; l < n; ++l) oj[l] = aj[l] + bj[l];
+    }
+}
+
 // `rows` rows of `out` (L apart) = M x (+ bias) over n lanes; `x` has rows L apart.
 template <typename T>
 void project(const Csr<T>& M, const T* bias, const T* x, T* out, index_t L, index_t n) {

@@ -130,6 +130,8 @@ def test_block_kinds_are_listed():
     ({"E": 0}, ValueError, "'E' must be between 1 and 2\\^31"),
     ({"K": None}, ValueError, "missing 'K'"),
     ({"norm_eps": float("nan")}, ValueError, "'norm_eps' must be finite"),
+    ({"norm_eps": 0.0}, ValueError, "norm_eps must be > 0, got 0"),
+    ({"dim": 0}, ValueError, "mamba_block: dim must be >= 1"),
     ({"norm_eps": "big"}, TypeError, "'norm_eps' must be a number"),
     ({"ideal": 1}, TypeError, "'ideal' must be a bool"),
     ({"D": np.zeros(3)}, ValueError, "'D' has shape \\(3,\\), expected"),
@@ -144,6 +146,16 @@ def test_malformed_block_descriptors_are_refused(change, error, message):
     with pytest.raises(error, match=message) as info:
         _kernel.Plan(nodes, 1)
     assert "node 1" in str(info.value)
+
+
+def test_a_final_norm_with_a_non_positive_eps_is_refused():
+    from lsrl import _kernel
+    model = paper_model("more_ones", "hawk", "ideal")
+    norm = next(op for op in model.module.ops if op.kind == "rg_final_norm")
+    node = OPS[norm.kind].kernel(norm, np.dtype(np.float64))
+    node.update(inputs=[0], dim=int(norm.dim), eps=-1.0)
+    with pytest.raises(ValueError, match="node 1.*rg_final_norm: eps must be > 0, got -1"):
+        _kernel.Plan([{"kind": "input", "dim": int(norm.dim)}, node], 1)
 
 
 def test_block_state_shapes_are_checked():

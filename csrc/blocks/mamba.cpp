@@ -22,6 +22,7 @@ constexpr double kSoftplusThreshold = 20.0;  // torch's softplus is the identity
 
 template <typename T>
 std::string problem(const Node<T>& node, index_t d) {
+    if (!(node.numbers[norm_eps] > 0)) return "norm_eps must be > 0, got " + std::to_string(node.numbers[norm_eps]);
     return node.mats[embed].rows > 0 ? "" : operand_is_the_stream(node, d);
 }
 
@@ -48,7 +49,7 @@ const T* bias_of(const Node<T>& node, Vec v) {
 template <typename T>
 void activate(bool ideal, T* x, index_t n) {
     if (ideal)
-        for (index_t l = 0; l < n; ++l) x[l] = relu(x[l]);
+        relu_lanes(1, x, n, x, n, n);
     else
         for (index_t l = 0; l < n; ++l) x[l] = x[l] * sigmoid(x[l]);  // SiLU: x * expit(x)
 }
@@ -148,11 +149,7 @@ void run(const CellBlock<T>& blk) {
     }
     T* mixed = normed;
     project(node.mats[out_proj], bias_of(node, out_bias), y, mixed, L, n);
-    for (index_t j = 0; j < H; ++j) {
-        T* rj = r + j * L;
-        const T* mj = mixed + j * L;
-        for (index_t l = 0; l < n; ++l) rj[l] = rj[l] + mj[l];
-    }
+    add_rows(H, r, mixed, r, L, n);
 }
 
 template <typename T>

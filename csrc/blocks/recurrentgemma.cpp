@@ -20,7 +20,6 @@ namespace {
 
 constexpr double kGeluScale = 0.7978845608028654;  // math.sqrt(2 / pi), as the numpy semantics computes it
 constexpr double kGeluCubic = 0.044715;
-constexpr double kSoftplusThreshold = 20.0;
 
 // ---- the gated MLP (parameters at the given indices of the node's lists)
 struct MlpIndex {
@@ -33,7 +32,7 @@ struct MlpIndex {
 template <typename T>
 void activate(const Plan<T>& plan, bool ideal, T* x, T* spare, index_t n) {
     if (ideal) {
-        for (index_t l = 0; l < n; ++l) x[l] = relu(x[l]);
+        relu_lanes(1, x, n, x, n, n);
         return;
     }
     // 0.5 * v * (1 + tanh(c * (v + 0.044715 * v * v * v))), in the numpy expression's order
@@ -64,11 +63,7 @@ void gated_mlp(const CellBlock<T>& blk, const MlpIndex& ix, T* scratch) {
         for (index_t l = 0; l < n; ++l) gi[l] = gi[l] * ui[l];
     }
     project(node.mats[ix.down], node.vecs[ix.down_bias].data(), gate, normed, L, n);
-    for (index_t j = 0; j < H; ++j) {
-        T* oj = out + j * L;
-        const T* dj = normed + j * L;
-        for (index_t l = 0; l < n; ++l) oj[l] = oj[l] + dj[l];
-    }
+    add_rows(H, out, normed, out, L, n);
 }
 
 template <typename T>
@@ -129,7 +124,7 @@ void run(const CellBlock<T>& blk) {
 template <typename T>
 BlockKind<T> kind() {
     return {"rg_final_norm", {}, {}, {{"weight", "H"}}, {"eps"}, {}, false,
-            &operand_is_the_stream<T>, nullptr, &no_state<T>, &rows<T>, &no_scratch<T>, &run<T>};
+            &normalised_stream<T>, nullptr, &no_state<T>, &rows<T>, &no_scratch<T>, &run<T>};
 }
 
 }  // namespace final_norm
@@ -168,7 +163,7 @@ BlockKind<T> kind() {
             {"eps"},
             {Fn::tanh},
             true,
-            &operand_is_the_stream<T>,
+            &normalised_stream<T>,
             nullptr,
             &no_state<T>,
             &rows<T>,
@@ -298,12 +293,7 @@ void run(const CellBlock<T>& blk) {
 
     T* mixed = normed;
     project(node.mats[lin_out], node.vecs[out_bias].data(), y, mixed, L, n);
-    for (index_t j = 0; j < H; ++j) {
-        const T* xj = blk.in + j * L;
-        const T* mj = mixed + j * L;
-        T* oj = blk.out + j * L;
-        for (index_t l = 0; l < n; ++l) oj[l] = xj[l] + mj[l];
-    }
+    add_rows(H, blk.in, mixed, blk.out, L, n);
     gated_mlp(blk, kMlp, blk.pre);
 }
 
@@ -335,7 +325,7 @@ BlockKind<T> kind() {
             {"eps"},
             {Fn::tanh, Fn::exp},
             true,
-            &operand_is_the_stream<T>,
+            &normalised_stream<T>,
             &find_live_channels<T>,
             &state_dim<T>,
             &rows<T>,
