@@ -75,6 +75,7 @@ class InputBounds:
         self.exact = {name: input_op.attrs[name].values.tolist() for name in ("lower", "upper")}
         self.float = {name: input_op.attrs[name].to_float().values.tolist() for name in ("lower", "upper")}
         self.bounded = {name: not all(math.isinf(v) for v in self.float[name]) for name in ("lower", "upper")}
+        self.integer = bool(input_op.attrs.get("integer", 0))
 
     def check(self, x: np.ndarray, who: str, *, first_step: int = 0, hint: str = "") -> None:
         """Raise :class:`InputDomainError` when some ``x[b, t, i]`` lies outside ``[lower_i, upper_i]`` (bounds
@@ -92,6 +93,15 @@ class InputBounds:
             for feature, (value, bound) in enumerate(zip(extreme, limit)):
                 if value < bound if below else value > bound:
                     self._raise(x, name, limit, feature, who, first_step, hint)
+        if self.integer:
+            fractional = flat != np.floor(flat) if not exact else np.vectorize(lambda v: v != int(v), otypes=[bool])(flat)
+            if np.any(fractional):
+                row, feature = (int(v) for v in np.argwhere(fractional)[0])
+                b, t = divmod(row, x.shape[1])
+                raise InputDomainError(
+                    f"{who}: input x[batch={b}, step={first_step + t}, coord={feature}] = {x[b, t, feature]} is not "
+                    f"an integer, but {self.input_op.describe()} declares integer inputs; outputs are only "
+                    f"guaranteed on the declared domain{hint}")
 
     def _raise(self, x, name: str, limit: list, feature: int, who: str, first_step: int, hint: str):
         column = x[:, :, feature]

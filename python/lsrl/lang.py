@@ -374,12 +374,16 @@ def _require_variable(value, what: str) -> "Variable":
 # ---------------------------------------------------------------------------- primitives
 
 class Input(Variable):
-    """``Input(dim, lower=None, upper=None, name=None)``: the token ``x_t``; bounds promise its domain."""
+    """``Input(dim, lower=None, upper=None, name=None, integer=False)``: the token ``x_t``; bounds promise its
+    domain, ``integer=True`` that every feature is an integer (token ids, counts) — the error bound then proves
+    that comparisons between integers saturate (docs/numerics.md, "Error bounds")."""
 
     __slots__ = ()
     kind = "input"
 
-    def __init__(self, dim, lower=None, upper=None, name=None):
+    def __init__(self, dim, lower=None, upper=None, name=None, integer=False):
+        if not isinstance(integer, (bool, np.bool_)):
+            raise TypeError(f"Input: integer must be True or False, got {integer!r}")
         if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (numbers.Integral, np.integer)) \
                 or not 1 <= dim <= MAX_DIMENSION:
             raise ShapeError(f"Input: dim must be an integer in [1, {MAX_DIMENSION}], got {dim!r}")
@@ -396,6 +400,8 @@ class Input(Variable):
             attrs["lower"] = lo
         if hi is not None:
             attrs["upper"] = hi
+        if integer:
+            attrs["integer"] = 1
         built = self._build("input", [], attrs, name)
         self.op, self.inputs = built.op, []
 

@@ -57,6 +57,10 @@ class Model:
         self._ops = module.ops[1:]
         #: the program this model was compiled from (what :meth:`check` compares with); None once loaded
         self.source = source
+        # the layer form the lowering started from (ideal activations; passes.lower): what error bounds analyse
+        self._layer_form = getattr(module, "layer_form", None)
+        self._error_bounds: dict[str, np.ndarray | None] = {}
+        self._error_tolerance: float | None = None
 
     # ------------------------------------------------------------------ facts
     @property
@@ -99,6 +103,62 @@ class Model:
         if why is not None:
             raise PrecisionError(f"{who}: this model cannot be right in {dtype.name} (compiled for {self.dtype}): "
                                  f"{why}")
+        tolerance = self._error_tolerance
+        if tolerance is None:
+            return
+        bound = self.error_bound_in(dtype)
+        if bound is None:
+            raise PrecisionError(f"{who}: error_tolerance={tolerance:g} is set but this model has no error bound "
+                                 f"in {dtype.name} ({self._no_bound_reason()})")
+        worst = float(np.max(bound, initial=0.0))
+        if not worst <= tolerance:
+            coord = int(np.argmax(bound))
+            raise PrecisionError(f"{who}: in {dtype.name} this model's error bound is {worst:.3g} (output {coord}), "
+                                 f"above error_tolerance={tolerance:g}")
+
+    # ------------------------------------------------------------------ error bounds
+    def error_bound_in(self, dtype) -> np.ndarray | None:
+        """A bound on |output − exact output| per output coordinate, for every input sequence inside the input
+        bounds and up to :attr:`t_max` steps, the model run in ``dtype`` (docs/numerics.md, "Error bounds"):
+        a float64 array of ``d_out`` entries (``inf`` where nothing could be proven), or None where the model
+        has none — standard activations, whose approximation errors the analysis does not model, or a model
+        loaded from a file saved without one."""
+        dtype = dtype_of(dtype, "Model.error_bound_in").name
+        if dtype not in self._error_bounds:
+            saved = self.module.metadata.get("error_bound", {}).get(dtype)
+            if self._layer_form is not None:
+                from .passes.error_bound import output_error_bounds
+                self._error_bounds[dtype] = np.array(output_error_bounds(self._layer_form, dtype))
+            elif saved is not None:  # a loaded model: what Model.save recorded
+                self._error_bounds[dtype] = np.array([float(v) for v in saved])
+            else:
+                self._error_bounds[dtype] = None
+        bound = self._error_bounds[dtype]
+        return None if bound is None else bound.copy()
+
+    @property
+    def error_bound(self) -> np.ndarray | None:
+        """:meth:`error_bound_in` the model's :attr:`dtype`."""
+        return self.error_bound_in(self.dtype)
+
+    def _no_bound_reason(self) -> str:
+        if self.activations != "ideal":
+            return f"{self.activations} activations add approximation errors the bound does not model"
+        return "it was loaded from a file saved without one"
+
+    @property
+    def error_tolerance(self) -> float | None:
+        """The largest :attr:`error_bound` (absolute) this model's runs, streams, checks and exports accept: with a
+        tolerance set, one in a dtype whose bound exceeds it (or that has no bound) raises
+        :class:`lsrl.PrecisionError`.  None (the default): no such check."""
+        return self._error_tolerance
+
+    @error_tolerance.setter
+    def error_tolerance(self, value) -> None:
+        if value is not None and not (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+                                      and value >= 0):
+            raise ValueError(f"Model.error_tolerance must be a number >= 0 or None, got {value!r}")
+        self._error_tolerance = None if value is None else float(value)
 
     @property
     def exact(self) -> bool:
@@ -282,6 +342,8 @@ class Model:
         ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.  ``tolerance`` is relative to the
         largest oracle output (default :data:`lsrl.precision.DEFAULT_TOLERANCE`); ``raise_on_failure=True``
         raises :class:`lsrl.PrecisionError` when the model is outside it.  ``bool(report)`` is ``report.within``.
+        ``report.bound`` is the largest :meth:`error_bound_in` ``dtype`` (widened by the float64 oracle's own
+        bound) and ``report.within_bound`` whether every output is within its bound (None without a bound).
         """
         from .ir.core import as_module
         from .ir.interpreter import interpret
@@ -303,7 +365,12 @@ class Model:
         if have_kernel:
             from .runtime.executor import run as run_kernel
             program_out, _ = run_kernel(program, xs, dtype=dtype)
-        report = measure(model_out, oracle, program_out, dtype, tolerance)
+        bound = self.error_bound_in(dtype)
+        if bound is not None:
+            from .passes.error_bound import output_error_bounds
+            # the oracle is the program in float64: its own rounding widens what the bound allows
+            bound = bound + np.array(output_error_bounds(program, "float64", self.t_max))
+        report = measure(model_out, oracle, program_out, dtype, tolerance, bound)
         if raise_on_failure and not report.within:
             raise PrecisionError(f"model @{self.module.name} ({self.target}, {self.activations}) is outside its "
                                  f"tolerance: {report.describe()}")
@@ -311,8 +378,12 @@ class Model:
 
     # ------------------------------------------------------------------ persistence and exports
     def save(self, path) -> None:
-        """Write ``weights.safetensors`` + ``model.json`` (a directory, or ``path`` as a file prefix)."""
+        """Write ``weights.safetensors`` + ``model.json`` (a directory, or ``path`` as a file prefix); the error
+        bounds in both dtypes go with the metadata (a loaded model has no layer form to analyse)."""
         from .serialization import save_model
+        bounds = {name: self.error_bound_in(name) for name in ("float64", "float32")}
+        if all(b is not None for b in bounds.values()):
+            self.module.metadata["error_bound"] = {name: b.tolist() for name, b in bounds.items()}
         save_model(self, path)
 
     def to_torch(self):
@@ -320,6 +391,7 @@ class Model:
         own recurrent module where torch has one — and the readout) taking ``(B, T, d_in)`` and returning
         ``(B, T, d_out)``."""
         from .targets.shared.torch_export import to_torch
+        self._check_dtype_limit(np.dtype(self.dtype), "to_torch")
         module = to_torch(self)
         return module.float() if self.dtype == "float32" else module
 
@@ -327,6 +399,7 @@ class Model:
         """Write a Hugging Face model directory (``config.json``, ``model.safetensors``, ``lsrl_io.json`` with the
         I/O contract) that ``transformers.AutoModel.from_pretrained(path)`` loads; targets with an HF model
         class only (docs/targets.md)."""
+        self._check_dtype_limit(np.dtype(self.dtype), "to_hf")
         self.architecture.to_hf(self, path)
 
     def to_onnx(self, path, *, dtype=None, **options):
@@ -387,6 +460,13 @@ def _check_metadata(module: Module, target: Target, activations: str) -> None:
         fail("dtype_limits", "expected an object mapping 'float64'/'float32' to a reason")
     if meta.get("dtype", "float64") in limits:
         fail("dtype_limits", f"the model's own dtype {meta['dtype']!r} is listed")
+    bounds = meta.get("error_bound", {})
+    if not isinstance(bounds, dict) or not all(
+            k in ("float64", "float32") and isinstance(v, list) and len(v) == module.output.dim
+            and all(e == "inf" or isinstance(e, (int, float)) and not isinstance(e, bool) and e >= 0 for e in v)
+            for k, v in bounds.items()):
+        fail("error_bound", f"expected an object mapping 'float64'/'float32' to {module.output.dim} numbers >= 0 "
+                            "(or 'inf')")
     # a layer-form target records one stage per op (the input included); the others one per layer
     expected_stages = len(ops) if target.layer_form else len(layers)
     stages = meta.get("stages")

@@ -48,6 +48,8 @@ class PrecisionReport:
     relative_error: float
     program_error: float | None
     tolerance: float
+    bound: float | None = None
+    within_bound: bool | None = None
 
     @property
     def within(self) -> bool:
@@ -61,11 +63,13 @@ class PrecisionReport:
                 f"{self.scale:.3g} (tolerance {self.tolerance:.3g})")
         if self.program_error is not None:
             text += f"; the program run op by op in {self.dtype} is off by {self.program_error:.3g}"
+        if self.bound is not None:
+            text += f"; a-priori bound {self.bound:.3g} ({'held' if self.within_bound else 'EXCEEDED'})"
         return text
 
 
 def measure(model_out: np.ndarray, oracle: np.ndarray, program_out: np.ndarray | None, dtype: np.dtype,
-            tolerance: float | None) -> PrecisionReport:
+            tolerance: float | None, bound: np.ndarray | None = None) -> PrecisionReport:
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[dtype.name]
     elif not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and tolerance >= 0):
@@ -74,9 +78,15 @@ def measure(model_out: np.ndarray, oracle: np.ndarray, program_out: np.ndarray |
     error = _max_abs(np.asarray(model_out, dtype=np.float64) - oracle)
     scale = _max_abs(oracle)
     program_error = None if program_out is None else _max_abs(np.asarray(program_out, dtype=np.float64) - oracle)
+    within_bound = None
+    if bound is not None:
+        deviation = np.abs(np.asarray(model_out, dtype=np.float64) - oracle)
+        within_bound = bool(np.all(np.where(np.isnan(deviation), False, deviation <= bound)))
     return PrecisionReport(dtype=dtype.name, error=error, scale=scale,
                            relative_error=error / scale if scale > 0 else error,
-                           program_error=program_error, tolerance=float(tolerance))
+                           program_error=program_error, tolerance=float(tolerance),
+                           bound=None if bound is None else float(np.max(bound, initial=0.0)),
+                           within_bound=within_bound)
 
 
 def _max_abs(values: np.ndarray) -> float:

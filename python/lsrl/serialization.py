@@ -169,6 +169,8 @@ def save_model(model, path) -> None:
     meta = _json_safe({k: v for k, v in module.metadata.items() if k not in ("target", "activations")})
     input_entry = {"dim": inp.dim, "name": inp.name, "lower": put_vector("input.lower", inp.attrs["lower"]),
                    "upper": put_vector("input.upper", inp.attrs["upper"])}
+    if inp.attrs.get("integer", 0):
+        input_entry["integer"] = True
     weights = save_tensors(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     doc = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lsrl_version": __version__,
@@ -399,7 +401,7 @@ class _Loader:
         except (SafetensorError, ValueError, TypeError, MemoryError) as e:
             raise ModelFormatError(f"{self.weights_path}: not a valid safetensors file: {e}") from None
 
-        inp = self.obj(doc["input"], "input", {"dim", "name", "lower", "upper"})
+        inp = self.obj(doc["input"], "input", {"dim", "name", "lower", "upper"}, {"integer"})
         d = self.int_(inp["dim"], "input.dim", 1)
         in_name = inp["name"]
         if in_name is not None and (not isinstance(in_name, str) or not _NAME_RE.match(in_name)):
@@ -408,7 +410,13 @@ class _Loader:
         upper = self.vector(inp["upper"], "input.upper", allow_inf=True)
         if len(lower) != d or len(upper) != d:
             self.fail("input", "bounds must have the input's dim")
-        input_op = Op("input", (), {"dim": d, "lower": lower, "upper": upper}, name=in_name)
+        input_attrs = {"dim": d, "lower": lower, "upper": upper}
+        if "integer" in inp:
+            if not isinstance(inp["integer"], bool):
+                self.fail("input.integer", f"expected true or false, got {inp['integer']!r}")
+            if inp["integer"]:
+                input_attrs["integer"] = 1
+        input_op = Op("input", (), input_attrs, name=in_name)
         ops_doc = doc["ops"]
         if not isinstance(ops_doc, list) or not ops_doc:
             self.fail("ops", "expected a non-empty list")

@@ -146,6 +146,8 @@ def _infer_input(op: Op) -> int:
     for k in ("lower", "upper"):
         v = op.attrs.get(k)
         _check(v is None or len(v) == d, f"{k} has length {len(v) if v is not None else 0}, expected {d}")
+    integer = op.attrs.get("integer", 0)
+    _check(integer in (0, 1) and not isinstance(integer, float), f"integer must be 0 or 1, got {integer!r}")
     return int(d)
 
 
@@ -213,7 +215,8 @@ def _infer_slice(op: Op) -> int:
 
 register_op(OpDef("input", "the program input x_t", _infer_input,
                   attrs={"dim": AttrSpec("int"), "lower": AttrSpec("vector", False, "elementwise lower bound"),
-                         "upper": AttrSpec("vector", False, "elementwise upper bound")},
+                         "upper": AttrSpec("vector", False, "elementwise upper bound"),
+                         "integer": AttrSpec("int", False, "1: every feature takes integer values only")},
                   num_operands=0, defaults=_defaults_input))
 register_op(OpDef("linear", "A x + b", _infer_linear,
                   attrs={"A": AttrSpec("matrix"), "b": AttrSpec("vector", False)}, defaults=_defaults_linear))

@@ -206,6 +206,7 @@ _BUILTIN_PASS_MODULES = (
     "lsrl.passes.fuse_linears",
     "lsrl.passes.materialize_steps",
     "lsrl.passes.range_analysis",
+    "lsrl.passes.error_bound",
     "lsrl.passes.debranch",
     "lsrl.passes.rescale_units",
     "lsrl.passes.lower",

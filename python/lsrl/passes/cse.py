@@ -62,3 +62,4 @@ class CSE(Pass):
             module.output = canonical.get(id(module.output), module.output)
             module.ops = kept
             module.metadata.pop("ranges", None)
+            module.metadata.pop("error_bound", None)

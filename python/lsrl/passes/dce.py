@@ -103,6 +103,7 @@ class DCE(Pass):
             if len(order) != len(module.ops):
                 module.ops = order
                 module.metadata.pop("ranges", None)
+                module.metadata.pop("error_bound", None)
             return
         live = live_coordinates(module)
         # kept[id] = (new op, positions: old coordinate -> index in the new op, or -1)
@@ -139,6 +140,7 @@ class DCE(Pass):
         module.ops = topological_order(output, kept[id(input_op)][0],
                                        {id(op): (i,) for i, op in enumerate(new_ops)})
         module.metadata.pop("ranges", None)
+        module.metadata.pop("error_bound", None)
 
     @staticmethod
     def _rebuild(op: Op, live: np.ndarray, kept: dict, emit, input_op: Op) -> tuple[Op, np.ndarray]:

@@ -172,6 +172,7 @@ class Rewriter:
         if self.changed or len(order) != len(self.module.ops):
             self.module.ops = order
             self.module.metadata.pop("ranges", None)
+            self.module.metadata.pop("error_bound", None)
         return self.module
 
 

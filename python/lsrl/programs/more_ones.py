@@ -12,7 +12,7 @@ def more_ones(scale: float = 1000):
 
     The counts are integers, so the output is exact for any ``scale ≥ 1``.
     """
-    x = Input(1, lower=0, upper=1, name="x")
+    x = Input(1, lower=0, upper=1, name="x", integer=True)
     ones = LinState(x, A=[[1]], B=[[1]], init_state=[0], name="ones")
     is_zero = f_not(x, name="is_zero")
     zeros = LinState(is_zero, A=[[1]], B=[[1]], init_state=[0], name="zeros")

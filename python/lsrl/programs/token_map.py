@@ -67,7 +67,7 @@ def token_map_graph(n: int, conditional: str = "multiplicative", scale: float = 
         return f_and(a, b, scale=scale, name=name)
 
     upper = None if vocab_size is None else int(vocab_size) - 1
-    x = Input(1, lower=0, upper=upper, name="x")
+    x = Input(1, lower=0, upper=upper, name="x", integer=True)
     one = f_constant(x, 1, name="one")
     g = LinState(one, A=[[1]], B=[[1]], init_state=[-1], name="g")
     m = f_modulo_counter(x, n, scale=scale, method=method, name="m")

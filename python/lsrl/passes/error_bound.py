@@ -1,0 +1,905 @@
+"""A-priori error bounds: how far each value of a layer-form module, computed in float32 or float64, can be
+from its exact value — for every input inside the declared bounds and every sequence up to ``t_max``
+(docs/numerics.md, "Error bounds").
+
+Three facts are tracked per coordinate of every op:
+
+* ``err``: a bound on |computed − exact|;
+* ``points``: where known, a finite set of candidate *exact* values (sorted), every exact value within
+  ``slack`` of one of them.  Points start at inputs declared ``integer`` and flow through affine rows (sums over
+  the points of the coordinates a row reads, at most :data:`MAX_POINTS`), ReLUs, products and recurrences
+  whose states stay on a grid (counters, shift registers);
+* the range ``[lo, hi]`` of :class:`~lsrl.passes.range_analysis.RangeAnalysis`.
+
+Why points: a step ``ReLU(μy + 1) − ReLU(μy)`` is exact 0 or 1 wherever ``y`` keeps a margin from its ramp,
+whatever small error ``y`` carries — both ReLUs are on the same side of their breakpoints in the exact and in
+the computed run, and the error ``μ·ε_y`` they pass on cancels in the difference.  Interval bounds cannot see
+this (every ramp of a useful step lies inside its input's range), so a bound built on them multiplies the error
+by μ at every step and says nothing.  The ReLU units whose pre-activations are rows proportional to one
+direction ``y = d·x`` (``k_i y + b_i``) are therefore analysed together, at each candidate value of ``y``:
+units proven active pass ``k_i ε_y + δ_i`` (``δ_i`` the rounding of their own row), units proven inactive pass
+nothing, the others at most their full error.  A row reading them gets ``|Σ_active c_i k_i|·E_y +
+Σ_active |c_i| δ_i + Σ_undecided |c_i| ê_i``, maximised over the candidates.
+
+Rounding model (``u`` the unit roundoff of the dtype): a weight is stored as ``fl(w)``; a dot product of ``n``
+terms is off by at most ``γ_n·Σ|terms|`` (``γ_n = n u / (1 − n u)``, any summation order, with or without FMA),
+counted :data:`ROUNDING_HOPS` times because a target may compute a layer-form op through one more rounded
+operation of the same magnitude (a cell's gate product, a carried value); a sum is exact when all of its terms
+are multiples of ``2^g`` and their magnitudes sum below ``2^(g + p)`` (``p`` = 24 or 53 bits).  A recurrence's
+error ``E_t = Â E_{t−1} + c_t`` is bounded block by block (strongly connected blocks of ``A``): a scalar
+``|a| ≤ 1`` by its closed form, larger blocks by ``‖Â‖₂``.
+
+The bound covers rounding only: ideal activations compute the layer form's ops, standard activations add the
+approximation errors of their constructions, which this analysis does not model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import numpy as np
+
+from ..assumptions import validate_t_max
+from ..ir.core import Module, Op
+from ..ir.matrix import Matrix
+from . import Pass, register_pass
+from .range_analysis import RangeAnalysis, _block_order, _lowest_bit, _product_exact, _spectral_norm_bound
+
+__all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds"]
+
+#: the unit roundoff of each dtype models run in
+UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
+_PRECISION_BITS = {"float64": 53, "float32": 24}
+_NUMPY = {"float64": np.float64, "float32": np.float32}
+#: the most candidate values kept per coordinate (more: the coordinate is only known by its range)
+MAX_POINTS = 2048
+#: rounded dot products a target may spend on one layer-form op (see the module docstring)
+ROUNDING_HOPS = 2
+# the analysis enumerates points in float64: its own rounding, relative to the magnitudes summed
+_ANALYSIS_U = 2.0 ** -50
+#: the longest constant-drive trajectory simulated for candidate states
+_MAX_TRAJECTORY = 1 << 17
+
+
+def _gamma(n: int, u: float) -> float:
+    return n * u / (1.0 - n * u) if n * u < 0.5 else math.inf
+
+
+def _magnitude(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.maximum(np.abs(lo), np.abs(hi))
+
+
+def _low_bit(values: np.ndarray) -> int:
+    """The exponent of the lowest set bit over ``values`` (large when all are 0)."""
+    return int(np.min(_lowest_bit(np.asarray(values, dtype=np.float64)), initial=1 << 20))
+
+
+def _sum_exact(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> bool:
+    """Whether every float sum ``s = a + b`` is exact (Knuth's error-free sum)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        bb = s - a
+        err = (a - (s - bb)) + (b - bb)
+    return bool(np.all(np.isfinite(s) & (err == 0)))
+
+
+def _times(a, b):
+    """``a·b`` with ``0·inf = 0`` (a quantity that does not move carries none of an unbounded error)."""
+    with np.errstate(invalid="ignore"):
+        return np.where((np.asarray(a) == 0) | (np.asarray(b) == 0), 0.0, np.multiply(a, b))
+
+
+def _analysis_rounding(exact: bool, magnitude: float) -> float:
+    """The slack the analysis's own float64 arithmetic adds: none where it was exact."""
+    return 0.0 if exact else _ANALYSIS_U * magnitude
+
+
+def _float_gcd(values: np.ndarray) -> float | None:
+    """The largest ``g`` whose integer multiples include every value (floats are dyadic rationals), or None
+    when that needs more than 62 bits."""
+    values = np.abs(values[values != 0])
+    if values.size == 0:
+        return 0.0
+    e = _low_bit(values)
+    ints = values / math.ldexp(1.0, e)  # exact: a power of two
+    if float(np.max(ints)) >= 2.0 ** 62:
+        return None
+    return float(np.gcd.reduce(ints.astype(np.int64))) * math.ldexp(1.0, e)
+
+
+def _grid_union(grids: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """One lattice ``o + g·Z`` holding every lattice of ``grids`` (``g = 0``: a single value), or None."""
+    offsets = np.array([o for o, _ in grids])
+    shifts = offsets - offsets[0]
+    if not _sum_exact(shifts, np.full(shifts.shape, offsets[0]), offsets):
+        return None
+    step = _float_gcd(np.concatenate([np.array([g for _, g in grids]), shifts]))
+    return None if step is None else (float(offsets[0]), step)
+
+
+@dataclasses.dataclass
+class _Values:
+    """What is known of one quantity, every exact value within ``slack`` of a candidate: the candidates
+    themselves (``points``, sorted, with the error of the computed value at each), or a lattice ``grid`` =
+    ``(offset, step)`` holding them, or neither; ``err`` is the largest error and ``size`` bounds |value|."""
+    points: np.ndarray | None
+    errors: np.ndarray | None
+    slack: float
+    err: float
+    grid: tuple[float, float] | None = None
+    size: float = math.inf
+    # for a sum being formed, per point: Σ|terms| and the lowest set bit over the terms (its rounding)
+    mags: np.ndarray | None = None
+    grains: np.ndarray | None = None
+
+    @staticmethod
+    def unknown(err: float, grid: tuple[float, float] | None = None, slack: float = math.inf,
+                size: float = math.inf) -> "_Values":
+        return _Values(None, None, slack if grid is not None else math.inf, err, grid, size)
+
+    @staticmethod
+    def of(points: np.ndarray, errors: np.ndarray, slack: float, mags: np.ndarray | None = None,
+           grains: np.ndarray | None = None) -> "_Values":
+        """Deduplicated (the largest error, magnitude and the lowest bit of equal values); only their lattice
+        past :data:`MAX_POINTS`."""
+        largest = float(np.max(errors, initial=0.0))
+        unique, inverse = np.unique(points, return_inverse=True)
+        inverse = inverse.ravel()
+        size = float(np.max(np.abs(unique), initial=0.0)) + slack
+        if unique.size > MAX_POINTS:
+            return _Values.unknown(largest, _grid_of(unique), slack, size)
+        worst = np.zeros(unique.size)
+        np.maximum.at(worst, inverse, errors.ravel())
+        if mags is not None:
+            most = np.zeros(unique.size)
+            np.maximum.at(most, inverse, mags.ravel())
+            low = np.full(unique.size, 1 << 20, dtype=np.int64)
+            np.minimum.at(low, inverse, grains.ravel())
+            mags, grains = most, low
+        return _Values(unique, worst, slack, largest, None, size, mags, grains)
+
+    def as_term(self) -> "_Values":
+        """These values as one term of a sum: its magnitude and lowest bit at each point."""
+        if self.points is None:
+            return self
+        return dataclasses.replace(self, mags=np.abs(self.points), grains=_lowest_bit(self.points))
+
+    @property
+    def lattice(self) -> tuple[float, float] | None:
+        return self.grid if self.points is None else _grid_of(self.points)
+
+    def scaled(self, w: float) -> "_Values":
+        if self.points is None:
+            if self.grid is None:
+                return _Values.unknown(abs(w) * self.err)
+            (o, g), size = self.grid, self.size * abs(w)
+            shift, step = o * w, g * abs(w)
+            exact = bool(np.all(_product_exact(np.array([o, g]), np.array([w, abs(w)]), np.array([shift, step]))))
+            rounding = _analysis_rounding(exact, 2 * (abs(shift) + size))
+            return _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
+        weights = np.full(self.points.shape, w)
+        product = self.points * w
+        rounding = _analysis_rounding(bool(np.all(_product_exact(self.points, weights, product))),
+                                      float(np.max(np.abs(product), initial=0.0)))
+        return _Values.of(product, self.errors * abs(w), abs(w) * self.slack + rounding)
+
+    @property
+    def exact(self) -> bool:
+        """Known values computed without error."""
+        return self.points is not None and self.slack == 0.0 and self.err == 0.0
+
+
+def _grid_of(points: np.ndarray) -> tuple[float, float] | None:
+    """The finest lattice ``offset + step·Z`` holding ``points``."""
+    shifts = points - points[0]
+    if not _sum_exact(shifts, np.full(shifts.shape, points[0]), points):
+        return None
+    step = _float_gcd(shifts)
+    return None if step is None else (float(points[0]), step)
+
+
+def _sum(parts: list[_Values]) -> _Values:
+    """The candidate values of a sum of independent parts (or their lattice), and their errors."""
+    err = sum(p.err for p in parts)
+    if any(p.points is None and p.grid is None for p in parts):
+        return _Values.unknown(err)
+    parts = [p for p in parts if p.points is None or p.points.size != 1 or p.points[0] != 0.0
+             or p.errors[0] != 0.0 or p.slack != 0.0]
+    enumerable = all(p.points is not None for p in parts) and \
+        math.prod(p.points.size for p in parts) <= 64 * MAX_POINTS
+    if not enumerable:
+        return _lattice_sum(parts, err)
+    points, errors, mags = np.zeros(1), np.zeros(1), np.zeros(1)
+    grains = np.full(1, 1 << 20, dtype=np.int64)
+    slack = magnitude = 0.0
+    for part in parts:
+        part = part if part.mags is not None else part.as_term()
+        a, b = np.broadcast_arrays(points[:, None], part.points[None, :])
+        total = a + b
+        magnitude += float(np.max(np.abs(part.points), initial=0.0))
+        slack += part.slack + _analysis_rounding(_sum_exact(a, b, total), magnitude)
+        combined = _Values.of(total.ravel(), (errors[:, None] + part.errors[None, :]).ravel(), 0.0,
+                              (mags[:, None] + part.mags[None, :]).ravel(),
+                              np.minimum(grains[:, None], part.grains[None, :]).ravel())
+        if combined.points is None:
+            return _lattice_sum(parts, err)
+        points, errors, mags, grains = combined.points, combined.errors, combined.mags, combined.grains
+    return _Values(points, errors, slack, float(np.max(errors, initial=0.0)), None,
+                   float(np.max(np.abs(points), initial=0.0)) + slack, mags, grains)
+
+
+def _lattice_sum(parts: list[_Values], err: float) -> _Values:
+    grids = [p.lattice for p in parts]
+    if any(g is None for g in grids) or not grids:
+        return _Values.unknown(err)
+    offsets = np.array([o for o, _ in grids])
+    offset = float(np.sum(offsets))
+    exact = bool(np.all(offsets == np.round(offsets))) and abs(offset) < 2.0 ** 52
+    step = _float_gcd(np.array([g for _, g in grids]))
+    if step is None:
+        return _Values.unknown(err)
+    size = sum(p.size for p in parts)
+    slack = sum(p.slack for p in parts) + _analysis_rounding(exact, len(parts) * float(np.sum(np.abs(offsets))))
+    return _Values.unknown(err, (offset, step), slack, size)
+
+
+@dataclasses.dataclass
+class _Group:
+    """ReLU units whose pre-activations are ``k_i·y + b_i`` of one scalar ``y = d·x`` of the linear's operand.
+    ``residual_i`` bounds the part of unit ``i``'s exact row that is not ``k_i d`` (times ``x``),
+    ``delta_i`` the error of its row beyond ``k_i ε_y`` (its rounding, and the residual times ``x``'s error)."""
+    units: np.ndarray
+    k: np.ndarray
+    b: np.ndarray
+    residual: np.ndarray
+    delta: np.ndarray
+    y: _Values
+    y_lo: float
+    y_hi: float
+
+    def delta_of(self, pos) -> np.ndarray:
+        """The rounding of unit ``pos``'s own row: per value of ``y`` where known there, else one number."""
+        return self.delta[:, pos] if self.delta.ndim == 2 else self.delta[pos]
+
+    def _candidates(self, pos: np.ndarray):
+        """``(centres, half widths, error of y, lattice ends)`` covering every value ``y`` takes: its points, or
+        the pieces of its range between the units' decision boundaries (snapped to its lattice, when it has one:
+        ``lattice ends`` are each piece's first and last lattice point)."""
+        if self.y.points is not None:
+            return self.y.points, np.full(self.y.points.shape, self.y.slack), self.y.errors, None
+        k, b = self.k[pos], self.b[pos]
+        reach = np.abs(k) * self.y.err + self.delta_of(pos) + self.residual[pos]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cuts = np.concatenate([(-b - reach) / k, (-b + reach) / k])
+        cuts = cuts[np.isfinite(cuts) & (cuts > self.y_lo) & (cuts < self.y_hi)]
+        edges = np.unique(np.concatenate([[self.y_lo, self.y_hi], cuts]))
+        lows, highs = (edges, edges) if edges.size == 1 else (edges[:-1], edges[1:])
+        ends = None
+        if self.y.grid is not None and np.all(np.isfinite(edges)):
+            offset, step = self.y.grid
+            if step == 0:
+                first = last = np.full(lows.shape, offset)
+                keep = (lows - self.y.slack <= offset) & (offset <= highs + self.y.slack)
+            else:
+                first = offset + np.ceil((lows - self.y.slack - offset) / step) * step
+                last = offset + np.floor((highs + self.y.slack - offset) / step) * step
+                keep = first <= last
+            lows, highs = first[keep], last[keep]
+            ends = (lows, highs)
+            half = (highs - lows) / 2 + self.y.slack
+        else:
+            half = (highs - lows) / 2
+        with np.errstate(invalid="ignore"):  # an unbounded piece has no centre: nothing is decided on it
+            centres = (lows + highs) / 2
+        return centres, half, np.full(lows.shape, self.y.err), ends
+
+    def evaluate(self, pos: np.ndarray, coeffs: np.ndarray) -> _Values:
+        """``Σ coeffs·ReLU(k y + b)`` over the units at ``pos``: its values and errors at each value of ``y``.
+        A unit proven active at a value passes ``k ε_y + δ``, one proven inactive passes nothing (it is an exact
+        0), an undecided one at most ``|k| E_y + δ``."""
+        k, b = self.k[pos], self.b[pos]
+        centres, half, y_err, ends = self._candidates(pos)
+        delta = np.broadcast_to(self.delta_of(pos), (centres.size, pos.size))
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = k[None, :] * centres[:, None]
+            pre = scaled + b[None, :]
+            exact = bool(np.all(_product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled))) \
+                and _sum_exact(*np.broadcast_arrays(scaled, b[None, :]), pre)
+            spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
+                      + (0.0 if exact else _ANALYSIS_U * np.abs(pre)))
+            e_hat = np.abs(k)[None, :] * y_err[:, None] + delta
+            active = pre - spread >= e_hat
+            inactive = pre + spread <= -e_hat
+            undecided = ~(active | inactive)
+            gain = np.where(active, (coeffs * k)[None, :], 0.0).sum(axis=1)
+            errors = (_times(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
+                      + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1))
+            # how far the exact value may be from the one computed at a candidate: inactive units are exactly 0,
+            # active ones move together with y
+            drift = (_times(np.abs(gain), self.y.slack)
+                     + np.where(undecided, _times(np.abs(coeffs * k), self.y.slack)[None, :], 0.0).sum(axis=1)
+                     + np.where(inactive, 0.0, (np.abs(coeffs) * self.residual[pos])[None, :]).sum(axis=1))
+        largest = float(np.max(errors, initial=0.0))
+        if ends is not None:
+            if undecided.any():
+                return _Values.unknown(largest)
+            intercept = (active * (coeffs * b)[None, :]).sum(axis=1)
+            return self._on_lattice(gain, intercept, ends, errors, float(np.max(drift, initial=0.0)))
+        if self.y.points is None:
+            return _Values.unknown(largest)
+        relus = np.maximum(pre, 0.0)
+        values = np.zeros(centres.size)
+        for j, c in enumerate(coeffs.tolist()):
+            term = relus[:, j] * c
+            total = values + term
+            exact = exact and bool(np.all(_product_exact(relus[:, j], np.full(centres.size, c), term))) \
+                and _sum_exact(values, term, total)
+            values = total
+        magnitude = float(np.sum(np.abs(coeffs) * np.max(relus, axis=0, initial=0.0)))
+        slack = float(np.max(drift, initial=0.0)) + _analysis_rounding(exact, (coeffs.size + 2) * magnitude)
+        return _Values.of(values, errors, slack)
+
+    def _on_lattice(self, slope, intercept, ends, errors, drift) -> _Values:
+        """The values on the lattice pieces, affine in ``y`` on each (a lattice, or one value)."""
+        largest = float(np.max(errors, initial=0.0))
+        if errors.size == 0:
+            return _Values.unknown(largest)
+        step = self.y.grid[1]
+        first, last = ends
+        start = slope * first + intercept
+        magnitude = float(np.max(np.abs(start), initial=0.0) + np.max(np.abs(slope * last), initial=0.0))
+        slack = drift + 4 * _ANALYSIS_U * magnitude
+        single = (slope == 0) | (first == last)
+        if single.all():
+            return _Values.of(start, errors, slack)
+        grid = _grid_union([(float(o), 0.0 if one else float(abs(g) * step))
+                            for o, g, one in zip(start.tolist(), slope.tolist(), single.tolist())])
+        size = magnitude + slack
+        return _Values.unknown(largest, grid, slack + 4 * _ANALYSIS_U * size, size)
+
+
+@dataclasses.dataclass
+class _Facts:
+    """Per coordinate of an op: its :class:`_Values` and its range; ``groups`` (ReLU ops reading a linear):
+    ``{"list": [_Group], unit: (group, position)}``."""
+    values: list
+    lo: np.ndarray
+    hi: np.ndarray
+    groups: dict | None = None
+
+    @property
+    def err(self) -> np.ndarray:
+        return np.array([v.err for v in self.values])
+
+
+class ErrorAnalysis:
+    """Error bounds of every op of a layer-form ``module`` computed in ``dtype`` (``analysis[op]`` →
+    :class:`_Facts`); ``t_max`` as for range analysis (None: the module's recorded one)."""
+
+    def __init__(self, module: Module, dtype: str = "float64", t_max: int | None = None):
+        if dtype not in UNIT_ROUNDOFF:
+            raise ValueError(f"error analysis: dtype must be float64 or float32, got {dtype!r}")
+        self.module = module
+        self.dtype = dtype
+        self.u = UNIT_ROUNDOFF[dtype]
+        self.bits = _PRECISION_BITS[dtype]
+        if t_max is None:
+            t_max = validate_t_max(module.metadata.get("t_max"), f"module @{module.name} metadata")
+        self.t_max = t_max
+        self.ranges = RangeAnalysis(module, t_max)
+        self.facts: dict[int, _Facts] = {}
+        for op in module.ops:
+            self.facts[id(op)] = self._transfer(op)
+
+    def __getitem__(self, op: Op) -> _Facts:
+        return self.facts[id(op)]
+
+    # ------------------------------------------------------------------ helpers
+    def _stored(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as the dtype stores them (float64 values)."""
+        with np.errstate(over="ignore"):
+            return np.asarray(values, dtype=np.float64).astype(_NUMPY[self.dtype]).astype(np.float64)
+
+    @staticmethod
+    def _rows(a: Matrix):
+        csr = a.scipy()
+        for i in range(a.shape[0]):
+            s, e = csr.indptr[i], csr.indptr[i + 1]
+            yield csr.indices[s:e].astype(np.int64), csr.data[s:e].astype(np.float64)
+
+    def _form(self, x: Op, cols: np.ndarray, coeffs: np.ndarray, bias: float = 0.0) -> _Values:
+        """The exact form ``coeffs·x[cols] + bias``: its candidate values and the error it inherits from ``x``
+        (the form's own rounding not included)."""
+        fx = self[x]
+        parts = [_Values(np.array([bias]), np.zeros(1), 0.0, 0.0).as_term()]
+        if fx.groups is not None:
+            by_group: dict[int, list] = {}
+            for c, w in zip(cols.tolist(), coeffs.tolist()):
+                g, p = fx.groups[c]
+                by_group.setdefault(g, []).append((p, w))
+            for g, members in by_group.items():
+                pos = np.array([p for p, _ in members], dtype=np.int64)
+                parts.append(fx.groups["list"][g].evaluate(pos, np.array([w for _, w in members])))
+        else:
+            # a product exact in float64 (else the slack denies exactness) has the lowest bit of its value
+            parts.extend(fx.values[c].scaled(w).as_term() for c, w in zip(cols.tolist(), coeffs.tolist()))
+        return _sum(parts)
+
+    def _rounding(self, terms: list[tuple[_Values, float, float]], bias: float) -> float:
+        """The error a dtype run adds to ``Σ w·v + bias`` over ``terms`` = ``(values, magnitude, w)``: weight
+        storage and the rounded dot product (0 when every product and partial sum is representable)."""
+        stored_bias = float(self._stored(bias))
+        storage = abs(bias - stored_bias)
+        magnitude = abs(stored_bias)
+        grain = _low_bit(np.array([stored_bias]))
+        exact = True
+        for values, size, w in terms:
+            stored = float(self._stored(w))
+            with np.errstate(invalid="ignore", over="ignore"):
+                storage += abs(w - stored) * (size + values.err)
+                magnitude += abs(stored) * (size + values.err)
+            if exact and values.exact:
+                grain = min(grain, _low_bit(np.array([stored])) + _low_bit(values.points))
+            else:
+                exact = False
+        if not math.isfinite(magnitude):
+            return math.inf
+        if storage == 0.0 and exact and magnitude < math.ldexp(1.0, min(grain + self.bits, 1000)):
+            return 0.0
+        return storage + ROUNDING_HOPS * _gamma(len(terms) + 1, self.u) * magnitude
+
+    def _row_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float) -> float:
+        fx = self[x]
+        size = _magnitude(fx.lo[cols], fx.hi[cols])
+        return self._rounding([(fx.values[c], float(m), float(w)) for c, m, w in
+                               zip(cols.tolist(), size.tolist(), weights.tolist())], bias)
+
+    # ------------------------------------------------------------------ transfer functions
+    def _transfer(self, op: Op) -> _Facts:
+        lo, hi = self.ranges(op)
+        kind = op.kind
+        if kind in ("input", "linear", "relu", "multi", "linstate"):
+            return getattr(self, "_" + kind)(op, lo, hi)
+        if kind in ("concat", "slice"):
+            values = [v for o in op.operands for v in self[o].values]
+            if kind == "slice":
+                values = values[op.attrs["start"]:op.attrs["end"]]
+            return _Facts(values, lo, hi)
+        # an op kind the analysis does not know (a target's op): nothing is bounded
+        return _Facts([_Values.unknown(math.inf)] * op.dim, lo, hi)
+
+    def _input(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
+        integer = bool(op.attrs.get("integer", 0))
+        values = []
+        for a, b in zip(lo.tolist(), hi.tolist()):
+            if a == b:
+                points = np.array([a])
+            elif integer and math.isfinite(a) and math.isfinite(b) and b - a < MAX_POINTS:
+                points = np.arange(math.ceil(a), math.floor(b) + 1, dtype=np.float64)
+            else:
+                points = None
+            size = max(abs(a), abs(b))
+            if points is not None:  # the inputs are rounded to the dtype
+                values.append(_Values(points, np.abs(points - self._stored(points)), 0.0,
+                                      float(np.max(np.abs(points - self._stored(points)), initial=0.0))))
+            else:
+                values.append(_Values.unknown(0.0 if self.dtype == "float64" else self.u * size))
+        return _Facts(values, lo, hi)
+
+    def _linear(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
+        (x,) = op.operands
+        bias = op.attrs["b"].to_float().values.astype(np.float64)
+        values = []
+        for i, (cols, w) in enumerate(self._rows(op.attrs["A"])):
+            form = self._form(x, cols, w, float(bias[i]))
+            if form.points is None:
+                rounding = self._row_rounding(x, cols, w, float(bias[i]))
+                values.append(_Values.unknown(form.err + rounding, form.grid, form.slack, form.size))
+            else:
+                errors = form.errors + self._point_rounding(x, cols, w, float(bias[i]), form)
+                values.append(_Values(form.points, errors, form.slack, float(np.max(errors, initial=0.0)), None,
+                                      form.size))
+        return _Facts(values, lo, hi)
+
+    def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
+        """:meth:`_rounding` at each value of the row, from the magnitudes and lowest bits of its terms there."""
+        stored = self._stored(weights)
+        representable = bool(np.array_equal(stored, weights)) and float(self._stored(bias)) == bias
+        mags = form.mags + float(np.sum(np.abs(weights) * self[x].err[cols]))  # what the computed terms reach
+        storage = 0.0 if representable else self.u * mags
+        exact = (representable & (form.errors == 0) & (form.slack == 0)
+                 & (form.mags < np.ldexp(1.0, np.minimum(form.grains + self.bits, 1000))))
+        return np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(cols.size + 1, self.u) * mags)
+
+    def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
+        (p,) = op.operands
+        fp = self[p]
+        if p.kind != "linear":
+            values = []
+            for v, bottom, top in zip(fp.values, fp.lo.tolist(), fp.hi.tolist()):
+                if v.points is None:
+                    err = 0.0 if top <= -v.err else v.err
+                    grid = v.grid
+                    if grid is not None and not (bottom - v.slack >= 0 or (grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1]))):
+                        grid = _grid_union([grid, (0.0, 0.0)])
+                    values.append(_Values(np.zeros(1), np.full(1, err), 0.0, err) if top <= 0 else
+                                  _Values.unknown(err, grid, v.slack, v.size))
+                else:
+                    off = v.points + v.slack <= -v.errors
+                    values.append(_Values.of(np.maximum(v.points, 0.0), np.where(off, 0.0, v.errors), v.slack))
+            return _Facts(values, lo, hi)
+        groups = self._groups(p)
+        values: list = [None] * op.dim
+        lookup: dict = {"list": groups}
+        for g, group in enumerate(groups):
+            for pos, unit in enumerate(group.units.tolist()):
+                lookup[unit] = (g, pos)
+                values[unit] = group.evaluate(np.array([pos]), np.ones(1))
+        return _Facts(values, lo, hi, groups=lookup)
+
+    def _groups(self, p: Op) -> list[_Group]:
+        """The units of ``relu(p)`` grouped by the direction of their rows in ``p`` (rows equal up to a factor)."""
+        (x,) = p.operands
+        fx, fp = self[x], self[p]
+        bias = p.attrs["b"].to_float().values.astype(np.float64)
+        size_x = _magnitude(fx.lo, fx.hi)
+        err_x = fx.err
+        by_key: dict = {}
+        carried: dict = {}
+        rows = list(self._rows(p.attrs["A"]))
+        for i, (cols, w) in enumerate(rows):
+            if fx.groups is not None and cols.size == 1 and w[0] > 0 and bias[i] <= 0:
+                carried.setdefault(fx.groups[int(cols[0])][0], []).append(i)
+                continue
+            key = (cols.tobytes(), (w / w[0]).tobytes()) if cols.size else ("constant", i)
+            by_key.setdefault(key, []).append(i)
+        groups = [self._carried_group(fx, p, g, members, bias, rows) for g, members in carried.items()]
+        for members in by_key.values():
+            cols, first_w = rows[members[0]]
+            units = np.array(members, dtype=np.int64)
+            if cols.size == 0:
+                d, k = np.zeros(0), np.ones(units.size)
+                y = _Values(np.zeros(1), np.zeros(1), 0.0, 0.0)
+            else:
+                d = first_w / first_w[0]
+                k = np.array([rows[i][1][0] for i in members])
+                y = self._form(x, cols, d)
+            off = [self._off_direction(rows[i][1], k[n], d) for n, i in enumerate(members)]
+            residual = np.array([float(np.sum(_times(r, size_x[cols]))) for r in off])
+            if y.points is not None and cols.size:
+                delta = np.stack([self._unit_rounding(x, cols, rows[i][1], float(bias[i]), k[n], d, y, r)
+                                  for n, (r, i) in enumerate(zip(off, members))], axis=1)
+            else:
+                delta = np.array([self._row_rounding(x, cols, rows[i][1], float(bias[i]))
+                                  + float(np.sum(_times(r, err_x[cols]))) for r, i in zip(off, members)])
+            first = members[0]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ends = sorted(((fp.lo[first] - bias[first]) / k[0], (fp.hi[first] - bias[first]) / k[0]))
+            y_lo, y_hi = ends if all(np.isfinite(ends)) else (-math.inf, math.inf)
+            groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi))
+        return groups
+
+    def _carried_group(self, fx: _Facts, p: Op, g: int, members: list[int], bias: np.ndarray, rows) -> _Group:
+        """Units ``ReLU(v·u + b)`` (``v > 0 ≥ b``) of units ``u = ReLU(k y + c)`` of one group of the operand:
+        ``ReLU(v k y + v c + b)`` of the same scalar ``y`` (for ``k y + c < 0`` both sides are 0), so the steps a
+        layer carries or shifts stay one group with the units they came from."""
+        (x,) = p.operands
+        deep: _Group = fx.groups["list"][g]
+        k, b, residual, delta = [], [], [], []
+        y_size = float(max(abs(deep.y_lo), abs(deep.y_hi)))
+        for i in members:
+            (c,), (v,) = rows[i]
+            pos = fx.groups[int(c)][1]
+            k.append(v * deep.k[pos])
+            shifted = v * deep.b[pos]
+            b.append(shifted + bias[i])
+            exact = bool(np.all(_product_exact(np.array([v, v]), np.array([deep.k[pos], deep.b[pos]]),
+                                               np.array([k[-1], shifted])))) and \
+                _sum_exact(np.array([shifted]), np.array([bias[i]]), np.array([b[-1]]))
+            # k and b rounded by this float64 arithmetic: |Δk|·|y| + |Δb|
+            slip = 0.0 if exact else 2 * _ANALYSIS_U * (abs(k[-1]) * y_size + abs(shifted) + abs(bias[i]))
+            residual.append(v * deep.residual[pos] + slip)
+            delta.append(v * deep.delta_of(pos) + self._carry_rounding(deep, pos, v, float(bias[i]), x, int(c)))
+        per_point = any(np.ndim(dl) for dl in delta)
+        delta = np.stack([np.broadcast_to(dl, deep.y.points.shape) for dl in delta], axis=1) if per_point \
+            else np.array(delta)
+        return _Group(np.array(members, dtype=np.int64), np.array(k), np.array(b), np.array(residual),
+                      delta, deep.y, deep.y_lo, deep.y_hi)
+
+    def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:
+        """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
+        the direction (``off``) takes from ``x``'s error."""
+        err = self[x].err[cols]
+        stored = self._stored(row)
+        representable = bool(np.array_equal(stored, row)) and float(self._stored(bias)) == bias
+        mags = abs(k) * (y.mags + float(np.sum(_times(np.abs(d), err)))) + abs(bias)
+        grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
+        exact = (representable & (y.errors == 0) & (y.slack == 0) & (not np.any(off))
+                 & (mags < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))))
+        storage = 0.0 if representable else self.u * mags
+        rounding = np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(cols.size + 1, self.u) * mags)
+        return rounding + float(np.sum(_times(off, err)))
+
+    def _carry_rounding(self, deep: _Group, pos: int, v: float, bias: float, x: Op, col: int):
+        """The rounding of ``v·u + bias`` for a unit ``u`` of ``deep``: none where ``u`` is an exact 0 or ``v`` a
+        power of two without bias; per value of ``deep``'s ``y`` where it has values."""
+        representable = float(self._stored(v)) == v and float(self._stored(bias)) == bias
+        if representable and bias == 0 and math.frexp(v)[0] == 0.5:
+            return 0.0
+        if deep.y.points is None:
+            return self._row_rounding(x, np.array([col]), np.array([v]), bias)
+        k, b = deep.k[pos], deep.b[pos]
+        pre = k * deep.y.points + b
+        e_hat = abs(k) * deep.y.errors + deep.delta_of(pos)
+        spread = abs(k) * deep.y.slack + deep.residual[pos] + _ANALYSIS_U * np.abs(pre)
+        mags = abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + abs(bias)
+        off = pre + spread <= -e_hat
+        storage = 0.0 if representable else self.u * mags
+        return np.where(off & representable, 0.0, storage + ROUNDING_HOPS * _gamma(2, self.u) * mags)
+
+    @staticmethod
+    def _off_direction(row: np.ndarray, k: float, d: np.ndarray) -> np.ndarray:
+        """``|row − k·d|`` per entry, rounded up (0 where ``k·d`` is exactly the row)."""
+        if d.size == 0:
+            return np.zeros(0)
+        along = k * d
+        exact = _product_exact(np.full(d.shape, k), d, along)
+        return np.abs(row - along) * (1 + 2 * _ANALYSIS_U) + np.where(exact, 0.0, 2 * _ANALYSIS_U * np.abs(along))
+
+    @staticmethod
+    def _product_grid(a: _Values, b: _Values, ma: float, mb: float):
+        """``(grid, slack, size)`` of ``a·b`` when one factor has a few values and the other a lattice."""
+        if b.points is not None and a.points is None:
+            a, b, ma, mb = b, a, mb, ma
+        if a.points is None or b.grid is None or a.points.size > 64:
+            return None, math.inf, math.inf
+        offset, step = b.grid
+        grid = _grid_union([(float(p * offset), float(abs(p) * step)) for p in a.points.tolist()])
+        slack = ma * b.slack + mb * a.slack + a.slack * b.slack + 4 * _ANALYSIS_U * ma * mb
+        return grid, slack, ma * mb
+
+    def _multi(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
+        (x,) = op.operands
+        fx = self[x]
+        half = op.dim
+        size = _magnitude(fx.lo, fx.hi)
+        values = []
+        for i in range(half):
+            a, b = fx.values[i], fx.values[i + half]
+            ma, mb = float(size[i]), float(size[i + half])
+            if a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:
+                exact = a.exact and b.exact and ma * mb < math.ldexp(
+                    1.0, min(_low_bit(a.points) + _low_bit(b.points) + self.bits, 1000))
+                pa, pb = np.abs(a.points)[:, None], np.abs(b.points)[None, :]
+                ea, eb = a.errors[:, None], b.errors[None, :]
+                with np.errstate(invalid="ignore", over="ignore"):
+                    rounding = 0.0 if exact else ROUNDING_HOPS * self.u * _times(pa + ea, pb + eb)
+                    errors = _times(pa, eb) + _times(pb, ea) + _times(ea, eb) + rounding
+                xa, xb = np.broadcast_arrays(a.points[:, None], b.points[None, :])
+                product = xa * xb
+                slack = (ma * b.slack + mb * a.slack + a.slack * b.slack
+                         + _analysis_rounding(bool(np.all(_product_exact(xa, xb, product))), ma * mb))
+                values.append(_Values.of(product.ravel(), np.broadcast_to(
+                    errors, (a.points.size, b.points.size)).ravel(), slack))
+            else:
+                ea, eb = a.err, b.err
+                with np.errstate(invalid="ignore", over="ignore"):
+                    err = float(_times(ma, eb) + _times(mb, ea) + _times(ea, eb) + ROUNDING_HOPS * self.u * _times(ma + ea, mb + eb))
+                values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
+        return _Facts(values, lo, hi)
+
+    def _linstate(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
+        (x,) = op.operands
+        fx = self[x]
+        k = op.dim
+        a_mat: Matrix = op.attrs["A"]
+        bias = op.attrs["bias"].to_float().values.astype(np.float64)
+        init = op.attrs["init"].to_float().values.astype(np.float64)
+        size_s = np.maximum(_magnitude(lo, hi), np.abs(init))
+        size_x = _magnitude(fx.lo, fx.hi)
+        a_rows = list(self._rows(a_mat))
+        b_rows = list(self._rows(op.attrs["B"]))
+        drives = [self._form(x, cols, w, float(bias[i])) for i, (cols, w) in enumerate(b_rows)]
+        points, grids = self._grid_points(a_rows, drives, init, lo, hi)
+        # the drives' slack accumulates like an error without rounding
+        slack = self._accumulate(a_mat, np.array([d.slack for d in drives]), np.zeros(k), rounding=False)
+        self._trajectory_points(a_mat, a_rows, drives, init, points, slack)
+
+        def step_rounding(i: int, states_exact: bool) -> float:
+            # the state's own error is not counted here: _accumulate grows the rounding with it
+            state_terms = [(_Values(points[c], np.zeros(points[c].size), float(slack[c]), 0.0)
+                            if states_exact and points[c] is not None else _Values.unknown(0.0), float(size_s[c]), w)
+                           for c, w in zip(a_rows[i][0].tolist(), a_rows[i][1].tolist())]
+            drive_terms = [(fx.values[c], float(size_x[c]), w) for c, w in zip(b_rows[i][0].tolist(),
+                                                                                 b_rows[i][1].tolist())]
+            return self._rounding(state_terms + drive_terms, float(bias[i]))
+
+        local = np.array([step_rounding(i, True) for i in range(k)])
+        # a row is exact only while every state it reads is: drop exactness along the dependencies
+        inexact = (local > 0) | np.array([d.err > 0 for d in drives])
+        while True:
+            reads = np.array([not inexact[i] and bool(inexact[a_rows[i][0]].any()) for i in range(k)], dtype=bool)
+            if not reads.any():
+                break
+            for i in np.flatnonzero(reads).tolist():
+                local[i] = step_rounding(i, False)
+            inexact |= reads
+        drive_err = np.array([d.err for d in drives])
+        init_err = np.abs(init - self._stored(init))
+        err = self._accumulate(a_mat, drive_err + local, init_err)
+        values = [_Values.unknown(float(e), grid, float(s), float(m)) if pts is None else
+                  _Values(pts, np.full(pts.size, float(e)), float(s), float(e), None, float(m))
+                  for pts, grid, e, s, m in zip(points, grids, err.tolist(), slack.tolist(), size_s.tolist())]
+        return _Facts(values, lo, hi)
+
+    def _grid_points(self, a_rows, drives: list[_Values], init, lo, hi) -> list:
+        """Candidate states of coordinates that stay on a grid ``2^q·Z``: integer ``A`` rows whose drive, initial
+        value and read coordinates are multiples of ``2^q`` (counters, shift registers), listed within their
+        range."""
+        k = len(a_rows)
+        grain = np.zeros(k)
+        usable = np.ones(k, dtype=bool)
+        for i in range(k):
+            w = a_rows[i][1]
+            drive = drives[i]
+            if drive.points is None or not np.all(w == np.round(w)):
+                usable[i] = False
+                continue
+            grain[i] = min(_low_bit(drive.points), _low_bit(init[i:i + 1]))
+        changed = True
+        while changed:
+            changed = False
+            for i in np.flatnonzero(usable).tolist():
+                cols = a_rows[i][0]
+                if cols.size and not usable[cols].all():
+                    usable[i], changed = False, True
+                elif cols.size and grain[cols].min() < grain[i]:
+                    grain[i], changed = grain[cols].min(), True
+        points, grids = [], []
+        for i in range(k):
+            if not usable[i]:
+                points.append(None)
+                grids.append(None)
+                continue
+            step = math.ldexp(1.0, int(min(grain[i], 60)))
+            grids.append((0.0, step))
+            bounded = np.isfinite(lo[i]) and np.isfinite(hi[i])
+            first, last = (math.ceil(lo[i] / step), math.floor(hi[i] / step)) if bounded else (0, MAX_POINTS)
+            points.append(np.arange(first, last + 1, dtype=np.float64) * step if last - first < MAX_POINTS else None)
+        return points, grids
+
+    def _trajectory_points(self, a_mat: Matrix, a_rows, drives: list[_Values], init, points, slack) -> None:
+        """Candidate states of the coordinates that follow one trajectory whatever the input (a constant drive,
+        reading only such coordinates: rotation counters, clocks), from a float64 run of it clustered to at
+        most :data:`MAX_POINTS` values; ``slack`` covers the run's rounding and the clustering."""
+        k = len(a_rows)
+        fixed = np.array([d.points is not None and d.points.size == 1 and d.slack == 0.0 for d in drives],
+                         dtype=bool)
+        while True:
+            reads_free = np.array([fixed[i] and not fixed[a_rows[i][0]].all() for i in range(k)], dtype=bool)
+            if not reads_free.any():
+                break
+            fixed &= ~reads_free
+        wanted = np.flatnonzero(fixed & np.array([p is None for p in points], dtype=bool))
+        if wanted.size == 0 or self.t_max is None or self.t_max > _MAX_TRAJECTORY:
+            return
+        closure = np.flatnonzero(fixed)
+        block = a_mat.rows(closure).cols(closure).to_dense()
+        drive = np.array([drives[i].points[0] for i in closure])
+        state = init[closure].copy()
+        states = np.empty((self.t_max, closure.size))
+        for t in range(self.t_max):
+            state = block @ state + drive
+            states[t] = state
+        drift = _float64_drift(block, drive, states)
+        where = {int(c): n for n, c in enumerate(closure.tolist())}
+        for i in wanted.tolist():
+            values = np.sort(states[:, where[i]])
+            tolerance = max(64 * drift, 1e-12 * float(np.max(np.abs(values), initial=0.0)))
+            clusters = np.split(values, np.flatnonzero(np.diff(values) > tolerance) + 1)
+            if len(clusters) > MAX_POINTS:
+                continue
+            points[i] = np.array([(c[0] + c[-1]) / 2 for c in clusters])
+            slack[i] = max((c[-1] - c[0]) / 2 for c in clusters) + drift
+
+    def _accumulate(self, a_mat: Matrix, drive: np.ndarray, init_err: np.ndarray, *, rounding: bool = True
+                    ) -> np.ndarray:
+        """Bounds of ``E_t = Â E_{t−1} + c`` over ``t ≤ t_max`` (|c| ≤ ``drive``, ``E_0`` ≤ ``init_err``), the
+        rounding of each step growing with the error it reads (``γ·|Â|·E``)."""
+        k = a_mat.shape[0]
+        err = np.zeros(k)
+        # the rounding of a step grows with the error of the state it reads, and A is stored rounded
+        growth = ROUNDING_HOPS * _gamma(int(np.max(np.diff(a_mat.scipy().indptr), initial=0)) + 2, self.u) + self.u \
+            if rounding else 0.0
+        steps = math.inf if self.t_max is None else float(self.t_max)
+        stored = Matrix.from_dense(self._stored(a_mat.to_dense()) if rounding else a_mat.to_dense())
+        abs_a = np.abs(stored.to_dense())
+        for idx in _block_order(a_mat):
+            outside = np.setdiff1d(np.arange(k), idx)
+            with np.errstate(invalid="ignore", over="ignore"):
+                c = drive[idx] + (abs_a[np.ix_(idx, outside)] @ err[outside]) * (1 + growth)
+            e0 = init_err[idx]
+            if not np.all(np.isfinite(c)):
+                err[idx] = math.inf
+                continue
+            if idx.size == 1:
+                rho = abs_a[idx[0], idx[0]] * (1 + growth)
+                cc, start = float(c[0]), float(e0[0])
+            else:
+                block = stored.rows(idx).cols(idx)
+                rho = _spectral_norm_bound(block) + growth * float(np.sqrt(np.sum(abs_a[np.ix_(idx, idx)] ** 2)))
+                cc, start = float(np.linalg.norm(c)) * (1 + 1e-12), float(np.linalg.norm(e0)) * (1 + 1e-12)
+            if cc == 0.0 and start == 0.0:
+                bound = 0.0
+            elif rho < 1.0:
+                bound = max(start, cc / (1.0 - rho)) * (1 + 1e-12)
+            elif math.isinf(steps):
+                bound = math.inf
+            elif rho == 1.0:
+                bound = start + steps * cc
+            else:
+                with np.errstate(over="ignore"):
+                    power = float(np.power(rho, steps))
+                bound = power * start + cc * (power - 1.0) / (rho - 1.0)
+            err[idx] = bound
+        return err
+
+
+#: the longest constant-drive trajectory simulated for candidate states
+_MAX_TRAJECTORY = 1 << 17
+
+
+def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> float:
+    """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` is from the exact one: each step
+    rounds by at most ``γ·(|A||s| + |c|)``, and earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds
+    every coordinate)."""
+    k, steps = block.shape[0], states.shape[0]
+    size = float(np.max(np.abs(states), initial=0.0)) * 2.0 + 1e-300
+    local = _gamma(k + 2, UNIT_ROUNDOFF["float64"]) * (float(np.max(np.abs(block).sum(axis=1), initial=0.0)) * size
+                                                       + float(np.max(np.abs(drive), initial=0.0))) * math.sqrt(k)
+    rho = _spectral_norm_bound(Matrix.from_dense(block))
+    if rho <= 1.0:
+        return steps * local
+    with np.errstate(over="ignore"):
+        return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
+
+
+def output_error_bounds(module: Module, dtype: str, t_max: int | None = None) -> list[float]:
+    """The error bound of each output coordinate of the layer-form ``module`` computed in ``dtype``."""
+    analysis = ErrorAnalysis(module, dtype, t_max)
+    return analysis[module.output].err.tolist()
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.3g}"
+
+
+@register_pass
+class ErrorBoundPass(Pass):
+    name = "error-bound"
+    summary = ("a-priori bound of each output's rounding error in a dtype (metadata['error_bound']); "
+               "print=true lists every value's bound on stderr")
+    dtype: str = dataclasses.field(default="float64", metadata={"help": "the dtype the module is computed in "
+                                                                       "(float64 or float32)"})
+    t_max: int | None = dataclasses.field(default=None, metadata={
+        "help": "longest input sequence the bound must hold for (none: the module's recorded t_max)"})
+    print: bool = dataclasses.field(default=False, metadata={"help": "write '// error %v: e, ...' lines"})
+
+    def __post_init__(self):
+        self.t_max = validate_t_max(self.t_max, "error-bound")
+        if self.dtype not in UNIT_ROUNDOFF:
+            from ..errors import OptionError
+            raise OptionError(f"error-bound: dtype must be float64 or float32, got {self.dtype!r}")
+
+    def run(self, module: Module) -> None:
+        analysis = ErrorAnalysis(module, self.dtype, self.t_max)
+        bounds = dict(module.metadata.get("error_bound") or {})
+        bounds[self.dtype] = analysis[module.output].err.tolist()
+        module.metadata["error_bound"] = bounds
+        if self.print:
+            from ..ir.names import ssa_names
+            names = ssa_names(module)
+            lines = [f"// error %{names[id(op)]}: {', '.join(_fmt(e) for e in analysis[op].err.tolist())}\n"
+                     for op in module.ops]
+            sys.stderr.write("".join(lines))
+            sys.stderr.flush()

@@ -1,0 +1,153 @@
+"""A-priori error bounds (``lsrl.passes.error_bound``, ``Model.error_bound``): sound against the exact semantics
+on random programs and every ideal-mode target in both dtypes, exact where the arithmetic is, and enforced
+through ``Model.error_tolerance``; integer input declarations are kept, saved and checked."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import lsrl
+from lsrl.ir.interpreter import interpret
+from lsrl.ir.parser import parse as parse_module
+from lsrl.ir.printer import print_module
+from lsrl.passes.error_bound import ErrorAnalysis
+from lsrl.programs import more_ones, token_map
+from lsrl.runtime import kernel_available
+from strategies import profile_examples, programs, random_sequences
+from test_targets import _bounded
+
+needs_kernel = pytest.mark.skipif(not kernel_available(), reason="float32 runs need the C++ kernel")
+
+IDEAL_TARGETS = ["linear_rnn", "relu_rnn", "lstm", "gru", "hawk", "griffin", "mamba"]
+
+
+def _layer_form_exact(model, xs) -> np.ndarray:
+    """The exact semantics the bound is stated against: the layer form the model was lowered from."""
+    return np.asarray(interpret(model._layer_form, xs, exact=True), dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------ soundness
+
+@needs_kernel
+@settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", IDEAL_TARGETS)
+def test_the_bound_holds_on_random_programs(target, dtype, module, seed):
+    module = _bounded(module)
+    xs = random_sequences(module, 10, 2, np.random.default_rng(seed))
+    try:
+        model = lsrl.compile(module, target, t_max=10, dtype=dtype)
+    except lsrl.CompileError:
+        assume(False)
+    bound = model.error_bound
+    assert bound.shape == (model.d_out,) and not np.isnan(bound).any()
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert np.all(deviation <= bound), (deviation.max(axis=(0, 1)), bound)
+
+
+@needs_kernel
+@settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
+def test_the_bound_holds_in_torch_float32(module, seed):
+    torch = pytest.importorskip("torch")
+    module = _bounded(module)
+    xs = random_sequences(module, 10, 2, np.random.default_rng(seed))
+    model = lsrl.compile(module, "linear_rnn", t_max=10, dtype="float32")
+    with torch.no_grad():
+        out = model.to_torch()(torch.from_numpy(xs.astype(np.float32))).double().numpy()
+    assert np.all(np.abs(out - _layer_form_exact(model, xs)) <= model.error_bound)
+
+
+def test_integer_arithmetic_is_exact_in_both_dtypes():
+    model = lsrl.compile(more_ones(), t_max=64)
+    assert model.error_bound_in("float64").tolist() == [0.0]
+    assert model.error_bound_in("float32").tolist() == [0.0]
+    xs = np.random.default_rng(3).integers(0, 2, (4, 64, 1)).astype(float)
+    report = model.check(xs, dtype="float32")
+    assert report.error == 0.0 and report.within_bound
+
+
+def test_the_steps_of_the_token_program_saturate():
+    """Saturation is what makes a bound through chained steps finite at all: every step of the token program's
+    first stages is proven to give exact 0/1 up to the rounding of its own row (float64, n = 2)."""
+    model = lsrl.compile(token_map(2, vocab_size=6), t_max=30)
+    analysis = ErrorAnalysis(model._layer_form, "float64", 30)
+    steps = [v for op in model._layer_form.ops if op.kind == "relu" for v in analysis[op].values
+             if v.points is not None and set(v.points.tolist()) <= {0.0, 1.0}]
+    assert len(steps) > 20
+    assert np.median([v.err for v in steps]) < 1e-9
+
+
+def test_an_unbounded_input_gives_an_infinite_bound_not_nan():
+    x = lsrl.Input(1)
+    model = lsrl.compile(lsrl.ForEach(lsrl.Linear(lsrl.ReLU(x), [[2.0]])))
+    assert model.error_bound_in("float32").tolist() == [np.inf]
+
+
+def test_standard_activations_have_no_bound():
+    model = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
+    assert model.error_bound is None
+
+
+# ------------------------------------------------------------------------------------------ enforcement
+
+def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
+    x = lsrl.Input(1, lower=-1, upper=1)
+    model = lsrl.compile(lsrl.ForEach(lsrl.Linear(lsrl.LinState(x, A=[[0.5]], B=[[0.1]]), [[3.0]])), t_max=30)
+    xs = np.linspace(-1, 1, 30).reshape(-1, 1)
+    assert model.error_tolerance is None
+    model(xs)
+    bound = float(np.max(model.error_bound_in("float32")))
+    assert 0 < bound < 1e-5
+    model.error_tolerance = bound / 2
+    with pytest.raises(lsrl.PrecisionError, match="error bound .* above error_tolerance"):
+        model(xs, dtype="float32")
+    with pytest.raises(lsrl.PrecisionError, match="above error_tolerance"):
+        list(model.stream([xs], dtype="float32"))
+    with pytest.raises(lsrl.PrecisionError, match="above error_tolerance"):
+        model.to_onnx(tmp_path / "m.onnx", dtype="float32")
+    model.error_tolerance = None
+    model(xs, dtype="float32")
+    with pytest.raises(ValueError, match="error_tolerance"):
+        model.error_tolerance = -1.0
+
+    exact = lsrl.compile(more_ones(), t_max=64)
+    exact.error_tolerance = 0.0
+    exact(np.ones((5, 1)), dtype="float32")  # bound 0: within any tolerance
+
+    standard = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
+    standard.error_tolerance = 1.0
+    with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .standard activations"):
+        standard(np.ones((5, 1)))
+
+
+def test_a_saved_model_keeps_its_bounds(tmp_path):
+    model = lsrl.compile(more_ones(), t_max=64)
+    model.save(tmp_path / "m")
+    loaded = lsrl.load(tmp_path / "m")
+    assert loaded.error_bound_in("float32").tolist() == [0.0]
+    x = lsrl.Input(1, lower=-1, upper=1)
+    wide = lsrl.compile(lsrl.ForEach(lsrl.Linear(x, [[0.1]])))
+    wide.save(tmp_path / "w")
+    again = lsrl.load(tmp_path / "w")
+    assert np.array_equal(again.error_bound_in("float32"), wide.error_bound_in("float32"))
+
+
+# ------------------------------------------------------------------------------------------ integer inputs
+
+def test_integer_inputs_are_declared_kept_and_checked(tmp_path):
+    with pytest.raises(TypeError, match="integer must be True or False"):
+        lsrl.Input(1, integer=1)
+    model = lsrl.compile(token_map(2, vocab_size=6), "lstm", t_max=30)
+    assert model.module.input.attrs["integer"] == 1
+    with pytest.raises(lsrl.InputDomainError, match=r"x\[batch=0, step=1, coord=0\] = 2.5 is not an integer"):
+        model(np.array([[1.0], [2.5]]))
+    model(np.array([[1.0], [2.5]]), check_assumptions=False)
+    model.save(tmp_path / "m")
+    assert lsrl.load(tmp_path / "m").module.input.attrs["integer"] == 1
+    text = print_module(model.source)
+    assert "integer = 1" in text
+    assert parse_module(text).input.attrs["integer"] == 1
