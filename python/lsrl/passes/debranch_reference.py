@@ -459,7 +459,7 @@ def _to_layer_form(path_ops: list, output: Op, inp: Op, exact: bool) -> Module:
                                   "bias": a["b"], "init": Vector.zeros(a["A"].shape[0], exact=exact)})
             folded = folded[1:]
         folded.insert(0, first)
-    new_inp = Op("input", (), dict(inp.attrs), name=inp.name)
+    new_inp = Op("input", (), dict(inp.attrs, dim=inp.dim), name=inp.name)
     ops = [new_inp]
     for kind, attrs in folded:
         ops.append(Op(kind, [ops[-1]], attrs))

@@ -545,7 +545,7 @@ class _Chain:
         self.exact = nf.exact
         self.describe = _Describer(nf, names)
         src_input = nf.module.input
-        inp = Op("input", (), dict(src_input.attrs), name=src_input.name)
+        inp = Op("input", (), dict(src_input.attrs, dim=src_input.dim), name=src_input.name)
         self.ops = [inp]
         self.layout = [self.describe.values(plan.stages[0], "value")]
         self.stage_meta = [{"stage": "X", "index": 0, "layer": 0}]

@@ -2,21 +2,24 @@
 from its exact value — for every input inside the declared bounds and every sequence up to ``t_max``
 (docs/numerics.md, "Error bounds").
 
-Three facts are tracked per coordinate of every op:
+What is known of every coordinate of every op (:class:`_Values`):
 
-* ``err``: a bound on |computed − exact|;
-* ``points``: where known, a finite set of candidate *exact* values (sorted), every exact value within
-  ``slack`` of one of them.  Points start at inputs declared ``integer`` and flow through affine rows (sums over
-  the points of the coordinates a row reads, at most :data:`MAX_POINTS`), ReLUs, products and recurrences
-  whose states stay on a grid (counters, shift registers);
-* the range ``[lo, hi]`` of :class:`~lsrl.passes.range_analysis.RangeAnalysis`.
+* its candidate *exact* values where they can be listed — a sorted set of at most :data:`MAX_POINTS`, every
+  exact value within ``slack`` of one — with the error of the computed value at each; else a lattice
+  ``o + g·Z`` holding them, or nothing but the range ``[lo, hi]`` of
+  :class:`~lsrl.passes.range_analysis.RangeAnalysis`.  Values start at inputs declared ``integer`` and flow
+  through affine rows (sums over the values of the coordinates a row reads), ReLUs, products, recurrences
+  whose states stay on a grid (counters, shift registers) and recurrences that follow one trajectory whatever
+  the input (rotation counters: one float64 run of it);
+* ``err``: the largest error, a bound on |computed − exact|.
 
-Why points: a step ``ReLU(μy + 1) − ReLU(μy)`` is exact 0 or 1 wherever ``y`` keeps a margin from its ramp,
+Why values: a step ``ReLU(μy + 1) − ReLU(μy)`` is exact 0 or 1 wherever ``y`` keeps a margin from its ramp,
 whatever small error ``y`` carries — both ReLUs are on the same side of their breakpoints in the exact and in
 the computed run, and the error ``μ·ε_y`` they pass on cancels in the difference.  Interval bounds cannot see
 this (every ramp of a useful step lies inside its input's range), so a bound built on them multiplies the error
 by μ at every step and says nothing.  The ReLU units whose pre-activations are rows proportional to one
-direction ``y = d·x`` (``k_i y + b_i``) are therefore analysed together, at each candidate value of ``y``:
+direction ``y = d·x`` (``k_i y + b_i``, and the units that carry or shift such a unit one layer on) are
+therefore analysed together, at each candidate value of ``y``:
 units proven active pass ``k_i ε_y + δ_i`` (``δ_i`` the rounding of their own row), units proven inactive pass
 nothing, the others at most their full error.  A row reading them gets ``|Σ_active c_i k_i|·E_y +
 Σ_active |c_i| δ_i + Σ_undecided |c_i| ê_i``, maximised over the candidates.
@@ -411,7 +414,7 @@ class ErrorAnalysis:
         """The exact form ``coeffs·x[cols] + bias``: its candidate values and the error it inherits from ``x``
         (the form's own rounding not included)."""
         fx = self[x]
-        parts = [_Values(np.array([bias]), np.zeros(1), 0.0, 0.0).as_term()]
+        parts = [_Values.of(np.array([bias]), np.zeros(1), 0.0).as_term()]
         if fx.groups is not None:
             by_group: dict[int, list] = {}
             for c, w in zip(cols.tolist(), coeffs.tolist()):
@@ -480,8 +483,7 @@ class ErrorAnalysis:
                 points = None
             size = max(abs(a), abs(b))
             if points is not None:  # the inputs are rounded to the dtype
-                values.append(_Values(points, np.abs(points - self._stored(points)), 0.0,
-                                      float(np.max(np.abs(points - self._stored(points)), initial=0.0))))
+                values.append(_Values.of(points, np.abs(points - self._stored(points)), 0.0))
             else:
                 values.append(_Values.unknown(0.0 if self.dtype == "float64" else self.u * size))
         return _Facts(values, lo, hi)
@@ -522,7 +524,7 @@ class ErrorAnalysis:
                     grid = v.grid
                     if grid is not None and not (bottom - v.slack >= 0 or (grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1]))):
                         grid = _grid_union([grid, (0.0, 0.0)])
-                    values.append(_Values(np.zeros(1), np.full(1, err), 0.0, err) if top <= 0 else
+                    values.append(_Values.of(np.zeros(1), np.full(1, err), 0.0) if top <= 0 else
                                   _Values.unknown(err, grid, v.slack, v.size))
                 else:
                     off = v.points + v.slack <= -v.errors
@@ -559,7 +561,7 @@ class ErrorAnalysis:
             units = np.array(members, dtype=np.int64)
             if cols.size == 0:
                 d, k = np.zeros(0), np.ones(units.size)
-                y = _Values(np.zeros(1), np.zeros(1), 0.0, 0.0)
+                y = _Values.of(np.zeros(1), np.zeros(1), 0.0)
             else:
                 d = first_w / first_w[0]
                 k = np.array([rows[i][1][0] for i in members])
@@ -707,7 +709,7 @@ class ErrorAnalysis:
 
         def step_rounding(i: int, states_exact: bool) -> float:
             # the state's own error is not counted here: _accumulate grows the rounding with it
-            state_terms = [(_Values(points[c], np.zeros(points[c].size), float(slack[c]), 0.0)
+            state_terms = [(_Values.of(points[c], np.zeros(points[c].size), float(slack[c]))
                             if states_exact and points[c] is not None else _Values.unknown(0.0), float(size_s[c]), w)
                            for c, w in zip(a_rows[i][0].tolist(), a_rows[i][1].tolist())]
             drive_terms = [(fx.values[c], float(size_x[c]), w) for c, w in zip(b_rows[i][0].tolist(),

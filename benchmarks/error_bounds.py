@@ -1,0 +1,132 @@
+"""Error-bound tightness: the a-priori bound of a compiled model against the error it really makes.
+
+    python benchmarks/error_bounds.py            # the table (markdown) on stdout
+    python benchmarks/error_bounds.py --smoke    # fewer programs and shorter prompts (CI: the script works)
+
+For each program (the paper's, and random ones with real or integer inputs), compiled for ``linear_rnn`` (ideal)
+and run through the kernel in float64 and float32: ``bound`` = the largest ``model.error_bound_in(dtype)``,
+``measured`` = the largest |output − exact output| over a batch of prompts (exact: the layer form interpreted in
+rationals, which is what the bound is stated against), ``bound / measured`` (— where nothing was measured), and
+``relative`` = bound / the largest |exact output|.  Random programs: one row per dtype with the median and the
+largest ratio, and how many bounds are finite and below 1e-4 relative.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import lsrl  # noqa: F401
+except ImportError:  # a development checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+
+import lsrl  # noqa: E402
+from lsrl.ir.interpreter import interpret  # noqa: E402
+from lsrl import programs as P  # noqa: E402
+
+DTYPES = ("float64", "float32")
+
+
+def measure(model, xs) -> dict:
+    exact = np.asarray(interpret(model._layer_form, xs, exact=True), dtype=np.float64)
+    scale = float(np.max(np.abs(exact), initial=0.0)) or 1.0
+    out = {}
+    for dtype in DTYPES:
+        bound = float(np.max(model.error_bound_in(dtype)))
+        error = float(np.max(np.abs(model(xs, backend="kernel", dtype=dtype) - exact)))
+        out[dtype] = (bound, error, scale)
+    return out
+
+
+def paper_cases(smoke: bool):
+    rng = np.random.default_rng(0)
+    batch = 2 if smoke else 4
+    yield "more_ones", P.more_ones(), rng.integers(0, 2, (batch, 64, 1)).astype(float), 64
+    conditionals = ("multiplicative",) if smoke else P.CONDITIONALS
+    for conditional in conditionals:
+        mapping = P.random_token_map(3, 20, 10, rng)
+        xs = np.stack([P.token_prompt(P.draw_queries(mapping, 1, rng)[0], mapping) for _ in range(batch)])
+        yield f"token n=3 {conditional}", P.token_map(3, conditional, vocab_size=10), xs, xs.shape[1]
+    for conditional in ("direct", "multiplicative"):
+        f = lambda q: np.array([np.sin(3 * q[0]) * q[1]])  # noqa: E731
+        prompt = P.continuous_prompt(f, 2, 1, 8)
+        queries = rng.uniform(0, 1, (batch, 2))
+        xs = np.stack([np.concatenate([P.continuous_query(q, 1)[None], prompt]) for q in queries])
+        program = P.continuous_approximator(2, 1, conditional, value_bound=1.0)
+        yield f"continuous 2→1 {conditional}", program, xs, xs.shape[1]
+
+
+def random_program(rng, integer: bool):
+    """A chain of affine maps, ReLUs, contracting states and products over a bounded input."""
+    d = 2
+    x = lsrl.Input(d, lower=0 if integer else -1, upper=9 if integer else 1, integer=integer)
+    v, size = x, 9.0 if integer else 1.0
+    for _ in range(rng.integers(2, 6)):
+        kind = rng.choice(["linear", "relu", "state", "multi"])
+        if kind == "linear":
+            m = int(rng.integers(1, 4))
+            a = np.round(rng.normal(size=(m, v.dim)), 3) if not integer else rng.integers(-3, 4, (m, v.dim)) * 1.0
+            v = lsrl.Linear(v, a, b=rng.uniform(-1, 1, m))
+            size = float(np.max(np.abs(a).sum(axis=1))) * size + 1
+        elif kind == "relu":
+            v = lsrl.ReLU(v)
+        elif kind == "state":
+            k = v.dim
+            q, _ = np.linalg.qr(rng.normal(size=(k, k)))
+            v = lsrl.LinState(v, A=0.5 * q, B=np.eye(k))
+            size *= 2 * np.sqrt(k)
+        elif size * size < 1e3:
+            v = lsrl.Multi(lsrl.Concat([v, v]))
+            size *= size
+    return lsrl.ForEach(v)
+
+
+def random_rows(count: int, smoke: bool):
+    rows = []
+    for integer in (False, True):
+        ratios = {d: [] for d in DTYPES}
+        useful = {d: 0 for d in DTYPES}
+        for seed in range(count):
+            rng = np.random.default_rng(seed)
+            program = random_program(rng, integer)
+            xs = rng.integers(0, 10, (2, 16, 2)).astype(float) if integer else rng.uniform(-1, 1, (2, 16, 2))
+            model = lsrl.compile(program, t_max=16)
+            for dtype, (bound, error, scale) in measure(model, xs).items():
+                if np.isfinite(bound) and bound <= 1e-4 * scale:
+                    useful[dtype] += 1
+                if error > 0:
+                    ratios[dtype].append(bound / error)
+        for dtype in DTYPES:
+            r = np.array(ratios[dtype]) if ratios[dtype] else np.array([np.nan])
+            rows.append((f"random, {'integer' if integer else 'real'} inputs ({count} programs)", dtype,
+                         f"median {np.nanmedian(r):.3g}", f"max {np.nanmax(r):.3g}",
+                         f"{useful[dtype]}/{count} finite and ≤ 1e-4 relative"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="fewer programs and prompts (CI)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    print("| program | dtype | bound | measured | bound / measured | relative |")
+    print("|---|---|---|---|---|---|")
+    for name, program, xs, t_max in paper_cases(args.smoke):
+        model = lsrl.compile(program, t_max=t_max)
+        for dtype, (bound, error, scale) in measure(model, xs).items():
+            ratio = f"{bound / error:.3g}" if error > 0 else "—"
+            print(f"| {name} | {dtype} | {bound:.3g} | {error:.3g} | {ratio} | {bound / scale:.3g} |")
+    print()
+    print("| random programs | dtype | bound / measured | | bounds |")
+    print("|---|---|---|---|---|")
+    for row in random_rows(4 if args.smoke else 40, args.smoke):
+        print("| " + " | ".join(row) + " |")
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
