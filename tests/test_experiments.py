@@ -70,6 +70,31 @@ def test_sigma_zero_scores_of_our_compile_are_right(serial_run):
             assert 0 < row["score"] < 0.3  # the N = 8 discretisation error only (experiments.md §1.5)
 
 
+def test_the_extended_grid_runs_on_every_target_mode_and_dtype(tmp_path):
+    """The extended grid in CI size (the full one: docs/experiments.md): every registered target, both
+    activations, both dtypes; at σ = 0 each model scores the discretisation error of the exact model, and the
+    only models left out are the ones a target cannot build, with the reason."""
+    from lsrl.targets import available_targets
+    targets = tuple(available_targets())
+    instances = grid(programs=("continuous",), variants=("multiplicative",), compiles=("ours",), targets=targets,
+                     activations=("ideal", "standard"), dtypes=("float32", "float64"), sigmas=(0.0,),
+                     seeds=range(1))
+    result = run_grid(instances, tmp_path, workers=0, progress=False)
+    exact = run_grid(grid(programs=("continuous",), variants=("multiplicative",), compiles=("ours",),
+                          dtypes=("exact",), sigmas=(0.0,), seeds=range(1)), None, workers=0, progress=False)
+    reference = exact.rows[0]["score"]
+    scored = {(r["target"], r["activations"], r["dtype"]) for r in result.rows}
+    assert {k.target for k in result.skipped} == {"relu_rnn"}
+    assert all("cannot multiply" in why for why in result.skipped.values())
+    assert len(scored) + len(result.skipped) == len(targets) * 4
+    # relative deviation measured: float64 ≤ 2.2e-12; float32 ideal ≤ 2.2e-6 (Mamba), standard ≤ 6.3e-5 (LSTM/GRU
+    # σ-difference products)
+    tolerance = {"float64": 1e-10, ("float32", "ideal"): 1e-5, ("float32", "standard"): 1e-3}
+    for row in result.rows:
+        allowed = tolerance.get(row["dtype"]) or tolerance[row["dtype"], row["activations"]]
+        assert abs(row["score"] - reference) <= allowed * reference, row
+
+
 def test_a_cut_off_or_garbled_last_line_is_redone(serial_run, tmp_path):
     serial_out, _ = serial_run
     path = tmp_path / "scores.csv"
