@@ -18,7 +18,9 @@ read from the last unit as before).  Where the reader's bias cancels the group
 instead and the bias drops by ``Σ P_k·gap``, so that no constant of size λ meets a small value.  A single
 bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried through a state) is read as
 ``ReLU(h − u)`` the same way, ``h`` its exact upper bound (from the units this pass made, or range analysis
-with its interval slack snapped off).  The readout keeps the groups it reads with weights ±2^k: its products
+with its interval slack snapped off).  Where no bound cancels the bias (a placement that carries a step's two
+ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition), ``h`` is the value
+the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for every ``u``.  The readout keeps the groups it reads with weights ±2^k: its products
 are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
@@ -79,11 +81,13 @@ def _power_of_two(value: float) -> bool:
 @dataclasses.dataclass
 class _Difference:
     """Unit ``u_hi − u_lo`` (``lo`` None: ``u_hi`` alone) of the inserted stage; ``complement``: ``gap`` minus
-    that (``gap`` = the bias gap of the pair, or the upper bound of a unit alone)."""
+    that (``gap`` = the bias gap of the pair, or the upper bound of a unit alone); ``excess``: ``u_hi − gap``
+    (the other half of a unit read as ``gap − u_hi`` without a proven upper bound)."""
     hi: int
     lo: int | None
     gap: float
     complement: bool
+    excess: bool = False
 
 
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
@@ -140,8 +144,17 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1); the complement must
             # be taken from the value itself, or λ multiplies the slack
             hi = snap_number(float(upper(j)), bound_slack)
-            if not np.isfinite(hi) or abs(new_bias[r] + w * hi) > cancel * abs(new_bias[r]):
-                continue
+            proven = np.isfinite(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])
+            if not proven:
+                # no upper bound that cancels the bias (a condition carried where range analysis loses it): read
+                # u = h − ReLU(h − u) + ReLU(u − h) with the h the bias cancels — exact for every u, and for a
+                # 0/1 condition the second unit is 0
+                hi = snap_number(-new_bias[r] / w, bound_slack)
+                if not (np.isfinite(hi) and hi > 0 and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
+                    continue
+                key = (j, None, "excess")
+                differences.setdefault(key, _Difference(j, None, hi, False, excess=True))
+                terms[("diff", key)] = terms.get(("diff", key), 0.0) + w
             del weights[j]
             key = (j, None, True)
             differences.setdefault(key, _Difference(j, None, hi, True))
@@ -224,7 +237,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             diff_columns[key] = len(stage_bias)
             sign = -1.0 if d.complement else 1.0
             stage_entries.append([(d.hi, sign)] if d.lo is None else [(d.hi, sign), (d.lo, -sign)])
-            stage_bias.append(d.gap if d.complement else 0.0)
+            stage_bias.append(d.gap if d.complement else -d.gap if d.excess else 0.0)
             new_slots.append(_difference_slot(slots, d))
         n_out = len(stage_bias)
         linear = Op("linear", [source], {"A": _csr_matrix(stage_entries, (n_out, source.dim)),
@@ -354,7 +367,7 @@ class _InsertedBounds:
         for j in carried:
             self._carried[column] = j
             column += 2 if j in signed else 1
-        self._gaps = {column + k: d.gap for k, d in enumerate(differences.values())}
+        self._gaps = {column + k: d.gap for k, d in enumerate(differences.values()) if not d.excess}
 
     def get(self, column: int) -> float | None:
         if column in self._gaps:
@@ -380,8 +393,8 @@ def _difference_slot(slots: list, d: _Difference) -> dict:
         return [[name, index, sign * coeff] for name, index, coeff in slot.get("terms", [])]
     sign = -1.0 if d.complement else 1.0
     entry = {"role": "difference", "terms": terms(d.hi, sign) + ([] if d.lo is None else terms(d.lo, -sign))}
-    if d.complement:
-        entry["constant"] = d.gap
+    if d.complement or d.excess:
+        entry["constant"] = -d.gap if d.excess else d.gap
     return entry
 
 
