@@ -116,8 +116,9 @@ def test_torch_paper_programs(target, activations, conditional):
 
 
 @pytest.mark.xfail(strict=True, reason="torch's float64 nn.GRU is 4.0e-7 off the program on the continuous program "
-                                       "with λ-conditionals (numpy, kernel, onnxruntime: ≤ 2.4e-16); not explained "
-                                       "by the pair-reader rounding bound (8.2e-12) — docs/numerics.md, still open")
+                                       "with λ-conditionals (numpy, kernel, onnxruntime: ≤ 2.4e-16): nn.GRU updates "
+                                       "n + z(h − n), which holds a saturated state only up to an ulp, and λ reads it "
+                                       "— docs/numerics.md, still open")
 def test_torch_float64_standard_gru_with_lambda_conditionals():
     # held to the same tolerances as every other standard-mode torch export
     for model, xs, program_out in _compiled_paper_programs("gru", "standard", "optimized"):
