@@ -272,6 +272,17 @@ class GruTarget(Target):
         from .shared.torch_export import gated_cell_layer
         return gated_cell_layer(self.name, "GRU", op, activations)
 
+    def torch_layers(self, model) -> list:
+        """``nn.GRU`` layers, unless the lowering recorded that a weight ≥ 2^24 reads the GRU's ReLU pairs
+        (λ-conditionals; the model's ``dtype_limits``): ``nn.GRU``'s update loses an ulp of a held state that
+        such weights amplify (through the layers between too: measured 4e-7 relative), so every layer then runs
+        the same equations step by step with the kernel's update (:class:`GruEquationsLayer`)."""
+        from .shared.torch_export import GruEquationsLayer
+        layers = [self.torch_layer(op, model.activations) for op in model._ops[:-1]]
+        if not model.dtype_limits:
+            return layers
+        return [GruEquationsLayer(layer.cell, op) for layer, op in zip(layers, model._ops[:-1])]
+
     def onnx_layer(self, b, op: Op, x: str, activations: str) -> str:
         from .shared.onnx_export import dense, reorder_gates, vector
         dt, H = b.dtype, op.dim

@@ -84,6 +84,11 @@ class Target:
         """A ``torch.nn.Module`` mapping ``(B, T, d)`` to ``(B, T, op.dim)`` like ``op`` (float64)."""
         raise LsrlError(f"to_torch: target {self.name!r} has no torch export for {op.describe()}")
 
+    def torch_layers(self, model) -> list:
+        """The torch modules of ``model``'s layers (its readout excluded): :meth:`torch_layer` of each, unless a
+        target needs to see the whole model to choose a layer's module."""
+        return [self.torch_layer(op, model.activations) for op in model._ops[:-1]]
+
     def onnx_layer(self, builder, op: Op, x: str, activations: str) -> str:
         """Add ``op`` to the ONNX graph ``builder`` (:class:`lsrl.targets.onnx_export.OnnxBuilder`) reading the
         ``[T, B, d]`` value named ``x``; return the name of its ``[T, B, op.dim]`` output."""

@@ -14,7 +14,8 @@ from torch import nn
 
 from ...errors import LsrlError
 
-__all__ = ["to_torch", "LsrlTorchModel", "CellLayer", "gated_cell_layer", "core_torch_layer", "dense", "vector"]
+__all__ = ["to_torch", "LsrlTorchModel", "CellLayer", "GruEquationsLayer", "gated_cell_layer", "core_torch_layer",
+           "dense", "vector"]
 
 
 def dense(m) -> torch.Tensor:
@@ -46,6 +47,29 @@ class CellLayer(nn.Module):
         states = [getattr(self, name).expand(1, batch, -1).contiguous() for name in self.parts]
         y, _ = self.cell(x, states[0] if len(states) == 1 else tuple(states))
         return y
+
+
+class GruEquationsLayer(CellLayer):
+    """An ``nn.GRU``'s weights and initial state, its equations run step by step with the update written
+    ``(1 − z)·n + z·h`` — the kernel's and the ONNX export's — where ``nn.GRU`` computes ``n + z·(h − n)``: at a
+    saturated ``z = 1`` (a held state) that returns ``h`` only up to an ulp of ``h − n``, which a weight ≥ 2^24
+    reading the state turns into a visible error (4e-7 relative on the paper's programs, docs/numerics.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cell = self.cell
+        size = cell.hidden_size
+        w_ih, w_hh, b_ih, b_hh = cell.weight_ih_l0, cell.weight_hh_l0, cell.bias_ih_l0, cell.bias_hh_l0
+        h = getattr(self, self.parts[0]).reshape(1, size).expand(x.shape[0], size)
+        outputs = []
+        for t in range(x.shape[1]):  # one step at a time: the products round as the kernel's do
+            gi = x[:, t] @ w_ih.T + b_ih
+            gh = h @ w_hh.T + b_hh
+            r = torch.sigmoid(gi[:, :size] + gh[:, :size])
+            z = torch.sigmoid(gi[:, size:2 * size] + gh[:, size:2 * size])
+            n = torch.tanh(gi[:, 2 * size:] + r * gh[:, 2 * size:])
+            h = (1 - z) * n + z * h
+            outputs.append(h)
+        return torch.stack(outputs, 1) if outputs else x.new_zeros(x.shape[0], 0, size)
 
 
 def gated_cell_layer(target: str, module: str, op, activations: str) -> CellLayer:
@@ -125,7 +149,7 @@ class LsrlTorchModel(nn.Module):
         super().__init__()
         self.target, self.activations = model.target, model.activations
         architecture = model.architecture
-        self.layers = nn.ModuleList([architecture.torch_layer(op, model.activations) for op in model._ops[:-1]])
+        self.layers = nn.ModuleList(architecture.torch_layers(model))
         self.readout = _Affine(model._ops[-1]).linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
