@@ -61,6 +61,26 @@ def test_the_bound_holds_in_torch_float32(module, seed):
     assert np.all(np.abs(out - _layer_form_exact(model, xs)) <= model.error_bound)
 
 
+@needs_kernel
+@settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn"])
+def test_the_bound_holds_in_onnxruntime_float32(target, module, seed, tmp_path_factory):
+    ort = pytest.importorskip("onnxruntime")
+    module = _bounded(module)
+    xs = random_sequences(module, 10, 2, np.random.default_rng(seed))
+    try:
+        model = lsrl.compile(module, target, t_max=10, dtype="float32")
+    except lsrl.CompileError:
+        assume(False)
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    model.to_onnx(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": xs.astype(np.float32).transpose(1, 0, 2)})
+    deviation = np.abs(out.transpose(1, 0, 2).astype(np.float64) - _layer_form_exact(model, xs))
+    assert np.all(deviation <= model.error_bound)
+
+
 def test_integer_arithmetic_is_exact_in_both_dtypes():
     model = lsrl.compile(more_ones(), t_max=64)
     assert model.error_bound_in("float64").tolist() == [0.0]
