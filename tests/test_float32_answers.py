@@ -30,17 +30,19 @@ N_LEVELS = 4
 CONTINUOUS_TOLERANCE = {"plain": 1e-5, "standard product": 1e-3}
 
 
-def _refusal(target, activations, conditional):
+def _refusal(target, activations, conditional, n=None):
     """The documented reason a case is refused, or None when it must compile."""
     if target == "relu_rnn" and conditional.startswith("multiplicative"):
         return "multiplicat"
     if (target, activations) == ("gru", "standard") and not conditional.startswith("multiplicative"):
         return "ReLU pair"
+    if target in ("hawk", "griffin") and n == 10 and conditional in ("optimized", "step_optimized"):
+        return "neutralised RMSNorm"  # a range-analysis bound of 1e9 (docs/recurrentgemma.md, limits)
     return None
 
 
-def _compile(program, target, activations, conditional, t_max):
-    reason = _refusal(target, activations, conditional)
+def _compile(program, target, activations, conditional, t_max, n=None):
+    reason = _refusal(target, activations, conditional, n)
     if reason is not None:
         with pytest.raises(lsrl.CompileError, match=reason):
             lsrl.compile(program, target, activations=activations, t_max=t_max, dtype="float32")
@@ -79,7 +81,7 @@ def _executors(model):
 
 def _token_answers(n, target, activations, conditional):
     xs, answers = token_prompts(n, 20, 4, seed=11)
-    model = _compile(token_map(n, conditional, vocab_size=10), target, activations, conditional, xs.shape[1])
+    model = _compile(token_map(n, conditional, vocab_size=10), target, activations, conditional, xs.shape[1], n)
     if model is None:
         return
     for name, run in _executors(model).items():
