@@ -44,6 +44,7 @@ import sys
 import numpy as np
 
 from ..assumptions import validate_t_max
+from ..errors import OptionError
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix
 from . import Pass, register_pass
@@ -890,7 +891,6 @@ class ErrorBoundPass(Pass):
     def __post_init__(self):
         self.t_max = validate_t_max(self.t_max, "error-bound")
         if self.dtype not in UNIT_ROUNDOFF:
-            from ..errors import OptionError
             raise OptionError(f"error-bound: dtype must be float64 or float32, got {self.dtype!r}")
 
     def run(self, module: Module) -> None:
