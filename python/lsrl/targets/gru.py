@@ -258,6 +258,16 @@ class GruStandard(StandardLowering):
             self.units(blocks, n, r=z, z=False, rec_n=[(Matrix.identity(n), off_p)], decode=-side, role=role + "_q")
 
 
+def _holds_state(op: Op) -> bool:
+    """Whether some unit of GRU layer ``op`` may keep its state: an update gate not read as a constant σ = 0
+    (σ(b) is exactly 0 in float32 and float64 for ``b ≤ −745``)."""
+    H = op.dim
+    rows = slice(H, 2 * H)  # nn.GRU's gate order r, z, n
+    weights = (op.attrs["W_ih"].scipy()[rows].count_nonzero() + op.attrs["W_hh"].scipy()[rows].count_nonzero())
+    bias = op.attrs["b_ih"].to_float().values[rows] + op.attrs["b_hh"].to_float().values[rows]
+    return bool(weights or np.any(bias > -745.0))
+
+
 # ------------------------------------------------------------------------------------------ the target
 
 class GruTarget(Target):
@@ -273,15 +283,17 @@ class GruTarget(Target):
         return gated_cell_layer(self.name, "GRU", op, activations)
 
     def torch_layers(self, model) -> list:
-        """``nn.GRU`` layers, unless the lowering recorded that a weight ≥ 2^24 reads the GRU's ReLU pairs
-        (λ-conditionals; the model's ``dtype_limits``): ``nn.GRU``'s update loses an ulp of a held state that
-        such weights amplify (through the layers between too: measured 4e-7 relative), so every layer then runs
-        the same equations step by step with the kernel's update (:class:`GruEquationsLayer`)."""
+        """``nn.GRU`` for a layer whose every update gate is exactly 0 (``h' = n``); a layer that holds state
+        (ReLU and product pairs: ``z = 1`` while their gate is closed) runs the same parameters' equations with
+        the kernel's update (:class:`GruEquationsLayer`), because ``nn.GRU`` computes ``n + z·(h − n)``, which
+        keeps a held ``h`` only up to an ulp of ``h − n``: the readers of the pairs amplify it (the token program
+        compiled for float64 and run by torch in float32 answered 8 % wrong).  A model whose lowering recorded
+        λ-weights on its pairs (``dtype_limits``) runs every layer that way (its layers between differ from the
+        kernel's by 4e-7 relative in ``nn.GRU``)."""
         from .shared.torch_export import GruEquationsLayer
         layers = [self.torch_layer(op, model.activations) for op in model._ops[:-1]]
-        if not model.dtype_limits:
-            return layers
-        return [GruEquationsLayer(layer.cell, op) for layer, op in zip(layers, model._ops[:-1])]
+        return [GruEquationsLayer(layer.cell, op) if model.dtype_limits or _holds_state(op) else layer
+                for layer, op in zip(layers, model._ops[:-1])]
 
     def onnx_layer(self, b, op: Op, x: str, activations: str) -> str:
         from .shared.onnx_export import dense, reorder_gates, vector

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import LsrlError
+from ...errors import LsrlError, PrecisionError
 
 __all__ = ["to_torch", "LsrlTorchModel", "CellLayer", "GruEquationsLayer", "gated_cell_layer", "core_torch_layer",
            "dense", "vector"]
@@ -60,9 +60,10 @@ class GruEquationsLayer(CellLayer):
         size = cell.hidden_size
         w_ih, w_hh, b_ih, b_hh = cell.weight_ih_l0, cell.weight_hh_l0, cell.bias_ih_l0, cell.bias_hh_l0
         h = getattr(self, self.parts[0]).reshape(1, size).expand(x.shape[0], size)
+        inputs = x @ w_ih.T + b_ih  # every step's input part at once; only the recurrent part is sequential
         outputs = []
-        for t in range(x.shape[1]):  # one step at a time: the products round as the kernel's do
-            gi = x[:, t] @ w_ih.T + b_ih
+        for t in range(x.shape[1]):
+            gi = inputs[:, t]
             gh = h @ w_hh.T + b_hh
             r = torch.sigmoid(gi[:, :size] + gh[:, :size])
             z = torch.sigmoid(gi[:, size:2 * size] + gh[:, size:2 * size])
@@ -148,13 +149,20 @@ class LsrlTorchModel(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.target, self.activations = model.target, model.activations
+        #: dtype name -> why the model is wrong in it (``Model.dtype_limits``): a module converted to such a
+        #: dtype (``.float()``) raises instead of answering
+        self.dtype_limits = dict(model.dtype_limits)
         architecture = model.architecture
         self.layers = nn.ModuleList(architecture.torch_layers(model))
         self.readout = _Affine(model._ops[-1]).linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, T, d_in)`` → ``(B, T, d_out)`` (in the parameters' dtype: float64 unless converted)."""
-        x = x.to(self.readout.weight.dtype)
+        dtype = self.readout.weight.dtype
+        why = self.dtype_limits.get(str(dtype).removeprefix("torch."))
+        if why is not None:
+            raise PrecisionError(f"the exported {self.target} {self.activations} model cannot run in {dtype}: {why}")
+        x = x.to(dtype)
         for layer in self.layers:
             x = layer(x)
         return self.readout(x)
