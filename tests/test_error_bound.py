@@ -171,3 +171,20 @@ def test_integer_inputs_are_declared_kept_and_checked(tmp_path):
     text = print_module(model.source)
     assert "integer = 1" in text
     assert parse_module(text).input.attrs["integer"] == 1
+
+
+def test_check_analyses_each_bound_once(monkeypatch):
+    import lsrl.passes.error_bound as error_bound
+    analysed = []
+    real = error_bound.output_error_bounds
+
+    def counting(module, dtype, t_max=None):
+        analysed.append(dtype)
+        return real(module, dtype, t_max)
+
+    monkeypatch.setattr(error_bound, "output_error_bounds", counting)
+    bits = np.random.default_rng(3).integers(0, 2, size=(2, 12, 1)).astype(float)
+    model = lsrl.compile(more_ones(), "linear_rnn", t_max=12)
+    first, second = model.check(bits), model.check(bits)
+    assert (first.bound, first.within_bound) == (second.bound, second.within_bound)
+    assert analysed == ["float64", "float64"]  # the model's bound and the oracle program's, each once
