@@ -18,6 +18,8 @@ def test_every_benchmark_is_collected():
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[p.name for p in BENCHMARKS])
 def test_benchmark_smoke_run(script):
+    if script.name == "torch_float32.py":
+        pytest.importorskip("torch", reason="it runs the torch export")
     if script.name == "kernel.py":
         pytest.importorskip("torch", reason="section (b) compares against torch")
         pytest.importorskip("transformers", reason="section (f) compares against Hugging Face models")
