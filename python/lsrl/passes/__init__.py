@@ -17,7 +17,16 @@ from typing import ClassVar, Literal
 from ..errors import PassError
 
 __all__ = ["Pass", "PASSES", "PassOption", "register_pass", "parse_pipeline", "pass_options", "get_pass",
-           "format_pipeline", "load_passes", "PassError"]
+           "format_pipeline", "load_passes", "forget_analyses", "PassError"]
+
+#: the metadata keys analysis passes record about a module's ops (``range-analysis``, ``error-bound``)
+ANALYSIS_KEYS = ("ranges", "error_bound")
+
+
+def forget_analyses(module) -> None:
+    """Drop what analyses recorded about ``module``'s ops: a pass that changed the ops made it stale."""
+    for key in ANALYSIS_KEYS:
+        module.metadata.pop(key, None)
 
 
 class Pass:

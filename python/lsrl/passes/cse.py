@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..ir.core import Module, Op
-from . import Pass, register_pass
+from . import Pass, forget_analyses, register_pass
 
 __all__ = ["CSE", "op_key"]
 
@@ -61,5 +61,4 @@ class CSE(Pass):
         if canonical:
             module.output = canonical.get(id(module.output), module.output)
             module.ops = kept
-            module.metadata.pop("ranges", None)
-            module.metadata.pop("error_bound", None)
+            forget_analyses(module)

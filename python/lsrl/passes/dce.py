@@ -21,7 +21,7 @@ import numpy as np
 
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix
-from . import Pass, register_pass
+from . import Pass, forget_analyses, register_pass
 from .rewrite import topological_order
 
 __all__ = ["DCE", "live_coordinates"]
@@ -102,8 +102,7 @@ class DCE(Pass):
         if not self.coordinates:
             if len(order) != len(module.ops):
                 module.ops = order
-                module.metadata.pop("ranges", None)
-                module.metadata.pop("error_bound", None)
+                forget_analyses(module)
             return
         live = live_coordinates(module)
         # kept[id] = (new op, positions: old coordinate -> index in the new op, or -1)
@@ -139,8 +138,7 @@ class DCE(Pass):
         module.output = output
         module.ops = topological_order(output, kept[id(input_op)][0],
                                        {id(op): (i,) for i, op in enumerate(new_ops)})
-        module.metadata.pop("ranges", None)
-        module.metadata.pop("error_bound", None)
+        forget_analyses(module)
 
     @staticmethod
     def _rebuild(op: Op, live: np.ndarray, kept: dict, emit, input_op: Op) -> tuple[Op, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Callable, ClassVar, Literal
 
 from ..assumptions import recorded_t_max, tightest_t_max, validate_t_max
 from ..errors import CompileError
-from . import Pass, register_pass
+from . import Pass, forget_analyses, register_pass
 
 __all__ = ["LOWERINGS", "register_lowering", "unregister_lowering", "Lower", "lowering"]
 
@@ -79,17 +79,17 @@ class Lower(Pass):
         module.metadata = dict(module.metadata, dtype=self.dtype)  # what the lowering chooses constants for
         # a length an earlier pass assumed (canonicalize{t_max=…}) binds the lowered model too
         t_max = tightest_t_max(recorded_t_max(module), self.t_max)
-        layer_form = module.clone()
+        # what lsrl.Model's error bound analyses (passes.error_bound) on demand: ideal activations compute the
+        # layer form's ops; standard ones add approximation errors the analysis does not model
+        layer_form = module.clone() if self.activations == "ideal" else None
         lowered = fn(module, activations=self.activations, t_max=t_max)
         limit = lowered.metadata.get("dtype_limits", {}).get(self.dtype)
         if limit is not None:
             raise CompileError(f"lower{{dtype={self.dtype}}}: {limit}")
-        # a bound recorded for the layer form (or the program) does not describe the target's layers
-        lowered.metadata = {k: v for k, v in lowered.metadata.items() if k != "error_bound"}
-        lowered.metadata["dtype"] = self.dtype
-        # what lsrl.Model's error bound analyses (passes.error_bound) on demand: ideal activations compute the
-        # layer form's ops; standard ones add approximation errors the analysis does not model
-        if self.activations == "ideal":
+        # what was recorded for the layer form (or the program) does not describe the target's layers
+        lowered.metadata = dict(lowered.metadata, dtype=self.dtype)
+        forget_analyses(lowered)
+        if layer_form is not None:
             layer_form.metadata = dict(layer_form.metadata, t_max=t_max)
             lowered.layer_form = layer_form
         return lowered

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
+from . import forget_analyses
 
 __all__ = ["Rewriter", "apply_patterns", "is_constant", "constant_value", "make_constant", "topological_order"]
 
@@ -171,8 +172,7 @@ class Rewriter:
         order = topological_order(self.module.output, self.input, self._priority)
         if self.changed or len(order) != len(self.module.ops):
             self.module.ops = order
-            self.module.metadata.pop("ranges", None)
-            self.module.metadata.pop("error_bound", None)
+            forget_analyses(self.module)
         return self.module
 
 
