@@ -235,3 +235,12 @@ def test_compilation_loses_no_precision(target, activations, dtype, module, seed
             else "silu" if target == "mamba" and activations == "standard" else None)
     allowed = FACTOR * max(program_error, UNIT_ROUNDOFF[dtype]) + APPROXIMATION_ERROR.get((kind, dtype), 0.0)
     assert error <= allowed, (error, program_error)
+
+
+def test_a_nan_output_is_outside_every_bound():
+    from lsrl.precision import measure
+    report = measure(np.array([[np.nan, 0.5]]), np.array([[0.0, 0.5]]), None, np.dtype("float64"), None,
+                     np.array([np.inf, 0.0]))
+    assert report.error == np.inf and report.within_bound is False
+    assert measure(np.array([[1.0, 0.5]]), np.array([[0.0, 0.5]]), None, np.dtype("float64"), None,
+                   np.array([1.0, 0.0])).within_bound is True

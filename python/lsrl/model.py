@@ -126,14 +126,12 @@ class Model:
         loaded from a file saved without one."""
         dtype = dtype_of(dtype, "Model.error_bound_in").name
         if dtype not in self._error_bounds:
-            saved = self.module.metadata.get("error_bound", {}).get(dtype)
+            saved = self.module.metadata.get("error_bound", {}).get(dtype)  # a loaded model: what save recorded
             if self._layer_form is not None:
                 from .passes.error_bound import output_error_bounds
                 self._error_bounds[dtype] = np.array(output_error_bounds(self._layer_form, dtype))
-            elif saved is not None:  # a loaded model: what Model.save recorded
-                self._error_bounds[dtype] = np.array([float(v) for v in saved])
             else:
-                self._error_bounds[dtype] = None
+                self._error_bounds[dtype] = None if saved is None else np.array([float(v) for v in saved])
         bound = self._error_bounds[dtype]
         return None if bound is None else bound.copy()
 

@@ -75,13 +75,12 @@ def measure(model_out: np.ndarray, oracle: np.ndarray, program_out: np.ndarray |
     elif not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and tolerance >= 0):
         raise ValueError(f"Model.check: tolerance must be a number >= 0, got {tolerance!r}")
     oracle = np.asarray(oracle, dtype=np.float64)
-    error = _max_abs(np.asarray(model_out, dtype=np.float64) - oracle)
+    deviation = np.asarray(model_out, dtype=np.float64) - oracle
+    error = _max_abs(deviation)
     scale = _max_abs(oracle)
     program_error = None if program_out is None else _max_abs(np.asarray(program_out, dtype=np.float64) - oracle)
-    within_bound = None
-    if bound is not None:
-        deviation = np.abs(np.asarray(model_out, dtype=np.float64) - oracle)
-        within_bound = bool(np.all(np.where(np.isnan(deviation), False, deviation <= bound)))
+    # a NaN deviation compares False: outside every bound
+    within_bound = None if bound is None else bool(np.all(np.abs(deviation) <= bound))
     return PrecisionReport(dtype=dtype.name, error=error, scale=scale,
                            relative_error=error / scale if scale > 0 else error,
                            program_error=program_error, tolerance=float(tolerance),
