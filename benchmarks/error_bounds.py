@@ -85,7 +85,7 @@ def random_program(rng, integer: bool):
     return lsrl.ForEach(v)
 
 
-def random_rows(count: int, smoke: bool):
+def random_rows(count: int):
     rows = []
     for integer in (False, True):
         ratios = {d: [] for d in DTYPES}
@@ -123,7 +123,7 @@ def main() -> None:
     print()
     print("| random programs | dtype | bound / measured | | bounds |")
     print("|---|---|---|---|---|")
-    for row in random_rows(4 if args.smoke else 40, args.smoke):
+    for row in random_rows(4 if args.smoke else 40):
         print("| " + " | ".join(row) + " |")
     print(f"\n({time.perf_counter() - start:.0f} s)")
 

@@ -3,6 +3,8 @@ on random programs and every ideal-mode target in both dtypes, exact where the a
 through ``Model.error_tolerance``; integer input declarations are kept, saved and checked."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -79,6 +81,70 @@ def test_the_bound_holds_in_onnxruntime_float32(target, module, seed, tmp_path_f
     (out,) = session.run(None, {"x": xs.astype(np.float32).transpose(1, 0, 2)})
     deviation = np.abs(out.transpose(1, 0, 2).astype(np.float64) - _layer_form_exact(model, xs))
     assert np.all(deviation <= model.error_bound)
+
+
+@needs_kernel
+@settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_bound_holds_for_integer_inputs(dtype, module, seed):
+    """Integer inputs start the candidate values and ReLU groups, which real inputs never reach."""
+    module = _bounded(module)
+    lower, upper = (module.input.attrs[k].to_float().values for k in ("lower", "upper"))
+    assume(np.all(np.ceil(lower) <= np.floor(upper)))
+    module.input.attrs["integer"] = 1
+    xs = random_sequences(module, 10, 2, np.random.default_rng(seed), style="integers")
+    try:
+        model = lsrl.compile(module, "linear_rnn", t_max=10, dtype=dtype)
+    except lsrl.CompileError:
+        assume(False)
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert np.all(deviation <= model.error_bound), (deviation.max(axis=(0, 1)), model.error_bound)
+
+
+def _module_bound_and_deviation(text: str, xs: np.ndarray, dtype: str, t_max: int):
+    """A module's own bound in ``dtype`` and how far its float64 interpretation is from its exact one (measured in
+    rationals: the difference may be below float64's resolution of the values)."""
+    module = parse_module(text)
+    bound = ErrorAnalysis(module, dtype, t_max)[module.output].err
+    computed = np.asarray(interpret(module, xs), dtype=np.float64)
+    exact = np.asarray(interpret(module, xs, exact=True), dtype=object)
+    deviation = np.vectorize(lambda c, e: float(abs(Fraction(c) - e)), otypes=[float])(computed, exact)
+    return bound, deviation.max(axis=(0, 1))
+
+
+def test_an_unbounded_state_does_not_reach_a_state_that_does_not_read_it():
+    text = """lsrl.module @m(%x: 2 {lower = [-inf, 0.0], upper = [inf, 1.0]}) -> 2 {
+  %s = linstate %x {A = diag<[1.0, 0.5]>, B = [[1.0, 0.0], [0.0, 0.1]], bias = [0.0, 0.0]} : 2 -> 2
+  return %s : 2
+}"""
+    module = parse_module(text)
+    bound = ErrorAnalysis(module, "float32", 10)[module.output].err
+    assert bound[0] == np.inf and 0 < bound[1] < 1e-6  # was inf: 0·inf in a dense product
+
+
+def test_exact_constants_float64_cannot_hold_are_counted():
+    # A = 1 + 2^-60 and 1/3 are read as float64 by every executor: their rounding is an error of its own
+    text = """lsrl.module @m(%x: 1 {lower = [0.0], upper = [3.0], integer = 1}) -> 2 {
+  %y = linear %x {A = [[1152921504606846977/1152921504606846976], [1/3]], b = [0.0, 1/3]} : 1 -> 2
+  return %y : 2
+}"""
+    xs = np.arange(4.0).reshape(1, 4, 1)
+    bound, deviation = _module_bound_and_deviation(text, xs, "float64", 4)
+    assert np.all(deviation > 0) and np.all(deviation <= bound) and np.all(bound < 1e-14)
+
+
+def test_a_state_block_beyond_the_norm_limit_gets_a_finite_sound_bound():
+    # a 70-cycle (one strongly connected block, past range analysis' 64) contracting by 1/2 each step
+    k = 70
+    rows = ", ".join("[" + ", ".join("0.5" if j == (i + 1) % k else "0.0" for j in range(k)) + "]" for i in range(k))
+    text = f"""lsrl.module @m(%x: 1 {{lower = [-1.0], upper = [1.0]}}) -> {k} {{
+  %s = linstate %x {{A = [{rows}], B = [{", ".join(["[0.1]"] * k)}], bias = [{", ".join(["0.0"] * k)}]}} : 1 -> {k}
+  return %s : {k}
+}}"""
+    xs = np.random.default_rng(5).uniform(-1, 1, (2, 30, 1))
+    bound, deviation = _module_bound_and_deviation(text, xs, "float64", 30)
+    assert np.all(np.isfinite(bound)) and np.all(deviation <= bound) and np.max(bound) < 1e-14
 
 
 def test_integer_arithmetic_is_exact_in_both_dtypes():

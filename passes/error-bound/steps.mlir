@@ -10,8 +10,8 @@
 // F64: // error %scaled: 0
 // F32: // error %step: 0
 // F32: // error %scaled: 2.98e-08
-// For real inputs the step's ramp (1.5 - 1/1000 < x < 1.5) lies in the domain: float32's rounding of an input
-// near it reaches the output multiplied by the slope 1000.
+// For real inputs the step's ramp (1.5 - 1/1000 < x < 1.5) lies in the domain, so the step passes on the error
+// of its rows: mostly float32's rounding of 1000·x − 1499 itself (values up to 3000), and of the input times 1000.
 // REAL: // error %x: 1.79e-07
 // REAL: // error %step: 0.00358
 // REAL: // error %scaled: 0.000358

@@ -29,8 +29,11 @@ terms is off by at most ``γ_n·Σ|terms|`` (``γ_n = n u / (1 − n u)``, any s
 counted :data:`ROUNDING_HOPS` times because a target may compute a layer-form op through one more rounded
 operation of the same magnitude (a cell's gate product, a carried value); a sum is exact when all of its terms
 are multiples of ``2^g`` and their magnitudes sum below ``2^(g + p)`` (``p`` = 24 or 53 bits).  A recurrence's
-error ``E_t = Â E_{t−1} + c_t`` is bounded block by block (strongly connected blocks of ``A``): a scalar
-``|a| ≤ 1`` by its closed form, larger blocks by ``‖Â‖₂``.
+error ``E_t = Â E_{t−1} + c_t`` is bounded block by block (strongly connected blocks of ``A``): a scalar by its
+closed form, larger blocks by ``‖Â‖₂`` (by ``‖Â‖∞`` beyond range analysis' largest norm block).
+
+Exact (rational) constants that float64 cannot hold are read as float64 like every executor reads them; the
+distance moves the exact value of what they compute (``_rational_shift``: slack and error alike).
 
 The bound covers rounding only: ideal activations compute the layer form's ops, standard activations add the
 approximation errors of their constructions, which this analysis does not model.
@@ -38,17 +41,21 @@ approximation errors of their constructions, which this analysis does not model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
+from fractions import Fraction
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..assumptions import validate_t_max
 from ..errors import OptionError
 from ..ir.core import Module, Op
-from ..ir.matrix import Matrix
+from ..ir.matrix import Matrix, Vector, is_exact_float
 from . import Pass, register_pass
-from .range_analysis import RangeAnalysis, _block_order, _lowest_bit, _product_exact, _spectral_norm_bound
+from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit, _product_exact,
+                             _spectral_norm_bound)
 
 __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds"]
 
@@ -60,7 +67,8 @@ _NUMPY = {"float64": np.float64, "float32": np.float32}
 MAX_POINTS = 2048
 #: rounded dot products a target may spend on one layer-form op (see the module docstring)
 ROUNDING_HOPS = 2
-# the analysis enumerates points in float64: its own rounding, relative to the magnitudes summed
+# the analysis enumerates points in float64: its own rounding, relative to the magnitudes summed — 8 ulps, for the
+# few float64 operations (a product and sums) behind each enumerated value
 _ANALYSIS_U = 2.0 ** -50
 #: the longest constant-drive trajectory simulated for candidate states
 _MAX_TRAJECTORY = 1 << 17
@@ -371,7 +379,7 @@ class _Facts:
     hi: np.ndarray
     groups: dict | None = None
 
-    @property
+    @functools.cached_property
     def err(self) -> np.ndarray:
         return np.array([v.err for v in self.values])
 
@@ -383,7 +391,6 @@ class ErrorAnalysis:
     def __init__(self, module: Module, dtype: str = "float64", t_max: int | None = None):
         if dtype not in UNIT_ROUNDOFF:
             raise ValueError(f"error analysis: dtype must be float64 or float32, got {dtype!r}")
-        self.module = module
         self.dtype = dtype
         self.u = UNIT_ROUNDOFF[dtype]
         self.bits = _PRECISION_BITS[dtype]
@@ -406,10 +413,10 @@ class ErrorAnalysis:
 
     @staticmethod
     def _rows(a: Matrix):
-        csr = a.scipy()
+        data, indices, indptr = a.csr_parts()
         for i in range(a.shape[0]):
-            s, e = csr.indptr[i], csr.indptr[i + 1]
-            yield csr.indices[s:e].astype(np.int64), csr.data[s:e].astype(np.float64)
+            s, e = indptr[i], indptr[i + 1]
+            yield indices[s:e], data[s:e]
 
     def _form(self, x: Op, cols: np.ndarray, coeffs: np.ndarray, bias: float = 0.0) -> _Values:
         """The exact form ``coeffs·x[cols] + bias``: its candidate values and the error it inherits from ``x``
@@ -451,6 +458,22 @@ class ErrorAnalysis:
         if storage == 0.0 and exact and magnitude < math.ldexp(1.0, min(grain + self.bits, 1000)):
             return 0.0
         return storage + ROUNDING_HOPS * _gamma(len(terms) + 1, self.u) * magnitude
+
+    def _rational_shift(self, x: Op, matrix: Matrix, bias: Vector, reads: np.ndarray | None = None) -> np.ndarray | None:
+        """How far ``matrix·x + bias`` with its exact (rational) constants can be from the same map with them
+        rounded to float64, which is what the rest of the analysis reads (``reads``: the magnitude ``x`` reaches,
+        by default its range and error), or None when every constant is a float64 value."""
+        gap_w, gap_b = _rational_gap(matrix), _rational_gap(bias)
+        if gap_w is None and gap_b is None:
+            return None
+        if reads is None:
+            fx = self[x]
+            reads = _magnitude(fx.lo, fx.hi) + fx.err
+        shift = np.zeros(matrix.shape[0]) if gap_b is None else gap_b
+        if gap_w is not None:
+            with np.errstate(invalid="ignore"):  # the sparse product reads stored entries only
+                shift = shift + gap_w @ reads
+        return shift
 
     def _row_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float) -> float:
         fx = self[x]
@@ -502,6 +525,11 @@ class ErrorAnalysis:
                 errors = form.errors + self._point_rounding(x, cols, w, float(bias[i]), form)
                 values.append(_Values(form.points, errors, form.slack, float(np.max(errors, initial=0.0)), None,
                                       form.size))
+        shift = self._rational_shift(x, op.attrs["A"], op.attrs["b"])
+        if shift is not None:  # the exact value moves by the shift, the computed one stays
+            values = [dataclasses.replace(v, slack=v.slack + d, err=v.err + d,
+                                          errors=None if v.errors is None else v.errors + d)
+                      for v, d in zip(values, shift.tolist())]
         return _Facts(values, lo, hi)
 
     def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
@@ -580,6 +608,12 @@ class ErrorAnalysis:
                 ends = sorted(((fp.lo[first] - bias[first]) / k[0], (fp.hi[first] - bias[first]) / k[0]))
             y_lo, y_hi = ends if all(np.isfinite(ends)) else (-math.inf, math.inf)
             groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi))
+        shift = self._rational_shift(x, p.attrs["A"], p.attrs["b"])
+        if shift is not None:  # the exact rows move by the shift (residual), the computed ones stay (delta)
+            for group in groups:
+                moved = shift[group.units]
+                group.residual = group.residual + moved
+                group.delta = group.delta + moved
         return groups
 
     def _carried_group(self, fx: _Facts, p: Op, g: int, members: list[int], bias: np.ndarray, rows) -> _Group:
@@ -704,8 +738,16 @@ class ErrorAnalysis:
         b_rows = list(self._rows(op.attrs["B"]))
         drives = [self._form(x, cols, w, float(bias[i])) for i, (cols, w) in enumerate(b_rows)]
         points, grids = self._grid_points(a_rows, drives, init, lo, hi)
+        # exact constants float64 cannot hold move the exact state every step (the drive's and the recurrence's
+        # on the state's magnitude; on its error: _accumulate) and at the start
+        shift = np.zeros(k)
+        for matrix, offset, reads in ((op.attrs["B"], op.attrs["bias"], None), (a_mat, Vector.zeros(k), size_s)):
+            moved = self._rational_shift(x, matrix, offset, reads)
+            shift = shift if moved is None else shift + moved
+        init_gap = _rational_gap(op.attrs["init"])
+        init_gap = np.zeros(k) if init_gap is None else init_gap
         # the drives' slack accumulates like an error without rounding
-        slack = self._accumulate(a_mat, np.array([d.slack for d in drives]), np.zeros(k), rounding=False)
+        slack = self._accumulate(a_mat, np.array([d.slack for d in drives]) + shift, init_gap, rounding=False)
         self._trajectory_points(a_mat, a_rows, drives, init, points, slack)
 
         def step_rounding(i: int, states_exact: bool) -> float:
@@ -728,8 +770,8 @@ class ErrorAnalysis:
                 local[i] = step_rounding(i, False)
             inexact |= reads
         drive_err = np.array([d.err for d in drives])
-        init_err = np.abs(init - self._stored(init))
-        err = self._accumulate(a_mat, drive_err + local, init_err)
+        init_err = np.abs(init - self._stored(init)) + init_gap
+        err = self._accumulate(a_mat, drive_err + local + shift, init_err)
         values = [_Values.unknown(float(e), grid, float(s), float(m)) if pts is None else
                   _Values(pts, np.full(pts.size, float(e)), float(s), float(e), None, float(m))
                   for pts, grid, e, s, m in zip(points, grids, err.tolist(), slack.tolist(), size_s.tolist())]
@@ -803,7 +845,7 @@ class ErrorAnalysis:
             if len(clusters) > MAX_POINTS:
                 continue
             points[i] = np.array([(c[0] + c[-1]) / 2 for c in clusters])
-            slack[i] = max((c[-1] - c[0]) / 2 for c in clusters) + drift
+            slack[i] += max((c[-1] - c[0]) / 2 for c in clusters) + drift  # on what exact constants add
 
     def _accumulate(self, a_mat: Matrix, drive: np.ndarray, init_err: np.ndarray, *, rounding: bool = True
                     ) -> np.ndarray:
@@ -814,28 +856,38 @@ class ErrorAnalysis:
         # the rounding of a step grows with the error of the state it reads, and A is stored rounded
         growth = ROUNDING_HOPS * _gamma(int(np.max(np.diff(a_mat.scipy().indptr), initial=0)) + 2, self.u) + self.u \
             if rounding else 0.0
+        if rounding and _rational_gap(a_mat) is not None:  # A read as float64 first
+            growth += UNIT_ROUNDOFF["float64"]
         steps = math.inf if self.t_max is None else float(self.t_max)
-        stored = Matrix.from_dense(self._stored(a_mat.to_dense()) if rounding else a_mat.to_dense())
-        abs_a = np.abs(stored.to_dense())
+        stored = a_mat.scipy().astype(np.float64)
+        if rounding:
+            stored.data = self._stored(stored.data)
+        stored.eliminate_zeros()
+        abs_a = abs(stored).tocsr()
         for idx in _block_order(a_mat):
-            outside = np.setdiff1d(np.arange(k), idx)
+            # blocks come in dependency order, so err holds the earlier blocks' bounds and 0 elsewhere; the sparse
+            # product multiplies stored entries only (an unbounded coordinate a row does not read stays out)
             with np.errstate(invalid="ignore", over="ignore"):
-                c = drive[idx] + (abs_a[np.ix_(idx, outside)] @ err[outside]) * (1 + growth)
+                c = drive[idx] + (abs_a[idx] @ err) * (1 + growth)
             e0 = init_err[idx]
             if not np.all(np.isfinite(c)):
                 err[idx] = math.inf
                 continue
+            inner = abs_a[idx][:, idx]
             if idx.size == 1:
-                rho = abs_a[idx[0], idx[0]] * (1 + growth)
+                rho = float(inner[0, 0]) * (1 + growth)
                 cc, start = float(c[0]), float(e0[0])
-            else:
-                block = stored.rows(idx).cols(idx)
-                rho = _spectral_norm_bound(block) + growth * float(np.sqrt(np.sum(abs_a[np.ix_(idx, idx)] ** 2)))
-                cc, start = float(np.linalg.norm(c)) * (1 + 1e-12), float(np.linalg.norm(e0)) * (1 + 1e-12)
+            elif idx.size <= _MAX_NORM_BLOCK:  # the 2-norm, as range analysis bounds the block
+                rho = _spectral_norm_bound(Matrix.from_scipy(stored[idx][:, idx])) \
+                    + growth * float(np.sqrt(np.sum(inner.data ** 2)))
+                cc, start = float(np.linalg.norm(c)) * _NORM_MARGIN, float(np.linalg.norm(e0)) * _NORM_MARGIN
+            else:  # the ∞-norm: exact AᵀA of a large block would be slow
+                rho = float(np.max(inner.sum(axis=1))) * (1 + growth) * _NORM_MARGIN
+                cc, start = float(np.max(np.abs(c))), float(np.max(e0))
             if cc == 0.0 and start == 0.0:
                 bound = 0.0
             elif rho < 1.0:
-                bound = max(start, cc / (1.0 - rho)) * (1 + 1e-12)
+                bound = max(start, cc / (1.0 - rho)) * _NORM_MARGIN
             elif math.isinf(steps):
                 bound = math.inf
             elif rho == 1.0:
@@ -848,23 +900,39 @@ class ErrorAnalysis:
         return err
 
 
-#: the longest constant-drive trajectory simulated for candidate states
-_MAX_TRAJECTORY = 1 << 17
-
-
 def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> float:
     """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` is from the exact one: each step
     rounds by at most ``γ·(|A||s| + |c|)``, and earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds
     every coordinate)."""
     k, steps = block.shape[0], states.shape[0]
     size = float(np.max(np.abs(states), initial=0.0)) * 2.0 + 1e-300
-    local = _gamma(k + 2, UNIT_ROUNDOFF["float64"]) * (float(np.max(np.abs(block).sum(axis=1), initial=0.0)) * size
-                                                       + float(np.max(np.abs(drive), initial=0.0))) * math.sqrt(k)
-    rho = _spectral_norm_bound(Matrix.from_dense(block))
+    row_sum = float(np.max(np.abs(block).sum(axis=1), initial=0.0))
+    local = _gamma(k + 2, UNIT_ROUNDOFF["float64"]) * (row_sum * size + float(np.max(np.abs(drive), initial=0.0)))
+    if k <= _MAX_NORM_BLOCK:  # in the 2-norm, which bounds every coordinate
+        local, rho = local * math.sqrt(k), _spectral_norm_bound(Matrix.from_dense(block))
+    else:  # in the ∞-norm: exact AᵀA of a large block would be slow
+        rho = row_sum * _NORM_MARGIN
     if rho <= 1.0:
         return steps * local
     with np.errstate(over="ignore"):
         return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
+
+
+def _rational_gap(value):
+    """``|c − fl64(c)|`` (rounded up) per entry of an exact constant whose entries float64 cannot all hold — an
+    array for a Vector, a sparse matrix for a Matrix — or None: the analysis reads every constant as float64."""
+    if not value.exact:
+        return None
+    if isinstance(value, Vector):
+        rows = cols = None
+        entries = value.values.tolist()
+    else:
+        rows, cols, entries = value.coo()
+    gap = np.array([math.nextafter(float(abs(c - Fraction(float(c)))), math.inf) if not is_exact_float(c) else 0.0
+                    for c in entries])
+    if not gap.any():
+        return None
+    return gap if rows is None else sp.csr_array((gap, (rows, cols)), shape=value.shape)
 
 
 def output_error_bounds(module: Module, dtype: str, t_max: int | None = None) -> list[float]:
