@@ -244,9 +244,9 @@ def test_check_analyses_each_bound_once(monkeypatch):
     analysed = []
     real = error_bound.output_error_bounds
 
-    def counting(module, dtype, t_max=None):
+    def counting(module, dtype, t_max=None, ranges=None):
         analysed.append(dtype)
-        return real(module, dtype, t_max)
+        return real(module, dtype, t_max, ranges)
 
     monkeypatch.setattr(error_bound, "output_error_bounds", counting)
     bits = np.random.default_rng(3).integers(0, 2, size=(2, 12, 1)).astype(float)

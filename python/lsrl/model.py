@@ -60,6 +60,7 @@ class Model:
         # the layer form the lowering started from (ideal activations; passes.lower): what error bounds analyse
         self._layer_form = getattr(module, "layer_form", None)
         self._error_bounds: dict[str, np.ndarray | None] = {}
+        self._layer_form_ranges = None
         self._source_bound: np.ndarray | None = None
         self._error_tolerance: float | None = None
 
@@ -129,7 +130,11 @@ class Model:
             saved = self.module.metadata.get("error_bound", {}).get(dtype)  # a loaded model: what save recorded
             if self._layer_form is not None:
                 from .passes.error_bound import output_error_bounds
-                self._error_bounds[dtype] = np.array(output_error_bounds(self._layer_form, dtype))
+                from .passes.range_analysis import RangeAnalysis
+                if self._layer_form_ranges is None:  # shared by both dtypes' analyses
+                    self._layer_form_ranges = RangeAnalysis(self._layer_form, self._layer_form.metadata.get("t_max"))
+                self._error_bounds[dtype] = np.array(output_error_bounds(self._layer_form, dtype,
+                                                                         ranges=self._layer_form_ranges))
             else:
                 self._error_bounds[dtype] = None if saved is None else np.array([float(v) for v in saved])
         bound = self._error_bounds[dtype]

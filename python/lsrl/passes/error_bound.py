@@ -386,9 +386,11 @@ class _Facts:
 
 class ErrorAnalysis:
     """Error bounds of every op of a layer-form ``module`` computed in ``dtype`` (``analysis[op]`` →
-    :class:`_Facts`); ``t_max`` as for range analysis (None: the module's recorded one)."""
+    :class:`_Facts`); ``t_max`` as for range analysis (None: the module's recorded one); ``ranges``: a
+    :class:`RangeAnalysis` of ``module`` for that ``t_max`` to share (ranges do not depend on the dtype)."""
 
-    def __init__(self, module: Module, dtype: str = "float64", t_max: int | None = None):
+    def __init__(self, module: Module, dtype: str = "float64", t_max: int | None = None,
+                 ranges: RangeAnalysis | None = None):
         if dtype not in UNIT_ROUNDOFF:
             raise ValueError(f"error analysis: dtype must be float64 or float32, got {dtype!r}")
         self.dtype = dtype
@@ -397,7 +399,7 @@ class ErrorAnalysis:
         if t_max is None:
             t_max = validate_t_max(module.metadata.get("t_max"), f"module @{module.name} metadata")
         self.t_max = t_max
-        self.ranges = RangeAnalysis(module, t_max)
+        self.ranges = RangeAnalysis(module, t_max) if ranges is None else ranges
         self.facts: dict[int, _Facts] = {}
         for op in module.ops:
             self.facts[id(op)] = self._transfer(op)
@@ -935,9 +937,10 @@ def _rational_gap(value):
     return gap if rows is None else sp.csr_array((gap, (rows, cols)), shape=value.shape)
 
 
-def output_error_bounds(module: Module, dtype: str, t_max: int | None = None) -> list[float]:
+def output_error_bounds(module: Module, dtype: str, t_max: int | None = None,
+                        ranges: RangeAnalysis | None = None) -> list[float]:
     """The error bound of each output coordinate of the layer-form ``module`` computed in ``dtype``."""
-    analysis = ErrorAnalysis(module, dtype, t_max)
+    analysis = ErrorAnalysis(module, dtype, t_max, ranges)
     return analysis[module.output].err.tolist()
 
 
