@@ -372,12 +372,13 @@ class _Group:
 
 @dataclasses.dataclass
 class _Facts:
-    """Per coordinate of an op: its :class:`_Values` and its range; ``groups`` (ReLU ops reading a linear):
-    ``{"list": [_Group], unit: (group, position)}``."""
+    """Per coordinate of an op: its :class:`_Values` and its range; ReLU ops reading a linear also have their
+    ``groups`` and, per unit, ``unit_of[unit] = (group, position)``."""
     values: list
     lo: np.ndarray
     hi: np.ndarray
-    groups: dict | None = None
+    groups: list | None = None
+    unit_of: dict | None = None
 
     @functools.cached_property
     def err(self) -> np.ndarray:
@@ -428,11 +429,11 @@ class ErrorAnalysis:
         if fx.groups is not None:
             by_group: dict[int, list] = {}
             for c, w in zip(cols.tolist(), coeffs.tolist()):
-                g, p = fx.groups[c]
+                g, p = fx.unit_of[c]
                 by_group.setdefault(g, []).append((p, w))
             for g, members in by_group.items():
                 pos = np.array([p for p, _ in members], dtype=np.int64)
-                parts.append(fx.groups["list"][g].evaluate(pos, np.array([w for _, w in members])))
+                parts.append(fx.groups[g].evaluate(pos, np.array([w for _, w in members])))
         else:
             # a product exact in float64 (else the slack denies exactness) has the lowest bit of its value
             parts.extend(fx.values[c].scaled(w).as_term() for c, w in zip(cols.tolist(), coeffs.tolist()))
@@ -563,12 +564,12 @@ class ErrorAnalysis:
             return _Facts(values, lo, hi)
         groups = self._groups(p)
         values: list = [None] * op.dim
-        lookup: dict = {"list": groups}
+        unit_of: dict = {}
         for g, group in enumerate(groups):
             for pos, unit in enumerate(group.units.tolist()):
-                lookup[unit] = (g, pos)
+                unit_of[unit] = (g, pos)
                 values[unit] = group.evaluate(np.array([pos]), np.ones(1))
-        return _Facts(values, lo, hi, groups=lookup)
+        return _Facts(values, lo, hi, groups=groups, unit_of=unit_of)
 
     def _groups(self, p: Op) -> list[_Group]:
         """The units of ``relu(p)`` grouped by the direction of their rows in ``p`` (rows equal up to a factor)."""
@@ -582,7 +583,7 @@ class ErrorAnalysis:
         rows = list(self._rows(p.attrs["A"]))
         for i, (cols, w) in enumerate(rows):
             if fx.groups is not None and cols.size == 1 and w[0] > 0 and bias[i] <= 0:
-                carried.setdefault(fx.groups[int(cols[0])][0], []).append(i)
+                carried.setdefault(fx.unit_of[int(cols[0])][0], []).append(i)
                 continue
             key = (cols.tobytes(), (w / w[0]).tobytes()) if cols.size else ("constant", i)
             by_key.setdefault(key, []).append(i)
@@ -623,12 +624,12 @@ class ErrorAnalysis:
         ``ReLU(v k y + v c + b)`` of the same scalar ``y`` (for ``k y + c < 0`` both sides are 0), so the steps a
         layer carries or shifts stay one group with the units they came from."""
         (x,) = p.operands
-        deep: _Group = fx.groups["list"][g]
+        deep: _Group = fx.groups[g]
         k, b, residual, delta = [], [], [], []
         y_size = float(max(abs(deep.y_lo), abs(deep.y_hi)))
         for i in members:
             (c,), (v,) = rows[i]
-            pos = fx.groups[int(c)][1]
+            pos = fx.unit_of[int(c)][1]
             k.append(v * deep.k[pos])
             shifted = v * deep.b[pos]
             b.append(shifted + bias[i])
@@ -764,13 +765,8 @@ class ErrorAnalysis:
         local = np.array([step_rounding(i, True) for i in range(k)])
         # a row is exact only while every state it reads is: drop exactness along the dependencies
         inexact = (local > 0) | np.array([d.err > 0 for d in drives])
-        while True:
-            reads = np.array([not inexact[i] and bool(inexact[a_rows[i][0]].any()) for i in range(k)], dtype=bool)
-            if not reads.any():
-                break
-            for i in np.flatnonzero(reads).tolist():
-                local[i] = step_rounding(i, False)
-            inexact |= reads
+        for i in np.flatnonzero(_spread(a_rows, inexact) & ~inexact).tolist():
+            local[i] = step_rounding(i, False)
         drive_err = np.array([d.err for d in drives])
         init_err = np.abs(init - self._stored(init)) + init_gap
         err = self._accumulate(a_mat, drive_err + local + shift, init_err)
@@ -793,14 +789,13 @@ class ErrorAnalysis:
                 usable[i] = False
                 continue
             grain[i] = min(_low_bit(drive.points), _low_bit(init[i:i + 1]))
+        usable = ~_spread(a_rows, ~usable)
         changed = True
-        while changed:
+        while changed:  # a coordinate's grain is the finest among those it reads
             changed = False
             for i in np.flatnonzero(usable).tolist():
                 cols = a_rows[i][0]
-                if cols.size and not usable[cols].all():
-                    usable[i], changed = False, True
-                elif cols.size and grain[cols].min() < grain[i]:
+                if cols.size and grain[cols].min() < grain[i]:
                     grain[i], changed = grain[cols].min(), True
         points, grids = [], []
         for i in range(k):
@@ -819,14 +814,8 @@ class ErrorAnalysis:
         """Candidate states of the coordinates that follow one trajectory whatever the input (a constant drive,
         reading only such coordinates: rotation counters, clocks), from a float64 run of it clustered to at
         most :data:`MAX_POINTS` values; ``slack`` covers the run's rounding and the clustering."""
-        k = len(a_rows)
-        fixed = np.array([d.points is not None and d.points.size == 1 and d.slack == 0.0 for d in drives],
-                         dtype=bool)
-        while True:
-            reads_free = np.array([fixed[i] and not fixed[a_rows[i][0]].all() for i in range(k)], dtype=bool)
-            if not reads_free.any():
-                break
-            fixed &= ~reads_free
+        fixed = ~_spread(a_rows, ~np.array([d.points is not None and d.points.size == 1 and d.slack == 0.0
+                                            for d in drives], dtype=bool))
         wanted = np.flatnonzero(fixed & np.array([p is None for p in points], dtype=bool))
         if wanted.size == 0 or self.t_max is None or self.t_max > _MAX_TRAJECTORY:
             return
@@ -918,6 +907,17 @@ def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> 
         return steps * local
     with np.errstate(over="ignore"):
         return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
+
+
+def _spread(a_rows, flagged: np.ndarray) -> np.ndarray:
+    """``flagged`` and every coordinate whose row of ``A`` (``a_rows``) reads a flagged one, to a fixed point."""
+    flagged = flagged.copy()
+    while True:
+        reads = np.array([not flagged[i] and bool(flagged[cols].any()) for i, (cols, _) in enumerate(a_rows)],
+                         dtype=bool)
+        if not reads.any():
+            return flagged
+        flagged |= reads
 
 
 def _rational_gap(value):
