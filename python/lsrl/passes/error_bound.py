@@ -61,8 +61,6 @@ __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "RO
 
 #: the unit roundoff of each dtype models run in
 UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
-_PRECISION_BITS = {"float64": 53, "float32": 24}
-_NUMPY = {"float64": np.float64, "float32": np.float32}
 #: the most candidate values kept per coordinate (more: the coordinate is only known by its range)
 MAX_POINTS = 2048
 #: rounded dot products a target may spend on one layer-form op (see the module docstring)
@@ -396,7 +394,7 @@ class ErrorAnalysis:
             raise ValueError(f"error analysis: dtype must be float64 or float32, got {dtype!r}")
         self.dtype = dtype
         self.u = UNIT_ROUNDOFF[dtype]
-        self.bits = _PRECISION_BITS[dtype]
+        self.bits = np.finfo(dtype).nmant + 1
         if t_max is None:
             t_max = validate_t_max(module.metadata.get("t_max"), f"module @{module.name} metadata")
         self.t_max = t_max
@@ -412,7 +410,7 @@ class ErrorAnalysis:
     def _stored(self, values: np.ndarray) -> np.ndarray:
         """``values`` as the dtype stores them (float64 values)."""
         with np.errstate(over="ignore"):
-            return np.asarray(values, dtype=np.float64).astype(_NUMPY[self.dtype]).astype(np.float64)
+            return np.asarray(values, dtype=np.float64).astype(self.dtype).astype(np.float64)
 
     @staticmethod
     def _rows(a: Matrix):
@@ -462,7 +460,8 @@ class ErrorAnalysis:
             return 0.0
         return storage + ROUNDING_HOPS * _gamma(len(terms) + 1, self.u) * magnitude
 
-    def _rational_shift(self, x: Op, matrix: Matrix, bias: Vector, reads: np.ndarray | None = None) -> np.ndarray | None:
+    def _rational_shift(self, x: Op, matrix: Matrix, bias: Vector,
+                        reads: np.ndarray | None = None) -> np.ndarray | None:
         """How far ``matrix·x + bias`` with its exact (rational) constants can be from the same map with them
         rounded to float64, which is what the rest of the analysis reads (``reads``: the magnitude ``x`` reaches,
         by default its range and error), or None when every constant is a float64 value."""
@@ -537,13 +536,18 @@ class ErrorAnalysis:
 
     def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
         """:meth:`_rounding` at each value of the row, from the magnitudes and lowest bits of its terms there."""
-        stored = self._stored(weights)
-        representable = bool(np.array_equal(stored, weights)) and float(self._stored(bias)) == bias
         mags = form.mags + float(np.sum(np.abs(weights) * self[x].err[cols]))  # what the computed terms reach
+        return self._dot_rounding(weights, bias, form, mags, form.mags, form.grains, cols.size)
+
+    def _dot_rounding(self, weights, bias: float, values: _Values, mags, exact_mags, grains, n: int) -> np.ndarray:
+        """Per value of a row's form: ``mags`` (what its computed terms reach) times the rounding of a dot product
+        of ``n`` terms and of storing the weights — none where the weights are stored as they are, the values
+        exact, and the sum of ``exact_mags`` with lowest bit ``grains`` fits the dtype's precision."""
+        representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
         storage = 0.0 if representable else self.u * mags
-        exact = (representable & (form.errors == 0) & (form.slack == 0)
-                 & (form.mags < np.ldexp(1.0, np.minimum(form.grains + self.bits, 1000))))
-        return np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(cols.size + 1, self.u) * mags)
+        exact = (representable & (values.errors == 0) & (values.slack == 0)
+                 & (exact_mags < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))))
+        return np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
 
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
@@ -554,7 +558,8 @@ class ErrorAnalysis:
                 if v.points is None:
                     err = 0.0 if top <= -v.err else v.err
                     grid = v.grid
-                    if grid is not None and not (bottom - v.slack >= 0 or (grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1]))):
+                    on_zero = grid is not None and grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1])
+                    if grid is not None and not (bottom - v.slack >= 0 or on_zero):
                         grid = _grid_union([grid, (0.0, 0.0)])
                     values.append(_Values.of(np.zeros(1), np.full(1, err), 0.0) if top <= 0 else
                                   _Values.unknown(err, grid, v.slack, v.size))
@@ -650,14 +655,10 @@ class ErrorAnalysis:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
-        stored = self._stored(row)
-        representable = bool(np.array_equal(stored, row)) and float(self._stored(bias)) == bias
         mags = abs(k) * (y.mags + float(np.sum(_times(np.abs(d), err)))) + abs(bias)
         grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
-        exact = (representable & (y.errors == 0) & (y.slack == 0) & (not np.any(off))
-                 & (mags < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))))
-        storage = 0.0 if representable else self.u * mags
-        rounding = np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(cols.size + 1, self.u) * mags)
+        # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
+        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) else mags, grains, cols.size)
         return rounding + float(np.sum(_times(off, err)))
 
     def _carry_rounding(self, deep: _Group, pos: int, v: float, bias: float, x: Op, col: int):
@@ -724,7 +725,8 @@ class ErrorAnalysis:
             else:
                 ea, eb = a.err, b.err
                 with np.errstate(invalid="ignore", over="ignore"):
-                    err = float(_times(ma, eb) + _times(mb, ea) + _times(ea, eb) + ROUNDING_HOPS * self.u * _times(ma + ea, mb + eb))
+                    err = float(_times(ma, eb) + _times(mb, ea) + _times(ea, eb)
+                                + ROUNDING_HOPS * self.u * _times(ma + ea, mb + eb))
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
         return _Facts(values, lo, hi)
 
@@ -750,7 +752,8 @@ class ErrorAnalysis:
         init_gap = _rational_gap(op.attrs["init"])
         init_gap = np.zeros(k) if init_gap is None else init_gap
         # the drives' slack accumulates like an error without rounding
-        slack = self._accumulate(a_mat, np.array([d.slack for d in drives]) + shift, init_gap, rounding=False)
+        blocks = _block_order(a_mat)
+        slack = self._accumulate(a_mat, blocks, np.array([d.slack for d in drives]) + shift, init_gap, rounding=False)
         self._trajectory_points(a_mat, a_rows, drives, init, points, slack)
 
         def step_rounding(i: int, states_exact: bool) -> float:
@@ -769,7 +772,7 @@ class ErrorAnalysis:
             local[i] = step_rounding(i, False)
         drive_err = np.array([d.err for d in drives])
         init_err = np.abs(init - self._stored(init)) + init_gap
-        err = self._accumulate(a_mat, drive_err + local + shift, init_err)
+        err = self._accumulate(a_mat, blocks, drive_err + local + shift, init_err)
         values = [_Values.unknown(float(e), grid, float(s), float(m)) if pts is None else
                   _Values(pts, np.full(pts.size, float(e)), float(s), float(e), None, float(m))
                   for pts, grid, e, s, m in zip(points, grids, err.tolist(), slack.tolist(), size_s.tolist())]
@@ -838,8 +841,8 @@ class ErrorAnalysis:
             points[i] = np.array([(c[0] + c[-1]) / 2 for c in clusters])
             slack[i] += max((c[-1] - c[0]) / 2 for c in clusters) + drift  # on what exact constants add
 
-    def _accumulate(self, a_mat: Matrix, drive: np.ndarray, init_err: np.ndarray, *, rounding: bool = True
-                    ) -> np.ndarray:
+    def _accumulate(self, a_mat: Matrix, blocks: list, drive: np.ndarray, init_err: np.ndarray, *,
+                    rounding: bool = True) -> np.ndarray:
         """Bounds of ``E_t = Â E_{t−1} + c`` over ``t ≤ t_max`` (|c| ≤ ``drive``, ``E_0`` ≤ ``init_err``), the
         rounding of each step growing with the error it reads (``γ·|Â|·E``)."""
         k = a_mat.shape[0]
@@ -855,7 +858,7 @@ class ErrorAnalysis:
             stored.data = self._stored(stored.data)
         stored.eliminate_zeros()
         abs_a = abs(stored).tocsr()
-        for idx in _block_order(a_mat):
+        for idx in blocks:
             # blocks come in dependency order, so err holds the earlier blocks' bounds and 0 elsewhere; the sparse
             # product multiplies stored entries only (an unbounded coordinate a row does not read stays out)
             with np.errstate(invalid="ignore", over="ignore"):
