@@ -14,7 +14,7 @@ import lsrl
 from lsrl.ir.interpreter import interpret
 from lsrl.ir.parser import parse as parse_module
 from lsrl.ir.printer import print_module
-from lsrl.passes.error_bound import ErrorAnalysis
+from lsrl.passes.error_bound import ROUNDING_HOPS, UNIT_ROUNDOFF, ErrorAnalysis
 from lsrl.programs import more_ones, token_map
 from lsrl.runtime import kernel_available
 from strategies import profile_examples, programs, random_sequences
@@ -81,6 +81,50 @@ def test_the_bound_holds_in_onnxruntime_float32(target, module, seed, tmp_path_f
     (out,) = session.run(None, {"x": xs.astype(np.float32).transpose(1, 0, 2)})
     deviation = np.abs(out.transpose(1, 0, 2).astype(np.float64) - _layer_form_exact(model, xs))
     assert np.all(deviation <= model.error_bound)
+
+
+def _standard_model(module, target, dtype):
+    try:
+        return lsrl.compile(_bounded(module), target, activations="standard", t_max=10, dtype=dtype)
+    except lsrl.CompileError:  # an unbounded value, or a unit whose local error is above the accuracy limit
+        assume(False)
+
+
+@needs_kernel
+@settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_the_bound_holds_with_standard_activations(target, dtype, module, seed):
+    """The bound adds the local errors of the standard constructions (docs/targets.md, "Error bounds"): the
+    approximations, each unit's activation rounding and what the next layer sums to read a unit."""
+    model = _standard_model(module, target, dtype)
+    xs = random_sequences(model._layer_form, 10, 2, np.random.default_rng(seed))
+    bound = model.error_bound
+    assert bound.shape == (model.d_out,) and not np.isnan(bound).any()
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert np.all(deviation <= bound), (deviation.max(axis=(0, 1)), bound)
+
+
+@needs_kernel
+@settings(max_examples=profile_examples(5), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_the_standard_bound_holds_in_torch_and_onnxruntime(target, dtype, module, seed, tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    model = _standard_model(module, target, dtype)
+    xs = random_sequences(model._layer_form, 10, 2, np.random.default_rng(seed))
+    exact, bound = _layer_form_exact(model, xs), model.error_bound
+    with torch.no_grad():
+        out = model.to_torch()(torch.from_numpy(xs.astype(dtype))).double().numpy()
+    assert np.all(np.abs(out - exact) <= bound), "torch"
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    model.to_onnx(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": xs.astype(dtype).transpose(1, 0, 2)})
+    assert np.all(np.abs(out.transpose(1, 0, 2).astype(np.float64) - exact) <= bound), "onnxruntime"
 
 
 @needs_kernel
@@ -156,6 +200,44 @@ def test_integer_arithmetic_is_exact_in_both_dtypes():
     assert report.error == 0.0 and report.within_bound
 
 
+def test_carrying_an_exactly_known_unit_is_exact():
+    # 1000·ReLU(x − 3) − 2500 over integer x: a carried step unit whose every value float32 holds
+    text = """lsrl.module @m(%x: 1 {lower = [0.0], upper = [100.0], integer = 1}) -> 1 {
+  %p = linear %x {A = [[1.0]], b = [-3.0]} : 1 -> 1
+  %u = relu %p : 1 -> 1
+  %q = linear %u {A = [[1000.0]], b = [-2500.0]} : 1 -> 1
+  %v = relu %q : 1 -> 1
+  return %v : 1
+}"""
+    xs = np.arange(101.0).reshape(1, 101, 1)
+    for dtype in ("float64", "float32"):
+        bound, deviation = _module_bound_and_deviation(text, xs, dtype, 101)
+        assert bound.tolist() == [0.0] and deviation.tolist() == [0.0]
+
+
+def test_exact_candidates_keep_no_slack():
+    """The analysis's own float64 arithmetic blurs a candidate only where it was inexact: a saturated step of an
+    inexact value is its constants' sum (exactly 1), and a ReLU proven off is an exact 0 — so a large weight
+    after them amplifies nothing."""
+    text = """lsrl.module @m(%x: 1 {lower = [1.0], upper = [9.0], integer = 1}) -> 2 {
+  %y = linear %x {A = [[0.1], [0.1]], b = [0.0, -0.25]} : 1 -> 2
+  %pre = linear %y {A = [[1000.0, 0.0], [1000.0, 0.0], [0.0, 1.0]], b = [1.0, 0.0, 0.0]} : 2 -> 3
+  %r = relu %pre : 3 -> 3
+  %big = linear %r {A = [[1000000.0, -1000000.0, 0.0], [0.0, 0.0, 1000000.0]], b = [-1000000.0, 0.0]} : 3 -> 2
+  return %big : 2
+}"""
+    module = parse_module(text)
+    analysis = ErrorAnalysis(module, "float64", 9)
+    step, off = analysis[module.output].values
+    assert step.points.tolist() == [0.0] and step.slacks.tolist() == [0.0]
+    r = analysis[module.ops[3]].values[2]  # ReLU(0.1 x − 0.25): 0 at x ≤ 2, inexact above
+    assert r.slacks[r.points == 0.0].tolist() == [0.0] and r.slack > 0
+    assert off.slacks[off.points == 0.0].tolist() == [0.0]
+    xs = np.arange(1.0, 10.0).reshape(1, 9, 1)
+    bound, deviation = _module_bound_and_deviation(text, xs, "float64", 9)
+    assert np.all(deviation <= bound)
+
+
 def test_the_steps_of_the_token_program_saturate():
     """Saturation is what makes a bound through chained steps finite at all: every step of the token program's
     first stages is proven to give exact 0/1 up to the rounding of its own row (float64, n = 2)."""
@@ -173,9 +255,36 @@ def test_an_unbounded_input_gives_an_infinite_bound_not_nan():
     assert model.error_bound_in("float32").tolist() == [np.inf]
 
 
-def test_standard_activations_have_no_bound():
-    model = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
-    assert model.error_bound is None
+def test_a_row_reading_hidden_units_rounds_their_magnitude():
+    """A target whose units for a coordinate sum to more than its value (a product's Richardson units: 1/ρ_g
+    times larger) makes every row reading it round that magnitude, over all those units."""
+    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [1.0, 1.0]}) -> 1 {
+  %p = multi %x : 2 -> 1
+  %y = linear %p {A = [[3.0]]} : 1 -> 1
+  return %y : 1
+}"""
+    plain = parse_module(text)
+    hidden = parse_module(text)
+    hidden.metadata["local_errors"] = {1: {"on": [0.0], "on_u": [0.0], "off": [0.0], "off_u": [0.0],
+                                          "hidden": [1000.0], "units": [4]}}
+    for dtype in ("float64", "float32"):
+        u = UNIT_ROUNDOFF[dtype]
+        extra = ErrorAnalysis(hidden, dtype, 1)[hidden.output].err[0] - ErrorAnalysis(plain, dtype, 1)[plain.output].err[0]
+        assert extra >= ROUNDING_HOPS * 5 * u * 3.0 * 1000.0  # γ over the 4 units and the bias
+
+
+def test_a_standard_mode_without_local_errors_has_no_bound():
+    model = lsrl.compile(more_ones(), "hawk", activations="standard", t_max=64)
+    assert model.error_bound is None and model.error_bound_in("float32") is None
+
+
+@pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn"])
+def test_a_standard_mode_computing_the_layer_form_has_the_ideal_bound(target):
+    program = token_map(2, "optimized", vocab_size=6)
+    ideal = lsrl.compile(program, target, t_max=30)
+    standard = lsrl.compile(program, target, activations="standard", t_max=30)
+    for dtype in ("float64", "float32"):
+        assert standard.error_bound_in(dtype).tolist() == ideal.error_bound_in(dtype).tolist()
 
 
 # ------------------------------------------------------------------------------------------ enforcement
@@ -205,9 +314,14 @@ def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
     exact(np.ones((5, 1)), dtype="float32")  # bound 0: within any tolerance
 
     standard = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
-    standard.error_tolerance = 1.0
-    with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .standard activations"):
-        standard(np.ones((5, 1)))
+    standard.error_tolerance = 1e-6  # float64: 3.7e-10; float32: 0.2 (the counters' activations round)
+    standard(np.ones((5, 1)))
+    with pytest.raises(lsrl.PrecisionError, match="above error_tolerance"):
+        standard(np.ones((5, 1)), dtype="float32")
+    unbounded = lsrl.compile(more_ones(), "hawk", activations="standard", t_max=64)
+    unbounded.error_tolerance = 1.0
+    with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .standard activations add approximation errors that the hawk"):
+        unbounded(np.ones((5, 1)))
 
 
 def test_a_saved_model_keeps_its_bounds(tmp_path):

@@ -123,8 +123,8 @@ class Model:
         """A bound on |output − exact output| per output coordinate, for every input sequence inside the input
         bounds and up to :attr:`t_max` steps, the model run in ``dtype`` (docs/numerics.md, "Error bounds"):
         a float64 array of ``d_out`` entries (``inf`` where nothing could be proven), or None where the model
-        has none — standard activations, whose approximation errors the analysis does not model, or a model
-        loaded from a file saved without one."""
+        has none — an activation mode whose lowering does not state the errors its constructions add (standard
+        Hawk, Griffin and Mamba), or a model loaded from a file saved without one."""
         dtype = dtype_of(dtype, "Model.error_bound_in").name
         if dtype not in self._error_bounds:
             saved = self.module.metadata.get("error_bound", {}).get(dtype)  # a loaded model: what save recorded
@@ -147,7 +147,8 @@ class Model:
 
     def _no_bound_reason(self) -> str:
         if self.activations != "ideal":
-            return f"{self.activations} activations add approximation errors the bound does not model"
+            return (f"{self.activations} activations add approximation errors that the {self.architecture.name} "
+                    "lowering does not state")
         return "it was loaded from a file saved without one"
 
     @property

@@ -5,7 +5,9 @@ from its exact value — for every input inside the declared bounds and every se
 What is known of every coordinate of every op (:class:`_Values`):
 
 * its candidate *exact* values where they can be listed — a sorted set of at most :data:`MAX_POINTS`, every
-  exact value within ``slack`` of one — with the error of the computed value at each; else a lattice
+  exact value within the ``slack`` of one (per candidate: where this analysis's float64 arithmetic was exact
+  there is none, so an inactive ReLU's 0 or a saturated step's sum of constants stays exact) — with the error
+  of the computed value at each; else a lattice
   ``o + g·Z`` holding them, or nothing but the range ``[lo, hi]`` of
   :class:`~lsrl.passes.range_analysis.RangeAnalysis`.  Values start at inputs declared ``integer`` and flow
   through affine rows (sums over the values of the coordinates a row reads), ReLUs, products, recurrences
@@ -35,8 +37,12 @@ closed form, larger blocks by ``‖Â‖₂`` (by ``‖Â‖∞`` beyond range a
 Exact (rational) constants that float64 cannot hold are read as float64 like every executor reads them; the
 distance moves the exact value of what they compute (``_rational_shift``: slack and error alike).
 
-The bound covers rounding only: ideal activations compute the layer form's ops, standard activations add the
-approximation errors of their constructions, which this analysis does not model.
+Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
+adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
+"off", "off_u", "hidden", "units"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u``
+is added wherever a unit may pass its value, ``off + u·off_u`` where a ReLU unit is proven off, and a row reading
+the op rounds over ``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM and GRU;
+docs/targets.md, "Error bounds").
 """
 from __future__ import annotations
 
@@ -85,12 +91,16 @@ def _low_bit(values: np.ndarray) -> int:
     return int(np.min(_lowest_bit(np.asarray(values, dtype=np.float64)), initial=1 << 20))
 
 
-def _sum_exact(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> bool:
-    """Whether every float sum ``s = a + b`` is exact (Knuth's error-free sum)."""
+def _sum_exact_each(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Whether each float sum ``s = a + b`` is exact (Knuth's error-free sum)."""
     with np.errstate(invalid="ignore", over="ignore"):
         bb = s - a
         err = (a - (s - bb)) + (b - bb)
-    return bool(np.all(np.isfinite(s) & (err == 0)))
+    return np.isfinite(s) & (err == 0)
+
+
+def _sum_exact(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> bool:
+    return bool(np.all(_sum_exact_each(a, b, s)))
 
 
 def _times(a, b):
@@ -130,8 +140,9 @@ def _grid_union(grids: list[tuple[float, float]]) -> tuple[float, float] | None:
 @dataclasses.dataclass
 class _Values:
     """What is known of one quantity, every exact value within ``slack`` of a candidate: the candidates
-    themselves (``points``, sorted, with the error of the computed value at each), or a lattice ``grid`` =
-    ``(offset, step)`` holding them, or neither; ``err`` is the largest error and ``size`` bounds |value|."""
+    themselves (``points``, sorted, with the error of the computed value and the slack at each: ``errors``,
+    ``slacks``), or a lattice ``grid`` = ``(offset, step)`` holding them, or neither; ``err`` is the largest error,
+    ``slack`` the largest slack and ``size`` bounds |value|."""
     points: np.ndarray | None
     errors: np.ndarray | None
     slack: float
@@ -141,6 +152,15 @@ class _Values:
     # for a sum being formed, per point: Σ|terms| and the lowest set bit over the terms (its rounding)
     mags: np.ndarray | None = None
     grains: np.ndarray | None = None
+    # per point: how far the exact values it stands for may be (an exact 0 of an inactive ReLU has none, whatever
+    # the slack of the other candidates)
+    slacks: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.points is not None:
+            self.slacks = np.broadcast_to(np.asarray(self.slack if self.slacks is None else self.slacks,
+                                                     dtype=np.float64), self.points.shape)
+            self.slack = float(np.max(self.slacks, initial=0.0))
 
     @staticmethod
     def unknown(err: float, grid: tuple[float, float] | None = None, slack: float = math.inf,
@@ -148,25 +168,29 @@ class _Values:
         return _Values(None, None, slack if grid is not None else math.inf, err, grid, size)
 
     @staticmethod
-    def of(points: np.ndarray, errors: np.ndarray, slack: float, mags: np.ndarray | None = None,
+    def of(points: np.ndarray, errors: np.ndarray, slack, mags: np.ndarray | None = None,
            grains: np.ndarray | None = None) -> "_Values":
-        """Deduplicated (the largest error, magnitude and the lowest bit of equal values); only their lattice
-        past :data:`MAX_POINTS`."""
+        """Deduplicated (the largest error, slack, magnitude and the lowest bit of equal values); only their
+        lattice past :data:`MAX_POINTS`.  ``slack``: one for every point, or one per point."""
         largest = float(np.max(errors, initial=0.0))
         unique, inverse = np.unique(points, return_inverse=True)
         inverse = inverse.ravel()
-        size = float(np.max(np.abs(unique), initial=0.0)) + slack
+        slacks = np.broadcast_to(np.asarray(slack, dtype=np.float64), points.shape).ravel()
+        most_slack = float(np.max(slacks, initial=0.0))
+        size = float(np.max(np.abs(unique), initial=0.0)) + most_slack
         if unique.size > MAX_POINTS:
-            return _Values.unknown(largest, _grid_of(unique), slack, size)
+            return _Values.unknown(largest, _grid_of(unique), most_slack, size)
         worst = np.zeros(unique.size)
         np.maximum.at(worst, inverse, errors.ravel())
+        loosest = np.zeros(unique.size)
+        np.maximum.at(loosest, inverse, slacks)
         if mags is not None:
             most = np.zeros(unique.size)
             np.maximum.at(most, inverse, mags.ravel())
             low = np.full(unique.size, 1 << 20, dtype=np.int64)
             np.minimum.at(low, inverse, grains.ravel())
             mags, grains = most, low
-        return _Values(unique, worst, slack, largest, None, size, mags, grains)
+        return _Values(unique, worst, most_slack, largest, None, size, mags, grains, loosest)
 
     def as_term(self) -> "_Values":
         """These values as one term of a sum: its magnitude and lowest bit at each point."""
@@ -187,11 +211,10 @@ class _Values:
             exact = bool(np.all(_product_exact(np.array([o, g]), np.array([w, abs(w)]), np.array([shift, step]))))
             rounding = _analysis_rounding(exact, 2 * (abs(shift) + size))
             return _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
-        weights = np.full(self.points.shape, w)
         product = self.points * w
-        rounding = _analysis_rounding(bool(np.all(_product_exact(self.points, weights, product))),
-                                      float(np.max(np.abs(product), initial=0.0)))
-        return _Values.of(product, self.errors * abs(w), abs(w) * self.slack + rounding)
+        rounding = np.where(_product_exact(self.points, np.full(self.points.shape, w), product), 0.0,
+                            _ANALYSIS_U * np.abs(product))
+        return _Values.of(product, self.errors * abs(w), abs(w) * self.slacks + rounding)
 
     @property
     def exact(self) -> bool:
@@ -219,23 +242,24 @@ def _sum(parts: list[_Values]) -> _Values:
         math.prod(p.points.size for p in parts) <= 64 * MAX_POINTS
     if not enumerable:
         return _lattice_sum(parts, err)
-    points, errors, mags = np.zeros(1), np.zeros(1), np.zeros(1)
+    points, errors, mags, slacks = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
     grains = np.full(1, 1 << 20, dtype=np.int64)
-    slack = magnitude = 0.0
     for part in parts:
         part = part if part.mags is not None else part.as_term()
         a, b = np.broadcast_arrays(points[:, None], part.points[None, :])
         total = a + b
-        magnitude += float(np.max(np.abs(part.points), initial=0.0))
-        slack += part.slack + _analysis_rounding(_sum_exact(a, b, total), magnitude)
-        combined = _Values.of(total.ravel(), (errors[:, None] + part.errors[None, :]).ravel(), 0.0,
-                              (mags[:, None] + part.mags[None, :]).ravel(),
+        sums = mags[:, None] + part.mags[None, :]
+        # a partial sum rounds by at most an ulp of Σ|terms|
+        rounding = np.where(_sum_exact_each(a, b, total), 0.0, _ANALYSIS_U * sums)
+        combined = _Values.of(total.ravel(), (errors[:, None] + part.errors[None, :]).ravel(),
+                              (slacks[:, None] + part.slacks[None, :] + rounding).ravel(), sums.ravel(),
                               np.minimum(grains[:, None], part.grains[None, :]).ravel())
         if combined.points is None:
             return _lattice_sum(parts, err)
-        points, errors, mags, grains = combined.points, combined.errors, combined.mags, combined.grains
-    return _Values(points, errors, slack, float(np.max(errors, initial=0.0)), None,
-                   float(np.max(np.abs(points), initial=0.0)) + slack, mags, grains)
+        points, errors, mags, grains, slacks = (combined.points, combined.errors, combined.mags, combined.grains,
+                                                combined.slacks)
+    return _Values(points, errors, 0.0, float(np.max(errors, initial=0.0)), None,
+                   float(np.max(np.abs(points) + slacks, initial=0.0)), mags, grains, slacks)
 
 
 def _lattice_sum(parts: list[_Values], err: float) -> _Values:
@@ -266,6 +290,14 @@ class _Group:
     y: _Values
     y_lo: float
     y_hi: float
+    # per unit: what its construction adds to its output where it may pass its value (on) and where it is proven
+    # off — a target's local errors (module metadata "local_errors"); none for the layer form's own ReLU
+    on: np.ndarray | None = None
+    off: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.on = np.zeros(self.units.size) if self.on is None else self.on
+        self.off = np.zeros(self.units.size) if self.off is None else self.off
 
     def delta_of(self, pos) -> np.ndarray:
         """The rounding of unit ``pos``'s own row: per value of ``y`` where known there, else one number."""
@@ -276,7 +308,7 @@ class _Group:
         the pieces of its range between the units' decision boundaries (snapped to its lattice, when it has one:
         ``lattice ends`` are each piece's first and last lattice point)."""
         if self.y.points is not None:
-            return self.y.points, np.full(self.y.points.shape, self.y.slack), self.y.errors, None
+            return self.y.points, self.y.slacks, self.y.errors, None
         k, b = self.k[pos], self.b[pos]
         reach = np.abs(k) * self.y.err + self.delta_of(pos) + self.residual[pos]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -309,25 +341,28 @@ class _Group:
         0), an undecided one at most ``|k| E_y + δ``."""
         k, b = self.k[pos], self.b[pos]
         centres, half, y_err, ends = self._candidates(pos)
+        y_slack = self.y.slacks if self.y.points is not None else np.full(centres.shape, self.y.slack)
         delta = np.broadcast_to(self.delta_of(pos), (centres.size, pos.size))
         with np.errstate(invalid="ignore", over="ignore"):
             scaled = k[None, :] * centres[:, None]
             pre = scaled + b[None, :]
-            exact = bool(np.all(_product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled))) \
-                and _sum_exact(*np.broadcast_arrays(scaled, b[None, :]), pre)
+            pre_exact = _product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
+                & _sum_exact_each(*np.broadcast_arrays(scaled, b[None, :]), pre)
             spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
-                      + (0.0 if exact else _ANALYSIS_U * np.abs(pre)))
+                      + np.where(pre_exact, 0.0, _ANALYSIS_U * np.abs(pre)))
             e_hat = np.abs(k)[None, :] * y_err[:, None] + delta
             active = pre - spread >= e_hat
             inactive = pre + spread <= -e_hat
             undecided = ~(active | inactive)
             gain = np.where(active, (coeffs * k)[None, :], 0.0).sum(axis=1)
             errors = (_times(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
-                      + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1))
+                      + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1)
+                      + np.where(inactive, (np.abs(coeffs) * self.off[pos])[None, :],
+                                 (np.abs(coeffs) * self.on[pos])[None, :]).sum(axis=1))
             # how far the exact value may be from the one computed at a candidate: inactive units are exactly 0,
             # active ones move together with y
-            drift = (_times(np.abs(gain), self.y.slack)
-                     + np.where(undecided, _times(np.abs(coeffs * k), self.y.slack)[None, :], 0.0).sum(axis=1)
+            drift = (_times(np.abs(gain), y_slack)
+                     + np.where(undecided, _times(np.abs(coeffs * k)[None, :], y_slack[:, None]), 0.0).sum(axis=1)
                      + np.where(inactive, 0.0, (np.abs(coeffs) * self.residual[pos])[None, :]).sum(axis=1))
         largest = float(np.max(errors, initial=0.0))
         if ends is not None:
@@ -337,17 +372,21 @@ class _Group:
             return self._on_lattice(gain, intercept, ends, errors, float(np.max(drift, initial=0.0)))
         if self.y.points is None:
             return _Values.unknown(largest)
-        relus = np.maximum(pre, 0.0)
-        values = np.zeros(centres.size)
-        for j, c in enumerate(coeffs.tolist()):
-            term = relus[:, j] * c
-            total = values + term
-            exact = exact and bool(np.all(_product_exact(relus[:, j], np.full(centres.size, c), term))) \
-                and _sum_exact(values, term, total)
-            values = total
-        magnitude = float(np.sum(np.abs(coeffs) * np.max(relus, axis=0, initial=0.0)))
-        slack = float(np.max(drift, initial=0.0)) + _analysis_rounding(exact, (coeffs.size + 2) * magnitude)
-        return _Values.of(values, errors, slack)
+        values, rounding = _relu_sum(pre, pre_exact, coeffs)
+        slack = drift + rounding
+        level, level_exact = _level(coeffs, k, b, active, undecided)
+        return _Values.of(np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack))
+
+    def decide(self, pos: int):
+        """Per value of ``y`` (it has values): unit ``pos``'s exact pre-activation there, whether this float64
+        arithmetic computed it exactly, how far the exact one may be from it, and its error bound."""
+        k, b = self.k[pos], self.b[pos]
+        scaled = k * self.y.points
+        pre = scaled + b
+        exact = (_product_exact(np.full(pre.shape, k), self.y.points, scaled)
+                 & _sum_exact_each(scaled, np.full(pre.shape, b), pre))
+        spread = abs(k) * self.y.slacks + self.residual[pos] + np.where(exact, 0.0, _ANALYSIS_U * np.abs(pre))
+        return pre, exact, spread, abs(k) * self.y.errors + self.delta_of(pos)
 
     def _on_lattice(self, slope, intercept, ends, errors, drift) -> _Values:
         """The values on the lattice pieces, affine in ``y`` on each (a lattice, or one value)."""
@@ -366,6 +405,37 @@ class _Group:
                             for o, g, one in zip(start.tolist(), slope.tolist(), single.tolist())])
         size = magnitude + slack
         return _Values.unknown(largest, grid, slack + 4 * _ANALYSIS_U * size, size)
+
+
+def _level(coeffs, k, b, active, undecided):
+    """Per candidate: ``Σ_active c_i b_i`` and whether it is the exact value of ``Σ c_i ReLU(k_i y + b_i)`` for
+    every ``y`` near it — every unit decided, ``Σ_active c_i k_i`` exactly 0 and both sums computed exactly: a
+    saturated step is its constants' sum, not ``y``'s rounded arithmetic."""
+    slopes, shifts = coeffs * k, coeffs * b
+    units_exact = _product_exact(coeffs, k, slopes) & _product_exact(coeffs, b, shifts)
+    exact = ~undecided.any(axis=1) & np.all(units_exact[None, :] | ~active, axis=1)
+    gain, level = np.zeros(active.shape[0]), np.zeros(active.shape[0])
+    for j in range(coeffs.size):
+        slope, shift = np.where(active[:, j], slopes[j], 0.0), np.where(active[:, j], shifts[j], 0.0)
+        new_gain, new_level = gain + slope, level + shift
+        exact &= _sum_exact_each(gain, slope, new_gain) & _sum_exact_each(level, shift, new_level)
+        gain, level = new_gain, new_level
+    return level, exact & (gain == 0)
+
+
+def _relu_sum(pre, pre_exact, coeffs):
+    """``Σ c_i ReLU(pre_i)`` per candidate, and the slack of this float64 arithmetic there (none where it was
+    exact; an inactive unit's 0 always is)."""
+    relus = np.maximum(pre, 0.0)
+    exact = np.all(pre_exact | (relus == 0), axis=1)
+    values = np.zeros(pre.shape[0])
+    for j, c in enumerate(coeffs.tolist()):
+        term = relus[:, j] * c
+        total = values + term
+        exact &= _product_exact(relus[:, j], np.full(pre.shape[0], c), term) & _sum_exact_each(values, term, total)
+        values = total
+    magnitude = (coeffs.size + 2) * np.sum(np.abs(coeffs)[None, :] * relus, axis=1)
+    return values, np.where(exact, 0.0, _ANALYSIS_U * magnitude)
 
 
 @dataclasses.dataclass
@@ -399,9 +469,18 @@ class ErrorAnalysis:
             t_max = validate_t_max(module.metadata.get("t_max"), f"module @{module.name} metadata")
         self.t_max = t_max
         self.ranges = RangeAnalysis(module, t_max) if ranges is None else ranges
+        # a target's construction of an op may add errors of its own: per op position, per coordinate, on/off
+        local = module.metadata.get("local_errors") or {}
+        self.local: dict[int, tuple[np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["on"]) + self.u * np.asarray(local[i]["on_u"]),
+                     np.asarray(local[i]["off"]) + self.u * np.asarray(local[i]["off_u"]))
+            for i, op in enumerate(module.ops) if i in local}
+        self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
+            for i, op in enumerate(module.ops) if i in local}
         self.facts: dict[int, _Facts] = {}
         for op in module.ops:
-            self.facts[id(op)] = self._transfer(op)
+            self.facts[id(op)] = self._with_local_errors(op, self._transfer(op))
 
     def __getitem__(self, op: Op) -> _Facts:
         return self.facts[id(op)]
@@ -437,14 +516,17 @@ class ErrorAnalysis:
             parts.extend(fx.values[c].scaled(w).as_term() for c, w in zip(cols.tolist(), coeffs.tolist()))
         return _sum(parts)
 
-    def _rounding(self, terms: list[tuple[_Values, float, float]], bias: float) -> float:
+    def _rounding(self, terms: list[tuple[_Values, float, float]], bias: float,
+                  reads: tuple[float, int] | None = None) -> float:
         """The error a dtype run adds to ``Σ w·v + bias`` over ``terms`` = ``(values, magnitude, w)``: weight
-        storage and the rounded dot product (0 when every product and partial sum is representable)."""
+        storage and the rounded dot product (0 when every product and partial sum is representable); ``reads``:
+        :meth:`_reads` of the terms (none: one plain term each)."""
+        hidden, n = (0.0, len(terms)) if reads is None else reads
         stored_bias = float(self._stored(bias))
         storage = abs(bias - stored_bias)
-        magnitude = abs(stored_bias)
+        magnitude = abs(stored_bias) + hidden
         grain = _low_bit(np.array([stored_bias]))
-        exact = True
+        exact = hidden == 0
         for values, size, w in terms:
             stored = float(self._stored(w))
             with np.errstate(invalid="ignore", over="ignore"):
@@ -458,7 +540,16 @@ class ErrorAnalysis:
             return math.inf
         if storage == 0.0 and exact and magnitude < math.ldexp(1.0, min(grain + self.bits, 1000)):
             return 0.0
-        return storage + ROUNDING_HOPS * _gamma(len(terms) + 1, self.u) * magnitude
+        return storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * magnitude
+
+    def _reads(self, x: Op, cols: np.ndarray, weights: np.ndarray) -> tuple[float, int]:
+        """What a row reading coordinates ``cols`` of ``x`` with ``weights`` sums beyond their values: the hidden
+        magnitude (``Σ |w|·hidden``) and the number of terms, from the target's construction of ``x``."""
+        reads = self.read_costs.get(id(x))
+        if reads is None:
+            return 0.0, int(cols.size)
+        hidden, units = reads
+        return float(np.sum(np.abs(weights) * hidden[cols])), int(np.sum(units[cols]))
 
     def _rational_shift(self, x: Op, matrix: Matrix, bias: Vector,
                         reads: np.ndarray | None = None) -> np.ndarray | None:
@@ -481,7 +572,23 @@ class ErrorAnalysis:
         fx = self[x]
         size = _magnitude(fx.lo[cols], fx.hi[cols])
         return self._rounding([(fx.values[c], float(m), float(w)) for c, m, w in
-                               zip(cols.tolist(), size.tolist(), weights.tolist())], bias)
+                               zip(cols.tolist(), size.tolist(), weights.tolist())], bias, self._reads(x, cols, weights))
+
+    def _with_local_errors(self, op: Op, facts: _Facts) -> _Facts:
+        """``facts`` with what the target's construction adds to each coordinate of a state or a product (a ReLU
+        op's, which depend on whether each unit is on, are added where it is analysed)."""
+        if op.kind not in ("linstate", "multi") or id(op) not in self.local:
+            return facts
+        on, _ = self.local[id(op)]
+        facts.values = [dataclasses.replace(v, err=v.err + a, errors=None if v.errors is None else v.errors + a)
+                        for v, a in zip(facts.values, on.tolist())]
+        facts.__dict__.pop("err", None)  # the cached largest errors
+        return facts
+
+    def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, and where it
+        is proven off."""
+        return self.local.get(id(op), (np.zeros(op.dim), np.zeros(op.dim)))
 
     # ------------------------------------------------------------------ transfer functions
     def _transfer(self, op: Op) -> _Facts:
@@ -526,18 +633,21 @@ class ErrorAnalysis:
             else:
                 errors = form.errors + self._point_rounding(x, cols, w, float(bias[i]), form)
                 values.append(_Values(form.points, errors, form.slack, float(np.max(errors, initial=0.0)), None,
-                                      form.size))
+                                      form.size, slacks=form.slacks))
         shift = self._rational_shift(x, op.attrs["A"], op.attrs["b"])
         if shift is not None:  # the exact value moves by the shift, the computed one stays
             values = [dataclasses.replace(v, slack=v.slack + d, err=v.err + d,
-                                          errors=None if v.errors is None else v.errors + d)
+                                          errors=None if v.errors is None else v.errors + d,
+                                          slacks=None if v.slacks is None else v.slacks + d)
                       for v, d in zip(values, shift.tolist())]
         return _Facts(values, lo, hi)
 
     def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
         """:meth:`_rounding` at each value of the row, from the magnitudes and lowest bits of its terms there."""
-        mags = form.mags + float(np.sum(np.abs(weights) * self[x].err[cols]))  # what the computed terms reach
-        return self._dot_rounding(weights, bias, form, mags, form.mags, form.grains, cols.size)
+        hidden, n = self._reads(x, cols, weights)
+        # what the computed terms reach
+        mags = form.mags + float(np.sum(np.abs(weights) * self[x].err[cols])) + hidden
+        return self._dot_rounding(weights, bias, form, mags, form.mags if hidden == 0 else np.inf, form.grains, n)
 
     def _dot_rounding(self, weights, bias: float, values: _Values, mags, exact_mags, grains, n: int) -> np.ndarray:
         """Per value of a row's form: ``mags`` (what its computed terms reach) times the rounding of a dot product
@@ -545,18 +655,20 @@ class ErrorAnalysis:
         exact, and the sum of ``exact_mags`` with lowest bit ``grains`` fits the dtype's precision."""
         representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
         storage = 0.0 if representable else self.u * mags
-        exact = (representable & (values.errors == 0) & (values.slack == 0)
+        exact = (representable & (values.errors == 0) & (values.slacks == 0)
                  & (exact_mags < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))))
         return np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
 
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
         fp = self[p]
+        unit_on, unit_off = self._unit_errors(op)
         if p.kind != "linear":
             values = []
-            for v, bottom, top in zip(fp.values, fp.lo.tolist(), fp.hi.tolist()):
+            for v, bottom, top, on, off in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(), unit_on.tolist(),
+                                               unit_off.tolist()):
                 if v.points is None:
-                    err = 0.0 if top <= -v.err else v.err
+                    err = off if top <= -v.err else v.err + max(on, off)
                     grid = v.grid
                     on_zero = grid is not None and grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1])
                     if grid is not None and not (bottom - v.slack >= 0 or on_zero):
@@ -564,10 +676,15 @@ class ErrorAnalysis:
                     values.append(_Values.of(np.zeros(1), np.full(1, err), 0.0) if top <= 0 else
                                   _Values.unknown(err, grid, v.slack, v.size))
                 else:
-                    off = v.points + v.slack <= -v.errors
-                    values.append(_Values.of(np.maximum(v.points, 0.0), np.where(off, 0.0, v.errors), v.slack))
+                    proven_off = v.points + v.slacks <= -v.errors
+                    # an exact value at or below 0 is an exact 0 after the ReLU
+                    values.append(_Values.of(np.maximum(v.points, 0.0), np.where(proven_off, off, v.errors + on),
+                                             np.where(v.points + v.slacks <= 0, 0.0, v.slacks)))
             return _Facts(values, lo, hi)
         groups = self._groups(p)
+        for group in groups:
+            group.on = group.on + unit_on[group.units]
+            group.off = group.off + unit_off[group.units]
         values: list = [None] * op.dim
         unit_of: dict = {}
         for g, group in enumerate(groups):
@@ -630,7 +747,7 @@ class ErrorAnalysis:
         layer carries or shifts stay one group with the units they came from."""
         (x,) = p.operands
         deep: _Group = fx.groups[g]
-        k, b, residual, delta = [], [], [], []
+        k, b, residual, delta, off = [], [], [], [], []
         y_size = float(max(abs(deep.y_lo), abs(deep.y_hi)))
         for i in members:
             (c,), (v,) = rows[i]
@@ -644,39 +761,48 @@ class ErrorAnalysis:
             # k and b rounded by this float64 arithmetic: |Δk|·|y| + |Δb|
             slip = 0.0 if exact else 2 * _ANALYSIS_U * (abs(k[-1]) * y_size + abs(shifted) + abs(bias[i]))
             residual.append(v * deep.residual[pos] + slip)
-            delta.append(v * deep.delta_of(pos) + self._carry_rounding(deep, pos, v, float(bias[i]), x, int(c)))
+            # what the unit's construction added to it moves this row (on), or this unit where it is off
+            delta.append(v * (deep.delta_of(pos) + deep.on[pos])
+                         + self._carry_rounding(deep, pos, v, float(bias[i]), x, int(c)))
+            off.append(v * deep.off[pos])
         per_point = any(np.ndim(dl) for dl in delta)
         delta = np.stack([np.broadcast_to(dl, deep.y.points.shape) for dl in delta], axis=1) if per_point \
             else np.array(delta)
         return _Group(np.array(members, dtype=np.int64), np.array(k), np.array(b), np.array(residual),
-                      delta, deep.y, deep.y_lo, deep.y_hi)
+                      delta, deep.y, deep.y_lo, deep.y_hi, off=np.array(off))
 
     def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
-        mags = abs(k) * (y.mags + float(np.sum(_times(np.abs(d), err)))) + abs(bias)
+        hidden, n = self._reads(x, cols, row)
+        mags = abs(k) * (y.mags + float(np.sum(_times(np.abs(d), err)))) + abs(bias) + hidden
         grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
         # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
-        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) else mags, grains, cols.size)
+        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) or hidden else mags, grains, n)
         return rounding + float(np.sum(_times(off, err)))
 
     def _carry_rounding(self, deep: _Group, pos: int, v: float, bias: float, x: Op, col: int):
         """The rounding of ``v·u + bias`` for a unit ``u`` of ``deep``: none where ``u`` is an exact 0 or ``v`` a
         power of two without bias; per value of ``deep``'s ``y`` where it has values."""
         representable = float(self._stored(v)) == v and float(self._stored(bias)) == bias
-        if representable and bias == 0 and math.frexp(v)[0] == 0.5:
+        hidden, n = self._reads(x, np.array([col]), np.array([v]))
+        if representable and bias == 0 and math.frexp(v)[0] == 0.5 and n == 1 and hidden == 0:
             return 0.0
         if deep.y.points is None:
             return self._row_rounding(x, np.array([col]), np.array([v]), bias)
-        k, b = deep.k[pos], deep.b[pos]
-        pre = k * deep.y.points + b
-        e_hat = abs(k) * deep.y.errors + deep.delta_of(pos)
-        spread = abs(k) * deep.y.slack + deep.residual[pos] + _ANALYSIS_U * np.abs(pre)
-        mags = abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + abs(bias)
-        off = pre + spread <= -e_hat
+        pre, pre_exact, spread, e_hat = deep.decide(pos)
+        e_hat = e_hat + deep.on[pos]
+        mags = abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + abs(bias) + hidden
+        off = (pre + spread <= -e_hat) & (deep.off[pos] == 0) & (hidden == 0)  # an exact 0
+        # where the unit is known exactly, v·u + bias is exact when its terms fit the dtype's precision
+        unit = np.maximum(pre, 0.0)
+        known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0)
+        grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
+        fits = abs(v) * unit + abs(bias) < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))
         storage = 0.0 if representable else self.u * mags
-        return np.where(off & representable, 0.0, storage + ROUNDING_HOPS * _gamma(2, self.u) * mags)
+        return np.where((off | (known & fits)) & representable, 0.0,
+                        storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
 
     @staticmethod
     def _off_direction(row: np.ndarray, k: float, d: np.ndarray) -> np.ndarray:
@@ -718,10 +844,11 @@ class ErrorAnalysis:
                     errors = _times(pa, eb) + _times(pb, ea) + _times(ea, eb) + rounding
                 xa, xb = np.broadcast_arrays(a.points[:, None], b.points[None, :])
                 product = xa * xb
-                slack = (ma * b.slack + mb * a.slack + a.slack * b.slack
-                         + _analysis_rounding(bool(np.all(_product_exact(xa, xb, product))), ma * mb))
+                sa, sb = a.slacks[:, None], b.slacks[None, :]
+                slack = (_times(pa, sb) + _times(pb, sa) + sa * sb
+                         + np.where(_product_exact(xa, xb, product), 0.0, _ANALYSIS_U * np.abs(product)))
                 values.append(_Values.of(product.ravel(), np.broadcast_to(
-                    errors, (a.points.size, b.points.size)).ravel(), slack))
+                    errors, (a.points.size, b.points.size)).ravel(), slack.ravel()))
             else:
                 ea, eb = a.err, b.err
                 with np.errstate(invalid="ignore", over="ignore"):
@@ -763,7 +890,8 @@ class ErrorAnalysis:
                            for c, w in zip(a_rows[i][0].tolist(), a_rows[i][1].tolist())]
             drive_terms = [(fx.values[c], float(size_x[c]), w) for c, w in zip(b_rows[i][0].tolist(),
                                                                                  b_rows[i][1].tolist())]
-            return self._rounding(state_terms + drive_terms, float(bias[i]))
+            hidden, n = self._reads(x, *b_rows[i])
+            return self._rounding(state_terms + drive_terms, float(bias[i]), (hidden, n + len(state_terms)))
 
         local = np.array([step_rounding(i, True) for i in range(k)])
         # a row is exact only while every state it reads is: drop exactness along the dependencies

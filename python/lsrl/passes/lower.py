@@ -80,17 +80,22 @@ class Lower(Pass):
         # a length an earlier pass assumed (canonicalize{t_max=…}) binds the lowered model too
         t_max = tightest_t_max(recorded_t_max(module), self.t_max)
         # what lsrl.Model's error bound analyses (passes.error_bound) on demand: ideal activations compute the
-        # layer form's ops; standard ones add approximation errors the analysis does not model
-        layer_form = module.clone() if self.activations == "ideal" else None
+        # layer form's ops; other modes add approximation errors, which their lowering may state per op
+        # (metadata "local_errors", empty where the mode computes the layer form's ops too) for it to add
+        layer_form = module.clone()
         lowered = fn(module, activations=self.activations, t_max=t_max)
         limit = lowered.metadata.get("dtype_limits", {}).get(self.dtype)
         if limit is not None:
             raise CompileError(f"lower{{dtype={self.dtype}}}: {limit}")
         # what was recorded for the layer form (or the program) does not describe the target's layers
-        lowered.metadata = dict(lowered.metadata, dtype=self.dtype)
+        metadata = dict(lowered.metadata, dtype=self.dtype)
+        local_errors = metadata.pop("local_errors", None)
+        lowered.metadata = metadata
         forget_analyses(lowered)
-        if layer_form is not None:
+        if self.activations == "ideal" or local_errors is not None:
             layer_form.metadata = dict(layer_form.metadata, t_max=t_max)
+            if local_errors:
+                layer_form.metadata["local_errors"] = local_errors
             lowered.layer_form = layer_form
         return lowered
 

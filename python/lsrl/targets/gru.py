@@ -43,7 +43,7 @@ from .shared.cells import (Recurrent, activation_functions, cell_opdef, csr_arra
                            input_projection, optional_vector, vector_array)
 from .shared.common import UnitBlocks, const_vector, pow2_at_least, signs_of, slot_matrix
 from .shared.ideal import CellLowering, lower_cells
-from .shared.standard import StandardLowering, describe_stage
+from .shared.standard import ACTIVATION_ULPS, StandardLowering, describe_stage
 
 __all__ = ["GruTarget"]
 
@@ -235,6 +235,17 @@ class GruStandard(StandardLowering):
                 f"of {loudest:.3g} ≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a "
                 "λ-conditional; use the multiplicative conditionals, a target without ReLU pairs, or "
                 "activations='ideal'")
+
+    def relu_off_error(self, bound):
+        # the pair keeps its last value p: p − tanh(p) ≤ ρ³/3 in tanh's units, and both units round
+        return self.k.rho ** 2 * bound / 3, 2 * ACTIVATION_ULPS * bound
+
+    def relu_reads(self, bound):
+        return 2 * bound, 2  # p and q, each up to the bound once the ReLU is off
+
+    def product_reads(self, gate_bound, value_bound):
+        # four pairs whose p and q each hold up to ε_v·B_v, decoded by 8/(3 ε_g ε_v) and 1/(3 ε_g ε_v)
+        return 12 * gate_bound * value_bound / self.k.rho_gate, 8
 
     def state_units(self, blocks, k, *, drive, rec, h0, decode, integrators, diagonal):
         self.units(blocks, k, nW=drive, rec_n=[(rec, 0)] if rec.nnz else None, h0=h0, decode=decode, role="state")

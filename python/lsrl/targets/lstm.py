@@ -142,6 +142,10 @@ class LstmCell(CellLowering):
 class LstmStandard(StandardLowering):
     integrates = True
 
+    def product_reads(self, gate_bound, value_bound):
+        # four units (σ(±a), σ(±2a)) each ≈ ε_v v/2, decoded by 8/(3 ε_g ε_v) and 1/(3 ε_g ε_v)
+        return 3 * gate_bound * value_bound / self.k.rho_gate, 4
+
     def units(self, blocks: UnitBlocks, n: int, *, i=None, f=None, g=None, o=None, rec_g=None, h0=None, c0=None,
               decode=None, role=""):
         """Add ``n`` units; a gate given as ``(W, b)`` is computed, ``True``/``False`` saturates it on/off."""

@@ -102,6 +102,7 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     std = cell.standard(t_max) if activations == "standard" else None
     if std is not None:
         std.k = std.k.for_dtype(module.metadata.get("dtype", "float64"))
+        std.positions = {id(op): i for i, op in enumerate(module.ops)}
     prev: Op = form.input
     dec = Decoder.identity(form.input.dim)
     ops: list[Op] = []
@@ -125,10 +126,12 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
                             "units": roles, "decode": decode_triplets(D)})
         dec = Decoder(D, e)
         prev = op
-    extra = {"t_max": t_max}
+    # a cell without a standard construction of its own (a ReLU cell) computes the layer form's ops in both modes
+    extra = {"t_max": t_max, "local_errors": {}} if activations == "standard" else {"t_max": t_max}
     if std is not None:
         extra["standard"] = std.summary()
         if std.dtype_limits:
             extra["dtype_limits"] = dict(std.dtype_limits)
+        extra["local_errors"] = std.local_errors
     return finish_module(form, ops, prev, dec, target=target, activations=activations, stages_meta=stages_meta,
                          extra_meta=extra)

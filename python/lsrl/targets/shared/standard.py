@@ -30,11 +30,14 @@ from ...ir.matrix import Matrix, Vector
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
-__all__ = ["StandardLowering", "ACCURACY_LIMIT", "describe_stage"]
+__all__ = ["StandardLowering", "ACCURACY_LIMIT", "ACTIVATION_ULPS", "describe_stage"]
 
 #: the largest worst-case local error of a standard-mode unit lowering accepts (the error the tests assert
 #: end to end); beyond it the construction is refused with a CompileError instead of answering wrong
 ACCURACY_LIMIT = 1e-6
+#: the rounding of one unit's chain of activations (σ, tanh, their product, tanh), in units of the dtype's unit
+#: roundoff relative to the value the unit carries: a few ulps each, with a margin
+ACTIVATION_ULPS = 8.0
 
 
 def _rows(W: Matrix, idx: list[int]) -> Matrix:
@@ -105,6 +108,15 @@ class StandardLowering:
         #: dtype name -> why the model cannot be right when run in it (the first reason found); the model is
         #: still built, ``lsrl.compile(dtype=...)`` refuses it for that dtype and runs/exports in it raise
         self.dtype_limits: dict[str, str] = {}
+        #: position of each layer-form op in its module (set by the driver), to key :attr:`local_errors`
+        self.positions: dict[int, int] = {}
+        #: layer-form op position -> the error its units add to each coordinate beyond the rounding of the layer
+        #: form's own op (docs/targets.md, "Error bounds"), as ``approximation + u·rounding`` for a dtype's unit
+        #: roundoff ``u``: ``on``/``on_u`` where a ReLU may pass its value (every coordinate of other ops),
+        #: ``off``/``off_u`` where it is proven off; and what the next layer sums to read the coordinate:
+        #: ``units`` terms of decoded magnitude ``hidden`` beyond the value itself (a product's Richardson units,
+        #: a GRU pair holding its last value) — what :mod:`lsrl.passes.error_bound` adds
+        self.local_errors: dict[int, dict] = {}
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
@@ -115,17 +127,45 @@ class StandardLowering:
                                "with a smaller t_max or tighter Input bounds, or use activations='ideal'")
 
     def _state_error(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
-                     where: str) -> None:
-        """The error bound of state coordinate ``j`` over ``t_max`` steps (docs/targets.md, "Error bounds")."""
+                     where: str) -> tuple[float, float]:
+        """The error bound of state coordinate ``j`` over ``t_max`` steps (docs/targets.md, "Error bounds"):
+        ``(approximation, rounding per unit roundoff)`` — each step's activations round the state they carry."""
         rho2 = self.k.rho ** 2
         steps = math.inf if self.t_max is None else float(self.t_max)
         if integrator == 0.0:  # c = tanh(ε u): no accumulation
             error = rho2 * (drive_bound + state_bound) / 3
+            rounding = ACTIVATION_ULPS * (drive_bound + state_bound)
         elif integrator == 1.0:  # c accumulates one input tanh per step
             error = steps * rho2 * drive_bound / 3 + rho2 * state_bound / 3 if drive_bound else rho2 * state_bound / 3
+            rounding = ACTIVATION_ULPS * (steps * drive_bound + state_bound)
         else:  # Σ_{k<T} ‖A^k‖∞ (2/3) ρ² B
-            error = _power_norm_sum(A, steps) * 2 * rho2 * state_bound / 3
+            powers = _power_norm_sum(A, steps)
+            error = powers * 2 * rho2 * state_bound / 3
+            rounding = powers * ACTIVATION_ULPS * state_bound
         self._require_accuracy(f"state coordinate {j} of {where}", error)
+        return error, rounding
+
+    def _record(self, st: Stage, on: np.ndarray, on_u: np.ndarray, off=None, off_u=None, hidden=None,
+                units=None) -> None:
+        zeros = np.zeros(st.out_dim)
+        self.local_errors[self.positions[id(st.op)]] = {
+            "on": on, "on_u": on_u, "off": zeros if off is None else off, "off_u": zeros if off_u is None else off_u,
+            "hidden": zeros if hidden is None else hidden, "units": np.ones(st.out_dim) if units is None else units}
+
+    # ------------------------------------------------------------------ what a cell's units cost (error bounds)
+    def relu_off_error(self, bound: float) -> tuple[float, float]:
+        """``(approximation, rounding per unit roundoff)`` a cell's gated ReLU unit of value bound ``bound`` still
+        passes where its argument is proven ≤ 0 (none: its step gate is exactly 0 there)."""
+        return 0.0, 0.0
+
+    def relu_reads(self, bound: float) -> tuple[float, int]:
+        """``(hidden magnitude, units)`` the next layer sums to read a gated ReLU of bound ``bound``."""
+        return 0.0, 1
+
+    def product_reads(self, gate_bound: float, value_bound: float) -> tuple[float, int]:
+        """``(hidden magnitude, units)`` the next layer sums to read a product: its Richardson units, whose
+        decoded magnitudes are ``1/ρ_g`` times the product's bound."""
+        raise NotImplementedError
 
     def summary(self) -> dict:
         k = self.k
@@ -196,6 +236,7 @@ class StandardLowering:
                 diag_val[r_] = float(v)
         integ = [j for j in range(k) if self.integrates and diag_only[j] and diag_val[j] in (0.0, 1.0)]
         eps = []
+        on, on_u = np.zeros(k), np.zeros(k)
         for j in range(k):
             bound = ensure_bounded(f"{self.target}: state coordinate {j} of {describe_stage(st)}",
                                    slo[j:j + 1], shi[j:j + 1])
@@ -204,8 +245,9 @@ class StandardLowering:
                                                   f"{describe_stage(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
             eps.append(eps_for(bound, self.k.rho))
             drive = float(max(abs(st.pre_lo[j]), abs(st.pre_hi[j])))
-            self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
-                              diag_val[j] if j in integ else None, describe_stage(st))
+            on[j], on_u[j] = self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
+                                               diag_val[j] if j in integ else None, describe_stage(st))
+        self._record(st, on, on_u)
         inv = [1.0 / e for e in eps]
         drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
         rec = scale_rows(A, eps) @ Matrix.diag(inv)
@@ -219,6 +261,8 @@ class StandardLowering:
     def _relu(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
         d = st.out_dim
         lin, gated, eps_lin, eps_g, kap = [], [], [], [], []
+        on, on_u, off, off_u, hidden, units = (np.zeros(d) for _ in range(6))
+        rho2 = self.k.rho ** 2
         for j in range(d):
             lo, hi = st.pre_lo[j], st.pre_hi[j]
             if hi <= 0:
@@ -228,6 +272,7 @@ class StandardLowering:
             if lo >= 0:
                 lin.append(j)
                 eps_lin.append(eps_for(bound, self.k.rho))
+                on[j], on_u[j] = 2 * rho2 * bound / 3, ACTIVATION_ULPS * bound  # a carrier: two tanh
             else:
                 # only the positive side reaches the output (σ(κx) = 0 below), so ε comes from hi; κ from the
                 # whole range so that κx stays finite
@@ -238,6 +283,11 @@ class StandardLowering:
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
                 self._require_accuracy(f"the step gate of ReLU argument {j} of {describe_stage(st)} (|x| ≤ {bound:.3g}), "
                                        "relative to that bound", 0.28 / (kap[-1] * max(bound, 1.0)))
+                # the carrier's two tanh, and x·σ(L − κx) ≤ L/κ where the gate is not yet saturated
+                on[j], on_u[j] = 2 * rho2 * float(hi) / 3 + self.k.gate / kap[-1], ACTIVATION_ULPS * float(hi)
+                off[j], off_u[j] = self.relu_off_error(float(hi))
+                hidden[j], units[j] = self.relu_reads(float(hi))
+        self._record(st, on, on_u, off, off_u, hidden, np.maximum(units, 1))
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
@@ -269,6 +319,8 @@ class StandardLowering:
     def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
         plan = plan_products(st, W, c)
         h = plan.h
+        on, on_u, hidden, units = np.zeros(h), np.zeros(h), np.zeros(h), np.ones(h)
+        rho2 = self.k.rho ** 2
         # carriers (one operand constant)
         if plan.lin_slot:
             keep, eps = [], []
@@ -278,10 +330,12 @@ class StandardLowering:
                 if bound > 0:
                     keep.append(i)
                     eps.append(eps_for(bound, self.k.rho))
+                    on[plan.lin_slot[i]], on_u[plan.lin_slot[i]] = 2 * rho2 * bound / 3, ACTIVATION_ULPS * bound
             if keep:
                 self._carrier(blocks, plan.lin_rows, plan.lin_bias, keep, eps,
                               slot_matrix(h, [plan.lin_slot[i] for i in keep], [1.0 / e for e in eps]), "carrier")
         if not plan.prod:
+            self._record(st, on, on_u, hidden=hidden, units=units)
             return plan.const
         idx = plan.prod
         n = len(idx)
@@ -293,6 +347,12 @@ class StandardLowering:
                                 plan.vlo[j:j + 1], plan.vhi[j:j + 1])
             eg.append(eps_for(bu, self.k.rho_gate))
             ev.append(eps_for(bv, self.k.rho))
+            # the Richardson pairs' truncation and the value tanh; each unit rounds a few ulps of its own magnitude,
+            # 1/ρ_g times the product's (the cancellation of σ(a) − σ(−a))
+            hidden[j], units[j] = self.product_reads(bu, bv)
+            on[j] = (self.k.rho_gate ** 4 / 30 + rho2) * bu * bv
+            on_u[j] = ACTIVATION_ULPS * hidden[j]
+        self._record(st, on, on_u, hidden=hidden, units=units)
         vw, vb = _scaled(plan.V, plan.cv, idx, ev)
         self.scales.append({"stage": "M", "products": n})
         # Richardson pair of pairs: with D(a) = σ(a) − σ(−a) = tanh(a/2),
