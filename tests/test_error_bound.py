@@ -94,7 +94,7 @@ def _standard_model(module, target, dtype):
 @settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("target", ["lstm", "gru"])
+@pytest.mark.parametrize("target", ["lstm", "gru", "hawk", "griffin"])
 def test_the_bound_holds_with_standard_activations(target, dtype, module, seed):
     """The bound adds the local errors of the standard constructions (docs/targets.md, "Error bounds"): the
     approximations, each unit's activation rounding and what the next layer sums to read a unit."""
@@ -273,9 +273,38 @@ def test_a_row_reading_hidden_units_rounds_their_magnitude():
         assert extra >= ROUNDING_HOPS * 5 * u * 3.0 * 1000.0  # γ over the 4 units and the bias
 
 
-def test_a_standard_mode_without_local_errors_has_no_bound():
-    model = lsrl.compile(more_ones(), "hawk", activations="standard", t_max=64)
+@needs_kernel
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_the_gelu_relu_gap_is_in_the_bound(target):
+    """Standard Hawk/Griffin compute ReLU(x) as gelu(κx)/κ (κ = 2^30): at κx = ±0.75 it is 0.17/κ off, which
+    the bound states (the rounding alone would be 1e-16)."""
+    x = lsrl.Input(1, lower=-1, upper=1)
+    model = lsrl.compile(lsrl.ForEach(lsrl.ReLU(x)), target, activations="standard", t_max=4)
+    xs = np.array([-0.75, 0.75, -2.0, 0.3]).reshape(1, 4, 1) / 2 ** 30
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert 1.5e-10 < deviation.max() <= model.error_bound[0] < 1.6e-10
+
+
+def test_standard_mamba_has_no_bound():
+    model = lsrl.compile(more_ones(), "mamba", activations="standard", t_max=64)
     assert model.error_bound is None and model.error_bound_in("float32") is None
+
+
+def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):
+    from lsrl.passes.lower import LOWERINGS
+    lstm = LOWERINGS["lstm"]
+
+    def silent(module, **options):
+        lowered = lstm(module, **options)
+        lowered.metadata.pop("local_errors")
+        return lowered
+
+    monkeypatch.setitem(LOWERINGS, "lstm", silent)
+    model = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
+    assert model.error_bound is None and model.error_bound_in("float32") is None
+    model.error_tolerance = 1.0
+    with pytest.raises(lsrl.PrecisionError, match="standard activations add approximation errors that the lstm"):
+        model(np.ones((5, 1)))
 
 
 @pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn"])
@@ -318,9 +347,9 @@ def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
     standard(np.ones((5, 1)))
     with pytest.raises(lsrl.PrecisionError, match="above error_tolerance"):
         standard(np.ones((5, 1)), dtype="float32")
-    unbounded = lsrl.compile(more_ones(), "hawk", activations="standard", t_max=64)
+    unbounded = lsrl.Model(parse_module(print_module(exact.module)))  # no layer form, no saved bound
     unbounded.error_tolerance = 1.0
-    with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .standard activations add approximation errors that the hawk"):
+    with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .it has no layer form"):
         unbounded(np.ones((5, 1)))
 
 

@@ -124,7 +124,7 @@ class Model:
         bounds and up to :attr:`t_max` steps, the model run in ``dtype`` (docs/numerics.md, "Error bounds"):
         a float64 array of ``d_out`` entries (``inf`` where nothing could be proven), or None where the model
         has none — an activation mode whose lowering does not state the errors its constructions add (standard
-        Hawk, Griffin and Mamba), or a model loaded from a file saved without one."""
+        Mamba), or a model loaded or parsed without a saved bound."""
         dtype = dtype_of(dtype, "Model.error_bound_in").name
         if dtype not in self._error_bounds:
             saved = self.module.metadata.get("error_bound", {}).get(dtype)  # a loaded model: what save recorded
@@ -149,7 +149,7 @@ class Model:
         if self.activations != "ideal":
             return (f"{self.activations} activations add approximation errors that the {self.architecture.name} "
                     "lowering does not state")
-        return "it was loaded from a file saved without one"
+        return "it has no layer form to analyse and was saved or parsed without one"
 
     @property
     def error_tolerance(self) -> float | None:

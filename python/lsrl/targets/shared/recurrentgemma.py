@@ -39,6 +39,7 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from .common import layer_stages, plan_products
+from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
 from .numerics import causal_conv, dense, mean_square, torch_softplus, vector
 
@@ -59,8 +60,10 @@ LRU_PARAM = 128.0
 GATE_BIAS = 64.0
 #: the y branch is the constant act(32) = 32 (relu and gelu_tanh both exact); linear_out divides by 32
 Y_CONST = 32.0
-#: standard-mode ReLU: gelu_tanh(κx)/κ, |error| ≤ 0.17/κ, exact for |κx| ≥ 7.25 (float64)
+#: standard-mode ReLU: gelu_tanh(κx)/κ, |error| ≤ GELU_RELU_ERROR/κ, exact for |κx| ≥ 7.25 (float64)
 KAPPA = 2.0 ** 30
+#: max |gelu_tanh(t) − ReLU(t)| (0.17004, at t ≈ ±0.75), rounded up
+GELU_RELU_ERROR = 0.1701
 
 HF_ACT = {"ideal": "relu", "standard": "gelu_pytorch_tanh"}
 
@@ -623,8 +626,41 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     meta.update({"target": target, "activations": activations, "t_max": t_max, "stages": stages_meta,
                  "hf": {"hidden_size": H, "lru_width": L, "conv1d_width": K, "intermediate_size": 2 * I,
                         "num_attention_heads": heads, "num_hidden_layers": len(blocks)}})
+    if activations == "standard":
+        meta["local_errors"] = _standard_local_errors(module, form)
     out.metadata = meta
     return out.verify()
+
+
+def _standard_local_errors(module: Module, form) -> dict:
+    """What the standard (gelu_tanh) units add to each layer-form op (the ``local_errors`` of
+    :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``gelu(κx)/κ``, within
+    ``GELU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off, and rounds a few ulps of its value; a product
+    ``act(v)·u + act(−v)·(−u)`` is ``u·v`` exactly, but its two terms reach ``(|v| + 2·GELU_RELU_ERROR)·|u|``
+    together, each rounding a few ulps.  Every other unit (linear, temporal) is the ideal one."""
+    positions = {id(op): i for i, op in enumerate(module.ops)}
+    local = {}
+    for st in form.stages:
+        d = st.out_dim
+        on, on_u, off, off_u, hidden, units = (np.zeros(d) for _ in range(6))
+        units[:] = 1
+        if st.kind == "R":
+            gap = GELU_RELU_ERROR / KAPPA
+            reads = np.diff(st.W.scipy().tocsr().indptr) > 0
+            gated = reads & (st.pre_lo < 0) & (st.pre_hi > 0)
+            on[gated] = off[gated] = gap
+            on_u[gated] = ACTIVATION_ULPS * (st.pre_hi[gated] + gap)
+            off_u[gated] = ACTIVATION_ULPS * gap
+        elif st.kind == "M":
+            plan = plan_products(st, st.W, st.c)
+            for j in plan.prod:
+                bu = max(abs(float(plan.ulo[j])), abs(float(plan.uhi[j])))
+                bv = max(abs(float(plan.vlo[j])), abs(float(plan.vhi[j])))
+                hidden[j], units[j] = (bv + 2 * GELU_RELU_ERROR) * bu, 2
+                on_u[j] = ACTIVATION_ULPS * hidden[j]
+        local[positions[id(st.op)]] = {"on": on, "on_u": on_u, "off": off, "off_u": off_u, "hidden": hidden,
+                                       "units": units}
+    return local
 
 
 def _layout(form, blocks, slots_of, last_slots) -> list:
