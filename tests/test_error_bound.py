@@ -213,6 +213,10 @@ def test_carrying_an_exactly_known_unit_is_exact():
     for dtype in ("float64", "float32"):
         bound, deviation = _module_bound_and_deviation(text, xs, dtype, 101)
         assert bound.tolist() == [0.0] and deviation.tolist() == [0.0]
+        model = lsrl.compile(parse_module(text), t_max=101, dtype=dtype)
+        run = model(xs, backend="kernel") if kernel_available() else model(xs)
+        assert model.error_bound.tolist() == [0.0]
+        assert np.abs(run - _layer_form_exact(model, xs)).max() == 0.0
 
 
 def test_exact_candidates_keep_no_slack():
@@ -305,6 +309,63 @@ def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):
     model.error_tolerance = 1.0
     with pytest.raises(lsrl.PrecisionError, match="standard activations add approximation errors that the lstm"):
         model(np.ones((5, 1)))
+
+
+def _local(dim, **fields):
+    record = {name: [0.0] * dim for name in ("on", "on_u", "off", "off_u", "hidden")}
+    record["units"] = [1] * dim
+    record.update({name: list(values) for name, values in fields.items()})
+    return record
+
+
+def test_a_unit_not_proven_on_or_off_passes_the_larger_local_error():
+    text = """lsrl.module @m(%x: 1 {lower = [-1.0], upper = [1.0]}) -> 1 {
+  %s = linstate %x {A = [[0.0]], B = [[1.0]]} : 1 -> 1
+  %y = linear %s {A = [[0.1]]} : 1 -> 1
+  %r = relu %y : 1 -> 1
+  return %r : 1
+}"""
+    module = parse_module(text)
+    module.metadata["local_errors"] = {3: _local(1, on=[0.001], off=[1.0])}
+    assert ErrorAnalysis(module, "float64", 3).output_bounds(module)[0] >= 1.0
+    off = parse_module(text.replace("{A = [[0.1]]}", "{A = [[0.1]], b = [-2.0]}"))  # proven off
+    off.metadata["local_errors"] = module.metadata["local_errors"]
+    assert ErrorAnalysis(off, "float64", 3).output_bounds(off)[0] == 1.0
+
+
+def test_a_unit_reading_hidden_units_directly_and_the_readout_round_them():
+    text = """lsrl.module @m(%x: 2 {lower = [-1.0, -1.0], upper = [1.0, 1.0]}) -> 1 {
+  %p = multi %x : 2 -> 1
+  %r = relu %p : 1 -> 1
+  return %r : 1
+}"""
+    plain, hidden = parse_module(text), parse_module(text)
+    hidden.metadata["local_errors"] = {1: _local(1, hidden=[1000.0], units=[4])}
+    read = ROUNDING_HOPS * 5 * UNIT_ROUNDOFF["float32"] * 1000.0
+    extra = (ErrorAnalysis(hidden, "float32", 1).output_bounds(hidden)[0]
+             - ErrorAnalysis(plain, "float32", 1).output_bounds(plain)[0])
+    assert extra >= read
+    hidden.output = hidden.ops[1]  # the readout reads the product's units itself
+    assert ErrorAnalysis(hidden, "float32", 1).output_bounds(hidden)[0] >= read
+
+
+def test_malformed_local_errors_are_refused():
+    module = parse_module("""lsrl.module @m(%x: 1 {lower = [-1.0], upper = [1.0]}) -> 1 {
+  %r = relu %x : 1 -> 1
+  return %r : 1
+}""")
+    for bad in ({"1": _local(1)}, {5: _local(1)}, {1: _local(2)}, {1: _local(1, on=[float("nan")])}):
+        module.metadata["local_errors"] = bad
+        with pytest.raises(ValueError, match="local_errors"):
+            ErrorAnalysis(module, "float64", 1)
+
+
+def test_a_constant_state_gives_a_number_not_nan():
+    x = lsrl.Input(1, lower=-1, upper=1)
+    s = lsrl.LinState(x, A=[[1.0]], B=[[0.0]], init_state=[2.0])
+    model = lsrl.compile(lsrl.ForEach(lsrl.Multi(lsrl.Concat([s, x]))), "lstm", activations="standard")
+    for dtype in ("float64", "float32"):
+        assert not np.isnan(model.error_bound_in(dtype)).any()
 
 
 @pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn"])

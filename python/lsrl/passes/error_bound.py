@@ -299,6 +299,10 @@ class _Group:
         self.on = np.zeros(self.units.size) if self.on is None else self.on
         self.off = np.zeros(self.units.size) if self.off is None else self.off
 
+    def passes(self, pos) -> np.ndarray:
+        """What the construction of units ``pos`` adds where they are not proven on or off: either."""
+        return np.maximum(self.on[pos], self.off[pos])
+
     def delta_of(self, pos) -> np.ndarray:
         """The rounding of unit ``pos``'s own row: per value of ``y`` where known there, else one number."""
         return self.delta[:, pos] if self.delta.ndim == 2 else self.delta[pos]
@@ -349,7 +353,7 @@ class _Group:
             pre_exact = _product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
                 & _sum_exact_each(*np.broadcast_arrays(scaled, b[None, :]), pre)
             spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
-                      + np.where(pre_exact, 0.0, _ANALYSIS_U * np.abs(pre)))
+                      + np.where(pre_exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
             e_hat = np.abs(k)[None, :] * y_err[:, None] + delta
             active = pre - spread >= e_hat
             inactive = pre + spread <= -e_hat
@@ -358,7 +362,8 @@ class _Group:
             errors = (_times(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
                       + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1)
                       + np.where(inactive, (np.abs(coeffs) * self.off[pos])[None, :],
-                                 (np.abs(coeffs) * self.on[pos])[None, :]).sum(axis=1))
+                                 np.where(active, (np.abs(coeffs) * self.on[pos])[None, :],
+                                          (np.abs(coeffs) * self.passes(pos))[None, :])).sum(axis=1))
             # how far the exact value may be from the one computed at a candidate: inactive units are exactly 0,
             # active ones move together with y
             drift = (_times(np.abs(gain), y_slack)
@@ -372,7 +377,7 @@ class _Group:
             return self._on_lattice(gain, intercept, ends, errors, float(np.max(drift, initial=0.0)))
         if self.y.points is None:
             return _Values.unknown(largest)
-        values, rounding = _relu_sum(pre, pre_exact, coeffs)
+        values, rounding = _relu_sum(pre, pre_exact | inactive, coeffs)
         slack = drift + rounding
         level, level_exact = _level(coeffs, k, b, active, undecided)
         return _Values.of(np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack))
@@ -385,7 +390,8 @@ class _Group:
         pre = scaled + b
         exact = (_product_exact(np.full(pre.shape, k), self.y.points, scaled)
                  & _sum_exact_each(scaled, np.full(pre.shape, b), pre))
-        spread = abs(k) * self.y.slacks + self.residual[pos] + np.where(exact, 0.0, _ANALYSIS_U * np.abs(pre))
+        spread = (abs(k) * self.y.slacks + self.residual[pos]
+                  + np.where(exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
         return pre, exact, spread, abs(k) * self.y.errors + self.delta_of(pos)
 
     def _on_lattice(self, slope, intercept, ends, errors, drift) -> _Values:
@@ -423,11 +429,11 @@ def _level(coeffs, k, b, active, undecided):
     return level, exact & (gain == 0)
 
 
-def _relu_sum(pre, pre_exact, coeffs):
+def _relu_sum(pre, known, coeffs):
     """``Σ c_i ReLU(pre_i)`` per candidate, and the slack of this float64 arithmetic there (none where it was
-    exact; an inactive unit's 0 always is)."""
+    exact); ``known``: where ``ReLU(pre_i)`` is exactly the unit's value (computed exactly, or proven off)."""
     relus = np.maximum(pre, 0.0)
-    exact = np.all(pre_exact | (relus == 0), axis=1)
+    exact = np.all(known, axis=1)
     values = np.zeros(pre.shape[0])
     for j, c in enumerate(coeffs.tolist()):
         term = relus[:, j] * c
@@ -471,6 +477,7 @@ class ErrorAnalysis:
         self.ranges = RangeAnalysis(module, t_max) if ranges is None else ranges
         # a target's construction of an op may add errors of its own: per op position, per coordinate, on/off
         local = module.metadata.get("local_errors") or {}
+        _check_local_errors(module, local)
         self.local: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["on"]) + self.u * np.asarray(local[i]["on_u"]),
                      np.asarray(local[i]["off"]) + self.u * np.asarray(local[i]["off_u"]))
@@ -551,6 +558,20 @@ class ErrorAnalysis:
         hidden, units = reads
         return float(np.sum(np.abs(weights) * hidden[cols])), int(np.sum(units[cols]))
 
+    def _read_rounding(self, x: Op) -> np.ndarray:
+        """Per coordinate of ``x``: the rounding of reading it on its own (a unit reading it directly, the
+        readout) — the sum over its units of their hidden magnitude (:meth:`_reads`)."""
+        reads = self.read_costs.get(id(x))
+        if reads is None:
+            return np.zeros(x.dim)
+        hidden, units = reads
+        return np.array([0.0 if h == 0 else ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h
+                         for h, n in zip(hidden.tolist(), units.tolist())])
+
+    def output_bounds(self, module: Module) -> np.ndarray:
+        """The bound of each output coordinate of ``module``, read by its readout."""
+        return self[module.output].err + self._read_rounding(module.output)
+
     def _rational_shift(self, x: Op, matrix: Matrix, bias: Vector,
                         reads: np.ndarray | None = None) -> np.ndarray | None:
         """How far ``matrix·x + bias`` with its exact (rational) constants can be from the same map with them
@@ -598,8 +619,13 @@ class ErrorAnalysis:
             return getattr(self, "_" + kind)(op, lo, hi)
         if kind in ("concat", "slice"):
             values = [v for o in op.operands for v in self[o].values]
+            parts = [self.read_costs.get(id(o), (np.zeros(o.dim), np.ones(o.dim))) for o in op.operands]
+            hidden, units = (np.concatenate([part[n] for part in parts]) for n in (0, 1))
             if kind == "slice":
                 values = values[op.attrs["start"]:op.attrs["end"]]
+                hidden, units = (a[op.attrs["start"]:op.attrs["end"]] for a in (hidden, units))
+            if np.any(hidden):
+                self.read_costs[id(op)] = (hidden, units)
             return _Facts(values, lo, hi)
         # an op kind the analysis does not know (a target's op): nothing is bounded
         return _Facts([_Values.unknown(math.inf)] * op.dim, lo, hi)
@@ -664,11 +690,13 @@ class ErrorAnalysis:
         fp = self[p]
         unit_on, unit_off = self._unit_errors(op)
         if p.kind != "linear":
+            reads = self._read_rounding(p)  # the unit reads its argument itself
             values = []
             for v, bottom, top, on, off in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(), unit_on.tolist(),
                                                unit_off.tolist()):
+                read = float(reads[len(values)])
                 if v.points is None:
-                    err = off if top <= -v.err else v.err + max(on, off)
+                    err = off if top <= -(v.err + read) else v.err + read + max(on, off)
                     grid = v.grid
                     on_zero = grid is not None and grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1])
                     if grid is not None and not (bottom - v.slack >= 0 or on_zero):
@@ -676,9 +704,12 @@ class ErrorAnalysis:
                     values.append(_Values.of(np.zeros(1), np.full(1, err), 0.0) if top <= 0 else
                                   _Values.unknown(err, grid, v.slack, v.size))
                 else:
-                    proven_off = v.points + v.slacks <= -v.errors
+                    e = v.errors + read
+                    proven_off = v.points + v.slacks <= -e
+                    proven_on = v.points - v.slacks >= e
+                    errors = np.where(proven_off, off, e + np.where(proven_on, on, max(on, off)))
                     # an exact value at or below 0 is an exact 0 after the ReLU
-                    values.append(_Values.of(np.maximum(v.points, 0.0), np.where(proven_off, off, v.errors + on),
+                    values.append(_Values.of(np.maximum(v.points, 0.0), errors,
                                              np.where(v.points + v.slacks <= 0, 0.0, v.slacks)))
             return _Facts(values, lo, hi)
         groups = self._groups(p)
@@ -762,7 +793,7 @@ class ErrorAnalysis:
             slip = 0.0 if exact else 2 * _ANALYSIS_U * (abs(k[-1]) * y_size + abs(shifted) + abs(bias[i]))
             residual.append(v * deep.residual[pos] + slip)
             # what the unit's construction added to it moves this row (on), or this unit where it is off
-            delta.append(v * (deep.delta_of(pos) + deep.on[pos])
+            delta.append(v * (deep.delta_of(pos) + deep.passes(pos))
                          + self._carry_rounding(deep, pos, v, float(bias[i]), x, int(c)))
             off.append(v * deep.off[pos])
         per_point = any(np.ndim(dl) for dl in delta)
@@ -792,12 +823,12 @@ class ErrorAnalysis:
         if deep.y.points is None:
             return self._row_rounding(x, np.array([col]), np.array([v]), bias)
         pre, pre_exact, spread, e_hat = deep.decide(pos)
-        e_hat = e_hat + deep.on[pos]
+        e_hat = e_hat + deep.passes(pos)
         mags = abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + abs(bias) + hidden
         off = (pre + spread <= -e_hat) & (deep.off[pos] == 0) & (hidden == 0)  # an exact 0
         # where the unit is known exactly, v·u + bias is exact when its terms fit the dtype's precision
         unit = np.maximum(pre, 0.0)
-        known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0)
+        known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0) & (deep.off[pos] == 0)
         grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
         fits = abs(v) * unit + abs(bias) < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))
         storage = 0.0 if representable else self.u * mags
@@ -830,9 +861,12 @@ class ErrorAnalysis:
         fx = self[x]
         half = op.dim
         size = _magnitude(fx.lo, fx.hi)
+        reads = self._read_rounding(x)  # the product's units read both operands themselves
         values = []
         for i in range(half):
-            a, b = fx.values[i], fx.values[i + half]
+            a, b = (v if r == 0 else dataclasses.replace(v, err=v.err + r, errors=None if v.errors is None
+                                                         else v.errors + r)
+                    for v, r in ((fx.values[i], reads[i]), (fx.values[i + half], reads[i + half])))
             ma, mb = float(size[i]), float(size[i + half])
             if a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:
                 exact = a.exact and b.exact and ma * mb < math.ldexp(
@@ -1040,6 +1074,24 @@ def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> 
         return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
 
 
+_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units")
+
+
+def _check_local_errors(module: Module, local: dict) -> None:
+    """A target's ``local_errors`` must name ops by position and give a number ≥ 0 (or inf) per coordinate for
+    every field: a bound computed from anything else would not hold."""
+    for position, fields in local.items():
+        if not isinstance(position, int) or not 0 <= position < len(module.ops):
+            raise ValueError(f"module @{module.name} metadata local_errors: key {position!r} is not the position "
+                             f"of one of its {len(module.ops)} ops")
+        op = module.ops[position]
+        for name in _LOCAL_FIELDS:
+            values = np.asarray(fields.get(name) if isinstance(fields, dict) else None, dtype=np.float64)
+            if values.shape != (op.dim,) or np.isnan(values).any() or (values < 0).any():
+                raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "
+                                 f"{name!r} must be {op.dim} numbers >= 0, got {fields.get(name) if isinstance(fields, dict) else fields!r}")
+
+
 def _spread(a_rows, flagged: np.ndarray) -> np.ndarray:
     """``flagged`` and every coordinate whose row of ``A`` (``a_rows``) reads a flagged one, to a fixed point."""
     flagged = flagged.copy()
@@ -1072,7 +1124,7 @@ def output_error_bounds(module: Module, dtype: str, t_max: int | None = None,
                         ranges: RangeAnalysis | None = None) -> list[float]:
     """The error bound of each output coordinate of the layer-form ``module`` computed in ``dtype``."""
     analysis = ErrorAnalysis(module, dtype, t_max, ranges)
-    return analysis[module.output].err.tolist()
+    return analysis.output_bounds(module).tolist()
 
 
 def _fmt(x: float) -> str:
@@ -1098,7 +1150,7 @@ class ErrorBoundPass(Pass):
     def run(self, module: Module) -> None:
         analysis = ErrorAnalysis(module, self.dtype, self.t_max)
         bounds = dict(module.metadata.get("error_bound") or {})
-        bounds[self.dtype] = analysis[module.output].err.tolist()
+        bounds[self.dtype] = analysis.output_bounds(module).tolist()
         module.metadata["error_bound"] = bounds
         if self.print:
             from ..ir.names import ssa_names

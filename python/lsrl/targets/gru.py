@@ -243,9 +243,9 @@ class GruStandard(StandardLowering):
     def relu_reads(self, bound):
         return 2 * bound, 2  # p and q, each up to the bound once the ReLU is off
 
-    def product_reads(self, gate_bound, value_bound):
+    def product_reads(self, value_bound, eps_gate):
         # four pairs whose p and q each hold up to ε_v·B_v, decoded by 8/(3 ε_g ε_v) and 1/(3 ε_g ε_v)
-        return 12 * gate_bound * value_bound / self.k.rho_gate, 8
+        return 12 * value_bound / eps_gate, 8
 
     def state_units(self, blocks, k, *, drive, rec, h0, decode, integrators, diagonal):
         self.units(blocks, k, nW=drive, rec_n=[(rec, 0)] if rec.nnz else None, h0=h0, decode=decode, role="state")

@@ -33,6 +33,7 @@ ONNX's i, o, f, c; ideal mode ``activations=["Relu","Relu","Relu"]``), or a floa
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
@@ -142,9 +143,10 @@ class LstmCell(CellLowering):
 class LstmStandard(StandardLowering):
     integrates = True
 
-    def product_reads(self, gate_bound, value_bound):
-        # four units (σ(±a), σ(±2a)) each ≈ ε_v v/2, decoded by 8/(3 ε_g ε_v) and 1/(3 ε_g ε_v)
-        return 3 * gate_bound * value_bound / self.k.rho_gate, 4
+    def product_reads(self, value_bound, eps_gate):
+        # four units tanh(σ(±s a)·tanh(ε_v v)) ≤ σ(2ρ_g)·ε_v B_v, decoded by 8/(3 ε_g ε_v) (s = 1) and
+        # 1/(3 ε_g ε_v) (s = 2): Σ |coefficient|·|unit| ≤ 6 σ(2ρ_g) B_v/ε_g
+        return 6 * float(expit(2 * self.k.rho_gate)) * value_bound / eps_gate, 4
 
     def units(self, blocks: UnitBlocks, n: int, *, i=None, f=None, g=None, o=None, rec_g=None, h0=None, c0=None,
               decode=None, role=""):

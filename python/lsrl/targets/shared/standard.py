@@ -135,9 +135,12 @@ class StandardLowering:
         if integrator == 0.0:  # c = tanh(ε u): no accumulation
             error = rho2 * (drive_bound + state_bound) / 3
             rounding = ACTIVATION_ULPS * (drive_bound + state_bound)
-        elif integrator == 1.0:  # c accumulates one input tanh per step
-            error = steps * rho2 * drive_bound / 3 + rho2 * state_bound / 3 if drive_bound else rho2 * state_bound / 3
-            rounding = ACTIVATION_ULPS * (steps * drive_bound + state_bound)
+        elif integrator == 1.0:  # c accumulates one input tanh per step (none without a drive)
+            accumulated = steps * drive_bound if drive_bound else 0.0
+            error = rho2 * (accumulated + state_bound) / 3
+            rounding = ACTIVATION_ULPS * (accumulated + state_bound)
+        elif state_bound == 0.0:  # a state that is always 0 (its units carry nothing)
+            error = rounding = 0.0
         else:  # Σ_{k<T} ‖A^k‖∞ (2/3) ρ² B
             powers = _power_norm_sum(A, steps)
             error = powers * 2 * rho2 * state_bound / 3
@@ -162,9 +165,9 @@ class StandardLowering:
         """``(hidden magnitude, units)`` the next layer sums to read a gated ReLU of bound ``bound``."""
         return 0.0, 1
 
-    def product_reads(self, gate_bound: float, value_bound: float) -> tuple[float, int]:
-        """``(hidden magnitude, units)`` the next layer sums to read a product: its Richardson units, whose
-        decoded magnitudes are ``1/ρ_g`` times the product's bound."""
+    def product_reads(self, value_bound: float, eps_gate: float) -> tuple[float, int]:
+        """``(hidden magnitude, units)`` the next layer sums to read a product: its Richardson units, decoded by
+        ``8/(3 ε_g ε_v)`` and ``1/(3 ε_g ε_v)`` (``eps_gate`` = ε_g ≤ ρ_g/B_g), so about ``B_v/ε_g`` each."""
         raise NotImplementedError
 
     def summary(self) -> dict:
@@ -349,7 +352,7 @@ class StandardLowering:
             ev.append(eps_for(bv, self.k.rho))
             # the Richardson pairs' truncation and the value tanh; each unit rounds a few ulps of its own magnitude,
             # 1/ρ_g times the product's (the cancellation of σ(a) − σ(−a))
-            hidden[j], units[j] = self.product_reads(bu, bv)
+            hidden[j], units[j] = self.product_reads(bv, eg[-1])
             on[j] = (self.k.rho_gate ** 4 / 30 + rho2) * bu * bv
             on_u[j] = ACTIVATION_ULPS * hidden[j]
         self._record(st, on, on_u, hidden=hidden, units=units)
