@@ -273,7 +273,8 @@ def test_a_row_reading_hidden_units_rounds_their_magnitude():
                                           "hidden": [1000.0], "units": [4]}}
     for dtype in ("float64", "float32"):
         u = UNIT_ROUNDOFF[dtype]
-        extra = ErrorAnalysis(hidden, dtype, 1)[hidden.output].err[0] - ErrorAnalysis(plain, dtype, 1)[plain.output].err[0]
+        extra = (ErrorAnalysis(hidden, dtype, 1)[hidden.output].err[0]
+                 - ErrorAnalysis(plain, dtype, 1)[plain.output].err[0])
         assert extra >= ROUNDING_HOPS * 5 * u * 3.0 * 1000.0  # γ over the 4 units and the bias
 
 

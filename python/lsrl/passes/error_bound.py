@@ -40,9 +40,10 @@ distance moves the exact value of what they compute (``_rational_shift``: slack 
 Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
 adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
 "off", "off_u", "hidden", "units"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u``
-is added wherever a unit may pass its value, ``off + u·off_u`` where a ReLU unit is proven off, and a row reading
-the op rounds over ``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM and GRU;
-docs/targets.md, "Error bounds").
+is added where a unit is proven on (every coordinate of a state or a product), ``off + u·off_u`` where a ReLU unit
+is proven off, the larger of the two where it is neither, and whatever reads the op rounds over ``units`` terms of
+decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin; docs/numerics.md, "Error
+bounds").
 """
 from __future__ import annotations
 
@@ -592,8 +593,8 @@ class ErrorAnalysis:
     def _row_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float) -> float:
         fx = self[x]
         size = _magnitude(fx.lo[cols], fx.hi[cols])
-        return self._rounding([(fx.values[c], float(m), float(w)) for c, m, w in
-                               zip(cols.tolist(), size.tolist(), weights.tolist())], bias, self._reads(x, cols, weights))
+        terms = [(fx.values[c], float(m), float(w)) for c, m, w in zip(cols.tolist(), size.tolist(), weights.tolist())]
+        return self._rounding(terms, bias, self._reads(x, cols, weights))
 
     def _with_local_errors(self, op: Op, facts: _Facts) -> _Facts:
         """``facts`` with what the target's construction adds to each coordinate of a state or a product (a ReLU
@@ -601,10 +602,9 @@ class ErrorAnalysis:
         if op.kind not in ("linstate", "multi") or id(op) not in self.local:
             return facts
         on, _ = self.local[id(op)]
-        facts.values = [dataclasses.replace(v, err=v.err + a, errors=None if v.errors is None else v.errors + a)
-                        for v, a in zip(facts.values, on.tolist())]
-        facts.__dict__.pop("err", None)  # the cached largest errors
-        return facts
+        return dataclasses.replace(facts, values=[
+            dataclasses.replace(v, err=v.err + a, errors=None if v.errors is None else v.errors + a)
+            for v, a in zip(facts.values, on.tolist())])
 
     def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
         """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, and where it
@@ -1086,10 +1086,11 @@ def _check_local_errors(module: Module, local: dict) -> None:
                              f"of one of its {len(module.ops)} ops")
         op = module.ops[position]
         for name in _LOCAL_FIELDS:
-            values = np.asarray(fields.get(name) if isinstance(fields, dict) else None, dtype=np.float64)
+            given = fields.get(name) if isinstance(fields, dict) else fields
+            values = np.asarray(given if isinstance(fields, dict) else None, dtype=np.float64)
             if values.shape != (op.dim,) or np.isnan(values).any() or (values < 0).any():
                 raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "
-                                 f"{name!r} must be {op.dim} numbers >= 0, got {fields.get(name) if isinstance(fields, dict) else fields!r}")
+                                 f"{name!r} must be {op.dim} numbers >= 0, got {given!r}")
 
 
 def _spread(a_rows, flagged: np.ndarray) -> np.ndarray:

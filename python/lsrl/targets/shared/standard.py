@@ -112,8 +112,9 @@ class StandardLowering:
         self.positions: dict[int, int] = {}
         #: layer-form op position -> the error its units add to each coordinate beyond the rounding of the layer
         #: form's own op (docs/targets.md, "Error bounds"), as ``approximation + u·rounding`` for a dtype's unit
-        #: roundoff ``u``: ``on``/``on_u`` where a ReLU may pass its value (every coordinate of other ops),
-        #: ``off``/``off_u`` where it is proven off; and what the next layer sums to read the coordinate:
+        #: roundoff ``u``: ``on``/``on_u`` where a ReLU unit is on (every coordinate of other ops), ``off``/``off_u``
+        #: where it is off (the analysis takes the larger where neither is proven); and what the next layer sums to
+        #: read the coordinate:
         #: ``units`` terms of decoded magnitude ``hidden`` beyond the value itself (a product's Richardson units,
         #: a GRU pair holding its last value) — what :mod:`lsrl.passes.error_bound` adds
         self.local_errors: dict[int, dict] = {}
