@@ -9,8 +9,8 @@ run in), compiled for ``linear_rnn`` (ideal) and run through the kernel in float
 rationals, which is what the bound is stated against), ``bound / measured`` (— where nothing was measured), and
 ``relative`` = bound / the largest |exact output|.  Random programs: one row per dtype with the median and the
 largest ratio, and how many bounds are finite and below 1e-4 relative; also compiled for the standard LSTM,
-GRU and Hawk, whose bounds add the local errors of their constructions (programs they refuse are left out;
-Griffin's blocks are Hawk's).
+GRU, Hawk and Mamba, whose bounds add the local errors of their constructions (programs they refuse are left
+out; Griffin's blocks are Hawk's).
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def main() -> None:
     print("| random programs | dtype | bound / measured | | bounds |")
     print("|---|---|---|---|---|")
     for target, activations in (("linear_rnn", "ideal"), ("lstm", "standard"), ("gru", "standard"),
-                                ("hawk", "standard")):
+                                ("hawk", "standard"), ("mamba", "standard")):
         for row in random_rows(4 if args.smoke else 40, target, activations):
             print("| " + " | ".join(row) + " |")
     print(f"\n({time.perf_counter() - start:.0f} s)")

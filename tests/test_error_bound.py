@@ -94,7 +94,7 @@ def _standard_model(module, target, dtype):
 @settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("target", ["lstm", "gru", "hawk", "griffin"])
+@pytest.mark.parametrize("target", ["lstm", "gru", "hawk", "griffin", "mamba"])
 def test_the_bound_holds_with_standard_activations(target, dtype, module, seed):
     """The bound adds the local errors of the standard constructions (docs/targets.md, "Error bounds"): the
     approximations, each unit's activation rounding and what the next layer sums to read a unit."""
@@ -290,9 +290,17 @@ def test_the_gelu_relu_gap_is_in_the_bound(target):
     assert 1.5e-10 < deviation.max() <= model.error_bound[0] < 1.6e-10
 
 
-def test_standard_mamba_has_no_bound():
-    model = lsrl.compile(more_ones(), "mamba", activations="standard", t_max=64)
-    assert model.error_bound is None and model.error_bound_in("float32") is None
+@needs_kernel
+def test_a_standard_mamba_pass_through_state_rounds_its_silu_pair():
+    """Standard Mamba carries a pass-through state ``s_t = x_t`` as ``silu(x) − silu(−x)``: exactly ``x`` in real
+    arithmetic, but each term rounds (float32: 4.8e-7 at x = 9), which the ideal construction's ReLU pair does
+    not."""
+    x = lsrl.Input(2, lower=0, upper=9, integer=True)
+    program = lsrl.ForEach(lsrl.LinState(x, A=np.zeros((2, 2)), B=np.eye(2)))
+    xs = np.random.default_rng(1).integers(0, 10, (2, 16, 2)).astype(float)
+    model = lsrl.compile(program, "mamba", activations="standard", t_max=16, dtype="float32")
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert 0 < deviation.max() and np.all(deviation <= model.error_bound)
 
 
 def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):

@@ -123,8 +123,8 @@ class Model:
         """A bound on |output − exact output| per output coordinate, for every input sequence inside the input
         bounds and up to :attr:`t_max` steps, the model run in ``dtype`` (docs/numerics.md, "Error bounds"):
         a float64 array of ``d_out`` entries (``inf`` where nothing could be proven), or None where the model
-        has none — an activation mode whose lowering does not state the errors its constructions add (standard
-        Mamba), or a model loaded or parsed without a saved bound."""
+        has none — an activation mode whose lowering does not state the errors its constructions add (a
+        third-party target's), or a model loaded or parsed without a saved bound."""
         dtype = dtype_of(dtype, "Model.error_bound_in").name
         if dtype not in self._error_bounds:
             saved = self.module.metadata.get("error_bound", {}).get(dtype)  # a loaded model: what save recorded

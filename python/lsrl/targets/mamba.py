@@ -56,6 +56,7 @@ from .shared.common import (
     stage_state_bounds,
 )
 from .shared.numerics import causal_conv, dense, mean_square, ordered_sum, torch_softplus, vector
+from .shared.standard import ACTIVATION_ULPS, power_norm_sum
 
 __all__ = ["KIND", "MambaTarget", "hf_config"]
 
@@ -74,6 +75,9 @@ GATE_SHIFT = 256.0           # ... and shifted by 256: σ g + 256 ≥ 192 > 2·S
 KAPPA_SPAN = 2.0 ** 80       # standard-mode ReLU ≈ silu(κx)/κ with κ·max|x| = KAPPA_SPAN
 MAX_WEIGHT_LOG2 = 120        # κ also keeps every weight below 2^120 (finite in float32)
 SILU_RELU_ERROR = 0.2785     # max |silu(x) − relu(x)| (at x ≈ −1.28)
+#: a value carried by silu(±κa)/κ rounds only where |κa| < 37 (silu is exact beyond): by a few ulps of at most
+#: (37 + 2·SILU_RELU_ERROR)/κ; every value goes through at most this many such carries (split, read, clears)
+SCALED_CARRIES = 8
 NILPOTENT_SEARCH = 64        # without t_max, a conv row must vanish within this many powers of A
 
 
@@ -285,6 +289,22 @@ class _Lowering:
         self.t_max = t_max
         self.notes: list[dict] = []
         self.read_lo = self.read_hi = np.zeros(0)   # bounds of the value the current stage reads
+        # standard mode, per stage index and coordinate: the SiLU ReLU gap, and the rounding (per unit roundoff)
+        # of the SiLU evaluations that carry the coordinate's value — the stage's local errors
+        self.gaps: dict[int, dict[int, float]] = {}
+        self.rounding: dict[int, dict[int, float]] = {}
+
+    def charge(self, st, j: int, rounding: float) -> None:
+        """Standard mode: SiLU evaluations of stage ``st`` round coordinate ``j`` by ``rounding·u``."""
+        if not self.ideal:
+            coordinates = self.rounding.setdefault(st.index, {})
+            coordinates[j] = coordinates.get(j, 0.0) + rounding
+
+    @staticmethod
+    def pair_rounding(bound: float) -> float:
+        """The SiLU pair ``silu(a) − silu(−a) = a`` of an unscaled value ``|a| ≤ bound``: both terms round a few
+        ulps of at most ``bound + SILU_RELU_ERROR``."""
+        return 2 * ACTIVATION_ULPS * (bound + SILU_RELU_ERROR)
 
     # -- a value carried linearly: coef · a · G, G the gate (constant GATE or a shifted operand)
     def linear(self, blk: _Block, row: dict, bias: float, lo: float, hi: float, slot: int | dict, coef: float,
@@ -338,6 +358,7 @@ class _Lowering:
                 continue
             if lo >= 0:  # the identity: a linear value
                 self.linear(blk, row, float(c[j]), lo, hi, dst[j], 1.0, role="relu_identity")
+                self.charge(st, j, self.pair_rounding(_bound(lo, hi)))
                 continue
             bound = _bound(lo, hi)
             if not math.isfinite(bound):
@@ -352,6 +373,8 @@ class _Lowering:
             blk.add(u_row={k: kappa * v for k, v in row.items()}, u_bias=kappa * float(c[j]), D=1.0 / kappa,
                     out={dst[j]: 1.0 / GATE}, role="relu_silu")
             self.notes.append({"stage": st.index, "relu": j, "kappa": kappa, "error_bound": SILU_RELU_ERROR / kappa})
+            self.gaps.setdefault(st.index, {})[j] = SILU_RELU_ERROR / kappa
+            self.charge(st, j, ACTIVATION_ULPS * (hi + SILU_RELU_ERROR / kappa))
 
     def product(self, blk: _Block, st, src: list[int], dst: list[int]) -> None:
         plan = plan_products(st, st.W, st.c)
@@ -363,6 +386,7 @@ class _Lowering:
         for i, slot in enumerate(plan.lin_slot):
             self.linear(blk, _row(lin_rows[i], src), float(lin_bias[i]), float(plan.lin_lo[i]), float(plan.lin_hi[i]),
                         dst[slot], 1.0, role="carrier")
+            self.charge(st, slot, self.pair_rounding(_bound(plan.lin_lo[i], plan.lin_hi[i])))
         if not plan.prod:
             return
         U, V = dense(plan.U), dense(plan.V)
@@ -384,6 +408,10 @@ class _Lowering:
             # scale the gate operand to |σ g| ≤ GATE_SPAN (σ a power of two) and shift it by GATE_SHIFT into
             # SiLU's identity region: the rounding of σ g + shift then costs a few ulp of max|a|·max|g|
             sigma = pow2_at_most(GATE_SPAN / bg)
+            # both pairs' SiLU terms, times the gated operand (|σ g| + shift)/σ and the shift/σ that cancels it, and
+            # the rounding of summing those four terms
+            self.charge(st, j, (self.pair_rounding(_bound(a_lo, a_hi)) + 8 * SILU_RELU_ERROR + 16 * (
+                _bound(a_lo, a_hi) + SILU_RELU_ERROR)) * (bg + 2 * GATE_SHIFT / sigma))
             a = _row(a_row, src)
             # a·(σ g + shift)/σ through the gate, minus a·shift/σ through a constant gate
             self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], 1.0 / sigma,
@@ -407,6 +435,7 @@ class _Lowering:
             row = _row(W[i], src)
             if a_ii == 0.0:  # s_t = drive_t
                 self.linear(blk, row, float(c[i]), lo, hi, dst[i], 1.0, role="passthrough")
+                self.charge(st, i, self.pair_rounding(_bound(lo, hi)))
                 continue
             # integrator s_t = s_{t−1} + Σ_q W[i,q] v_q + c_i in the SSM (decay exactly 1).  HF's scan rounds
             # its input u to float32 (Δ stays float64), so u is one split part of one v_q — hi exactly, lo to
@@ -418,6 +447,10 @@ class _Lowering:
                 vlo, vhi = float(self.read_lo[q]), float(self.read_hi[q])
                 kappa = self.kappa(_bound(vlo, vhi))
                 parts = src[q] if isinstance(src[q], (tuple, list)) else (src[q],)
+                # every step integrates the SiLU terms of each part: t_max times their rounding, on w·v
+                steps = math.inf if self.t_max is None else float(self.t_max)
+                self.charge(st, i, steps * len(parts) * abs(w) * 2 * ACTIVATION_ULPS
+                            * (_bound(vlo, vhi) + 38.0 / kappa))
                 for n, part in enumerate(parts):
                     # the hi part has v's sign; the lo part either sign
                     signs = ([1, -1] if n else signs_of(vlo, vhi)) if self.ideal else [1, -1]
@@ -458,6 +491,9 @@ class _Lowering:
                 taps = {j: float(powers[j][i, q]) for j in range(L) if powers[j][i, q] != 0}
                 if not taps or not np.any(W[q]):
                     continue
+                # each tap reads the SiLU pair of the drive (W h)_q, unscaled
+                self.charge(st, i, sum(abs(v) for v in taps.values())
+                            * self.pair_rounding(_bound(st.pre_lo[q], st.pre_hi[q])))
                 row = _row(W[q], src)
                 for s in (1, -1):
                     blk.add(u_row={m: s * v for m, v in row.items()}, taps=dict(taps), out={dst[i]: s / GATE},
@@ -472,6 +508,7 @@ class _Lowering:
                 continue
             taps = {0: f[0]}
             taps.update({j: f[j] - f[j - 1] for j in range(1, L) if f[j] != f[j - 1]})
+            self.charge(st, i, sum(abs(v) for v in taps.values()) * self.pair_rounding(1.0))
             signs = signs_of(min(f), max(f)) if self.ideal else [1, -1]
             for s in signs:
                 blk.add(u_bias=float(s), taps=dict(taps), out={dst[i]: s / GATE}, role="conv_constant")
@@ -630,8 +667,50 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
                            "channels_used": max(len(b.channels) for b in blocks), "notes": low.notes}})
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
+        meta["local_errors"] = _standard_local_errors(module, form, low)
     out.metadata = meta
     return out.verify()
+
+
+def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
+    """What the standard (SiLU) construction adds to each layer-form op (the ``local_errors`` of
+    :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``silu(κx)/κ``, within
+    ``SILU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off; every SiLU evaluation that carries a value rounds a
+    few ulps of its magnitude (:meth:`_Lowering.charge`: unscaled pairs, products, integrators over ``t_max``
+    steps, conv taps); and the scaled carries each value goes through (:data:`SCALED_CARRIES`, ``κ ≥
+    KAPPA_SPAN/max(bound, 1)``) round at most ``38/κ`` — also those of the value a stage reads, through its rows
+    (a state's over its steps, a product's times the other operand)."""
+    positions = {id(op): i for i, op in enumerate(module.ops)}
+    steps = math.inf if low.t_max is None else float(low.t_max)
+    scaled = SCALED_CARRIES * 2 * ACTIVATION_ULPS * 38.0 / KAPPA_SPAN
+    local = {}
+    read = _carried_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
+    for st in form.stages:
+        d = st.out_dim
+        bound = _carried_bound(st.lo, st.hi)
+        reads = np.asarray(abs(st.W.scipy()) @ read).ravel()
+        if st.kind == "M":
+            operand = np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi))
+            reads = reads[:d] * operand[d:] + reads[d:] * operand[:d]
+        elif st.kind == "S" and st.A.nnz:
+            reads = reads * power_norm_sum(st.A, steps)
+        on_u = scaled * (bound + reads)
+        on, off, off_u = np.zeros(d), np.zeros(d), np.zeros(d)
+        for j, rounding in low.rounding.get(st.index, {}).items():
+            on_u[j] += rounding
+        for j, gap in low.gaps.get(st.index, {}).items():
+            on[j] = off[j] = gap
+            off_u[j] = ACTIVATION_ULPS * gap
+        local[positions[id(st.op)]] = {"on": on, "on_u": on_u, "off": off, "off_u": off_u,
+                                       "hidden": np.zeros(d), "units": np.ones(d)}
+        read = bound
+    return local
+
+
+def _carried_bound(lo, hi) -> np.ndarray:
+    """The bound :meth:`_Lowering.kappa` scales a carried value by: at least 1 (an unbounded value: 1)."""
+    bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
+    return np.where(np.isfinite(bound), np.maximum(bound, 1.0), 1.0)
 
 
 def _roles(blk: _Block) -> dict:

@@ -30,7 +30,7 @@ from ...ir.matrix import Matrix, Vector
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
-__all__ = ["StandardLowering", "ACCURACY_LIMIT", "ACTIVATION_ULPS", "describe_stage"]
+__all__ = ["StandardLowering", "ACCURACY_LIMIT", "ACTIVATION_ULPS", "describe_stage", "power_norm_sum"]
 
 #: the largest worst-case local error of a standard-mode unit lowering accepts (the error the tests assert
 #: end to end); beyond it the construction is refused with a CompileError instead of answering wrong
@@ -61,7 +61,7 @@ def describe_stage(st: Stage) -> str:
     return f"{st.op.describe()} (stage {st.index} of the layer form, kind {st.kind})"
 
 
-def _power_norm_sum(A: Matrix, steps: float, exact_terms: int = 256) -> float:
+def power_norm_sum(A: Matrix, steps: float, exact_terms: int = 256) -> float:
     """An upper bound of ``Σ_{k<steps} ‖A^k‖∞``: the first ``K = exact_terms`` powers exactly (a nilpotent ``A``
     ends there).  Past them, with ``q = ‖A^K‖∞ < 1`` the whole sum is at most ``Σ_{k<K} ‖A^k‖∞ / (1 − q)``
     (``‖A^{jK+i}‖ ≤ q^j ‖A^i‖``), which also covers ``steps = inf``; otherwise every later power is bounded by
@@ -143,7 +143,7 @@ class StandardLowering:
         elif state_bound == 0.0:  # a state that is always 0 (its units carry nothing)
             error = rounding = 0.0
         else:  # Σ_{k<T} ‖A^k‖∞ (2/3) ρ² B
-            powers = _power_norm_sum(A, steps)
+            powers = power_norm_sum(A, steps)
             error = powers * 2 * rho2 * state_bound / 3
             rounding = powers * ACTIVATION_ULPS * state_bound
         self._require_accuracy(f"state coordinate {j} of {where}", error)
