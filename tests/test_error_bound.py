@@ -303,6 +303,20 @@ def test_a_standard_mamba_pass_through_state_rounds_its_silu_pair():
     assert 0 < deviation.max() and np.all(deviation <= model.error_bound)
 
 
+@needs_kernel
+def test_a_standard_mamba_conv_row_rounds_its_silu_at_the_conv_s_magnitude():
+    """A conv row's SiLU reads the conv of the drive without its bias (which goes into the conv constant): here
+    about 37, where float64's SiLU rounds most, though the drive with its bias stays within 1 (the bound used to
+    count 1: 2.8e-16 against a measured 7.1e-15)."""
+    x = lsrl.Input(1, lower=295, upper=296, integer=True)
+    state = lsrl.LinState(x, A=np.array([[0.0, 0.125], [0.0, 0.0]]), B=np.array([[0.0], [1.0]]),
+                          init_state=np.array([0.0, -295.0]), bias=np.array([0.0, -295.0]))
+    model = lsrl.compile(lsrl.ForEach(state), "mamba", activations="standard", t_max=8)
+    xs = np.full((1, 8, 1), 295.0)
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert deviation.max() > 1e-15 and np.all(deviation <= model.error_bound)
+
+
 def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):
     from lsrl.passes.lower import LOWERINGS
     lstm = LOWERINGS["lstm"]

@@ -446,6 +446,8 @@ class _Lowering:
                 p = 2.0 * pow2_at_most(DT_ON / abs(w))
                 vlo, vhi = float(self.read_lo[q]), float(self.read_hi[q])
                 kappa = self.kappa(_bound(vlo, vhi))
+                if not self.ideal:  # the output weight 1/(2pκ) must stay a normal float32 number
+                    kappa = min(kappa, pow2_at_most(2.0 ** 125 / p))
                 parts = src[q] if isinstance(src[q], (tuple, list)) else (src[q],)
                 # every step integrates the SiLU terms of each part: t_max times their rounding, on w·v
                 steps = math.inf if self.t_max is None else float(self.t_max)
@@ -491,9 +493,9 @@ class _Lowering:
                 taps = {j: float(powers[j][i, q]) for j in range(L) if powers[j][i, q] != 0}
                 if not taps or not np.any(W[q]):
                     continue
-                # each tap reads the SiLU pair of the drive (W h)_q, unscaled
-                self.charge(st, i, sum(abs(v) for v in taps.values())
-                            * self.pair_rounding(_bound(st.pre_lo[q], st.pre_hi[q])))
+                # the SiLU pair reads the conv of the drive (W h)_q over the taps, unscaled (the bias c is in f)
+                drive = float(np.abs(W[q]) @ np.maximum(np.abs(self.read_lo), np.abs(self.read_hi)))
+                self.charge(st, i, self.pair_rounding(sum(abs(v) for v in taps.values()) * drive))
                 row = _row(W[q], src)
                 for s in (1, -1):
                     blk.add(u_row={m: s * v for m, v in row.items()}, taps=dict(taps), out={dst[i]: s / GATE},
@@ -508,7 +510,7 @@ class _Lowering:
                 continue
             taps = {0: f[0]}
             taps.update({j: f[j] - f[j - 1] for j in range(1, L) if f[j] != f[j - 1]})
-            self.charge(st, i, sum(abs(v) for v in taps.values()) * self.pair_rounding(1.0))
+            self.charge(st, i, self.pair_rounding(sum(abs(v) for v in taps.values())))  # the conv of ±1
             signs = signs_of(min(f), max(f)) if self.ideal else [1, -1]
             for s in signs:
                 blk.add(u_bias=float(s), taps=dict(taps), out={dst[i]: s / GATE}, role="conv_constant")
@@ -677,14 +679,17 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
     :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``silu(κx)/κ``, within
     ``SILU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off; every SiLU evaluation that carries a value rounds a
     few ulps of its magnitude (:meth:`_Lowering.charge`: unscaled pairs, products, integrators over ``t_max``
-    steps, conv taps); and the scaled carries each value goes through (:data:`SCALED_CARRIES`, ``κ ≥
-    KAPPA_SPAN/max(bound, 1)``) round at most ``38/κ`` — also those of the value a stage reads, through its rows
-    (a state's over its steps, a product's times the other operand)."""
+    steps, conv taps); and the scaled carries (:data:`SCALED_CARRIES`, ``κ ≥ KAPPA_SPAN/max(bound, 1)``) round
+    at most ``38/κ`` — counted with the largest bound of any value, since a clear leaves its residue in slots the
+    next values reuse, and also through the rows of the value a stage reads (a state's over its steps, a
+    product's times the other operand)."""
     positions = {id(op): i for i, op in enumerate(module.ops)}
     steps = math.inf if low.t_max is None else float(low.t_max)
     scaled = SCALED_CARRIES * 2 * ACTIVATION_ULPS * 38.0 / KAPPA_SPAN
     local = {}
     read = _carried_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
+    largest = max([float(np.max(read, initial=1.0))]
+                  + [float(np.max(_carried_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
     for st in form.stages:
         d = st.out_dim
         bound = _carried_bound(st.lo, st.hi)
@@ -694,7 +699,7 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
             reads = reads[:d] * operand[d:] + reads[d:] * operand[:d]
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
-        on_u = scaled * (bound + reads)
+        on_u = scaled * (largest + reads)
         on, off, off_u = np.zeros(d), np.zeros(d), np.zeros(d)
         for j, rounding in low.rounding.get(st.index, {}).items():
             on_u[j] += rounding
