@@ -317,6 +317,14 @@ def test_a_standard_mamba_conv_row_rounds_its_silu_at_the_conv_s_magnitude():
     assert deviation.max() > 1e-15 and np.all(deviation <= model.error_bound)
 
 
+def test_a_standard_mamba_conv_row_ignores_an_unbounded_input_it_does_not_read():
+    x = lsrl.Input(2, lower=[-1, -np.inf], upper=[1, np.inf])
+    shift = lsrl.LinState(x, A=np.array([[0.0, 1.0], [0.0, 0.0]]), B=np.array([[0.0, 0.0], [1.0, 0.0]]))
+    model = lsrl.compile(lsrl.ForEach(shift), "mamba", activations="standard", t_max=8)
+    for dtype in ("float64", "float32"):
+        assert np.all(np.isfinite(model.error_bound_in(dtype)))  # was NaN (0·inf), refused as malformed
+
+
 def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):
     from lsrl.passes.lower import LOWERINGS
     lstm = LOWERINGS["lstm"]

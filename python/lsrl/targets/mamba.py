@@ -493,9 +493,13 @@ class _Lowering:
                 taps = {j: float(powers[j][i, q]) for j in range(L) if powers[j][i, q] != 0}
                 if not taps or not np.any(W[q]):
                     continue
-                # the SiLU pair reads the conv of the drive (W h)_q over the taps, unscaled (the bias c is in f)
-                drive = float(np.abs(W[q]) @ np.maximum(np.abs(self.read_lo), np.abs(self.read_hi)))
-                self.charge(st, i, self.pair_rounding(sum(abs(v) for v in taps.values()) * drive))
+                if not self.ideal:
+                    # the SiLU pair reads the conv of the drive (W h)_q over the taps, unscaled (the bias c is in
+                    # f); only the coordinates the row reads count (an unread one may be unbounded)
+                    read = np.flatnonzero(W[q])
+                    bounds = np.maximum(np.abs(self.read_lo[read]), np.abs(self.read_hi[read]))
+                    drive = float(np.abs(W[q][read]) @ bounds)
+                    self.charge(st, i, self.pair_rounding(sum(abs(v) for v in taps.values()) * drive))
                 row = _row(W[q], src)
                 for s in (1, -1):
                     blk.add(u_row={m: s * v for m, v in row.items()}, taps=dict(taps), out={dst[i]: s / GATE},
