@@ -14,7 +14,7 @@ import lsrl
 from lsrl.ir.interpreter import interpret
 from lsrl.ir.parser import parse as parse_module
 from lsrl.ir.printer import print_module
-from lsrl.passes.error_bound import ROUNDING_HOPS, UNIT_ROUNDOFF, ErrorAnalysis
+from lsrl.passes.error_bound import ROUNDING_HOPS, UNIT_ROUNDOFF, ErrorAnalysis, local_error_entry
 from lsrl.programs import more_ones, token_map
 from lsrl.runtime import kernel_available
 from strategies import profile_examples, programs, random_sequences
@@ -269,8 +269,7 @@ def test_a_row_reading_hidden_units_rounds_their_magnitude():
 }"""
     plain = parse_module(text)
     hidden = parse_module(text)
-    hidden.metadata["local_errors"] = {1: {"on": [0.0], "on_u": [0.0], "off": [0.0], "off_u": [0.0],
-                                          "hidden": [1000.0], "units": [4]}}
+    hidden.metadata["local_errors"] = {1: local_error_entry(1, hidden=[1000.0], units=[4])}
     for dtype in ("float64", "float32"):
         u = UNIT_ROUNDOFF[dtype]
         extra = (ErrorAnalysis(hidden, dtype, 1)[hidden.output].err[0]
@@ -342,13 +341,6 @@ def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):
         model(np.ones((5, 1)))
 
 
-def _local(dim, **fields):
-    record = {name: [0.0] * dim for name in ("on", "on_u", "off", "off_u", "hidden")}
-    record["units"] = [1] * dim
-    record.update({name: list(values) for name, values in fields.items()})
-    return record
-
-
 def test_a_unit_not_proven_on_or_off_passes_the_larger_local_error():
     text = """lsrl.module @m(%x: 1 {lower = [-1.0], upper = [1.0]}) -> 1 {
   %s = linstate %x {A = [[0.0]], B = [[1.0]]} : 1 -> 1
@@ -357,7 +349,7 @@ def test_a_unit_not_proven_on_or_off_passes_the_larger_local_error():
   return %r : 1
 }"""
     module = parse_module(text)
-    module.metadata["local_errors"] = {3: _local(1, on=[0.001], off=[1.0])}
+    module.metadata["local_errors"] = {3: local_error_entry(1, on=[0.001], off=[1.0])}
     assert ErrorAnalysis(module, "float64", 3).output_bounds(module)[0] >= 1.0
     off = parse_module(text.replace("{A = [[0.1]]}", "{A = [[0.1]], b = [-2.0]}"))  # proven off
     off.metadata["local_errors"] = module.metadata["local_errors"]
@@ -371,7 +363,7 @@ def test_a_unit_reading_hidden_units_directly_and_the_readout_round_them():
   return %r : 1
 }"""
     plain, hidden = parse_module(text), parse_module(text)
-    hidden.metadata["local_errors"] = {1: _local(1, hidden=[1000.0], units=[4])}
+    hidden.metadata["local_errors"] = {1: local_error_entry(1, hidden=[1000.0], units=[4])}
     read = ROUNDING_HOPS * 5 * UNIT_ROUNDOFF["float32"] * 1000.0
     extra = (ErrorAnalysis(hidden, "float32", 1).output_bounds(hidden)[0]
              - ErrorAnalysis(plain, "float32", 1).output_bounds(plain)[0])
@@ -385,7 +377,8 @@ def test_malformed_local_errors_are_refused():
   %r = relu %x : 1 -> 1
   return %r : 1
 }""")
-    for bad in ({"1": _local(1)}, {5: _local(1)}, {1: _local(2)}, {1: _local(1, on=[float("nan")])}):
+    for bad in ({"1": local_error_entry(1)}, {5: local_error_entry(1)}, {1: local_error_entry(2)},
+                {1: local_error_entry(1, on=[float("nan")])}):
         module.metadata["local_errors"] = bad
         with pytest.raises(ValueError, match="local_errors"):
             ErrorAnalysis(module, "float64", 1)

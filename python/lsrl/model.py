@@ -383,11 +383,12 @@ class Model:
         """The error bound of ``program`` run by the float64 interpreter (the oracle's own rounding widens what
         :meth:`check` allows); analysed once for :attr:`source`."""
         from .passes.error_bound import output_error_bounds
-        if program is not self.source:
-            return np.array(output_error_bounds(program, "float64", self.t_max))
-        if self._source_bound is None:
-            self._source_bound = np.array(output_error_bounds(program, "float64", self.t_max))
-        return self._source_bound
+        if program is self.source and self._source_bound is not None:
+            return self._source_bound
+        bound = np.array(output_error_bounds(program, "float64", self.t_max))
+        if program is self.source:
+            self._source_bound = bound
+        return bound
 
     # ------------------------------------------------------------------ persistence and exports
     def save(self, path) -> None:

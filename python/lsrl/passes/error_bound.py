@@ -64,7 +64,8 @@ from . import Pass, register_pass
 from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit, _product_exact,
                              _spectral_norm_bound)
 
-__all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds"]
+__all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds",
+           "local_error_entry"]
 
 #: the unit roundoff of each dtype models run in
 UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
@@ -348,13 +349,8 @@ class _Group:
         centres, half, y_err, ends = self._candidates(pos)
         y_slack = self.y.slacks if self.y.points is not None else np.full(centres.shape, self.y.slack)
         delta = np.broadcast_to(self.delta_of(pos), (centres.size, pos.size))
+        pre, pre_exact, spread = self._pre_activations(pos, centres, half)
         with np.errstate(invalid="ignore", over="ignore"):
-            scaled = k[None, :] * centres[:, None]
-            pre = scaled + b[None, :]
-            pre_exact = _product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
-                & _sum_exact_each(*np.broadcast_arrays(scaled, b[None, :]), pre)
-            spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
-                      + np.where(pre_exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
             e_hat = np.abs(k)[None, :] * y_err[:, None] + delta
             active = pre - spread >= e_hat
             inactive = pre + spread <= -e_hat
@@ -383,17 +379,25 @@ class _Group:
         level, level_exact = _level(coeffs, k, b, active, undecided)
         return _Values.of(np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack))
 
+    def _pre_activations(self, pos: np.ndarray, centres: np.ndarray, half: np.ndarray):
+        """``(candidates × units)``: the pre-activations of units ``pos`` at ``y = centres`` (this float64
+        arithmetic), whether it computed each exactly, and how far the exact ones may be from them when ``y`` is
+        within ``half`` of its centre."""
+        k, b = self.k[pos], self.b[pos]
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = k[None, :] * centres[:, None]
+            pre = scaled + b[None, :]
+            exact = _product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
+                & _sum_exact_each(*np.broadcast_arrays(scaled, b[None, :]), pre)
+            spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
+                      + np.where(exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
+        return pre, exact, spread
+
     def decide(self, pos: int):
         """Per value of ``y`` (it has values): unit ``pos``'s exact pre-activation there, whether this float64
         arithmetic computed it exactly, how far the exact one may be from it, and its error bound."""
-        k, b = self.k[pos], self.b[pos]
-        scaled = k * self.y.points
-        pre = scaled + b
-        exact = (_product_exact(np.full(pre.shape, k), self.y.points, scaled)
-                 & _sum_exact_each(scaled, np.full(pre.shape, b), pre))
-        spread = (abs(k) * self.y.slacks + self.residual[pos]
-                  + np.where(exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
-        return pre, exact, spread, abs(k) * self.y.errors + self.delta_of(pos)
+        pre, exact, spread = self._pre_activations(np.array([pos]), self.y.points, self.y.slacks)
+        return pre[:, 0], exact[:, 0], spread[:, 0], abs(self.k[pos]) * self.y.errors + self.delta_of(pos)
 
     def _on_lattice(self, slope, intercept, ends, errors, drift) -> _Values:
         """The values on the lattice pieces, affine in ``y`` on each (a lattice, or one value)."""
@@ -1075,6 +1079,18 @@ def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> 
 
 
 _LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units")
+
+
+def local_error_entry(dim: int, **fields) -> dict:
+    """One op's entry of a module's ``local_errors``: ``fields`` given per coordinate, the others none (no error,
+    no hidden magnitude, one unit per coordinate)."""
+    unknown = set(fields) - set(_LOCAL_FIELDS)
+    if unknown:
+        raise ValueError(f"local_error_entry: unknown fields {sorted(unknown)}; expected {', '.join(_LOCAL_FIELDS)}")
+    entry = {name: np.zeros(dim) for name in _LOCAL_FIELDS}
+    entry["units"] = np.ones(dim)
+    entry.update({name: np.asarray(values, dtype=np.float64) for name, values in fields.items()})
+    return entry
 
 
 def _check_local_errors(module: Module, local: dict) -> None:

@@ -46,6 +46,7 @@ from ..errors import CompileError, LsrlError
 from ..ir.core import AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ..ir.matrix import Matrix, Vector
 from ..ir.semantics import relu_values
+from ..passes.error_bound import local_error_entry
 from .registry import Target, register_target
 from .shared.cells import csr_arrays
 from .shared.common import (
@@ -703,15 +704,12 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
             reads = reads[:d] * operand[d:] + reads[d:] * operand[:d]
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
-        on_u = scaled * (largest + reads)
-        on, off, off_u = np.zeros(d), np.zeros(d), np.zeros(d)
+        entry = local[positions[id(st.op)]] = local_error_entry(d, on_u=scaled * (largest + reads))
         for j, rounding in low.rounding.get(st.index, {}).items():
-            on_u[j] += rounding
+            entry["on_u"][j] += rounding
         for j, gap in low.gaps.get(st.index, {}).items():
-            on[j] = off[j] = gap
-            off_u[j] = ACTIVATION_ULPS * gap
-        local[positions[id(st.op)]] = {"on": on, "on_u": on_u, "off": off, "off_u": off_u,
-                                       "hidden": np.zeros(d), "units": np.ones(d)}
+            entry["on"][j] = entry["off"][j] = gap
+            entry["off_u"][j] = ACTIVATION_ULPS * gap
         read = bound
     return local
 

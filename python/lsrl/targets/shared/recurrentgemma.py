@@ -38,6 +38,7 @@ from scipy.special import expit
 from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
+from ...passes.error_bound import local_error_entry
 from .common import layer_stages, plan_products
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
@@ -641,25 +642,21 @@ def _standard_local_errors(module: Module, form) -> dict:
     positions = {id(op): i for i, op in enumerate(module.ops)}
     local = {}
     for st in form.stages:
-        d = st.out_dim
-        on, on_u, off, off_u, hidden, units = (np.zeros(d) for _ in range(6))
-        units[:] = 1
+        entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
         if st.kind == "R":
             gap = GELU_RELU_ERROR / KAPPA
             reads = np.diff(st.W.scipy().tocsr().indptr) > 0
             gated = reads & (st.pre_lo < 0) & (st.pre_hi > 0)
-            on[gated] = off[gated] = gap
-            on_u[gated] = ACTIVATION_ULPS * (st.pre_hi[gated] + gap)
-            off_u[gated] = ACTIVATION_ULPS * gap
+            entry["on"][gated] = entry["off"][gated] = gap
+            entry["on_u"][gated] = ACTIVATION_ULPS * (st.pre_hi[gated] + gap)
+            entry["off_u"][gated] = ACTIVATION_ULPS * gap
         elif st.kind == "M":
             plan = plan_products(st, st.W, st.c)
             for j in plan.prod:
                 bu = max(abs(float(plan.ulo[j])), abs(float(plan.uhi[j])))
                 bv = max(abs(float(plan.vlo[j])), abs(float(plan.vhi[j])))
-                hidden[j], units[j] = (bv + 2 * GELU_RELU_ERROR) * bu, 2
-                on_u[j] = ACTIVATION_ULPS * hidden[j]
-        local[positions[id(st.op)]] = {"on": on, "on_u": on_u, "off": off, "off_u": off_u, "hidden": hidden,
-                                       "units": units}
+                entry["hidden"][j], entry["units"][j] = (bv + 2 * GELU_RELU_ERROR) * bu, 2
+                entry["on_u"][j] = ACTIVATION_ULPS * entry["hidden"][j]
     return local
 
 

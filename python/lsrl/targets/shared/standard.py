@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from ...errors import CompileError
 from ...ir.matrix import Matrix, Vector
+from ...passes.error_bound import local_error_entry
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
@@ -149,12 +150,8 @@ class StandardLowering:
         self._require_accuracy(f"state coordinate {j} of {where}", error)
         return error, rounding
 
-    def _record(self, st: Stage, on: np.ndarray, on_u: np.ndarray, off=None, off_u=None, hidden=None,
-                units=None) -> None:
-        zeros = np.zeros(st.out_dim)
-        self.local_errors[self.positions[id(st.op)]] = {
-            "on": on, "on_u": on_u, "off": zeros if off is None else off, "off_u": zeros if off_u is None else off_u,
-            "hidden": zeros if hidden is None else hidden, "units": np.ones(st.out_dim) if units is None else units}
+    def _record(self, st: Stage, **fields) -> None:
+        self.local_errors[self.positions[id(st.op)]] = local_error_entry(st.out_dim, **fields)
 
     # ------------------------------------------------------------------ what a cell's units cost (error bounds)
     def relu_off_error(self, bound: float) -> tuple[float, float]:
@@ -251,7 +248,7 @@ class StandardLowering:
             drive = float(max(abs(st.pre_lo[j]), abs(st.pre_hi[j])))
             on[j], on_u[j] = self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
                                                diag_val[j] if j in integ else None, describe_stage(st))
-        self._record(st, on, on_u)
+        self._record(st, on=on, on_u=on_u)
         inv = [1.0 / e for e in eps]
         drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
         rec = scale_rows(A, eps) @ Matrix.diag(inv)
@@ -291,7 +288,7 @@ class StandardLowering:
                 on[j], on_u[j] = 2 * rho2 * float(hi) / 3 + self.k.gate / kap[-1], ACTIVATION_ULPS * float(hi)
                 off[j], off_u[j] = self.relu_off_error(float(hi))
                 hidden[j], units[j] = self.relu_reads(float(hi))
-        self._record(st, on, on_u, off, off_u, hidden, np.maximum(units, 1))
+        self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, hidden=hidden, units=np.maximum(units, 1))
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
@@ -339,7 +336,7 @@ class StandardLowering:
                 self._carrier(blocks, plan.lin_rows, plan.lin_bias, keep, eps,
                               slot_matrix(h, [plan.lin_slot[i] for i in keep], [1.0 / e for e in eps]), "carrier")
         if not plan.prod:
-            self._record(st, on, on_u, hidden=hidden, units=units)
+            self._record(st, on=on, on_u=on_u, hidden=hidden, units=units)
             return plan.const
         idx = plan.prod
         n = len(idx)
@@ -356,7 +353,7 @@ class StandardLowering:
             hidden[j], units[j] = self.product_reads(bv, eg[-1])
             on[j] = (self.k.rho_gate ** 4 / 30 + rho2) * bu * bv
             on_u[j] = ACTIVATION_ULPS * hidden[j]
-        self._record(st, on, on_u, hidden=hidden, units=units)
+        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units)
         vw, vb = _scaled(plan.V, plan.cv, idx, ev)
         self.scales.append({"stage": "M", "products": n})
         # Richardson pair of pairs: with D(a) = σ(a) − σ(−a) = tanh(a/2),
