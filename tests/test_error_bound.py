@@ -127,6 +127,86 @@ def test_the_standard_bound_holds_in_torch_and_onnxruntime(target, dtype, module
     assert np.all(np.abs(out.transpose(1, 0, 2).astype(np.float64) - exact) <= bound), "onnxruntime"
 
 
+def _transformers_outputs(model, xs, dtype, directory):
+    """``xs`` through ``model.to_hf(directory)`` run by transformers alone in ``dtype``."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from hf_io import hf_outputs
+    model.to_hf(directory)
+    return hf_outputs(directory, xs, getattr(torch, dtype))
+
+
+@settings(max_examples=profile_examples(3), deadline=None, suppress_health_check=list(HealthCheck))
+@given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+@pytest.mark.parametrize("target", ["hawk", "griffin", "mamba"])
+def test_the_bound_holds_in_transformers(target, activations, dtype, module, seed, tmp_path_factory,
+                                         monkeypatch):
+    """transformers computes a float64 model's RMSNorms (and Mamba's scan inputs) in float32: the splits
+    keep each read within 2^-48 of the value and leave residues in reused slots, which the bound adds
+    (``split_reads``); a float32 model runs in float32 throughout."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        model = lsrl.compile(_bounded(module), target, activations=activations, t_max=10, dtype=dtype)
+    except lsrl.CompileError:
+        assume(False)
+    xs = random_sequences(model._layer_form, 10, 2, np.random.default_rng(seed))
+    out = _transformers_outputs(model, xs, dtype, tmp_path_factory.mktemp("hf"))
+    deviation = np.abs(out - _layer_form_exact(model, xs))
+    assert np.all(deviation <= model.error_bound), (deviation.max(axis=(0, 1)), model.error_bound)
+
+
+def _relu_of_a_state(through_linear: bool):
+    """Two random programs whose ReLUs are all proven off, transformers reading one of them (an exact 0) from a
+    slot where the state read before it left ``fl32(lo) − lo``: a ReLU of a state, and of a linear of one (whose
+    units the bound reads through their groups)."""
+    if through_linear:
+        x = lsrl.Input(2, lower=[-1, 0], upper=[0, 1])
+        state = lsrl.LinState(x, A=np.diag([0.0, 1.0, 0.0]), B=[[0.0, 0.0], [-0.36084953606946213, 0.0], [0.0, 0.0]],
+                              bias=[-0.7506167124659091, 0.35221343789861637, -1.282162959560686])
+        rows = [[0.9672114115830274, 0.0, -0.20229163341213494], [-0.5802168923738502, 0.0, -0.3227710005971651],
+                [-0.011690138221727375, -0.7405920674316049, 0.9972667768722409]]
+        return lsrl.ForEach(lsrl.ReLU(lsrl.Linear(state, rows))), (-1, 0), (0, 1), 0
+    x = lsrl.Input(4, lower=[0, 0, 0, 1], upper=[6, 1, 1, 2])
+    drive = [[0.0, -0.5433381419505592, -0.6721254842646671, -0.3587921013158457],
+             [0.0, 0.0, 0.716345165165202, -0.9140491382515932],
+             [-0.959944427792619, 0.6149224608827004, -0.4121925372647084, -0.6215429202672198]]
+    program = lsrl.ForEach(lsrl.ReLU(lsrl.LinState(x, A=np.diag([1.0, 1.0, 0.0]), B=drive)))
+    return program, (0, 0, 0, 1), (6, 1, 1, 2), 2
+
+
+@pytest.mark.parametrize("through_linear", [False, True])
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_a_reused_stream_slot_keeps_a_residue_in_float64_transformers(target, through_linear, tmp_path,
+                                                                      monkeypatch):
+    """The kernel computes the exact 0; transformers 5.3e-15 and 4.4e-16, where the bound was 0."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    program, lower, upper, zero = _relu_of_a_state(through_linear)
+    model = lsrl.compile(program, target, t_max=12)
+    xs = np.random.default_rng(0).uniform(lower, upper, (2, 12, len(lower)))
+    exact = _layer_form_exact(model, xs)
+    deviation = np.abs(_transformers_outputs(model, xs, "float64", tmp_path) - exact)
+    assert not exact[..., zero].any() and deviation[..., zero].max() > 0
+    assert np.all(deviation <= model.error_bound)
+
+
+def test_split_reads_keep_exactly_held_values_exact():
+    """Where every value is computed exactly and float32 holds it, no read rounds and no residue is left."""
+    for target in ("hawk", "mamba"):
+        model = lsrl.compile(more_ones(), target, t_max=40)
+        assert model._layer_form.metadata["split_reads"] == "float32"
+        assert model.error_bound_in("float64").tolist() == [0.0]
+
+
+def test_malformed_split_reads_are_refused():
+    x = lsrl.Input(1, lower=-1, upper=1)
+    module = lsrl.compile(lsrl.ForEach(lsrl.ReLU(x)), "hawk", t_max=4)._layer_form
+    module.metadata["split_reads"] = "bfloat16"
+    with pytest.raises(ValueError, match="split_reads"):
+        ErrorAnalysis(module, "float64", 4)
+
+
 @needs_kernel
 @settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=7), seed=st.integers(0, 2**31))
@@ -320,8 +400,10 @@ def test_a_standard_mamba_conv_row_ignores_an_unbounded_input_it_does_not_read()
     x = lsrl.Input(2, lower=[-1, -np.inf], upper=[1, np.inf])
     shift = lsrl.LinState(x, A=np.array([[0.0, 1.0], [0.0, 0.0]]), B=np.array([[0.0, 0.0], [1.0, 0.0]]))
     model = lsrl.compile(lsrl.ForEach(shift), "mamba", activations="standard", t_max=8)
-    for dtype in ("float64", "float32"):
-        assert np.all(np.isfinite(model.error_bound_in(dtype)))  # was NaN (0·inf), refused as malformed
+    for entry in model._layer_form.metadata["local_errors"].values():  # were NaN (0·inf), refused as malformed
+        assert all(np.all(np.isfinite(values)) for values in entry.values())
+    for dtype in ("float64", "float32"):  # infinite: the split leaves a residue of the unbounded input
+        assert not np.isnan(model.error_bound_in(dtype)).any()
 
 
 def test_a_lowering_that_states_no_local_errors_gives_no_bound(monkeypatch):

@@ -43,7 +43,10 @@ adds errors of its own states them in the module's metadata ``local_errors`` (``
 is added where a unit is proven on (every coordinate of a state or a product), ``off + u·off_u`` where a ReLU unit
 is proven off, the larger of the two where it is neither, and whatever reads the op rounds over ``units`` terms of
 decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin; docs/numerics.md, "Error
-bounds").
+bounds").  A target whose executors read every value it keeps (the input, ReLU, state and product results) in two
+parts, ``hi = fl_n(v)`` and ``fl_n(v − hi)`` of a narrower dtype ``n``, states ``n`` as the metadata ``split_reads``
+(Hawk, Griffin and Mamba: transformers computes parts of a float64 model in float32): each read is then off by
+``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and ``n`` holds it.
 """
 from __future__ import annotations
 
@@ -490,9 +493,15 @@ class ErrorAnalysis:
         self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
             for i, op in enumerate(module.ops) if i in local}
+        self.split_reads = _split_reads_of(module)
+        #: with :attr:`split_reads`: the largest value read so far that the narrow dtype does not hold exactly
+        self._residue = 0.0
         self.facts: dict[int, _Facts] = {}
         for op in module.ops:
-            self.facts[id(op)] = self._with_local_errors(op, self._transfer(op))
+            facts = self._with_local_errors(op, self._transfer(op))
+            if self.split_reads is not None and op.kind in _KEPT_KINDS:
+                facts = self._read_in_parts(facts)
+            self.facts[id(op)] = facts
 
     def __getitem__(self, op: Op) -> _Facts:
         return self.facts[id(op)]
@@ -609,6 +618,61 @@ class ErrorAnalysis:
         return dataclasses.replace(facts, values=[
             dataclasses.replace(v, err=v.err + a, errors=None if v.errors is None else v.errors + a)
             for v, a in zip(facts.values, on.tolist())])
+
+    def _read_in_parts(self, facts: _Facts) -> _Facts:
+        """``facts`` as a reader sees them when the executor keeps each value in a slot of a stream and reads the
+        slot's content ``c`` as ``hi = fl_n(c)`` plus ``fl_n(c − hi)`` (``n`` = :attr:`split_reads`), then
+        subtracts both to reuse the slot.  ``c − hi`` is exact and within ``u_n|c|`` of 0, so a read is within
+        ``u_n²|c|`` (and a subnormal step) of ``c``, and leaves a residue ``r`` of at most that in the slot, which
+        a later value ``v`` sharing it reads too: ``c = v + r``.  Residues come from earlier values the narrow dtype
+        does not hold (:attr:`_residue` bounds them), so a read of ``v`` is off by ``≤ u_n²(|v| + 3|r|) + |r|``
+        ``≤ u_n²(|v| + 4·residue)``, and by nothing where ``v`` is computed exactly, ``n`` holds it and no residue
+        can exist yet.  ReLU units analysed in groups (read through their groups) add it as a local error: where
+        on, as above; where off (an exact 0), the residue's."""
+        narrow = np.finfo(self.split_reads)
+        relative, floor = float(narrow.eps / 2) ** 2, 2 * float(narrow.smallest_subnormal)
+        residue = self._residue
+        sizes = [min(size, v.size) for v, size in zip(facts.values, _magnitude(facts.lo, facts.hi).tolist())]
+        held = [self._held_exactly(v, narrow) for v in facts.values]
+        for v, size, exact in zip(facts.values, sizes, held):
+            if not np.all(exact):
+                self._residue = max(self._residue, size + v.err)
+        if residue == 0.0 and all(np.all(exact) for exact in held):
+            return facts
+        if facts.groups is not None:
+            on = np.array([relative * (size + v.err + 4 * residue) + floor for v, size in zip(facts.values, sizes)])
+            on[[residue == 0.0 and bool(np.all(exact)) for exact in held]] = 0.0
+            off = 4 * relative * residue + floor if residue > 0.0 else 0.0
+            values: list = [None] * len(facts.values)
+            for group in facts.groups:
+                group.on, group.off = group.on + on[group.units], group.off + off
+            for unit, (g, pos) in facts.unit_of.items():
+                values[unit] = facts.groups[g].evaluate(np.array([pos]), np.ones(1))
+            return dataclasses.replace(facts, values=values)
+        values = []
+        for v, size, exact in zip(facts.values, sizes, held):
+            if v.points is not None:
+                extra = relative * (np.abs(v.points) + v.slacks + v.errors + 4 * residue) + floor
+                errors = v.errors + np.where(exact & (residue == 0.0), 0.0, extra)
+                v = dataclasses.replace(v, errors=errors, err=float(np.max(errors, initial=0.0)))
+            elif residue > 0.0 or not exact:
+                v = dataclasses.replace(v, err=v.err + relative * (size + v.err + 4 * residue) + floor)
+            values.append(v)
+        return dataclasses.replace(facts, values=values)
+
+    @staticmethod
+    def _held_exactly(v: _Values, narrow) -> np.ndarray | bool:
+        """Whether ``v`` is computed exactly and the narrow dtype holds it: per candidate where it has candidates,
+        else whether it is known exactly on a lattice whose points up to its size the narrow dtype holds."""
+        if v.points is not None:
+            with np.errstate(over="ignore"):
+                held = v.points.astype(narrow.dtype).astype(np.float64) == v.points
+            return held & (v.errors == 0) & (v.slacks == 0)
+        if v.grid is None or v.err != 0.0 or v.slack != 0.0 or not math.isfinite(v.size):
+            return False
+        low = _low_bit(np.array(v.grid))
+        return low >= math.log2(float(narrow.smallest_subnormal)) and \
+            v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
 
     def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
         """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, and where it
@@ -1079,6 +1143,21 @@ def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> 
 
 
 _LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units")
+#: the ops whose results a target keeps for later ops to read (linear ops are folded into their readers)
+_KEPT_KINDS = ("input", "relu", "linstate", "multi")
+#: the narrow dtypes a target's executors may read values in (metadata ``split_reads``)
+_NARROW_DTYPES = ("float32",)
+
+
+def _split_reads_of(module: Module) -> np.dtype | None:
+    """The narrow dtype ``module``'s metadata ``split_reads`` names, or None without one."""
+    name = module.metadata.get("split_reads")
+    if name is None:
+        return None
+    if name not in _NARROW_DTYPES:
+        raise ValueError(f"module @{module.name} metadata split_reads: expected one of {', '.join(_NARROW_DTYPES)}, "
+                         f"got {name!r}")
+    return np.dtype(name)
 
 
 def local_error_entry(dim: int, **fields) -> dict:

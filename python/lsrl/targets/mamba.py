@@ -672,6 +672,7 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
                  "mamba": {"hidden_size": H, "intermediate_size": E, "conv_kernel": K, "state_size": 1,
                            "time_step_rank": 1, "num_hidden_layers": len(ops), "input_slots": list(range(d_in)),
                            "channels_used": max(len(b.channels) for b in blocks), "notes": low.notes}})
+    meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
         meta["local_errors"] = _standard_local_errors(module, form, low)

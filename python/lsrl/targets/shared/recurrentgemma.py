@@ -627,6 +627,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     meta.update({"target": target, "activations": activations, "t_max": t_max, "stages": stages_meta,
                  "hf": {"hidden_size": H, "lru_width": L, "conv1d_width": K, "intermediate_size": 2 * I,
                         "num_attention_heads": heads, "num_hidden_layers": len(blocks)}})
+    meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     if activations == "standard":
         meta["local_errors"] = _standard_local_errors(module, form)
     out.metadata = meta
