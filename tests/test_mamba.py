@@ -232,6 +232,17 @@ def test_standard_mode_needs_bounded_relu_arguments():
                      t_max=10)
 
 
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+def test_a_product_gate_bounded_below_float32_range_runs_in_float32(activations):
+    """A gate operand bounded by 1e-38 asked for a scale σ = 2^132, whose weights are inf in float32 (the kernel
+    refused the model it had compiled for float32); σ now stops where its weights stay finite."""
+    x = lsrl.Input(2, lower=[-1e-38, -1], upper=[1e-38, 1])
+    program = lsrl.ForEach(lsrl.Multi(lsrl.Concat([lsrl.Slice(x, 0, 1), lsrl.Slice(x, 1, 2)])))
+    xs = np.random.default_rng(0).uniform(-1, 1, (2, 6, 2)) * [1e-38, 1]
+    model = lsrl.compile(program, "mamba", activations=activations, t_max=6, dtype="float32")
+    assert np.all(np.abs(model(xs) - interpret(program, xs)) <= model.error_bound)
+
+
 def test_hf_export_loads_without_lsrl(tmp_path):
     """A fresh interpreter that cannot import lsrl loads and runs the directory with transformers alone."""
     import subprocess

@@ -407,8 +407,11 @@ class _Lowering:
             if bg == 0:
                 continue  # the gate operand is identically 0
             # scale the gate operand to |σ g| ≤ GATE_SPAN (σ a power of two) and shift it by GATE_SHIFT into
-            # SiLU's identity region: the rounding of σ g + shift then costs a few ulp of max|a|·max|g|
-            sigma = pow2_at_most(GATE_SPAN / bg)
+            # SiLU's identity region: the rounding of σ g + shift then costs a few ulp of max|a|·max|g|.  A gate
+            # bounded below 2^-121 would need σ past float32's range: σ stops where its weights and 1/σ stay finite
+            # and normal (the shift then costs a few ulp of max|a|·shift/σ, which the charge counts)
+            biggest = max(float(np.max(np.abs(g_row), initial=0.0)), abs(float(g_b)), 1.0)
+            sigma = min(pow2_at_most(GATE_SPAN / bg), pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
             # both pairs' SiLU terms, times the gated operand (|σ g| + shift)/σ and the shift/σ that cancels it, and
             # the rounding of summing those four terms
             self.charge(st, j, (self.pair_rounding(_bound(a_lo, a_hi)) + 8 * SILU_RELU_ERROR + 16 * (
