@@ -10,12 +10,14 @@ rationals, which is what the bound is stated against), ``bound / measured`` (—
 ``relative`` = bound / the largest |exact output|.  Random programs: one row per dtype with the median and the
 largest ratio, and how many bounds are finite and below 1e-4 relative; also compiled for the standard LSTM,
 GRU, Hawk and Mamba, whose bounds add the local errors of their constructions (programs they refuse are left
-out; Griffin's blocks are Hawk's).
+out; Griffin's blocks are Hawk's).  Hawk and Mamba are also run by transformers (``to_hf``, when it is
+installed), whose float64 models read values in float32 parts: ``measured`` is the larger deviation of the two.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,19 +29,35 @@ except ImportError:  # a development checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
 import lsrl  # noqa: E402
+from kernel import hf_runner  # noqa: E402  (benchmarks/kernel.py)
 from lsrl.ir.interpreter import interpret  # noqa: E402
 from lsrl import programs as P  # noqa: E402
 
 DTYPES = ("float64", "float32")
 
 
-def measure(model, xs, dtypes=DTYPES) -> dict:
+def transformers_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def measure(model, xs, dtypes=DTYPES, executors: bool = False) -> dict:
+    """Per dtype: the bound, the largest deviation from the exact layer form (the kernel's, and with
+    ``executors`` also transformers' run of ``to_hf``) and the largest |exact output|."""
     exact = np.asarray(interpret(model._layer_form, xs, exact=True), dtype=np.float64)
     scale = float(np.max(np.abs(exact), initial=0.0)) or 1.0
     out = {}
     for dtype in dtypes:
         bound = float(np.max(model.error_bound_in(dtype)))
         error = float(np.max(np.abs(model(xs, backend="kernel", dtype=dtype) - exact)))
+        if executors:
+            with tempfile.TemporaryDirectory() as directory:
+                outputs = hf_runner(model, directory, dtype)(xs)
+            error = max(error, float(np.max(np.abs(outputs.astype(np.float64) - exact))))
         out[dtype] = (bound, error, scale)
     return out
 
@@ -88,6 +106,7 @@ def random_program(rng, integer: bool):
 
 
 def random_rows(count: int, target: str = "linear_rnn", activations: str = "ideal"):
+    executors = target in ("hawk", "mamba") and transformers_installed()
     rows = []
     for integer in (False, True):
         ratios = {d: [] for d in DTYPES}
@@ -104,7 +123,7 @@ def random_rows(count: int, target: str = "linear_rnn", activations: str = "idea
                 continue
             compiled += 1
             for dtype, model in models.items():
-                bound, error, scale = measure(model, xs, (dtype,))[dtype]
+                bound, error, scale = measure(model, xs, (dtype,), executors)[dtype]
                 if error > bound:
                     raise SystemExit(f"the bound does not hold: {target} {activations} program {seed} {dtype}")
                 if np.isfinite(bound) and bound <= 1e-4 * scale:
@@ -113,8 +132,8 @@ def random_rows(count: int, target: str = "linear_rnn", activations: str = "idea
                     ratios[dtype].append(bound / error)
         for dtype in DTYPES:
             r = np.array(ratios[dtype]) if ratios[dtype] else np.array([np.nan])
-            rows.append((f"{target} {activations}, random, {'integer' if integer else 'real'} inputs "
-                         f"({compiled} programs)", dtype,
+            rows.append((f"{target} {activations}{' (kernel and transformers)' if executors else ''}, random, "
+                         f"{'integer' if integer else 'real'} inputs ({compiled} programs)", dtype,
                          f"min {np.nanmin(r):.3g}, median {np.nanmedian(r):.3g}", f"max {np.nanmax(r):.3g}",
                          f"{useful[dtype]}/{compiled} finite and ≤ 1e-4 relative"))
     return rows

@@ -294,21 +294,23 @@ def section_e(args, results: dict) -> str:
 
 # ------------------------------------------------------------------------------------------ (f)
 
-def hf_runner(model, directory: str):
-    """The exported model run with transformers only, through its lsrl_io.json (float32)."""
+def hf_runner(model, directory: str, dtype: str = "float32"):
+    """The exported model run with transformers only, through its lsrl_io.json, in ``dtype``."""
     import torch
     import transformers
 
     model.to_hf(directory)
     with open(os.path.join(directory, "lsrl_io.json")) as f:
         io = json.load(f)
-    hf = transformers.AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
-    weight = torch.tensor(io["readout"]["weight"], dtype=torch.float32)
-    bias = torch.tensor(io["readout"]["bias"], dtype=torch.float32)
+    dtype = getattr(torch, dtype)
+    transformers.utils.logging.disable_progress_bar()
+    hf = transformers.AutoModel.from_pretrained(directory, dtype=dtype).eval()
+    weight = torch.tensor(io["readout"]["weight"], dtype=dtype)
+    bias = torch.tensor(io["readout"]["bias"], dtype=dtype)
 
     def run(xs: np.ndarray) -> np.ndarray:
-        emb = torch.zeros(xs.shape[0], xs.shape[1], io["hidden_size"])
-        emb[..., io["input_slots"]] = torch.tensor(xs * io["input_scale"], dtype=torch.float32)
+        emb = torch.zeros(xs.shape[0], xs.shape[1], io["hidden_size"], dtype=dtype)
+        emb[..., io["input_slots"]] = torch.tensor(xs * io["input_scale"], dtype=dtype)
         with torch.inference_mode():
             return (hf(inputs_embeds=emb, use_cache=False).last_hidden_state @ weight.T + bias).numpy()
     return run

@@ -1,8 +1,8 @@
 """Random programs (hypothesis) compiled to the Hugging Face targets, ideal and standard mode, against the
 interpreter: the numpy semantics of their blocks (which tests/test_hawk_griffin.py and tests/test_mamba.py
 check against transformers itself) must reproduce the program.  A CompileError is allowed only where the
-target documents one (a value it needs bounded that range analysis cannot bound, e.g. both operands of a
-Mamba product)."""
+target documents one (a value it needs bounded that range analysis cannot bound, e.g. a standard-mode ReLU
+argument)."""
 from __future__ import annotations
 
 import numpy as np

@@ -16,8 +16,9 @@ runs HF's equations (``transformers.models.mamba.modeling_mamba``, the sequentia
 
 ``act`` is the config's ``hidden_act``: ``relu`` in ideal mode, ``silu`` (the default) in standard mode.  HF's
 gate is *always* SiLU (hard-coded in ``mamba_selective_scan``); ideal mode replaces it by ReLU (the paper's
-"every SiLU becomes ReLU"), and every gate argument the lowering produces is ≥ 64, where float64/float32 SiLU is
-exactly the identity, so both agree bit for bit.  The first block also has ``embed`` (H × d): the program input
+"every SiLU becomes ReLU").  Every gate argument the lowering produces is ≥ 64, where float64/float32 SiLU is
+exactly the identity, except a product's ``±σ g``: ``relu(y) − relu(−y) = silu(y) − silu(−y) = y``, so both give
+the product, up to the rounding of transformers' SiLU (which the error bound counts).  The first block also has ``embed`` (H × d): the program input
 placed in the residual stream (``lsrl_io.json``'s ``input_slots``; HF's ``inputs_embeds``).  State parts:
 ``conv`` (the last K − 1 conv inputs u0, ``(B, E, K−1)``) and ``ssm`` (``(B, E, N)``).  No exact arithmetic
 (rsqrt, exp, softplus): ``exact=True`` raises.  The C++ kernel runs it (csrc/blocks/mamba.cpp), bit for bit as
@@ -30,7 +31,7 @@ HF's float32 casts (its RMSNorm, the scan input, ``dt_proj.bias``) round nothing
 ``act(±a)`` channels (ReLU, or SiLU(κa)/κ pairs in standard mode).  S stages: diagonal {0, 1} rows integrate in
 the SSM (A_log = −1024 ⇒ decay exactly 1, the weight in Δ through ``dt_proj.weight``), every other row (rotations,
 shifts, decays) in the depthwise conv with taps (A^j)[i, q] (window = the smallest L with A^L[i,:] = 0, else
-t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: u ⊙ (v + c) through the gate minus c·u.
+t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate.
 """
 from __future__ import annotations
 
@@ -71,8 +72,7 @@ DT_ON = 32.0                 # softplus(32) = 32 exactly (torch: identity above 
 DT_OFF = -1024.0             # softplus(−1024) = 0 exactly: the channel's SSM state stays 0
 A_LOG_HOLD = -1024.0         # A = −exp(−1024) = −0 ⇒ exp(Δ A) = 1: an exact integrator
 SILU_IDENTITY = 37.0         # silu(x) = x exactly for x ≥ 37 (float64; 17 in float32)
-GATE_SPAN = 64.0             # a product's gate operand is scaled to |σ g| ≤ 64 ...
-GATE_SHIFT = 256.0           # ... and shifted by 256: σ g + 256 ≥ 192 > 2·SILU_IDENTITY
+GATE_SPAN = 64.0             # a product's gate operand is scaled to |σ g| ≤ 64
 KAPPA_SPAN = 2.0 ** 80       # standard-mode ReLU ≈ silu(κx)/κ with κ·max|x| = KAPPA_SPAN
 MAX_WEIGHT_LOG2 = 120        # κ also keeps every weight below 2^120 (finite in float32)
 SILU_RELU_ERROR = 0.2785     # max |silu(x) − relu(x)| (at x ≈ −1.28)
@@ -290,14 +290,15 @@ class _Lowering:
         self.t_max = t_max
         self.notes: list[dict] = []
         self.read_lo = self.read_hi = np.zeros(0)   # bounds of the value the current stage reads
-        # standard mode, per stage index and coordinate: the SiLU ReLU gap, and the rounding (per unit roundoff)
+        # per stage index and coordinate: the SiLU ReLU gap (standard mode), and the rounding (per unit roundoff)
         # of the SiLU evaluations that carry the coordinate's value — the stage's local errors
         self.gaps: dict[int, dict[int, float]] = {}
         self.rounding: dict[int, dict[int, float]] = {}
 
-    def charge(self, st, j: int, rounding: float) -> None:
-        """Standard mode: SiLU evaluations of stage ``st`` round coordinate ``j`` by ``rounding·u``."""
-        if not self.ideal:
+    def charge(self, st, j: int, rounding: float, *, both_modes: bool = False) -> None:
+        """SiLU evaluations of stage ``st`` round coordinate ``j`` by ``rounding·u``: in standard mode, and in
+        ideal mode too where transformers evaluates a SiLU that ideal mode does not (``both_modes``)."""
+        if both_modes or not self.ideal:
             coordinates = self.rounding.setdefault(st.index, {})
             coordinates[j] = coordinates.get(j, 0.0) + rounding
 
@@ -307,7 +308,7 @@ class _Lowering:
         ulps of at most ``bound + SILU_RELU_ERROR``."""
         return 2 * ACTIVATION_ULPS * (bound + SILU_RELU_ERROR)
 
-    # -- a value carried linearly: coef · a · G, G the gate (constant GATE or a shifted operand)
+    # -- a value carried linearly: coef · a · G, G the gate (constant GATE or a scaled operand)
     def linear(self, blk: _Block, row: dict, bias: float, lo: float, hi: float, slot: int | dict, coef: float,
                gate: tuple | None = None, role: str = "linear", kappa: float = 1.0) -> None:
         """``slot`` may be a dict slot -> coefficient (one value written to several slots).  ``kappa`` (a power
@@ -394,34 +395,30 @@ class _Lowering:
         cu, cv = plan.cu.to_float().values, plan.cv.to_float().values
         for j in plan.prod:
             bu, bv = _bound(plan.ulo[j], plan.uhi[j]), _bound(plan.vlo[j], plan.vhi[j])
-            # the gate operand must be bounded (shifted into SiLU's identity region); take the smaller one
+            # the gate operand is scaled to its bound: take the smaller one
             if bv <= bu:
                 a_row, a_b, a_lo, a_hi, g_row, g_b, bg = U[j], cu[j], plan.ulo[j], plan.uhi[j], V[j], cv[j], bv
             else:
                 a_row, a_b, a_lo, a_hi, g_row, g_b, bg = V[j], cv[j], plan.vlo[j], plan.vhi[j], U[j], cu[j], bu
-            if not math.isfinite(bg):
-                raise CompileError(f"mamba: both operands of product {j} of {st.op.describe()} (stage {st.index}) are "
-                                   "unbounded according to range analysis; Mamba multiplies through its SiLU gate, "
-                                   "which needs one operand shifted into SiLU's identity region: give the Input "
-                                   "lower/upper bounds and compile with t_max=<longest sequence>")
             if bg == 0:
                 continue  # the gate operand is identically 0
-            # scale the gate operand to |σ g| ≤ GATE_SPAN (σ a power of two) and shift it by GATE_SHIFT into
-            # SiLU's identity region: the rounding of σ g + shift then costs a few ulp of max|a|·max|g|.  A gate
-            # bounded below 2^-121 would need σ past float32's range: σ stops where its weights and 1/σ stay finite
-            # and normal (the shift then costs a few ulp of max|a|·shift/σ, which the charge counts)
+            # a·g = (a·act(σ g) − a·act(−σ g))/σ: relu(y) − relu(−y) = silu(y) − silu(−y) = y in real arithmetic,
+            # and each term is at most (|a| + 0.28)(|σ g| + 0.28)/σ, so the rounding stays a few ulps of |a|·|g| (a
+            # gate shifted into SiLU's identity region instead, σ g + 256, cancelled the shift's 256·|a|/σ: 30× the
+            # program's own float32 error, and needed a bounded gate).  σ (a power of two) scales a bounded gate
+            # operand to |σ g| ≤ GATE_SPAN and stops where its weights stay finite and 1/σ normal in float32 (a
+            # gate bounded by 1e-38 asked for 2^132)
             biggest = max(float(np.max(np.abs(g_row), initial=0.0)), abs(float(g_b)), 1.0)
-            sigma = min(pow2_at_most(GATE_SPAN / bg), pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
-            # both pairs' SiLU terms, times the gated operand (|σ g| + shift)/σ and the shift/σ that cancels it, and
-            # the rounding of summing those four terms
-            self.charge(st, j, (self.pair_rounding(_bound(a_lo, a_hi)) + 8 * SILU_RELU_ERROR + 16 * (
-                _bound(a_lo, a_hi) + SILU_RELU_ERROR)) * (bg + 2 * GATE_SHIFT / sigma))
+            sigma = min(pow2_at_most(GATE_SPAN / bg) if math.isfinite(bg) else 1.0,
+                        pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
+            # four terms, each two SiLU evaluations, their product and the sum; transformers gates with SiLU in
+            # ideal mode too (where the kernel's ReLU gates are exact)
+            self.charge(st, j, 16 * ACTIVATION_ULPS * (_bound(a_lo, a_hi) + SILU_RELU_ERROR)
+                        * (bg + SILU_RELU_ERROR / sigma), both_modes=True)
             a = _row(a_row, src)
-            # a·(σ g + shift)/σ through the gate, minus a·shift/σ through a constant gate
-            self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], 1.0 / sigma,
-                        gate=(_row(g_row, src, sigma), sigma * float(g_b) + GATE_SHIFT), role="product")
-            self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], -GATE_SHIFT / sigma,
-                        role="product_shift")
+            for sign in (1.0, -1.0):
+                self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], sign / sigma,
+                            gate=(_row(g_row, src, sign * sigma), sign * sigma * float(g_b)), role="product")
 
     def state(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
         k = st.out_dim
@@ -679,6 +676,8 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
         meta["local_errors"] = _standard_local_errors(module, form, low)
+    elif low.rounding:
+        meta["local_errors"] = _ideal_local_errors(module, form, low)
     out.metadata = meta
     return out.verify()
 
@@ -705,7 +704,7 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
         reads = np.asarray(abs(st.W.scipy()) @ read).ravel()
         if st.kind == "M":
             operand = np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi))
-            reads = reads[:d] * operand[d:] + reads[d:] * operand[:d]
+            reads = _times(reads[:d], operand[d:]) + _times(reads[d:], operand[:d])
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
         entry = local[positions[id(st.op)]] = local_error_entry(d, on_u=scaled * (largest + reads))
@@ -716,6 +715,26 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
             entry["off_u"][j] = ACTIVATION_ULPS * gap
         read = bound
     return local
+
+
+def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
+    """Ideal mode computes the layer form's ops in the kernel, but transformers gates every channel with SiLU
+    (hard-coded): a product's gates ``±σ g`` give ``a·(silu(σ g) − silu(−σ g))/σ = a·g`` there, whose terms round
+    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`)."""
+    positions = {id(op): i for i, op in enumerate(module.ops)}
+    local = {}
+    for st in form.stages:
+        if st.index in low.rounding:
+            entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
+            for j, rounding in low.rounding[st.index].items():
+                entry["on_u"][j] += rounding
+    return local
+
+
+def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a·b`` with ``0·inf = 0``: a constant operand (no row reads) times an unbounded one adds nothing."""
+    with np.errstate(invalid="ignore"):
+        return np.where((a == 0) | (b == 0), 0.0, a * b)
 
 
 def _carried_bound(lo, hi) -> np.ndarray:
