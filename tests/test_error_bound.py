@@ -66,7 +66,7 @@ def test_the_bound_holds_in_torch_float32(module, seed):
 @needs_kernel
 @settings(max_examples=profile_examples(10), deadline=None, suppress_health_check=list(HealthCheck))
 @given(module=programs(max_ops=7, bounded_input=True), seed=st.integers(0, 2**31))
-@pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn"])
+@pytest.mark.parametrize("target", ["linear_rnn", "relu_rnn", "lstm", "gru"])
 def test_the_bound_holds_in_onnxruntime_float32(target, module, seed, tmp_path_factory):
     ort = pytest.importorskip("onnxruntime")
     module = _bounded(module)
