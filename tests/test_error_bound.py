@@ -360,13 +360,31 @@ def test_a_row_reading_hidden_units_rounds_their_magnitude():
 @needs_kernel
 @pytest.mark.parametrize("target", ["hawk", "griffin"])
 def test_the_gelu_relu_gap_is_in_the_bound(target):
-    """Standard Hawk/Griffin compute ReLU(x) as gelu(κx)/κ (κ = 2^30): at κx = ±0.75 it is 0.17/κ off, which
-    the bound states (the rounding alone would be 1e-16)."""
+    """Standard Hawk/Griffin compute ReLU(x) as gelu(κx)/κ: at κx = ±0.75 it is 0.17/κ off, which the bound
+    states.  κ is as large as the gate weights allow (κ·2^100 ≤ 2^120 here: κ = 2^20, a gap of 1.6e-7 far above
+    the rounding)."""
+    from lsrl.targets.shared.recurrentgemma import relu_kappa
+    x = lsrl.Input(1, lower=-2.0 ** -80, upper=2.0 ** -80)
+    model = lsrl.compile(lsrl.ForEach(lsrl.ReLU(lsrl.Linear(x, [[2.0 ** 100]]))), target, activations="standard",
+                         t_max=4)
+    kappa = relu_kappa(np.array([2.0 ** 100]), 0.0, -2.0 ** 20, 2.0 ** 20)
+    assert kappa == 2.0 ** 20
+    xs = np.array([-0.75, 0.75, -2.0, 0.3]).reshape(1, 4, 1) / (kappa * 2.0 ** 100)
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    # the bound also holds transformers' float64 reads of the ReLU's 2^20-sized values (split_reads)
+    assert 0.1700 / kappa < deviation.max() <= model.error_bound[0] < 0.25 / kappa
+
+
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_a_bounded_relu_argument_gets_a_large_kappa(target):
+    """κ·max|x| = 2^80: the gap of a ReLU of x in [−1, 1] is 0.17·2^-80, and gelu is exact once |x| ≥ 6e-24
+    (κ was 2^30 for every unit: a gap of 1.6e-10)."""
     x = lsrl.Input(1, lower=-1, upper=1)
     model = lsrl.compile(lsrl.ForEach(lsrl.ReLU(x)), target, activations="standard", t_max=4)
     xs = np.array([-0.75, 0.75, -2.0, 0.3]).reshape(1, 4, 1) / 2 ** 30
-    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
-    assert 1.5e-10 < deviation.max() <= model.error_bound[0] < 1.6e-10
+    assert np.array_equal(model(xs, backend="kernel"), _layer_form_exact(model, xs))
+    gaps = [entry["on"].tolist() for entry in model._layer_form.metadata["local_errors"].values()]
+    assert [0.1701 * 2.0 ** -80] in gaps
 
 
 @needs_kernel

@@ -189,21 +189,22 @@ def test_a_float32_model_still_runs_exactly_on_request():
 
 # ------------------------------------------------------------------------------------------ the invariant
 
-#: compiled for dtype D and run in D, a model's error (relative to the largest output) is at most FACTOR times
-#: the program's own error run op by op in D (at least one unit roundoff u): measured ≤ 4.1 (hawk) over ~200
-#: random programs per mode (HYPOTHESIS_PROFILE=thorough).  Constructions that approximate, or that round where
+#: compiled for dtype D and run in D, a model's error against the exact result (relative to the largest output) is
+#: at most FACTOR times the program's own error run op by op in D (at least one unit roundoff u): measured ≤ 9.4
+#: (gru ideal, float64) over 120 random programs per mode and dtype, every mode that does not approximate.
+#: Constructions that approximate, or that round where
 #: the program is exact, are held to APPROXIMATION_ERROR[kind, D] on top: the standard LSTM/GRU σ-difference
 #: products (float32: cancellation of two σ values near 1/2, ≈ 6u/2^-4 of the product's bound B_g·|v|, measured
-#: ≤ 1.3e-4 of the largest output; float64: truncation 2^-28/30, measured ≤ 7.1e-11), the ideal LSTM/GRU
+#: ≤ 1.3e-4 of the largest output; float64: truncation 2^-28/30, measured ≤ 1.2e-10), the ideal LSTM/GRU
 #: products (which round each factor's ReLU unit and the cell sum: 1.3e-6 in float32 where the program is off by
-#: 5e-8, 7.3e-15 in float64 where it is exact), Mamba's SiLU-gated ReLUs (≤ 1.5e-6 in float32, 4.3e-15 in
-#: float64) and Hawk's and Griffin's gelu_tanh ReLUs (the gap 0.17/κ = 1.6e-10 near 0: measured 1.0e-10 beyond
-#: FACTOR in float64, nothing in float32).  Hawk, Griffin and Mamba otherwise stay within 9.9× (300 programs per
-#: mode and dtype; Mamba's products computed through a gate shifted by 256 reached 30× in float32).
+#: 5e-8, 7.3e-15 in float64 where it is exact).  Standard Hawk, Griffin and Mamba need no allowance (≤ 6.0×):
+#: before their constructions followed the proven ranges, Hawk's gelu_tanh ReLUs with κ = 2^30 were 1.0e-10 off in
+#: float64 and Mamba's products through a gate shifted by 256 reached 30× in float32 (a 1e-4 allowance covered
+#: them); a square carried across a ReLU stage shifted by its interval bound reached 325× (docs/numerics.md,
+#: "The invariant").
 FACTOR = 16
 APPROXIMATION_ERROR = {("σ products", "float32"): 1e-3, ("σ products", "float64"): 1e-9,
-                       ("cell products", "float32"): 1e-4, ("cell products", "float64"): 1e-13,
-                       ("silu", "float32"): 1e-4, ("silu", "float64"): 1e-13, ("gelu", "float64"): 1e-9}
+                       ("cell products", "float32"): 1e-4, ("cell products", "float64"): 1e-13}
 UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
 INVARIANT_MODES = [("linear_rnn", "ideal"), ("relu_rnn", "ideal"), ("lstm", "ideal"), ("gru", "ideal"),
                    ("lstm", "standard"), ("gru", "standard"), ("hawk", "ideal"), ("hawk", "standard"),
@@ -222,7 +223,9 @@ def test_compilation_loses_no_precision(target, activations, dtype, module, seed
 
     module = _bounded(module)
     xs = random_sequences(module, 12, 2, np.random.default_rng(seed))
-    oracle = interpret(module, xs)
+    # exact: the float64 interpretation rounds like the program run op by op in float64 (it is 0 off that run
+    # where both are 8e-15 off the exact values, and a compiled model more accurate than both looked worse)
+    oracle = np.asarray(interpret(module, xs, exact=True), dtype=np.float64)
     scale = max(1.0, float(np.max(np.abs(oracle))))
     assume(scale <= 1e3)  # the issue's range: values within 1e3
     try:
@@ -234,9 +237,7 @@ def test_compilation_loses_no_precision(target, activations, dtype, module, seed
     error = float(np.max(np.abs(model(xs, backend="kernel") - oracle))) / scale
     products = target in ("lstm", "gru") and \
         any(stage.get("stage") == "M" for stage in model.module.metadata.get("stages", []))
-    kind = ("σ products" if products and activations == "standard" else "cell products" if products
-            else "silu" if target == "mamba" and activations == "standard"
-            else "gelu" if target in ("hawk", "griffin") and activations == "standard" else None)
+    kind = ("σ products" if activations == "standard" else "cell products") if products else None
     allowed = FACTOR * max(program_error, UNIT_ROUNDOFF[dtype]) + APPROXIMATION_ERROR.get((kind, dtype), 0.0)
     assert error <= allowed, (error, program_error)
 
@@ -248,3 +249,21 @@ def test_a_nan_output_is_outside_every_bound():
     assert report.error == np.inf and report.within_bound is False
     assert measure(np.array([[1.0, 0.5]]), np.array([[0.0, 0.5]]), None, np.dtype("float64"), None,
                    np.array([1.0, 0.0])).within_bound is True
+
+
+def test_a_square_crosses_a_relu_stage_unshifted():
+    """``x·x`` for ``x`` in [−126, 126] got the interval product's bound [−15876, 15876], and debranch carried it
+    across the ReLU stage shifted by −15876: 2.5e-12 off at values near 1, where the program op by op is 1.1e-16
+    off (a square is ≥ 0: [0, 15876], carried as it is)."""
+    from lsrl.ir.interpreter import interpret
+    from lsrl.runtime.executor import run as run_kernel
+
+    x = lsrl.Input(1, lower=-126, upper=126)
+    square = lsrl.Multi(lsrl.Concat([x, x]))
+    program = lsrl.ForEach(lsrl.Concat([lsrl.Linear(square, [[-0.7165280374828884]], b=[0.6083463641728428]),
+                                        lsrl.ReLU(square)]))
+    xs = np.array([1.0, -1.0, 0.5, 1.25]).reshape(1, 4, 1)
+    exact = np.asarray(interpret(program, xs, exact=True), dtype=np.float64)
+    program_error = np.abs(run_kernel(program, xs, dtype=np.dtype("float64"))[0] - exact).max()
+    model = lsrl.compile(program, "linear_rnn", t_max=4)
+    assert np.abs(model(xs) - exact).max() <= FACTOR * max(program_error, UNIT_ROUNDOFF["float64"])

@@ -8,7 +8,8 @@
 // B1 is the counter S stage as a delay line: channels (hi, lo) x lags 0..2, one conv tap each (lag i at tap
 // K-1-i), recombined by linear_out = A^i B / 32 into slot 2 (and the carried x into slot 3).  B2 splits those,
 // cancels x's slots 0 and 1 (reused for the new hi parts) and its MLP holds the ReLU (gate = s - 2, up = 1)
-// and the carrier of x (gate = 32, up = x, down 1/32).  Standard: the ReLU is gelu(2^30 (s - 2)) * 2^-30.
+// and the carrier of x (gate = 32, up = x, down 1/32).  Standard: the ReLU is gelu(2^79 (s - 2)) * 2^-79
+// (kappa * max|s - 2| = 2^80, s in [0, 3]).
 
 // CHECK-LABEL: lsrl.module @count_gate
 // CHECK:       %embed = rg_embed %x {embed = [
@@ -52,9 +53,9 @@
 
 // STD-LABEL: lsrl.module @count_gate
 // STD:       %B2 = rg_recurrent_block %B1
-// STD:       [0.0, 0.0, 1073741824.0, 0.0, 1073741824.0, 0.0,
-// STD:       mlp_gate_proj_bias = [-2147483648.0, 32.0]
-// STD:       mlp_up_proj_bias = [9.313225746154785e-10, 0.0]
+// STD:       [0.0, 0.0, 6.044629098073146e+23, 0.0, 6.044629098073146e+23, 0.0,
+// STD:       mlp_gate_proj_bias = [-1.2089258196146292e+24, 32.0]
+// STD:       mlp_up_proj_bias = [1.6543612251060553e-24, 0.0]
 // STD:       activations = "standard"} : 16 -> 16
 
 lsrl.module @count_gate(%x: 1 in [0.0, 1.0]) -> 1 {

@@ -133,6 +133,15 @@ def interval_product(l1, h1, l2, h2):
     return min(cands), max(cands)
 
 
+def interval_square(lo, hi):
+    """The range of ``v·v`` for ``v`` in ``[lo, hi]``: never negative (an interval product would allow
+    ``lo·hi < 0``, and an R stage would then carry the square shifted by that bound)."""
+    if lo <= 0 <= hi:
+        return 0.0, max(_mul_bound(lo, lo), _mul_bound(hi, hi))
+    low, high = sorted((abs(lo), abs(hi)))
+    return _mul_bound(low, low), _mul_bound(high, high)
+
+
 def _float_rows(matrix) -> list:
     data, indices, indptr = matrix.csr_parts()
     indptr, indices, data = indptr.tolist(), indices.tolist(), data.tolist()
@@ -405,7 +414,7 @@ class NormalForm:
                 (a,) = unit.atoms = self._new_atoms(unit.index, 1)
                 l1, h1 = self.bounds(nl)
                 l2, h2 = self.bounds(nr)
-                self.lo[a], self.hi[a] = interval_product(l1, h1, l2, h2)
+                self.lo[a], self.hi[a] = interval_square(l1, h1) if kl == kr else interval_product(l1, h1, l2, h2)
                 self.origin[a] = (op, i, sl * sr)
                 self._cse[key] = unit
             out.append({unit.atoms[0]: sl * sr})

@@ -39,13 +39,13 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import local_error_entry
-from .common import layer_stages, plan_products
+from .common import layer_stages, plan_products, pow2_at_most
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
 from .numerics import causal_conv, dense, mean_square, torch_softplus, vector
 
 __all__ = ["EMBED", "RECURRENT", "ATTENTION", "FINAL_NORM", "lower_stream", "write_hf", "block_layer_info", "NORM_EPS", "NORM_WEIGHT",
-           "LRU_PARAM", "GATE_BIAS", "Y_CONST", "KAPPA"]
+           "LRU_PARAM", "GATE_BIAS", "Y_CONST", "KAPPA", "relu_kappa"]
 
 EMBED, RECURRENT, ATTENTION, FINAL_NORM = "rg_embed", "rg_recurrent_block", "rg_attention_block", "rg_final_norm"
 
@@ -61,8 +61,12 @@ LRU_PARAM = 128.0
 GATE_BIAS = 64.0
 #: the y branch is the constant act(32) = 32 (relu and gelu_tanh both exact); linear_out divides by 32
 Y_CONST = 32.0
-#: standard-mode ReLU: gelu_tanh(κx)/κ, |error| ≤ GELU_RELU_ERROR/κ, exact for |κx| ≥ 7.25 (float64)
+#: standard-mode ReLU: gelu_tanh(κx)/κ, |error| ≤ GELU_RELU_ERROR/κ, exact for |κx| ≥ 7.25 (float64); κ (a power of
+#: two) as large as κ·max|x| ≤ KAPPA_SPAN and gate weights κ·row ≤ 2^MAX_WEIGHT_LOG2 (finite in float32) allow;
+#: KAPPA for an argument range analysis cannot bound
 KAPPA = 2.0 ** 30
+KAPPA_SPAN = 2.0 ** 80
+MAX_WEIGHT_LOG2 = 120
 #: max |gelu_tanh(t) − ReLU(t)| (0.17004, at t ≈ ±0.75), rounded up
 GELU_RELU_ERROR = 0.1701
 
@@ -75,6 +79,18 @@ def _require_float(op: Op, ctx) -> None:
     if ctx.exact:
         raise LsrlError(f"{op.describe()}: RecurrentGemma blocks cannot run in exact arithmetic (RMSNorm takes a "
                         "square root); run in float64")
+
+
+def relu_kappa(row: np.ndarray, b: float, lo: float, hi: float) -> float:
+    """The scale κ of a standard-mode ReLU unit ``gelu_tanh(κ(row·x + b))/κ`` whose argument lies in
+    ``[lo, hi]``: the gap to ReLU, ``GELU_RELU_ERROR/κ``, shrinks with κ, and the unit is exact once
+    ``κ|x| ≥ 7.25`` (transformers' gelu_tanh saturates: ``x³`` may overflow to ``inf``, ``tanh`` gives ±1)."""
+    bound = max(abs(lo), abs(hi))
+    kappa = pow2_at_most(KAPPA_SPAN / bound) if 0 < bound < math.inf else KAPPA
+    biggest = max(float(np.max(np.abs(row), initial=0.0)), abs(b))
+    if biggest > 0:
+        kappa = min(kappa, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
+    return kappa
 
 
 def _act(name: str):
@@ -323,7 +339,8 @@ class _Mlp:
         elif activations == "ideal":
             self.unit(row, b, np.zeros(self.H), 1.0, self._e(slot, 1.0))
         else:
-            self.unit(KAPPA * row, KAPPA * b, np.zeros(self.H), 1.0 / KAPPA, self._e(slot, 1.0))
+            kappa = relu_kappa(row, b, lo, hi)
+            self.unit(kappa * row, kappa * b, np.zeros(self.H), 1.0 / kappa, self._e(slot, 1.0))
 
     def linear(self, row, b, slot, coeff=1.0):
         if not np.any(row):
@@ -645,9 +662,11 @@ def _standard_local_errors(module: Module, form) -> dict:
     for st in form.stages:
         entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
         if st.kind == "R":
-            gap = GELU_RELU_ERROR / KAPPA
+            W, c = dense(st.W), vector(st.c)
             reads = np.diff(st.W.scipy().tocsr().indptr) > 0
             gated = reads & (st.pre_lo < 0) & (st.pre_hi > 0)
+            gap = np.array([GELU_RELU_ERROR / relu_kappa(W[o], float(c[o]), float(st.pre_lo[o]), float(st.pre_hi[o]))
+                            for o in np.flatnonzero(gated)])
             entry["on"][gated] = entry["off"][gated] = gap
             entry["on_u"][gated] = ACTIVATION_ULPS * (st.pre_hi[gated] + gap)
             entry["off_u"][gated] = ACTIVATION_ULPS * gap
