@@ -519,6 +519,23 @@ def test_ranges_of_counters_decays_and_products():
     assert r[id(prod)][0].tolist() == [-57] and r[id(prod)][1].tolist() == [3]
 
 
+def test_ranges_of_squares_are_not_negative():
+    """A product of a value with itself is ≥ 0 — read twice by a concat, or as two equal rows of a linear (in the
+    exact domain compared as rationals: 1/3 and 1/3 + 2^-60 round to the same float)."""
+    x = inp(1, -3.0, 2.0)
+    twice = Op("multi", [Op("concat", [x, x])])
+    rows = Op("multi", [lin(x, [[1], [1], [1], [-1]], [0.5, 0, 0.5, 0])])  # (x + 0.5)², x·(−x)
+    third = Fraction(1, 3)
+    near = Op("multi", [Op("linear", [x], {"A": Matrix.from_exact_rows((2, 1), [{0: third},
+                                                                                {0: third + Fraction(1, 2 ** 60)}]),
+                                           "b": Vector([Fraction(0), Fraction(0)])})])
+    module = Module.from_output(Op("concat", [twice, rows, near]))
+    r = compute_ranges(module)
+    assert r[id(twice)][0].tolist() == [0] and r[id(twice)][1].tolist() == [9]
+    assert r[id(rows)][0].tolist() == [0, -9] and r[id(rows)][1].tolist() == [6.25, 6]
+    assert r[id(near)][0][0] < 0  # not a square
+
+
 def test_ranges_of_rotations_are_sound_or_unbounded():
     x = inp(1, -1.0, 1.0)
     rot = Op("linstate", [x], {"A": M([[0.6, -0.8], [0.8, 0.6]]), "B": M([[1], [0]])})

@@ -46,7 +46,9 @@ decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and 
 bounds").  A target whose executors read every value it keeps (the input, ReLU, state and product results) in two
 parts, ``hi = fl_n(v)`` and ``fl_n(v − hi)`` of a narrower dtype ``n``, states ``n`` as the metadata ``split_reads``
 (Hawk, Griffin and Mamba: transformers computes parts of a float64 model in float32): each read is then off by
-``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and ``n`` holds it.
+``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and ``n`` holds it; ``read_step`` (metadata, with it) is
+the smallest step such a read resolves in any dtype (a neutralised RMSNorm scales by ``2^-50`` in ``n`` before
+scaling back, so its subnormals are ``2^50`` times coarser).
 """
 from __future__ import annotations
 
@@ -493,7 +495,7 @@ class ErrorAnalysis:
         self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
             for i, op in enumerate(module.ops) if i in local}
-        self.split_reads = _split_reads_of(module)
+        self.split_reads, self.read_step = _split_reads_of(module)
         #: with :attr:`split_reads`: the largest value read so far that the narrow dtype does not hold exactly
         self._residue = 0.0
         self.facts: dict[int, _Facts] = {}
@@ -630,10 +632,11 @@ class ErrorAnalysis:
         can exist yet.  ReLU units analysed in groups (read through their groups) add it as a local error: where
         on, as above; where off (an exact 0), the residue's."""
         narrow = np.finfo(self.split_reads)
-        relative, floor = float(narrow.eps / 2) ** 2, 2 * float(narrow.smallest_subnormal)
+        # each of the two parts rounds to the narrow dtype, coarsened to read_step below its normal range
+        relative, floor = float(narrow.eps / 2) ** 2, 2 * self.read_step
         residue = self._residue
         sizes = [min(size, v.size) for v, size in zip(facts.values, _magnitude(facts.lo, facts.hi).tolist())]
-        held = [self._held_exactly(v, narrow) for v in facts.values]
+        held = [self._held_exactly(v, narrow, self.read_step) for v in facts.values]
         for v, size, exact in zip(facts.values, sizes, held):
             if not np.all(exact):
                 self._residue = max(self._residue, size + v.err)
@@ -661,18 +664,18 @@ class ErrorAnalysis:
         return dataclasses.replace(facts, values=values)
 
     @staticmethod
-    def _held_exactly(v: _Values, narrow) -> np.ndarray | bool:
-        """Whether ``v`` is computed exactly and the narrow dtype holds it: per candidate where it has candidates,
-        else whether it is known exactly on a lattice whose points up to its size the narrow dtype holds."""
+    def _held_exactly(v: _Values, narrow, step: float) -> np.ndarray | bool:
+        """Whether ``v`` is computed exactly and a read holds it (the narrow dtype, at multiples of ``step``): per
+        candidate where it has candidates, else whether it is known exactly on a lattice whose points up to its
+        size a read holds."""
         if v.points is not None:
             with np.errstate(over="ignore"):
-                held = v.points.astype(narrow.dtype).astype(np.float64) == v.points
+                held = (v.points.astype(narrow.dtype).astype(np.float64) == v.points) & (np.mod(v.points, step) == 0)
             return held & (v.errors == 0) & (v.slacks == 0)
         if v.grid is None or v.err != 0.0 or v.slack != 0.0 or not math.isfinite(v.size):
             return False
         low = _low_bit(np.array(v.grid))
-        return low >= math.log2(float(narrow.smallest_subnormal)) and \
-            v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
+        return low >= math.log2(step) and v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
 
     def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
         """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, and where it
@@ -1149,15 +1152,21 @@ _KEPT_KINDS = ("input", "relu", "linstate", "multi")
 _NARROW_DTYPES = ("float32",)
 
 
-def _split_reads_of(module: Module) -> np.dtype | None:
-    """The narrow dtype ``module``'s metadata ``split_reads`` names, or None without one."""
+def _split_reads_of(module: Module) -> tuple[np.dtype | None, float]:
+    """The narrow dtype ``module``'s metadata ``split_reads`` names (None without one) and its ``read_step``
+    (the narrow dtype's smallest subnormal when not given: a power of two at least that)."""
     name = module.metadata.get("split_reads")
     if name is None:
-        return None
+        return None, 0.0
     if name not in _NARROW_DTYPES:
         raise ValueError(f"module @{module.name} metadata split_reads: expected one of {', '.join(_NARROW_DTYPES)}, "
                          f"got {name!r}")
-    return np.dtype(name)
+    smallest = float(np.finfo(name).smallest_subnormal)
+    step = module.metadata.get("read_step", smallest)
+    if not (isinstance(step, float) and math.isfinite(step) and step >= smallest and math.frexp(step)[0] == 0.5):
+        raise ValueError(f"module @{module.name} metadata read_step: expected a power of two ≥ {smallest:g}, "
+                         f"got {step!r}")
+    return np.dtype(name), step
 
 
 def local_error_entry(dim: int, **fields) -> dict:

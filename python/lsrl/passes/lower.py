@@ -91,6 +91,7 @@ class Lower(Pass):
         metadata = dict(lowered.metadata, dtype=self.dtype)
         local_errors = metadata.pop("local_errors", None)
         split_reads = metadata.pop("split_reads", None)
+        read_step = metadata.pop("read_step", None)
         lowered.metadata = metadata
         forget_analyses(lowered)
         if self.activations == "ideal" or local_errors is not None:
@@ -99,6 +100,8 @@ class Lower(Pass):
                 layer_form.metadata["local_errors"] = local_errors
             if split_reads is not None:  # its executors read every kept value in two narrower parts
                 layer_form.metadata["split_reads"] = split_reads
+            if read_step is not None:
+                layer_form.metadata["read_step"] = read_step
             lowered.layer_form = layer_form
         return lowered
 

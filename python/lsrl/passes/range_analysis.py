@@ -215,6 +215,21 @@ def _interval_product(alo, ahi, blo, bhi) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def _squares(operand: Op, h: int) -> np.ndarray:
+    """Per product ``j`` of a ``multi`` reading ``operand``: whether its two factors are the same value — rows
+    ``j`` and ``h + j`` of a ``linear`` operand are equal (weights and bias), or a ``concat`` reads one op twice."""
+    if operand.kind == "linear":
+        A, b = operand.attrs["A"], operand.attrs["b"]
+        if A.exact or b.exact:  # compared as rationals: two rows may round to the same floats
+            rows, bias = A.exact_rows(), b.to_exact().values
+            return np.array([bias[j] == bias[h + j] and rows[j] == rows[h + j] for j in range(h)], dtype=bool)
+        rows, bias = A.scipy().tocsr(), b.values
+        return np.array([bias[j] == bias[h + j] and (rows[j] != rows[h + j]).nnz == 0 for j in range(h)], dtype=bool)
+    if operand.kind == "concat" and len(operand.operands) == 2 and operand.operands[0] is operand.operands[1]:
+        return np.ones(h, dtype=bool)
+    return np.zeros(h, dtype=bool)
+
+
 def _linstate_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,
                     max_iterations: int) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of ``s_t`` over ``1 ≤ t ≤ t_max`` (all ``t`` when ``t_max`` is None).
@@ -1036,7 +1051,9 @@ class RangeAnalysis:
         if kind == "multi":
             lo, hi = ins[0]
             h = op.dim
-            return _interval_product(lo[:h], hi[:h], lo[h:], hi[h:])
+            plo, phi = _interval_product(lo[:h], hi[:h], lo[h:], hi[h:])
+            # a coordinate times itself is never negative (the interval product allows lo·hi)
+            return np.where(_squares(op.operands[0], h) & (plo < 0), 0.0, plo), phi
         if kind == "linstate":
             return _linstate_range(op, *self.drive(op), self.t_max, self.max_iterations)
         return np.full(op.dim, -np.inf), np.full(op.dim, np.inf)

@@ -369,7 +369,7 @@ class _Lowering:
                                    "arguments: give the Input lower/upper bounds and compile with t_max=<longest "
                                    "sequence>, or use activations='ideal'")
             biggest = max([abs(v) for v in row.values()] + [abs(float(c[j]))])
-            kappa = pow2_at_most(KAPPA_SPAN / bound) if bound > 0 else 1.0
+            kappa = min(pow2_at_most(KAPPA_SPAN / bound), 2.0 ** MAX_WEIGHT_LOG2) if bound > 0 else 1.0
             if biggest > 0:
                 kappa = min(kappa, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
             blk.add(u_row={k: kappa * v for k, v in row.items()}, u_bias=kappa * float(c[j]), D=1.0 / kappa,
@@ -673,6 +673,8 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
                            "time_step_rank": 1, "num_hidden_layers": len(ops), "input_slots": list(range(d_in)),
                            "channels_used": max(len(b.channels) for b in blocks), "notes": low.notes}})
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
+    # the RMSNorms compute x·2^-60 in float32 before the weight 2^60 scales back: a read resolves 2^-149·2^60
+    meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * NORM_WEIGHT
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
         meta["local_errors"] = _standard_local_errors(module, form, low)

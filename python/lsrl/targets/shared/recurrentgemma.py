@@ -56,6 +56,8 @@ NORM_EPS = 2.0 ** 100
 #: is x·rsqrt(eps) up to a relative mean(x²)/(2 eps) ≤ 2^-45 while every |x| ≤ 2^28
 NORM_VALUE_LIMIT = 2.0 ** 28
 NORM_WEIGHT = 2.0 ** 50 - 1
+#: 1 + NORM_WEIGHT = rsqrt(NORM_EPS)^-1: the factor the norms divide by and multiply back
+NORM_WEIGHT_SCALE = 2.0 ** 50
 #: RG-LRU identity: softplus(128) = 128, a = exp(−8·128) = 0 in float32 and float64; σ(64) = 1 in both
 LRU_PARAM = 128.0
 GATE_BIAS = 64.0
@@ -90,7 +92,7 @@ def relu_kappa(row: np.ndarray, b: float, lo: float, hi: float) -> float:
     biggest = max(float(np.max(np.abs(row), initial=0.0)), abs(b))
     if biggest > 0:
         kappa = min(kappa, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
-    return kappa
+    return min(kappa, 2.0 ** MAX_WEIGHT_LOG2)  # up = 1/κ stays a normal float32 (2^178 stored 0)
 
 
 def _act(name: str):
@@ -645,6 +647,8 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
                  "hf": {"hidden_size": H, "lru_width": L, "conv1d_width": K, "intermediate_size": 2 * I,
                         "num_attention_heads": heads, "num_hidden_layers": len(blocks)}})
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
+    # the RMSNorms compute x·2^-50 in float32 before (1 + w) = 2^50 scales back: a read resolves 2^-149·2^50
+    meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * NORM_WEIGHT_SCALE
     if activations == "standard":
         meta["local_errors"] = _standard_local_errors(module, form)
     out.metadata = meta
