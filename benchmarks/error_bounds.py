@@ -16,6 +16,7 @@ installed), whose float64 models read values in float32 parts: ``measured`` is t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -34,15 +35,6 @@ from lsrl.ir.interpreter import interpret  # noqa: E402
 from lsrl import programs as P  # noqa: E402
 
 DTYPES = ("float64", "float32")
-
-
-def transformers_installed() -> bool:
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def measure(model, xs, dtypes=DTYPES, executors: bool = False) -> dict:
@@ -106,7 +98,7 @@ def random_program(rng, integer: bool):
 
 
 def random_rows(count: int, target: str = "linear_rnn", activations: str = "ideal"):
-    executors = target in ("hawk", "mamba") and transformers_installed()
+    executors = target in ("hawk", "mamba") and importlib.util.find_spec("transformers") is not None
     rows = []
     for integer in (False, True):
         ratios = {d: [] for d in DTYPES}

@@ -70,7 +70,7 @@ from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _bloc
                              _spectral_norm_bound)
 
 __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds",
-           "local_error_entry"]
+           "local_error_entry", "zero_safe_product"]
 
 #: the unit roundoff of each dtype models run in
 UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
@@ -110,7 +110,7 @@ def _sum_exact(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> bool:
     return bool(np.all(_sum_exact_each(a, b, s)))
 
 
-def _times(a, b):
+def zero_safe_product(a, b):
     """``a·b`` with ``0·inf = 0`` (a quantity that does not move carries none of an unbounded error)."""
     with np.errstate(invalid="ignore"):
         return np.where((np.asarray(a) == 0) | (np.asarray(b) == 0), 0.0, np.multiply(a, b))
@@ -361,15 +361,15 @@ class _Group:
             inactive = pre + spread <= -e_hat
             undecided = ~(active | inactive)
             gain = np.where(active, (coeffs * k)[None, :], 0.0).sum(axis=1)
-            errors = (_times(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
+            errors = (zero_safe_product(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
                       + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1)
                       + np.where(inactive, (np.abs(coeffs) * self.off[pos])[None, :],
                                  np.where(active, (np.abs(coeffs) * self.on[pos])[None, :],
                                           (np.abs(coeffs) * self.passes(pos))[None, :])).sum(axis=1))
             # how far the exact value may be from the one computed at a candidate: inactive units are exactly 0,
             # active ones move together with y
-            drift = (_times(np.abs(gain), y_slack)
-                     + np.where(undecided, _times(np.abs(coeffs * k)[None, :], y_slack[:, None]), 0.0).sum(axis=1)
+            drift = (zero_safe_product(np.abs(gain), y_slack)
+                     + np.where(undecided, zero_safe_product(np.abs(coeffs * k)[None, :], y_slack[:, None]), 0.0).sum(axis=1)
                      + np.where(inactive, 0.0, (np.abs(coeffs) * self.residual[pos])[None, :]).sum(axis=1))
         largest = float(np.max(errors, initial=0.0))
         if ends is not None:
@@ -823,13 +823,13 @@ class ErrorAnalysis:
                 k = np.array([rows[i][1][0] for i in members])
                 y = self._form(x, cols, d)
             off = [self._off_direction(rows[i][1], k[n], d) for n, i in enumerate(members)]
-            residual = np.array([float(np.sum(_times(r, size_x[cols]))) for r in off])
+            residual = np.array([float(np.sum(zero_safe_product(r, size_x[cols]))) for r in off])
             if y.points is not None and cols.size:
                 delta = np.stack([self._unit_rounding(x, cols, rows[i][1], float(bias[i]), k[n], d, y, r)
                                   for n, (r, i) in enumerate(zip(off, members))], axis=1)
             else:
                 delta = np.array([self._row_rounding(x, cols, rows[i][1], float(bias[i]))
-                                  + float(np.sum(_times(r, err_x[cols]))) for r, i in zip(off, members)])
+                                  + float(np.sum(zero_safe_product(r, err_x[cols]))) for r, i in zip(off, members)])
             first = members[0]
             with np.errstate(invalid="ignore", divide="ignore"):
                 ends = sorted(((fp.lo[first] - bias[first]) / k[0], (fp.hi[first] - bias[first]) / k[0]))
@@ -878,11 +878,11 @@ class ErrorAnalysis:
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
         hidden, n = self._reads(x, cols, row)
-        mags = abs(k) * (y.mags + float(np.sum(_times(np.abs(d), err)))) + abs(bias) + hidden
+        mags = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias) + hidden
         grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
         # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
         rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) or hidden else mags, grains, n)
-        return rounding + float(np.sum(_times(off, err)))
+        return rounding + float(np.sum(zero_safe_product(off, err)))
 
     def _carry_rounding(self, deep: _Group, pos: int, v: float, bias: float, x: Op, col: int):
         """The rounding of ``v·u + bias`` for a unit ``u`` of ``deep``: none where ``u`` is an exact 0 or ``v`` a
@@ -945,20 +945,20 @@ class ErrorAnalysis:
                 pa, pb = np.abs(a.points)[:, None], np.abs(b.points)[None, :]
                 ea, eb = a.errors[:, None], b.errors[None, :]
                 with np.errstate(invalid="ignore", over="ignore"):
-                    rounding = 0.0 if exact else ROUNDING_HOPS * self.u * _times(pa + ea, pb + eb)
-                    errors = _times(pa, eb) + _times(pb, ea) + _times(ea, eb) + rounding
+                    rounding = 0.0 if exact else ROUNDING_HOPS * self.u * zero_safe_product(pa + ea, pb + eb)
+                    errors = zero_safe_product(pa, eb) + zero_safe_product(pb, ea) + zero_safe_product(ea, eb) + rounding
                 xa, xb = np.broadcast_arrays(a.points[:, None], b.points[None, :])
                 product = xa * xb
                 sa, sb = a.slacks[:, None], b.slacks[None, :]
-                slack = (_times(pa, sb) + _times(pb, sa) + sa * sb
+                slack = (zero_safe_product(pa, sb) + zero_safe_product(pb, sa) + sa * sb
                          + np.where(_product_exact(xa, xb, product), 0.0, _ANALYSIS_U * np.abs(product)))
                 values.append(_Values.of(product.ravel(), np.broadcast_to(
                     errors, (a.points.size, b.points.size)).ravel(), slack.ravel()))
             else:
                 ea, eb = a.err, b.err
                 with np.errstate(invalid="ignore", over="ignore"):
-                    err = float(_times(ma, eb) + _times(mb, ea) + _times(ea, eb)
-                                + ROUNDING_HOPS * self.u * _times(ma + ea, mb + eb))
+                    err = float(zero_safe_product(ma, eb) + zero_safe_product(mb, ea) + zero_safe_product(ea, eb)
+                                + ROUNDING_HOPS * self.u * zero_safe_product(ma + ea, mb + eb))
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
         return _Facts(values, lo, hi)
 

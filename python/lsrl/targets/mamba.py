@@ -47,10 +47,11 @@ from ..errors import CompileError, LsrlError
 from ..ir.core import AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ..ir.matrix import Matrix, Vector
 from ..ir.semantics import relu_values
-from ..passes.error_bound import local_error_entry
+from ..passes.error_bound import local_error_entry, zero_safe_product
 from .registry import Target, register_target
 from .shared.cells import csr_arrays
 from .shared.common import (
+    capped_scale,
     layer_stages,
     plan_products,
     pow2_at_most,
@@ -74,7 +75,6 @@ A_LOG_HOLD = -1024.0         # A = −exp(−1024) = −0 ⇒ exp(Δ A) = 1: an 
 SILU_IDENTITY = 37.0         # silu(x) = x exactly for x ≥ 37 (float64; 17 in float32)
 GATE_SPAN = 64.0             # a product's gate operand is scaled to |σ g| ≤ 64
 KAPPA_SPAN = 2.0 ** 80       # standard-mode ReLU ≈ silu(κx)/κ with κ·max|x| = KAPPA_SPAN
-MAX_WEIGHT_LOG2 = 120        # κ also keeps every weight below 2^120 (finite in float32)
 SILU_RELU_ERROR = 0.2785     # max |silu(x) − relu(x)| (at x ≈ −1.28)
 #: a value carried by silu(±κa)/κ rounds only where |κa| < 37 (silu is exact beyond): by a few ulps of at most
 #: (37 + 2·SILU_RELU_ERROR)/κ; every value goes through at most this many such carries (split, read, clears)
@@ -328,11 +328,7 @@ class _Lowering:
         """Standard mode's scale for copying one slot exactly (see :meth:`linear`).  An unbounded value gets
         2^80 as if its bound were 1: κ·v stays finite in float32 while |v| < 2^47, inside the float32 norm's
         identity range anyway."""
-        if self.ideal or bound == 0:
-            return 1.0
-        if not math.isfinite(bound):
-            return KAPPA_SPAN
-        return min(pow2_at_most(KAPPA_SPAN / bound), 2.0 ** MAX_WEIGHT_LOG2)
+        return 1.0 if self.ideal else capped_scale(KAPPA_SPAN, bound, unbounded=KAPPA_SPAN)
 
     def clear(self, blk: _Block, slots: list[int], lo: np.ndarray, hi: np.ndarray, role: str = "clear") -> None:
         """Subtract the value the block reads from its slots (the bank is reused two stages later)."""
@@ -368,10 +364,7 @@ class _Lowering:
                                    "according to range analysis; standard activations (SiLU) need bounded ReLU "
                                    "arguments: give the Input lower/upper bounds and compile with t_max=<longest "
                                    "sequence>, or use activations='ideal'")
-            biggest = max([abs(v) for v in row.values()] + [abs(float(c[j]))])
-            kappa = min(pow2_at_most(KAPPA_SPAN / bound), 2.0 ** MAX_WEIGHT_LOG2) if bound > 0 else 1.0
-            if biggest > 0:
-                kappa = min(kappa, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
+            kappa = capped_scale(KAPPA_SPAN, bound, max([abs(v) for v in row.values()] + [abs(float(c[j]))]))
             blk.add(u_row={k: kappa * v for k, v in row.items()}, u_bias=kappa * float(c[j]), D=1.0 / kappa,
                     out={dst[j]: 1.0 / GATE}, role="relu_silu")
             self.notes.append({"stage": st.index, "relu": j, "kappa": kappa, "error_bound": SILU_RELU_ERROR / kappa})
@@ -408,9 +401,7 @@ class _Lowering:
             # program's own float32 error, and needed a bounded gate).  σ (a power of two) scales a bounded gate
             # operand to |σ g| ≤ GATE_SPAN and stops where its weights stay finite and 1/σ normal in float32 (a
             # gate bounded by 1e-38 asked for 2^132)
-            biggest = max(float(np.max(np.abs(g_row), initial=0.0)), abs(float(g_b)), 1.0)
-            sigma = min(pow2_at_most(GATE_SPAN / bg) if math.isfinite(bg) else 1.0,
-                        pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
+            sigma = capped_scale(GATE_SPAN, bg, max(float(np.max(np.abs(g_row), initial=0.0)), abs(float(g_b))))
             # four terms, each two SiLU evaluations, their product and the sum; transformers gates with SiLU in
             # ideal mode too (where the kernel's ReLU gates are exact)
             self.charge(st, j, 16 * ACTIVATION_ULPS * (_bound(a_lo, a_hi) + SILU_RELU_ERROR)
@@ -706,7 +697,8 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
         reads = np.asarray(abs(st.W.scipy()) @ read).ravel()
         if st.kind == "M":
             operand = np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi))
-            reads = _times(reads[:d], operand[d:]) + _times(reads[d:], operand[:d])
+            # a constant operand (no row reads) times an unbounded one adds nothing
+            reads = zero_safe_product(reads[:d], operand[d:]) + zero_safe_product(reads[d:], operand[:d])
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
         entry = local[positions[id(st.op)]] = local_error_entry(d, on_u=scaled * (largest + reads))
@@ -731,12 +723,6 @@ def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
             for j, rounding in low.rounding[st.index].items():
                 entry["on_u"][j] += rounding
     return local
-
-
-def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a·b`` with ``0·inf = 0``: a constant operand (no row reads) times an unbounded one adds nothing."""
-    with np.errstate(invalid="ignore"):
-        return np.where((a == 0) | (b == 0), 0.0, a * b)
 
 
 def _carried_bound(lo, hi) -> np.ndarray:

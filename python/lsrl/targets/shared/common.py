@@ -30,7 +30,8 @@ from ...ir.layer_form import check_layer_form
 from ...ir.matrix import Matrix, Vector, matvec
 from ...passes.range_analysis import RangeAnalysis
 
-__all__ = ["Stage", "LayerForm", "Decoder", "layer_stages", "sign_split", "pow2_at_most", "scale_rows",
+__all__ = ["Stage", "LayerForm", "Decoder", "layer_stages", "sign_split", "pow2_at_most", "capped_scale",
+           "MAX_WEIGHT_LOG2", "scale_rows",
            "vscale", "vneg", "vadd", "selection", "finish_module", "ensure_bounded", "StandardConstants",
            "STANDARD", "row_is_constant"]
 
@@ -83,6 +84,23 @@ def pow2_at_most(x: float) -> float:
         raise ValueError(f"pow2_at_most: need a positive finite number, got {x}")
     m, e = math.frexp(x)  # x = m · 2^e with 0.5 ≤ m < 1
     return math.ldexp(1.0, e - 1)
+
+
+#: every scaled weight stays below 2^MAX_WEIGHT_LOG2, and a scale's inverse above 2^-MAX_WEIGHT_LOG2: finite and
+#: normal in float32 (whose range is 2^±126)
+MAX_WEIGHT_LOG2 = 120
+
+
+def capped_scale(span: float, bound: float, largest_weight: float = 0.0, *, unbounded: float = 1.0) -> float:
+    """The power of two ``s`` with ``s·bound ≤ span`` (``unbounded`` for an infinite ``bound``, 1 for 0), at most
+    ``2^MAX_WEIGHT_LOG2`` and with ``s·largest_weight ≤ 2^MAX_WEIGHT_LOG2``: the weights it scales stay finite in
+    float32 and ``1/s`` stays a normal float32."""
+    if bound == 0:
+        return 1.0
+    scale = pow2_at_most(span / bound) if math.isfinite(bound) else unbounded
+    if largest_weight > 0:
+        scale = min(scale, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / largest_weight))
+    return min(scale, 2.0 ** MAX_WEIGHT_LOG2)
 
 
 def pow2_at_least(x: float) -> float:
@@ -246,7 +264,7 @@ class StandardConstants:
     rho: float = 2.0 ** -40
     rho_gate: float = 2.0 ** -7
     kappa_span: float = 2.0 ** 80
-    max_weight_log2: int = 120  # κ is also capped so that every gate weight stays below 2^120 (float32-safe)
+    max_weight_log2: int = MAX_WEIGHT_LOG2  # κ is also capped so that every gate weight stays below it
 
     def for_dtype(self, dtype: str) -> "StandardConstants":
         """The constants for a model compiled to run in ``dtype``.  float32: ``rho_gate = 2^-4``, where the

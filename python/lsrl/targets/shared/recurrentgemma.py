@@ -39,7 +39,7 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import local_error_entry
-from .common import layer_stages, plan_products, pow2_at_most
+from .common import capped_scale, layer_stages, plan_products
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
 from .numerics import causal_conv, dense, mean_square, torch_softplus, vector
@@ -56,19 +56,16 @@ NORM_EPS = 2.0 ** 100
 #: is x·rsqrt(eps) up to a relative mean(x²)/(2 eps) ≤ 2^-45 while every |x| ≤ 2^28
 NORM_VALUE_LIMIT = 2.0 ** 28
 NORM_WEIGHT = 2.0 ** 50 - 1
-#: 1 + NORM_WEIGHT = rsqrt(NORM_EPS)^-1: the factor the norms divide by and multiply back
-NORM_WEIGHT_SCALE = 2.0 ** 50
 #: RG-LRU identity: softplus(128) = 128, a = exp(−8·128) = 0 in float32 and float64; σ(64) = 1 in both
 LRU_PARAM = 128.0
 GATE_BIAS = 64.0
 #: the y branch is the constant act(32) = 32 (relu and gelu_tanh both exact); linear_out divides by 32
 Y_CONST = 32.0
 #: standard-mode ReLU: gelu_tanh(κx)/κ, |error| ≤ GELU_RELU_ERROR/κ, exact for |κx| ≥ 7.25 (float64); κ (a power of
-#: two) as large as κ·max|x| ≤ KAPPA_SPAN and gate weights κ·row ≤ 2^MAX_WEIGHT_LOG2 (finite in float32) allow;
-#: KAPPA for an argument range analysis cannot bound
+#: two) as large as κ·max|x| ≤ KAPPA_SPAN and float32 allow (:func:`capped_scale`); KAPPA for an argument range
+#: analysis cannot bound
 KAPPA = 2.0 ** 30
 KAPPA_SPAN = 2.0 ** 80
-MAX_WEIGHT_LOG2 = 120
 #: max |gelu_tanh(t) − ReLU(t)| (0.17004, at t ≈ ±0.75), rounded up
 GELU_RELU_ERROR = 0.1701
 
@@ -87,12 +84,8 @@ def relu_kappa(row: np.ndarray, b: float, lo: float, hi: float) -> float:
     """The scale κ of a standard-mode ReLU unit ``gelu_tanh(κ(row·x + b))/κ`` whose argument lies in
     ``[lo, hi]``: the gap to ReLU, ``GELU_RELU_ERROR/κ``, shrinks with κ, and the unit is exact once
     ``κ|x| ≥ 7.25`` (transformers' gelu_tanh saturates: ``x³`` may overflow to ``inf``, ``tanh`` gives ±1)."""
-    bound = max(abs(lo), abs(hi))
-    kappa = pow2_at_most(KAPPA_SPAN / bound) if 0 < bound < math.inf else KAPPA
     biggest = max(float(np.max(np.abs(row), initial=0.0)), abs(b))
-    if biggest > 0:
-        kappa = min(kappa, pow2_at_most(2.0 ** MAX_WEIGHT_LOG2 / biggest))
-    return min(kappa, 2.0 ** MAX_WEIGHT_LOG2)  # up = 1/κ stays a normal float32 (2^178 stored 0)
+    return capped_scale(KAPPA_SPAN, max(abs(lo), abs(hi)), biggest, unbounded=KAPPA)
 
 
 def _act(name: str):
@@ -648,7 +641,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
                         "num_attention_heads": heads, "num_hidden_layers": len(blocks)}})
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     # the RMSNorms compute x·2^-50 in float32 before (1 + w) = 2^50 scales back: a read resolves 2^-149·2^50
-    meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * NORM_WEIGHT_SCALE
+    meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * (NORM_WEIGHT + 1)
     if activations == "standard":
         meta["local_errors"] = _standard_local_errors(module, form)
     out.metadata = meta
