@@ -190,14 +190,15 @@ def test_a_float32_model_still_runs_exactly_on_request():
 # ------------------------------------------------------------------------------------------ the invariant
 
 #: compiled for dtype D and run in D, a model's error against the exact result (relative to the largest output) is
-#: at most FACTOR times the program's own error run op by op in D (at least one unit roundoff u): measured ≤ 9.4
-#: (gru ideal, float64) over 120 random programs per mode and dtype, every mode that does not approximate.
+#: at most FACTOR times the program's own error run op by op in D (at least one unit roundoff u): measured ≤ 13
+#: (gru ideal, float32; 9.4 in another draw) over 120 random programs per mode and dtype, every mode that does not
+#: approximate.
 #: Constructions that approximate, or that round where
 #: the program is exact, are held to APPROXIMATION_ERROR[kind, D] on top: the standard LSTM/GRU σ-difference
 #: products (float32: cancellation of two σ values near 1/2, ≈ 6u/2^-4 of the product's bound B_g·|v|, measured
 #: ≤ 1.3e-4 of the largest output; float64: truncation 2^-28/30, measured ≤ 1.2e-10), the ideal LSTM/GRU
 #: products (which round each factor's ReLU unit and the cell sum: 1.3e-6 in float32 where the program is off by
-#: 5e-8, 7.3e-15 in float64 where it is exact).  Standard Hawk, Griffin and Mamba need no allowance (≤ 6.0×):
+#: 5e-8, 7.3e-15 in float64 where it is exact).  Standard Hawk, Griffin and Mamba need no allowance (≤ 8.0×):
 #: before their constructions followed the proven ranges, Hawk's gelu_tanh ReLUs with κ = 2^30 were 1.0e-10 off in
 #: float64 and Mamba's products through a gate shifted by 256 reached 30× in float32 (a 1e-4 allowance covered
 #: them); a square carried across a ReLU stage shifted by its interval bound reached 325× (docs/numerics.md,
