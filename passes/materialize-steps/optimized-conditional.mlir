@@ -7,13 +7,14 @@
 // 1e10 · 4500 (float32: ~4e6) before the two cancel. materialize-steps forms the step's 0/1 first (one more
 // ReLU stage: the carrier of x and ReLU(u0 − u1)), and λ then multiplies an exact 0 or 1.
 // FUSED:       %[[R:.*]] = relu
-// FUSED-NEXT:  linear %[[R]] {A = {{\[\[}}-10000000000.0, 10000000000.0, 0.001]]} : 3 -> 1
+// FUSED-NEXT:  linear %[[R]] {A = {{\[\[}}-10000000000.0, 10000000000.0, 1.0]]} : 3 -> 1
 // CHECK-LABEL: lsrl.module @keep_small(%x: 1 in [0.0, 9.0]) -> 1 {
-// CHECK:       %[[P:.*]] = linear %{{.*}} {A = {{\[\[}}1000.0], [1000.0], [1000.0]], b = [-4500.0, -4501.0, 0.0]} : 1 -> 3
+// The carrier of x joins no step group: it is held as x itself, so the output reads it with 1 (not 0.001).
+// CHECK:       %[[P:.*]] = linear %{{.*}} {A = {{\[\[}}1000.0], [1000.0], [1.0]], b = [-4500.0, -4501.0, 0.0]} : 1 -> 3
 // CHECK-NEXT:  %[[U:.*]] = relu %[[P]] : 3 -> 3
 // CHECK-NEXT:  %[[D:.*]] = linear %[[U]] {A = {{\[\[}}0.0, 0.0, 1.0], [1.0, -1.0, 0.0]]} : 3 -> 2
 // CHECK-NEXT:  %[[S:.*]] = relu %[[D]] : 2 -> 2
-// CHECK-NEXT:  %[[O:.*]] = linear %[[S]] {A = {{\[\[}}0.001, -10000000000.0]]} : 2 -> 1
+// CHECK-NEXT:  %[[O:.*]] = linear %[[S]] {A = {{\[\[}}1.0, -10000000000.0]]} : 2 -> 1
 // CHECK-NEXT:  %[[Y:.*]] = relu %[[O]] : 1 -> 1
 // CHECK-NEXT:  return %[[Y]] : 1
 // CHAIN: materialize-steps: expected the layer form

@@ -142,6 +142,20 @@ def interval_square(lo, hi):
     return _mul_bound(low, low), _mul_bound(high, high)
 
 
+def _outward_product(l1, h1, l2, h2, square: bool):
+    """The range of a product (a square when ``square``) of values in ``[l1, h1]`` and ``[l2, h2]``, computed in
+    rationals and rounded outwards."""
+    if not all(math.isfinite(v) for v in (l1, h1, l2, h2)):
+        return interval_square(l1, h1) if square else interval_product(l1, h1, l2, h2)
+    lo1, hi1, lo2, hi2 = (Fraction(v) for v in (l1, h1, l2, h2))
+    if square:
+        ends = [lo1 * lo1, hi1 * hi1] + ([Fraction(0)] if lo1 <= 0 <= hi1 else [])
+        low = Fraction(0) if lo1 <= 0 <= hi1 else min(ends)
+        return _float_down(low), _float_up(max(ends))
+    ends = [lo1 * lo2, lo1 * hi2, hi1 * lo2, hi1 * hi2]
+    return _float_down(min(ends)), _float_up(max(ends))
+
+
 def _float_rows(matrix) -> list:
     data, indices, indptr = matrix.csr_parts()
     indptr, indices, data = indptr.tolist(), indices.tolist(), data.tolist()
@@ -160,6 +174,31 @@ def vector_values(vector, exact: bool) -> list:
     if not exact and not vector.exact:
         return vector.values.tolist()
     return vector.array(exact).tolist()
+
+
+def _zero_sum_group_range(members) -> tuple | None:
+    """The exact ``(lo, hi)`` of ``Σ c_i relu(p + k_i)`` over every ``p`` when ``Σ c_i = 0``, else None.
+
+    The sum is then a bounded piecewise-linear function of ``p``, extreme at a breakpoint ``p = −k_j`` or in
+    the limits (0 and ``Σ c_i k_i``), evaluated here in rationals: a step's pair is bounded by exactly
+    ``[0, 1]`` (a float margin made it ``−5e-12``, and a carrier shifted by that rounded every carried 1)."""
+    cs = [Fraction(c) for c, _ in members]
+    if sum(cs) != 0:
+        return None
+    ks = [Fraction(k) for _, k in members]
+    values = [Fraction(0), sum(c * k for c, k in zip(cs, ks))]
+    values += [sum((c * (k - kj) for c, k in zip(cs, ks) if k > kj), Fraction(0)) for kj in ks]
+    return min(values), max(values)
+
+
+def _float_down(v: Fraction) -> float:
+    f = float(v)
+    return f if Fraction(f) <= v else math.nextafter(f, -math.inf)
+
+
+def _float_up(v: Fraction) -> float:
+    f = float(v)
+    return f if Fraction(f) >= v else math.nextafter(f, math.inf)
 
 
 class NormalForm:
@@ -186,6 +225,7 @@ class NormalForm:
         self.rgroup: list = [None]  # R atoms: (direction key, offset) of relu(direction + offset)
         self._cse: dict = {}
         self._group_cache: dict = {}
+        self._exact_group_cache: dict = {}
         self.sign_cache: dict = {}  # row key or atom -> (slots, sign) of an R-stage carrier
         self.values: dict = {}
         self.output_rows: list = []
@@ -253,6 +293,55 @@ class NormalForm:
             if c == 1 or c == -1:  # one exact term: nothing was rounded
                 return lo, hi
         return lo - _REL_SLACK * slack_lo, hi + _REL_SLACK * slack_hi
+
+    def exact_bounds(self, row: dict):
+        """The bounds of :meth:`bounds` summed in rationals, without its margin, rounded outwards to floats.
+
+        Where a carrier is shifted by its bound, a margin would make the shift a number like
+        ``0.999023437501`` that rounds every value carried; the exact bound of a row of round numbers is round."""
+        lo = hi = Fraction(0)
+        lo_inf = hi_inf = False
+        groups: dict = {}
+        for a, c in row.items():
+            c = Fraction(c)
+            if a == CONST:
+                lo += c
+                hi += c
+                continue
+            g = self.rgroup[a]
+            if g is not None:
+                groups.setdefault(g[0], []).append((c, g[1], a))
+                continue
+            ends = (self.lo[a], self.hi[a]) if c > 0 else (self.hi[a], self.lo[a])
+            for end, low in zip(ends, (True, False)):
+                if math.isinf(end):
+                    lo_inf, hi_inf = (True, hi_inf) if low else (lo_inf, True)
+                elif low:
+                    lo += c * Fraction(end)
+                else:
+                    hi += c * Fraction(end)
+        for members in groups.values():
+            span = None
+            if len(members) > 1 and len(members) <= _MAX_GROUP:
+                key = tuple((c, k) for c, k, _ in members)
+                if key not in self._exact_group_cache:
+                    self._exact_group_cache[key] = _zero_sum_group_range(key)
+                span = self._exact_group_cache[key]
+            if span is not None:
+                lo += span[0]
+                hi += span[1]
+                continue
+            for c, _, a in members:
+                l, h = (self.lo[a], self.hi[a]) if c > 0 else (self.hi[a], self.lo[a])
+                if math.isinf(l):
+                    lo_inf = True
+                else:
+                    lo += c * Fraction(l)
+                if math.isinf(h):
+                    hi_inf = True
+                else:
+                    hi += c * Fraction(h)
+        return (-_INF if lo_inf else _float_down(lo)), (_INF if hi_inf else _float_up(hi))
 
     def _group_bounds(self, members):
         """Bounds of ``Σ c_i relu(p + k_i)`` for ReLUs of one direction ``p``.
@@ -377,7 +466,7 @@ class NormalForm:
                 unit = Unit(len(self.units), "R", [], [nrow])
                 self.units.append(unit)
                 (a,) = unit.atoms = self._new_atoms(unit.index, 1)
-                nlo, nhi = self.bounds(nrow)
+                nlo, nhi = self.exact_bounds(nrow)  # once per unit: carriers are shifted by these
                 self.lo[a], self.hi[a] = max(0.0, nlo), max(0.0, nhi)
                 self.origin[a] = (op, i, s)
                 direction = {k: v for k, v in nrow.items() if k != CONST}
@@ -412,9 +501,10 @@ class NormalForm:
                 unit = Unit(len(self.units), "M", [], [nl, nr])
                 self.units.append(unit)
                 (a,) = unit.atoms = self._new_atoms(unit.index, 1)
-                l1, h1 = self.bounds(nl)
-                l2, h2 = self.bounds(nr)
-                self.lo[a], self.hi[a] = interval_square(l1, h1) if kl == kr else interval_product(l1, h1, l2, h2)
+                # once per unit, exactly: carriers are shifted by these
+                l1, h1 = self.exact_bounds(nl)
+                l2, h2 = self.exact_bounds(nr)
+                self.lo[a], self.hi[a] = _outward_product(l1, h1, l2, h2, square=kl == kr)
                 self.origin[a] = (op, i, sl * sr)
                 self._cse[key] = unit
             out.append({unit.atoms[0]: sl * sr})

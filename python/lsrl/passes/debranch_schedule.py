@@ -336,6 +336,8 @@ def _carrier_weight(nf: NormalForm, kind: str, key, row) -> tuple:
     hit = sign_cache.get(key)
     if hit is None:
         lo, hi = nf.bounds(row)
+        if lo < 0 < hi:  # the float margin may hide a one-signed row; a shift is by the exact bound
+            lo, hi = nf.exact_bounds(row)
         if lo >= 0:
             hit = (1, 1, 0)
         elif hi <= 0:

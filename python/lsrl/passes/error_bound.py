@@ -228,6 +228,16 @@ class _Values:
         """Known values computed without error."""
         return self.points is not None and self.slack == 0.0 and self.err == 0.0
 
+    @property
+    def exact_grain(self) -> int | None:
+        """The lowest set bit of every value, where the values are computed without error and known by their
+        candidates or their lattice (None otherwise)."""
+        if self.exact:
+            return _low_bit(self.points)
+        if self.points is None and self.grid is not None and self.slack == 0.0 and self.err == 0.0:
+            return _low_bit(np.array(self.grid))
+        return None
+
 
 def _grid_of(points: np.ndarray) -> tuple[float, float] | None:
     """The finest lattice ``offset + step·Z`` holding ``points``."""
@@ -376,7 +386,9 @@ class _Group:
             if undecided.any():
                 return _Values.unknown(largest)
             intercept = (active * (coeffs * b)[None, :]).sum(axis=1)
-            return self._on_lattice(gain, intercept, ends, errors, float(np.max(drift, initial=0.0)))
+            exact = (_sums_exact(active, coeffs * k, gain) and _sums_exact(active, coeffs * b, intercept)
+                     and bool(np.all(_product_exact(coeffs, k, coeffs * k) & _product_exact(coeffs, b, coeffs * b))))
+            return self._on_lattice(gain, intercept, ends, errors, float(np.max(drift, initial=0.0)), exact)
         if self.y.points is None:
             return _Values.unknown(largest)
         values, rounding = _relu_sum(pre, pre_exact | inactive, coeffs)
@@ -404,23 +416,54 @@ class _Group:
         pre, exact, spread = self._pre_activations(np.array([pos]), self.y.points, self.y.slacks)
         return pre[:, 0], exact[:, 0], spread[:, 0], abs(self.k[pos]) * self.y.errors + self.delta_of(pos)
 
-    def _on_lattice(self, slope, intercept, ends, errors, drift) -> _Values:
-        """The values on the lattice pieces, affine in ``y`` on each (a lattice, or one value)."""
+    def _on_lattice(self, slope, intercept, ends, errors, drift, exact: bool) -> _Values:
+        """The values on the lattice pieces, affine in ``y`` on each (a lattice, or one value); ``exact``: the
+        float64 slopes and intercepts are the exact sums of the units'."""
         largest = float(np.max(errors, initial=0.0))
         if errors.size == 0:
             return _Values.unknown(largest)
         step = self.y.grid[1]
         first, last = ends
-        start = slope * first + intercept
+        scaled = slope * first
+        start = scaled + intercept
+        steps = np.abs(slope) * step
         magnitude = float(np.max(np.abs(start), initial=0.0) + np.max(np.abs(slope * last), initial=0.0))
-        slack = drift + 4 * _ANALYSIS_U * magnitude
+        # this analysis's float64 arithmetic rounds nothing when the slopes, intercepts, starts and steps are exact
+        exact = exact and bool(np.all(_product_exact(slope, first, scaled) & _sum_exact_each(scaled, intercept, start)
+                                      & _product_exact(np.abs(slope), np.full(slope.shape, step), steps)))
+        rounding = 0.0 if exact else 4 * _ANALYSIS_U * magnitude
+        slack = drift + rounding
         single = (slope == 0) | (first == last)
         if single.all():
             return _Values.of(start, errors, slack)
-        grid = _grid_union([(float(o), 0.0 if one else float(abs(g) * step))
-                            for o, g, one in zip(start.tolist(), slope.tolist(), single.tolist())])
+        grid = _grid_union([(float(o), 0.0 if one else float(g))
+                            for o, g, one in zip(start.tolist(), steps.tolist(), single.tolist())])
         size = magnitude + slack
-        return _Values.unknown(largest, grid, slack + 4 * _ANALYSIS_U * size, size)
+        return _Values.unknown(largest, grid, slack + (0.0 if exact else 4 * _ANALYSIS_U * size), size)
+
+
+def _sums_exact(active: np.ndarray, terms: np.ndarray, sums: np.ndarray) -> bool:
+    """Whether each float sum of ``terms`` over the ``active`` units (one row per candidate) is exact."""
+    for row, total in zip(active.tolist(), sums.tolist()):
+        if Fraction(total) != sum((Fraction(t) for t, on in zip(terms.tolist(), row) if on), Fraction(0)):
+            return False
+    return True
+
+
+def _exact_direction(first: np.ndarray, leading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(d, k)`` with ``k_i d`` the rows of a group (``first`` the first row, ``leading`` every row's first
+    weight), chosen so that float64 computes ``d`` and every ``k_i`` exactly where some choice does: ``d`` the
+    first row divided by the smallest leading weight (``1000 y − 1`` and ``y`` share ``d = y``), or by a power of
+    two (``1000 y₁ + y₂``: ``d = (1000 y₁ + y₂)/512``); else by its own leading weight."""
+    smallest = leading[np.argmin(np.abs(leading))]
+    power = math.ldexp(1.0, math.frexp(first[0])[1] - 1)
+    for divisor in (math.copysign(abs(smallest), first[0]), math.copysign(power, first[0])):
+        d = first / divisor
+        k = leading / d[0]
+        if np.all(_product_exact(d, np.full(d.shape, divisor), first)) and np.all(
+                _product_exact(k, np.full(k.shape, d[0]), leading)):
+            return d, k
+    return first / first[0], leading
 
 
 def _level(coeffs, k, b, active, undecided):
@@ -555,8 +598,8 @@ class ErrorAnalysis:
             with np.errstate(invalid="ignore", over="ignore"):
                 storage += abs(w - stored) * (size + values.err)
                 magnitude += abs(stored) * (size + values.err)
-            if exact and values.exact:
-                grain = min(grain, _low_bit(np.array([stored])) + _low_bit(values.points))
+            if exact and values.exact_grain is not None:
+                grain = min(grain, _low_bit(np.array([stored])) + values.exact_grain)
             else:
                 exact = False
         if not math.isfinite(magnitude):
@@ -819,8 +862,7 @@ class ErrorAnalysis:
                 d, k = np.zeros(0), np.ones(units.size)
                 y = _Values.of(np.zeros(1), np.zeros(1), 0.0)
             else:
-                d = first_w / first_w[0]
-                k = np.array([rows[i][1][0] for i in members])
+                d, k = _exact_direction(first_w, np.array([rows[i][1][0] for i in members]))
                 y = self._form(x, cols, d)
             off = [self._off_direction(rows[i][1], k[n], d) for n, i in enumerate(members)]
             residual = np.array([float(np.sum(zero_safe_product(r, size_x[cols]))) for r in off])
@@ -917,15 +959,28 @@ class ErrorAnalysis:
 
     @staticmethod
     def _product_grid(a: _Values, b: _Values, ma: float, mb: float):
-        """``(grid, slack, size)`` of ``a·b`` when one factor has a few values and the other a lattice."""
+        """``(grid, slack, size)`` of ``a·b`` when both factors lie on lattices: a few values of one times the
+        other's lattice, else the product of the two lattices (``(o_a + g_a i)(o_b + g_b j)``)."""
         if b.points is not None and a.points is None:
             a, b, ma, mb = b, a, mb, ma
-        if a.points is None or b.grid is None or a.points.size > 64:
-            return None, math.inf, math.inf
-        offset, step = b.grid
-        grid = _grid_union([(float(p * offset), float(abs(p) * step)) for p in a.points.tolist()])
-        slack = ma * b.slack + mb * a.slack + a.slack * b.slack + 4 * _ANALYSIS_U * ma * mb
-        return grid, slack, ma * mb
+        if a.points is not None and a.points.size <= 64 and b.points is None and b.grid is not None:
+            offset, step = b.grid
+            n = a.points.size
+            offsets = (a.points, np.full(n, offset))  # (left factors, right factors) of each lattice's offset
+            steps = (np.abs(a.points), np.full(n, step))
+        else:
+            la, lb = a.lattice, b.lattice
+            if la is None or lb is None:
+                return None, math.inf, math.inf
+            (oa, ga), (ob, gb) = la, lb
+            offsets = (np.full(3, oa), np.full(3, ob))
+            steps = (np.array([abs(oa), ga, ga]), np.array([gb, abs(ob), gb]))
+        left, right = np.concatenate([offsets[0], steps[0]]), np.concatenate([offsets[1], steps[1]])
+        products = left * right
+        n = offsets[0].size
+        grid = _grid_union(list(zip(products[:n].tolist(), products[n:].tolist())))
+        rounding = 0.0 if bool(np.all(_product_exact(left, right, products))) else 4 * _ANALYSIS_U * ma * mb
+        return grid, ma * b.slack + mb * a.slack + a.slack * b.slack + rounding, ma * mb
 
     def _multi(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (x,) = op.operands
@@ -956,9 +1011,12 @@ class ErrorAnalysis:
                     errors, (a.points.size, b.points.size)).ravel(), slack.ravel()))
             else:
                 ea, eb = a.err, b.err
+                ga, gb = a.exact_grain, b.exact_grain
+                exact = ga is not None and gb is not None and ma * mb < math.ldexp(1.0, min(ga + gb + self.bits, 1000))
                 with np.errstate(invalid="ignore", over="ignore"):
+                    rounding = 0.0 if exact else ROUNDING_HOPS * self.u * zero_safe_product(ma + ea, mb + eb)
                     err = float(zero_safe_product(ma, eb) + zero_safe_product(mb, ea) + zero_safe_product(ea, eb)
-                                + ROUNDING_HOPS * self.u * zero_safe_product(ma + ea, mb + eb))
+                                + rounding)
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
         return _Facts(values, lo, hi)
 
@@ -991,7 +1049,9 @@ class ErrorAnalysis:
         def step_rounding(i: int, states_exact: bool) -> float:
             # the state's own error is not counted here: _accumulate grows the rounding with it
             state_terms = [(_Values.of(points[c], np.zeros(points[c].size), float(slack[c]))
-                            if states_exact and points[c] is not None else _Values.unknown(0.0), float(size_s[c]), w)
+                            if states_exact and points[c] is not None else
+                            _Values.unknown(0.0, grids[c], float(slack[c])) if states_exact else _Values.unknown(0.0),
+                            float(size_s[c]), w)
                            for c, w in zip(a_rows[i][0].tolist(), a_rows[i][1].tolist())]
             drive_terms = [(fx.values[c], float(size_x[c]), w) for c, w in zip(b_rows[i][0].tolist(),
                                                                                  b_rows[i][1].tolist())]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
@@ -46,6 +47,8 @@ _DIGITS = np.arange(_MAX_DIGITS)[:, None]
 
 
 _POWERS = (10.0 ** np.arange(23.0)).tolist()  # 10^|k| as the vectorised form computes it
+# the largest factor, and the largest weight it may make, that puts a unit's row on integers (float32 holds them)
+_LARGEST_INTEGER = 2.0 ** 24
 _FEW = 16  # up to this many entries needing the search, a loop over them costs less than the vectorised form
 
 
@@ -147,10 +150,13 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     return out
 
 
-def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
-    executor computes one dot product for it); and the factors still to apply to each row (1 for those)."""
+    executor computes one dot product for it); the factors still to apply to each row (1 for those); and which
+    rows are in such a group.  ``carried`` rows (values passed through the stage) join no group: they keep the
+    value's own scale, which their readers read back exactly (a carrier of a counter ``g`` next to the step
+    ``g ≥ 2.5`` would be held as ``1000 g`` and read back with ``0.001``)."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
@@ -166,11 +172,12 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     wi, wd = indices.itemsize, directions.itemsize
     for j in range(len(ptr) - 1):
         start, end = ptr[j], ptr[j + 1]
-        if start < end:
+        if start < end and not carried[j]:
             key = (index_bytes[start * wi:end * wi], direction_bytes[start * wd:end * wd])
             groups.setdefault(key, []).append((j, norm_of[j]))
     scales = scales.copy()
     pending = scales.copy()
+    grouped = np.zeros(len(scales), dtype=bool)
     chosen = []  # (members, common scale, the first member's row at that scale)
     for members in groups.values():
         if len(members) < 2:
@@ -189,9 +196,79 @@ def _group_scales(producer, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray,
             row = snapped[start:start + len(first_row)]
             start += len(first_row)
             for j, norm in members:
-                scales[j], pending[j] = common / norm, 1.0
+                scales[j], pending[j], grouped[j] = common / norm, 1.0, True
                 data[ptr[j]:ptr[j + 1]] = row
-    return scales, data, pending
+    return scales, data, pending, grouped
+
+
+def _integer_multiplier(row: np.ndarray, primitive: bool) -> float:
+    """The least ``m > 0`` putting every entry of ``row`` (numbers of at most seven significant digits, as
+    snapped) on an integer — with ``primitive`` also below 1, so that the integers have no common divisor — if
+    ``m`` and the entries it makes stay within :data:`_LARGEST_INTEGER`; else 1."""
+    numbers = [Fraction(repr(snap_number(v, 1e-9))) for v in row.tolist()]
+    denominator = math.lcm(*(f.denominator for f in numbers))
+    if denominator > _LARGEST_INTEGER:
+        return 1.0
+    m = Fraction(denominator)
+    if primitive:
+        m /= math.gcd(*(int(f * denominator) for f in numbers)) or 1
+    largest = float(np.max(np.abs(row), initial=0.0)) * float(m)
+    return float(m) if largest <= _LARGEST_INTEGER else 1.0
+
+
+def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, primitive: bool) -> np.ndarray:
+    """Per row of ``producer`` (its values ``data``, when given, scaled by ``pending``): the least factor putting
+    the row on integers (1 for ``skip`` rows; ``primitive``: see :func:`_integer_multiplier`) — ``ReLU(y − 0.001)``
+    is held as ``ReLU(1000 y − 1)``, exact for every integer ``y`` where the program's ``0.999`` is not."""
+    stored, _, indptr = producer.attrs["A"].csr_parts()
+    values = np.array(stored if data is None else data, dtype=np.float64) * np.repeat(pending, np.diff(indptr))
+    b = producer.attrs["b"].to_float().values.astype(np.float64) * pending
+    row_of = np.repeat(np.arange(len(b)), np.diff(indptr))
+    fractional = b != np.round(b)
+    fractional[row_of[values != np.round(values)]] = True
+    if primitive:  # integer rows with a common divisor
+        fractional[row_of[np.abs(values) > 1]] = True
+    multipliers = np.ones(len(b))
+    ptr = indptr.tolist()
+    for j in np.flatnonzero(fractional & ~skip).tolist():
+        multipliers[j] = _integer_multiplier(np.append(values[ptr[j]:ptr[j + 1]], b[j]), primitive)
+    return multipliers
+
+
+def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Per slot: whether holding it at scale ``after`` instead of ``before`` turns an integer weight of the
+    ``reader`` into a fraction — a unit put on integers whose reader then reads it with ``0.001`` only moves the
+    rounding one layer on (and every layer after it would hold values ever larger) — or makes a weight larger
+    than :data:`_LARGEST_INTEGER` (a GRU's ReLU pairs, say, cannot carry it in float32)."""
+    matrix = reader.attrs["A" if reader.kind == "linear" else "B"]
+    stored, columns, _ = matrix.csr_parts()
+    weights = np.asarray(stored, dtype=np.float64)
+    was, now = weights / before[columns], weights / after[columns]
+    integral = lambda v: np.abs(v - np.round(v)) <= 1e-12 * np.maximum(1.0, np.abs(v))  # noqa: E731
+    out = np.zeros(before.size, dtype=bool)
+    out[columns[integral(was) & ~integral(now)]] = True
+    out[columns[(np.abs(now) > _LARGEST_INTEGER) & (np.abs(now) > np.abs(was))]] = True
+    return out
+
+
+def _state_multipliers(op, scales: np.ndarray) -> np.ndarray:
+    """Per state slot of ``op`` held at ``scales``: the least factor putting its drive row, bias and initial value
+    on integers, for slots no other slot's update reads and that read no other slot (carriers, integrators)."""
+    _, columns, pointers = op.attrs["A"].csr_parts()
+    rows = np.repeat(np.arange(op.dim), np.diff(pointers))
+    off = rows != columns
+    coupled = np.zeros(op.dim, dtype=bool)
+    coupled[rows[off]] = coupled[columns[off]] = True
+    stored, _, indptr = op.attrs["B"].csr_parts()
+    values = np.asarray(stored, dtype=np.float64) * np.repeat(scales, np.diff(indptr))
+    constants = [op.attrs[key].to_float().values.astype(np.float64) * scales for key in ("bias", "init")]
+    multipliers = np.ones(op.dim)
+    ptr = indptr.tolist()
+    for j in np.flatnonzero(~coupled).tolist():
+        row = np.concatenate([values[ptr[j]:ptr[j + 1]], [constants[0][j], constants[1][j]]])
+        if np.any(row != np.round(row)):
+            multipliers[j] = _integer_multiplier(row, primitive=False)
+    return multipliers
 
 
 def rescale_units(module, *, snap_tolerance: float = 1e-14):
@@ -215,14 +292,27 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         scales = natural[i]
         data, pending = None, scales
         if op.kind == "relu":
-            scales, data, pending = _group_scales(producer, scales)
+            carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
+                               + [False] * (op.dim - len(slots)), dtype=bool)
+            scales, data, pending, grouped = _group_scales(producer, scales, carried)
+            multipliers = _integer_multipliers(producer, pending, data, grouped, primitive=False)
+            multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
+            scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
+        elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
+            rows = np.concatenate([scales, np.ones(op.dim)])
+            multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), primitive=True)
+            refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
+            multipliers[np.concatenate([refused, refused])] = 1.0
+            rows = rows * multipliers
+            scales, pending = rows[:op.dim] * rows[op.dim:], rows
+        else:
+            multipliers = _state_multipliers(op, scales)
+            multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
+            scales = scales * multipliers
         if np.all(scales == 1.0) and data is None:
             continue
         updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
         if op.kind in ("relu", "multi"):
-            # a product scales with its first factor
-            rows = scales if op.kind == "relu" else np.concatenate([scales, np.ones(op.dim)])
-            pending = pending if op.kind == "relu" else rows
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
             updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
         else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
