@@ -59,10 +59,15 @@ def paper_cases(smoke: bool):
     batch = 2 if smoke else 4
     yield "more_ones", P.more_ones(), rng.integers(0, 2, (batch, 64, 1)).astype(float), 64
     conditionals = ("multiplicative",) if smoke else P.CONDITIONALS
-    for conditional in conditionals:
-        mapping = P.random_token_map(3, 20, 10, rng)
-        xs = np.stack([P.token_prompt(P.draw_queries(mapping, 1, rng)[0], mapping) for _ in range(batch)])
-        yield f"token n=3 {conditional}", P.token_map(3, conditional, vocab_size=10), xs, xs.shape[1]
+    sizes = (3,) if smoke else (3, 10)
+    for n in sizes:
+        for conditional in conditionals if n == 3 else ("multiplicative", "direct"):
+            mapping = P.random_token_map(n, 20, 10, rng)
+            xs = np.stack([P.token_prompt(P.draw_queries(mapping, 1, rng)[0], mapping) for _ in range(batch)])
+            # the paper's rotation counter (cos/sin weights float64 cannot hold), and the exact permutation one
+            for counter in ("rotation", "permutation"):
+                yield (f"token n={n} {conditional}, {counter} counter",
+                       P.token_map(n, conditional, vocab_size=10, counter=counter), xs, xs.shape[1])
     for conditional in ("direct", "multiplicative"):
         f = lambda q: np.array([np.sin(3 * q[0]) * q[1]])  # noqa: E731
         prompt = P.continuous_prompt(f, 2, 1, 8)

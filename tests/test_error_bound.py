@@ -17,7 +17,8 @@ from lsrl.ir.printer import print_module
 from lsrl.passes.error_bound import ROUNDING_HOPS, UNIT_ROUNDOFF, ErrorAnalysis, local_error_entry
 from lsrl.programs import more_ones, token_map
 from lsrl.runtime import kernel_available
-from strategies import profile_examples, programs, random_sequences
+from lsrl.sugar import CONDITIONAL_VARIANTS
+from strategies import profile_examples, programs, random_sequences, token_prompts
 from test_targets import _bounded
 
 needs_kernel = pytest.mark.skipif(not kernel_available(), reason="float32 runs need the C++ kernel")
@@ -614,3 +615,56 @@ def test_check_analyses_each_bound_once(monkeypatch):
     first, second = model.check(bits), model.check(bits)
     assert (first.bound, first.within_bound) == (second.bound, second.within_bound)
     assert analysed == ["float64", "float64"]  # the model's bound and the oracle program's, each once
+
+
+def test_states_and_products_on_a_lattice_are_exact():
+    # Σ x (2,700 values: known by its lattice only) times the step counter (300 values): every partial sum and the
+    # product are integers below 2^24, so both dtypes compute them exactly
+    text = """lsrl.module @m(%x: 1 {lower = [0.0], upper = [9.0], integer = 1}) -> 1 {
+  %s = linstate %x {A = diag<[1.0, 1.0]>, B = [[1.0], [0.0]], bias = [0.0, 1.0]} : 1 -> 2
+  %f = linear %s {A = [[1.0, 0.0], [0.0, 1.0]]} : 2 -> 2
+  %p = multi %f : 2 -> 1
+  return %p : 1
+}"""
+    xs = np.random.default_rng(2).integers(0, 10, (2, 300, 1)).astype(float)
+    for dtype in ("float64", "float32"):
+        bound, deviation = _module_bound_and_deviation(text, xs, dtype, 300)
+        assert bound.tolist() == [0.0] and deviation.tolist() == [0.0]
+
+
+def test_a_lambda_row_is_exact_where_its_condition_keeps_lambda_out():
+    # ReLU(q − 10^10·ReLU(1 − c)) — materialize-steps' form of a λ-conditional — with q = Σ x (known by its
+    # lattice only) and a 0/1 condition c: where c = 1 the row sums q and an exact 0 (exact in float32, in any
+    # order), where c = 0 it is far below 0 whatever it rounds to; the bound follows each side
+    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [9.0, 1.0], integer = 1}) -> 1 {
+  %s = linstate %x {A = [[1.0]], B = [[1.0, 0.0]], bias = [0.0]} : 2 -> 1
+  %cat = concat %s, %x : 1, 2 -> 3
+  %pre = linear %cat {A = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], b = [0.0, 1.0]} : 3 -> 2
+  %u = relu %pre : 2 -> 2
+  %l = linear %u {A = [[1.0, -10000000000.0]]} : 2 -> 1
+  %r = relu %l : 1 -> 1
+  return %r : 1
+}"""
+    module = parse_module(text)
+    for dtype in ("float64", "float32"):
+        assert ErrorAnalysis(module, dtype, 300)[module.output].err.tolist() == [0.0]
+    if kernel_available():
+        model = lsrl.compile(module, t_max=300, dtype="float32")
+        rng = np.random.default_rng(4)
+        xs = np.concatenate([rng.integers(0, 10, (2, 300, 1)), rng.integers(0, 2, (2, 300, 1))], axis=2).astype(float)
+        deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs)).max()
+        assert deviation <= float(np.max(model.error_bound))
+
+
+@needs_kernel
+@pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
+def test_the_token_program_with_an_exact_counter_has_a_zero_bound(conditional):
+    """The paper's token program (n = 3, every conditional) with the permutation counter is computed exactly in
+    both dtypes, and the bound says so (it was 10^15 to 10^67 before the units were put on integers, the carriers
+    shifted by exact bounds and the analysis taught lattices)."""
+    model = lsrl.compile(token_map(3, conditional, vocab_size=10, counter="permutation"), t_max=123)
+    assert model.error_bound_in("float64").tolist() == [0.0]
+    assert model.error_bound_in("float32").tolist() == [0.0]
+    xs, answers = token_prompts(3, 20, 4, seed=3)
+    for dtype in ("float64", "float32"):
+        np.testing.assert_array_equal(model(xs, backend="kernel", dtype=dtype)[:, -3:, 0], answers)

@@ -110,3 +110,38 @@ def test_token_map_answers_right_in_float32(target, activations, conditional):
     without = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], pipeline="debranch")
     out = run_kernel(without, xs, dtype=np.float32)[0][:, -3:, 0]
     assert np.mean(np.round(out) != answers) > 0.5  # what the normal form's scales did (67–100 % wrong)
+
+
+def test_a_lone_step_unit_is_put_on_integers():
+    # x ≥ 0, so the step's ReLU(1000 x) is linear and only ReLU(x − 1/1000) is a unit: held as ReLU(1000 x − 1)
+    # its row and its reader's weight are integers, where the program's 0.999 is not a float
+    x = Input(1, lower=0, upper=9, integer=True)
+    program = ForEach(f_larger(x, 0.0))
+    module = opt.run(program.ir, "debranch,rescale-units")
+    relu = next(op for op in module.ops if op.kind == "relu")
+    A, b = _rows_and_biases(relu.operands[0])  # the unit, and the carrier of x
+    assert A.ravel().tolist() == [1000.0, 1.0] and b.tolist() == [-1.0, 0.0]
+    reader = module.ops[module.ops.index(relu) + 1]
+    assert np.all(reader.attrs["A"].to_dense() == np.round(reader.attrs["A"].to_dense()))
+    xs = np.arange(10.0).reshape(1, 10, 1)
+    np.testing.assert_array_equal(interpret(module, xs), interpret(program.ir, xs))
+
+
+def test_a_unit_is_not_put_on_integers_its_reader_would_read_as_a_fraction():
+    # ReLU(x − 1/1000) read with weight 1 (not the step's 1000): as ReLU(1000 x − 1) it would be read with 0.001
+    x = Input(1, lower=0, upper=9, integer=True)
+    program = ForEach(lsrl.ReLU(lsrl.ReLU(x - 0.001) - 0.5))
+    module = opt.run(program.ir, "debranch,rescale-units")
+    relu = next(op for op in module.ops if op.kind == "relu")
+    A, b = _rows_and_biases(relu.operands[0])
+    assert A.ravel().tolist() == [1.0] and b.tolist() == [-0.001]
+
+
+def test_a_product_is_held_with_integer_factors():
+    # debranch scales a conditional's product factors by 10^12 and 10^-12; rescale-units takes both back to the
+    # program's integers, so float32 multiplies x by an exact 0 or 1
+    model = lsrl.compile(token_map(3, "multiplicative", vocab_size=10, counter="permutation"), t_max=123)
+    factors = [op.operands[0] for op in model._layer_form.ops if op.kind == "multi"]
+    weights = np.concatenate([f.attrs["A"].to_dense().ravel() for f in factors])
+    weights = np.abs(weights[weights != 0])
+    assert weights.max() <= 1000 and weights.min() >= 1e-3

@@ -38,11 +38,16 @@ from ..errors import PassError
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from .debranch_affine import CONST, NormalForm, normalise, row_key
+from .rescale_units import snap_number
 
 
 # A signed R-stage carrier with a lower bound ≥ −SHIFT_LIMIT (or an upper bound ≤ SHIFT_LIMIT) is carried
 # shifted into one non-negative slot; beyond it the float rounding of the shift could matter, so it is split.
 SHIFT_LIMIT = 1e6
+# the float normal form's biases carry its cancellations (0.0025 − 0.002499 is not 1e-6): a bound within this
+# (relative) of a number of at most seven digits is taken as that number, as rescale-units takes weights — a shift
+# by 998.999999999916 instead of 999 rounds every value it moves (and float32 cannot even hold it)
+SHIFT_SNAP = 1e-12
 
 
 class Schedule:
@@ -337,7 +342,7 @@ def _carrier_weight(nf: NormalForm, kind: str, key, row) -> tuple:
     if hit is None:
         lo, hi = nf.bounds(row)
         if lo < 0 < hi:  # the float margin may hide a one-signed row; a shift is by the exact bound
-            lo, hi = nf.exact_bounds(row)
+            lo, hi = (snap_number(v, SHIFT_SNAP) for v in nf.exact_bounds(row))
         if lo >= 0:
             hit = (1, 1, 0)
         elif hi <= 0:

@@ -76,6 +76,8 @@ __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "RO
 UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
 #: the most candidate values kept per coordinate (more: the coordinate is only known by its range)
 MAX_POINTS = 2048
+# the most values of a part of a sum that split the sum's lattice into intervals (_Values.spans)
+_SPAN_POINTS = 64
 #: rounded dot products a target may spend on one layer-form op (see the module docstring)
 ROUNDING_HOPS = 2
 # the analysis enumerates points in float64: its own rounding, relative to the magnitudes summed — 8 ulps, for the
@@ -162,6 +164,9 @@ class _Values:
     # per point: how far the exact values it stands for may be (an exact 0 of an inactive ReLU has none, whatever
     # the slack of the other candidates)
     slacks: np.ndarray | None = None
+    # values known by their lattice: intervals ``(m, 2)`` holding all of them (None: their range) — a sum
+    # ``q − 10¹⁰ u`` of a counter and a 0/1 condition lies near q or near q − 10¹⁰, never between
+    spans: np.ndarray | None = None
 
     def __post_init__(self):
         if self.points is not None:
@@ -217,7 +222,10 @@ class _Values:
             shift, step = o * w, g * abs(w)
             exact = bool(np.all(_product_exact(np.array([o, g]), np.array([w, abs(w)]), np.array([shift, step]))))
             rounding = _analysis_rounding(exact, 2 * (abs(shift) + size))
-            return _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
+            out = _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
+            if self.spans is not None:
+                out.spans = np.sort(self.spans * w, axis=1)[::-1 if w < 0 else 1] + np.array([-rounding, rounding])
+            return out
         product = self.points * w
         rounding = np.where(_product_exact(self.points, np.full(self.points.shape, w), product), 0.0,
                             _ANALYSIS_U * np.abs(product))
@@ -291,7 +299,38 @@ def _lattice_sum(parts: list[_Values], err: float) -> _Values:
         return _Values.unknown(err)
     size = sum(p.size for p in parts)
     slack = sum(p.slack for p in parts) + _analysis_rounding(exact, len(parts) * float(np.sum(np.abs(offsets))))
-    return _Values.unknown(err, (offset, step), slack, size)
+    out = _Values.unknown(err, (offset, step), slack, size)
+    out.spans = _spans(parts, slack)
+    return out
+
+
+def _spans(parts: list[_Values], slack: float) -> np.ndarray | None:
+    """Intervals holding a sum of independent parts: around each value of the part with a few values that lie
+    furthest apart, the range of the others (None when they leave no gap)."""
+    few = [p for p in parts if p.points is not None and 1 < p.points.size <= _SPAN_POINTS]
+    if not few:
+        return None
+    apart = max(few, key=lambda p: float(p.points[-1] - p.points[0]))
+    low = high = 0.0
+    for p in parts:
+        if p is apart:
+            continue
+        if p.points is not None:
+            low, high = low + float(p.points[0]) - p.slack, high + float(p.points[-1]) + p.slack
+        else:
+            low, high = low - p.size, high + p.size
+    width = high - low
+    if not math.isfinite(width):
+        return None
+    starts = apart.points + low - slack
+    ends = apart.points + high + slack
+    merged = [[float(starts[0]), float(ends[0])]]
+    for a, b in zip(starts[1:].tolist(), ends[1:].tolist()):
+        if a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return np.array(merged) if len(merged) > 1 else None
 
 
 @dataclasses.dataclass
@@ -311,6 +350,9 @@ class _Group:
     # off — a target's local errors (module metadata "local_errors"); none for the layer form's own ReLU
     on: np.ndarray | None = None
     off: np.ndarray | None = None
+    # per unit, where y is known by pieces of its range: the rounding of its row on a piece from a bound on |k y|
+    # there (None: delta alone)
+    piece_rounding: list | None = None
 
     def __post_init__(self):
         self.on = np.zeros(self.units.size) if self.on is None else self.on
@@ -332,11 +374,20 @@ class _Group:
             return self.y.points, self.y.slacks, self.y.errors, None
         k, b = self.k[pos], self.b[pos]
         reach = np.abs(k) * self.y.err + self.delta_of(pos) + self.residual[pos]
+        if self.piece_rounding is not None:  # near a breakpoint |k y| is about |b|: the rounding there
+            near = np.array([self.piece_rounding[p](np.array([abs(c) + r]))[0]
+                             for p, c, r in zip(pos.tolist(), b.tolist(), reach.tolist())])
+            reach = np.abs(k) * self.y.err + np.minimum(self.delta_of(pos), near) + self.residual[pos]
         with np.errstate(divide="ignore", invalid="ignore"):
             cuts = np.concatenate([(-b - reach) / k, (-b + reach) / k])
         cuts = cuts[np.isfinite(cuts) & (cuts > self.y_lo) & (cuts < self.y_hi)]
         edges = np.unique(np.concatenate([[self.y_lo, self.y_hi], cuts]))
         lows, highs = (edges, edges) if edges.size == 1 else (edges[:-1], edges[1:])
+        if self.y.spans is not None:  # only the parts of the pieces where y has values
+            lows, highs = (np.maximum(lows[:, None], self.y.spans[None, :, 0]),
+                           np.minimum(highs[:, None], self.y.spans[None, :, 1]))
+            keep = lows <= highs
+            lows, highs = lows[keep], highs[keep]
         ends = None
         if self.y.grid is not None and np.all(np.isfinite(edges)):
             offset, step = self.y.grid
@@ -364,6 +415,11 @@ class _Group:
         centres, half, y_err, ends = self._candidates(pos)
         y_slack = self.y.slacks if self.y.points is not None else np.full(centres.shape, self.y.slack)
         delta = np.broadcast_to(self.delta_of(pos), (centres.size, pos.size))
+        if self.y.points is None and self.piece_rounding is not None:
+            with np.errstate(invalid="ignore"):
+                reach = np.abs(k)[None, :] * (np.abs(centres) + half)[:, None]
+            delta = np.minimum(delta, np.stack([self.piece_rounding[p](np.nan_to_num(reach[:, n], nan=np.inf))
+                                                for n, p in enumerate(pos.tolist())], axis=1))
         pre, pre_exact, spread = self._pre_activations(pos, centres, half)
         with np.errstate(invalid="ignore", over="ignore"):
             e_hat = np.abs(k)[None, :] * y_err[:, None] + delta
@@ -654,6 +710,32 @@ class ErrorAnalysis:
         terms = [(fx.values[c], float(m), float(w)) for c, m, w in zip(cols.tolist(), size.tolist(), weights.tolist())]
         return self._rounding(terms, bias, self._reads(x, cols, weights))
 
+    def _piece_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float):
+        """The rounding of the row ``weights·x[cols] + bias`` as a function of a bound ``S`` on ``|weights·x|``:
+        a term is at most ``S`` plus the others' largest magnitudes, so where ``S`` is small the row's large terms
+        are small too — ``q − 10¹⁰·u`` with ``u ∈ {0, 1}`` sums ``|q|`` where it is near ``q``, exactly."""
+        fx = self[x]
+        terms = np.abs(weights) * (_magnitude(fx.lo[cols], fx.hi[cols]) + fx.err[cols])
+        finite = np.isfinite(terms)
+        rest, unbounded = float(np.sum(terms[finite])), int(np.count_nonzero(~finite))
+        # the sum of the other terms' magnitudes (inf − inf would be nan)
+        others = np.where(finite, np.inf if unbounded else rest - terms, rest if unbounded == 1 else np.inf)
+        hidden, n = self._reads(x, cols, weights)
+        representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
+        grains = [fx.values[c].exact_grain for c in cols.tolist()]
+        grain = None if hidden or not representable or any(g is None for g in grains) else min(
+            [_low_bit(np.array([bias]))] + [int(_low_bit(np.array([w]))) + g for w, g in zip(weights.tolist(), grains)])
+
+        def rounding(reach: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", over="ignore"):
+                mags = np.minimum(terms[None, :], reach[:, None] + others[None, :]).sum(axis=1) + abs(bias) + hidden
+            storage = 0.0 if representable else self.u * mags
+            rounded = storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags
+            if grain is None:
+                return rounded
+            return np.where(mags < math.ldexp(1.0, min(grain + self.bits, 1000)), 0.0, rounded)
+        return rounding
+
     def _with_local_errors(self, op: Op, facts: _Facts) -> _Facts:
         """``facts`` with what the target's construction adds to each coordinate of a state or a product (a ReLU
         op's, which depend on whether each unit is on, are added where it is analysed)."""
@@ -872,11 +954,14 @@ class ErrorAnalysis:
             else:
                 delta = np.array([self._row_rounding(x, cols, rows[i][1], float(bias[i]))
                                   + float(np.sum(zero_safe_product(r, err_x[cols]))) for r, i in zip(off, members)])
+            pieces = None
+            if y.points is None and cols.size > 1 and not any(np.any(r) for r in off):
+                pieces = [self._piece_rounding(x, cols, rows[i][1], float(bias[i])) for i in members]
             first = members[0]
             with np.errstate(invalid="ignore", divide="ignore"):
                 ends = sorted(((fp.lo[first] - bias[first]) / k[0], (fp.hi[first] - bias[first]) / k[0]))
             y_lo, y_hi = ends if all(np.isfinite(ends)) else (-math.inf, math.inf)
-            groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi))
+            groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi, piece_rounding=pieces))
         shift = self._rational_shift(x, p.attrs["A"], p.attrs["b"])
         if shift is not None:  # the exact rows move by the shift (residual), the computed ones stay (delta)
             for group in groups:

@@ -203,11 +203,12 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
 
 def _integer_multiplier(row: np.ndarray, primitive: bool) -> float:
     """The least ``m > 0`` putting every entry of ``row`` (numbers of at most seven significant digits, as
-    snapped) on an integer — with ``primitive`` also below 1, so that the integers have no common divisor — if
-    ``m`` and the entries it makes stay within :data:`_LARGEST_INTEGER`; else 1."""
+    snapped) on an integer — with ``primitive`` also below 1, so that the integers have no common divisor (a
+    product's factors ``10¹² x`` and ``10⁻¹² c`` become ``x`` and ``c``) — if the entries it makes stay within
+    :data:`_LARGEST_INTEGER` (and, unless ``primitive``, ``m`` too); else 1."""
     numbers = [Fraction(repr(snap_number(v, 1e-9))) for v in row.tolist()]
     denominator = math.lcm(*(f.denominator for f in numbers))
-    if denominator > _LARGEST_INTEGER:
+    if denominator > _LARGEST_INTEGER and not primitive:
         return 1.0
     m = Fraction(denominator)
     if primitive:
