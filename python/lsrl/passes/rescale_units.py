@@ -17,7 +17,13 @@ This pass chooses the scales (the map from the input to the output is unchanged)
   (``ReLU(μx)`` and ``ReLU(μx − 1)``): on integer inputs the pair's difference is an exact 0 or 1 in
   float32, whatever rounding the shared dot product had;
 * every other unit, product and state slot holding one program value times a coefficient (``layout`` of
-  debranch) is divided by that coefficient, so it holds the program's value itself.
+  debranch) is divided by that coefficient, so it holds the program's value itself; a carrier (a value passed
+  through the stage) joins no step group, so it too holds its value;
+* then a unit outside a step group, a lone state slot and each factor of a product is multiplied by the least
+  factor that puts its row on integers (``ReLU(y − 0.001)``, whose partner ``ReLU(1000 y)`` is linear for
+  ``y ≥ 0``, becomes ``ReLU(1000 y − 1)``: exact for integer ``y`` where the program's ``0.999`` is not), a
+  product's factors also divided by their common divisor — unless that turns an integer weight of the reader
+  into a fraction or makes a weight above 2^24.
 
 Weights computed by debranch in float64 carry its rounding (``0.002000000000000001`` for 1/500); after
 rescaling, an entry within ``snap_tolerance`` (relative) of a number with at most seven significant digits
