@@ -668,3 +668,37 @@ def test_the_token_program_with_an_exact_counter_has_a_zero_bound(conditional):
     xs, answers = token_prompts(3, 20, 4, seed=3)
     for dtype in ("float64", "float32"):
         np.testing.assert_array_equal(model(xs, backend="kernel", dtype=dtype)[:, -3:, 0], answers)
+
+
+def test_a_lambda_row_with_a_constant_float64_cannot_hold_keeps_its_shift():
+    # the λ-row of the test above read with 1 + 2^-60: its per-piece rounding is 0, the constant's rounding is not
+    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [9.0, 1.0], integer = 1}) -> 1 {
+  %s = linstate %x {A = [[1.0]], B = [[1.0, 0.0]], bias = [0.0]} : 2 -> 1
+  %cat = concat %s, %x : 1, 2 -> 3
+  %pre = linear %cat {A = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], b = [0.0, 1.0]} : 3 -> 2
+  %u = relu %pre : 2 -> 2
+  %l = linear %u {A = [[1152921504606846977/1152921504606846976, -10000000000.0]]} : 2 -> 1
+  %r = relu %l : 1 -> 1
+  return %r : 1
+}"""
+    rng = np.random.default_rng(4)
+    xs = np.concatenate([rng.integers(0, 10, (2, 300, 1)), np.ones((2, 300, 1))], axis=2).astype(float)
+    bound, deviation = _module_bound_and_deviation(text, xs, "float64", 300)
+    assert np.all(deviation > 0) and np.all(deviation <= bound)
+
+
+def test_the_intervals_of_a_lattice_sum_hold_a_relu_crossing_zero():
+    # ReLU(s + 2700) for s in [−2700, 2700] reaches 5400: the intervals the next row's pre-activation is known in
+    # must come from that, not from the ReLU's value at the start of its piece
+    text = """lsrl.module @m(%x: 2 {lower = [-9.0, 0.0], upper = [9.0, 1.0], integer = 1}) -> 1 {
+  %s = linstate %x {A = [[1.0]], B = [[1.0, 0.0]], bias = [0.0]} : 2 -> 1
+  %p = linear %s {A = [[1.0]], b = [2700.0]} : 1 -> 1
+  %u = relu %p : 1 -> 1
+  %cat = concat %u, %x : 1, 2 -> 3
+  %q = linear %cat {A = [[1.0000000000000284, 0.0, -8192.0]], b = [-3000.0]} : 3 -> 1
+  %v = relu %q : 1 -> 1
+  return %v : 1
+}"""
+    xs = np.tile(np.array([9.0, 0.0]), (1, 300, 1))
+    bound, deviation = _module_bound_and_deviation(text, xs, "float64", 300)
+    assert np.all(deviation > 0) and np.all(deviation <= bound)

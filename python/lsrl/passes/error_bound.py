@@ -416,8 +416,8 @@ class _Group:
         y_slack = self.y.slacks if self.y.points is not None else np.full(centres.shape, self.y.slack)
         delta = np.broadcast_to(self.delta_of(pos), (centres.size, pos.size))
         if self.y.points is None and self.piece_rounding is not None:
-            with np.errstate(invalid="ignore"):
-                reach = np.abs(k)[None, :] * (np.abs(centres) + half)[:, None]
+            with np.errstate(invalid="ignore"):  # |k y| on each piece, y's error included
+                reach = np.abs(k)[None, :] * (np.abs(centres) + half + y_err)[:, None]
             delta = np.minimum(delta, np.stack([self.piece_rounding[p](np.nan_to_num(reach[:, n], nan=np.inf))
                                                 for n, p in enumerate(pos.tolist())], axis=1))
         pre, pre_exact, spread = self._pre_activations(pos, centres, half)
@@ -483,7 +483,10 @@ class _Group:
         scaled = slope * first
         start = scaled + intercept
         steps = np.abs(slope) * step
-        magnitude = float(np.max(np.abs(start), initial=0.0) + np.max(np.abs(slope * last), initial=0.0))
+        end = slope * last + intercept
+        # the values run from start to end on each piece (end's own float64 rounding added)
+        magnitude = float(np.max(np.maximum(np.abs(start), np.abs(end))
+                                 + 4 * _ANALYSIS_U * (np.abs(slope * last) + np.abs(intercept)), initial=0.0))
         # this analysis's float64 arithmetic rounds nothing when the slopes, intercepts, starts and steps are exact
         exact = exact and bool(np.all(_product_exact(slope, first, scaled) & _sum_exact_each(scaled, intercept, start)
                                       & _product_exact(np.abs(slope), np.full(slope.shape, step), steps)))
@@ -580,6 +583,7 @@ class ErrorAnalysis:
         self.dtype = dtype
         self.u = UNIT_ROUNDOFF[dtype]
         self.bits = np.finfo(dtype).nmant + 1
+        self.min_bit = int(np.log2(np.finfo(dtype).smallest_subnormal))
         if t_max is None:
             t_max = validate_t_max(module.metadata.get("t_max"), f"module @{module.name} metadata")
         self.t_max = t_max
@@ -608,6 +612,12 @@ class ErrorAnalysis:
         return self.facts[id(op)]
 
     # ------------------------------------------------------------------ helpers
+    def _fits(self, mags, grains) -> np.ndarray:
+        """Whether a sum whose terms are multiples of ``2^grains`` and whose magnitudes stay below ``mags`` is exact
+        in the dtype: the grains are not below its smallest subnormal, and the magnitudes fit its precision."""
+        grains = np.asarray(grains, dtype=np.int64)
+        return (grains >= self.min_bit) & (np.asarray(mags) < np.ldexp(1.0, np.minimum(grains + self.bits, 1000)))
+
     def _stored(self, values: np.ndarray) -> np.ndarray:
         """``values`` as the dtype stores them (float64 values)."""
         with np.errstate(over="ignore"):
@@ -660,7 +670,7 @@ class ErrorAnalysis:
                 exact = False
         if not math.isfinite(magnitude):
             return math.inf
-        if storage == 0.0 and exact and magnitude < math.ldexp(1.0, min(grain + self.bits, 1000)):
+        if storage == 0.0 and exact and bool(self._fits(magnitude, grain)):
             return 0.0
         return storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * magnitude
 
@@ -721,19 +731,23 @@ class ErrorAnalysis:
         # the sum of the other terms' magnitudes (inf − inf would be nan)
         others = np.where(finite, np.inf if unbounded else rest - terms, rest if unbounded == 1 else np.inf)
         hidden, n = self._reads(x, cols, weights)
-        representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
+        with np.errstate(invalid="ignore", over="ignore"):
+            misstored = np.abs(weights - self._stored(weights))  # inf where the dtype cannot hold a weight
+        bias_storage = abs(bias - float(self._stored(bias)))
+        representable = not np.any(misstored) and bias_storage == 0.0
         grains = [fx.values[c].exact_grain for c in cols.tolist()]
         grain = None if hidden or not representable or any(g is None for g in grains) else min(
             [_low_bit(np.array([bias]))] + [int(_low_bit(np.array([w]))) + g for w, g in zip(weights.tolist(), grains)])
 
         def rounding(reach: np.ndarray) -> np.ndarray:
             with np.errstate(invalid="ignore", over="ignore"):
-                mags = np.minimum(terms[None, :], reach[:, None] + others[None, :]).sum(axis=1) + abs(bias) + hidden
-            storage = 0.0 if representable else self.u * mags
+                bounded = np.minimum(terms[None, :], reach[:, None] + others[None, :])
+                mags = bounded.sum(axis=1) + abs(bias) + hidden
+                storage = zero_safe_product(bounded, misstored[None, :]).sum(axis=1) + bias_storage
             rounded = storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags
             if grain is None:
                 return rounded
-            return np.where(mags < math.ldexp(1.0, min(grain + self.bits, 1000)), 0.0, rounded)
+            return np.where(self._fits(mags, grain), 0.0, rounded)
         return rounding
 
     def _with_local_errors(self, op: Op, facts: _Facts) -> _Facts:
@@ -877,8 +891,7 @@ class ErrorAnalysis:
         exact, and the sum of ``exact_mags`` with lowest bit ``grains`` fits the dtype's precision."""
         representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
         storage = 0.0 if representable else self.u * mags
-        exact = (representable & (values.errors == 0) & (values.slacks == 0)
-                 & (exact_mags < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))))
+        exact = representable & (values.errors == 0) & (values.slacks == 0) & self._fits(exact_mags, grains)
         return np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
 
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
@@ -968,6 +981,9 @@ class ErrorAnalysis:
                 moved = shift[group.units]
                 group.residual = group.residual + moved
                 group.delta = group.delta + moved
+                if group.piece_rounding is not None:
+                    group.piece_rounding = [lambda reach, f=f, m=float(m): f(reach) + m
+                                            for f, m in zip(group.piece_rounding, moved.tolist())]
         return groups
 
     def _carried_group(self, fx: _Facts, p: Op, g: int, members: list[int], bias: np.ndarray, rows) -> _Group:
@@ -1028,7 +1044,7 @@ class ErrorAnalysis:
         unit = np.maximum(pre, 0.0)
         known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0) & (deep.off[pos] == 0)
         grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
-        fits = abs(v) * unit + abs(bias) < np.ldexp(1.0, np.minimum(grains + self.bits, 1000))
+        fits = self._fits(abs(v) * unit + abs(bias), grains)
         storage = 0.0 if representable else self.u * mags
         return np.where((off | (known & fits)) & representable, 0.0,
                         storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
@@ -1080,8 +1096,7 @@ class ErrorAnalysis:
                     for v, r in ((fx.values[i], reads[i]), (fx.values[i + half], reads[i + half])))
             ma, mb = float(size[i]), float(size[i + half])
             if a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:
-                exact = a.exact and b.exact and ma * mb < math.ldexp(
-                    1.0, min(_low_bit(a.points) + _low_bit(b.points) + self.bits, 1000))
+                exact = a.exact and b.exact and bool(self._fits(ma * mb, _low_bit(a.points) + _low_bit(b.points)))
                 pa, pb = np.abs(a.points)[:, None], np.abs(b.points)[None, :]
                 ea, eb = a.errors[:, None], b.errors[None, :]
                 with np.errstate(invalid="ignore", over="ignore"):
@@ -1097,7 +1112,7 @@ class ErrorAnalysis:
             else:
                 ea, eb = a.err, b.err
                 ga, gb = a.exact_grain, b.exact_grain
-                exact = ga is not None and gb is not None and ma * mb < math.ldexp(1.0, min(ga + gb + self.bits, 1000))
+                exact = ga is not None and gb is not None and bool(self._fits(ma * mb, ga + gb))
                 with np.errstate(invalid="ignore", over="ignore"):
                     rounding = 0.0 if exact else ROUNDING_HOPS * self.u * zero_safe_product(ma + ea, mb + eb)
                     err = float(zero_safe_product(ma, eb) + zero_safe_product(mb, ea) + zero_safe_product(ea, eb)
