@@ -632,19 +632,23 @@ def test_states_and_products_on_a_lattice_are_exact():
         assert bound.tolist() == [0.0] and deviation.tolist() == [0.0]
 
 
-def test_a_lambda_row_is_exact_where_its_condition_keeps_lambda_out():
-    # ReLU(q − 10^10·ReLU(1 − c)) — materialize-steps' form of a λ-conditional — with q = Σ x (known by its
-    # lattice only) and a 0/1 condition c: where c = 1 the row sums q and an exact 0 (exact in float32, in any
-    # order), where c = 0 it is far below 0 whatever it rounds to; the bound follows each side
-    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [9.0, 1.0], integer = 1}) -> 1 {
-  %s = linstate %x {A = [[1.0]], B = [[1.0, 0.0]], bias = [0.0]} : 2 -> 1
+# ReLU(q − 10^10·ReLU(1 − c)) — materialize-steps' form of a λ-conditional — with q = Σ x (known by its lattice
+# only) and a 0/1 condition c, q read with the weight filled in
+LAMBDA_ROW = """lsrl.module @m(%x: 2 {{lower = [0.0, 0.0], upper = [9.0, 1.0], integer = 1}}) -> 1 {{
+  %s = linstate %x {{A = [[1.0]], B = [[1.0, 0.0]], bias = [0.0]}} : 2 -> 1
   %cat = concat %s, %x : 1, 2 -> 3
-  %pre = linear %cat {A = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], b = [0.0, 1.0]} : 3 -> 2
+  %pre = linear %cat {{A = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], b = [0.0, 1.0]}} : 3 -> 2
   %u = relu %pre : 2 -> 2
-  %l = linear %u {A = [[1.0, -10000000000.0]]} : 2 -> 1
+  %l = linear %u {{A = [[{weight}, -10000000000.0]]}} : 2 -> 1
   %r = relu %l : 1 -> 1
   return %r : 1
-}"""
+}}"""
+
+
+def test_a_lambda_row_is_exact_where_its_condition_keeps_lambda_out():
+    # where c = 1 the row sums q and an exact 0 (exact in float32, in any order), where c = 0 it is far below 0
+    # whatever it rounds to; the bound follows each side
+    text = LAMBDA_ROW.format(weight="1.0")
     module = parse_module(text)
     for dtype in ("float64", "float32"):
         assert ErrorAnalysis(module, dtype, 300)[module.output].err.tolist() == [0.0]
@@ -671,16 +675,8 @@ def test_the_token_program_with_an_exact_counter_has_a_zero_bound(conditional):
 
 
 def test_a_lambda_row_with_a_constant_float64_cannot_hold_keeps_its_shift():
-    # the λ-row of the test above read with 1 + 2^-60: its per-piece rounding is 0, the constant's rounding is not
-    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [9.0, 1.0], integer = 1}) -> 1 {
-  %s = linstate %x {A = [[1.0]], B = [[1.0, 0.0]], bias = [0.0]} : 2 -> 1
-  %cat = concat %s, %x : 1, 2 -> 3
-  %pre = linear %cat {A = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]], b = [0.0, 1.0]} : 3 -> 2
-  %u = relu %pre : 2 -> 2
-  %l = linear %u {A = [[1152921504606846977/1152921504606846976, -10000000000.0]]} : 2 -> 1
-  %r = relu %l : 1 -> 1
-  return %r : 1
-}"""
+    # the λ-row read with 1 + 2^-60: its per-piece rounding is 0, the constant's rounding is not
+    text = LAMBDA_ROW.format(weight="1152921504606846977/1152921504606846976")
     rng = np.random.default_rng(4)
     xs = np.concatenate([rng.integers(0, 10, (2, 300, 1)), np.ones((2, 300, 1))], axis=2).astype(float)
     bound, deviation = _module_bound_and_deviation(text, xs, "float64", 300)
