@@ -145,3 +145,12 @@ def test_a_product_is_held_with_integer_factors():
     weights = np.concatenate([f.attrs["A"].to_dense().ravel() for f in factors])
     weights = np.abs(weights[weights != 0])
     assert weights.max() <= 1000 and weights.min() >= 1e-3
+
+
+def test_running_the_passes_leaves_their_input_as_it_was():
+    # opt.run clones its input, but a clone shares the metadata's lists: the passes that edit the layout copy it
+    layer_form = opt.run(token_map(3, "multiplicative").ir, "debranch")
+    layout = [list(slots) for slots in layer_form.metadata["layout"]]
+    first = str(opt.run(layer_form, "rescale-units,materialize-steps"))
+    assert [list(slots) for slots in layer_form.metadata["layout"]] == layout
+    assert str(opt.run(layer_form, "rescale-units,materialize-steps")) == first

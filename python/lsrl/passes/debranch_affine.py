@@ -40,6 +40,7 @@ CONST = 0  # column of the constant 1
 _INF = math.inf
 _REL_SLACK = 1e-12  # relative safety margin of float interval bounds (sound decisions near zero)
 _MAX_GROUP = 64  # largest group of same-direction ReLUs bounded exactly
+_EXACT_DEPTH = 100  # nested units an exact bound follows (beyond: the float bounds)
 
 
 class Unit:
@@ -226,6 +227,7 @@ class NormalForm:
         self._cse: dict = {}
         self._group_cache: dict = {}
         self._exact_group_cache: dict = {}
+        self._exact_atom: dict = {}
         self.sign_cache: dict = {}  # row key or atom -> (slots, sign) of an R-stage carrier
         self.values: dict = {}
         self.output_rows: list = []
@@ -294,11 +296,13 @@ class NormalForm:
                 return lo, hi
         return lo - _REL_SLACK * slack_lo, hi + _REL_SLACK * slack_hi
 
-    def exact_bounds(self, row: dict):
-        """The bounds of :meth:`bounds` summed in rationals, without its margin, rounded outwards to floats.
+    def exact_bounds(self, row: dict, depth: int = 0):
+        """The bounds of :meth:`bounds` summed in rationals, without its margin, rounded outwards to floats, over
+        the atoms' bounds computed the same way (:meth:`_exact_ends`).
 
         Where a carrier is shifted by its bound, a margin would make the shift a number like
-        ``0.999023437501`` that rounds every value carried; the exact bound of a row of round numbers is round."""
+        ``0.999023437501`` that rounds every value carried; the exact bound of a row of round numbers is round.
+        Only carriers ask (decisions keep the margin), so the rationals cost little."""
         lo = hi = Fraction(0)
         lo_inf = hi_inf = False
         groups: dict = {}
@@ -312,7 +316,8 @@ class NormalForm:
             if g is not None:
                 groups.setdefault(g[0], []).append((c, g[1], a))
                 continue
-            ends = (self.lo[a], self.hi[a]) if c > 0 else (self.hi[a], self.lo[a])
+            a_lo, a_hi = self._exact_ends(a, depth)
+            ends = (a_lo, a_hi) if c > 0 else (a_hi, a_lo)
             for end, low in zip(ends, (True, False)):
                 if math.isinf(end):
                     lo_inf, hi_inf = (True, hi_inf) if low else (lo_inf, True)
@@ -332,7 +337,8 @@ class NormalForm:
                 hi += span[1]
                 continue
             for c, _, a in members:
-                l, h = (self.lo[a], self.hi[a]) if c > 0 else (self.hi[a], self.lo[a])
+                a_lo, a_hi = self._exact_ends(a, depth)
+                l, h = (a_lo, a_hi) if c > 0 else (a_hi, a_lo)
                 if math.isinf(l):
                     lo_inf = True
                 else:
@@ -342,6 +348,26 @@ class NormalForm:
                 else:
                     hi += c * Fraction(h)
         return (-_INF if lo_inf else _float_down(lo)), (_INF if hi_inf else _float_up(hi))
+
+    def _exact_ends(self, a: int, depth: int) -> tuple[float, float]:
+        """Atom ``a``'s bounds from its unit's rows in rationals (ReLU and product atoms; others, and past
+        :data:`_EXACT_DEPTH` nested units, their float bounds), never looser than the float ones."""
+        hit = self._exact_atom.get(a)
+        if hit is not None:
+            return hit
+        unit = self.units[self.atom_unit[a]]
+        if depth >= _EXACT_DEPTH or unit.kind not in ("R", "M"):
+            return self.lo[a], self.hi[a]
+        if unit.kind == "R":
+            lo, hi = self.exact_bounds(unit.rows[0], depth + 1)
+            lo, hi = max(0.0, lo), max(0.0, hi)
+        else:
+            left, right = unit.rows
+            l1, h1 = self.exact_bounds(left, depth + 1)
+            l2, h2 = self.exact_bounds(right, depth + 1)
+            lo, hi = _outward_product(l1, h1, l2, h2, square=row_key(left) == row_key(right))
+        hit = self._exact_atom[a] = (max(lo, self.lo[a]), min(hi, self.hi[a]))
+        return hit
 
     def _group_bounds(self, members):
         """Bounds of ``Σ c_i relu(p + k_i)`` for ReLUs of one direction ``p``.
@@ -466,7 +492,7 @@ class NormalForm:
                 unit = Unit(len(self.units), "R", [], [nrow])
                 self.units.append(unit)
                 (a,) = unit.atoms = self._new_atoms(unit.index, 1)
-                nlo, nhi = self.exact_bounds(nrow)  # once per unit: carriers are shifted by these
+                nlo, nhi = self.bounds(nrow)
                 self.lo[a], self.hi[a] = max(0.0, nlo), max(0.0, nhi)
                 self.origin[a] = (op, i, s)
                 direction = {k: v for k, v in nrow.items() if k != CONST}
@@ -501,10 +527,9 @@ class NormalForm:
                 unit = Unit(len(self.units), "M", [], [nl, nr])
                 self.units.append(unit)
                 (a,) = unit.atoms = self._new_atoms(unit.index, 1)
-                # once per unit, exactly: carriers are shifted by these
-                l1, h1 = self.exact_bounds(nl)
-                l2, h2 = self.exact_bounds(nr)
-                self.lo[a], self.hi[a] = _outward_product(l1, h1, l2, h2, square=kl == kr)
+                l1, h1 = self.bounds(nl)
+                l2, h2 = self.bounds(nr)
+                self.lo[a], self.hi[a] = interval_square(l1, h1) if kl == kr else interval_product(l1, h1, l2, h2)
                 self.origin[a] = (op, i, sl * sr)
                 self._cse[key] = unit
             out.append({unit.atoms[0]: sl * sr})

@@ -224,7 +224,9 @@ class _Values:
             rounding = _analysis_rounding(exact, 2 * (abs(shift) + size))
             out = _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
             if self.spans is not None:
-                out.spans = np.sort(self.spans * w, axis=1)[::-1 if w < 0 else 1] + np.array([-rounding, rounding])
+                spans = np.sort(self.spans * w, axis=1)[::-1 if w < 0 else 1]
+                margin = rounding + 4 * _ANALYSIS_U * np.abs(spans)
+                out.spans = spans + margin * np.array([-1.0, 1.0])
             return out
         product = self.points * w
         rounding = np.where(_product_exact(self.points, np.full(self.points.shape, w), product), 0.0,
@@ -322,8 +324,9 @@ def _spans(parts: list[_Values], slack: float) -> np.ndarray | None:
     width = high - low
     if not math.isfinite(width):
         return None
-    starts = apart.points + low - slack
-    ends = apart.points + high + slack
+    # this float64 arithmetic may round each end by an ulp: widened outwards
+    starts = apart.points + low - slack - 4 * _ANALYSIS_U * (np.abs(apart.points) + abs(low))
+    ends = apart.points + high + slack + 4 * _ANALYSIS_U * (np.abs(apart.points) + abs(high))
     merged = [[float(starts[0]), float(ends[0])]]
     for a, b in zip(starts[1:].tolist(), ends[1:].tolist()):
         if a <= merged[-1][1]:

@@ -170,6 +170,10 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     ops = check_layer_form(module, "materialize-steps", PassError)
     if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
         return module
+    # the lists are edited below: copies (a cloned module shares its metadata's lists with the original)
+    for key in ("layout", "stages"):
+        if isinstance(module.metadata.get(key), list):
+            module.metadata[key] = list(module.metadata[key])
     layout = module.metadata.get("layout")
     stages = module.metadata.get("stages")
     analysis = None  # range analysis, built on the first unit no exact bound reaches (none on the paper's programs)

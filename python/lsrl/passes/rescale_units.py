@@ -207,12 +207,21 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     return scales, data, pending, grouped
 
 
-def _integer_multiplier(row: np.ndarray, primitive: bool) -> float:
+def _short_fraction(value: float, seen: dict) -> Fraction:
+    """``value`` as the number of at most seven significant digits it was snapped to (a program's ``0.001``);
+    ``seen`` keeps the answers of one run of the pass."""
+    hit = seen.get(value)
+    if hit is None:
+        hit = seen[value] = Fraction(repr(snap_number(value, 1e-9)))
+    return hit
+
+
+def _integer_multiplier(row: np.ndarray, primitive: bool, seen: dict) -> float:
     """The least ``m > 0`` putting every entry of ``row`` (numbers of at most seven significant digits, as
     snapped) on an integer — with ``primitive`` also below 1, so that the integers have no common divisor (a
     product's factors ``10¹² x`` and ``10⁻¹² c`` become ``x`` and ``c``) — if the entries it makes stay within
     :data:`_LARGEST_INTEGER` (and, unless ``primitive``, ``m`` too); else 1."""
-    numbers = [Fraction(repr(snap_number(v, 1e-9))) for v in row.tolist()]
+    numbers = [_short_fraction(v, seen) for v in row.tolist()]
     denominator = math.lcm(*(f.denominator for f in numbers))
     if denominator > _LARGEST_INTEGER and not primitive:
         return 1.0
@@ -223,7 +232,8 @@ def _integer_multiplier(row: np.ndarray, primitive: bool) -> float:
     return float(m) if largest <= _LARGEST_INTEGER else 1.0
 
 
-def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, primitive: bool) -> np.ndarray:
+def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, primitive: bool,
+                         seen: dict) -> np.ndarray:
     """Per row of ``producer`` (its values ``data``, when given, scaled by ``pending``): the least factor putting
     the row on integers (1 for ``skip`` rows; ``primitive``: see :func:`_integer_multiplier`) — ``ReLU(y − 0.001)``
     is held as ``ReLU(1000 y − 1)``, exact for every integer ``y`` where the program's ``0.999`` is not."""
@@ -238,7 +248,7 @@ def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, 
     multipliers = np.ones(len(b))
     ptr = indptr.tolist()
     for j in np.flatnonzero(fractional & ~skip).tolist():
-        multipliers[j] = _integer_multiplier(np.append(values[ptr[j]:ptr[j + 1]], b[j]), primitive)
+        multipliers[j] = _integer_multiplier(np.append(values[ptr[j]:ptr[j + 1]], b[j]), primitive, seen)
     return multipliers
 
 
@@ -258,7 +268,7 @@ def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return out
 
 
-def _state_multipliers(op, scales: np.ndarray) -> np.ndarray:
+def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
     """Per state slot of ``op`` held at ``scales``: the least factor putting its drive row, bias and initial value
     on integers, for slots no other slot's update reads and that read no other slot (carriers, integrators)."""
     _, columns, pointers = op.attrs["A"].csr_parts()
@@ -274,7 +284,7 @@ def _state_multipliers(op, scales: np.ndarray) -> np.ndarray:
     for j in np.flatnonzero(~coupled).tolist():
         row = np.concatenate([values[ptr[j]:ptr[j + 1]], [constants[0][j], constants[1][j]]])
         if np.any(row != np.round(row)):
-            multipliers[j] = _integer_multiplier(row, primitive=False)
+            multipliers[j] = _integer_multiplier(row, False, seen)
     return multipliers
 
 
@@ -287,7 +297,9 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
     if not isinstance(layout, list) or len(layout) != len(ops):
         raise PassError("rescale-units: the module has no layout of the layer form (metadata['layout'] from "
                         "debranch); run it in the same pipeline right after debranch")
+    layout = module.metadata["layout"] = list(layout)  # edited below; a cloned module shares the original's list
     natural = _natural_scales(layout, ops, snap_tolerance)
+    seen: dict = {}  # number -> its short fraction
     for i, op in enumerate(ops):
         if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
             continue  # the output keeps its scale
@@ -302,19 +314,22 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
             scales, data, pending, grouped = _group_scales(producer, scales, carried)
-            multipliers = _integer_multipliers(producer, pending, data, grouped, primitive=False)
-            multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
+            multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
+            if np.any(multipliers != 1.0):
+                multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
             scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
         elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
             rows = np.concatenate([scales, np.ones(op.dim)])
-            multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), primitive=True)
-            refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
-            multipliers[np.concatenate([refused, refused])] = 1.0
+            multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
+            if np.any(multipliers != 1.0):
+                refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
+                multipliers[np.concatenate([refused, refused])] = 1.0
             rows = rows * multipliers
             scales, pending = rows[:op.dim] * rows[op.dim:], rows
         else:
-            multipliers = _state_multipliers(op, scales)
-            multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
+            multipliers = _state_multipliers(op, scales, seen)
+            if np.any(multipliers != 1.0):
+                multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
             scales = scales * multipliers
         if np.all(scales == 1.0) and data is None:
             continue
