@@ -221,15 +221,14 @@ def _integer_multiplier(row: np.ndarray, primitive: bool, seen: dict) -> float:
     snapped) on an integer — with ``primitive`` also below 1, so that the integers have no common divisor (a
     product's factors ``10¹² x`` and ``10⁻¹² c`` become ``x`` and ``c``) — if the entries it makes stay within
     :data:`_LARGEST_INTEGER` (and, unless ``primitive``, ``m`` too); else 1."""
-    numbers = [_short_fraction(v, seen) for v in row.tolist()]
+    values = row.tolist()
+    numbers = [_short_fraction(v, seen) for v in values]
     denominator = math.lcm(*(f.denominator for f in numbers))
     if denominator > _LARGEST_INTEGER and not primitive:
         return 1.0
-    m = Fraction(denominator)
-    if primitive:
-        m /= math.gcd(*(int(f * denominator) for f in numbers)) or 1
-    largest = float(np.max(np.abs(row), initial=0.0)) * float(m)
-    return float(m) if largest <= _LARGEST_INTEGER else 1.0
+    divisor = math.gcd(*(f.numerator * (denominator // f.denominator) for f in numbers)) if primitive else 1
+    m = denominator / (divisor or 1)
+    return m if max(map(abs, values), default=0.0) * m <= _LARGEST_INTEGER else 1.0
 
 
 def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, primitive: bool,
@@ -277,14 +276,15 @@ def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
     coupled = np.zeros(op.dim, dtype=bool)
     coupled[rows[off]] = coupled[columns[off]] = True
     stored, _, indptr = op.attrs["B"].csr_parts()
-    values = np.asarray(stored, dtype=np.float64) * np.repeat(scales, np.diff(indptr))
-    constants = [op.attrs[key].to_float().values.astype(np.float64) * scales for key in ("bias", "init")]
+    counts = np.diff(indptr)
+    values = np.asarray(stored, dtype=np.float64) * np.repeat(scales, counts)
+    bias, init = (op.attrs[key].to_float().values.astype(np.float64) * scales for key in ("bias", "init"))
+    fractional = (bias != np.round(bias)) | (init != np.round(init))
+    fractional[np.repeat(np.arange(op.dim), counts)[values != np.round(values)]] = True
     multipliers = np.ones(op.dim)
     ptr = indptr.tolist()
-    for j in np.flatnonzero(~coupled).tolist():
-        row = np.concatenate([values[ptr[j]:ptr[j + 1]], [constants[0][j], constants[1][j]]])
-        if np.any(row != np.round(row)):
-            multipliers[j] = _integer_multiplier(row, False, seen)
+    for j in np.flatnonzero(fractional & ~coupled).tolist():
+        multipliers[j] = _integer_multiplier(np.append(values[ptr[j]:ptr[j + 1]], (bias[j], init[j])), False, seen)
     return multipliers
 
 
