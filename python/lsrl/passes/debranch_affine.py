@@ -144,17 +144,13 @@ def interval_square(lo, hi):
 
 
 def _outward_product(l1, h1, l2, h2, square: bool):
-    """The range of a product (a square when ``square``) of values in ``[l1, h1]`` and ``[l2, h2]``, computed in
-    rationals and rounded outwards."""
-    if not all(math.isfinite(v) for v in (l1, h1, l2, h2)):
+    """:func:`interval_square` or :func:`interval_product` computed in rationals and rounded outwards."""
+    ends = (l1, h1, l2, h2)
+    if not all(math.isfinite(v) for v in ends):
         return interval_square(l1, h1) if square else interval_product(l1, h1, l2, h2)
-    lo1, hi1, lo2, hi2 = (Fraction(v) for v in (l1, h1, l2, h2))
-    if square:
-        ends = [lo1 * lo1, hi1 * hi1] + ([Fraction(0)] if lo1 <= 0 <= hi1 else [])
-        low = Fraction(0) if lo1 <= 0 <= hi1 else min(ends)
-        return _float_down(low), _float_up(max(ends))
-    ends = [lo1 * lo2, lo1 * hi2, hi1 * lo2, hi1 * hi2]
-    return _float_down(min(ends)), _float_up(max(ends))
+    l1, h1, l2, h2 = (Fraction(v) for v in ends)
+    lo, hi = interval_square(l1, h1) if square else interval_product(l1, h1, l2, h2)
+    return _float_down(Fraction(lo)), _float_up(Fraction(hi))
 
 
 def _float_rows(matrix) -> list:

@@ -164,8 +164,8 @@ class _Values:
     # per point: how far the exact values it stands for may be (an exact 0 of an inactive ReLU has none, whatever
     # the slack of the other candidates)
     slacks: np.ndarray | None = None
-    # values known by their lattice: intervals ``(m, 2)`` holding all of them (None: their range) — a sum
-    # ``q − 10¹⁰ u`` of a counter and a 0/1 condition lies near q or near q − 10¹⁰, never between
+    # a sum being formed (_form) known by its lattice: intervals ``(m, 2)`` holding all of its values (None: its
+    # range) — ``q − 10¹⁰ u`` of a counter and a 0/1 condition lies near q or near q − 10¹⁰, never between
     spans: np.ndarray | None = None
 
     def __post_init__(self):
@@ -222,12 +222,7 @@ class _Values:
             shift, step = o * w, g * abs(w)
             exact = bool(np.all(_product_exact(np.array([o, g]), np.array([w, abs(w)]), np.array([shift, step]))))
             rounding = _analysis_rounding(exact, 2 * (abs(shift) + size))
-            out = _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
-            if self.spans is not None:
-                spans = np.sort(self.spans * w, axis=1)[::-1 if w < 0 else 1]
-                margin = rounding + 4 * _ANALYSIS_U * np.abs(spans)
-                out.spans = spans + margin * np.array([-1.0, 1.0])
-            return out
+            return _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
         product = self.points * w
         rounding = np.where(_product_exact(self.points, np.full(self.points.shape, w), product), 0.0,
                             _ANALYSIS_U * np.abs(product))
@@ -504,6 +499,12 @@ class _Group:
         return _Values.unknown(largest, grid, slack + (0.0 if exact else 4 * _ANALYSIS_U * size), size)
 
 
+def _grain(weights: list, bias: float, values: list) -> int:
+    """The lowest set bit of every term of ``Σ w·v + bias`` (each ``v`` with an :attr:`_Values.exact_grain`)."""
+    return min([_low_bit(np.array([bias]))]
+               + [_low_bit(np.array([w])) + v.exact_grain for w, v in zip(weights, values)])
+
+
 def _sums_exact(active: np.ndarray, terms: np.ndarray, sums: np.ndarray) -> bool:
     """Whether each float sum of ``terms`` over the ``active`` units (one row per candidate) is exact."""
     for row, total in zip(active.tolist(), sums.tolist()):
@@ -660,20 +661,18 @@ class ErrorAnalysis:
         stored_bias = float(self._stored(bias))
         storage = abs(bias - stored_bias)
         magnitude = abs(stored_bias) + hidden
-        grain = _low_bit(np.array([stored_bias]))
         exact = hidden == 0
         for values, size, w in terms:
             stored = float(self._stored(w))
             with np.errstate(invalid="ignore", over="ignore"):
                 storage += abs(w - stored) * (size + values.err)
                 magnitude += abs(stored) * (size + values.err)
-            if exact and values.exact_grain is not None:
-                grain = min(grain, _low_bit(np.array([stored])) + values.exact_grain)
-            else:
-                exact = False
+            exact = exact and values.exact_grain is not None
         if not math.isfinite(magnitude):
             return math.inf
-        if storage == 0.0 and exact and bool(self._fits(magnitude, grain)):
+        # weights stored as they are (no storage error): the grain of the terms computed
+        if storage == 0.0 and exact and bool(self._fits(magnitude, _grain([w for *_, w in terms], bias,
+                                                                           [v for v, *_ in terms]))):
             return 0.0
         return storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * magnitude
 
@@ -738,9 +737,9 @@ class ErrorAnalysis:
             misstored = np.abs(weights - self._stored(weights))  # inf where the dtype cannot hold a weight
         bias_storage = abs(bias - float(self._stored(bias)))
         representable = not np.any(misstored) and bias_storage == 0.0
-        grains = [fx.values[c].exact_grain for c in cols.tolist()]
-        grain = None if hidden or not representable or any(g is None for g in grains) else min(
-            [_low_bit(np.array([bias]))] + [int(_low_bit(np.array([w]))) + g for w, g in zip(weights.tolist(), grains)])
+        values = [fx.values[c] for c in cols.tolist()]
+        grain = None if hidden or not representable or any(v.exact_grain is None for v in values) else \
+            _grain(weights.tolist(), bias, values)
 
         def rounding(reach: np.ndarray) -> np.ndarray:
             with np.errstate(invalid="ignore", over="ignore"):

@@ -231,24 +231,36 @@ def _integer_multiplier(row: np.ndarray, primitive: bool, seen: dict) -> float:
     return m if max(map(abs, values), default=0.0) * m <= _LARGEST_INTEGER else 1.0
 
 
+def _row_multipliers(entries: np.ndarray, indptr: np.ndarray, constants: list, rows: np.ndarray, primitive: bool,
+                     seen: dict) -> np.ndarray:
+    """Per row of a CSR matrix (``entries``, ``indptr``) and its per-row ``constants`` (a bias, an initial value):
+    :func:`_integer_multiplier` of the ``rows`` that have a fraction (with ``primitive``, also an entry above 1:
+    a common divisor), 1 for the others."""
+    counts = np.diff(indptr)
+    row_of = np.repeat(np.arange(counts.size), counts)
+    candidates = np.zeros(counts.size, dtype=bool)
+    for constant in constants:
+        candidates |= constant != np.round(constant)
+    candidates[row_of[entries != np.round(entries)]] = True
+    if primitive:
+        candidates[row_of[np.abs(entries) > 1]] = True
+    multipliers = np.ones(counts.size)
+    ptr = indptr.tolist()
+    for j in np.flatnonzero(candidates & rows).tolist():
+        row = np.concatenate([entries[ptr[j]:ptr[j + 1]], [constant[j] for constant in constants]])
+        multipliers[j] = _integer_multiplier(row, primitive, seen)
+    return multipliers
+
+
 def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, primitive: bool,
                          seen: dict) -> np.ndarray:
     """Per row of ``producer`` (its values ``data``, when given, scaled by ``pending``): the least factor putting
     the row on integers (1 for ``skip`` rows; ``primitive``: see :func:`_integer_multiplier`) — ``ReLU(y − 0.001)``
     is held as ``ReLU(1000 y − 1)``, exact for every integer ``y`` where the program's ``0.999`` is not."""
     stored, _, indptr = producer.attrs["A"].csr_parts()
-    values = np.array(stored if data is None else data, dtype=np.float64) * np.repeat(pending, np.diff(indptr))
+    entries = np.array(stored if data is None else data, dtype=np.float64) * np.repeat(pending, np.diff(indptr))
     b = producer.attrs["b"].to_float().values.astype(np.float64) * pending
-    row_of = np.repeat(np.arange(len(b)), np.diff(indptr))
-    fractional = b != np.round(b)
-    fractional[row_of[values != np.round(values)]] = True
-    if primitive:  # integer rows with a common divisor
-        fractional[row_of[np.abs(values) > 1]] = True
-    multipliers = np.ones(len(b))
-    ptr = indptr.tolist()
-    for j in np.flatnonzero(fractional & ~skip).tolist():
-        multipliers[j] = _integer_multiplier(np.append(values[ptr[j]:ptr[j + 1]], b[j]), primitive, seen)
-    return multipliers
+    return _row_multipliers(entries, indptr, [b], ~skip, primitive, seen)
 
 
 def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -276,16 +288,9 @@ def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
     coupled = np.zeros(op.dim, dtype=bool)
     coupled[rows[off]] = coupled[columns[off]] = True
     stored, _, indptr = op.attrs["B"].csr_parts()
-    counts = np.diff(indptr)
-    values = np.asarray(stored, dtype=np.float64) * np.repeat(scales, counts)
-    bias, init = (op.attrs[key].to_float().values.astype(np.float64) * scales for key in ("bias", "init"))
-    fractional = (bias != np.round(bias)) | (init != np.round(init))
-    fractional[np.repeat(np.arange(op.dim), counts)[values != np.round(values)]] = True
-    multipliers = np.ones(op.dim)
-    ptr = indptr.tolist()
-    for j in np.flatnonzero(fractional & ~coupled).tolist():
-        multipliers[j] = _integer_multiplier(np.append(values[ptr[j]:ptr[j + 1]], (bias[j], init[j])), False, seen)
-    return multipliers
+    entries = np.asarray(stored, dtype=np.float64) * np.repeat(scales, np.diff(indptr))
+    constants = [op.attrs[key].to_float().values.astype(np.float64) * scales for key in ("bias", "init")]
+    return _row_multipliers(entries, indptr, constants, ~coupled, False, seen)
 
 
 def rescale_units(module, *, snap_tolerance: float = 1e-14):
