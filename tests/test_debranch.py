@@ -426,3 +426,17 @@ def test_shifted_carrier_for_a_bounded_signed_value():
     xs = np.random.default_rng(10).uniform(-2, 3, size=(2, 6, 1))
     same_outputs(module, compiled, xs)
     assert (interpret(module, xs, exact=True) == interpret(debranch(module, exact=True), xs, exact=True)).all()
+
+
+def test_a_carrier_is_shifted_by_a_short_number_of_its_program_units():
+    from lsrl.passes.debranch_schedule import _short_shift
+    # λ·(1e-13 slack of a rounded step): not a number a token can be shifted by exactly; −2⁻¹⁰ is
+    assert _short_shift(-0.0007512892218064504, 1.0) == -2.0 ** -10
+    assert _short_shift(0.0007512892218064504, 1.0) == 2.0 ** -10
+    # in normal-form units 2e-22 to the program's one: the shift is short once rescale-units divides it out
+    unit = 2.0000000000000008e-22
+    assert _short_shift(-0.0007512892218064504 * unit, unit) == -2.0 ** -10 * unit
+    # a bound of a few digits, in either unit, stays the bound itself (999 shifts a token exactly)
+    assert _short_shift(-999.0, 1.0) == -999.0
+    assert _short_shift(-1.998e-09, 2.000000000000001e-09) == -1.998e-09
+    assert _short_shift(-0.999 * unit, unit) == -0.999 * unit

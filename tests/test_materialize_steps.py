@@ -84,6 +84,16 @@ def test_exact_bounds_replace_range_analysis(conditional, monkeypatch):
         np.testing.assert_array_equal(interpret(module, xs, exact=True), expected)
 
 
+def test_approximated_relus_read_steps_without_clamps():
+    # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it: lsrl.compile
+    # turns clamps off where the target's activations are not exact (the alap-rm placement on the standard LSTM
+    # answered 92 for 9 with them)
+    program = token_map(3, "direct", vocab_size=10)
+    assert "materialize-steps{clamp=false}" in lsrl.compile(program, "lstm", activations="standard", t_max=123).pipeline
+    for target, activations in (("lstm", "ideal"), ("linear_rnn", "standard")):
+        assert "clamp" not in lsrl.compile(program, target, activations=activations, t_max=123).pipeline
+
+
 def test_exact_modules_are_left_alone():
     x = Input(1, lower=0, upper=9)
     exact = opt.run(ForEach(f_ifelse_optimized(f_larger(x, 4.5), x)).ir, "debranch{exact=true}")

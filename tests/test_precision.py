@@ -72,6 +72,23 @@ def test_check_separates_lost_precision_from_a_coarse_dtype(token_case):
 
 
 @needs_kernel
+@pytest.mark.parametrize("conditional", ["direct", "multiplicative"])
+def test_an_exact_oracle_makes_the_bound_the_models_own(token_case, conditional):
+    # the float64 interpreter of a λ-program is itself off by what its bound says (10^35 to 10^68 here: the
+    # program forms m + 0.5 − fl(0.001) and multiplies a step that misses 1 by λ), so a float64 oracle widens the
+    # report's bound by that; an exact one adds nothing where its outputs are float64 values
+    xs, answers = token_case
+    xs = xs[:2, :40]  # the exact interpreter takes milliseconds per step
+    model = lsrl.compile(token_map(3, conditional, vocab_size=10), t_max=xs.shape[1])
+    for dtype in ("float64", "float32"):
+        exact = model.check(xs, dtype=dtype, oracle="exact")
+        assert exact.error == 0.0 and exact.bound == 0.0 and exact.within_bound
+        assert model.check(xs, dtype=dtype).bound > 1e30
+    with pytest.raises(ValueError, match="oracle must be 'float64' or 'exact', got 'float32'"):
+        model.check(xs, oracle="float32")
+
+
+@needs_kernel
 def test_float32_stream_equals_the_float32_call(token_case):
     xs, _ = token_case
     model = lsrl.compile(token_map(3, "multiplicative", vocab_size=10), "lstm", activations="standard",

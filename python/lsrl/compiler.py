@@ -38,6 +38,7 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
     """The pass objects :func:`compile` runs (``lsrl.passes.format_pipeline`` writes them as pipeline text)."""
     from .passes.debranch import Debranch
     from .passes.lower import Lower
+    from .passes.materialize_steps import MaterializeSteps
     from .passes.round_to_float import RoundToFloat
 
     if pipeline is None:
@@ -46,6 +47,11 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
             passes = [Debranch(exact=True) if isinstance(p, Debranch) else p for p in passes]
     else:
         passes = parse_pipeline(pipeline.strip().rstrip(","))
+    # an approximated ReLU's error grows with its input range: no clamps (their inputs are a step's whole range)
+    approximated = activations != "ideal" and activations not in get_target(target, "lsrl.compile").exact_activations
+    for p in passes:
+        if isinstance(p, MaterializeSteps) and approximated:
+            p.clamp = False
     lowers = [p for p in passes if isinstance(p, Lower)]
     if not lowers:
         passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact, dtype=dtype))

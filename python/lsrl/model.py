@@ -7,6 +7,7 @@ which is what :meth:`Model.stream` carries from one chunk to the next.
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import cached_property
 from typing import Iterable, Iterator
 
@@ -337,24 +338,29 @@ class Model:
             yield y if batched else y[0]
 
     def check(self, xs, *, dtype=None, backend: str | None = None, tolerance: float | None = None,
-              program=None, raise_on_failure: bool = False) -> PrecisionReport:
+              program=None, raise_on_failure: bool = False, oracle: str = "float64") -> PrecisionReport:
         """How far the model's outputs on ``xs`` are from its program's, run in ``dtype`` (default: the model's
         :attr:`dtype`; a dtype in :attr:`dtype_limits` raises :class:`lsrl.PrecisionError`).
 
         The oracle is ``program`` (default: :attr:`source`, the program :func:`lsrl.compile` was given) in the
-        float64 interpreter.  ``backend``: default ``"kernel"`` when the C++ extension is built (required for
+        float64 interpreter, or with ``oracle="exact"`` in exact rational arithmetic, rounded to float64 once
+        (milliseconds per step: for short prompts; a float64 oracle is itself off by its own bound, which for a
+        program that multiplies a rounded step by λ = 1e10 says nothing).  ``backend``: default ``"kernel"`` when the C++ extension is built (required for
         float32), else ``"numpy"``.  The report also holds the program's own error when run op by op in
         ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.  ``tolerance`` is relative to the
         largest oracle output (default :data:`lsrl.precision.DEFAULT_TOLERANCE`); ``raise_on_failure=True``
         raises :class:`lsrl.PrecisionError` when the model is outside it.  ``bool(report)`` is ``report.within``.
         ``report.bound`` is the largest :meth:`error_bound_in` ``dtype`` (widened by the float64 oracle's own
-        bound) and ``report.within_bound`` whether every output is within its bound (None without a bound).
+        bound, or by the exact oracle's rounding to float64) and ``report.within_bound`` whether every output is
+        within its bound (None without a bound).
         """
         from .ir.core import as_module
         from .ir.interpreter import interpret
         from .runtime import kernel_available
 
         dtype = dtype_of(self.dtype if dtype is None else dtype, "Model.check")
+        if oracle not in ("float64", "exact"):
+            raise ValueError(f"Model.check: oracle must be 'float64' or 'exact', got {oracle!r}")
         program = self.source if program is None else as_module(program, "Model.check")
         if program is None:
             raise LsrlError("Model.check: this model does not know its program (it was loaded from a file or "
@@ -365,14 +371,21 @@ class Model:
         have_kernel = kernel_available()
         backend = ("kernel" if have_kernel else "numpy") if backend is None else backend
         model_out = self(xs, backend, dtype=dtype)
-        oracle = interpret(program, xs)
+        exact = oracle == "exact"
+        oracle = interpret(program, xs, exact=exact)
+        oracle_bound = None
+        if exact:  # rounded once to float64: off by at most an ulp where it is not a float64 value
+            exact_out, oracle = oracle, np.asarray(oracle, dtype=np.float64)
+            oracle_bound = np.array([0.0 if Fraction(o) == e else float(np.spacing(abs(o)))
+                                     for o, e in zip(oracle.ravel().tolist(), exact_out.ravel().tolist())],
+                                    dtype=np.float64).reshape(oracle.shape)
         program_out = None
         if have_kernel:
             from .runtime.executor import run as run_kernel
             program_out, _ = run_kernel(program, xs, dtype=dtype)
         bound = self.error_bound_in(dtype)
         if bound is not None:
-            bound = bound + self._oracle_bound(program)
+            bound = bound + (oracle_bound if exact else self._oracle_bound(program))
         report = measure(model_out, oracle, program_out, dtype, tolerance, bound)
         if raise_on_failure and not report.within:
             raise PrecisionError(f"model @{self.module.name} ({self.target}, {self.activations}) is outside its "

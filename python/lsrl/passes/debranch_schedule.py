@@ -30,6 +30,8 @@ identity), ``M`` → ``linear`` (left halves, then right halves) + ``multi``, ou
 """
 from __future__ import annotations
 
+import math
+
 from fractions import Fraction
 
 import numpy as np
@@ -48,6 +50,19 @@ SHIFT_LIMIT = 1e6
 # (relative) of a number of at most seven digits is taken as that number, as rescale-units takes weights — a shift
 # by 998.999999999916 instead of 999 rounds every value it moves (and float32 cannot even hold it)
 SHIFT_SNAP = 1e-12
+
+
+def _short_shift(bound: float, unit: float) -> float:
+    """A shift by ``bound`` (a lower bound ``< 0`` or an upper bound ``> 0`` of a row whose first program value has
+    the coefficient ``unit``) that is short where rescale-units puts the row on its program's scale: ``bound``
+    itself where it, or the number of program units it is, has at most seven digits; else the power of two of
+    program units beyond it.  A bound like ``−0.000751289221806`` (λ times the ``1e-13`` slack of a rounded step)
+    rounds every value carried; ``−2⁻¹⁰`` shifts a token exactly, and at most doubles the slot's offset."""
+    program = bound / unit
+    if float(f"{bound:.6e}") == bound or snap_number(program, SHIFT_SNAP) != program:
+        return bound
+    shift = math.copysign(2.0 ** math.ceil(math.log2(abs(program))), bound) * unit
+    return shift if abs(shift) >= abs(bound) else 2 * shift
 
 
 class Schedule:
@@ -348,13 +363,21 @@ def _carrier_weight(nf: NormalForm, kind: str, key, row) -> tuple:
         elif hi <= 0:
             hit = (1, -1, 0)
         elif nf.shift_carriers and -SHIFT_LIMIT <= lo:
-            hit = (1, 1, lo)  # the bound itself: a rounder offset could dwarf a finely scaled value
+            hit = (1, 1, _short_shift(lo, _program_unit(nf, row)))
         elif nf.shift_carriers and hi <= SHIFT_LIMIT:
-            hit = (1, -1, hi)
+            hit = (1, -1, _short_shift(hi, _program_unit(nf, row)))
         else:
             hit = (2, 0, 0)
         sign_cache[key] = hit
     return hit
+
+
+def _program_unit(nf: NormalForm, row: dict) -> float:
+    """The coefficient of the row's first program value (the scale rescale-units gives its slot), 1 without one."""
+    atoms = sorted(a for a in row if a != CONST)
+    scale = float(nf.origin[atoms[0]][2]) if atoms else 0.0
+    unit = abs(float(row[atoms[0]]) / scale) if scale != 0 else 0.0
+    return unit if math.isfinite(unit) and unit > 0 else 1.0
 
 
 def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list, comp_funcs: dict,

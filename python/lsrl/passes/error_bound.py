@@ -290,7 +290,7 @@ def _lattice_sum(parts: list[_Values], err: float) -> _Values:
         return _Values.unknown(err)
     offsets = np.array([o for o, _ in grids])
     offset = float(np.sum(offsets))
-    exact = bool(np.all(offsets == np.round(offsets))) and abs(offset) < 2.0 ** 52
+    exact = sum(map(Fraction, offsets.tolist()), Fraction(0)) == Fraction(offset)
     step = _float_gcd(np.array([g for _, g in grids]))
     if step is None:
         return _Values.unknown(err)
@@ -855,6 +855,8 @@ class ErrorAnalysis:
             size = max(abs(a), abs(b))
             if points is not None:  # the inputs are rounded to the dtype
                 values.append(_Values.of(points, np.abs(points - self._stored(points)), 0.0))
+            elif integer and math.isfinite(size) and size < 2.0 ** self.bits:  # too many to list: their lattice
+                values.append(_Values.unknown(0.0, (float(math.ceil(a)), 1.0), 0.0, size))
             else:
                 values.append(_Values.unknown(0.0 if self.dtype == "float64" else self.u * size))
         return _Facts(values, lo, hi)
@@ -1174,19 +1176,21 @@ class ErrorAnalysis:
         return _Facts(values, lo, hi)
 
     def _grid_points(self, a_rows, drives: list[_Values], init, lo, hi) -> list:
-        """Candidate states of coordinates that stay on a grid ``2^q·Z``: integer ``A`` rows whose drive, initial
-        value and read coordinates are multiples of ``2^q`` (counters, shift registers), listed within their
-        range."""
+        """Candidate states of coordinates that stay on a grid ``2^q·Z``: integer ``A`` rows whose drive (its
+        values, or its lattice), initial value and read coordinates are multiples of ``2^q`` (counters, shift
+        registers), listed within their range (only the grid where they are too many)."""
         k = len(a_rows)
         grain = np.zeros(k)
         usable = np.ones(k, dtype=bool)
         for i in range(k):
             w = a_rows[i][1]
             drive = drives[i]
-            if drive.points is None or not np.all(w == np.round(w)):
+            held = drive.points if drive.points is not None else \
+                None if drive.lattice is None else np.array(drive.lattice)
+            if held is None or not np.all(w == np.round(w)):
                 usable[i] = False
                 continue
-            grain[i] = min(_low_bit(drive.points), _low_bit(init[i:i + 1]))
+            grain[i] = min(_low_bit(held), _low_bit(init[i:i + 1]))
         usable = ~_spread(a_rows, ~usable)
         changed = True
         while changed:  # a coordinate's grain is the finest among those it reads

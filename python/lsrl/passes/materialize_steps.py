@@ -10,12 +10,18 @@ before the subtraction (docs/numerics.md, mechanisms 2–3).
 
 This pass inserts, after a ReLU stage whose units a reader combines into bounded group differences, one more
 ReLU stage that carries the units the reader still reads alone and adds a unit per adjacent difference of a
-group, ``D = ReLU(u_k − u_{k+1})`` (``u_k ≥ u_{k+1}``, so the ReLU is the identity): exact 0 or the gap on a
-saturated step.  The reader's weights on the group, ``Σ w_j u_j`` with ``Σ w_j = 0``, become
-``Σ_k P_k D_k`` (``P_k`` the partial sums of ``w``; a share of ``Σ w_j`` left within ``cancel`` of the weights is
-read from the last unit as before).  Where the reader's bias cancels the group
-(``−λ + λ·c``: the ``direct`` and ``step_optimized`` conditionals) the complement ``ReLU(gap − D)`` is read
-instead and the bias drops by ``Σ P_k·gap``, so that no constant of size λ meets a small value.  A single
+group, ``D = u_k − u_{k+1} = min(u_k, gap)`` (``gap`` the pair's bias gap).  The reader's weights on the group,
+``Σ w_j u_j`` with ``Σ w_j = 0``, become ``Σ_k P_k D_k`` (``P_k`` the partial sums of ``w``; a share of ``Σ w_j``
+left within ``cancel`` of the weights is read from the last unit as before).  ``D`` is read through its clamp,
+``gap − C`` with ``C = ReLU(gap − u_k)`` (``u_{k+1} = ReLU(u_k − gap)`` for every input): on a saturated step
+``C`` is an exact 0 or ``gap`` whatever rounding the step's input has, where ``ReLU(u_k − u_{k+1})`` rounds at
+``|u_k|`` (a rotation counter's cos times 1000: 2e-12, which λ = 1e10 makes 0.02).  The constants
+``Σ P_k·gap`` go into the reader's bias — where its bias cancels them (``−λ + λ·c``: the ``direct`` and
+``step_optimized`` conditionals), so that no constant of size λ meets a small value, or where they are below
+2^24; a reader that would add a constant of size λ to a small value (``t − λ·c``, where ``c = 1`` drives the unit
+far below 0 anyway) reads ``D = ReLU(u_k − u_{k+1})``, exact 0 where ``c = 0``.  With ``clamp=false``
+(``lsrl.compile``'s choice for approximated ReLUs, whose error grows with the input range, here ``u_k``'s whole
+range) the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels, ``ReLU(gap − u_k + u_{k+1})``.  A single
 bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried through a state) is read as
 ``ReLU(h − u)`` the same way, ``h`` its exact upper bound (from the units this pass made, or range analysis
 with its interval slack snapped off).  Where no bound cancels the bias (a placement that carries a step's two
@@ -81,21 +87,23 @@ def _power_of_two(value: float) -> bool:
 @dataclasses.dataclass
 class _Difference:
     """Unit ``u_hi − u_lo`` (``lo`` None: ``u_hi`` alone) of the inserted stage; ``complement``: ``gap`` minus
-    that (``gap`` = the bias gap of the pair, or the upper bound of a unit alone); ``excess``: ``u_hi − gap``
-    (the other half of a unit read as ``gap − u_hi`` without a proven upper bound)."""
+    that (``gap`` = the bias gap of the pair, or the upper bound of a unit alone), computed as ``ReLU(gap − u_hi)``
+    where ``clamped``, else from both units; ``excess``: ``u_hi − gap`` (the other half of a unit read as
+    ``gap − u_hi`` without a proven upper bound)."""
     hi: int
     lo: int | None
     gap: float
     complement: bool
     excess: bool = False
+    clamped: bool = False
 
 
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
-                  upper, bound_slack: float, exact_readout: bool):
+                  upper, bound_slack: float, exact_readout: bool, clamp: bool):
     """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``) and the
     differences (``("diff", key)``), the new biases and the differences used.  ``upper(j)`` is unit ``j``'s
-    upper bound (asked only when a row's bias may cancel the unit); ``exact_readout``: the reader is the
-    module's output."""
+    upper bound (asked only when a row's bias may cancel the unit); ``exact_readout``: the reader is the module's
+    output; ``clamp``: read a step's 0/1 through its clamp."""
     row_terms = []
     new_bias = bias.copy()
     differences: dict[tuple, _Difference] = {}
@@ -122,16 +130,20 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             partial = [math.fsum(w[:k + 1]) for k in range(len(w) - 1)]
             pairs = [(p, hi, lo, gap_of(hi, lo)) for p, hi, lo in zip(partial, members, members[1:]) if p != 0]
             shift = math.fsum(p * gap for p, _, _, gap in pairs)
-            complement = abs(new_bias[r]) > 0 and abs(new_bias[r] + shift) <= cancel * abs(new_bias[r])
-            if exact_readout and not complement and all(_power_of_two(v) for v in w):
+            cancels = abs(new_bias[r]) > 0 and abs(new_bias[r] + shift) <= cancel * abs(new_bias[r])
+            if exact_readout and not cancels and all(_power_of_two(v) for v in w):
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
             for j in members:
                 del weights[j]
             if total != 0:  # Σ w_j u_j = Σ P_k D_k + (Σ w_j)·u_last: the rest is read as it was
                 weights[members[-1]] = total
+            # D = gap − ReLU(gap − u_hi): exact 0 or gap on a saturated step whatever rounding y has (u_hi − u_lo
+            # rounds at |u_hi|) — also where the bias does not cancel, when the constants it adds to it are small
+            complement = cancels or (clamp and max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS)
+            clamped = clamp and complement
             for p, hi, lo, gap in pairs:
-                key = (hi, lo, complement)
-                differences.setdefault(key, _Difference(hi, lo, gap, complement))
+                key = (hi, lo, complement, clamped)
+                differences.setdefault(key, _Difference(hi, lo, gap, complement, clamped=clamped))
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
             if complement:
                 new_bias[r] += shift
@@ -165,8 +177,9 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     return row_terms, new_bias, differences
 
 
-def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7):
-    """Insert the difference stages in place (see the module docstring); returns the module."""
+def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7, clamp: bool = True):
+    """Insert the difference stages in place (see the module docstring); returns the module; ``clamp``: read a
+    step's 0/1 through its clamp."""
     ops = check_layer_form(module, "materialize-steps", PassError)
     if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
         return module
@@ -218,7 +231,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             return bound
 
         rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
-                                                    reader is module.output)
+                                                    reader is module.output, clamp)
         if not differences:
             i += 1
             continue
@@ -239,8 +252,11 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         diff_columns = {}
         for key, d in differences.items():
             diff_columns[key] = len(stage_bias)
-            sign = -1.0 if d.complement else 1.0
-            stage_entries.append([(d.hi, sign)] if d.lo is None else [(d.hi, sign), (d.lo, -sign)])
+            if d.clamped or d.lo is None:  # the ReLU of gap − u_hi supplies u_lo = ReLU(u_hi − gap)
+                stage_entries.append([(d.hi, -1.0 if d.complement else 1.0)])
+            else:
+                sign = -1.0 if d.complement else 1.0
+                stage_entries.append([(d.hi, sign), (d.lo, -sign)])
             stage_bias.append(d.gap if d.complement else -d.gap if d.excess else 0.0)
             new_slots.append(_difference_slot(slots, d))
         n_out = len(stage_bias)
@@ -414,10 +430,13 @@ class MaterializeSteps(Pass):
     bound_slack: float = dataclasses.field(default=1e-7, metadata={
         "help": "relative slack of a unit's range bound taken as interval-arithmetic rounding when the bound is "
                 "within it of a number of ≤ 7 digits (the complement of a step is read from that number)"})
+    clamp: bool = dataclasses.field(default=True, metadata={
+        "help": "read a step's 0/1 as gap − ReLU(gap − u): exact on a saturated step with exact ReLUs (lsrl.compile "
+                "turns it off for standard activations, whose error grows with the clamp's input range)"})
 
     def run(self, module):
         if not 0 <= self.cancel < 1:
             raise PassError(f"materialize-steps: cancel must be in [0, 1), got {self.cancel!r}")
         if not 0 <= self.bound_slack < 1e-3:
             raise PassError(f"materialize-steps: bound_slack must be in [0, 1e-3), got {self.bound_slack!r}")
-        return materialize_steps(module, cancel=self.cancel, bound_slack=self.bound_slack)
+        return materialize_steps(module, cancel=self.cancel, bound_slack=self.bound_slack, clamp=self.clamp)
