@@ -736,6 +736,44 @@ def test_relu_group_bounds_are_sound(units, box, seed, through_concat):
     _check_sound(module, xs, None, exact=False)
 
 
+def test_a_register_of_a_value_gated_to_a_few_steps_is_bounded_by_them():
+    # q = Σ x·[g < 4.5] with the counter g = t − 1: at most 5 drives of 9, where t_max = 400 of them was the bound
+    import lsrl
+    from lsrl.sugar import f_constant, f_smaller
+    x = lsrl.Input(1, lower=0, upper=9, integer=True)
+    g = lsrl.LinState(f_constant(x, 1), A=[[1]], B=[[1]], init_state=[-1])
+    q = lsrl.LinState(lsrl.Multi(lsrl.Concat([f_smaller(g, 4.5), x])), A=[[1]], B=[[1]], init_state=[0])
+    module = lsrl.ForEach(q).ir
+    assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist() == [5.0 * 9]
+    assert compute_ranges(module, t_max=None)[id(module.output)][1].tolist() == [np.inf]
+
+
+@settings(max_examples=profile_examples(60))
+@given(st.integers(-3, 3), st.sampled_from([1.0, 2.0, -1.0, 0.5]), st.integers(-6, 12), st.integers(1, 8),
+       st.sampled_from(["product", "lambda", "relu"]), st.sampled_from([(0.0, 9.0), (-4.0, 5.0)]),
+       st.integers(-2, 2), st.integers(0, 2**32 - 1))
+def test_registers_of_gated_values_are_bounded_soundly(init, step, start, width, gating, box, s0, seed):
+    # a counter g = init + step·t, a gate 1 on the steps where start ≤ g ≤ start + width (f_step bumps), a value
+    # gated by it (a product, a λ-row, or a ReLU of the value minus a large multiple of the closed gate), summed
+    import lsrl
+    from lsrl.sugar import f_and, f_constant, f_larger, f_smaller
+    x = lsrl.Input(1, lower=box[0], upper=box[1])
+    g = lsrl.LinState(f_constant(x, 1), A=[[1]], B=[[step]], init_state=[init])
+    gate = f_and(f_larger(g, start - 0.25), f_smaller(g, start + width + 0.25))
+    if gating == "product":
+        gated = lsrl.Multi(lsrl.Concat([gate, x]))
+    elif gating == "lambda":  # ReLU(x − 1e4·(1 − gate)) − ReLU(−x − 1e4·(1 − gate))
+        both = lsrl.Concat([x, gate])
+        gated = lsrl.ReLU(lsrl.Linear(both, [[1.0, 1e4]], [-1e4])) - lsrl.ReLU(lsrl.Linear(both, [[-1.0, 1e4]], [-1e4]))
+    else:
+        gated = lsrl.ReLU(lsrl.Linear(lsrl.Concat([x, gate]), [[1.0, 20.0]], [-20.0]))
+    q = lsrl.LinState(gated, A=[[1]], B=[[1]], init_state=[s0])
+    module = lsrl.ForEach(lsrl.Concat([q, g, gate])).ir
+    rng = np.random.default_rng(seed)
+    for style in ("bounds", "uniform"):
+        _check_sound(module, random_sequences(module, T_MAX, 3, rng, style=style), T_MAX, exact=False)
+
+
 def test_range_analysis_pass_records_and_prints(capsys):
     module = _small_module()
     out = opt.run(module, "range-analysis{print=true}")

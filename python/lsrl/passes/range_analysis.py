@@ -110,6 +110,16 @@ def _sum_error(terms: np.ndarray, exact: np.ndarray, indptr: np.ndarray) -> tupl
     return total, err
 
 
+def _fraction_down(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) <= q else float(np.nextafter(f, -np.inf))
+
+
+def _fraction_up(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) >= q else float(np.nextafter(f, np.inf))
+
+
 def _outward_vector(vec: Vector, direction: int) -> np.ndarray:
     """``vec`` as float64 rounded toward ``-inf`` (direction -1) or ``+inf`` (+1) when it is exact."""
     f = vec.to_float().values.astype(np.float64)
@@ -808,6 +818,7 @@ class RangeAnalysis:
         self._drives: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._concat_offsets: dict[int, np.ndarray] = {}
         self._exact_rows: dict[int, list] = {}
+        self._windows = None  # TimeWindows, built for the first register with a drive
 
     def __call__(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
         hit = self._ranges.get(id(op))
@@ -1055,8 +1066,34 @@ class RangeAnalysis:
             # a coordinate times itself is never negative (the interval product allows lo·hi)
             return np.where(_squares(op.operands[0], h) & (plo < 0), 0.0, plo), phi
         if kind == "linstate":
-            return _linstate_range(op, *self.drive(op), self.t_max, self.max_iterations)
+            lo, hi = _linstate_range(op, *self.drive(op), self.t_max, self.max_iterations)
+            return self._register_range(op, lo, hi)
         return np.full(op.dim, -np.inf), np.full(op.dim, np.inf)
+
+    def _register_range(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[lo, hi]`` met with ``s_0 + W·[min(u_lo, 0), max(u_hi, 0)]`` for each register ``s_t = s_{t−1} + u_t``
+        whose drive ``u`` may be non-zero at only ``W < t_max`` steps (:mod:`.time_windows`)."""
+        if self.t_max is None:
+            return lo, hi
+        reads = np.diff(op.attrs["B"].scipy().indptr)  # a register without a B row has a constant drive
+        registers = [i for i in np.flatnonzero(reads).tolist() if self._row(op.attrs["A"], i) == {i: 1}]
+        if not registers:
+            return lo, hi
+        if self._windows is None:
+            from .time_windows import TimeWindows
+            self._windows = TimeWindows(self, self.t_max)
+        counts = self._windows.active_steps(op)
+        ulo, uhi = self.drive(op)
+        lo, hi = lo.copy(), hi.copy()
+        for i in registers:
+            steps = counts[i]
+            if steps >= self.t_max or not (np.isfinite(ulo[i]) and np.isfinite(uhi[i])):
+                continue
+            s0 = self._entry(op.attrs["init"], i)
+            low = _fraction_down(s0 + steps * Fraction(min(float(ulo[i]), 0.0)))
+            high = _fraction_up(s0 + steps * Fraction(max(float(uhi[i]), 0.0)))
+            lo[i], hi[i] = max(lo[i], low), min(hi[i], high)
+        return lo, hi
 
 
 def compute_ranges(module: Module, t_max: int | None = None,
