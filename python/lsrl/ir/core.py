@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import VerifyError
 from .matrix import Matrix, Vector
 
-__all__ = ["Location", "AttrSpec", "OpDef", "OPS", "register_op", "Op", "Module", "VerifyError", "as_module"]
+__all__ = ["Location", "AttrSpec", "OpDef", "OPS", "register_op", "Op", "Module", "VerifyError", "as_module",
+           "fill_in_order"]
 
 
 @dataclass(frozen=True)
@@ -374,3 +375,19 @@ def as_module(module_or_program, who: str) -> Module:
         return ir
     raise TypeError(f"{who}: expected an lsrl.ir.Module or a program (lsrl.ForEach), "
                     f"got {type(module_or_program).__name__}")
+
+
+def fill_in_order(op: Op, memo: dict, compute, pinned: dict) -> None:
+    """``memo[id(x)] = compute(x)`` for ``op`` and every op it depends on that ``memo`` lacks, operands first
+    (iteratively: graphs thousands of ops deep); ``pinned`` keeps the ops alive so their ids are not reused."""
+    stack = [(op, False)]
+    while stack:
+        cur, ready = stack.pop()
+        if id(cur) in memo:
+            continue
+        if not ready:
+            stack.append((cur, True))
+            stack.extend((o, False) for o in cur.operands if id(o) not in memo)
+            continue
+        memo[id(cur)] = compute(cur)
+        pinned[id(cur)] = cur

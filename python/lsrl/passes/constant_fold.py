@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..ir.core import Module, Op
+from ..ir.core import Module, Op, fill_in_order
 from ..ir.matrix import Matrix, Vector, matvec
 from . import Pass, register_pass
 from .rewrite import Rewriter, apply_patterns, is_constant
@@ -73,20 +73,9 @@ class ConstantAnalysis:
         self._pinned: dict[int, Op] = {}
 
     def __call__(self, op: Op) -> list:
-        hit = self._memo.get(id(op))
-        if hit is not None:
-            return hit
-        stack = [(op, False)]
-        while stack:
-            cur, ready = stack.pop()
-            if id(cur) in self._memo:
-                continue
-            if not ready:
-                stack.append((cur, True))
-                stack.extend((o, False) for o in cur.operands if id(o) not in self._memo)
-                continue
-            self._memo[id(cur)] = self._transfer(cur, [self._memo[id(o)] for o in cur.operands])
-            self._pinned[id(cur)] = cur
+        if id(op) not in self._memo:
+            fill_in_order(op, self._memo, lambda cur: self._transfer(cur, [self._memo[id(o)] for o in cur.operands]),
+                          self._pinned)
         return self._memo[id(op)]
 
     def _transfer(self, op: Op, ins: list) -> list:

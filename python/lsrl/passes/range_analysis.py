@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph  # noqa: F401  (sp.csgraph)
 
 from ..assumptions import validate_t_max
-from ..ir.core import Module, Op
+from ..ir.core import Module, Op, fill_in_order
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 
@@ -821,27 +821,20 @@ class RangeAnalysis:
         self._windows = None  # TimeWindows, built for the first register with a drive
 
     def __call__(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
-        hit = self._ranges.get(id(op))
-        if hit is not None:
-            return hit
-        stack = [(op, False)]
-        while stack:
-            cur, ready = stack.pop()
-            if id(cur) in self._ranges:
-                continue
-            if not ready:
-                stack.append((cur, True))
-                stack.extend((o, False) for o in cur.operands if id(o) not in self._ranges)
-                continue
-            self._ranges[id(cur)] = self._transfer(cur, [self._ranges[id(o)] for o in cur.operands])
-            self._pinned[id(cur)] = cur
-            if cur.kind in ("relu", "linear"):
-                units = self._relu_units(cur) if cur.kind == "relu" else self._scaled_units(cur)
-                if units:
-                    self._units[id(cur)] = units
-                    if cur.kind == "relu":
-                        self._ranges[id(cur)] = self._unit_tighten(units, *self._ranges[id(cur)])
+        if id(op) not in self._ranges:
+            fill_in_order(op, self._ranges, self._analyse, self._pinned)
         return self._ranges[id(op)]
+
+    def _analyse(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds of ``op`` (its operands analysed), and its ReLU units."""
+        bounds = self._transfer(op, [self._ranges[id(o)] for o in op.operands])
+        if op.kind in ("relu", "linear"):
+            units = self._relu_units(op) if op.kind == "relu" else self._scaled_units(op)
+            if units:
+                self._units[id(op)] = units
+                if op.kind == "relu":
+                    bounds = self._unit_tighten(units, *bounds)
+        return bounds
 
     def affine_range(self, a: Matrix, b: Vector | None, operand: Op) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of ``a · operand + b`` (ReLU groups of the operand bounded exactly)."""

@@ -25,7 +25,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..ir.core import Op
+from ..ir.core import Op, fill_in_order
 
 __all__ = ["TimeWindows"]
 
@@ -162,21 +162,9 @@ class TimeWindows:
         return counts
 
     def facts(self, op: Op) -> list:
-        hit = self._facts.get(id(op))
-        if hit is None:
-            stack = [(op, False)]
-            while stack:
-                cur, ready = stack.pop()
-                if id(cur) in self._facts:
-                    continue
-                if not ready:
-                    stack.append((cur, True))
-                    stack.extend((o, False) for o in cur.operands if id(o) not in self._facts)
-                    continue
-                self._facts[id(cur)] = self._transfer(cur)
-                self._pinned[id(cur)] = cur
-            hit = self._facts[id(op)]
-        return hit
+        if id(op) not in self._facts:
+            fill_in_order(op, self._facts, self._transfer, self._pinned)
+        return self._facts[id(op)]
 
     def _transfer(self, op: Op) -> list:
         kind = op.kind
