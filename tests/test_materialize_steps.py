@@ -84,6 +84,68 @@ def test_exact_bounds_replace_range_analysis(conditional, monkeypatch):
         np.testing.assert_array_equal(interpret(module, xs, exact=True), expected)
 
 
+def test_a_clamp_folds_its_constants_only_where_the_bias_holds_them():
+    # ReLU(3·[x > 4.5] + 2⁻⁶⁰)·2⁶⁰: reading the step through its clamp would fold 3 into the bias 2⁻⁶⁰, which float64
+    # rounds to 3 — another map (0 where the program answers 1); the step is read as its difference there
+    x = Input(1, lower=0, upper=9, integer=True)
+    program = ForEach(lsrl.Linear(lsrl.ReLU(lsrl.Linear(f_larger(x, 4.5), [[3.0]], [2.0 ** -60])), [[2.0 ** 60]]))
+    layer_form = opt.run(program.ir, "debranch,rescale-units")
+    xs = np.arange(10, dtype=float).reshape(1, 10, 1)
+    expected = interpret(layer_form, xs, exact=True)
+    np.testing.assert_array_equal(interpret(opt.run(layer_form, "materialize-steps"), xs, exact=True), expected)
+    np.testing.assert_array_equal(expected[0, :5, 0], [1] * 5)
+
+
+def test_a_clamp_needs_the_gap_of_the_stored_biases():
+    # 1.4866004612378187 − 0.4866004612378187 is 1.0 in float64 but not exactly: ReLU(1 − u_hi) would be another
+    # map than u_hi − u_lo, so the pair is read as its difference
+    text = """lsrl.module @main(%x: 1 in [-5.0, 5.0]) -> 1 {
+  %p = linear %x {A = [[-0.3], [-0.3]], b = [1.4866004612378187, 0.4866004612378187]} : 1 -> 2
+  %u = relu %p : 2 -> 2
+  %o = linear %u {A = [[3.0, -3.0]]} : 2 -> 1
+  return %o : 1
+}"""
+    from lsrl.ir.parser import parse
+    layer_form = parse(text)
+    xs = np.linspace(-5, 5, 41).reshape(1, -1, 1)
+    rewritten = opt.run(layer_form, "materialize-steps")
+    assert len(rewritten.ops) > len(layer_form.ops)
+    np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), interpret(layer_form, xs, exact=True))
+
+
+def test_rows_complementing_one_unit_from_different_bounds_keep_their_own():
+    # two λ-rows read the same carried unit c with biases that it cancels at h = 1/3 and at h = 1/3 + 7e-8 (a
+    # step's two edges): each row's complement ReLU(h − c) must use its own h (one shared unit was off by 1000)
+    text = """lsrl.module @main(%x: 1 in [-5.0, 5.0]) -> 2 {
+  %1 = linstate %x {A = identity<1>, B = zeros<1x1>, bias = [1.0]} : 1 -> 1
+  %2 = linear %1 {A = [[1.0], [1.0]], b = [-0.3333333333333333, 0.0]} : 1 -> 2
+  %3 = relu %2 : 2 -> 2
+  %4 = linear %3 {A = [[-3000.0, 3000.0], [-3000.0, 3000.0], [0.0, 1.0], [1.0, 0.0]], b = [0.0, -1.0, 0.0, 0.0]} : 2 -> 4
+  %5 = relu %4 : 4 -> 4
+  %6 = linear %5 {A = [
+      [0.0, 0.0, -29999999999.0, 30000000000.0],
+      [0.0, 0.0, 14999998758.894537, -14999998758.894537],
+      [0.0, 0.0, -30000000001.0, 30000000000.0],
+      [0.0, 0.0, 14999998758.894537, -14999998758.894537],
+      [2.0, -2.0, 0.0, 0.0]
+    ], b = [0.0, -4999999585.798179, 0.0, -4999999586.798179, -1.0]} : 4 -> 5
+  %7 = relu %6 : 5 -> 5
+  %8 = linear %7 {A = [
+      [1.0, 2.000000165480742, -1.0, -2.000000165480742, 0.0],
+      [0.0, 0.0, 0.0, 0.0, 1.0]
+    ]} : 5 -> 2
+  return %8 : 2
+}"""
+    from lsrl.ir.parser import parse
+    layer_form = parse(text)
+    xs = np.array([[[4.5], [0.0], [1.0]]])
+    expected = np.asarray(interpret(layer_form, xs, exact=True), dtype=float)
+    rewritten = opt.run(layer_form, "materialize-steps")
+    assert len(rewritten.ops) > len(layer_form.ops)
+    # the λ-biases' folds round at ulp(1.5e10) (docs/numerics.md, "Still open"): within 1e-6, not 1000
+    np.testing.assert_allclose(np.asarray(interpret(rewritten, xs, exact=True), dtype=float), expected, atol=1e-6)
+
+
 def test_approximated_relus_read_steps_without_clamps():
     # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it: lsrl.compile
     # turns clamps off where the target's activations are not exact (the alap-rm placement on the standard LSTM

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
@@ -98,12 +99,19 @@ class _Difference:
     clamped: bool = False
 
 
+def _adds_exactly(bias: float, products: list) -> bool:
+    """Whether ``bias + Σ p·gap`` is a float64 value, computed as this pass computes it."""
+    total = bias + math.fsum(p * gap for p, gap in products)
+    return Fraction(total) == Fraction(bias) + sum((Fraction(p) * Fraction(gap) for p, gap in products), Fraction(0))
+
+
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
                   upper, bound_slack: float, exact_readout: bool, clamp: bool):
     """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``) and the
-    differences (``("diff", key)``), the new biases and the differences used.  ``upper(j)`` is unit ``j``'s
-    upper bound (asked only when a row's bias may cancel the unit); ``exact_readout``: the reader is the module's
-    output; ``clamp``: read a step's 0/1 through its clamp."""
+    differences (``("diff", key)``), the new biases and the differences used.  ``gap_of(hi, lo)`` is a pair's
+    bias gap and whether float64 computed it exactly; ``upper(j)`` is unit ``j``'s upper bound (asked only when a
+    row's bias may cancel the unit); ``exact_readout``: the reader is the module's output; ``clamp``: read a step's
+    0/1 through its clamp."""
     row_terms = []
     new_bias = bias.copy()
     differences: dict[tuple, _Difference] = {}
@@ -128,7 +136,10 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             if abs(total) > cancel * math.fsum(map(abs, w)):
                 continue  # read with a share that does not cancel: no small value to form
             partial = [math.fsum(w[:k + 1]) for k in range(len(w) - 1)]
-            pairs = [(p, hi, lo, gap_of(hi, lo)) for p, hi, lo in zip(partial, members, members[1:]) if p != 0]
+            gaps = [(p, hi, lo, *gap_of(hi, lo)) for p, hi, lo in zip(partial, members, members[1:]) if p != 0]
+            pairs = [(p, hi, lo, gap) for p, hi, lo, gap, _ in gaps]
+            # u_lo = ReLU(u_hi − gap) only with the gap of the stored biases itself (1.4866 − 0.4866 may round)
+            exact_gaps = all(exact for *_, exact in gaps)
             shift = math.fsum(p * gap for p, _, _, gap in pairs)
             cancels = abs(new_bias[r]) > 0 and abs(new_bias[r] + shift) <= cancel * abs(new_bias[r])
             if exact_readout and not cancels and all(_power_of_two(v) for v in w):
@@ -139,8 +150,11 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 weights[members[-1]] = total
             # D = gap − ReLU(gap − u_hi): exact 0 or gap on a saturated step whatever rounding y has (u_hi − u_lo
             # rounds at |u_hi|) — also where the bias does not cancel, when the constants it adds to it are small
-            complement = cancels or (clamp and max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS)
-            clamped = clamp and complement
+            # and the bias holds them exactly (2⁻⁶⁰ + 3 would be 3: another map)
+            clamp_here = clamp and exact_gaps
+            complement = cancels or (clamp_here and max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS
+                                     and _adds_exactly(new_bias[r], [(p, gap) for p, _, _, gap in pairs]))
+            clamped = clamp_here and complement
             for p, hi, lo, gap in pairs:
                 key = (hi, lo, complement, clamped)
                 differences.setdefault(key, _Difference(hi, lo, gap, complement, clamped=clamped))
@@ -164,11 +178,11 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 hi = snap_number(-new_bias[r] / w, bound_slack)
                 if not (np.isfinite(hi) and hi > 0 and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
                     continue
-                key = (j, None, "excess")
+                key = (j, None, "excess", hi)
                 differences.setdefault(key, _Difference(j, None, hi, False, excess=True))
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + w
             del weights[j]
-            key = (j, None, True)
+            key = (j, None, True, hi)  # rows may complement one unit from different h
             differences.setdefault(key, _Difference(j, None, hi, True))
             terms[("diff", key)] = terms.get(("diff", key), 0.0) - w
             new_bias[r] += w * hi
@@ -219,7 +233,8 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         producer_bias = producer.attrs["b"].to_float().values if groups else None
 
         def gap_of(hi, lo, producer_bias=producer_bias):
-            return float(producer_bias[hi] - producer_bias[lo])
+            gap = float(producer_bias[hi] - producer_bias[lo])
+            return gap, Fraction(gap) == Fraction(float(producer_bias[hi])) - Fraction(float(producer_bias[lo]))
 
         def upper(j, source=source):
             nonlocal analysis
