@@ -142,8 +142,9 @@ def test_rows_complementing_one_unit_from_different_bounds_keep_their_own():
     expected = np.asarray(interpret(layer_form, xs, exact=True), dtype=float)
     rewritten = opt.run(layer_form, "materialize-steps")
     assert len(rewritten.ops) > len(layer_form.ops)
-    # the λ-biases' folds round at ulp(1.5e10) (docs/numerics.md, "Still open"): within 1e-6, not 1000
-    np.testing.assert_allclose(np.asarray(interpret(rewritten, xs, exact=True), dtype=float), expected, atol=1e-6)
+    # and each h has so few bits that folding w·h into the λ-bias is exact (1/3 snapped to 0.3333333 was off by
+    # 7.4e-7 after the fold)
+    np.testing.assert_array_equal(np.asarray(interpret(rewritten, xs, exact=True), dtype=float), expected)
 
 
 def test_approximated_relus_read_steps_without_clamps():

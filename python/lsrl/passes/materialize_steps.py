@@ -26,7 +26,8 @@ bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried th
 ``ReLU(h − u)`` the same way, ``h`` its exact upper bound (from the units this pass made, or range analysis
 with its interval slack snapped off).  Where no bound cancels the bias (a placement that carries a step's two
 ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition), ``h`` is the value
-the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for every ``u``.  The readout keeps the groups it reads with weights ±2^k: its products
+the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for every ``u``
+(either ``h`` has so few bits that folding ``w·h`` into the bias is exact).  The readout keeps the groups it reads with weights ±2^k: its products
 are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
@@ -99,6 +100,18 @@ class _Difference:
     clamped: bool = False
 
 
+def _held(bias: float, w: float, h: float, upward: bool) -> float:
+    """``h``, or the number nearest it (above it where ``upward``: an upper bound stays one) with so few bits that
+    ``bias + w·h`` is computed exactly: a bias of size λ that rounds when ``w·h`` is folded into it changes the
+    map by up to ``ulp(λ)`` (10¹⁰ − 14999998758.894537·0.3333333 is off by 2·10⁻⁶)."""
+    if not math.isfinite(h) or h == 0 or _adds_exactly(bias, [(w, h)]):
+        return h
+    bits = Fraction(w).numerator.bit_length()  # w's significant bits: h may have the rest of 53
+    step = math.ldexp(1.0, math.frexp(h)[1] - max(53 - bits, 1))
+    held = (math.ceil(h / step) if upward else round(h / step)) * step
+    return held if _adds_exactly(bias, [(w, held)]) else h
+
+
 def _adds_exactly(bias: float, products: list) -> bool:
     """Whether ``bias + Σ p·gap`` is a float64 value, computed as this pass computes it."""
     total = bias + math.fsum(p * gap for p, gap in products)
@@ -169,13 +182,13 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 continue
             # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1); the complement must
             # be taken from the value itself, or λ multiplies the slack
-            hi = snap_number(float(upper(j)), bound_slack)
+            hi = _held(new_bias[r], w, snap_number(float(upper(j)), bound_slack), upward=True)
             proven = np.isfinite(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])
             if not proven:
                 # no upper bound that cancels the bias (a condition carried where range analysis loses it): read
                 # u = h − ReLU(h − u) + ReLU(u − h) with the h the bias cancels — exact for every u, and for a
                 # 0/1 condition the second unit is 0
-                hi = snap_number(-new_bias[r] / w, bound_slack)
+                hi = _held(new_bias[r], w, snap_number(-new_bias[r] / w, bound_slack), upward=False)
                 if not (np.isfinite(hi) and hi > 0 and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
                     continue
                 key = (j, None, "excess", hi)
