@@ -112,10 +112,33 @@ def _held(bias: float, w: float, h: float, upward: bool) -> float:
     return held if _adds_exactly(bias, [(w, held)]) else h
 
 
+def _sum_exact(a: float, b: float) -> bool:
+    """Whether ``a + b`` is computed exactly (Knuth's TwoSum error is 0)."""
+    s = a + b
+    bb = s - a
+    return math.isfinite(s) and (a - (s - bb)) + (b - bb) == 0
+
+
 def _adds_exactly(bias: float, products: list) -> bool:
-    """Whether ``bias + Σ p·gap`` is a float64 value, computed as this pass computes it."""
-    total = bias + math.fsum(p * gap for p, gap in products)
-    return Fraction(total) == Fraction(bias) + sum((Fraction(p) * Fraction(gap) for p, gap in products), Fraction(0))
+    """Whether ``bias + Σ p·gap`` is a float64 value, computed as this pass computes it: every product and every
+    partial sum exact (then ``fsum`` and the sum are the exact ones)."""
+    total = 0.0
+    for p, gap in products:
+        term = p * gap
+        if not (_product_exact_scalar(p, gap, term) and _sum_exact(total, term)):
+            return False
+        total += term
+    return _sum_exact(bias, total)
+
+
+def _product_exact_scalar(a: float, b: float, product: float) -> bool:
+    """Whether ``product = fl(a·b)`` is exact (Dekker's error-free product on Veltkamp's halves)."""
+    if not math.isfinite(product) or (product == 0 and a != 0 and b != 0):
+        return False
+    ca, cb = 134217729.0 * a, 134217729.0 * b
+    ah, bh = ca - (ca - a), cb - (cb - b)
+    al, bl = a - ah, b - bh
+    return ((ah * bh - product) + ah * bl + al * bh) + al * bl == 0
 
 
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
@@ -246,8 +269,8 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         producer_bias = producer.attrs["b"].to_float().values if groups else None
 
         def gap_of(hi, lo, producer_bias=producer_bias):
-            gap = float(producer_bias[hi] - producer_bias[lo])
-            return gap, Fraction(gap) == Fraction(float(producer_bias[hi])) - Fraction(float(producer_bias[lo]))
+            top, bottom = float(producer_bias[hi]), float(producer_bias[lo])
+            return top - bottom, _sum_exact(top, -bottom)
 
         def upper(j, source=source):
             nonlocal analysis
