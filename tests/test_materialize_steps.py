@@ -85,8 +85,8 @@ def test_exact_bounds_replace_range_analysis(conditional, monkeypatch):
 
 
 def test_a_clamp_folds_its_constants_only_where_the_bias_holds_them():
-    # ReLU(3·[x > 4.5] + 2⁻⁶⁰)·2⁶⁰: reading the step through its clamp would fold 3 into the bias 2⁻⁶⁰, which float64
-    # rounds to 3 — another map (0 where the program answers 1); the step is read as its difference there
+    # ReLU(3·[x > 4.5] + 2⁻⁶⁰)·2⁶⁰: reading the step through its clamp would fold 3 into the bias 2⁻⁶⁰, which
+    # float64 rounds to 3 — another map (0 where the program answers 1); the step is read as its difference there
     x = Input(1, lower=0, upper=9, integer=True)
     program = ForEach(lsrl.Linear(lsrl.ReLU(lsrl.Linear(f_larger(x, 4.5), [[3.0]], [2.0 ** -60])), [[2.0 ** 60]]))
     layer_form = opt.run(program.ir, "debranch,rescale-units")
@@ -148,9 +148,9 @@ def test_rows_complementing_one_unit_from_different_bounds_keep_their_own():
 
 
 def test_approximated_relus_read_steps_without_clamps():
-    # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it: lsrl.compile
-    # turns clamps off where the target's activations are not exact (the alap-rm placement on the standard LSTM
-    # answered 92 for 9 with them)
+    # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it:
+    # lsrl.compile turns clamps off where the target's activations are not exact (the alap-rm placement on the
+    # standard LSTM answered 92 for 9 with them)
     program = token_map(3, "direct", vocab_size=10)
     assert "materialize-steps{clamp=false}" in lsrl.compile(program, "lstm", activations="standard", t_max=123).pipeline
     for target, activations in (("lstm", "ideal"), ("linear_rnn", "standard")):

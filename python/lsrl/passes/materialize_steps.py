@@ -27,8 +27,8 @@ bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried th
 with its interval slack snapped off).  Where no bound cancels the bias (a placement that carries a step's two
 ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition), ``h`` is the value
 the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for every ``u``
-(either ``h`` has so few bits that folding ``w·h`` into the bias is exact).  The readout keeps the groups it reads with weights ±2^k: its products
-are exact and nothing reads its rounding.
+(either ``h`` has so few bits that folding ``w·h`` into the bias is exact).  The readout keeps the groups it
+reads with weights ±2^k: its products are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
 stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are
@@ -482,8 +482,9 @@ class MaterializeSteps(Pass):
         "help": "relative slack of a unit's range bound taken as interval-arithmetic rounding when the bound is "
                 "within it of a number of ≤ 7 digits (the complement of a step is read from that number)"})
     clamp: bool = dataclasses.field(default=True, metadata={
-        "help": "read a step's 0/1 as gap − ReLU(gap − u): exact on a saturated step with exact ReLUs (lsrl.compile "
-                "turns it off for standard activations, whose error grows with the clamp's input range)"})
+        "help": "read a step's 0/1 as gap − ReLU(gap − u): exact on a saturated step with exact ReLUs "
+                "(lsrl.compile turns it off for approximated activations, whose error grows with the clamp's input "
+                "range)"})
 
     def run(self, module):
         if not 0 <= self.cancel < 1:
