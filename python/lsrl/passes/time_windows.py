@@ -43,7 +43,6 @@ class _Fact:
 
 
 _ANY = _Fact(None, None)
-_ZERO_WINDOW = _Fact(None, EMPTY)
 
 
 def _hull(windows) -> tuple | None:
