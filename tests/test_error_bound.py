@@ -705,6 +705,21 @@ def test_a_shift_register_of_a_fine_lattice_stays_exact():
     _assert_exact_in_both_dtypes(text, np.random.default_rng(2).integers(0, 4096, (2, 50, 1)).astype(float))
 
 
+def test_a_value_that_may_leave_the_dtypes_range_has_no_bound():
+    # (x²)² reaches 1e40 for |x| ≤ 1e10: float32 runs give inf there, so its bound is inf (a review found 3e37);
+    # float64 holds it
+    text = """lsrl.module @m(%x: 1 {lower = [-10000000000.0], upper = [10000000000.0]}) -> 1 {
+  %c = concat %x, %x : 1, 1 -> 2
+  %s = multi %c : 2 -> 1
+  %d = concat %s, %s : 1, 1 -> 2
+  %q = multi %d : 2 -> 1
+  return %q : 1
+}"""
+    module = parse_module(text)
+    assert ErrorAnalysis(module, "float32", 10)[module.output].err.tolist() == [np.inf]
+    assert np.isfinite(ErrorAnalysis(module, "float64", 10)[module.output].err).all()
+
+
 def test_a_lambda_row_with_a_constant_float64_cannot_hold_keeps_its_shift():
     # the λ-row read with 1 + 2^-60: its per-piece rounding is 0, the constant's rounding is not
     text = LAMBDA_ROW.format(weight="1152921504606846977/1152921504606846976")

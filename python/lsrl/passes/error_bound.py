@@ -610,10 +610,21 @@ class ErrorAnalysis:
             facts = self._with_local_errors(op, self._transfer(op))
             if self.split_reads is not None and op.kind in _KEPT_KINDS:
                 facts = self._read_in_parts(facts)
-            self.facts[id(op)] = facts
+            self.facts[id(op)] = self._overflowing(facts)
 
     def __getitem__(self, op: Op) -> _Facts:
         return self.facts[id(op)]
+
+    def _overflowing(self, facts: _Facts) -> _Facts:
+        """``facts`` with an unbounded error where a value may leave the dtype's range (a float32 run gives inf
+        where the exact value is 1e42); half the largest value leaves room for the rounding on the way."""
+        with np.errstate(invalid="ignore"):
+            reach = _magnitude(facts.lo, facts.hi) + facts.err
+        over = ~(reach < np.finfo(self.dtype).max / 2)
+        if not over.any():
+            return facts
+        values = [_Values.unknown(math.inf) if o else v for v, o in zip(facts.values, over.tolist())]
+        return dataclasses.replace(facts, values=values, groups=None, unit_of=None)  # readers read the values
 
     # ------------------------------------------------------------------ helpers
     def _fits(self, mags, grains) -> np.ndarray:
