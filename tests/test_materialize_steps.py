@@ -33,10 +33,57 @@ def test_inserted_stages_keep_the_map(module, seed):
     assert inserted % 2 == 0 and inserted // 2 <= sum(op.kind != "linear" for op in layer_form.ops)
     assert len(materialized.metadata["layout"]) == len(materialized.ops)
     xs = random_sequences(module, 9, 3, np.random.default_rng(seed))
-    expected = interpret(layer_form, xs)
-    np.testing.assert_allclose(interpret(materialized, xs), expected, rtol=1e-9,
-                               atol=1e-9 * max(1.0, float(np.abs(expected).max(initial=0.0))))
+    np.testing.assert_array_equal(interpret(materialized, xs, exact=True), interpret(layer_form, xs, exact=True))
 
+
+
+@st.composite
+def step_programs(draw):
+    """Programs of steps (``f_step``, ``f_bump``, comparisons) over inputs and a counter, read by λ-conditionals,
+    states and rows with large or odd constants: every construction materialize-steps rewrites."""
+    from lsrl.lang import Concat, LinState, Linear, ReLU
+    from lsrl.sugar import f_bump, f_constant, f_eq, f_ifelse, f_ifelse_step, f_smaller, f_step
+    numbers = st.sampled_from([0.1, 0.3, -0.7, 1.0, 2.5, 1 / 3, -2.0, 7.0, 1e-3, 123.456, 0.5, -1.1])
+    scales = st.sampled_from([1000, 7, 0.3, 3])
+    width = draw(st.integers(1, 2))
+    x = Input(width, lower=-5, upper=5)
+    values = [x[i] for i in range(width)] if width > 1 else [x]
+    if draw(st.booleans()):
+        values.append(LinState(f_constant(x, 1), A=[[1]], B=[[draw(st.sampled_from([1, 0.5, -1, 0.1]))]],
+                               init_state=[draw(st.sampled_from([0, -3, 0.25]))]))
+    steps = []
+    for _ in range(draw(st.integers(1, 4))):
+        value, kind, scale = draw(st.sampled_from(values)), draw(st.sampled_from(range(5))), draw(scales)
+        edge = draw(st.floats(-4, 2))
+        steps.append([lambda: f_step(value, scale), lambda: f_bump(value, edge, edge + draw(st.floats(0, 3)), scale),
+                      lambda: f_larger(value, edge, scale), lambda: f_smaller(value, edge, scale),
+                      lambda: f_eq(value, draw(st.sampled_from(values)), scale)][kind]())
+    pool = values + steps
+    outputs = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind, step = draw(st.sampled_from(range(6))), draw(st.sampled_from(steps))
+        a, b = draw(st.sampled_from(pool)), draw(st.sampled_from(pool))
+        row = [[draw(numbers) if draw(st.booleans()) else 0.0 for _ in pool]]
+        bias = [draw(st.sampled_from([0.0, 0.1, -3.3, 1e10, 5.5e15, 1e17]))]
+        outputs.append([lambda: Linear(Concat(pool), row, bias), lambda: ReLU(Linear(Concat(pool), row, bias)),
+                        lambda: LinState(Concat(steps), A=[[1]], B=[[draw(numbers) for _ in steps]]),
+                        lambda: f_ifelse(step, a, b), lambda: f_ifelse_optimized(step, a),
+                        lambda: f_ifelse_step(step, a, b)][kind]())
+    return ForEach(Concat(outputs) if len(outputs) > 1 else outputs[0]), width
+
+
+@settings(max_examples=profile_examples(40), deadline=None)
+@given(program=step_programs(), seed=st.integers(0, 2**32 - 1))
+def test_inserted_stages_keep_the_map_exactly_on_step_programs(program, seed):
+    # a fold of constants into a λ-bias one rounded addition at a time, a complement from a gap rounded down or
+    # from a bound rounded down each changed the map by up to ulp(λ) (7·10⁻⁷ on outputs of 1)
+    program, width = program
+    layer_form = opt.run(program.ir, "debranch,rescale-units")
+    rewritten = opt.run(layer_form, "materialize-steps")
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(-5, 5, size=(2, 8, width))
+    xs[0] = np.round(xs[0] * 4) / 4  # on the steps' edges too
+    np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), interpret(layer_form, xs, exact=True))
 
 def test_lambda_reads_an_exact_step_unit():
     x = Input(1, lower=0, upper=9)
@@ -146,6 +193,25 @@ def test_rows_complementing_one_unit_from_different_bounds_keep_their_own():
     # 7.4e-7 after the fold)
     np.testing.assert_array_equal(np.asarray(interpret(rewritten, xs, exact=True), dtype=float), expected)
 
+
+
+def test_a_complement_takes_its_bound_rounded_up():
+    # c = ReLU(0.9048…·(u0 − u1)) reaches 0.9048442497455533·1.105162573869709 = 1.0000000000000016; a complement
+    # ReLU(h − c) from h snapped down to 1 clipped it, and λ made that 1.6·10⁻⁵
+    text = """lsrl.module @main(%x: 1 in [-5.0, 5.0]) -> 1 {
+  %p = linear %x {A = [[3.315487721609122], [3.315487721609122]], b = [11.931439254427277, 10.826276680557568]} : 1 -> 2
+  %u = relu %p : 2 -> 2
+  %q = linear %u {A = [[0.9048442497455533, -0.9048442497455533]]} : 2 -> 1
+  %c = relu %q : 1 -> 1
+  %o = linear %c {A = [[10000000001.0]], b = [-10000000000.0]} : 1 -> 1
+  return %o : 1
+}"""
+    from lsrl.ir.parser import parse
+    layer_form = parse(text)
+    rewritten = opt.run(layer_form, "materialize-steps")
+    assert len(rewritten.ops) > len(layer_form.ops)
+    xs = np.array([[[-5.0], [0.0], [5.0]]])
+    np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), interpret(layer_form, xs, exact=True))
 
 def test_approximated_relus_read_steps_without_clamps():
     # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it:

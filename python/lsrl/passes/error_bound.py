@@ -64,9 +64,10 @@ import scipy.sparse as sp
 from ..assumptions import validate_t_max
 from ..errors import OptionError
 from ..ir.core import Module, Op
+from ..ir.error_free import product_exact, sum_exact
 from ..ir.matrix import Matrix, Vector, is_exact_float
 from . import Pass, register_pass
-from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit, _product_exact,
+from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit,
                              _spectral_norm_bound)
 
 __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds",
@@ -100,18 +101,6 @@ def _low_bit(values: np.ndarray) -> int:
     return int(np.min(_lowest_bit(np.asarray(values, dtype=np.float64)), initial=1 << 20))
 
 
-def _sum_exact_each(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Whether each float sum ``s = a + b`` is exact (Knuth's error-free sum)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        bb = s - a
-        err = (a - (s - bb)) + (b - bb)
-    return np.isfinite(s) & (err == 0)
-
-
-def _sum_exact(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> bool:
-    return bool(np.all(_sum_exact_each(a, b, s)))
-
-
 def zero_safe_product(a, b):
     """``a·b`` with ``0·inf = 0`` (a quantity that does not move carries none of an unbounded error)."""
     with np.errstate(invalid="ignore"):
@@ -140,7 +129,7 @@ def _grid_union(grids: list[tuple[float, float]]) -> tuple[float, float] | None:
     """One lattice ``o + g·Z`` holding every lattice of ``grids`` (``g = 0``: a single value), or None."""
     offsets = np.array([o for o, _ in grids])
     shifts = offsets - offsets[0]
-    if not _sum_exact(shifts, np.full(shifts.shape, offsets[0]), offsets):
+    if not np.all(sum_exact(shifts, np.full(shifts.shape, offsets[0]), offsets)):
         return None
     step = _float_gcd(np.concatenate([np.array([g for _, g in grids]), shifts]))
     return None if step is None else (float(offsets[0]), step)
@@ -220,11 +209,11 @@ class _Values:
                 return _Values.unknown(abs(w) * self.err)
             (o, g), size = self.grid, self.size * abs(w)
             shift, step = o * w, g * abs(w)
-            exact = bool(np.all(_product_exact(np.array([o, g]), np.array([w, abs(w)]), np.array([shift, step]))))
+            exact = bool(np.all(product_exact(np.array([o, g]), np.array([w, abs(w)]), np.array([shift, step]))))
             rounding = _analysis_rounding(exact, 2 * (abs(shift) + size))
             return _Values.unknown(abs(w) * self.err, (shift, step), abs(w) * self.slack + rounding, size)
         product = self.points * w
-        rounding = np.where(_product_exact(self.points, np.full(self.points.shape, w), product), 0.0,
+        rounding = np.where(product_exact(self.points, np.full(self.points.shape, w), product), 0.0,
                             _ANALYSIS_U * np.abs(product))
         return _Values.of(product, self.errors * abs(w), abs(w) * self.slacks + rounding)
 
@@ -247,7 +236,7 @@ class _Values:
 def _grid_of(points: np.ndarray) -> tuple[float, float] | None:
     """The finest lattice ``offset + step·Z`` holding ``points``."""
     shifts = points - points[0]
-    if not _sum_exact(shifts, np.full(shifts.shape, points[0]), points):
+    if not np.all(sum_exact(shifts, np.full(shifts.shape, points[0]), points)):
         return None
     step = _float_gcd(shifts)
     return None if step is None else (float(points[0]), step)
@@ -272,7 +261,7 @@ def _sum(parts: list[_Values]) -> _Values:
         total = a + b
         sums = mags[:, None] + part.mags[None, :]
         # a partial sum rounds by at most an ulp of Σ|terms|
-        rounding = np.where(_sum_exact_each(a, b, total), 0.0, _ANALYSIS_U * sums)
+        rounding = np.where(sum_exact(a, b, total), 0.0, _ANALYSIS_U * sums)
         combined = _Values.of(total.ravel(), (errors[:, None] + part.errors[None, :]).ravel(),
                               (slacks[:, None] + part.slacks[None, :] + rounding).ravel(), sums.ravel(),
                               np.minimum(grains[:, None], part.grains[None, :]).ravel())
@@ -441,7 +430,7 @@ class _Group:
                 return _Values.unknown(largest)
             intercept = (active * (coeffs * b)[None, :]).sum(axis=1)
             exact = (_sums_exact(active, coeffs * k, gain) and _sums_exact(active, coeffs * b, intercept)
-                     and bool(np.all(_product_exact(coeffs, k, coeffs * k) & _product_exact(coeffs, b, coeffs * b))))
+                     and bool(np.all(product_exact(coeffs, k, coeffs * k) & product_exact(coeffs, b, coeffs * b))))
             return self._on_lattice(gain, intercept, ends, errors, float(np.max(drift, initial=0.0)), exact)
         if self.y.points is None:
             return _Values.unknown(largest)
@@ -458,8 +447,8 @@ class _Group:
         with np.errstate(invalid="ignore", over="ignore"):
             scaled = k[None, :] * centres[:, None]
             pre = scaled + b[None, :]
-            exact = _product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
-                & _sum_exact_each(*np.broadcast_arrays(scaled, b[None, :]), pre)
+            exact = product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
+                & sum_exact(*np.broadcast_arrays(scaled, b[None, :]), pre)
             spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
                       + np.where(exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
         return pre, exact, spread
@@ -486,8 +475,8 @@ class _Group:
         magnitude = float(np.max(np.maximum(np.abs(start), np.abs(end))
                                  + 4 * _ANALYSIS_U * (np.abs(slope * last) + np.abs(intercept)), initial=0.0))
         # this analysis's float64 arithmetic rounds nothing when the slopes, intercepts, starts and steps are exact
-        exact = exact and bool(np.all(_product_exact(slope, first, scaled) & _sum_exact_each(scaled, intercept, start)
-                                      & _product_exact(np.abs(slope), np.full(slope.shape, step), steps)))
+        exact = exact and bool(np.all(product_exact(slope, first, scaled) & sum_exact(scaled, intercept, start)
+                                      & product_exact(np.abs(slope), np.full(slope.shape, step), steps)))
         rounding = 0.0 if exact else 4 * _ANALYSIS_U * magnitude
         slack = drift + rounding
         single = (slope == 0) | (first == last)
@@ -523,8 +512,8 @@ def _exact_direction(first: np.ndarray, leading: np.ndarray) -> tuple[np.ndarray
     for divisor in (math.copysign(abs(smallest), first[0]), math.copysign(power, first[0])):
         d = first / divisor
         k = leading / d[0]
-        if np.all(_product_exact(d, np.full(d.shape, divisor), first)) and np.all(
-                _product_exact(k, np.full(k.shape, d[0]), leading)):
+        if np.all(product_exact(d, np.full(d.shape, divisor), first)) and np.all(
+                product_exact(k, np.full(k.shape, d[0]), leading)):
             return d, k
     return first / first[0], leading
 
@@ -534,13 +523,13 @@ def _level(coeffs, k, b, active, undecided):
     every ``y`` near it — every unit decided, ``Σ_active c_i k_i`` exactly 0 and both sums computed exactly: a
     saturated step is its constants' sum, not ``y``'s rounded arithmetic."""
     slopes, shifts = coeffs * k, coeffs * b
-    units_exact = _product_exact(coeffs, k, slopes) & _product_exact(coeffs, b, shifts)
+    units_exact = product_exact(coeffs, k, slopes) & product_exact(coeffs, b, shifts)
     exact = ~undecided.any(axis=1) & np.all(units_exact[None, :] | ~active, axis=1)
     gain, level = np.zeros(active.shape[0]), np.zeros(active.shape[0])
     for j in range(coeffs.size):
         slope, shift = np.where(active[:, j], slopes[j], 0.0), np.where(active[:, j], shifts[j], 0.0)
         new_gain, new_level = gain + slope, level + shift
-        exact &= _sum_exact_each(gain, slope, new_gain) & _sum_exact_each(level, shift, new_level)
+        exact &= sum_exact(gain, slope, new_gain) & sum_exact(level, shift, new_level)
         gain, level = new_gain, new_level
     return level, exact & (gain == 0)
 
@@ -554,7 +543,7 @@ def _relu_sum(pre, known, coeffs):
     for j, c in enumerate(coeffs.tolist()):
         term = relus[:, j] * c
         total = values + term
-        exact &= _product_exact(relus[:, j], np.full(pre.shape[0], c), term) & _sum_exact_each(values, term, total)
+        exact &= product_exact(relus[:, j], np.full(pre.shape[0], c), term) & sum_exact(values, term, total)
         values = total
     magnitude = (coeffs.size + 2) * np.sum(np.abs(coeffs)[None, :] * relus, axis=1)
     return values, np.where(exact, 0.0, _ANALYSIS_U * magnitude)
@@ -1015,9 +1004,9 @@ class ErrorAnalysis:
             k.append(v * deep.k[pos])
             shifted = v * deep.b[pos]
             b.append(shifted + bias[i])
-            exact = bool(np.all(_product_exact(np.array([v, v]), np.array([deep.k[pos], deep.b[pos]]),
+            exact = bool(np.all(product_exact(np.array([v, v]), np.array([deep.k[pos], deep.b[pos]]),
                                                np.array([k[-1], shifted])))) and \
-                _sum_exact(np.array([shifted]), np.array([bias[i]]), np.array([b[-1]]))
+                sum_exact(float(shifted), float(bias[i]), float(b[-1]))
             # k and b rounded by this float64 arithmetic: |Δk|·|y| + |Δb|
             slip = 0.0 if exact else 2 * _ANALYSIS_U * (abs(k[-1]) * y_size + abs(shifted) + abs(bias[i]))
             residual.append(v * deep.residual[pos] + slip)
@@ -1070,7 +1059,7 @@ class ErrorAnalysis:
         if d.size == 0:
             return np.zeros(0)
         along = k * d
-        exact = _product_exact(np.full(d.shape, k), d, along)
+        exact = product_exact(np.full(d.shape, k), d, along)
         return np.abs(row - along) * (1 + 2 * _ANALYSIS_U) + np.where(exact, 0.0, 2 * _ANALYSIS_U * np.abs(along))
 
     @staticmethod
@@ -1095,7 +1084,7 @@ class ErrorAnalysis:
         products = left * right
         n = offsets[0].size
         grid = _grid_union(list(zip(products[:n].tolist(), products[n:].tolist())))
-        rounding = 0.0 if bool(np.all(_product_exact(left, right, products))) else 4 * _ANALYSIS_U * ma * mb
+        rounding = 0.0 if bool(np.all(product_exact(left, right, products))) else 4 * _ANALYSIS_U * ma * mb
         return grid, ma * b.slack + mb * a.slack + a.slack * b.slack + rounding, ma * mb
 
     def _multi(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
@@ -1121,7 +1110,7 @@ class ErrorAnalysis:
                 product = xa * xb
                 sa, sb = a.slacks[:, None], b.slacks[None, :]
                 slack = (zero_safe_product(pa, sb) + zero_safe_product(pb, sa) + sa * sb
-                         + np.where(_product_exact(xa, xb, product), 0.0, _ANALYSIS_U * np.abs(product)))
+                         + np.where(product_exact(xa, xb, product), 0.0, _ANALYSIS_U * np.abs(product)))
                 values.append(_Values.of(product.ravel(), np.broadcast_to(
                     errors, (a.points.size, b.points.size)).ravel(), slack.ravel()))
             else:

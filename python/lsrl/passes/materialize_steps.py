@@ -19,16 +19,18 @@ left within ``cancel`` of the weights is read from the last unit as before).  ``
 ``Σ P_k·gap`` go into the reader's bias — where its bias cancels them (``−λ + λ·c``: the ``direct`` and
 ``step_optimized`` conditionals), so that no constant of size λ meets a small value, or where they are below
 2^24; a reader that would add a constant of size λ to a small value (``t − λ·c``, where ``c = 1`` drives the unit
-far below 0 anyway) reads ``D = ReLU(u_k − u_{k+1})``, exact 0 where ``c = 0``.  With ``clamp=false``
-(``lsrl.compile``'s choice for approximated ReLUs, whose error grows with the input range, here ``u_k``'s whole
-range) the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels, ``ReLU(gap − u_k + u_{k+1})``.  A single
+far below 0 anyway) reads ``D = ReLU(u_k − u_{k+1})``, exact 0 where ``c = 0``.  A row's folded constants are
+summed exactly and rounded once; what its bias cannot hold is read from a constant unit of 1 in the inserted
+stage.  With ``clamp=false`` (``lsrl.compile``'s choice for approximated ReLUs, whose error grows with the input
+range, here ``u_k``'s whole range) the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels,
+``ReLU(gap − u_k + u_{k+1})`` (``gap`` rounded up where the biases' float difference is not exact).  A single
 bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried through a state) is read as
-``ReLU(h − u)`` the same way, ``h`` its exact upper bound (from the units this pass made, or range analysis
-with its interval slack snapped off).  Where no bound cancels the bias (a placement that carries a step's two
-ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition), ``h`` is the value
-the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for every ``u``
-(either ``h`` has so few bits that folding ``w·h`` into the bias is exact).  The readout keeps the groups it
-reads with weights ±2^k: its products are exact and nothing reads its rounding.
+``ReLU(h − u)`` the same way, ``h`` its upper bound (from the units this pass made, rounded up, or range
+analysis' where it has no interval slack to snap off).  Where no such bound cancels the bias (a placement that
+carries a step's two ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition),
+``h`` is the value the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for
+every ``u`` (either ``h`` has so few bits that folding ``w·h`` into the bias is exact).  The readout keeps the
+groups it reads with weights ±2^k: its products are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
 stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are
@@ -45,6 +47,7 @@ import numpy as np
 
 from ..errors import PassError
 from ..ir.core import Op
+from ..ir.error_free import fold_products, sum_exact
 from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
@@ -100,45 +103,26 @@ class _Difference:
     clamped: bool = False
 
 
-def _held(bias: float, w: float, h: float, upward: bool) -> float:
+def _held(bias: float, folds: list, w: float, h: float, upward: bool) -> float:
     """``h``, or the number nearest it (above it where ``upward``: an upper bound stays one) with so few bits that
-    ``bias + w·h`` is computed exactly: a bias of size λ that rounds when ``w·h`` is folded into it changes the
-    map by up to ``ulp(λ)`` (10¹⁰ − 14999998758.894537·0.3333333 is off by 2·10⁻⁶)."""
-    if not math.isfinite(h) or h == 0 or _adds_exactly(bias, [(w, h)]):
+    ``bias + Σ folds + w·h`` is a float64 value: a bias of size λ cancels the unit exactly in float arithmetic only
+    where it holds ``w·h`` (10¹⁰ − 14999998758.894537·0.3333333 is 10⁻⁶ from a float64)."""
+    if not math.isfinite(h) or h == 0 or not fold_products(bias, folds + [(w, h)])[1]:
         return h
     bits = Fraction(w).numerator.bit_length()  # w's significant bits: h may have the rest of 53
     step = math.ldexp(1.0, math.frexp(h)[1] - max(53 - bits, 1))
     held = (math.ceil(h / step) if upward else round(h / step)) * step
-    return held if _adds_exactly(bias, [(w, held)]) else h
+    return h if fold_products(bias, folds + [(w, held)])[1] else held
 
 
-def _sum_exact(a: float, b: float) -> bool:
-    """Whether ``a + b`` is computed exactly (Knuth's TwoSum error is 0)."""
-    s = a + b
-    bb = s - a
-    return math.isfinite(s) and (a - (s - bb)) + (b - bb) == 0
-
-
-def _adds_exactly(bias: float, products: list) -> bool:
-    """Whether ``bias + Σ p·gap`` is a float64 value, computed as this pass computes it: every product and every
-    partial sum exact (then ``fsum`` and the sum are the exact ones)."""
-    total = 0.0
-    for p, gap in products:
-        term = p * gap
-        if not (_product_exact_scalar(p, gap, term) and _sum_exact(total, term)):
-            return False
-        total += term
-    return _sum_exact(bias, total)
-
-
-def _product_exact_scalar(a: float, b: float, product: float) -> bool:
-    """Whether ``product = fl(a·b)`` is exact (Dekker's error-free product on Veltkamp's halves)."""
-    if not math.isfinite(product) or (product == 0 and a != 0 and b != 0):
-        return False
-    ca, cb = 134217729.0 * a, 134217729.0 * b
-    ah, bh = ca - (ca - a), cb - (cb - b)
-    al, bl = a - ah, b - bh
-    return ((ah * bh - product) + ah * bl + al * bh) + al * bl == 0
+def _gap_above(top: float, bottom: float) -> tuple[float, bool]:
+    """The smallest float64 ≥ ``top − bottom``, and whether it is that difference exactly: a complement
+    ``ReLU(gap − u_hi + u_lo)`` with a gap below the pair's own (``1.4866 − 0.4866`` may round down) would clip a
+    saturated step and change the map by ``P·ulp(gap)``."""
+    gap = top - bottom
+    if sum_exact(top, -bottom, gap):
+        return gap, True
+    return (gap if Fraction(gap) > Fraction(top) - Fraction(bottom) else math.nextafter(gap, math.inf)), False
 
 
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
@@ -150,6 +134,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     0/1 through its clamp."""
     row_terms = []
     new_bias = bias.copy()
+    most_rest = 0  # constant units the rows' residues need
     differences: dict[tuple, _Difference] = {}
     group_of = {j: g for g, group in enumerate(groups) for j in group}
     data, indices, indptr = read.csr_parts()
@@ -158,6 +143,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
         terms: dict[tuple, float] = {}
+        folds: list[tuple[float, float]] = []  # the products folded into the row's bias, summed once at the end
         # the groups the row reads, in their order (a group it does not read has nothing to rewrite; groups are
         # disjoint, so rewriting one leaves the others' weights as they were)
         for group in [groups[g] for g in sorted({group_of[j] for j in weights.keys() & group_of.keys()})]:
@@ -168,10 +154,12 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             if len(members) < 2:
                 continue
             w = [weights[j] for j in members]
-            total = math.fsum(w)
+            partial = [_exact_sum(w[:k + 1]) for k in range(len(w))]
+            if None in partial:
+                continue  # Σ w_j u_j = Σ P_k D_k + P_last·u_last needs the partial sums P exactly
+            total = partial.pop()
             if abs(total) > cancel * math.fsum(map(abs, w)):
                 continue  # read with a share that does not cancel: no small value to form
-            partial = [math.fsum(w[:k + 1]) for k in range(len(w) - 1)]
             gaps = [(p, hi, lo, *gap_of(hi, lo)) for p, hi, lo in zip(partial, members, members[1:]) if p != 0]
             pairs = [(p, hi, lo, gap) for p, hi, lo, gap, _ in gaps]
             # u_lo = ReLU(u_hi − gap) only with the gap of the stored biases itself (1.4866 − 0.4866 may round)
@@ -188,30 +176,34 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             # rounds at |u_hi|) — also where the bias does not cancel, when the constants it adds to it are small
             # and the bias holds them exactly (2⁻⁶⁰ + 3 would be 3: another map)
             clamp_here = clamp and exact_gaps
-            complement = cancels or (clamp_here and max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS
-                                     and _adds_exactly(new_bias[r], [(p, gap) for p, _, _, gap in pairs]))
+            folded, rest = fold_products(bias[r], folds + [(p, gap) for p, _, _, gap in pairs])
+            complement = cancels or (clamp_here and not rest and math.isfinite(folded)
+                                     and max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS)
             clamped = clamp_here and complement
             for p, hi, lo, gap in pairs:
                 key = (hi, lo, complement, clamped)
                 differences.setdefault(key, _Difference(hi, lo, gap, complement, clamped=clamped))
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
             if complement:
-                new_bias[r] += shift
+                folds += [(p, gap) for p, _, _, gap in pairs]
+                new_bias[r] = folded
         # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
         # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it (the bias changes
         # only when a unit is read so: a row whose bias starts small has none)
         for j, w in list(weights.items()) if abs(new_bias[r]) >= LARGE_BIAS else ():
             if abs(new_bias[r]) < LARGE_BIAS or abs(w) < abs(new_bias[r]) / 2:
                 continue
-            # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1); the complement must
-            # be taken from the value itself, or λ multiplies the slack
-            hi = _held(new_bias[r], w, snap_number(float(upper(j)), bound_slack), upward=True)
-            proven = np.isfinite(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])
+            # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1): the complement is taken
+            # from the value itself (below), or λ would multiply the slack
+            bound, exact = upper(j)
+            hi = _held(bias[r], folds, w, bound, upward=True)
+            proven = np.isfinite(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r]) and (
+                exact or snap_number(bound, bound_slack) == bound)
             if not proven:
                 # no upper bound that cancels the bias (a condition carried where range analysis loses it): read
                 # u = h − ReLU(h − u) + ReLU(u − h) with the h the bias cancels — exact for every u, and for a
                 # 0/1 condition the second unit is 0
-                hi = _held(new_bias[r], w, snap_number(-new_bias[r] / w, bound_slack), upward=False)
+                hi = _held(bias[r], folds, w, snap_number(-new_bias[r] / w, bound_slack), upward=False)
                 if not (np.isfinite(hi) and hi > 0 and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
                     continue
                 key = (j, None, "excess", hi)
@@ -221,10 +213,21 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             key = (j, None, True, hi)  # rows may complement one unit from different h
             differences.setdefault(key, _Difference(j, None, hi, True))
             terms[("diff", key)] = terms.get(("diff", key), 0.0) - w
-            new_bias[r] += w * hi
+            folds.append((w, hi))
+            new_bias[r] = fold_products(bias[r], folds)[0]
+        # what the bias could not hold exactly is read from constant units of 1: the map stays the program's
+        rest = fold_products(bias[r], folds)[1] if folds else []
+        terms.update({("constant", k): v for k, v in enumerate(rest)})
+        most_rest = max(most_rest, len(rest))
         terms.update({("unit", j): v for j, v in weights.items()})
         row_terms.append(terms)
-    return row_terms, new_bias, differences
+    return row_terms, new_bias, differences, most_rest
+
+
+def _exact_sum(values: list[float]) -> float | None:
+    """``Σ values`` where float64 holds it exactly, else None."""
+    total = math.fsum(values)
+    return total if math.fsum([*values, -total]) == 0 else None
 
 
 def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7, clamp: bool = True):
@@ -269,19 +272,18 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         producer_bias = producer.attrs["b"].to_float().values if groups else None
 
         def gap_of(hi, lo, producer_bias=producer_bias):
-            top, bottom = float(producer_bias[hi]), float(producer_bias[lo])
-            return top - bottom, _sum_exact(top, -bottom)
+            return _gap_above(float(producer_bias[hi]), float(producer_bias[lo]))
 
         def upper(j, source=source):
             nonlocal analysis
             bound = _known_upper(source, j, known, groups_of, memo)
-            if bound is None:
-                if analysis is None:
-                    analysis = RangeAnalysis(module)
-                bound = analysis(source)[1][j]
-            return bound
+            if bound is not None:
+                return bound, True
+            if analysis is None:
+                analysis = RangeAnalysis(module)
+            return float(analysis(source)[1][j]), False
 
-        rows, new_bias, differences = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
+        rows, new_bias, differences, n_constants = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
                                                     reader is module.output, clamp)
         if not differences:
             i += 1
@@ -310,18 +312,25 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 stage_entries.append([(d.hi, sign), (d.lo, -sign)])
             stage_bias.append(d.gap if d.complement else -d.gap if d.excess else 0.0)
             new_slots.append(_difference_slot(slots, d))
+        constant_columns = list(range(len(stage_bias), len(stage_bias) + n_constants))
+        for _ in constant_columns:
+            stage_entries.append([]), stage_bias.append(1.0)
+            new_slots.append({"role": "constant", "terms": [], "constant": 1.0})
         n_out = len(stage_bias)
         linear = Op("linear", [source], {"A": _csr_matrix(stage_entries, (n_out, source.dim)),
                                          "b": Vector(np.array(stage_bias))})
         carrier_relu = Op("relu", [linear])
-        known[id(carrier_relu)] = _InsertedBounds(source, carried, signed, differences, known, groups_of, memo)
+        known[id(carrier_relu)] = _InsertedBounds(source, carried, signed, differences, n_constants, known, groups_of,
+                                                  memo)
 
         read_entries = []
         for terms in rows:
             entries = []
             for (kind, key), value in terms.items():
-                for c, sign in (unit_columns[key] if kind == "unit" else [(diff_columns[key], 1.0)]):
-                    entries.append((c, sign * value))
+                if kind == "unit":
+                    entries += [(c, sign * value) for c, sign in unit_columns[key]]
+                else:
+                    entries.append((diff_columns[key] if kind == "diff" else constant_columns[key], value))
             read_entries.append(entries)
         reader.attrs[weights_name] = _csr_matrix(read_entries, (read.shape[0], n_out))
         reader.attrs[bias_name] = Vector(new_bias)
@@ -371,7 +380,7 @@ def _upper_from_row(op: Op, j: int, known: dict, groups_of, memo: dict | None) -
     else:
         return None
     units = op.operands[0] if op.kind == "linstate" else op.operands[0].operands[0]
-    total = float(bias)
+    products = []  # the bound is bias + Σ a·b over these, rounded up
     gaps = units.operands[0].attrs["b"].to_float().values if units.operands[0].kind == "linear" else None
     groups = groups_of(units) if units.kind == "relu" else []
     if memo is None:
@@ -385,18 +394,22 @@ def _upper_from_row(op: Op, j: int, known: dict, groups_of, memo: dict | None) -
         w = [weights.pop(m, 0.0) for m in group]
         if not any(w):
             continue
-        if math.fsum(w) != 0:
+        partial = [_exact_sum(w[:k + 1]) for k in range(len(w))]
+        if partial.pop() != 0 or None in partial:
             return None
-        partial = np.cumsum(w)[:-1]
-        total += math.fsum(max(p, 0.0) * (gaps[hi] - gaps[lo]) for p, hi, lo in zip(partial, group, group[1:]))
+        products += [(max(p, 0.0), _gap_above(float(gaps[hi]), float(gaps[lo]))[0])
+                     for p, hi, lo in zip(partial, group, group[1:])]
     for k, w in weights.items():
         if w > 0:
             hi = _known_upper(units, k, known, groups_of, memo)
             if hi is None:
                 return None
-            total += w * hi
+            products.append((w, hi))
         elif units.kind != "relu":
             return None  # a state coordinate may be negative: a negative weight on it needs its lower bound
+    total, rest = fold_products(float(bias), products)
+    if rest and rest[0] > 0:
+        total = math.nextafter(total, math.inf)
     return max(total, 0.0) if op.kind == "relu" else total
 
 
@@ -428,10 +441,11 @@ def _row(matrix: Matrix, j: int) -> dict[int, float]:
 
 class _InsertedBounds:
     """Exact upper bounds of an inserted stage's units (``get(column)``, None where unknown), in its order: a
-    carried unit's from its source (computed when first asked: most are never asked), a difference's its gap."""
+    carried unit's from its source (computed when first asked: most are never asked), a difference's its gap, a
+    constant unit's 1."""
 
-    def __init__(self, source: Op, carried: list, signed: set, differences: dict, known: dict, groups_of,
-                 memo: dict | None = None):
+    def __init__(self, source: Op, carried: list, signed: set, differences: dict, n_constants: int, known: dict,
+                 groups_of, memo: dict | None = None):
         self._args = (source, known, groups_of, memo)
         self._carried: dict[int, int] = {}  # column -> source unit (the positive part of a signed unit)
         column = 0
@@ -439,6 +453,8 @@ class _InsertedBounds:
             self._carried[column] = j
             column += 2 if j in signed else 1
         self._gaps = {column + k: d.gap for k, d in enumerate(differences.values()) if not d.excess}
+        column += len(differences)
+        self._gaps.update({column + k: 1.0 for k in range(n_constants)})
 
     def get(self, column: int) -> float | None:
         if column in self._gaps:

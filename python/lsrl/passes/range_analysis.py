@@ -30,6 +30,7 @@ import scipy.sparse.csgraph  # noqa: F401  (sp.csgraph)
 
 from ..assumptions import validate_t_max
 from ..ir.core import Module, Op, fill_in_order
+from ..ir.error_free import product_exact
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 
@@ -49,19 +50,6 @@ def _down(x: np.ndarray, err: np.ndarray) -> np.ndarray:
 
 def _up(x: np.ndarray, err: np.ndarray) -> np.ndarray:
     return np.where(err > 0, x + err, x)
-
-
-def _product_exact(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Whether the float product ``p = fl(a·b)`` is exact (Dekker's error-free product, no FMA needed)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        ca, cb = 134217729.0 * a, 134217729.0 * b
-        ah = ca - (ca - a)
-        al = a - ah
-        bh = cb - (cb - b)
-        bl = b - bh
-        err = ((ah * bh - p) + ah * bl + al * bh) + al * bl
-    # huge operands overflow the splitting: treat as inexact (the bound is then merely looser)
-    return np.isfinite(p) & np.isfinite(err) & (err == 0) & (np.abs(a) < 1e290) & (np.abs(b) < 1e290)
 
 
 def _lowest_bit(x: np.ndarray) -> np.ndarray:
@@ -177,7 +165,7 @@ class _IntervalMap:
         terms = np.empty(self.indptr[-1])
         exact = np.empty(self.indptr[-1], dtype=bool)
         terms[self.entry_pos] = prod
-        exact[self.entry_pos] = self.entry_exact & _product_exact(self.data, x, prod)
+        exact[self.entry_pos] = self.entry_exact & product_exact(self.data, x, prod)
         terms[self.bias_pos] = self.b
         exact[self.bias_pos] = self.b_exact
         total, err = _sum_error(terms, exact, self.indptr)
@@ -219,7 +207,7 @@ def _interval_product(alo, ahi, blo, bhi) -> tuple[np.ndarray, np.ndarray]:
         for y in (blo, bhi):
             with np.errstate(invalid="ignore", over="ignore"):
                 p = np.where((x == 0) | (y == 0), 0.0, x * y)
-            inexact = np.isfinite(p) & ~_product_exact(x, y, p) & (x != 0) & (y != 0)
+            inexact = np.isfinite(p) & ~product_exact(x, y, p) & (x != 0) & (y != 0)
             lo = np.where(inexact & (p == lo), np.nextafter(lo, -np.inf), lo)
             hi = np.where(inexact & (p == hi), np.nextafter(hi, np.inf), hi)
     return lo, hi
@@ -613,9 +601,9 @@ def _closed_form(a, ilo, ihi, ulo, uhi, t_max):
         # a ≥ 0, so a·[ilo, ihi] = [a·ilo, a·ihi]; a = 0 ignores an infinite init
         a_ilo = np.where(a == 0, 0.0, a * ilo)
         a_ihi = np.where(a == 0, 0.0, a * ihi)
-        l1, e = _add_terms((a_ilo, (a == 0) | _product_exact(a, ilo, a_ilo)), (ulo, True))
+        l1, e = _add_terms((a_ilo, (a == 0) | product_exact(a, ilo, a_ilo)), (ulo, True))
         l1 = _down(l1, e)
-        h1, e = _add_terms((a_ihi, (a == 0) | _product_exact(a, ihi, a_ihi)), (uhi, True))
+        h1, e = _add_terms((a_ihi, (a == 0) | product_exact(a, ihi, a_ihi)), (uhi, True))
         h1 = _up(h1, e)
         one = a == 1
         # a < 1: the limit u / (1 − a); widened unless 1 − a and the quotient are exact
@@ -626,16 +614,16 @@ def _closed_form(a, ilo, ihi, ulo, uhi, t_max):
         for u, direction in ((ulo, -1), (uhi, +1)):
             q = np.where(one, 0.0, u / d)
             qd = q * d
-            exact = d_exact & (~np.isfinite(q) | (_product_exact(q, d, qd) & (qd == u)))
+            exact = d_exact & (~np.isfinite(q) | (product_exact(q, d, qd) & (qd == u)))
             err = np.where(exact, 0.0, _finite_abs(q) * 4 * _U)
             lims.append(_down(q, err) if direction < 0 else _up(q, err))
         lim_lo, lim_hi = lims
         # a = 1: s_T = s_0 + Σ u ∈ [ilo + T·ulo, ihi + T·uhi]
         t_ulo = np.where(ulo == 0, 0.0, T * ulo)
         t_uhi = np.where(uhi == 0, 0.0, T * uhi)
-        cnt_lo, e = _add_terms((ilo, True), (t_ulo, (ulo == 0) | _product_exact(np.full_like(ulo, T), ulo, t_ulo)))
+        cnt_lo, e = _add_terms((ilo, True), (t_ulo, (ulo == 0) | product_exact(np.full_like(ulo, T), ulo, t_ulo)))
         cnt_lo = _down(cnt_lo, e)
-        cnt_hi, e = _add_terms((ihi, True), (t_uhi, (uhi == 0) | _product_exact(np.full_like(uhi, T), uhi, t_uhi)))
+        cnt_hi, e = _add_terms((ihi, True), (t_uhi, (uhi == 0) | product_exact(np.full_like(uhi, T), uhi, t_uhi)))
         cnt_hi = _up(cnt_hi, e)
         end_lo = np.where(one, cnt_lo, lim_lo)
         end_hi = np.where(one, cnt_hi, lim_hi)
@@ -870,7 +858,7 @@ class RangeAnalysis:
             else:
                 return op, j
 
-    def _row(self, a: Matrix, r: int) -> dict:
+    def exact_row(self, a: Matrix, r: int) -> dict:
         """Row ``r`` of ``a`` as ``{col: Fraction}``."""
         if a.exact:
             rows = self._exact_rows.get(id(a))
@@ -884,7 +872,8 @@ class RangeAnalysis:
         return {int(c): Fraction(float(v)) for c, v in zip(csr.indices[start:end], csr.data[start:end])}
 
     @staticmethod
-    def _entry(vec: Vector, i: int) -> Fraction:
+    def exact_entry(vec: Vector, i: int) -> Fraction:
+        """Entry ``i`` of ``vec`` as a Fraction."""
         return Fraction(vec.values[i]) if vec.exact else Fraction(float(vec.values[i]))
 
     def _relu_units(self, op: Op) -> dict[int, tuple]:
@@ -897,10 +886,10 @@ class RangeAnalysis:
         for j in range(op.dim):
             base, i = self._origin(op.operands[0], j)
             if base.kind == "linear":
-                row = self._row(base.attrs["A"], i)
+                row = self.exact_row(base.attrs["A"], i)
                 if not row or len(row) > _MAX_FORM_TERMS:
                     continue
-                bias = self._entry(base.attrs["b"], i)
+                bias = self.exact_entry(base.attrs["b"], i)
                 form = {}
                 for c, v in row.items():
                     src = self._origin(base.operands[0], c)
@@ -964,9 +953,9 @@ class RangeAnalysis:
             views = self._units.get(id(base), {}).get(i)
             if views is None:
                 continue
-            if not bias_zero and self._entry(b, r) != 0:
+            if not bias_zero and self.exact_entry(b, r) != 0:
                 continue
-            w = self._row(a, r)[c]
+            w = self.exact_row(a, r)[c]
             units[r] = tuple(u.scaled(w) for u in views)
         return units
 
@@ -1006,8 +995,8 @@ class RangeAnalysis:
         olo, ohi = self._ranges[id(operand)]
         lo, hi = lo.copy(), hi.copy()
         for r in sorted(grouped_rows):
-            row = self._row(a, r)
-            acc_lo = acc_hi = self._entry(b, r) if b is not None else Fraction(0)
+            row = self.exact_row(a, r)
+            acc_lo = acc_hi = self.exact_entry(b, r) if b is not None else Fraction(0)
             groups: dict[tuple, list] = {}
             for c, w in row.items():
                 u = col_units.get(c)
@@ -1069,7 +1058,7 @@ class RangeAnalysis:
         if self.t_max is None:
             return lo, hi
         reads = np.diff(op.attrs["B"].scipy().indptr)  # a register without a B row has a constant drive
-        registers = [i for i in np.flatnonzero(reads).tolist() if self._row(op.attrs["A"], i) == {i: 1}]
+        registers = [i for i in np.flatnonzero(reads).tolist() if self.exact_row(op.attrs["A"], i) == {i: 1}]
         if not registers:
             return lo, hi
         if self._windows is None:
@@ -1082,7 +1071,7 @@ class RangeAnalysis:
             steps = counts[i]
             if steps >= self.t_max or not (np.isfinite(ulo[i]) and np.isfinite(uhi[i])):
                 continue
-            s0 = self._entry(op.attrs["init"], i)
+            s0 = self.exact_entry(op.attrs["init"], i)
             low = _fraction_down(s0 + steps * Fraction(min(float(ulo[i]), 0.0)))
             high = _fraction_up(s0 + steps * Fraction(max(float(uhi[i]), 0.0)))
             lo[i], hi[i] = max(lo[i], low), min(hi[i], high)

@@ -203,8 +203,8 @@ class TimeWindows:
 
     def _states(self, op: Op) -> list:
         drive = self._rows(op.attrs["B"], op.attrs["bias"], op.operands[0], relu=False)
-        a_rows = [self.ranges._row(op.attrs["A"], i) for i in range(op.dim)]
-        init = [self.ranges._entry(op.attrs["init"], i) for i in range(op.dim)]
+        a_rows = [self.ranges.exact_row(op.attrs["A"], i) for i in range(op.dim)]
+        init = [self.ranges.exact_entry(op.attrs["init"], i) for i in range(op.dim)]
         out = []
         for i, (row, fact) in enumerate(zip(a_rows, drive)):
             if not row:  # s_t = the drive
@@ -225,8 +225,8 @@ class TimeWindows:
         lo, hi = self.ranges(x)
         out = []
         for r in range(a.shape[0]):
-            row = self.ranges._row(a, r)
-            bias = self.ranges._entry(b, r) if b is not None else Fraction(0)
+            row = self.ranges.exact_row(a, r)
+            bias = self.ranges.exact_entry(b, r) if b is not None else Fraction(0)
             exact = [(w, facts[c].pieces) for c, w in row.items() if facts[c].pieces is not None]
             rest = [(c, w) for c, w in row.items() if facts[c].pieces is None]
             pieces = _combine(exact, bias, self.steps)
