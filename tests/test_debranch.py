@@ -440,3 +440,23 @@ def test_a_carrier_is_shifted_by_a_short_number_of_its_program_units():
     assert _short_shift(-999.0, 1.0) == -999.0
     assert _short_shift(-1.998e-09, 2.000000000000001e-09) == -1.998e-09
     assert _short_shift(-0.999 * unit, unit) == -0.999 * unit
+    # a bound the normal form's float arithmetic left 8.4e-14 from 999999 program units: shifted by 999999 of them
+    # (rescale-units snaps 999998.999999916 to nothing: it is beyond its tolerance)
+    unit = 3.90625e-12
+    assert _short_shift(999998.999999916 * unit, unit) == 999999 * unit
+
+
+def test_a_direction_the_division_would_round_is_scaled_by_a_power_of_two():
+    # 0.1 / 3 rounds: the first row of that direction is scaled by 2 (exactly, its bias −10¹⁰ − 2⁻¹⁰ included:
+    # divided by 3 and multiplied back it missed by 10⁻⁶), and a later multiple keeps that row's atoms
+    from lsrl.lang import ForEach, Input
+    from lsrl.passes.debranch_affine import CONST, NormalForm
+    x = Input(2, lower=-1, upper=1)
+    nf = NormalForm(ForEach(x).ir)
+    first = {1: 3.0, 2: 0.1, CONST: -1e10 - 2.0 ** -10}
+    s, row, _ = nf._unit_row(first, signed=False)
+    assert s == 2.0 and {k: v * s for k, v in row.items()} == first
+    s, row, _ = nf._unit_row({1: -6.0, 2: -0.2, CONST: 5.0}, signed=True)
+    assert s == -4.0 and row == {1: 1.5, 2: 0.05, CONST: -1.25}
+    # a direction the division keeps exact is divided as before
+    assert nf._unit_row({1: 4.0, 2: 2.0, CONST: 1.0}, signed=False)[:2] == (4.0, {1: 1.0, 2: 0.5, CONST: 0.25})

@@ -18,7 +18,8 @@ nonlinear coordinates are simplified and hash-consed:
 
 * ``relu(r)`` is ``r`` when ``r ≥ 0`` is provable, ``0`` when ``r ≤ 0`` is, a constant when ``r`` is one, and
   otherwise ``s · relu(r/s)`` for the positive scale ``s`` that makes the first coefficient ``±1`` — so
-  ``relu(μx)`` and ``relu(x)`` are one unit;
+  ``relu(μx)`` and ``relu(x)`` are one unit (where the division would round the first row of a direction, ``s``
+  is a power of two: ``NormalForm._unit_row``);
 * ``l · r`` with a constant operand is affine; otherwise both operands are normalised (signed scales) and
   the pair is sorted (the product commutes);
 * a LinState is split into the weakly connected blocks of its ``A``; identical blocks (same ``A``, input
@@ -34,6 +35,7 @@ import math
 from fractions import Fraction
 
 from ..errors import PassError
+from ..ir.error_free import product_exact
 
 CONST = 0  # column of the constant 1
 
@@ -121,6 +123,12 @@ def normalise(row: dict, exact: bool, signed: bool):
     if s == 1:
         return s, row
     return s, {k: v / s for k, v in row.items()}
+
+
+def _divides_exactly(v: float, s: float) -> bool:
+    """Whether float64 holds ``v / s`` exactly."""
+    q = v / s
+    return q * s == v and product_exact(q, s, q * s)
 
 
 def _mul_bound(a: float, b: float) -> float:
@@ -221,6 +229,7 @@ class NormalForm:
         self.origin: list = [None]
         self.rgroup: list = [None]  # R atoms: (direction key, offset) of relu(direction + offset)
         self._cse: dict = {}
+        self._directions: dict = {}  # normalised atoms -> (first coefficient, its scale, the row's atoms scaled)
         self._group_cache: dict = {}
         self._exact_group_cache: dict = {}
         self._exact_atom: dict = {}
@@ -229,6 +238,37 @@ class NormalForm:
         self.output_rows: list = []
 
     # ------------------------------------------------------------------ atoms and bounds
+    def _unit_row(self, row: dict, signed: bool):
+        """``(s, row/s, key)`` for a unit's row: :func:`normalise`'s division by the first atom coefficient ``c``,
+        keyed by its result (hash-consing), except that in float mode a direction whose atoms that division
+        would round is scaled by the power of two at or below ``c`` instead (exactly), and every later multiple
+        of it by the ratio of the coefficients, keeping the first row's atoms.
+
+        Dividing keeps its rounding in the row: a λ-row ``−10¹⁰ − 2⁻¹⁰ + …`` divided by ``5·10²¹`` and rescaled by
+        ``rescale-units`` came back as ``−10000000000.00098``, which no float32 run of the program computes.
+        Multiples of one direction still share its atoms (``relu(1000y)`` and ``relu(y − 0.001)`` of a step:
+        their readers cancel as the interpreter's), as the division gave them."""
+        s, divided = normalise(row, self.exact, signed)
+        key = row_key(divided)
+        if self.exact or s == 1:
+            return s, divided, key
+        atoms = {k: v for k, v in divided.items() if k != CONST}
+        direction = row_key(atoms)
+        known = self._directions.get(direction)
+        if known is None:
+            scale = s
+            if not all(_divides_exactly(v, s) for k, v in row.items() if k != CONST):
+                scale = math.copysign(math.ldexp(1.0, math.frexp(s)[1] - 1), s)
+            known = self._directions[direction] = (s, scale, {k: v / scale for k, v in row.items() if k != CONST})
+        first, first_scale, first_atoms = known
+        if first_scale == first:
+            return s, divided, key
+        scale = first_scale if s == first else -first_scale if s == -first else s * first_scale / first
+        nrow = dict(first_atoms)
+        if CONST in row:
+            nrow[CONST] = row[CONST] / scale
+        return scale, nrow, key
+
     def _new_atoms(self, unit_index: int, n: int) -> list:
         start = len(self.atom_unit)
         for i in range(n):
@@ -481,8 +521,8 @@ class NormalForm:
             if hi <= 0:
                 out.append({})
                 continue
-            s, nrow = normalise(row, self.exact, signed=False)
-            key = ("R", row_key(nrow))
+            s, nrow, key = self._unit_row(row, signed=False)
+            key = ("R", key)
             unit = self._cse.get(key)
             if unit is None:
                 unit = Unit(len(self.units), "R", [], [nrow])
@@ -512,9 +552,8 @@ class NormalForm:
             if is_constant(right):
                 out.append(scale_row(left, right[CONST]))
                 continue
-            sl, nl = normalise(left, self.exact, signed=True)
-            sr, nr = normalise(right, self.exact, signed=True)
-            kl, kr = row_key(nl), row_key(nr)
+            sl, nl, kl = self._unit_row(left, signed=True)
+            sr, nr, kr = self._unit_row(right, signed=True)
             if kr < kl:
                 kl, kr, nl, nr = kr, kl, nr, nl
             key = ("M", kl, kr)

@@ -55,12 +55,15 @@ SHIFT_SNAP = 1e-12
 def _short_shift(bound: float, unit: float) -> float:
     """A shift by ``bound`` (a lower bound ``< 0`` or an upper bound ``> 0`` of a row whose first program value has
     the coefficient ``unit``) that is short where rescale-units puts the row on its program's scale: ``bound``
-    itself where it, or the number of program units it is, has at most seven digits; else the power of two of
-    program units beyond it.  A bound like ``−0.000751289221806`` (λ times the ``1e-13`` slack of a rounded step)
+    itself where it has at most seven digits; the number of program units it is where that has at most seven
+    digits (within ``SHIFT_SNAP``: the bound comes from float arithmetic); else the power of two of program units
+    beyond it.  A bound like ``−0.000751289221806`` (λ times the ``1e-13`` slack of a rounded step)
     rounds every value carried; ``−2⁻¹⁰`` shifts a token exactly, and at most doubles the slot's offset."""
-    program = bound / unit
-    if float(f"{bound:.6e}") == bound or snap_number(program, SHIFT_SNAP) != program:
+    if float(f"{bound:.6e}") == bound:
         return bound
+    program = snap_number(bound / unit, SHIFT_SNAP)
+    if float(f"{program:.6e}") == program:
+        return program * unit  # rescale-units snaps it back (999998.999999916 program units would stay so)
     shift = math.copysign(2.0 ** math.ceil(math.log2(abs(program))), bound) * unit
     return shift if abs(shift) >= abs(bound) else 2 * shift
 
