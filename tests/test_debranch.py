@@ -460,3 +460,16 @@ def test_a_direction_the_division_would_round_is_scaled_by_a_power_of_two():
     assert s == -4.0 and row == {1: 1.5, 2: 0.05, CONST: -1.25}
     # a direction the division keeps exact is divided as before
     assert nf._unit_row({1: 4.0, 2: 2.0, CONST: 1.0}, signed=False)[:2] == (4.0, {1: 1.0, 2: 0.5, CONST: 0.25})
+
+
+@pytest.mark.parametrize("first_one", [True, False])
+def test_multiples_of_a_direction_share_a_unit_with_their_own_scale(first_one):
+    # 0.9/3 == 0.3 keys relu(3x + 0.9y) with relu(x + 0.3y), but 0.3·3 != 0.9: the direction is scaled by 2, and a
+    # row of first coefficient 1 must meet that record too (it skipped it: 2.6 for 3.9, 1.95 for 1.3), in either
+    # order
+    from lsrl.lang import Concat, ForEach, Input, Linear, ReLU
+    x = Input(2, lower=-5, upper=5)
+    one, three = ReLU(Linear(x, [[1.0, 0.3]], [0.0])), ReLU(Linear(x, [[3.0, 0.9]], [0.0]))
+    program = ForEach(Concat([one, three] if first_one else [three, one]))
+    xs = np.array([[[1.0, 1.0], [2.0, -1.0], [-1.0, 0.5]]])
+    np.testing.assert_allclose(interpret(debranch(program.ir), xs), interpret(program.ir, xs), rtol=1e-15)

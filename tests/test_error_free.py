@@ -6,6 +6,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -62,3 +63,10 @@ def test_a_fold_one_addition_at_a_time_would_round_at_the_bias():
     assert abs(Fraction(constant + products[0][0] * products[0][1]) - exact) > Fraction(1, 10 ** 7)
     total, rest = fold_products(constant, products)
     assert Fraction(total) == exact and not rest
+
+
+def test_fold_edges():
+    assert fold_products(1.0, [(0.0, 1e305)]) == (1.0, [])  # a zero term, beside one the split cannot take
+    assert fold_products(1e308, [(1e289, 1e19)]) == (math.inf, [])  # past float64's range
+    with pytest.raises(ArithmeticError, match="below float64's smallest subnormal"):
+        fold_products(1.0, [(1e-200, 1e-200)])  # its rounding cannot be held (it looped forever)

@@ -36,8 +36,6 @@ def _refusal(target, activations, conditional, n=None):
         return "multiplicat"
     if (target, activations) == ("gru", "standard") and not conditional.startswith("multiplicative"):
         return "ReLU pair"
-    if target in ("hawk", "griffin") and n == 10 and conditional in ("optimized", "step_optimized"):
-        return "neutralised RMSNorm"  # a range-analysis bound of 1e9 (docs/recurrentgemma.md, limits)
     return None
 
 

@@ -213,6 +213,21 @@ def test_a_complement_takes_its_bound_rounded_up():
     xs = np.array([[[-5.0], [0.0], [5.0]]])
     np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), interpret(layer_form, xs, exact=True))
 
+
+def test_range_analysis_keeps_its_bounds_on_the_rewritten_module():
+    # a step pair's two rows in the next stage must be rewritten alike: one complemented and one not hid the pair
+    # from range analysis (a value of at most 9 bounded by 10¹³; Hawk and Griffin refused token_map(10))
+    from lsrl.passes.materialize_steps import materialize_steps
+    from lsrl.passes.range_analysis import RangeAnalysis
+    layer_form = opt.run(token_map(10, "direct", vocab_size=10).ir, "debranch,rescale-units")
+    given = layer_form.clone()
+    kept = list(zip(layer_form.ops, given.ops))
+    materialize_steps(layer_form)
+    after, before = RangeAnalysis(layer_form, 410), RangeAnalysis(given, 410)
+    growth = max(float(np.max((after(op)[1] - before(twin)[1]) / (1 + np.abs(before(twin)[1])), initial=0.0))
+                 for op, twin in kept)
+    assert growth <= 5e-13  # 4.3e-15 measured: the analysis' float margins
+
 def test_approximated_relus_read_steps_without_clamps():
     # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it:
     # lsrl.compile turns clamps off where the target's activations are not exact (the alap-rm placement on the

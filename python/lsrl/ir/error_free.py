@@ -60,16 +60,22 @@ def product_exact(a, b, p):
 
 def fold_products(constant: float, products) -> tuple[float, list[float]]:
     """``constant + Σ a·b`` over the pairs ``(a, b)`` of ``products`` rounded once to float64, and the floats
-    whose sum is what that rounding left out (empty where it is exact).  Folding terms into a bias one rounded
-    addition at a time can miss by the bias' ulp: ``−10¹⁰ + 10000000001·0.99999…`` by 7·10⁻⁷."""
+    whose sum is what that rounding left out: empty where it is exact, ``ArithmeticError`` where part of it lies
+    below the smallest subnormal, and ``±inf`` with no rest where the sum passes float64's range.  Folding terms
+    into a bias one rounded addition at a time can miss by the bias' ulp: ``−10¹⁰ + 10000000001·0.99999…`` by
+    7·10⁻⁷."""
     parts = [constant]
     for a, b in products:
+        if a == 0 or b == 0:
+            continue
         p = a * b
-        if not (a == 0 or b == 0 or (math.isfinite(p) and abs(a) < _SPLIT_LIMIT and abs(b) < _SPLIT_LIMIT
-                                     and abs(p) >= _SMALLEST_PRODUCT)):
+        if not (math.isfinite(p) and abs(a) < _SPLIT_LIMIT and abs(b) < _SPLIT_LIMIT and abs(p) >= _SMALLEST_PRODUCT):
             return _fold_rational(constant, products)
         parts += (p, _product_error(a, b, p))
-    total = math.fsum(parts)  # fsum rounds the exact sum of its parts once
+    try:
+        total = math.fsum(parts)  # fsum rounds the exact sum of its parts once
+    except OverflowError:  # an intermediate sum past float64's range
+        return _fold_rational(constant, products)
     rest: list[float] = []
     if math.isfinite(total):
         parts.append(-total)
@@ -85,10 +91,13 @@ def _fold_rational(constant: float, products) -> tuple[float, list[float]]:
     try:
         total = float(left)
     except OverflowError:
-        return math.copysign(math.inf, left), []
+        return (math.inf if left > 0 else -math.inf), []
     rest: list[float] = []
     left -= Fraction(total)
     while left:
-        rest.append(float(left))
-        left -= Fraction(rest[-1])
+        part = float(left)
+        if part == 0:
+            raise ArithmeticError("fold_products: part of the sum lies below float64's smallest subnormal")
+        rest.append(part)
+        left -= Fraction(part)
     return total, rest

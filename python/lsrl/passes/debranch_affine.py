@@ -250,7 +250,7 @@ class NormalForm:
         their readers cancel as the interpreter's), as the division gave them."""
         s, divided = normalise(row, self.exact, signed)
         key = row_key(divided)
-        if self.exact or s == 1:
+        if self.exact:
             return s, divided, key
         atoms = {k: v for k, v in divided.items() if k != CONST}
         direction = row_key(atoms)

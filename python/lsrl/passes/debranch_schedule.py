@@ -62,6 +62,8 @@ def _short_shift(bound: float, unit: float) -> float:
     if float(f"{bound:.6e}") == bound:
         return bound
     program = snap_number(bound / unit, SHIFT_SNAP)
+    if not math.isfinite(program):  # a unit below the bound's range (1e-310)
+        return bound
     if float(f"{program:.6e}") == program:
         return program * unit  # rescale-units snaps it back (999998.999999916 program units would stay so)
     shift = math.copysign(2.0 ** math.ceil(math.log2(abs(program))), bound) * unit

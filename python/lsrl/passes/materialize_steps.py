@@ -111,6 +111,8 @@ def _held(bias: float, folds: list, w: float, h: float, upward: bool) -> float:
         return h
     bits = Fraction(w).numerator.bit_length()  # w's significant bits: h may have the rest of 53
     step = math.ldexp(1.0, math.frexp(h)[1] - max(53 - bits, 1))
+    if step == 0:  # h among the subnormals
+        return h
     held = (math.ceil(h / step) if upward else round(h / step)) * step
     return h if fold_products(bias, folds + [(w, held)])[1] else held
 
@@ -120,8 +122,8 @@ def _gap_above(top: float, bottom: float) -> tuple[float, bool]:
     ``ReLU(gap − u_hi + u_lo)`` with a gap below the pair's own (``1.4866 − 0.4866`` may round down) would clip a
     saturated step and change the map by ``P·ulp(gap)``."""
     gap = top - bottom
-    if sum_exact(top, -bottom, gap):
-        return gap, True
+    if not math.isfinite(gap) or sum_exact(top, -bottom, gap):
+        return gap, math.isfinite(gap)
     return (gap if Fraction(gap) > Fraction(top) - Fraction(bottom) else math.nextafter(gap, math.inf)), False
 
 
@@ -139,6 +141,13 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     group_of = {j: g for g, group in enumerate(groups) for j in group}
     data, indices, indptr = read.csr_parts()
     ptr, columns, values = indptr.tolist(), indices.tolist(), data.tolist()
+    # rows that read alike (a step's two units in the next stage: one direction, biases apart) are rewritten alike,
+    # or range analysis loses the pair (a bound of 4·10⁷ on a step of 1000 after one row complemented a group)
+    row_keys = [(tuple(columns[ptr[r]:ptr[r + 1]]), tuple(values[ptr[r]:ptr[r + 1]])) for r in range(read.shape[0])]
+    alike: dict[tuple, list[int]] = {}
+    for r, key in enumerate(row_keys):
+        alike.setdefault(key, []).append(r)
+    decided: dict[tuple, tuple[bool, bool]] = {}  # (row key, group) -> (cancels, complement), from all its rows
     for r in range(read.shape[0]):
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
@@ -146,7 +155,8 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
         folds: list[tuple[float, float]] = []  # the products folded into the row's bias, summed once at the end
         # the groups the row reads, in their order (a group it does not read has nothing to rewrite; groups are
         # disjoint, so rewriting one leaves the others' weights as they were)
-        for group in [groups[g] for g in sorted({group_of[j] for j in weights.keys() & group_of.keys()})]:
+        for g in sorted({group_of[j] for j in weights.keys() & group_of.keys()}):
+            group = groups[g]
             read_here = [(j, weights[j]) for j in group if j in weights]
             loudest = max((abs(v) for _, v in read_here), default=0.0)
             # members read far more softly than the rest (a carrier sharing the step's row) stay as they are
@@ -164,29 +174,25 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             pairs = [(p, hi, lo, gap) for p, hi, lo, gap, _ in gaps]
             # u_lo = ReLU(u_hi − gap) only with the gap of the stored biases itself (1.4866 − 0.4866 may round)
             exact_gaps = all(exact for *_, exact in gaps)
-            shift = math.fsum(p * gap for p, _, _, gap in pairs)
-            cancels = abs(new_bias[r]) > 0 and abs(new_bias[r] + shift) <= cancel * abs(new_bias[r])
+            clamp_here = clamp and exact_gaps
+            products = folds + [(p, gap) for p, _, _, gap in pairs]
+            if (row_keys[r], g) not in decided:
+                decided[row_keys[r], g] = _decide(bias, alike[row_keys[r]], folds, pairs, cancel, clamp_here)
+            cancels, complement = decided[row_keys[r], g]
             if exact_readout and not cancels and all(_power_of_two(v) for v in w):
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
             for j in members:
                 del weights[j]
             if total != 0:  # Σ w_j u_j = Σ P_k D_k + (Σ w_j)·u_last: the rest is read as it was
                 weights[members[-1]] = total
-            # D = gap − ReLU(gap − u_hi): exact 0 or gap on a saturated step whatever rounding y has (u_hi − u_lo
-            # rounds at |u_hi|) — also where the bias does not cancel, when the constants it adds to it are small
-            # and the bias holds them exactly (2⁻⁶⁰ + 3 would be 3: another map)
-            clamp_here = clamp and exact_gaps
-            folded, rest = fold_products(bias[r], folds + [(p, gap) for p, _, _, gap in pairs])
-            complement = cancels or (clamp_here and not rest and math.isfinite(folded)
-                                     and max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS)
             clamped = clamp_here and complement
             for p, hi, lo, gap in pairs:
                 key = (hi, lo, complement, clamped)
                 differences.setdefault(key, _Difference(hi, lo, gap, complement, clamped=clamped))
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
             if complement:
-                folds += [(p, gap) for p, _, _, gap in pairs]
-                new_bias[r] = folded
+                folds = products
+                new_bias[r] = fold_products(bias[r], folds)[0]
         # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
         # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it (the bias changes
         # only when a unit is read so: a row whose bias starts small has none)
@@ -222,6 +228,23 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
         terms.update({("unit", j): v for j, v in weights.items()})
         row_terms.append(terms)
     return row_terms, new_bias, differences, most_rest
+
+
+def _decide(bias: np.ndarray, rows: list[int], folds: list, pairs: list, cancel: float,
+            clamp: bool) -> tuple[bool, bool]:
+    """Whether a group's constants ``Σ P_k·gap`` cancel the bias of one of ``rows`` (rows that read alike, each
+    with ``folds`` in its bias already), and whether the rows read the group's complement: where a bias cancels —
+    so that no constant of size λ meets a small value — or, with ``clamp``, where the constants are small and
+    every bias holds them exactly.  ``D = gap − ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step
+    whatever rounding its input has (``u_hi − u_lo`` rounds at ``|u_hi|``); folded into a bias that cannot hold
+    it, ``2⁻⁶⁰ + 3`` would be 3: another map."""
+    shift = math.fsum(p * gap for p, _, _, gap in pairs)
+    now = [fold_products(bias[s], folds)[0] for s in rows]
+    cancels = any(abs(b) > 0 and abs(b + shift) <= cancel * abs(b) for b in now)
+    products = folds + [(p, gap) for p, _, _, gap in pairs]
+    small = max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS
+    return cancels, cancels or (clamp and small and all(
+        math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products) for s in rows)))
 
 
 def _exact_sum(values: list[float]) -> float | None:
@@ -283,8 +306,12 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 analysis = RangeAnalysis(module)
             return float(analysis(source)[1][j]), False
 
-        rows, new_bias, differences, n_constants = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
-                                                    reader is module.output, clamp)
+        try:
+            rows, new_bias, differences, n_constants = _rewrite_rows(read, bias, groups, gap_of, cancel, upper,
+                                                                     bound_slack, reader is module.output, clamp)
+        except ArithmeticError:  # a fold whose rounding float64 cannot hold (below its subnormals): left as it is
+            i += 1
+            continue
         if not differences:
             i += 1
             continue
