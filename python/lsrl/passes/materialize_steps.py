@@ -129,11 +129,12 @@ def _gap_above(top: float, bottom: float) -> tuple[float, bool]:
 
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
                   upper, bound_slack: float, exact_readout: bool, clamp: bool):
-    """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``) and the
-    differences (``("diff", key)``), the new biases and the differences used.  ``gap_of(hi, lo)`` is a pair's
-    bias gap and whether float64 computed it exactly; ``upper(j)`` is unit ``j``'s upper bound (asked only when a
-    row's bias may cancel the unit); ``exact_readout``: the reader is the module's output; ``clamp``: read a step's
-    0/1 through its clamp."""
+    """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``), the differences
+    (``("diff", key)``) and the constant units (``("constant", k)``); the new biases, the differences used and
+    the number of constant units.  ``gap_of(hi, lo)`` is a pair's bias gap (rounded up) and whether it is the
+    biases' exact difference; ``upper(j)`` is unit ``j``'s upper bound and whether it is exact (not range
+    analysis', which may carry interval slack), asked only when a row's bias may cancel the unit;
+    ``exact_readout``: the reader is the module's output; ``clamp``: read a step's 0/1 through its clamp."""
     row_terms = []
     new_bias = bias.copy()
     most_rest = 0  # constant units the rows' residues need
