@@ -36,7 +36,6 @@ def test_inserted_stages_keep_the_map(module, seed):
     np.testing.assert_array_equal(interpret(materialized, xs, exact=True), interpret(layer_form, xs, exact=True))
 
 
-
 @st.composite
 def step_programs(draw):
     """Programs of steps (``f_step``, ``f_bump``, comparisons) over inputs and a counter, read by λ-conditionals,
@@ -84,6 +83,7 @@ def test_inserted_stages_keep_the_map_exactly_on_step_programs(program, seed):
     xs = rng.uniform(-5, 5, size=(2, 8, width))
     xs[0] = np.round(xs[0] * 4) / 4  # on the steps' edges too
     np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), interpret(layer_form, xs, exact=True))
+
 
 def test_lambda_reads_an_exact_step_unit():
     x = Input(1, lower=0, upper=9)
@@ -194,7 +194,6 @@ def test_rows_complementing_one_unit_from_different_bounds_keep_their_own():
     np.testing.assert_array_equal(np.asarray(interpret(rewritten, xs, exact=True), dtype=float), expected)
 
 
-
 def test_a_complement_takes_its_bound_rounded_up():
     # c = ReLU(0.9048…·(u0 − u1)) reaches 0.9048442497455533·1.105162573869709 = 1.0000000000000016; a complement
     # ReLU(h − c) from h snapped down to 1 clipped it, and λ made that 1.6·10⁻⁵
@@ -227,6 +226,7 @@ def test_range_analysis_keeps_its_bounds_on_the_rewritten_module():
     growth = max(float(np.max((after(op)[1] - before(twin)[1]) / (1 + np.abs(before(twin)[1])), initial=0.0))
                  for op, twin in kept)
     assert growth <= 5e-13  # 4.3e-15 measured: the analysis' float margins
+
 
 def test_approximated_relus_read_steps_without_clamps():
     # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it:

@@ -346,8 +346,8 @@ class Model:
         float64 interpreter, or with ``oracle="exact"`` in exact rational arithmetic, rounded to float64 once
         (milliseconds per step: for short prompts; a float64 oracle is itself off by its own bound, which for a
         program that multiplies a rounded step by λ = 1e10 says nothing).  ``backend``: default ``"kernel"`` when
-        the C++ extension is built (required for float32), else ``"numpy"``.  The report also holds the program's own error when run op by op in
-        ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.  ``tolerance`` is relative to the
+        the C++ extension is built (required for float32), else ``"numpy"``.  The report also holds the program's
+        own error when run op by op in ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.  ``tolerance`` is relative to the
         largest oracle output (default :data:`lsrl.precision.DEFAULT_TOLERANCE`); ``raise_on_failure=True``
         raises :class:`lsrl.PrecisionError` when the model is outside it.  ``bool(report)`` is ``report.within``.
         ``report.bound`` is the largest :meth:`error_bound_in` ``dtype`` (widened by the float64 oracle's own

@@ -36,6 +36,11 @@ def _product_error(a, b, p):
     return ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
+def _splits(a: float, b: float, p: float) -> bool:
+    """Whether Dekker's test can take ``p = fl(a·b)`` of non-zero operands (no over- or underflow in its halves)."""
+    return math.isfinite(p) and abs(a) < _SPLIT_LIMIT and abs(b) < _SPLIT_LIMIT and abs(p) >= _SMALLEST_PRODUCT
+
+
 def sum_exact(a, b, s):
     """Whether ``s = fl(a + b)`` is exact: a bool for floats, a bool array for arrays."""
     if isinstance(s, float):
@@ -50,8 +55,7 @@ def product_exact(a, b, p):
     if isinstance(p, float):
         if a == 0 or b == 0:
             return p == 0
-        return (math.isfinite(p) and abs(a) < _SPLIT_LIMIT and abs(b) < _SPLIT_LIMIT and abs(p) >= _SMALLEST_PRODUCT
-                and _product_error(a, b, p) == 0)
+        return _splits(a, b, p) and _product_error(a, b, p) == 0
     with np.errstate(invalid="ignore", over="ignore"):
         zero = (a == 0) | (b == 0)
         splittable = (np.abs(a) < _SPLIT_LIMIT) & (np.abs(b) < _SPLIT_LIMIT) & (np.abs(p) >= _SMALLEST_PRODUCT)
@@ -69,7 +73,7 @@ def fold_products(constant: float, products) -> tuple[float, list[float]]:
         if a == 0 or b == 0:
             continue
         p = a * b
-        if not (math.isfinite(p) and abs(a) < _SPLIT_LIMIT and abs(b) < _SPLIT_LIMIT and abs(p) >= _SMALLEST_PRODUCT):
+        if not _splits(a, b, p):
             return _fold_rational(constant, products)
         parts += (p, _product_error(a, b, p))
     try:

@@ -153,7 +153,8 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
         terms: dict[tuple, float] = {}
-        folds: list[tuple[float, float]] = []  # the products folded into the row's bias, summed once at the end
+        folds: list[tuple[float, float]] = []  # the products folded into the row's bias
+        fold = (float(bias[r]), [])  # fold_products(bias[r], folds): the new bias and what it cannot hold
         # the groups the row reads, in their order (a group it does not read has nothing to rewrite; groups are
         # disjoint, so rewriting one leaves the others' weights as they were)
         for g in sorted({group_of[j] for j in weights.keys() & group_of.keys()}):
@@ -165,8 +166,8 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             if len(members) < 2:
                 continue
             w = [weights[j] for j in members]
-            partial = [_exact_sum(w[:k + 1]) for k in range(len(w))]
-            if None in partial:
+            partial = _partial_sums(w)
+            if partial is None:
                 continue  # Σ w_j u_j = Σ P_k D_k + P_last·u_last needs the partial sums P exactly
             total = partial.pop()
             if abs(total) > cancel * math.fsum(map(abs, w)):
@@ -178,7 +179,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             clamp_here = clamp and exact_gaps
             products = folds + [(p, gap) for p, _, _, gap in pairs]
             if (row_keys[r], g) not in decided:
-                decided[row_keys[r], g] = _decide(bias, alike[row_keys[r]], folds, pairs, cancel, clamp_here)
+                decided[row_keys[r], g] = _decide(bias, alike[row_keys[r]], folds, products, cancel, clamp_here)
             cancels, complement = decided[row_keys[r], g]
             if exact_readout and not cancels and all(_power_of_two(v) for v in w):
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
@@ -193,7 +194,8 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
             if complement:
                 folds = products
-                new_bias[r] = fold_products(bias[r], folds)[0]
+                fold = fold_products(bias[r], folds)
+                new_bias[r] = fold[0]
         # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
         # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it (the bias changes
         # only when a unit is read so: a row whose bias starts small has none)
@@ -221,37 +223,42 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             differences.setdefault(key, _Difference(j, None, hi, True))
             terms[("diff", key)] = terms.get(("diff", key), 0.0) - w
             folds.append((w, hi))
-            new_bias[r] = fold_products(bias[r], folds)[0]
+            fold = fold_products(bias[r], folds)
+            new_bias[r] = fold[0]
         # what the bias could not hold exactly is read from constant units of 1: the map stays the program's
-        rest = fold_products(bias[r], folds)[1] if folds else []
-        terms.update({("constant", k): v for k, v in enumerate(rest)})
-        most_rest = max(most_rest, len(rest))
+        terms.update({("constant", k): v for k, v in enumerate(fold[1])})
+        most_rest = max(most_rest, len(fold[1]))
         terms.update({("unit", j): v for j, v in weights.items()})
         row_terms.append(terms)
     return row_terms, new_bias, differences, most_rest
 
 
-def _decide(bias: np.ndarray, rows: list[int], folds: list, pairs: list, cancel: float,
+def _decide(bias: np.ndarray, rows: list[int], folds: list, products: list, cancel: float,
             clamp: bool) -> tuple[bool, bool]:
-    """Whether a group's constants ``Σ P_k·gap`` cancel the bias of one of ``rows`` (rows that read alike, each
-    with ``folds`` in its bias already), and whether the rows read the group's complement: where a bias cancels —
+    """Whether a group's constants ``Σ P_k·gap`` (``products`` beyond ``folds``) cancel the bias of one of ``rows``
+    (rows that read alike, each with ``folds`` in its bias already), and whether the rows read the group's complement: where a bias cancels —
     so that no constant of size λ meets a small value — or, with ``clamp``, where the constants are small and
     every bias holds them exactly.  ``D = gap − ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step
     whatever rounding its input has (``u_hi − u_lo`` rounds at ``|u_hi|``); folded into a bias that cannot hold
     it, ``2⁻⁶⁰ + 3`` would be 3: another map."""
-    shift = math.fsum(p * gap for p, _, _, gap in pairs)
+    group = products[len(folds):]
+    shift = math.fsum(p * gap for p, gap in group)
     now = [fold_products(bias[s], folds)[0] for s in rows]
     cancels = any(abs(b) > 0 and abs(b + shift) <= cancel * abs(b) for b in now)
-    products = folds + [(p, gap) for p, _, _, gap in pairs]
-    small = max(abs(p * gap) for p, _, _, gap in pairs) < LARGE_BIAS
+    small = max(abs(p * gap) for p, gap in group) < LARGE_BIAS
     return cancels, cancels or (clamp and small and all(
         math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products) for s in rows)))
 
 
-def _exact_sum(values: list[float]) -> float | None:
-    """``Σ values`` where float64 holds it exactly, else None."""
-    total = math.fsum(values)
-    return total if math.fsum([*values, -total]) == 0 else None
+def _partial_sums(values: list[float]) -> list[float] | None:
+    """The sums of every leading run of ``values`` where float64 computes each exactly, else None."""
+    sums, total = [], 0.0
+    for v in values:
+        step = total + v
+        if not sum_exact(total, v, step):
+            return None
+        sums.append(total := step)
+    return sums
 
 
 def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7, clamp: bool = True):
@@ -422,8 +429,8 @@ def _upper_from_row(op: Op, j: int, known: dict, groups_of, memo: dict | None) -
         w = [weights.pop(m, 0.0) for m in group]
         if not any(w):
             continue
-        partial = [_exact_sum(w[:k + 1]) for k in range(len(w))]
-        if partial.pop() != 0 or None in partial:
+        partial = _partial_sums(w)
+        if partial is None or partial.pop() != 0:
             return None
         products += [(max(p, 0.0), _gap_above(float(gaps[hi]), float(gaps[lo]))[0])
                      for p, hi, lo in zip(partial, group, group[1:])]
