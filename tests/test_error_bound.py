@@ -678,6 +678,19 @@ def test_the_token_program_with_an_exact_counter_has_a_zero_bound(conditional):
 
 
 @needs_kernel
+@pytest.mark.parametrize("conditional", ["multiplicative", "multiplicative_optimized"])
+def test_the_paper_size_token_program_has_a_zero_bound_in_float32(conditional):
+    """n = 10 (410 tokens): the `started` register adds the step number at most once every 2n steps (at the first
+    value of an entry, one residue of the permutation counter), so range analysis bounds it by 8,180 (20 drives of at most 409) where it
+    had 409·410, and its λ-rows `1000·(started − g)` stay below float32's 2^24 (the float32 bound was 1.5e16)."""
+    model = lsrl.compile(token_map(10, conditional, vocab_size=10, counter="permutation"), t_max=410)
+    assert model.error_bound_in("float64").tolist() == [0.0]
+    assert model.error_bound_in("float32").tolist() == [0.0]
+    xs, answers = token_prompts(10, 20, 2, seed=5)
+    np.testing.assert_array_equal(model(xs, backend="kernel", dtype="float32")[:, -10:, 0], answers)
+
+
+@needs_kernel
 @pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
 def test_the_token_program_with_the_rotation_counter_has_a_zero_bound(conditional):
     """The paper's own rotation counter: its cos/sin state carries rounding (1.5e-13 after 123 steps, 8e-5 in

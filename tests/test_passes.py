@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import lsrl.opt as opt
@@ -750,11 +750,13 @@ def test_a_register_of_a_value_gated_to_a_few_steps_is_bounded_by_them():
 
 @settings(max_examples=profile_examples(60))
 @given(st.integers(-3, 3), st.sampled_from([1.0, 2.0, -1.0, 0.5]), st.integers(-6, 12), st.integers(1, 8),
-       st.sampled_from(["product", "lambda", "relu"]), st.sampled_from([(0.0, 9.0), (-4.0, 5.0)]),
+       st.sampled_from(["product", "signed", "lambda", "relu"]), st.sampled_from([(0.0, 9.0), (-4.0, 5.0)]),
        st.integers(-2, 2), st.integers(0, 2**32 - 1))
+@example(0, -1.0, -1, 8, "signed", (0.0, 9.0), 0, 0)  # a falling counter: the known factor is −1 on 8 steps
 def test_registers_of_gated_values_are_bounded_soundly(init, step, start, width, gating, box, s0, seed):
     # a counter g = init + step·t, a gate 1 on the steps where start ≤ g ≤ start + width (f_step bumps), a value
-    # gated by it (a product, a λ-row, or a ReLU of the value minus a large multiple of the closed gate), summed
+    # gated by it (a product, the ReLU of ±(value + g), a λ-row, or a ReLU of the value minus a large
+    # multiple of the closed gate), summed
     import lsrl
     from lsrl.sugar import f_and, f_constant, f_larger, f_smaller
     x = lsrl.Input(1, lower=box[0], upper=box[1])
@@ -762,6 +764,8 @@ def test_registers_of_gated_values_are_bounded_soundly(init, step, start, width,
     gate = f_and(f_larger(g, start - 0.25), f_smaller(g, start + width + 0.25))
     if gating == "product":
         gated = lsrl.Multi(lsrl.Concat([gate, x]))
+    elif gating == "signed":  # ReLU((1 − 2·gate)·(g + x)): a known factor of either sign, bounds that move with t
+        gated = lsrl.ReLU(lsrl.Multi(lsrl.Concat([lsrl.Linear(gate, [[-2.0]], b=[1.0]), g + x])))
     elif gating == "lambda":  # ReLU(x − 1e4·(1 − gate)) − ReLU(−x − 1e4·(1 − gate))
         both = lsrl.Concat([x, gate])
         gated = lsrl.ReLU(lsrl.Linear(both, [[1.0, 1e4]], [-1e4])) - lsrl.ReLU(lsrl.Linear(both, [[-1.0, 1e4]], [-1e4]))
@@ -771,7 +775,72 @@ def test_registers_of_gated_values_are_bounded_soundly(init, step, start, width,
     module = lsrl.ForEach(lsrl.Concat([q, g, gate])).ir
     rng = np.random.default_rng(seed)
     for style in ("bounds", "uniform"):
-        _check_sound(module, random_sequences(module, T_MAX, 3, rng, style=style), T_MAX, exact=False)
+        xs = random_sequences(module, T_MAX, 3, rng, style=style)
+        _check_sound(module, xs, T_MAX, exact=False)
+        _check_time_bounds(module, xs)
+
+
+def test_a_register_gated_by_the_permutation_counter_is_bounded_by_its_residue():
+    # q = Σ g·[t ≡ 3 (mod 5)] over 400 steps: 80 drives of at most 399 (the window alone gave 400 of them)
+    import lsrl
+    from lsrl.sugar import f_constant, f_larger, f_modulo_counter
+    x = lsrl.Input(1, lower=0, upper=9, integer=True)
+    g = lsrl.LinState(f_constant(x, 1), A=[[1]], B=[[1]], init_state=[-1])
+    m = f_modulo_counter(x, 5, method="permutation")
+    on_residue = lsrl.f_and(f_larger(m, 1.5), lsrl.f_smaller(m, 2.5))  # m = (t − 1) mod 5 = 2
+    q = lsrl.LinState(lsrl.Multi(lsrl.Concat([on_residue, g])), A=[[1]], B=[[1]], init_state=[0])
+    module = lsrl.ForEach(q).ir
+    assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist() == [80.0 * 399]
+    # a gate that also reads the input (the token program's `all_match`) keeps the residue
+    matched = lsrl.f_and(on_residue, f_larger(x, 4.5))
+    q = lsrl.LinState(lsrl.Multi(lsrl.Concat([matched, g])), A=[[1]], B=[[1]], init_state=[0])
+    module = lsrl.ForEach(q).ir
+    assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist() == [80.0 * 399]
+
+
+@pytest.mark.parametrize("start", range(5))
+def test_a_permutation_states_residues_are_its_own(start):
+    # over 7 steps the one-hot of a 5-cycle is at coordinate 0 on one or two steps, depending on where it starts:
+    # the register's bound is 9 times that count, which all-nine prompts reach
+    import lsrl
+    from lsrl.sugar import f_larger
+    x = lsrl.Input(1, lower=0, upper=9)
+    cycle = np.roll(np.eye(5), 1, axis=1)  # s_t[i] = s_{t−1}[i + 1]
+    state = lsrl.LinState(x, A=cycle, B=np.zeros((5, 1)), init_state=np.eye(5)[start])
+    q = lsrl.LinState(lsrl.Multi(lsrl.Concat([f_larger(state[0], 0.5), x])), A=[[1]], B=[[1]], init_state=[0])
+    module = lsrl.ForEach(q).ir
+    reached = interpret(module, np.full((1, 7, 1), 9.0))[0, :, 0].max()
+    assert compute_ranges(module, t_max=7)[id(module.output)][1].tolist() == [reached]
+
+
+@settings(max_examples=profile_examples(60))
+@given(st.permutations(range(5)), st.lists(st.integers(-2, 2), min_size=5, max_size=5), st.integers(0, 4),
+       st.sampled_from(["product", "lambda", "relu"]), st.sampled_from([(0.0, 9.0), (-4.0, 5.0)]),
+       st.integers(-2, 2), st.integers(0, 2**32 - 1))
+def test_registers_gated_by_permutation_states_are_bounded_soundly(perm, init, coordinate, gating, box, s0, seed):
+    # a state that permutes its coordinates (any permutation of 5, cycles of every length, integer inits), a gate
+    # that is 1 where one coordinate is ≥ 1 and a condition on the input holds, a value gated by it, summed
+    import lsrl
+    from lsrl.sugar import f_and, f_larger
+    x = lsrl.Input(1, lower=box[0], upper=box[1])
+    shift = np.zeros((5, 5))
+    shift[np.arange(5), perm] = 1.0
+    state = lsrl.LinState(x, A=shift, B=np.zeros((5, 1)), init_state=np.array(init, dtype=float))
+    gate = f_and(f_larger(state[coordinate], 0.5), f_larger(x, 0.5 * (box[0] + box[1])))
+    if gating == "product":
+        gated = lsrl.Multi(lsrl.Concat([gate, x]))
+    elif gating == "lambda":
+        both = lsrl.Concat([x, gate])
+        gated = lsrl.ReLU(lsrl.Linear(both, [[1.0, 1e4]], [-1e4])) - lsrl.ReLU(lsrl.Linear(both, [[-1.0, 1e4]], [-1e4]))
+    else:
+        gated = lsrl.ReLU(lsrl.Linear(lsrl.Concat([x, gate]), [[1.0, 20.0]], [-20.0]))
+    q = lsrl.LinState(gated, A=[[1]], B=[[1]], init_state=[s0])
+    module = lsrl.ForEach(lsrl.Concat([q, state, gate])).ir
+    rng = np.random.default_rng(seed)
+    for style in ("bounds", "uniform"):
+        xs = random_sequences(module, T_MAX, 3, rng, style=style)
+        _check_sound(module, xs, T_MAX, exact=False)
+        _check_time_bounds(module, xs)
 
 
 def test_range_analysis_pass_records_and_prints(capsys):
@@ -787,6 +856,22 @@ def test_range_analysis_pass_records_and_prints(capsys):
     err = capsys.readouterr().err
     assert "// range %x: [0.0, 1.0], [0.0, 1.0]" in err
     assert "// range %b: [1.0, 4.0], [-7.0, 0.0]" in err
+
+
+def _check_time_bounds(module, xs):
+    """Every value at every step within the time analysis' bounds for that step (docs/passes.md, "Registers of
+    gated values")."""
+    from lsrl.passes.range_analysis import RangeAnalysis
+    from lsrl.passes.time_windows import TimeWindows
+    steps = xs.shape[1]
+    windows = TimeWindows(RangeAnalysis(module, steps), steps)
+    _, values = interpret(module, xs, return_values=True)
+    for op in module.ops:
+        for t in range(1, steps + 1):
+            lo, hi = (np.array([float(v) for v in side]) for side in windows.bounds_at(op, t))
+            val = values[op][:, t - 1, :]
+            tol = 1e-9 * max(1.0, float(np.max(np.abs(val), initial=0.0)))
+            assert np.all(val >= lo - tol) and np.all(val <= hi + tol), (op, t, lo, hi, val)
 
 
 def _check_sound(module, xs, t_max, exact):

@@ -5,17 +5,21 @@ A register that sums a value gated to a few steps — the token program's query 
 ``t_max = 410``) where it is at most ``9·n``.  Range analysis asks :meth:`TimeWindows.active_steps` for the
 number of steps a register's drive can be non-zero.
 
-What is known of each coordinate at the steps ``t = 1 … t_max`` (:class:`_Fact`):
+What is known of each coordinate at the steps ``t = 1 … t_max`` (:class:`_Fact`) is a lower and an upper bound,
+each a piecewise affine function of ``t`` on each residue class of ``t`` modulo a period ``p``: 1 for most
+values, a permutation state's cycle length for the one-hot it cycles (the permutation counter's), and the common
+period of what is computed from such states.  The two bounds are equal where the value is known exactly:
+counters (``s_t = s_0 + d·t``), permutation states (a constant per residue), and the affine rows, ReLUs and
+products of such values (a step of a counter is 0 up to a step and 1 after it; a test of the one-hot is 1 on one
+residue).  Other values are bounded by range analysis' constants, and by 0 where they are 0: a register until
+its drive can first be non-zero, a product where a factor is 0.  A row bounds its terms' sum by their bounds and
+meets it with its own range (which sees a step's ReLU pair as one value), a ReLU clamps its bounds.
 
-* ``pieces``: its exact value as a piecewise affine function of ``t`` — counters (``s_t = s_0 + d·t``), the
-  affine rows and ReLUs of such values (a step of a counter is 0 up to a step and 1 after it) and products where
-  one factor is piecewise constant;
-* else ``window``: the first and last step at which it may be non-zero (``None``: any step; ``EMPTY``: never).
-
-Rows mixing both are non-zero only where the piecewise part can be (outside the other terms' windows) or where
-it plus the others' largest value from range analysis can be positive (a ReLU).  Everything is exact rational
-arithmetic over the steps; values the analysis does not follow in time (inputs, rotations, shift registers)
-have the window ``None``.
+So the token program's ``started`` register, which adds the step number when a key matches at the first value of
+an entry, sees its drive non-zero on one residue of ``2n`` only: the match condition is at most 1 there and
+exactly 0 elsewhere, and with the λ-conditionals its complement is exactly 1 elsewhere, which holds the λ-row at
+0.  Everything is exact rational arithmetic over the steps; values the analysis does not follow in time (inputs,
+rotations, shift registers) are bounded by their ranges.
 """
 from __future__ import annotations
 
@@ -23,51 +27,50 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-import numpy as np
-
 from ..ir.core import Op, fill_in_order
 
 __all__ = ["TimeWindows"]
 
-#: a window of a value that is 0 at every step
-EMPTY = ()
-_INF = math.inf
-#: the most pieces kept per coordinate (more: only its window)
+_ZERO = Fraction(0)
+#: the most pieces kept per residue (more: one constant bound between the first and last non-zero step)
 _MAX_PIECES = 64
+#: the longest period followed (longer: the row is bounded by its range)
+_MAX_PERIOD = 256
 
 
 @dataclass(frozen=True)
 class _Fact:
-    pieces: tuple | None  # ((t0, t1, a, b), ...) covering 1 … T: the value a + b·t on t0 ≤ t ≤ t1
-    window: tuple | None  # (first, last), EMPTY, or None (any step)
+    """Per residue ``r`` of the period ``p = len(lo)``: pieces ``((t0, t1, a, b), …)`` covering ``1 … T``, the
+    bound ``a + b·t`` on the steps ``t0 ≤ t ≤ t1`` with ``t ≡ r (mod p)``.  The value lies in ``[lo, hi]``."""
+    lo: tuple
+    hi: tuple
+
+    @property
+    def period(self) -> int:
+        return len(self.lo)
 
 
-_ANY = _Fact(None, None)
+def _lcm(periods) -> int | None:
+    """The common period of ``periods``, or None past :data:`_MAX_PERIOD`."""
+    period = math.lcm(*periods)
+    return period if period <= _MAX_PERIOD else None
 
 
-def _hull(windows) -> tuple | None:
-    """The smallest window holding every window given (None absorbs)."""
-    first, last = _INF, -_INF
-    for w in windows:
-        if w is None:
-            return None
-        if w != EMPTY:
-            first, last = min(first, w[0]), max(last, w[1])
-    return EMPTY if first == _INF else (int(first), int(last))
+def _lift(pieces: tuple, p: int) -> tuple:
+    """Per-residue ``pieces`` per residue of ``p``, a multiple of their period."""
+    q = len(pieces)
+    return pieces if q == p else tuple(pieces[r % q] for r in range(p))
 
 
-def _meet(a: tuple | None, b: tuple | None) -> tuple | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if a == EMPTY or b == EMPTY or max(a[0], b[0]) > min(a[1], b[1]):
-        return EMPTY
-    return max(a[0], b[0]), min(a[1], b[1])
+def _constant(value: Fraction, steps: int) -> tuple:
+    return (((1, steps, value, _ZERO),),)
 
 
-def _nonzero_window(pieces: tuple) -> tuple:
-    return _hull((t0, t1) for t0, t1, a, b in pieces if a != 0 or b != 0)
+def _between(low, high, steps: int) -> _Fact | None:
+    """The constant bounds ``[low, high]`` (floats), or None where one is infinite."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return _Fact(_constant(Fraction(low), steps), _constant(Fraction(high), steps))
 
 
 def _breaks(*all_pieces) -> list:
@@ -84,33 +87,52 @@ def _at(pieces: tuple, t: int) -> tuple:
     raise AssertionError("pieces do not cover the step")
 
 
-def _combine(terms: list, bias: Fraction, steps: int) -> tuple:
-    """``Σ w·pieces + bias`` as pieces."""
-    if not terms:
-        return ((1, steps, bias, Fraction(0)),)
+def _merged(pieces: list) -> tuple:
+    """Consecutive pieces of one affine function joined."""
     out = []
-    for t0, t1 in _breaks(*[p for _, p in terms]):
-        a, b = bias, Fraction(0)
-        for w, pieces in terms:
-            pa, pb = _at(pieces, t0)
-            a, b = a + w * pa, b + w * pb
-        if out and out[-1][2] == a and out[-1][3] == b and out[-1][1] == t0 - 1:
+    for t0, t1, a, b in pieces:
+        if out and out[-1][2] == a and out[-1][3] == b:
             out[-1] = (out[-1][0], t1, a, b)
         else:
             out.append((t0, t1, a, b))
     return tuple(out)
 
 
-def _positive_steps(pieces: tuple, shift: float) -> list:
-    """The ``(t0, t1)`` intervals where ``value + shift > 0`` (``shift`` may be ``±inf``)."""
-    if shift == _INF:
-        return [(p[0], p[1]) for p in pieces]
-    if shift == -_INF:
-        return []
-    shift = Fraction(shift)
+def _combine_residue(terms: list, bias: Fraction, steps: int) -> tuple:
+    """``Σ w·pieces + bias`` on one residue, as pieces."""
+    if not terms:
+        return ((1, steps, bias, _ZERO),)
+    out = []
+    for t0, t1 in _breaks(*[p for _, p in terms]):
+        a, b = bias, _ZERO
+        for w, pieces in terms:
+            pa, pb = _at(pieces, t0)
+            a, b = a + w * pa, b + w * pb
+        out.append((t0, t1, a, b))
+    return _merged(out)
+
+
+def _combine(terms: list, bias: Fraction, steps: int) -> tuple | None:
+    """``Σ w·pieces + bias`` per residue of the terms' common period (None: it is too long); residues whose
+    terms are the same objects (:func:`_fact` shares equal residues) are summed once."""
+    p = _lcm([len(pieces) for _, pieces in terms] or [1])
+    if p is None:
+        return None
+    sums: dict[tuple, tuple] = {}
+    out = []
+    for r in range(p):
+        residue = [(w, pieces[r % len(pieces)]) for w, pieces in terms]
+        key = tuple(id(pieces) for _, pieces in residue)
+        if key not in sums:
+            sums[key] = _combine_residue(residue, bias, steps)
+        out.append(sums[key])
+    return tuple(out)
+
+
+def _positive_steps(pieces: tuple) -> list:
+    """The ``(t0, t1)`` intervals where the value is positive, on one residue."""
     out = []
     for t0, t1, a, b in pieces:
-        a = a + shift
         if b == 0:
             lo, hi = (t0, t1) if a > 0 else (1, 0)
         elif b > 0:  # a + b t > 0  ⟺  t > −a/b
@@ -122,28 +144,109 @@ def _positive_steps(pieces: tuple, shift: float) -> list:
     return out
 
 
-def _relu_pieces(pieces: tuple) -> tuple:
+def _relu_residue(pieces: tuple) -> tuple:
     out = []
     for t0, t1, a, b in pieces:
-        positive = _positive_steps(((t0, t1, a, b),), 0.0)  # one interval at most: the value is affine
+        positive = _positive_steps(((t0, t1, a, b),))  # one interval at most: the value is affine
         lo, hi = positive[0] if positive else (t1 + 1, t1)
         if lo > t0:
-            out.append((t0, lo - 1, Fraction(0), Fraction(0)))
+            out.append((t0, lo - 1, _ZERO, _ZERO))
         if lo <= hi:
             out.append((lo, hi, a, b))
         if positive and hi < t1:
-            out.append((hi + 1, t1, Fraction(0), Fraction(0)))
-    return tuple(out)
+            out.append((hi + 1, t1, _ZERO, _ZERO))
+    return _merged(out)
 
 
-def _fact(pieces: tuple) -> _Fact:
-    """Pieces, or past :data:`_MAX_PIECES` only where they are non-zero."""
-    return _Fact(pieces, None) if len(pieces) <= _MAX_PIECES else _Fact(None, _nonzero_window(pieces))
+def _relu(pieces: tuple) -> tuple:
+    return tuple(_relu_residue(res) for res in pieces)
+
+
+def _ends(pieces: tuple) -> list:
+    """The values of ``pieces`` at their pieces' ends (where an affine piece has its least and largest)."""
+    return [a if b == 0 else a + b * t for res in pieces for t0, t1, a, b in res for t in (t0, t1)]
+
+
+def _shifted(pieces: tuple, sign: int, shift: Fraction) -> tuple:
+    """``sign·pieces + shift``."""
+    return tuple(tuple((t0, t1, sign * a + shift, sign * b) for t0, t1, a, b in res) for res in pieces)
+
+
+def _at_least(pieces: tuple, low: float) -> tuple:
+    """``max(pieces, low)``: ``low + ReLU(pieces − low)``."""
+    if not math.isfinite(low):
+        return pieces
+    low = Fraction(low)
+    if min(_ends(pieces)) >= low:
+        return pieces
+    return _shifted(_relu(_shifted(pieces, 1, -low)), 1, low)
+
+
+def _at_most(pieces: tuple, high: float) -> tuple:
+    """``min(pieces, high)``: ``high − ReLU(high − pieces)``."""
+    if not math.isfinite(high):
+        return pieces
+    high = Fraction(high)
+    if max(_ends(pieces)) <= high:
+        return pieces
+    return _shifted(_relu(_shifted(pieces, -1, high)), -1, high)
+
+
+def _nonzero_steps(fact: _Fact) -> list:
+    """Per residue, the ``(t0, t1)`` intervals on which the value may be non-zero."""
+    out = []
+    for lo, hi in zip(fact.lo, fact.hi):
+        out.append([(t0, t1) for t0, t1 in _breaks(lo, hi) if _at(lo, t0) != (0, 0) or _at(hi, t0) != (0, 0)])
+    return out
+
+
+def _first_step(t0: int, r: int, p: int) -> int:
+    """The first step ``t ≥ t0`` with ``t ≡ r (mod p)``."""
+    return t0 + (r - t0) % p
+
+
+def _count(t0: int, t1: int, r: int, p: int) -> int:
+    """How many steps ``t0 ≤ t ≤ t1`` have ``t ≡ r (mod p)``."""
+    first = _first_step(t0, r, p)
+    return 0 if first > t1 else (t1 - first) // p + 1
+
+
+def _fact(lo: tuple, hi: tuple, steps: int) -> _Fact:
+    """The bounds (one residue where all residues agree); past :data:`_MAX_PIECES` pieces on a residue, its least
+    and largest bound between the first and the last step at which it may be non-zero."""
+    if len(lo) > 1:
+        if all(a == lo[0] for a in lo) and all(b == hi[0] for b in hi):
+            lo, hi = lo[:1], hi[:1]
+        else:
+            lo, hi = _shared(lo), _shared(hi)
+    fact = _Fact(lo, hi)
+    if max(len(res) for res in lo + hi) <= _MAX_PIECES:
+        return fact
+    p = fact.period
+    coarse_lo, coarse_hi = [], []
+    for r, (res_lo, res_hi, spans) in enumerate(zip(lo, hi, _nonzero_steps(fact))):
+        steps_r = [(_first_step(t0, r, p), t1) for t0, t1 in spans if _count(t0, t1, r, p)]
+        if not steps_r:
+            coarse_lo.append(_constant(_ZERO, steps)[0])
+            coarse_hi.append(_constant(_ZERO, steps)[0])
+            continue
+        first, last = steps_r[0][0], steps_r[-1][1]
+        least, most = min(_ends((res_lo,)) + [_ZERO]), max(_ends((res_hi,)) + [_ZERO])
+        for bound, out in ((least, coarse_lo), (most, coarse_hi)):
+            out.append(_merged([(1, first - 1, _ZERO, _ZERO)] * (first > 1) + [(first, last, bound, _ZERO)]
+                               + [(last + 1, steps, _ZERO, _ZERO)] * (last < steps)))
+    return _Fact(tuple(coarse_lo), tuple(coarse_hi))
+
+
+def _shared(pieces: tuple) -> tuple:
+    """``pieces`` with equal residues the same object."""
+    seen: dict[tuple, tuple] = {}
+    return tuple(seen.setdefault(res, res) for res in pieces)
 
 
 class TimeWindows:
     """Per op of a module analysed by ``ranges`` (a :class:`~lsrl.passes.range_analysis.RangeAnalysis` with a
-    ``t_max``): what is known of each coordinate over the steps ``1 … t_max``."""
+    ``t_max``): what is known of each coordinate over the steps ``1 … t_max`` (None: only its range)."""
 
     def __init__(self, ranges, t_max: int):
         self.ranges = ranges
@@ -153,12 +256,29 @@ class TimeWindows:
 
     def active_steps(self, op: Op) -> list:
         """Per coordinate of the ``linstate`` ``op``: how many steps its drive ``B x + bias`` may be non-zero."""
-        drive = self._rows(op.attrs["B"], op.attrs["bias"], op.operands[0], relu=False)
         counts = []
-        for fact in drive:
-            window = fact.window if fact.pieces is None else _nonzero_window(fact.pieces)
-            counts.append(self.steps if window is None else 0 if window == EMPTY else window[1] - window[0] + 1)
+        for fact in self._drive(op):
+            if fact is None:
+                counts.append(self.steps)
+                continue
+            p = fact.period
+            counts.append(sum(_count(t0, t1, r, p) for r, spans in enumerate(_nonzero_steps(fact))
+                              for t0, t1 in spans))
         return counts
+
+    def bounds_at(self, op: Op, t: int) -> tuple[list, list]:
+        """The bounds of each coordinate of ``op`` at step ``t`` (exact rationals; ``±inf`` where the analysis does
+        not follow it)."""
+        low, high = [], []
+        for fact in self.facts(op):
+            if fact is None:
+                low.append(-math.inf)
+                high.append(math.inf)
+                continue
+            for pieces, out in ((fact.lo, low), (fact.hi, high)):
+                a, b = _at(pieces[t % fact.period], t)
+                out.append(a + b * t)
+        return low, high
 
     def facts(self, op: Op) -> list:
         if id(op) not in self._facts:
@@ -168,89 +288,144 @@ class TimeWindows:
     def _transfer(self, op: Op) -> list:
         kind = op.kind
         if kind == "linear":
-            return self._rows(op.attrs["A"], op.attrs["b"], op.operands[0], relu=False)
+            return self._rows(op.attrs["A"], op.attrs["b"], op.operands[0], self.ranges(op))
         if kind == "relu":
-            (x,) = op.operands
-            if x.kind == "linear":  # the ReLU of each row, with the row's terms at hand
-                return self._rows(x.attrs["A"], x.attrs["b"], x.operands[0], relu=True)
-            return [_fact(_relu_pieces(f.pieces)) if f.pieces is not None else f for f in self.facts(x)]
+            return [None if f is None else _fact(_relu(f.lo), _relu(f.hi), self.steps)
+                    for f in self.facts(op.operands[0])]
         if kind == "concat":
             return [f for o in op.operands for f in self.facts(o)]
         if kind == "slice":
             return self.facts(op.operands[0])[op.attrs["start"]:op.attrs["end"]]
         if kind == "multi":
-            return self._products(self.facts(op.operands[0]), op.dim)
+            factors = self.facts(op.operands[0])
+            lo, hi = self.ranges(op)
+            return [self._product(a, b, float(lo[j]), float(hi[j]))
+                    for j, (a, b) in enumerate(zip(factors[:op.dim], factors[op.dim:]))]
         if kind == "linstate":
             return self._states(op)
-        return [_ANY] * op.dim
+        if kind == "input":  # its bounds, whatever the step
+            lo, hi = self.ranges(op)
+            return [_between(float(a), float(b), self.steps) for a, b in zip(lo, hi)]
+        return [None] * op.dim
 
-    def _products(self, factors: list, h: int) -> list:
-        out = []
-        for left, right in zip(factors[:h], factors[h:]):
-            pieces = None
-            if left.pieces is not None and right.pieces is not None:
-                constant, other = (left, right) if all(p[3] == 0 for p in left.pieces) else (right, left)
-                if all(p[3] == 0 for p in constant.pieces):
-                    pieces = tuple((t0, t1, ca * a, ca * b) for t0, t1, ca, a, b in
-                                   ((t0, t1, _at(constant.pieces, t0)[0], *_at(other.pieces, t0))
-                                    for t0, t1 in _breaks(constant.pieces, other.pieces)))
-            if pieces is not None:
-                out.append(_fact(pieces))
-                continue
-            windows = [f.window if f.pieces is None else _nonzero_window(f.pieces) for f in (left, right)]
-            out.append(_Fact(None, _meet(*windows)))
-        return out
+    def _drive(self, op: Op) -> list:
+        return self._rows(op.attrs["B"], op.attrs["bias"], op.operands[0], self.ranges.drive(op))
+
+    def _product(self, a: _Fact | None, b: _Fact | None, low: float, high: float) -> _Fact | None:
+        """Bounds of ``a·b``: exact where a factor is a known constant or both are constant bounds, 0 where a
+        factor is 0, else the product's range ``[low, high]``."""
+        if a is None or b is None:
+            return _between(low, high, self.steps)
+        p = _lcm([a.period, b.period])
+        if p is None:
+            return _between(low, high, self.steps)
+        out_lo, out_hi = [], []
+        for al, ah, bl, bh in zip(*(_lift(x, p) for x in (a.lo, a.hi, b.lo, b.hi))):
+            res_lo, res_hi = [], []
+            for t0, t1 in _breaks(al, ah, bl, bh):
+                (al_a, al_b), (ah_a, ah_b), (bl_a, bl_b), (bh_a, bh_b) = (_at(x, t0) for x in (al, ah, bl, bh))
+                if (al_a, al_b) == (ah_a, ah_b) == (0, 0) or (bl_a, bl_b) == (bh_a, bh_b) == (0, 0):
+                    ends = ((_ZERO, _ZERO), (_ZERO, _ZERO))
+                elif al_b == ah_b == bl_b == bh_b == 0:  # constant bounds: their corners
+                    corners = [x * y for x in (al_a, ah_a) for y in (bl_a, bh_a)]
+                    ends = ((min(corners), _ZERO), (max(corners), _ZERO))
+                elif (al_a, al_b) == (ah_a, ah_b) and al_b == 0:  # a known constant c times b's bounds
+                    ends = _scaled(al_a, (bl_a, bl_b), (bh_a, bh_b))
+                elif (bl_a, bl_b) == (bh_a, bh_b) and bl_b == 0:
+                    ends = _scaled(bl_a, (al_a, al_b), (ah_a, ah_b))
+                elif math.isfinite(low) and math.isfinite(high):
+                    ends = ((Fraction(low), _ZERO), (Fraction(high), _ZERO))
+                else:
+                    return None
+                res_lo.append((t0, t1, *ends[0]))
+                res_hi.append((t0, t1, *ends[1]))
+            out_lo.append(_merged(res_lo))
+            out_hi.append(_merged(res_hi))
+        return _fact(tuple(out_lo), tuple(out_hi), self.steps)
 
     def _states(self, op: Op) -> list:
-        drive = self._rows(op.attrs["B"], op.attrs["bias"], op.operands[0], relu=False)
+        drive = self._drive(op)
         a_rows = [self.ranges.exact_row(op.attrs["A"], i) for i in range(op.dim)]
         init = [self.ranges.exact_entry(op.attrs["init"], i) for i in range(op.dim)]
+        lo, hi = self.ranges(op)
         out = []
         for i, (row, fact) in enumerate(zip(a_rows, drive)):
             if not row:  # s_t = the drive
                 out.append(fact)
-            elif row == {i: 1} and fact.pieces is not None and len(fact.pieces) == 1 and fact.pieces[0][3] == 0:
-                out.append(_Fact(((1, self.steps, init[i], fact.pieces[0][2]),), None))  # s_t = s_0 + d·t
-            elif row == {i: 1} and init[i] == 0:  # a register: 0 until its drive first is non-zero
-                window = fact.window if fact.pieces is None else _nonzero_window(fact.pieces)
-                out.append(_Fact(None, None if window is None else EMPTY if window == EMPTY
-                                 else (window[0], self.steps)))
+            elif row == {i: 1} and _known_constant(fact) is not None:  # s_t = s_0 + d·t
+                counter = (((1, self.steps, init[i], _known_constant(fact)),),)
+                out.append(_Fact(counter, counter))
+            elif (orbit := _orbit(i, a_rows, drive)) is not None:  # s_t = s_0[π^t(i)], constant on each residue
+                pieces = tuple(((1, self.steps, init[j], _ZERO),) for j in orbit)
+                out.append(_Fact(pieces, pieces))
+            elif row == {i: 1} and init[i] == 0 and fact is not None:  # a register: 0 until its drive may not be
+                out.append(self._register(fact, float(lo[i]), float(hi[i])))
             else:
-                out.append(_ANY)
+                out.append(_between(float(lo[i]), float(hi[i]), self.steps))
         return out
 
-    def _rows(self, a, b, x: Op, relu: bool) -> list:
-        """Each row ``a·x + b`` (its ReLU where ``relu``): pieces where every term has them, else a window."""
+    def _register(self, drive: _Fact, low: float, high: float) -> _Fact | None:
+        p = drive.period
+        firsts = [_first_step(t0, r, p) for r, spans in enumerate(_nonzero_steps(drive))
+                  for t0, t1 in spans if _count(t0, t1, r, p)]
+        if not firsts:
+            return _Fact(_constant(_ZERO, self.steps), _constant(_ZERO, self.steps))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return None
+        first = min(firsts)
+        before = [(1, first - 1, _ZERO, _ZERO)] if first > 1 else []
+        return _Fact(((*before, (first, self.steps, Fraction(low), _ZERO)),),
+                     ((*before, (first, self.steps, Fraction(high), _ZERO)),))
+
+    def _rows(self, a, b, x: Op, bounds: tuple) -> list:
+        """Bounds of each row ``a·x + b``: its terms' bounds summed, met with the row's range ``bounds``."""
         facts = self.facts(x)
         lo, hi = self.ranges(x)
         out = []
         for r in range(a.shape[0]):
             row = self.ranges.exact_row(a, r)
-            bias = self.ranges.exact_entry(b, r) if b is not None else Fraction(0)
-            exact = [(w, facts[c].pieces) for c, w in row.items() if facts[c].pieces is not None]
-            rest = [(c, w) for c, w in row.items() if facts[c].pieces is None]
-            pieces = _combine(exact, bias, self.steps)
-            if not rest:
-                out.append(_fact(_relu_pieces(pieces) if relu else pieces))
-                continue
-            if not relu:
-                out.append(_Fact(None, _hull([_nonzero_window(pieces)] + [facts[c].window for c, _ in rest])))
-                continue
-            # the ReLU is positive only where the pieces plus the terms that can be positive are: those add at most
-            # their largest value (range analysis) where they may be non-zero, else 0
-            with np.errstate(invalid="ignore"):
-                tops = [(c, max(float(w) * lo[c], float(w) * hi[c])) for c, w in rest]
-            rising = [(c, top) for c, top in tops if not top <= 0]  # nan (0·inf) counts as rising
-            rest_window = _hull(facts[c].window for c, _ in rising)
-            largest = math.fsum(top for _, top in rising) if all(math.isfinite(top) for _, top in rising) else _INF
-            largest = float(np.nextafter(largest, _INF)) if math.isfinite(largest) else largest
-            inside = [] if rest_window == EMPTY else _positive_steps(pieces, largest)
-            outside = _positive_steps(pieces, 0.0)
-            if rest_window is not None:
-                inside = [w for w in (_meet(s, rest_window) for s in inside) if w != EMPTY]
-                outside = [s for s in outside if not (rest_window != EMPTY and rest_window[0] <= s[0]
-                                                      and s[1] <= rest_window[1])]
+            bias = self.ranges.exact_entry(b, r) if b is not None else _ZERO
+            low_terms, high_terms = [], []
+            for c, w in row.items():
+                fact = facts[c] if facts[c] is not None else _between(float(lo[c]), float(hi[c]), self.steps)
+                if fact is None:
+                    break
+                low_terms.append((w, fact.lo if w > 0 else fact.hi))
+                high_terms.append((w, fact.hi if w > 0 else fact.lo))
             else:
-                outside = []
-            out.append(_Fact(None, _hull(inside + outside)))
+                low, high = _combine(low_terms, bias, self.steps), _combine(high_terms, bias, self.steps)
+                if low is not None:
+                    out.append(_fact(_at_least(low, float(bounds[0][r])), _at_most(high, float(bounds[1][r])),
+                                     self.steps))
+                    continue
+            out.append(_between(float(bounds[0][r]), float(bounds[1][r]), self.steps))
         return out
+
+
+def _known_constant(fact: _Fact | None) -> Fraction | None:
+    """The value of a fact that is one known constant at every step, else None."""
+    if fact is None or fact.lo != fact.hi or len(fact.lo) != 1 or len(fact.lo[0]) != 1 or fact.lo[0][0][3] != 0:
+        return None
+    return fact.lo[0][0][2]
+
+
+def _scaled(c: Fraction, low: tuple, high: tuple) -> tuple:
+    """``c·[low, high]`` for affine bounds ``(a, b)``."""
+    low, high = (c * low[0], c * low[1]), (c * high[0], c * high[1])
+    return (low, high) if c >= 0 else (high, low)
+
+
+def _orbit(i: int, a_rows: list, drive: list) -> list | None:
+    """``i, π(i), π²(i), …`` where the state only permutes these coordinates (each row of ``A`` a single 1, a
+    drive that is 0) and comes back to ``i``; else None."""
+    orbit = [i]
+    while True:
+        row, fact = a_rows[orbit[-1]], drive[orbit[-1]]
+        if len(row) != 1 or next(iter(row.values())) != 1 or _known_constant(fact) != 0:
+            return None
+        (j,) = row
+        if j == i:
+            return orbit
+        if j in orbit or len(orbit) >= _MAX_PERIOD:
+            return None
+        orbit.append(j)
