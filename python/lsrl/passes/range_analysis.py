@@ -1058,18 +1058,19 @@ class RangeAnalysis:
         if self.t_max is None:
             return lo, hi
         reads = np.diff(op.attrs["B"].scipy().indptr)  # a register without a B row has a constant drive
-        registers = [i for i in np.flatnonzero(reads).tolist() if self.exact_row(op.attrs["A"], i) == {i: 1}]
+        ulo, uhi = self.drive(op)
+        registers = [i for i in np.flatnonzero(reads).tolist() if self.exact_row(op.attrs["A"], i) == {i: 1}
+                     and np.isfinite(ulo[i]) and np.isfinite(uhi[i])]  # an unbounded drive bounds nothing
         if not registers:
             return lo, hi
         if self._windows is None:
             from .time_windows import TimeWindows
             self._windows = TimeWindows(self, self.t_max)
         counts = self._windows.active_steps(op)
-        ulo, uhi = self.drive(op)
         lo, hi = lo.copy(), hi.copy()
         for i in registers:
             steps = counts[i]
-            if steps >= self.t_max or not (np.isfinite(ulo[i]) and np.isfinite(uhi[i])):
+            if steps >= self.t_max:
                 continue
             s0 = self.exact_entry(op.attrs["init"], i)
             low = _fraction_down(s0 + steps * Fraction(min(float(ulo[i]), 0.0)))

@@ -1,4 +1,4 @@
-"""The steps at which a value can be non-zero, for range analysis' registers (docs/passes.md, "Range analysis").
+"""Bounds of every value at each step, for range analysis' registers (docs/passes.md, "Registers of gated values").
 
 A register that sums a value gated to a few steps — the token program's query ``q_i = Σ_t x_t·[t ≤ n, m_t = i]``
 — holds at most that many drives, not ``t_max`` of them: range analysis bounded ``q_i`` by ``9·t_max`` (3,690 at
@@ -36,6 +36,9 @@ _ZERO = Fraction(0)
 _MAX_PIECES = 64
 #: the longest period followed (longer: the row is bounded by its range)
 _MAX_PERIOD = 256
+#: the most residue sums of one row (period × terms; more: the row is bounded by its range) — exact sums per
+#: residue of a dense d×d map over a d-cycle cost d³
+_MAX_ROW_SUMS = 8192
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ def _merged(pieces: list) -> tuple:
 
 def _combine_residue(terms: list, bias: Fraction, steps: int) -> tuple:
     """``Σ w·pieces + bias`` on one residue, as pieces."""
+    terms = [(w, pieces) for w, pieces in terms if len(pieces) > 1 or pieces[0][2] or pieces[0][3]]  # not 0
     if not terms:
         return ((1, steps, bias, _ZERO),)
     out = []
@@ -107,7 +111,10 @@ def _combine_residue(terms: list, bias: Fraction, steps: int) -> tuple:
         a, b = bias, _ZERO
         for w, pieces in terms:
             pa, pb = _at(pieces, t0)
-            a, b = a + w * pa, b + w * pb
+            if pa:
+                a += w * pa
+            if pb:
+                b += w * pb
         out.append((t0, t1, a, b))
     return _merged(out)
 
@@ -267,8 +274,8 @@ class TimeWindows:
         return counts
 
     def bounds_at(self, op: Op, t: int) -> tuple[list, list]:
-        """The bounds of each coordinate of ``op`` at step ``t`` (exact rationals; ``±inf`` where the analysis does
-        not follow it)."""
+        """The bounds of each coordinate of ``op`` at step ``t`` (exact rationals; ``±inf`` for a value the analysis
+        does not follow whose range is unbounded)."""
         low, high = [], []
         for fact in self.facts(op):
             if fact is None:
@@ -281,6 +288,7 @@ class TimeWindows:
         return low, high
 
     def facts(self, op: Op) -> list:
+        """Per coordinate of ``op``: its :class:`_Fact`, or None where only its (unbounded) range is known."""
         if id(op) not in self._facts:
             fill_in_order(op, self._facts, self._transfer, self._pinned)
         return self._facts[id(op)]
@@ -312,8 +320,8 @@ class TimeWindows:
         return self._rows(op.attrs["B"], op.attrs["bias"], op.operands[0], self.ranges.drive(op))
 
     def _product(self, a: _Fact | None, b: _Fact | None, low: float, high: float) -> _Fact | None:
-        """Bounds of ``a·b``: exact where a factor is a known constant or both are constant bounds, 0 where a
-        factor is 0, else the product's range ``[low, high]``."""
+        """Bounds of ``a·b``: a known constant factor times the other's bounds, the corners of two constant
+        bounds, 0 where a factor is 0, else the product's range ``[low, high]``."""
         if a is None or b is None:
             return _between(low, high, self.steps)
         p = _lcm([a.period, b.period])
@@ -386,6 +394,10 @@ class TimeWindows:
             row = self.ranges.exact_row(a, r)
             bias = self.ranges.exact_entry(b, r) if b is not None else _ZERO
             low_terms, high_terms = [], []
+            periods = [facts[c].period for c in row if facts[c] is not None]
+            if len(row) * (_lcm(periods) or _MAX_ROW_SUMS) >= _MAX_ROW_SUMS:
+                out.append(_between(float(bounds[0][r]), float(bounds[1][r]), self.steps))
+                continue
             for c, w in row.items():
                 fact = facts[c] if facts[c] is not None else _between(float(lo[c]), float(hi[c]), self.steps)
                 if fact is None:
