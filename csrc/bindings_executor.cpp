@@ -352,14 +352,13 @@ struct UFuncHead {
 
 struct FunctionSource {
     kernel::Fn fn;
-    const char* module;
-    const char* name;
+    const char* name;         // numpy's ufunc
     bool positive_arguments;  // the self-test uses |x| (log1p is defined above -1)
 };
 constexpr FunctionSource kFunctions[] = {
-    {kernel::Fn::tanh, "numpy", "tanh", false},
-    {kernel::Fn::exp, "numpy", "exp", false},
-    {kernel::Fn::log1p, "numpy", "log1p", true},
+    {kernel::Fn::tanh, "tanh", false},
+    {kernel::Fn::exp, "exp", false},
+    {kernel::Fn::log1p, "log1p", true},
 };
 
 // NumPy's inner loop of `source` for T ('d->d' or 'f->f'), if it can be found and reproduces the ufunc's
@@ -374,7 +373,7 @@ bool find_numpy_loop(const FunctionSource& source, kernel::UnaryLoopFn* fn, void
         py::module_ np = py::module_::import("numpy");
         const std::string version = py::str(np.attr("__version__")).cast<std::string>();
         if (version.size() < 2 || (version[0] != '1' && version[0] != '2') || version[1] != '.') return false;
-        py::object ufunc = py::module_::import(source.module).attr(source.name);
+        py::object ufunc = np.attr(source.name);
         if (!py::isinstance(ufunc, np.attr("ufunc"))) return false;
         const auto* u = reinterpret_cast<const UFuncHead*>(ufunc.ptr());
         if (u->nin != 1 || u->nout != 1 || u->nargs != 2 || u->name == nullptr ||

@@ -3,8 +3,9 @@
 // Hugging Face models the targets export to are built.
 //
 // A block kind is one file in csrc/blocks/ that lists the parameters its descriptor carries (integer
-// sizes, CSR matrices, vectors, numbers), the elementwise functions it evaluates (so the bindings attach
-// NumPy's loops for them), its state size, its scratch and its run function, and registers itself for float
+// sizes, CSR matrices, vectors, numbers), the elementwise functions it evaluates (always, and only where its
+// activation is not ideal; the bindings attach NumPy's loops for them), its state size, its scratch and its
+// run function, and registers itself for float
 // and double with a KindRegistrar<BlockKind> (cells.hpp).  The bindings (bindings_executor.cpp) read and validate every listed
 // parameter; the executor (executor.cpp) calls `run` once per lane block with the same CellBlock view the
 // cells get.  Parameters are stored in Node::sizes / mats / vecs / numbers in the order the kind lists them.
@@ -44,6 +45,7 @@ struct BlockKind {
     std::vector<VectorSpec> vectors;
     std::vector<const char*> numbers;
     std::vector<Fn> functions;   // evaluated through Plan::apply
+    std::vector<Fn> activation_functions;  // evaluated only where the node is not ideal (its activation)
     bool has_activation_choice;  // the descriptor has "ideal"
     // what is wrong with a node whose parameters all have their listed shapes ("" if nothing), given its
     // operand's dim (e.g. a block that reads its operand as the residual stream needs d == H)

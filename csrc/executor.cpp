@@ -129,8 +129,11 @@ template <typename T>
 bool Plan<T>::needs(Fn f) const {
     for (const Node<T>& n : nodes) {
         if (f == Fn::tanh && n.kind == NodeKind::cell && !n.ideal) return true;
-        if (n.kind == NodeKind::block)
-            for (Fn g : n.block->functions)
+        if (n.kind != NodeKind::block) continue;
+        for (Fn g : n.block->functions)
+            if (g == f) return true;
+        if (!n.ideal)
+            for (Fn g : n.block->activation_functions)
                 if (g == f) return true;
     }
     return false;

@@ -175,6 +175,7 @@ BlockKind<T> kind() {
              {"out_bias", "H"}},
             {"norm_eps"},
             {Fn::exp, Fn::log1p},
+            {},
             true,
             &problem<T>,
             nullptr,

@@ -102,7 +102,7 @@ void run(const CellBlock<T>& blk) {
 
 template <typename T>
 BlockKind<T> kind() {
-    return {"rg_embed", {}, {{"embed", "H", "d", false}}, {}, {"normalizer"}, {}, false,
+    return {"rg_embed", {}, {{"embed", "H", "d", false}}, {}, {"normalizer"}, {}, {}, false,
             &anything<T>, nullptr, &no_state<T>, &no_scratch<T>, &no_scratch<T>, &run<T>};
 }
 
@@ -123,7 +123,7 @@ void run(const CellBlock<T>& blk) {
 
 template <typename T>
 BlockKind<T> kind() {
-    return {"rg_final_norm", {}, {}, {{"weight", "H"}}, {"eps"}, {}, false,
+    return {"rg_final_norm", {}, {}, {{"weight", "H"}}, {"eps"}, {}, {}, false,
             &normalised_stream<T>, nullptr, &no_state<T>, &rows<T>, &no_scratch<T>, &run<T>};
 }
 
@@ -161,6 +161,7 @@ BlockKind<T> kind() {
             {{"o_proj_bias", "H"}, {"channel_norm_weight", "H"}, {"mlp_gate_bias", "I"}, {"mlp_up_bias", "I"},
              {"mlp_down_bias", "H"}},
             {"eps"},
+            {},
             {Fn::tanh},
             true,
             &normalised_stream<T>,
@@ -323,7 +324,8 @@ BlockKind<T> kind() {
              {"mlp_up_bias", "I"},
              {"mlp_down_bias", "H"}},
             {"eps"},
-            {Fn::tanh, Fn::exp},
+            {Fn::exp},
+            {Fn::tanh},
             true,
             &normalised_stream<T>,
             &find_live_channels<T>,
