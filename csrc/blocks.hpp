@@ -5,10 +5,10 @@
 // A block kind is one file in csrc/blocks/ that lists the parameters its descriptor carries (integer
 // sizes, CSR matrices, vectors, numbers), the elementwise functions it evaluates (always, and only where its
 // activation is not ideal; the bindings attach NumPy's loops for them), its state size, its scratch and its
-// run function, and registers itself for float
-// and double with a KindRegistrar<BlockKind> (cells.hpp).  The bindings (bindings_executor.cpp) read and validate every listed
-// parameter; the executor (executor.cpp) calls `run` once per lane block with the same CellBlock view the
-// cells get.  Parameters are stored in Node::sizes / mats / vecs / numbers in the order the kind lists them.
+// run function, and registers itself for float and double with a KindRegistrar<BlockKind> (cells.hpp).  The
+// bindings (bindings_executor.cpp) read and validate every listed parameter; the executor (executor.cpp)
+// calls `run` once per lane block with the same CellBlock view the cells get.  Parameters are stored in
+// Node::sizes / mats / vecs / numbers in the order the kind lists them.
 #pragma once
 
 #include <algorithm>

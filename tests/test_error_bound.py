@@ -681,8 +681,9 @@ def test_the_token_program_with_an_exact_counter_has_a_zero_bound(conditional):
 @pytest.mark.parametrize("conditional", ["multiplicative", "multiplicative_optimized"])
 def test_the_paper_size_token_program_has_a_zero_bound_in_float32(conditional):
     """n = 10 (410 tokens): the `started` register adds the step number at most once every 2n steps (at the first
-    value of an entry, one residue of the permutation counter), so range analysis bounds it by 8,180 (20 drives of at most 409) where it
-    had 409·410, and its λ-rows `1000·(started − g)` stay below float32's 2^24 (the float32 bound was 1.5e16)."""
+    value of an entry, one residue of the permutation counter), so range analysis bounds it by 8,180 (20 drives of
+    at most 409) where it had 409·410, and its λ-rows `1000·(started − g)` stay below float32's 2^24 (the float32
+    bound was 1.5e16)."""
     model = lsrl.compile(token_map(10, conditional, vocab_size=10, counter="permutation"), t_max=410)
     assert model.error_bound_in("float64").tolist() == [0.0]
     assert model.error_bound_in("float32").tolist() == [0.0]
