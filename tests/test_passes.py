@@ -746,6 +746,12 @@ def test_a_register_of_a_value_gated_to_a_few_steps_is_bounded_by_them():
     module = lsrl.ForEach(q).ir
     assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist() == [5.0 * 9]
     assert compute_ranges(module, t_max=None)[id(module.output)][1].tolist() == [np.inf]
+    # the gated value the ReLU of an input unbounded below: bounded, so the gate's window still counts (it was 400·9)
+    y = lsrl.Input(1, lower=-np.inf, upper=9)
+    g = lsrl.LinState(f_constant(y, 1), A=[[1]], B=[[1]], init_state=[-1])
+    q = lsrl.LinState(lsrl.Multi(lsrl.Concat([f_smaller(g, 4.5), lsrl.ReLU(y)])), A=[[1]], B=[[1]], init_state=[0])
+    module = lsrl.ForEach(q).ir
+    assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist() == [5.0 * 9]
 
 
 @settings(max_examples=profile_examples(60))

@@ -297,15 +297,19 @@ class TimeWindows:
         kind = op.kind
         if kind == "linear":
             return self._rows(op.attrs["A"], op.attrs["b"], op.operands[0], self.ranges(op))
-        if kind == "relu":
-            return [None if f is None else _fact(_relu(f.lo), _relu(f.hi), self.steps)
-                    for f in self.facts(op.operands[0])]
+        if kind == "relu":  # an operand whose range is unbounded below may have a bounded ReLU
+            lo, hi = self.ranges(op)
+            return [_between(float(a), float(b), self.steps) if f is None
+                    else _fact(_relu(f.lo), _relu(f.hi), self.steps)
+                    for f, a, b in zip(self.facts(op.operands[0]), lo, hi)]
         if kind == "concat":
             return [f for o in op.operands for f in self.facts(o)]
         if kind == "slice":
             return self.facts(op.operands[0])[op.attrs["start"]:op.attrs["end"]]
         if kind == "multi":
-            factors = self.facts(op.operands[0])
+            flo, fhi = self.ranges(op.operands[0])
+            factors = [f if f is not None else _between(float(a), float(b), self.steps)
+                       for f, a, b in zip(self.facts(op.operands[0]), flo, fhi)]
             lo, hi = self.ranges(op)
             return [self._product(a, b, float(lo[j]), float(hi[j]))
                     for j, (a, b) in enumerate(zip(factors[:op.dim], factors[op.dim:]))]
