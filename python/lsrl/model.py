@@ -347,12 +347,12 @@ class Model:
         (milliseconds per step: for short prompts; a float64 oracle is itself off by its own bound, which for a
         program that multiplies a rounded step by λ = 1e10 says nothing).  ``backend``: default ``"kernel"`` when
         the C++ extension is built (required for float32), else ``"numpy"``.  The report also holds the program's
-        own error when run op by op in ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.  ``tolerance`` is relative to the
-        largest oracle output (default :data:`lsrl.precision.DEFAULT_TOLERANCE`); ``raise_on_failure=True``
-        raises :class:`lsrl.PrecisionError` when the model is outside it.  ``bool(report)`` is ``report.within``.
-        ``report.bound`` is the largest :meth:`error_bound_in` ``dtype`` (widened by the float64 oracle's own
-        bound, or by the exact oracle's rounding to float64) and ``report.within_bound`` whether every output is
-        within its bound (None without a bound).
+        own error when run op by op in ``dtype`` (the C++ executor), the yardstick of what ``dtype`` allows.
+        ``tolerance`` is relative to the largest oracle output (default :data:`lsrl.precision.DEFAULT_TOLERANCE`);
+        ``raise_on_failure=True`` raises :class:`lsrl.PrecisionError` when the model is outside it.
+        ``bool(report)`` is ``report.within``.  ``report.bound`` is the largest :meth:`error_bound_in` ``dtype``
+        (widened by the float64 oracle's own bound, or by the exact oracle's rounding to float64) and
+        ``report.within_bound`` whether every output is within its bound (None without a bound).
         """
         from .ir.core import as_module
         from .ir.interpreter import interpret

@@ -236,9 +236,9 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
 def _decide(bias: np.ndarray, rows: list[int], folds: list, products: list, cancel: float,
             clamp: bool) -> tuple[bool, bool]:
     """Whether a group's constants ``Σ P_k·gap`` (``products`` beyond ``folds``) cancel the bias of one of ``rows``
-    (rows that read alike, each with ``folds`` in its bias already), and whether the rows read the group's complement: where a bias cancels —
-    so that no constant of size λ meets a small value — or, with ``clamp``, where the constants are small and
-    every bias holds them exactly.  ``D = gap − ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step
+    (rows that read alike, each with ``folds`` in its bias already), and whether the rows read the group's
+    complement: where a bias cancels — so that no constant of size λ meets a small value — or, with ``clamp``,
+    where the constants are small and every bias holds them exactly.  ``D = gap − ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step
     whatever rounding its input has (``u_hi − u_lo`` rounds at ``|u_hi|``); folded into a bias that cannot hold
     it, ``2⁻⁶⁰ + 3`` would be 3: another map."""
     group = products[len(folds):]

@@ -307,9 +307,7 @@ class TimeWindows:
         if kind == "slice":
             return self.facts(op.operands[0])[op.attrs["start"]:op.attrs["end"]]
         if kind == "multi":
-            flo, fhi = self.ranges(op.operands[0])
-            factors = [f if f is not None else _between(float(a), float(b), self.steps)
-                       for f, a, b in zip(self.facts(op.operands[0]), flo, fhi)]
+            factors = self._bounded(op.operands[0])
             lo, hi = self.ranges(op)
             return [self._product(a, b, float(lo[j]), float(hi[j]))
                     for j, (a, b) in enumerate(zip(factors[:op.dim], factors[op.dim:]))]
@@ -319,6 +317,12 @@ class TimeWindows:
             lo, hi = self.ranges(op)
             return [_between(float(a), float(b), self.steps) for a, b in zip(lo, hi)]
         return [None] * op.dim
+
+    def _bounded(self, op: Op) -> list:
+        """:meth:`facts` of ``op``, a value it does not follow bounded by its range (None where that is unbounded)."""
+        lo, hi = self.ranges(op)
+        return [f if f is not None else _between(float(low), float(high), self.steps)
+                for f, low, high in zip(self.facts(op), lo, hi)]
 
     def _drive(self, op: Op) -> list:
         return self._rows(op.attrs["B"], op.attrs["bias"], op.operands[0], self.ranges.drive(op))
@@ -364,8 +368,8 @@ class TimeWindows:
         for i, (row, fact) in enumerate(zip(a_rows, drive)):
             if not row:  # s_t = the drive
                 out.append(fact)
-            elif row == {i: 1} and _known_constant(fact) is not None:  # s_t = s_0 + d·t
-                counter = (((1, self.steps, init[i], _known_constant(fact)),),)
+            elif row == {i: 1} and (step := _known_constant(fact)) is not None:  # s_t = s_0 + d·t
+                counter = (((1, self.steps, init[i], step),),)
                 out.append(_Fact(counter, counter))
             elif (orbit := _orbit(i, a_rows, drive)) is not None:  # s_t = s_0[π^t(i)], constant on each residue
                 pieces = tuple(((1, self.steps, init[j], _ZERO),) for j in orbit)
@@ -390,31 +394,23 @@ class TimeWindows:
                      ((*before, (first, self.steps, Fraction(high), _ZERO)),))
 
     def _rows(self, a, b, x: Op, bounds: tuple) -> list:
-        """Bounds of each row ``a·x + b``: its terms' bounds summed, met with the row's range ``bounds``."""
-        facts = self.facts(x)
-        lo, hi = self.ranges(x)
+        """Bounds of each row ``a·x + b``: its terms' bounds summed, met with the row's range ``bounds`` (only that
+        range where a term is unbounded, or the row's residue sums pass :data:`_MAX_ROW_SUMS`)."""
+        facts = self._bounded(x)
         out = []
         for r in range(a.shape[0]):
+            low_end, high_end = float(bounds[0][r]), float(bounds[1][r])
             row = self.ranges.exact_row(a, r)
-            bias = self.ranges.exact_entry(b, r) if b is not None else _ZERO
-            low_terms, high_terms = [], []
-            periods = [facts[c].period for c in row if facts[c] is not None]
-            if len(row) * (_lcm(periods) or _MAX_ROW_SUMS) >= _MAX_ROW_SUMS:
-                out.append(_between(float(bounds[0][r]), float(bounds[1][r]), self.steps))
+            terms = [(w, facts[c]) for c, w in row.items()]
+            if any(f is None for _, f in terms) or \
+                    len(terms) * (_lcm([f.period for _, f in terms]) or _MAX_ROW_SUMS) >= _MAX_ROW_SUMS:
+                out.append(_between(low_end, high_end, self.steps))
                 continue
-            for c, w in row.items():
-                fact = facts[c] if facts[c] is not None else _between(float(lo[c]), float(hi[c]), self.steps)
-                if fact is None:
-                    break
-                low_terms.append((w, fact.lo if w > 0 else fact.hi))
-                high_terms.append((w, fact.hi if w > 0 else fact.lo))
-            else:
-                low, high = _combine(low_terms, bias, self.steps), _combine(high_terms, bias, self.steps)
-                if low is not None:
-                    out.append(_fact(_at_least(low, float(bounds[0][r])), _at_most(high, float(bounds[1][r])),
-                                     self.steps))
-                    continue
-            out.append(_between(float(bounds[0][r]), float(bounds[1][r]), self.steps))
+            bias = self.ranges.exact_entry(b, r) if b is not None else _ZERO
+            # the lcm is within _MAX_PERIOD, so both sums exist
+            low = _combine([(w, f.lo if w > 0 else f.hi) for w, f in terms], bias, self.steps)
+            high = _combine([(w, f.hi if w > 0 else f.lo) for w, f in terms], bias, self.steps)
+            out.append(_fact(_at_least(low, low_end), _at_most(high, high_end), self.steps))
         return out
 
 
