@@ -229,18 +229,19 @@ void run(const CellBlock<T>& blk) {
     T* h = blk.state + (Kc - 1) * Wc * g;           // W x g
     T* position = h + Wc * g;                       // 1 x g
 
-    // idle channels (see find_live_channels) skip the RG-LRU: their h stays, their h ⊙ y row is +0
-    std::vector<char> idle(static_cast<std::size_t>(Wc), 0);
-    for (index_t c = 0; c < Wc; ++c) {
-        bool zero = !node.live_channels[c];
-        for (index_t b = 0; b < g && zero; ++b) zero = h[c * g + b] == T(0);
-        idle[c] = zero;
-    }
+    // idle channels (see find_live_channels) skip the RG-LRU: their h stays, their h ⊙ y row is +0.  A channel's
+    // h changes only in its own RG-LRU step, after its last test, so testing it where needed allocates nothing.
+    auto idle = [&](index_t c) {
+        if (node.live_channels[c]) return false;
+        for (index_t b = 0; b < g; ++b)
+            if (h[c * g + b] != T(0)) return false;
+        return true;
+    };
 
     rms_norm(blk.in, H, node.vecs[temporal_norm_weight], true, node.numbers[0], ms, normed, L, n);
     project(node.mats[lin_y], node.vecs[y_bias].data(), normed, y, L, n);
     for (index_t c = 0; c < Wc; ++c)
-        if (!idle[c]) activate(plan, node.ideal, y + c * L, spare, n);
+        if (!idle(c)) activate(plan, node.ideal, y + c * L, spare, n);
     project(node.mats[lin_x], node.vecs[x_bias].data(), normed, xb, L, n);
 
     // temporal conv: z = bias + Σ_k window/x · w[c, k] over the channel's non-zero taps
@@ -258,7 +259,7 @@ void run(const CellBlock<T>& blk) {
     project(node.mats[recurrent_gate], node.vecs[recurrent_gate_bias].data(), z, gr, L, n);
     const T* sp = node.vecs[softplus_param].data();
     for (index_t c = 0; c < Wc; ++c) {
-        if (idle[c]) {
+        if (idle(c)) {
             std::fill(y + c * L, y + c * L + n, T(0));
             continue;
         }
