@@ -340,6 +340,19 @@ def test_a_condition_without_a_cancelling_bound_is_read_as_two_exact_halves():
     assert without(xs, backend="kernel")[0, 1, 0] != expected[1]
 
 
+def test_a_value_that_is_not_a_condition_is_not_read_in_two_halves():
+    """x·x > f_ifelse(x > 0, x, x): the λ-row λμ·x − λ of an integer x (rescale-units' integers, exact in float64)
+    cancels its bias at x = 0.001, which no x takes.  Read as ``h − ReLU(h − x) + ReLU(x − h)`` with h = 0.001,
+    every ``x − h`` rounded, times 10¹³: the model answered 0.95 where the program answers 0.  Only a power of two
+    (a step's 0/1, rescaled) is such an h."""
+    x = Input(1, lower=0, upper=3, integer=True)
+    program = ForEach(f_larger(lsrl.Multi(lsrl.Concat([x, x])), lsrl.f_ifelse(f_larger(x, 0.0), x, x)))
+    xs = np.array([[[0.0], [1.0], [2.0], [3.0]]])
+    module = opt.run(program.ir, "debranch,rescale-units,materialize-steps")
+    np.testing.assert_array_equal(interpret(module, xs), program(xs))  # measured: exact in float64
+    np.testing.assert_array_equal(lsrl.compile(program, t_max=4)(xs), program(xs))
+
+
 @needs_kernel
 @pytest.mark.parametrize("conditional", LAMBDA_VARIANTS)
 def test_without_the_pass_lambda_conditionals_are_wrong_in_float32(conditional):

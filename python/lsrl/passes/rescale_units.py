@@ -11,8 +11,8 @@ scales, rounds every step (`docs/numerics.md`).
 
 This pass chooses the scales (the map from the input to the output is unchanged):
 
-* a group of ReLU units whose pre-activations are one row up to a positive factor and differ in the bias
-  (the pair of a step, the units of a bump) gets one common scale: the rows become bit-identical, so every
+* a group of ReLU units whose pre-activations are one row up to a positive factor (within debranch's rounding,
+  ``10⁻¹⁴`` of the row) and differ in the bias (the pair of a step, the units of a bump) gets one common scale: the rows become bit-identical, so every
   executor computes one dot product for all of them, and the smallest difference of the biases becomes 1
   (``ReLU(μx)`` and ``ReLU(μx − 1)``): on integer inputs the pair's difference is an exact 0 or 1 in
   float32, whatever rounding the shared dot product had;
@@ -56,6 +56,9 @@ _POWERS = (10.0 ** np.arange(23.0)).tolist()  # 10^|k| as the vectorised form co
 # the largest factor, and the largest weight it may make, that puts a unit's row on integers (float32 holds them)
 _LARGEST_INTEGER = 2.0 ** 24
 _FEW = 16  # up to this many entries needing the search, a loop over them costs less than the vectorised form
+# rows of one normal-form row computed by debranch in float64 agree to a few ulps (1.7e-16 relative in the
+# paper's programs): rows further apart are different rows
+_GROUP_TOLERANCE = 1e-14
 
 
 def _snap(values, tolerance: float) -> np.ndarray:
@@ -185,7 +188,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     pending = scales.copy()
     grouped = np.zeros(len(scales), dtype=bool)
     chosen = []  # (members, common scale, the first member's row at that scale)
-    for members in groups.values():
+    for members in (cluster for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)):
         if len(members) < 2:
             continue
         offsets = [biases[j] / norm for j, norm in members]
@@ -205,6 +208,24 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
                 scales[j], pending[j], grouped[j] = common / norm, 1.0, True
                 data[ptr[j]:ptr[j + 1]] = row
     return scales, data, pending, grouped
+
+
+def _equal_directions(members: list, data: np.ndarray, ptr: list) -> list:
+    """``members`` (``(row, norm)`` of rows whose directions agree to 12 decimals) split into the sets whose
+    directions agree within :data:`_GROUP_TOLERANCE` of their largest entry.  A group gets one row, so a member
+    joins only where that changes its unit by debranch's rounding: two rows 2·10⁻¹³ apart are different units
+    when a reader takes their difference times 10¹³ (a λ-conditional around a step), and made one they answered
+    0.002 where the program answers 3."""
+    clusters: list[tuple[np.ndarray, list]] = []
+    for j, norm in members:
+        direction = data[ptr[j]:ptr[j + 1]] / norm
+        for first, cluster in clusters:
+            if np.max(np.abs(direction - first)) <= _GROUP_TOLERANCE * np.max(np.abs(first)):
+                cluster.append((j, norm))
+                break
+        else:
+            clusters.append((direction, [(j, norm)]))
+    return [cluster for _, cluster in clusters]
 
 
 def _short_fraction(value: float, seen: dict) -> Fraction:
