@@ -283,7 +283,7 @@ def section_e(args, results: dict) -> str:
         auto = executor.plan_for(model).plan.shape_for(batch, T, 1, 0)
         row = [batch, T, f"{auto['batch_group']}×{auto['time_block']}"]
         for lanes in (1, 8, 32, 128, 512, 4096):
-            t = best_time(lambda: executor.run(model, xs, num_threads=1, lanes=lanes), max(2, args.repeats // 2))
+            t = best_time(lambda: executor.run(model.module, xs, num_threads=1, lanes=lanes), max(2, args.repeats // 2))
             row.append(fmt(batch * T / t))
             results.setdefault("e", []).append({"batch": batch, "lanes": lanes, "tokens_per_s": batch * T / t})
         rows.append(row)
@@ -336,7 +336,7 @@ def section_f(args, results: dict) -> str:
         T = xs.shape[1]
         program = token_map(n, vocab_size=10)
         base = compile_quiet(program, target="linear_rnn", t_max=T)
-        t_base = best_time(lambda: executor.run(base, xs, dtype=np.float32, num_threads=1), args.repeats)
+        t_base = best_time(lambda: executor.run(base.module, xs, dtype=np.float32, num_threads=1), args.repeats)
         for target in ("hawk", "griffin", "mamba"):
             model = compile_quiet(program, target=target, activations="standard", t_max=T)
             with tempfile.TemporaryDirectory() as directory:
@@ -347,8 +347,8 @@ def section_f(args, results: dict) -> str:
                     t0 = time.perf_counter()
                     y_hf = run_hf(xs)
                     t_hf = min(t_hf, time.perf_counter() - t0)
-            t_k = best_time(lambda: executor.run(model, xs, dtype=np.float32, num_threads=1), args.repeats)
-            y_k = executor.run(model, xs, dtype=np.float32, num_threads=1)[0]
+            t_k = best_time(lambda: executor.run(model.module, xs, dtype=np.float32, num_threads=1), args.repeats)
+            y_k = executor.run(model.module, xs, dtype=np.float32, num_threads=1)[0]
             diff = float(np.max(np.abs(y_hf - y_k)))
             same = bool(np.array_equal(np.rint(y_hf[:, -n:]), np.rint(y_k[:, -n:])))
             rows.append([target, n, T, len(model.module.ops) - 1, batch, fmt(batch * T / t_hf), fmt(batch * T / t_k),

@@ -43,16 +43,22 @@ inline std::string type_name(const py::handle& h) {
     return py::str(py::type::handle_of(h).attr("__name__")).cast<std::string>();
 }
 
+// The start of a message about argument `name`: names that already say where they come from (a Plan node's
+// key) keep their own prefix.
+inline std::string about(const std::string& name) {
+    return name.rfind("lsrl._kernel", 0) == 0 ? name : "lsrl._kernel: " + name;
+}
+
 inline py::array require_ndarray(const py::object& obj, const std::string& name) {
     if (!py::isinstance<py::array>(obj))
-        throw py::type_error("lsrl._kernel: " + name + " must be a numpy.ndarray, got " + type_name(obj));
+        throw py::type_error(about(name) + " must be a numpy.ndarray, got " + type_name(obj));
     return py::reinterpret_borrow<py::array>(obj);
 }
 
 inline void require_ndim(const py::array& a, const std::string& name, py::ssize_t ndim, const char* layout) {
     if (a.ndim() != ndim) {
         std::ostringstream os;
-        os << "lsrl._kernel: " << name << " must be " << ndim << "-D " << layout << ", got shape "
+        os << about(name) << " must be " << ndim << "-D " << layout << ", got shape "
            << shape_str(a) << " (ndim " << a.ndim() << ")";
         throw py::value_error(os.str());
     }
@@ -66,7 +72,7 @@ inline FloatKind float_kind(const py::array& a, const std::string& name) {
     const py::dtype dt = a.dtype();
     if (dt.equal(py::dtype::of<double>())) return FloatKind::f64;
     if (dt.equal(py::dtype::of<float>())) return FloatKind::f32;
-    throw py::type_error("lsrl._kernel: " + name +
+    throw py::type_error(about(name) +
                          " must have dtype float64 or float32 (native byte order), got " + dtype_str(a) +
                          "; no implicit casting is done");
 }
@@ -96,7 +102,7 @@ template <typename T>
 void require_kind(const py::array& a, const std::string& name) {
     const FloatKind k = float_kind(a, name);
     if (k != kind_of<T>())
-        throw py::type_error("lsrl._kernel: " + name + " has dtype " + kind_name(k) + " but this call works in " +
+        throw py::type_error(about(name) + " has dtype " + kind_name(k) + " but this call works in " +
                              kind_name(kind_of<T>()) + "; no implicit casting is done");
 }
 
@@ -116,7 +122,7 @@ inline bool is_c_contiguous(const py::array& a) {
 inline void require_contiguous(const py::array& a, const std::string& name) {
     if (!is_c_contiguous(a)) {
         std::ostringstream os;
-        os << "lsrl._kernel: " << name << " must be C-contiguous and aligned, got shape " << shape_str(a)
+        os << about(name) << " must be C-contiguous and aligned, got shape " << shape_str(a)
            << " with strides (";
         for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.strides(i);
         os << "); pass numpy.ascontiguousarray(...)";
@@ -128,7 +134,7 @@ inline void require_contiguous(const py::array& a, const std::string& name) {
 inline std::vector<index_t> to_index_vector(const py::array& a, const std::string& name) {
     const char kind = a.dtype().kind();
     if (kind != 'i' && kind != 'u')
-        throw py::type_error("lsrl._kernel: " + name + " must have an integer dtype, got " + dtype_str(a));
+        throw py::type_error(about(name) + " must have an integer dtype, got " + dtype_str(a));
     // Integer -> int64 conversion (uint64 values >= 2**63 wrap to negative numbers,
     // which the range checks reject).
     auto c = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
@@ -142,7 +148,7 @@ void require_finite(const T* p, py::ssize_t n, const std::string& name) {
     for (py::ssize_t i = 0; i < n; ++i) {
         if (!std::isfinite(p[i])) {
             std::ostringstream os;
-            os << "lsrl._kernel: " << name << " must be finite, but element " << i << " is " << p[i];
+            os << about(name) << " must be finite, but element " << i << " is " << p[i];
             throw py::value_error(os.str());
         }
     }

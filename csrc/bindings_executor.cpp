@@ -63,6 +63,10 @@ std::string known_kinds() {
     return out;
 }
 
+// Dimensions, offsets and block sizes too large for one index (and any product of two of them) are refused
+// before anything is allocated.
+constexpr index_t kMaxSize = index_t(1) << 31;
+
 // Reads one node dict; `who` names the node in every message.
 class NodeReader {
    public:
@@ -88,13 +92,15 @@ class NodeReader {
         return d_[key];
     }
 
+    // An int in [0, kMaxSize] (a dimension or an offset).
     index_t integer(const char* key) const {
         py::object v = get(key);
         if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
             throw py::type_error(who_ + "'" + key + "' must be an int, got " + type_name(v));
-        const long long x = v.cast<long long>();
-        if (x < 0) throw py::value_error(who_ + "'" + key + "' must be >= 0, got " + std::to_string(x));
-        return static_cast<index_t>(x);
+        const index_t x = checked_int(v, "'" + std::string(key) + "'");
+        if (x < 0 || x > kMaxSize)
+            throw py::value_error(who_ + "'" + key + "' must be between 0 and 2^31, got " + std::to_string(x));
+        return x;
     }
 
     bool boolean(const char* key) const {
@@ -104,12 +110,24 @@ class NodeReader {
         return v.cast<bool>();
     }
 
+    // A finite number that the plan's dtype T holds without overflow or flushing to 0 (blocks compute with it in T).
+    template <typename T>
     double number(const char* key) const {
         py::object v = get(key);
         if (!py::isinstance<py::float_>(v) && !(py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v)))
             throw py::type_error(who_ + "'" + key + "' must be a number, got " + type_name(v));
-        const double x = v.cast<double>();
-        if (!std::isfinite(x)) throw py::value_error(who_ + "'" + key + "' must be finite, got " + std::to_string(x));
+        const double x = PyFloat_AsDouble(v.ptr());
+        if (PyErr_Occurred()) {  // an int past float64's range
+            PyErr_Clear();
+            throw py::value_error(who_ + "'" + key + "' must be finite, got an int too large for float64");
+        }
+        const T held = static_cast<T>(x);
+        if (!std::isfinite(held) || (x != 0 && held == T(0))) {
+            std::ostringstream os;
+            os << who_ << "'" << key << "' must be finite and, if non-zero, not round to 0 in "
+               << (sizeof(T) == 4 ? "float32" : "float64") << "; got " << x;
+            throw py::value_error(os.str());
+        }
         return x;
     }
 
@@ -128,7 +146,7 @@ class NodeReader {
         for (py::handle h : v) {
             if (!py::isinstance<py::int_>(h) || py::isinstance<py::bool_>(h))
                 throw py::type_error(who_ + "'inputs' must be a list of ints, found " + type_name(h));
-            out.push_back(static_cast<index_t>(h.cast<long long>()));
+            out.push_back(checked_int(h, "'inputs'"));
         }
         return out;
     }
@@ -185,12 +203,18 @@ class NodeReader {
     }
 
    private:
+    // A Python int as an index; one past int64 is a ValueError, not pybind's cast error.
+    index_t checked_int(const py::handle& v, const std::string& what) const {
+        int overflow = 0;
+        const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+        if (overflow != 0)
+            throw py::value_error(who_ + what + " must be between 0 and 2^31, got " + py::str(v).cast<std::string>());
+        return static_cast<index_t>(x);
+    }
+
     py::dict d_;
     std::string who_, name_;
 };
-
-// Parameters too large for one index (and any product of two sizes) are refused before anything is allocated.
-constexpr index_t kMaxBlockSize = index_t(1) << 31;
 
 // A dimension expression of a block kind's parameter list: "H", "d", a size name or "A*B".
 template <typename T>
@@ -212,7 +236,7 @@ void read_block(const NodeReader& r, Node<T>& node, index_t d) {
     if (node.dim < 1) throw py::value_error(r.who() + kind.name + ": dim must be >= 1, got 0");
     for (const char* name : kind.sizes) {
         const index_t v = r.integer(name);
-        if (v < 1 || v > kMaxBlockSize)
+        if (v < 1)
             throw py::value_error(r.who() + "'" + name + "' must be between 1 and 2^31, got " + std::to_string(v));
         node.sizes.push_back(v);
     }
@@ -224,7 +248,7 @@ void read_block(const NodeReader& r, Node<T>& node, index_t d) {
         node.mats.push_back(r.csr<T>(spec.name, block_dim(r, node, d, spec.rows), block_dim(r, node, d, spec.cols)));
     }
     for (const auto& spec : kind.vectors) node.vecs.push_back(r.vector<T>(spec.name, block_dim(r, node, d, spec.length)));
-    for (const char* name : kind.numbers) node.numbers.push_back(r.number(name));
+    for (const char* name : kind.numbers) node.numbers.push_back(r.number<T>(name));
     if (kind.has_activation_choice) node.ideal = r.boolean("ideal");
     const std::string problem = kind.problem(node, d);
     if (!problem.empty()) throw py::value_error(r.who() + kind.name + ": " + problem);
@@ -278,6 +302,8 @@ std::unique_ptr<Plan<T>> build_plan(const py::list& descriptors, index_t output)
                 throw py::value_error(r.who() + kind + " with operand dim " + std::to_string(d) + " has dim " +
                                       std::to_string(H) + "; expected " + expected);
         };
+        if (node.kind == NodeKind::linstate || node.kind == NodeKind::cell)  // no coordinates: no state slot
+            require_dim(H >= 1, "dim >= 1 (a " + kind + " has a state)");
         switch (node.kind) {
             case NodeKind::input:
                 break;
@@ -466,6 +492,9 @@ class PyPlan {
     py::dict shape_for(index_t batch, index_t steps, int num_threads, index_t lanes) const {
         check_threads(num_threads);
         if (lanes < 0) throw py::value_error("lsrl._kernel.Plan: lanes must be >= 0 (0 = automatic)");
+        if (batch < 0 || steps < 0)
+            throw py::value_error("lsrl._kernel.Plan.shape_for: batch and steps must be >= 0, got " +
+                                  std::to_string(batch) + " and " + std::to_string(steps));
         const RunShape s = p64_ ? p64_->shape_for(batch, steps, num_threads, lanes)
                                 : p32_->shape_for(batch, steps, num_threads, lanes);
         py::dict d;

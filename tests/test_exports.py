@@ -17,6 +17,8 @@ the exporter and the model's numpy forward read the same wrong way still fails.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
@@ -148,6 +150,19 @@ def test_torch_module_converted_to_a_dtype_the_model_refuses_raises():
     assert module.double()(torch.zeros(1, 4, 1, dtype=torch.float64)).shape == (1, 4, 1)
 
 
+def test_torch_module_refuses_half_precision_and_wrong_shapes():
+    # .bfloat16() answered [0, 0, 16] for [1, 1, 1], .half() NaN; a (T, d) input failed deep inside torch
+    model = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=16)
+    for convert, name in (("half", "float16"), ("bfloat16", "bfloat16")):
+        module = getattr(model.to_torch(), convert)()
+        with pytest.raises(lsrl.PrecisionError, match=f"runs in float32 or float64, not {name}"):
+            module(torch.ones(1, 3, 1))
+    module = model.to_torch()
+    for x in (torch.ones(3, 1), torch.ones(1, 3, 2), torch.ones(1, 1, 3, 1)):
+        with pytest.raises(lsrl.ShapeError, match=r"x must be a tensor of shape \(B, T, 1\), got " + re.escape(str(tuple(x.shape)))):
+            module(x)
+
+
 def test_torch_module_is_float64_and_batched():
     model = lsrl.compile(more_ones(), "gru", activations="standard", t_max=16)
     module = model.to_torch()
@@ -183,6 +198,20 @@ def test_onnx_float32_more_ones(target, activations, tmp_path):
     # outputs are exact 0/1 in float64; the float32 μ = 1000 step keeps them within 1e-2
     np.testing.assert_array_equal(np.round(out), np.round(ref))
     assert np.max(np.abs(out - ref)) <= 1e-2
+
+
+def test_onnx_paths_and_opsets_are_checked(tmp_path):
+    # to_onnx(5) wrote a file named 5, a missing folder was a bare FileNotFoundError, opset=3 onnx's own error
+    model = lsrl.compile(more_ones(), t_max=8)
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        model.to_onnx(5)
+    with pytest.raises(lsrl.LsrlError, match="not valid ONNX at opset 3 .*: No Op registered for Expand"):
+        model.to_onnx(None, opset=3)
+    path = tmp_path / "new" / "folder" / "model.onnx"
+    model.to_onnx(path)
+    xs = np.ones((5, 1, 1))
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": xs})[0]
+    np.testing.assert_array_equal(got[:, 0], model(xs[:, 0]))
 
 
 def test_onnx_gate_orders(tmp_path):

@@ -43,7 +43,7 @@ def test_paper_programs_bit_identical(target, activations, name):
     np.testing.assert_array_equal(model(xs, backend="kernel"), want)
     # one sequence at a time, several threads, tiny lane blocks: the same bits
     np.testing.assert_array_equal(model(xs[1], backend="kernel"), want[1])
-    ys, _ = executor.run(model, xs, num_threads=2, lanes=3)
+    ys, _ = executor.run(model.module, xs, num_threads=2, lanes=3)
     np.testing.assert_array_equal(ys, want)
     assert relative_error(model(xs, backend="kernel", dtype="float32"), want) <= FLOAT32_RTOL
 
@@ -71,7 +71,7 @@ def test_streaming_and_states_shared_with_numpy(target, activations):
     want = model(xs)
     cut = [0, 1, 7, 20, xs.shape[1]]
     chunks = [xs[:, a:b] for a, b in zip(cut, cut[1:])]
-    np.testing.assert_array_equal(np.concatenate(list(executor.stream(model, chunks)), axis=1), want)
+    np.testing.assert_array_equal(np.concatenate(list(executor.stream(model.module, chunks)), axis=1), want)
     start = model.initial_states(xs.shape[0])
     _, kernel_states = model._run(xs[:, :20], start, False, "kernel")
     _, numpy_states = model._run(xs[:, :20], start, False, "numpy")
@@ -114,7 +114,7 @@ def test_random_programs_bit_identical(target, activations, module, seed):
         assume(False)
     want = model(xs)
     np.testing.assert_array_equal(model(xs, backend="kernel"), want)
-    ys, _ = executor.run(model, xs, lanes=5)
+    ys, _ = executor.run(model.module, xs, lanes=5)
     np.testing.assert_array_equal(ys, want)
 
 
@@ -161,7 +161,7 @@ def test_malformed_block_descriptors_are_refused(change, error, message):
     assert "node 1" in str(info.value)
 
 
-def test_a_final_norm_with_a_non_positive_eps_is_refused():
+def test_a_final_norm_with_an_eps_the_dtype_cannot_use_is_refused():
     from lsrl import _kernel
     model = paper_model("more_ones", "hawk", "ideal")
     norm = next(op for op in model.module.ops if op.kind == "rg_final_norm")
@@ -169,17 +169,25 @@ def test_a_final_norm_with_a_non_positive_eps_is_refused():
     node.update(inputs=[0], dim=int(norm.dim), eps=-1.0)
     with pytest.raises(ValueError, match="node 1.*rg_final_norm: eps must be > 0, got -1"):
         _kernel.Plan([{"kind": "input", "dim": int(norm.dim)}, node], 1)
+    # checked in the dtype the plan computes in: 1e-50 is 0 in float32 (its norm gave NaN)
+    node = OPS[norm.kind].kernel(norm, np.dtype(np.float32))
+    node.update(inputs=[0], dim=int(norm.dim), eps=1e-50)
+    with pytest.raises(ValueError, match="node 1.*'eps' must be finite and, if non-zero, not round to 0 in float32; got 1e-50"):
+        _kernel.Plan([{"kind": "input", "dim": int(norm.dim)}, node], 1, "float32")
+    node.update(eps=1e300)
+    with pytest.raises(ValueError, match="'eps' must be finite.*; got 1e\\+300"):
+        _kernel.Plan([{"kind": "input", "dim": int(norm.dim)}, node], 1, "float32")
 
 
 def test_block_state_shapes_are_checked():
     _prog, xs = paper_case("token_map")
     model = paper_model("token_map", "mamba", "ideal")
-    _, states = executor.run(model, xs[:, :5])
+    _, states = executor.run(model.module, xs[:, :5])
     slot = next(i for i, s in enumerate(states) if isinstance(s, tuple))
     bad = list(states)
     bad[slot] = (states[slot][0][:, :, :0], states[slot][1])
     with pytest.raises(lsrl.ShapeError, match=r"\(conv\) has shape"):
-        executor.run(model, xs[:, 5:], bad)
+        executor.run(model.module, xs[:, 5:], bad)
     bad[slot] = states[slot][:1]
     with pytest.raises(TypeError, match=r"must be a tuple \(conv, ssm\)"):
-        executor.run(model, xs[:, 5:], bad)
+        executor.run(model.module, xs[:, 5:], bad)

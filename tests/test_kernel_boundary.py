@@ -227,7 +227,11 @@ BAD_PLANS = [
     (mutate(1, inputs=[1]), ValueError, "must refer to an earlier node"),
     (mutate(1, inputs=[0, 0]), ValueError, "takes one operand"),
     (mutate(1, inputs="0"), TypeError, "list of ints"),
-    (mutate(1, dim=-1), ValueError, "must be >= 0"),
+    (mutate(1, dim=-1), ValueError, r"'dim' must be between 0 and 2\^31, got -1"),
+    (mutate(1, dim=0), ValueError, r"expected dim >= 1 \(a lstm has a state\)"),
+    (mutate(1, dim=2 ** 40), ValueError, r"'dim' must be between 0 and 2\^31"),
+    (mutate(1, dim=2 ** 70), ValueError, r"'dim' must be between 0 and 2\^31, got 1180591620717411303424"),
+    (mutate(1, inputs=[2 ** 70]), ValueError, r"'inputs' must be between 0 and 2\^31"),
     (mutate(1, dim=3), ValueError, r"'W': indptr has length 9, expected rows \+ 1 = 13"),
     (mutate(1, dim=True), TypeError, "must be an int"),
     (mutate(1, W=KeyError), ValueError, "missing 'W'"),
@@ -249,6 +253,8 @@ BAD_PLANS = [
     (mutate(2, kind="input"), ValueError, "only node 0 may be an input"),
     (mutate(2, kind="multi", dim=2), ValueError, r"operand dim == 2 \* dim"),
     (mutate(2, kind="slice", start=5), ValueError, "start \\+ dim <= operand dim"),
+    # start + dim past int64 pointed the slice outside the work area (a segfault)
+    (mutate(2, kind="slice", start=2 ** 63 - 1), ValueError, r"'start' must be between 0 and 2\^31"),
     (mutate(2, kind="concat", inputs=[0, 1]), ValueError, "sum of the operand dims"),
 ]
 
@@ -258,6 +264,22 @@ BAD_PLANS = [
 def test_bad_plans_raise(build, error, match, dtype):
     with pytest.raises(error, match=match):
         K.Plan(build(dtype), 2, "float64" if dtype == F64 else "float32")
+
+
+def test_a_linstate_of_no_coordinates_is_refused():
+    # it got no state slot, and its run read the state before the first (a segfault)
+    empty = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    nodes = [{"kind": "input", "dim": 2},
+             {"kind": "linstate", "inputs": [0], "dim": 0, "W": empty, "R": empty, "init": np.zeros(0)}]
+    with pytest.raises(ValueError, match=r"node 1: linstate with operand dim 2 has dim 0; expected dim >= 1"):
+        K.Plan(nodes, 1)
+
+
+def test_a_node_key_is_named_once():
+    nodes = mutate(1, W=lambda dt: (np.arange(9), np.zeros(8, np.int64), np.full(8, np.nan, dt)))()
+    with pytest.raises(ValueError) as info:
+        K.Plan(nodes, 2)
+    assert str(info.value).startswith("lsrl._kernel.Plan: node 1 (cell): 'W' data must be finite")
 
 
 def test_plan_dtype_must_match_parameters_and_runs():
@@ -307,6 +329,8 @@ def test_run_options_are_validated():
         plan.run(np.ones((1, 2, 3)), lanes=-1)
     with pytest.raises(TypeError):
         plan.run(np.ones((1, 2, 3)), lanes="many")
+    with pytest.raises(ValueError, match="batch and steps must be >= 0, got -5 and -7"):
+        plan.shape_for(-5, -7)
 
 
 def test_empty_shapes():

@@ -339,8 +339,8 @@ def test_compiled_model_matches_numpy(name, target, activations):
     assert rel_err(ys, ref) <= REL
     # two chunks carry the states exactly
     half = xs.shape[1] // 2
-    y1, st = executor.run(model, xs[:, :half])
-    y2, _ = executor.run(model, xs[:, half:], st)
+    y1, st = executor.run(model.module, xs[:, :half])
+    y2, _ = executor.run(model.module, xs[:, half:], st)
     assert np.array_equal(np.concatenate([y1, y2], axis=1), ys)
 
 
@@ -359,7 +359,7 @@ def test_program_dag_matches_interpreter(name):
 def test_float32_exact_on_small_integers():
     model = compiled("more_ones", "linear_rnn")
     xs = program_inputs("more_ones", np.random.default_rng(9))
-    assert np.array_equal(executor.run(model, xs, dtype=np.float32)[0], model(xs).astype(np.float32))
+    assert np.array_equal(executor.run(model.module, xs, dtype=np.float32)[0], model(xs).astype(np.float32))
 
 
 @pytest.mark.slow
@@ -375,7 +375,7 @@ def test_token_map_n10_every_answer(target):
         warnings.simplefilter("ignore")
         model = lsrl.compile(token_map(10, vocab_size=10), target=target,
                              activations="standard" if target != "linear_rnn" else "ideal", t_max=xs.shape[1])
-    ys, _ = executor.run(model, xs)
+    ys, _ = executor.run(model.module, xs)
     assert rel_err(ys, model(xs)) <= REL
     for q, y in zip(queries, ys):
         assert tuple(np.rint(y[-10:, 0]).astype(int)) == tuple(token_answer(q, mapping))
@@ -450,10 +450,24 @@ def test_executor_argument_errors():
         executor.run(module, np.zeros((4, 2)), num_threads=-1)
     with pytest.raises(ValueError, match="lanes"):
         executor.run(module, np.zeros((4, 2)), lanes=-2)
+    with pytest.raises(ValueError, match=r"lanes must be an int in \[0, 2147483647\]"):
+        executor.run(module, np.zeros((4, 2)), lanes=2 ** 70)
     with pytest.raises(TypeError, match="expected an lsrl.ir.Module"):
         executor.run(object(), np.zeros((4, 2)))
     with pytest.raises(ShapeError, match="batch size"):
         list(executor.stream(module, [np.zeros((2, 3, 2)), np.zeros((3, 3, 2))]))
+
+
+def test_a_model_is_run_by_its_own_checks_not_the_executors():
+    # the executor ran a model past its t_max and outside its input bounds without a word
+    from lsrl.programs import more_ones
+    model = lsrl.compile(more_ones(), t_max=4)
+    for runs in (lambda: executor.run(model, np.ones((9, 1))), lambda: list(executor.stream(model, [np.ones((3, 1))]))):
+        with pytest.raises(TypeError, match=r"got an lsrl.Model.*model\(xs, backend='kernel'\)"):
+            runs()
+    with pytest.raises(lsrl.SequenceLengthError):
+        model(np.ones((9, 1)), backend="kernel")
+    assert executor.run(model.module, np.ones((9, 1)))[0].shape == (9, 1)  # the module alone: unchecked
 
 
 def test_the_plans_of_dropped_modules_are_freed():

@@ -336,6 +336,17 @@ def test_nonfinite_inputs_propagate():
         assert np.isnan(S[1:, 0]).all() and np.all(S[:, 1] == 0)
 
 
+@pytest.mark.parametrize("backend", ["kernel", "numpy"])
+def test_inputs_past_the_dtypes_range_are_refused(backend):
+    # they became inf with only a RuntimeWarning
+    with pytest.raises(ValueError, match="U has values beyond float32's range"):
+        linear_scan(np.eye(2), np.full((3, 2), 1e39), dtype="float32", backend=backend)
+    with pytest.raises(ValueError, match="s0 has values beyond float32's range"):
+        linear_scan(np.eye(2), np.ones((3, 2)), np.array([1e39, 0.0]), dtype="float32", backend=backend)
+    S = linear_scan(np.eye(2), np.array([[np.inf, 1.0]]), dtype="float32", backend=backend)  # an inf stays one
+    assert np.isinf(S[0, 0]) and S[0, 1] == 1
+
+
 def test_kernel_direct_csr_unsorted_and_duplicates():
     # row 0: columns 1, 0, 1 (unsorted, duplicate) -> A[0] = [2, 3+4]
     indptr = np.array([0, 3, 4], dtype=np.int32)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import lsrl
 from lsrl.ir.matrix import Matrix
-from lsrl.programs import draw_queries, random_token_map, token_answer, token_map, token_prompt
+from lsrl.programs import draw_queries, more_ones, random_token_map, token_answer, token_map, token_prompt
 from lsrl.runtime import kernel_available
 from strategies import profile_examples, programs, random_sequences
 
@@ -117,8 +117,14 @@ def test_bad_dtype_backend_and_tolerance_are_named(token_case):
     model = lsrl.compile(token_map(3, "multiplicative", vocab_size=10), "linear_rnn", t_max=xs.shape[1])
     with pytest.raises(ValueError, match="dtype must be float64 or float32, got 'float16'"):
         model(xs, dtype="float16")
+    with pytest.raises(ValueError, match="dtype must be float64 or float32, got 'fp32'"):  # numpy knows no 'fp32'
+        model(xs, dtype="fp32")
+    with pytest.raises(ValueError, match="Model.error_bound_in: dtype must be float64 or float32, got None"):
+        model.error_bound_in(None)
     with pytest.raises(ValueError, match="runs in the C\\+\\+ executor: use backend='kernel'"):
         model(xs, backend="numpy", dtype="float32")
+    with pytest.raises(ValueError, match="exact=True evaluates in rationals with numpy; backend='kernel' cannot"):
+        model(xs, backend="kernel", exact=True)  # it returned rationals from numpy
     with pytest.raises(ValueError, match="tolerance must be a number >= 0"):
         model.check(xs, backend="numpy", tolerance=-1.0)
 
@@ -184,10 +190,20 @@ def test_a_model_compiled_for_float64_refuses_float32_where_it_cannot_be_right(t
 def test_bad_compile_dtypes_and_dtype_metadata_are_named(token_case):
     with pytest.raises(lsrl.CompileError, match="lsrl.compile: dtype must be float64 or float32, got 'float16'"):
         lsrl.compile(token_map(3, vocab_size=10), dtype="float16")
+    with pytest.raises(lsrl.CompileError, match="got 'bfloat16'"):
+        lsrl.compile(token_map(3, vocab_size=10), dtype="bfloat16")
     with pytest.raises(lsrl.CompileError, match="exact=True keeps rational weights; dtype='float32'"):
         lsrl.compile(token_map(3, vocab_size=10), exact=True, dtype="float32")
     with pytest.raises(lsrl.CompileError, match="dtype='float32' but the pipeline's lower has dtype='float64'"):
         lsrl.compile(token_map(3, vocab_size=10), pipeline="debranch,lower", dtype="float32")
+    # a user's lower that contradicts the arguments: it silently built a GRU without the t_max guard
+    for arguments, message in (({"target": "lstm"}, "target='lstm' but the pipeline's lower has target='gru'"),
+                               ({"activations": "standard"}, "activations='standard' but .* has activations='ideal'"),
+                               ({"t_max": 5}, "t_max=5 but the pipeline's lower has t_max=None")):
+        with pytest.raises(lsrl.CompileError, match=message):
+            lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru}", **{"target": "gru", **arguments})
+    model = lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru,t_max=5}")  # the pipeline's own options
+    assert (model.target, model.t_max) == ("gru", 5)
     model = lsrl.compile(token_map(3, vocab_size=10))
     for meta, message in (({"dtype": "int8"}, "metadata.dtype: expected 'float64' or 'float32'"),
                           ({"dtype_limits": {"float16": "x"}}, "metadata.dtype_limits: expected an object"),

@@ -120,7 +120,7 @@ def check_finite_outputs(y: np.ndarray, who: str, *, first_step: int = 0, hint: 
         return
     b, t, i = (int(v) for v in np.argwhere(~np.isfinite(y))[0])
     raise NumericRangeError(f"{who}: output y[batch={b}, step={first_step + t}, coord={i}] = {y[b, t, i]}: the "
-                            "computation overflowed the float range (inputs or states too large for this model){hint}")
+                            f"computation overflowed the float range (inputs or states too large for this model){hint}")
 
 
 def check_dtype_range(x: np.ndarray, dtype: np.dtype, who: str, *, first_step: int = 0, hint: str = "") -> None:

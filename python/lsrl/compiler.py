@@ -62,6 +62,23 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
     return passes
 
 
+def _check_lowering(passes: list, target: str | None, activations: str, t_max: int | None, exact: bool) -> None:
+    """A ``lower`` in a user's pipeline must not contradict what :func:`compile` was asked for (a model for
+    another target, or without the ``t_max`` it was asked to check); arguments left at their defaults defer to
+    the pipeline."""
+    from .passes.lower import Lower
+
+    for lower in (p for p in passes if isinstance(p, Lower)):
+        lowered = default_target() if lower.target is None else get_target(lower.target, "lsrl.compile")
+        for name, asked, given in (("target", target and get_target(target, "lsrl.compile").name, lowered.name),
+                                   ("activations", None if activations == "ideal" else activations,
+                                    lower.activations),
+                                   ("t_max", t_max, lower.t_max), ("exact", exact or None, lower.exact)):
+            if asked is not None and asked != given:
+                raise CompileError(f"lsrl.compile: {name}={asked!r} but the pipeline's lower has {name}={given!r}; "
+                                   "give the lowering's options in one place")
+
+
 def _type_names(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
@@ -96,7 +113,7 @@ def compile(program_or_module, target: str | None = None, *, activations: str = 
         if not isinstance(value, kind):
             raise TypeError(f"lsrl.compile: {name} must be {_type_names(kind)}, got {value!r}")
     architecture = default_target() if target is None else get_target(target, "lsrl.compile")
-    target = architecture.name
+    requested, target = target, architecture.name
     if activations not in architecture.activations:
         raise CompileError(f"lsrl.compile: activations must be one of {architecture.activations}, got "
                            f"{activations!r}")
@@ -111,6 +128,7 @@ def compile(program_or_module, target: str | None = None, *, activations: str = 
         raise CompileError(f"lsrl.compile: exact=True keeps rational weights; dtype={dtype!r} cannot go with it")
     module = source = as_module(program_or_module, "lsrl.compile")
     passes = compile_pipeline(target, activations, exact=exact, t_max=t_max, pipeline=pipeline, dtype=dtype)
+    _check_lowering(passes, requested, activations, t_max, exact)
     text = format_pipeline(passes)
     if progress:
         print(f"[lsrl.compile] lsrl-opt -p '{text}'", file=sys.stderr)

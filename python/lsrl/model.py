@@ -97,6 +97,8 @@ class Model:
         if dtype is None:
             dtype = "float64" if exact else self.dtype
         dtype = dtype_of(dtype, who)
+        if exact and backend == "kernel":  # rationals are the numpy semantics' alone
+            raise ValueError(f"{who}: exact=True evaluates in rationals with numpy; backend='kernel' cannot")
         if backend is None:
             backend = "numpy" if dtype == np.float64 else "kernel"
         return dtype, backend

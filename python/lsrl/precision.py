@@ -28,9 +28,9 @@ def dtype_of(dtype, who: str, error: type = ValueError) -> np.dtype:
     """``dtype`` (a name or a numpy type) as float64 or float32; ``error`` naming ``who`` otherwise."""
     try:
         resolved = np.dtype(dtype)
-    except TypeError:
+    except TypeError:  # a name numpy does not know ("fp32"); None is not such a name: np.dtype(None) is float64
         resolved = None
-    if resolved not in DTYPES:
+    if resolved is None or dtype is None or resolved not in DTYPES:
         raise error(f"{who}: dtype must be float64 or float32, got {dtype!r}")
     return resolved
 

@@ -182,9 +182,21 @@ def _prepare(A, U, s0, dtype):
             raise ValueError(f"linear_scan: s0 must have shape (k,) or (B, k), got shape {_shape(s0)}")
 
     dt = _result_dtype(dtype, A_dtype, U.dtype, s0_dtype)
-    U3 = np.ascontiguousarray(U3, dtype=dt)
-    s03 = np.zeros((B, k), dtype=dt) if s03 is None else np.ascontiguousarray(s03, dtype=dt)
+    U3 = _converted(U3, dt, "U")
+    s03 = np.zeros((B, k), dtype=dt) if s03 is None else _converted(s03, dt, "s0")
     return A, U3, s03, dt, squeeze
+
+
+def _converted(values: np.ndarray, dt, what: str) -> np.ndarray:
+    """``values`` as a contiguous array of ``dt``; a finite value past ``dt``'s range is an error (a NaN or inf
+    already there runs on, as the scan documents), where the cast would make it inf."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(values, dtype=dt)
+    overflowed = np.isinf(out) & np.isfinite(values)
+    if overflowed.any():
+        raise ValueError(f"linear_scan: {what} has values beyond {np.dtype(dt).name}'s range (largest "
+                         f"{float(np.max(np.abs(values[overflowed]))):.3g}); run it in float64")
+    return out
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:

@@ -9,6 +9,7 @@ kernel descriptor.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -149,6 +150,11 @@ def _infer_input(op: Op) -> int:
         _check(v is None or len(v) == d, f"{k} has length {len(v) if v is not None else 0}, expected {d}")
     integer = op.attrs.get("integer", 0)
     _check(integer in (0, 1) and not isinstance(integer, float), f"integer must be 0 or 1, got {integer!r}")
+    lows, highs = (op.attrs.get(k) for k in ("lower", "upper"))
+    if lows is not None and highs is not None:
+        empty = [i for i, (a, b) in enumerate(zip(lows.values.tolist(), highs.values.tolist()))
+                 if a > b or a == math.inf or b == -math.inf]
+        _check(not empty, f"empty domain at coordinate(s) {empty[:10]} (lower > upper, lower = +inf or upper = -inf)")
     return int(d)
 
 

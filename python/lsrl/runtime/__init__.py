@@ -3,8 +3,9 @@
 * ``linear_scan(A, U, s0, backend="kernel"|"numpy")`` runs ``s_t = A s_{t-1} + u_t`` over a batch of sequences
   (:mod:`lsrl.scan`, below ``ir``: the ``linstate`` semantics use it); ``kernel_available()`` says whether
   ``lsrl._kernel`` is importable.
-* ``executor.run(module, xs, states=None, dtype=np.float64)`` runs a whole compiled model or program in one
-  kernel call (``Model(..., backend="kernel")``); ``executor.stream`` carries the states across chunks.
+* ``executor.run(module, xs, states=None, dtype=np.float64)`` runs a whole compiled model's module or a program
+  in one kernel call (``model(xs, backend="kernel")`` runs it too, checking what the model was compiled for);
+  ``executor.stream`` carries the states across chunks.
 """
 
 from . import executor

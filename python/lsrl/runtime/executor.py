@@ -34,6 +34,8 @@ from .. import scan as _scan
 
 __all__ = ["run", "stream", "plan_for", "ExecutionPlan", "CORE_KINDS", "DTYPES"]
 
+# the largest thread count or lane block the kernel takes (a C int)
+_MAX_INT32 = 2 ** 31 - 1
 #: the core op kinds the executor runs itself (target op kinds bring a kernel descriptor)
 CORE_KINDS = ("input", "linear", "relu", "multi", "concat", "slice", "linstate")
 
@@ -221,7 +223,8 @@ def _model_states(plan: ExecutionPlan, states, finals: list) -> list:
 
 
 def run(module, xs, states=None, dtype=np.float64, *, num_threads: int = 0, lanes: int = 0):
-    """Run ``module`` (a lowered or program Module, an ``lsrl.Model`` or a program) over ``xs`` in the kernel.
+    """Run ``module`` (a lowered or program Module, or a program) over ``xs`` in the kernel, checking nothing of
+    what a model was compiled for: an ``lsrl.Model`` is refused (TypeError), as its own runs check that.
 
     ``xs``: ``(T, d_in)``, ``(B, T, d_in)``, or ``(T,)`` when ``d_in == 1``.  ``states``: ``None`` (initial
     states) or the list :meth:`lsrl.Model.stream` carries (one entry per op after the input; see the module
@@ -231,11 +234,14 @@ def run(module, xs, states=None, dtype=np.float64, *, num_threads: int = 0, lane
     Returns ``(ys, final_states)``: ``ys`` shaped like ``xs`` with ``d_out`` features and dtype ``dtype``;
     ``final_states`` in the same layout as ``states`` (stateless entries and dead ops are passed through).
     """
+    if not isinstance(module, Module) and isinstance(getattr(module, "module", None), Module):
+        raise TypeError("executor.run: got an lsrl.Model, whose runs check what it was compiled for (t_max, the "
+                        "input bounds, its dtype): run it with model(xs, backend='kernel') or model.stream(...), "
+                        "or pass model.module to run its module without those checks")
     plan = plan_for(module, dtype)
-    if not isinstance(num_threads, (int, np.integer)) or isinstance(num_threads, bool) or num_threads < 0:
-        raise ValueError(f"executor: num_threads must be an int >= 0, got {num_threads!r}")
-    if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 0:
-        raise ValueError(f"executor: lanes must be an int >= 0, got {lanes!r}")
+    for name, value, largest in (("num_threads", num_threads, _MAX_INT32), ("lanes", lanes, _MAX_INT32)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value <= largest:
+            raise ValueError(f"executor: {name} must be an int in [0, {largest}], got {value!r}")
     x, batched = as_sequences(xs, plan.plan.d_in, who="executor", dtype=plan.dtype)
     kstates = _kernel_states(plan, states, x.shape[0])
     ys, finals = plan.plan.run(x, kstates, num_threads=int(num_threads), lanes=int(lanes))

@@ -17,7 +17,9 @@ squeezed to ``[T, B, H]``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -169,6 +171,10 @@ def to_onnx(model, path=None, *, dtype="float32", opset: int = OPSET):
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise LsrlError(f"to_onnx: dtype must be 'float32' (standard recurrent ops) or 'float64' (Scan), "
                         f"got {dtype!r}")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"to_onnx: path must be a str or os.PathLike (None: only return the model), got {path!r}")
+    if not isinstance(opset, int) or isinstance(opset, bool):
+        raise TypeError(f"to_onnx: opset must be an int, got {opset!r}")
     b = OnnxBuilder(dtype)
     dt = b.dtype
     x = "x"
@@ -184,8 +190,14 @@ def to_onnx(model, path=None, *, dtype="float32", opset: int = OPSET):
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="lsrl", doc_string=f"lsrl {model.target}/{model.activations} ({dt})")
     proto.ir_version = min(proto.ir_version, 9)
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:  # an opset that lacks an op or an attribute the export uses
+        reason = str(e).strip().splitlines()[0]
+        raise LsrlError(f"to_onnx: the model is not valid ONNX at opset {opset} (the default is {OPSET}): "
+                        f"{reason}") from None
     if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # as Model.save does
         onnx.save(proto, str(path))
     return proto
 

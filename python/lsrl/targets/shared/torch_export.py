@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import LsrlError, PrecisionError
+from ...errors import LsrlError, PrecisionError, ShapeError
 
 __all__ = ["to_torch", "LsrlTorchModel", "CellLayer", "GruEquationsLayer", "gated_cell_layer", "core_torch_layer",
            "dense", "vector"]
@@ -155,13 +155,23 @@ class LsrlTorchModel(nn.Module):
         architecture = model.architecture
         self.layers = nn.ModuleList(architecture.torch_layers(model))
         self.readout = _Affine(model._ops[-1]).linear
+        self.d_in = model.module.input.dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(B, T, d_in)`` → ``(B, T, d_out)`` (in the parameters' dtype: float64 unless converted)."""
+        """``x``: ``(B, T, d_in)`` → ``(B, T, d_out)`` (in the parameters' dtype: float64 unless converted; float32
+        or float64 only, the dtypes the model's bounds are stated for)."""
         dtype = self.readout.weight.dtype
-        why = self.dtype_limits.get(str(dtype).removeprefix("torch."))
+        name = str(dtype).removeprefix("torch.")
+        if name not in ("float32", "float64"):  # .half() or .bfloat16(): silent garbage (16 where 1 is right)
+            raise PrecisionError(f"the exported {self.target} {self.activations} model runs in float32 or float64, "
+                                 f"not {name}")
+        why = self.dtype_limits.get(name)
         if why is not None:
             raise PrecisionError(f"the exported {self.target} {self.activations} model cannot run in {dtype}: {why}")
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.d_in:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(f"the exported {self.target} {self.activations} model: x must be a tensor of shape "
+                             f"(B, T, {self.d_in}), got {shape}")
         x = x.to(dtype)
         for layer in self.layers:
             x = layer(x)
