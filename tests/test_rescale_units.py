@@ -19,7 +19,7 @@ from lsrl.programs import token_map
 from lsrl.runtime import kernel_available
 from lsrl.runtime.executor import run as run_kernel
 from lsrl.sugar import f_and, f_ifelse, f_larger
-from strategies import profile_examples, programs, random_sequences, token_prompts
+from strategies import conditional_programs, profile_examples, programs, random_sequences, token_prompts
 
 MODES = [("linear_rnn", "ideal"), ("lstm", "ideal"), ("gru", "ideal"), ("lstm", "standard"), ("gru", "standard")]
 
@@ -53,6 +53,19 @@ def test_rescaling_keeps_the_map(module, seed):
     ref, got = interpret(before, xs), interpret(after, xs)
     scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * scale)
+
+
+@settings(max_examples=profile_examples(200), deadline=None)
+@given(case=conditional_programs())
+def test_rescaling_moves_conditional_programs_no_further_from_their_map(case):
+    # rescale-units snaps debranch's float noise (0.75000000002 is 3/4 again), so the map may move by that much,
+    # not more; two λ-rows made one moved it by the whole output
+    program, xs = case
+    want = np.asarray(interpret(program.ir, xs, exact=True), dtype=np.float64)
+    before = np.asarray(interpret(opt.run(program.ir, "debranch"), xs, exact=True), dtype=np.float64)
+    after = np.asarray(interpret(opt.run(program.ir, "debranch,rescale-units"), xs, exact=True), dtype=np.float64)
+    scale = max(1.0, float(np.abs(want).max()))
+    assert np.abs(after - want).max() <= max(10 * np.abs(before - want).max(), 1e-12 * scale)
 
 
 def test_rows_further_apart_than_debranchs_rounding_stay_different_units():

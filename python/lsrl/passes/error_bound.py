@@ -247,8 +247,9 @@ def _sum(parts: list[_Values]) -> _Values:
     err = sum(p.err for p in parts)
     if any(p.points is None and p.grid is None for p in parts):
         return _Values.unknown(err)
+    # a part that is an exact 0 adds nothing, unless it is formed from terms that do not (10¹⁰·u − 10¹⁰·u)
     parts = [p for p in parts if p.points is None or p.points.size != 1 or p.points[0] != 0.0
-             or p.errors[0] != 0.0 or p.slack != 0.0]
+             or p.errors[0] != 0.0 or p.slack != 0.0 or (p.mags is not None and p.mags[0] != 0.0)]
     enumerable = all(p.points is not None for p in parts) and \
         math.prod(p.points.size for p in parts) <= 64 * MAX_POINTS
     if not enumerable:
@@ -437,7 +438,14 @@ class _Group:
         values, rounding = _relu_sum(pre, pre_exact | inactive, coeffs)
         slack = drift + rounding
         level, level_exact = _level(coeffs, k, b, active, undecided)
-        return _Values.of(np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack))
+        # a reader sums the terms c_i·u_i, not their total: it rounds at Σ|c_i u_i| (10¹⁰·7500 − 10¹⁰·7499 is
+        # 10¹⁰, but float32 rounds each term at 7.5·10¹³) and at the lowest bit of any of them
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = coeffs[None, :] * np.maximum(pre, 0.0)
+            mags = np.sum(np.abs(terms) + np.abs(coeffs)[None, :] * spread, axis=1)
+        grains = np.min(_lowest_bit(terms), axis=1, initial=1 << 20)
+        return _Values.of(np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack), mags,
+                          grains)
 
     def _pre_activations(self, pos: np.ndarray, centres: np.ndarray, half: np.ndarray):
         """``(candidates × units)``: the pre-activations of units ``pos`` at ``y = centres`` (this float64
