@@ -280,7 +280,7 @@ def section_e(args, results: dict) -> str:
     rows = []
     for batch, T in args.lane_cases:
         xs = rng.integers(0, 10, size=(batch, T, 1)).astype(float)
-        auto = executor.plan_for(model).plan.shape_for(batch, T, 1, 0)
+        auto = executor.plan_for(model.module).plan.shape_for(batch, T, 1, 0)
         row = [batch, T, f"{auto['batch_group']}×{auto['time_block']}"]
         for lanes in (1, 8, 32, 128, 512, 4096):
             t = best_time(lambda: executor.run(model.module, xs, num_threads=1, lanes=lanes), max(2, args.repeats // 2))

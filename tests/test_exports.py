@@ -159,7 +159,8 @@ def test_torch_module_refuses_half_precision_and_wrong_shapes():
             module(torch.ones(1, 3, 1))
     module = model.to_torch()
     for x in (torch.ones(3, 1), torch.ones(1, 3, 2), torch.ones(1, 1, 3, 1)):
-        with pytest.raises(lsrl.ShapeError, match=r"x must be a tensor of shape \(B, T, 1\), got " + re.escape(str(tuple(x.shape)))):
+        shape = re.escape(str(tuple(x.shape)))
+        with pytest.raises(lsrl.ShapeError, match=r"x must be a tensor of shape \(B, T, 1\), got " + shape):
             module(x)
 
 

@@ -491,7 +491,8 @@ ERRORS = [
     ("more than one input (op)", "  %a = linear", "  %z = input {dim = 2} : () -> 2\n  %a = linear",
      r"more than one input: the module input is declared in the signature", 2, 8),
     ("inf in exact literal", "b = [0.5]", "b = [1, inf]", r"inf in an exact literal", 2, 45),
-    # Input() refuses it; the parser let it through, and every run of the compiled model then failed
+    # Input() refuses it (and a NaN bound, which the parser cannot write); the parser let it through, and every
+    # run of the compiled model then failed
     ("empty input domain", "(%x: 2 in [0.0, 1.0])", "(%x: 2 in [1.0, 0.0])",
      r"input %x: empty domain at coordinate\(s\) \[0, 1\]", 1, 16),
     ("return dim", "return %y : 1", "return %y : 2", r"return type says 2 but %y has dim 1", 6, 15),

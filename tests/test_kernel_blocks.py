@@ -172,7 +172,8 @@ def test_a_final_norm_with_an_eps_the_dtype_cannot_use_is_refused():
     # checked in the dtype the plan computes in: 1e-50 is 0 in float32 (its norm gave NaN)
     node = OPS[norm.kind].kernel(norm, np.dtype(np.float32))
     node.update(inputs=[0], dim=int(norm.dim), eps=1e-50)
-    with pytest.raises(ValueError, match="node 1.*'eps' must be finite and, if non-zero, not round to 0 in float32; got 1e-50"):
+    with pytest.raises(ValueError, match="node 1.*'eps' must be finite and, if non-zero, not round to 0 in float32; "
+                                         "got 1e-50"):
         _kernel.Plan([{"kind": "input", "dim": int(norm.dim)}, node], 1, "float32")
     node.update(eps=1e300)
     with pytest.raises(ValueError, match="'eps' must be finite.*; got 1e\\+300"):

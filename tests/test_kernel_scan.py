@@ -343,6 +343,13 @@ def test_inputs_past_the_dtypes_range_are_refused(backend):
         linear_scan(np.eye(2), np.full((3, 2), 1e39), dtype="float32", backend=backend)
     with pytest.raises(ValueError, match="s0 has values beyond float32's range"):
         linear_scan(np.eye(2), np.ones((3, 2)), np.array([1e39, 0.0]), dtype="float32", backend=backend)
+    for structure in ("diag", "dense", "csr"):  # A too: the kernel said its (finite) diagonal had an inf
+        with pytest.raises(ValueError, match="A has values beyond float32's range"):
+            linear_scan(np.array([[1e39, 0.0], [0.0, 0.5]]), np.ones((3, 2)), dtype="float32", backend=backend,
+                        structure=structure)
+        with pytest.raises(ValueError, match="A has values beyond float32's range"):
+            linear_scan(sp.csr_matrix(np.array([[1e39, 0.0], [0.0, 0.5]])), np.ones((3, 2)), dtype="float32",
+                        backend=backend, structure=structure)
     S = linear_scan(np.eye(2), np.array([[np.inf, 1.0]]), dtype="float32", backend=backend)  # an inf stays one
     assert np.isinf(S[0, 0]) and S[0, 1] == 1
 

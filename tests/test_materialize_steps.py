@@ -353,6 +353,14 @@ def test_a_value_that_is_not_a_condition_is_not_read_in_two_halves():
     np.testing.assert_array_equal(lsrl.compile(program, t_max=4)(xs), program(xs))
 
 
+def test_a_bias_cancelling_a_unit_at_a_negative_value_is_left_alone():
+    # 10¹⁰·ReLU(x) + 10¹⁰ cancels at x = −1, which a ReLU never takes: no condition, no stage (one was inserted
+    # with a unit that is always 0 when the guard took |h|)
+    x = Input(1, lower=0, upper=3)
+    module = opt.run(ForEach(lsrl.ReLU(x) * 1e10 + 1e10).ir, "debranch,rescale-units,materialize-steps")
+    assert [op.kind for op in module.ops] == ["input", "linstate", "linear"]
+
+
 @needs_kernel
 @pytest.mark.parametrize("conditional", LAMBDA_VARIANTS)
 def test_without_the_pass_lambda_conditionals_are_wrong_in_float32(conditional):

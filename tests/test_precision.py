@@ -125,6 +125,8 @@ def test_bad_dtype_backend_and_tolerance_are_named(token_case):
         model(xs, backend="numpy", dtype="float32")
     with pytest.raises(ValueError, match="exact=True evaluates in rationals with numpy; backend='kernel' cannot"):
         model(xs, backend="kernel", exact=True)  # it returned rationals from numpy
+    with pytest.raises(ValueError, match="ForEach: exact=True evaluates in rationals with numpy"):
+        token_map(3, vocab_size=10)(xs, backend="kernel", exact=True)
     with pytest.raises(ValueError, match="tolerance must be a number >= 0"):
         model.check(xs, backend="numpy", tolerance=-1.0)
 
@@ -204,6 +206,10 @@ def test_bad_compile_dtypes_and_dtype_metadata_are_named(token_case):
             lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru}", **{"target": "gru", **arguments})
     model = lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru,t_max=5}")  # the pipeline's own options
     assert (model.target, model.t_max) == ("gru", 5)
+    # and its lowering decides what the passes before it do: no clamps for approximated ReLUs
+    model = lsrl.compile(more_ones(), pipeline="debranch,rescale-units,materialize-steps,"
+                                                "lower{target=lstm,activations=standard,t_max=5}")
+    assert "materialize-steps{clamp=false}" in model.pipeline
     model = lsrl.compile(token_map(3, vocab_size=10))
     for meta, message in (({"dtype": "int8"}, "metadata.dtype: expected 'float64' or 'float32'"),
                           ({"dtype_limits": {"float16": "x"}}, "metadata.dtype_limits: expected an object"),

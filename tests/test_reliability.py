@@ -15,6 +15,8 @@ import pytest
 import lsrl
 from lsrl import opt
 from lsrl.ir import parse
+from lsrl.ir.core import Op
+from lsrl.ir.matrix import Vector
 from lsrl.programs import more_ones
 from lsrl.runtime import executor
 from lsrl.scan import kernel_available
@@ -284,6 +286,9 @@ def test_lsrl_opt_reports_bad_text_without_a_traceback(tmp_path):
     (lambda: lsrl.Input(2, upper=-np.inf), "empty domain"),
     (lambda: lsrl.Input(2, lower=[0, np.inf], upper=[1, None]), r"empty domain at coordinate\(s\) \[1\]"),
     (lambda: lsrl.Input(1, lower=2, upper=1), "empty domain"),
+    # an input op built by hand: the verifier refuses what Input() and the parser do, and a NaN bound too
+    (lambda: Op("input", [], {"dim": 1, "lower": Vector([2.0]), "upper": Vector([1.0])}), "empty domain"),
+    (lambda: Op("input", [], {"dim": 1, "lower": Vector([np.nan]), "upper": Vector([1.0])}), "or a NaN bound"),
     (lambda: lsrl.f_bump(lsrl.Input(1), 2, 1), "lb = 2 is larger than ub = 1"),
     (lambda: lsrl.Input(1) / 5e-324, "beyond the float64 range"),
     (lambda: lsrl.f_step(lsrl.Input(1), scale=1e-320), "beyond the float64 range"),

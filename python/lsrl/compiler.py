@@ -47,12 +47,15 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
             passes = [Debranch(exact=True) if isinstance(p, Debranch) else p for p in passes]
     else:
         passes = parse_pipeline(pipeline.strip().rstrip(","))
+    lowers = [p for p in passes if isinstance(p, Lower)]
+    if lowers:  # the lowering that runs is the pipeline's
+        lowered = get_target(lowers[0].target, "lsrl.compile") if lowers[0].target else default_target()
+        target, activations = lowered.name, lowers[0].activations
     # an approximated ReLU's error grows with its input range: no clamps (their inputs are a step's whole range)
     approximated = activations != "ideal" and activations not in get_target(target, "lsrl.compile").exact_activations
     for p in passes:
         if isinstance(p, MaterializeSteps) and approximated:
             p.clamp = False
-    lowers = [p for p in passes if isinstance(p, Lower)]
     if not lowers:
         passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact, dtype=dtype))
     elif any(p.dtype != dtype for p in lowers):
@@ -64,8 +67,8 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
 
 def _check_lowering(passes: list, target: str | None, activations: str, t_max: int | None, exact: bool) -> None:
     """A ``lower`` in a user's pipeline must not contradict what :func:`compile` was asked for (a model for
-    another target, or without the ``t_max`` it was asked to check); arguments left at their defaults defer to
-    the pipeline."""
+    another target, or without the ``t_max`` it was asked to check); ``target``, ``activations``, ``t_max`` and
+    ``exact`` left at their defaults defer to the pipeline (``dtype`` must agree: :func:`compile_pipeline`)."""
     from .passes.lower import Lower
 
     for lower in (p for p in passes if isinstance(p, Lower)):

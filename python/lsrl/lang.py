@@ -646,7 +646,9 @@ class ForEach:
         :func:`lsrl.ir.interpret` (``backend=``, ``check_domain=``, ``return_values=``).  ``backend="kernel"``
         alone runs the whole program in one call of the C++ executor instead (float64).
         """
-        if options == {"backend": "kernel"} and not exact:
+        if options.get("backend") == "kernel" and exact:  # as Model does: the kernel has no rationals
+            raise ValueError("ForEach: exact=True evaluates in rationals with numpy; backend='kernel' cannot")
+        if options == {"backend": "kernel"}:
             from .runtime.executor import run
 
             return run(self.ir, xs)[0]

@@ -220,13 +220,14 @@ def _resolve(A, dt, structure: str):
             _check_finite(np.asarray(coo.data), "A")
             a = np.zeros(k, dtype=np.float64)
             np.add.at(a, coo.row, np.asarray(coo.data, dtype=np.float64))  # sums duplicates
-            return structure, a.astype(dt)
+            return structure, _converted(a, dt, "A")
         if structure == "dense":
             _check_finite(np.asarray(A.tocoo().data), "A")
-            return structure, np.ascontiguousarray(A.toarray(), dtype=dt)
-        csr = sp.csr_matrix(A, dtype=dt, copy=True)
+            return structure, _converted(A.toarray(), dt, "A")
+        csr = sp.csr_matrix(A, dtype=np.float64, copy=True)
         csr.sum_duplicates()  # canonical: sorted indices, no duplicates
         _check_finite(csr.data, "A")
+        csr.data = _converted(csr.data, dt, "A")
         return structure, csr
     # dense input
     _check_finite(A, "A")
@@ -236,10 +237,10 @@ def _resolve(A, dt, structure: str):
             np.fill_diagonal(off, 0)
         if np.any(off):
             raise ValueError("linear_scan: structure='diag' but A has off-diagonal entries")
-        return structure, np.ascontiguousarray(np.diagonal(A), dtype=dt)
+        return structure, _converted(np.diagonal(A), dt, "A")
     if structure == "dense":
-        return structure, np.ascontiguousarray(A, dtype=dt)
-    csr = sp.csr_matrix(np.asarray(A, dtype=dt))
+        return structure, _converted(A, dt, "A")
+    csr = sp.csr_matrix(_converted(A, dt, "A"))
     csr.sum_duplicates()
     return structure, csr
 

@@ -153,8 +153,9 @@ def _infer_input(op: Op) -> int:
     lows, highs = (op.attrs.get(k) for k in ("lower", "upper"))
     if lows is not None and highs is not None:
         empty = [i for i, (a, b) in enumerate(zip(lows.values.tolist(), highs.values.tolist()))
-                 if a > b or a == math.inf or b == -math.inf]
-        _check(not empty, f"empty domain at coordinate(s) {empty[:10]} (lower > upper, lower = +inf or upper = -inf)")
+                 if not a <= b or a == math.inf or b == -math.inf]  # NaN compares false
+        _check(not empty, f"empty domain at coordinate(s) {empty[:10]} (lower > upper, lower = +inf, upper = -inf or "
+                          "a NaN bound)")
     return int(d)
 
 

@@ -29,10 +29,10 @@ bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried th
 analysis' where it has no interval slack to snap off).  Where no such bound cancels the bias (a placement that
 carries a step's two ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition),
 ``h`` is the value the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for
-every ``u`` (either ``h`` has so few bits that folding ``w·h`` into the bias is exact) — where ``h`` is a power of
-two, as a rescaled step's 1 is; another ``h`` is no condition's value (``λμ·x − λ`` cancels at ``x = 0.001``), and
-``u − h`` would round.  The readout keeps the
-groups it reads with weights ±2^k: its products are exact and nothing reads its rounding.
+every ``u`` (either ``h`` has so few bits that folding ``w·h`` into the bias is exact) — where ``h`` is a positive
+power of two, as a rescaled step's 1 is; another ``h`` is no condition's value (``λμ·x − λ`` cancels at ``x = 0.001``), and
+``u − h`` would round.  The readout keeps the groups it reads with weights ±2^k: its products are exact and
+nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
 stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are
@@ -218,7 +218,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 # a condition is 0 or a power of two (rescale-units puts a step's gap at 1); any other h is not one
                 # (a row λμ·x − λ of an integer x cancels at x = 0.001), and reading ReLU(u − h) would round
                 # every other value of u, times λ
-                if not (_power_of_two(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
+                if not (hi > 0 and _power_of_two(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
                     continue
                 key = (j, None, "excess", hi)
                 differences.setdefault(key, _Difference(j, None, hi, False, excess=True))

@@ -48,6 +48,13 @@ def _kernel():
     return kern
 
 
+def _refuse_a_model(module, who: str) -> None:
+    if not isinstance(module, Module) and isinstance(getattr(module, "module", None), Module):
+        raise TypeError(f"{who}: got an lsrl.Model, whose runs check what it was compiled for (t_max, the input "
+                        "bounds, its dtype): run it with model(xs, backend='kernel') or model.stream(...), or pass "
+                        "model.module to run its module without those checks")
+
+
 def _as_module(module) -> Module:
     if isinstance(module, Module):
         return module
@@ -55,7 +62,7 @@ def _as_module(module) -> Module:
         inner = getattr(module, attr, None)
         if isinstance(inner, Module):
             return inner
-    raise TypeError(f"executor: expected an lsrl.ir.Module, an lsrl.Model or a program, got {type(module).__name__}")
+    raise TypeError(f"executor: expected an lsrl.ir.Module or a program, got {type(module).__name__}")
 
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -147,7 +154,7 @@ def _sources(module: Module) -> tuple:
 
 
 def plan_for(module, dtype=np.float64) -> ExecutionPlan:
-    """The (cached) execution plan of ``module`` (a Module, Model or program) for ``dtype``."""
+    """The (cached) execution plan of ``module`` (a Module, an ``lsrl.Model``'s module or a program) for ``dtype``."""
     module = _as_module(module)
     dt = dtype_of(dtype, "executor", TypeError)
     entries = _PLANS.get(module)
@@ -234,10 +241,7 @@ def run(module, xs, states=None, dtype=np.float64, *, num_threads: int = 0, lane
     Returns ``(ys, final_states)``: ``ys`` shaped like ``xs`` with ``d_out`` features and dtype ``dtype``;
     ``final_states`` in the same layout as ``states`` (stateless entries and dead ops are passed through).
     """
-    if not isinstance(module, Module) and isinstance(getattr(module, "module", None), Module):
-        raise TypeError("executor.run: got an lsrl.Model, whose runs check what it was compiled for (t_max, the "
-                        "input bounds, its dtype): run it with model(xs, backend='kernel') or model.stream(...), "
-                        "or pass model.module to run its module without those checks")
+    _refuse_a_model(module, "executor.run")
     plan = plan_for(module, dtype)
     for name, value, largest in (("num_threads", num_threads, _MAX_INT32), ("lanes", lanes, _MAX_INT32)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value <= largest:
@@ -251,7 +255,13 @@ def run(module, xs, states=None, dtype=np.float64, *, num_threads: int = 0, lane
 def stream(module, chunks: Iterable, dtype=np.float64, *, states=None, num_threads: int = 0,
            lanes: int = 0) -> Iterator[np.ndarray]:
     """Run over a long sequence given in consecutive chunks, carrying every state from chunk to chunk; yields
-    each chunk's outputs.  Memory does not grow with the total length."""
+    each chunk's outputs.  Memory does not grow with the total length.  A Model is refused at the call, before
+    the first chunk."""
+    _refuse_a_model(module, "executor.stream")
+    return _stream(module, chunks, dtype, states, num_threads, lanes)
+
+
+def _stream(module, chunks: Iterable, dtype, states, num_threads: int, lanes: int) -> Iterator[np.ndarray]:
     batch = None
     for chunk in chunks:
         b = np.shape(chunk)[0] if np.ndim(chunk) == 3 else 1
