@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -121,8 +122,9 @@ class NodeReader {
             PyErr_Clear();
             throw py::value_error(who_ + "'" + key + "' must be finite, got an int too large for float64");
         }
-        const T held = static_cast<T>(x);
-        if (!std::isfinite(held) || (x != 0 && held == T(0))) {
+        // past T's range the conversion itself is undefined: compare first
+        const bool in_range = std::isfinite(x) && std::fabs(x) <= static_cast<double>(std::numeric_limits<T>::max());
+        if (!in_range || (x != 0 && static_cast<T>(x) == T(0))) {
             std::ostringstream os;
             os << who_ << "'" << key << "' must be finite and, if non-zero, not round to 0 in "
                << (sizeof(T) == 4 ? "float32" : "float64") << "; got " << x;

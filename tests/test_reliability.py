@@ -312,7 +312,8 @@ def test_every_backend_fails_the_same_way_on_overflow(target):
         for backend in BACKENDS:
             with pytest.raises(lsrl.NumericRangeError, match=r"y\[batch=0, step=1, coord=0\] = inf") as info:
                 model(xs, backend=backend)
-            assert "{hint}" not in str(info.value) and str(info.value).endswith("(check_assumptions=False skips this check)")
+            message = str(info.value)
+            assert "{hint}" not in message and message.endswith("(check_assumptions=False skips this check)")
 
 
 @pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")

@@ -30,9 +30,9 @@ analysis' where it has no interval slack to snap off).  Where no such bound canc
 carries a step's two ReLUs through different layers leaves range analysis a bound of 10^6 on a 0/1 condition),
 ``h`` is the value the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for
 every ``u`` (either ``h`` has so few bits that folding ``w·h`` into the bias is exact) — where ``h`` is a positive
-power of two, as a rescaled step's 1 is; another ``h`` is no condition's value (``λμ·x − λ`` cancels at ``x = 0.001``), and
-``u − h`` would round.  The readout keeps the groups it reads with weights ±2^k: its products are exact and
-nothing reads its rounding.
+power of two, as a rescaled step's 1 is; another ``h`` is no condition's value (``λμ·x − λ`` cancels at
+``x = 0.001``), and ``u − h`` would round.  The readout keeps the groups it reads with weights ±2^k: its products
+are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
 stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are

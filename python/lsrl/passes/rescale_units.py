@@ -14,9 +14,8 @@ This pass chooses the scales (the map from the input to the output is unchanged)
 * a group of ReLU units whose pre-activations are one row up to a positive factor (within debranch's rounding,
   ``10⁻¹⁴`` of the row) and differ in the bias (the pair of a step, the units of a bump) gets one common scale:
   the rows become bit-identical, so every executor computes one dot product for all of them, and the smallest
-  difference of the biases becomes 1
-  (``ReLU(μx)`` and ``ReLU(μx − 1)``): on integer inputs the pair's difference is an exact 0 or 1 in
-  float32, whatever rounding the shared dot product had;
+  difference of the biases becomes 1 (``ReLU(μx)`` and ``ReLU(μx − 1)``): on integer inputs the pair's
+  difference is an exact 0 or 1 in float32, whatever rounding the shared dot product had;
 * every other unit, product and state slot holding one program value times a coefficient (``layout`` of
   debranch) is divided by that coefficient, so it holds the program's value itself; a carrier (a value passed
   through the stage) joins no step group, so it too holds its value;
