@@ -159,6 +159,26 @@ def test_plots_and_tables_are_written(serial_run, tmp_path):
     assert (tmp_path / "tables.md").read_text() == tables
 
 
+def test_the_cli_names_a_users_mistake_in_one_line(tmp_path, capsys):
+    # each was a traceback: an output path that is a file, a scheduler beside workers=0, a damaged scores file
+    from lsrl.experiments.cli import main
+    small = ["--workers", "0", "--no-progress", "--programs", "continuous", "--variants", "direct", "--compiles",
+             "ours", "--sigmas", "0", "--seeds", "1"]
+    (tmp_path / "file").write_text("")
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "scores.csv").write_text("bad,header\n")
+    for argv, message in ((["fig4", "--out", str(tmp_path / "file")] + small, "file: File exists"),
+                          (["fig4", "--out", str(tmp_path / "x")] + small + ["--scheduler", "tcp://127.0.0.1:1"],
+                           "cannot be combined with a scheduler address"),
+                          (["report", "--out", str(tmp_path / "damaged")], "is not the scores header")):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("lsrl-experiments: error: ") and message in err and "Traceback" not in err
+    with pytest.raises(SystemExit):  # argparse: an empty grid is a usage error
+        main(["fig4", "--out", str(tmp_path / "y"), "--seeds", "0"])
+    assert "'0' must be >= 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("target", ["linear_rnn", "lstm", "gru"])
 def test_noise_touches_every_stored_nonzero_and_nothing_else(target):
     model = compile_model("tokens", "multiplicative", "ours", target, "ideal").model

@@ -63,6 +63,14 @@ def test_output_file_and_round_trip(module_file, tmp_path):
     assert again.returncode == 0 and again.stdout == first
 
 
+def test_repeated_pipelines_run_in_order(module_file):
+    # only the last -p ran, silently
+    both = lsrl_opt(str(module_file), "-p", "canonicalize", "-p", "cse,dce")
+    assert both.returncode == 0, both.stderr
+    assert both.stdout == lsrl_opt(str(module_file), "-p", "canonicalize,cse,dce").stdout
+    assert both.stdout != lsrl_opt(str(module_file), "-p", "cse,dce").stdout
+
+
 def test_no_pipeline_prints_the_module_unchanged(module_file):
     res = lsrl_opt(str(module_file))
     assert res.returncode == 0

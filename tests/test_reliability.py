@@ -342,8 +342,15 @@ def test_save_and_load_paths(tmp_path, models):
     model = models["lstm"]
     model.save(os.fsencode(tmp_path / "b"))
     assert lsrl.load(os.fsencode(tmp_path / "b")).t_max == 10
+    # either file of a saved folder names the model (they looked for model.safetensors / weights.json)
+    assert lsrl.load(tmp_path / "b" / "model.json").t_max == lsrl.load(tmp_path / "b" / "weights.safetensors").t_max
     with pytest.raises(lsrl.ModelSaveError, match="cannot"):
         model.save(tmp_path / "b" / "model.json" / "x")
+    for empty in ("", b""):  # it wrote model.json and weights.safetensors into the current folder
+        with pytest.raises(ValueError, match="a model path must not be empty"):
+            model.save(empty)
+        with pytest.raises(ValueError, match="a model path must not be empty"):
+            lsrl.load(empty)
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     (tmp_path / "c").mkdir()

@@ -209,6 +209,16 @@ def test_bad_arguments(tmp_path):
         viz.render(m, tmp_path / "graph.png", engine="tikz")
     with pytest.raises(TypeError, match="expected an lsrl.Model"):
         viz.plot_weights(program("more_ones", "gru"), tmp_path / "w.png")
+    # paths that cannot be written: matplotlib's and PIL's own errors before
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LsrlError, match=r"plot_weights: cannot write '.*file/w.png'"):
+        m.plot_weights(tmp_path / "file" / "w.png")
+    with pytest.raises(LsrlError, match=r"lsrl.viz.render: cannot write '.*file/g.svg'"):
+        viz.render(m, tmp_path / "file" / "g.svg", engine="matplotlib")
+    (tmp_path / "folder.svg").mkdir()
+    with pytest.raises(LsrlError, match=r"lsrl.viz.render: cannot write '.*folder.svg': Is a directory"):
+        viz.render(m, tmp_path / "folder.svg", engine="matplotlib")
+    assert viz.render(m, tmp_path / "new" / "g.svg", engine="matplotlib").exists()  # its folder is made
 
 
 def test_missing_matplotlib_is_a_clear_error(monkeypatch, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .assumptions import FLOAT64_MAX, MAX_DIMENSION
-from .errors import ShapeError, VerifyError
+from .errors import ParseError, ShapeError, VerifyError
 from .inspection import dtype_name
 from .ir.core import Module, Op
 from .ir.matrix import Matrix, Vector, as_exact_scalar, is_exact_float
@@ -734,8 +734,16 @@ class ForEach:
         """Read a program saved by :meth:`save` (plain IR text; no code is executed)."""
         from .ir.parser import parse
 
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:  # as lsrl-opt says it
+            raise ParseError(f"cannot read {path}: {e.strerror}", filename=str(path)) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ParseError(f"{path} is not UTF-8 text (byte {e.start}); a program is saved as IR text",
+                             filename=str(path)) from None
         return cls(parse(text, filename=str(path)))
 
     def __str__(self) -> str:

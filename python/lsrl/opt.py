@@ -233,8 +233,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="lsrl-opt",
         description="Read LSRL IR, run a pass pipeline on it and print the resulting IR.")
     ap.add_argument("file", nargs="?", default="-", help="input IR file ('-' or nothing: standard input)")
-    ap.add_argument("-p", "--pipeline", "--pass-pipeline", dest="pipeline", default=None,
-                    help='comma-separated passes with options, e.g. "canonicalize,cse,dce{}"')
+    ap.add_argument("-p", "--pipeline", "--pass-pipeline", dest="pipeline", action="append", default=None,
+                    help='comma-separated passes with options, e.g. "canonicalize,cse,dce{}"; repeated, the '
+                         'pipelines run in order')
     ap.add_argument("-o", "--output", default="-", help="output file ('-': standard output)")
     ap.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     ap.add_argument("--print-ir-after-change", action="store_true",
@@ -272,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_targets:
         _list_targets(sys.stdout)
         return 0
-    if args.pipeline is None:
-        args.pipeline = ""
+    # repeated -p flags run one after the other (the last one alone used to run, silently); one is kept as
+    # written, so that an error's column points into it
+    pipelines = args.pipeline or [""]
+    args.pipeline = pipelines[0] if len(pipelines) == 1 else ",".join(p.strip(" ,") for p in pipelines if p.strip(" ,"))
     if args.file == "-":
         data, filename = sys.stdin.buffer.read(), "<stdin>"
     else:

@@ -58,9 +58,11 @@ _MAX_INT_DIGITS = 20  # every integer of a model file (dims, indices, int attrib
 
 def model_paths(path) -> tuple[Path, Path]:
     """``(json_path, weights_path)`` for ``path``: a directory (holding ``model.json`` and
-    ``weights.safetensors``), or a file named ``*.json`` / ``*.safetensors`` whose sibling with the other
-    suffix holds the rest."""
+    ``weights.safetensors``), either of those two files in it, or a file named ``*.json`` / ``*.safetensors``
+    whose sibling with the other suffix holds the rest."""
     p = _as_path(path)
+    if p.name in (META_FILE, WEIGHTS_FILE):  # a file of a saved directory: the directory's pair
+        return p.parent / META_FILE, p.parent / WEIGHTS_FILE
     if p.suffix == ".json":
         return p, p.with_suffix(".safetensors")
     if p.suffix == ".safetensors":
@@ -71,6 +73,8 @@ def model_paths(path) -> tuple[Path, Path]:
 def _as_path(path) -> Path:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"a model path must be a str, bytes or os.PathLike, got {type(path).__name__}")
+    if not os.fsdecode(path):  # Path("") is the current folder: save("") wrote model.json there
+        raise ValueError("a model path must not be empty")
     return Path(os.fsdecode(path))
 
 

@@ -417,11 +417,21 @@ def _require_matplotlib():
 
 
 def _check_path(path, who: str) -> Path:
+    """``path`` to draw into, its folder made (as :meth:`lsrl.Model.save` does)."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise OptionError(f"{who}: cannot write {str(path)!r}: the file name must end in "
                           f"{' or '.join(SUFFIXES)} (got {path.suffix or 'no suffix'!r})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(who, path, e) from None
     return path
+
+
+def _unwritable(who: str, path: Path, error: OSError) -> LsrlError:
+    """The error for a picture that cannot be written, naming it (not the plotting library's OSError)."""
+    return LsrlError(f"{who}: cannot write {str(path)!r}: {error.strerror or error}")
 
 
 def graphviz_available() -> bool:
@@ -444,10 +454,13 @@ def render(obj, path, *, engine: str = "auto", collapse: bool = True, expand=())
                         "(e.g. apt-get install graphviz); engine='matplotlib' needs only pip packages")
     use_graphviz = engine == "graphviz" or (engine == "auto" and graphviz_available()
                                             and len(graph.nodes) <= GRAPHVIZ_NODE_LIMIT)
-    if use_graphviz:
-        _render_graphviz(graph, path)
-    else:
-        _render_matplotlib(graph, path)
+    try:
+        if use_graphviz:
+            _render_graphviz(graph, path)
+        else:
+            _render_matplotlib(graph, path)
+    except OSError as e:
+        raise _unwritable("lsrl.viz.render", path, e) from None
     return path
 
 
@@ -855,5 +868,8 @@ def plot_weights(model, path, layers=None) -> Path:
     colorbar.set_label("weight (symmetric log scale)", fontsize=6)
     fig.suptitle(f"weights of the {model.target}/{model.activations} model of @{model.module.name}",
                  fontsize=9, x=0.1 / width_in, ha="left", y=1 - 0.08 / height_in, va="top")
-    fig.savefig(path, dpi=dpi)
+    try:
+        fig.savefig(path, dpi=dpi)
+    except OSError as e:
+        raise _unwritable("plot_weights", path, e) from None
     return path

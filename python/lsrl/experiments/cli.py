@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..errors import LsrlError
 from ..targets import all_activations, available_targets, default_target
 from .protocol import (COMPILES, DTYPES, PAPER_SEEDS, PAPER_SIGMAS, PROGRAMS, QUICK_SEEDS, QUICK_SIGMAS, VARIANTS)
 
@@ -86,14 +87,18 @@ def _sigmas(text: str) -> tuple:
     return values
 
 
-def _count(text: str) -> int:
+def _count(text: str, least: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= {least}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _count(text, 1)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="ideal, standard or all")
     run.add_argument("--dtypes", type=_list(DTYPES, DTYPES), default=("float64",), help="float64, float32 or all")
     run.add_argument("--sigmas", type=_sigmas, default=None, help="noise levels (default the paper's five)")
-    run.add_argument("--seeds", type=_count, default=None, help=f"seeds 0..N-1 (default {PAPER_SEEDS})")
+    run.add_argument("--seeds", type=_positive, default=None, help=f"seeds 0..N-1 (default {PAPER_SEEDS})")
     run.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     run.add_argument("--workers", type=_count, default=None,
                      help="local cluster size (default one per CPU); 0 runs serially without Dask")
@@ -150,6 +155,21 @@ def _report(out: Path) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except OSError as e:  # an output folder that cannot be made, a scheduler that does not answer
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or e}")
+    except (LsrlError, ValueError) as e:  # the user's grid, scores file or cluster options
+        return _error(str(e))
+
+
+def _error(message: str) -> int:
+    print(f"lsrl-experiments: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _run(args) -> int:
     if args.command == "report":
         return _report(args.out)
     if args.backend == "numpy" and "float32" in args.dtypes:
