@@ -71,6 +71,27 @@ def test_repeated_pipelines_run_in_order(module_file):
     assert both.stdout != lsrl_opt(str(module_file), "-p", "cse,dce").stdout
 
 
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
+    # editors on Windows write one; it was "expected 'lsrl.module', found '\ufeff'"
+    marked = tmp_path / "bom.mlir"
+    marked.write_bytes(b"\xef\xbb\xbf" + MODULE.encode("utf-8"))
+    res = lsrl_opt(str(marked))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == MODULE
+    assert lsrl.ForEach.load(marked).ir.name == "m"
+
+
+def test_a_program_file_that_cannot_be_read_is_named(tmp_path):
+    # ForEach.load leaked FileNotFoundError, IsADirectoryError and UnicodeDecodeError
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(b"lsrl\xff\xfe")
+    for path, message in ((tmp_path / "nope.lsrl", "cannot read .*nope.lsrl: No such file"),
+                          (tmp_path, "cannot read .*: Is a directory"),
+                          (binary, r"weights.bin:1:5: error: the text is not UTF-8 \(byte 0xff at offset 4\)")):
+        with pytest.raises(lsrl.ParseError, match=message):
+            lsrl.ForEach.load(path)
+
+
 def test_no_pipeline_prints_the_module_unchanged(module_file):
     res = lsrl_opt(str(module_file))
     assert res.returncode == 0

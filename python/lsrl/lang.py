@@ -732,19 +732,14 @@ class ForEach:
     @classmethod
     def load(cls, path) -> "ForEach":
         """Read a program saved by :meth:`save` (plain IR text; no code is executed)."""
-        from .ir.parser import parse
+        from .ir.parser import decode_source, parse
 
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:  # as lsrl-opt says it
             raise ParseError(f"cannot read {path}: {e.strerror}", filename=str(path)) from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ParseError(f"{path} is not UTF-8 text (byte {e.start}); a program is saved as IR text",
-                             filename=str(path)) from None
-        return cls(parse(text, filename=str(path)))
+        return cls(parse(decode_source(data, str(path)), filename=str(path)))
 
     def __str__(self) -> str:
         return str(self.ir)

@@ -19,6 +19,7 @@ expression per entry.
 from __future__ import annotations
 
 import bisect
+import codecs
 import difflib
 import json
 import re
@@ -90,7 +91,10 @@ def parse(text: str | bytes, filename: str | None = None) -> Module:
 
 
 def decode_source(data: bytes, filename: str | None = None) -> str:
-    """``data`` decoded as UTF-8; a :class:`ParseError` pointing at the first byte that is not UTF-8."""
+    """``data`` decoded as UTF-8 (without the byte order mark some editors write first); a :class:`ParseError`
+    pointing at the first byte that is not UTF-8."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
