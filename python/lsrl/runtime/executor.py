@@ -243,9 +243,9 @@ def run(module, xs, states=None, dtype=np.float64, *, num_threads: int = 0, lane
     """
     _refuse_a_model(module, "executor.run")
     plan = plan_for(module, dtype)
-    for name, value, largest in (("num_threads", num_threads, _MAX_INT32), ("lanes", lanes, _MAX_INT32)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value <= largest:
-            raise ValueError(f"executor: {name} must be an int in [0, {largest}], got {value!r}")
+    for name, value in (("num_threads", num_threads), ("lanes", lanes)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value <= _MAX_INT32:
+            raise ValueError(f"executor: {name} must be an int in [0, {_MAX_INT32}], got {value!r}")
     x, batched = as_sequences(xs, plan.plan.d_in, who="executor", dtype=plan.dtype)
     kstates = _kernel_states(plan, states, x.shape[0])
     ys, finals = plan.plan.run(x, kstates, num_threads=int(num_threads), lanes=int(lanes))
