@@ -297,39 +297,12 @@ def random_sequences(module: Module, length: int, batch: int | None, rng: np.ran
 
 @st.composite
 def conditional_programs(draw):
-    """``(program, xs)``: λ-conditionals (``f_ifelse``, ``f_ifelse_step``, a comparison with one, a step times a
-    value) on comparisons of the input, its square or a shifted ReLU of it — integer inputs in [0, 3] or reals on
-    quarters in [−3, 3], so comparisons sit on their edges too.  The sugar's programs, which :func:`programs`
-    does not build: debranch fuses λ = 10¹⁰ with the steps' μ = 1000 in them."""
-    from lsrl.lang import Concat, ForEach, Input, Linear, Multi, ReLU
-    from lsrl.sugar import f_eq, f_ifelse, f_ifelse_step, f_larger, f_smaller
+    """``(program, xs)``: :func:`lsrl.programs.random_conditional_program` of a drawn seed — the sugar's
+    λ-conditionals, which :func:`programs` does not build: debranch fuses λ = 10¹⁰ with the steps' μ = 1000 in
+    them."""
+    from lsrl.programs import random_conditional_program
 
-    integer = draw(st.booleans())
-    width = draw(st.integers(1, 2))
-    x = Input(width, lower=0 if integer else -3, upper=3, integer=integer)
-    values = [x[i] for i in range(width)] if width > 1 else [x]
-    if draw(st.booleans()):
-        values.append(Multi(Concat([values[0], values[-1]])))
-    if draw(st.booleans()):
-        values.append(ReLU(Linear(values[0], [[draw(st.sampled_from([1.0, -1.0, 2.0]))]],
-                                  b=[draw(st.sampled_from([0.0, 1.12, -0.5, 1.0]))])))
-    pick = st.integers(0, len(values) - 1)
-    steps = []
-    for _ in range(draw(st.integers(1, 2))):
-        value, edge = values[draw(pick)], draw(st.sampled_from([0.0, 0.5, 1.0, 1.5, -1.0, 2.0]))
-        kind = draw(st.integers(0, 2))
-        steps.append(f_larger(value, edge) if kind == 0 else f_smaller(value, edge) if kind == 1 else
-                     f_eq(value, values[draw(pick)]))
-    outputs = []
-    for _ in range(draw(st.integers(1, 2))):
-        step, a, b = steps[draw(st.integers(0, len(steps) - 1))], values[draw(pick)], values[draw(pick)]
-        kind = draw(st.integers(0, 3))
-        outputs.append(f_ifelse(step, a, b) if kind == 0 else f_ifelse_step(step, a, b) if kind == 1 else
-                       f_larger(a, f_ifelse(step, a, b)) if kind == 2 else Multi(Concat([step, a])))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    xs = rng.integers(0, 4, (2, 6, width)).astype(float) if integer else \
-        np.round(rng.uniform(-3, 3, (2, 6, width)) * 4) / 4
-    return ForEach(Concat(outputs) if len(outputs) > 1 else outputs[0]), xs
+    return random_conditional_program(np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
 
 
 @st.composite

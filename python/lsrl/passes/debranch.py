@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 from ..errors import PassError
 from ..ir.names import ssa_names  # the printer's naming, so layouts match printed IR
 from . import Pass, register_pass
-from .debranch_affine import NormalForm
+from .debranch_affine import build_normal_form
 from .debranch_schedule import (Plan, asap_layers, build_schedule, emit, place_layers, plan_carriers,
                                 unit_graph)
 
@@ -57,8 +57,8 @@ def plan_schedules(module, *, exact: bool = False, schedule: str = "auto",
         module = _to_exact(module)
     if signed_carriers not in ("shift", "split"):
         raise PassError(f"debranch: signed_carriers must be shift or split, got {signed_carriers!r}")
-    nf = NormalForm(module, exact=exact, fold_memoryless_states=fold_memoryless_states,
-                    shift_carriers=signed_carriers == "shift").build().prune()
+    nf = build_normal_form(module, exact=exact, fold_memoryless_states=fold_memoryless_states,
+                           shift_carriers=signed_carriers == "shift")
     deps, consumers = unit_graph(nf)
     asap = asap_layers(nf, deps)
     n_layers = max([1] + [asap[u] for u in range(1, len(nf.units)) if nf.units[u].kind == "S"])

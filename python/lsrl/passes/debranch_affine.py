@@ -36,6 +36,7 @@ from fractions import Fraction
 
 from ..errors import PassError
 from ..ir.error_free import product_exact
+from .materialize_steps import LARGE_BIAS
 
 CONST = 0  # column of the constant 1
 
@@ -216,8 +217,10 @@ class NormalForm:
     """
 
     def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False,
-                 shift_carriers: bool = True):
+                 shift_carriers: bool = True, paired_linear_relus: frozenset = frozenset()):
         self.module = module
+        self.paired_linear_relus = paired_linear_relus
+        self._linear_relus: list = []  # (id(op), coordinate, row) of each relu(row) with row ≥ 0 proven
         self.shift_carriers = shift_carriers
         self.exact = exact
         self.fold_memoryless_states = fold_memoryless_states
@@ -236,6 +239,35 @@ class NormalForm:
         self.sign_cache: dict = {}  # row key or atom -> (slots, sign) of an R-stage carrier
         self.values: dict = {}
         self.output_rows: list = []
+
+    def linear_relus_with_a_partner(self) -> frozenset:
+        """``(id(op), coordinate)`` of the ReLUs proven linear (``r ≥ 0``, so :meth:`build` made them their row
+        ``r``) that share their direction with a ReLU that is not linear: one step's pair, ``relu(μx)`` and
+        ``relu(μx − 1)`` of ``f_larger(x, 0)`` on ``x ≥ 0``.  Built again with these kept as units (see
+        :func:`build_normal_form`), the pair is a group that ``materialize-steps`` reads through its clamp; fused
+        as a row, ``μx`` meets λ = 10¹⁰ in the reader, ``λμ·x + x`` is ``10¹³ + 1``, and float32 rounds it to
+        ``10¹³`` (the reader loses ``x``)."""
+        if not self._linear_relus:
+            return frozenset()
+        read_large = {a for row, scale in self._rows_and_scales() for a, c in row.items()
+                      if a != CONST and abs(c * scale) >= LARGE_BIAS}
+        directions = {self.rgroup[a][0] for unit in self.units if unit.kind == "R" for a in unit.atoms
+                      if a in read_large}
+        paired = set()
+        for op_id, i, row in self._linear_relus:
+            atoms = {k: v for k, v in normalise(row, False, signed=False)[1].items() if k != CONST}
+            if row_key(atoms) in directions:
+                paired.add((op_id, i))
+        return frozenset(paired)
+
+    def _rows_and_scales(self):
+        """Every row read, with the scale its reader multiplies it by (a ReLU's or a Multi's normalisation)."""
+        for unit in self.units:
+            scale = abs(float(self.origin[unit.atoms[0]][2])) if unit.kind in ("R", "M") else 1.0
+            for row in unit.rows:
+                yield row, scale
+        for row in self.output_rows:
+            yield row, 1.0
 
     # ------------------------------------------------------------------ atoms and bounds
     def _unit_row(self, row: dict, signed: bool):
@@ -515,7 +547,9 @@ class NormalForm:
                 out.append({CONST: c} if c > 0 else {})
                 continue
             lo, hi = self.bounds(row)
-            if lo >= 0:
+            if lo >= 0 and (id(op), i) not in self.paired_linear_relus:
+                if not self.exact:
+                    self._linear_relus.append((id(op), i, row))
                 out.append(row)
                 continue
             if hi <= 0:
@@ -741,3 +775,15 @@ class NormalForm:
                 self.atom_unit[a] = n
         self.units = kept
         return self
+
+
+def build_normal_form(module, *, exact: bool = False, fold_memoryless_states: bool = False,
+                      shift_carriers: bool = True) -> NormalForm:
+    """The pruned normal form of ``module``; built twice where a ReLU proven linear has a partner
+    (:meth:`NormalForm.linear_relus_with_a_partner`), the second time keeping those ReLUs as units."""
+    options = dict(exact=exact, fold_memoryless_states=fold_memoryless_states, shift_carriers=shift_carriers)
+    nf = NormalForm(module, **options).build()
+    paired = nf.linear_relus_with_a_partner()
+    if paired:
+        nf = NormalForm(module, paired_linear_relus=paired, **options).build()
+    return nf.prune()

@@ -40,6 +40,7 @@ from ..errors import PassError
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from .debranch_affine import CONST, NormalForm, normalise, row_key
+from .materialize_steps import LARGE_BIAS
 from .rescale_units import snap_number
 
 
@@ -308,7 +309,15 @@ def _split_need_rows(plan: StagePlan, exact: bool):
                 past[a] = c
         if past:
             key = keys[n] if not own and n < len(keys) else None
-            if key is not None:  # a carried functional, already normalised
+            if not exact and _cancels_its_large_terms(past, const):
+                # carried with its constant, unscaled: the reader's ``x + λ·c − λ`` keeps the ``−λ`` that cancels
+                # ``λ·c`` beside the terms (materialize-steps then folds the two); carried alone, ``x + λ·c`` rounds
+                # at λ and float32 loses ``x`` before the reader adds ``−λ``
+                past[CONST] = const
+                const = 0
+                s, nrow = 1, past
+                key = row_key(past)
+            elif key is not None:  # a carried functional, already normalised
                 s, nrow = 1, past
             else:
                 s, nrow = normalise(past, exact, signed=True)
@@ -324,6 +333,14 @@ def _split_need_rows(plan: StagePlan, exact: bool):
     return funcs, func_keys, row_parts
 
 
+def _cancels_its_large_terms(past: dict, const) -> bool:
+    """Whether a row's constant and some of its coefficients are λ-sized beside its smallest coefficient (relative
+    sizes: a unit's row is normalised): ``x + λ·c − λ``."""
+    sizes = [abs(c) for c in past.values()]
+    large = LARGE_BIAS * min(sizes)
+    return abs(const) >= large and max(sizes) >= large
+
+
 def _components(funcs: list):
     """Connected components of the functional–atom incidence graph: ``(root -> [fid], root -> [atom])``."""
     parent: dict = {}
@@ -335,7 +352,7 @@ def _components(funcs: list):
         return a
 
     for f in funcs:
-        atoms = list(f)
+        atoms = [a for a in f if a != CONST]
         for a in atoms:
             parent.setdefault(a, a)
         r0 = find(atoms[0])
@@ -345,7 +362,7 @@ def _components(funcs: list):
                 parent[ra] = r0
     comp_funcs: dict = {}
     for fid, f in enumerate(funcs):
-        comp_funcs.setdefault(find(next(iter(f))), []).append(fid)
+        comp_funcs.setdefault(find(next(a for a in f if a != CONST)), []).append(fid)
     comp_atoms: dict = {}
     for a in parent:
         comp_atoms.setdefault(find(a), []).append(a)
@@ -385,6 +402,24 @@ def _program_unit(nf: NormalForm, row: dict) -> float:
     return unit if math.isfinite(unit) and unit > 0 else 1.0
 
 
+def _reads_a_group(nf: NormalForm, funcs) -> bool:
+    """Whether a functional reads two ReLUs of one direction (a step's pair).  Such a component is carried as its
+    functionals even where its atoms take fewer slots: carried one by one, the pair reaches its reader as two
+    values whose rows differ, and materialize-steps no longer finds the group to read through its clamp (a step
+    whose units reach 1000s, read by λ, rounds at 1000·λ); carried as the functionals, the stage's own reader
+    takes the difference."""
+    rgroup = nf.rgroup
+    for f in funcs:
+        seen = set()
+        for a in f:
+            g = rgroup[a] if a != CONST else None
+            if g is not None:
+                if g[0] in seen:
+                    return True
+                seen.add(g[0])
+    return False
+
+
 def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list, comp_funcs: dict,
                    comp_atoms: dict, one, exact: bool):
     """Carry each component as its functionals or as its atoms, whichever costs fewer slots.
@@ -409,7 +444,7 @@ def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list
         atoms = sorted(comp_atoms[root])
         fw = [_carrier_weight(nf, kind, func_keys[f], funcs[f]) for f in fids]
         aw = [_carrier_weight(nf, kind, a, {a: one}) for a in atoms]
-        if sum(w[0] for w in aw) < sum(w[0] for w in fw):
+        if sum(w[0] for w in aw) < sum(w[0] for w in fw) and not _reads_a_group(nf, (funcs[f] for f in fids)):
             for a, weight in zip(atoms, aw):
                 atom_carrier[a] = len(carriers)
                 add({a: one}, ((a, one),), weight)
@@ -436,7 +471,10 @@ def _express_need_rows(row_parts: list, n_own: int, func_carrier: dict, atom_car
                 expr[n_own + c] = s
             else:
                 for a, v in past.items():
-                    expr[n_own + atom_carrier[a]] = v
+                    if a == CONST:
+                        const = v
+                    else:
+                        expr[n_own + atom_carrier[a]] = v
         exprs.append((expr, const))
     return exprs
 
