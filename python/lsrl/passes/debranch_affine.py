@@ -35,7 +35,7 @@ import math
 from fractions import Fraction
 
 from ..errors import PassError
-from ..ir.error_free import product_exact
+from ..ir.error_free import fold_products, product_exact
 from .materialize_steps import LARGE_BIAS
 
 CONST = 0  # column of the constant 1
@@ -91,6 +91,16 @@ def combine(terms, const=0) -> dict:
     if const != 0:
         acc[CONST] = get(CONST, 0) + const
     return {k: v for k, v in acc.items() if v != 0}
+
+
+def _with_constant(row: dict, value: Fraction) -> dict:
+    """``row`` with its constant replaced by ``value`` (dropped where 0)."""
+    out = dict(row)
+    if value:
+        out[CONST] = value
+    else:
+        out.pop(CONST, None)
+    return out
 
 
 def scale_row(row: dict, c) -> dict:
@@ -182,6 +192,14 @@ def vector_values(vector, exact: bool) -> list:
     return vector.array(exact).tolist()
 
 
+def constant_values(vector, exact: bool) -> list:
+    """A bias vector's values for rows whose constants are summed exactly (:meth:`NormalForm._combined`): in float
+    mode floats, and Fractions where the program's rational is no float (``−1/1000``)."""
+    if exact or not vector.exact:
+        return vector_values(vector, exact)
+    return [float(v) if float(v) == v else v for v in vector.array(True).tolist()]
+
+
 def _zero_sum_group_range(members) -> tuple | None:
     """The exact ``(lo, hi)`` of ``Σ c_i relu(p + k_i)`` over every ``p`` when ``Σ c_i = 0``, else None.
 
@@ -213,7 +231,8 @@ class NormalForm:
     After :meth:`build` and :meth:`prune`: ``units`` (live units, creation order = topological, ``units[0]``
     the input), ``atom_unit[a]`` / ``atom_local[a]`` (producer and coordinate in it), ``lo``/``hi`` (atom
     bounds, floats), ``origin[a]`` (``(op, coordinate, scale)``: the program value ``op[coordinate]`` equals
-    ``scale · atom``) and ``output_rows``.
+    ``scale · atom``; ``op`` None for ``one_atom``, the state that is 1 at every step, or None where no row needs
+    it) and ``output_rows``.
     """
 
     def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False,
@@ -221,6 +240,7 @@ class NormalForm:
         self.module = module
         self.paired_linear_relus = paired_linear_relus
         self._linear_relus: list = []  # (id(op), coordinate, row) of each relu(row) with row ≥ 0 proven
+        self.one_atom = None  # the atom of the constant-1 state (_one), made where a λ-sized constant needs it
         self.shift_carriers = shift_carriers
         self.exact = exact
         self.fold_memoryless_states = fold_memoryless_states
@@ -268,6 +288,70 @@ class NormalForm:
                 yield row, scale
         for row in self.output_rows:
             yield row, 1.0
+
+    # ------------------------------------------------------------------ constants held exactly
+    def _combined(self, terms: list, const) -> dict:
+        """:func:`combine`; in float mode its constant summed exactly (a Fraction): the program's ``−1/1000`` and
+        ``1000·1.12`` cancel in a step of a constant as they do in rationals, where a float sum left ``2·10⁻¹³``,
+        which λ made 2.27 (a comparison of two equal values answered 1)."""
+        row = combine(terms, const)
+        if self.exact:
+            return row
+        parts = [(c, r[CONST]) for c, r in terms if CONST in r]
+        if not parts:
+            return row
+        if type(const) is float and all(type(v) is float for _, v in parts):
+            try:
+                total, rest = fold_products(const, parts)
+            except ArithmeticError:
+                rest = True
+            if not rest:  # float64 holds the sum: no rationals (they cost debranch half its time)
+                return _with_constant(row, total)
+        value = Fraction(const)
+        for c, v in parts:
+            value += Fraction(c) * Fraction(v)
+        return _with_constant(row, value)
+
+    def _scaled(self, row: dict, c) -> dict:
+        """:func:`scale_row`, with the constant scaled exactly in float mode."""
+        out = scale_row(row, c)
+        v = row.get(CONST)
+        if self.exact or v is None or (type(v) is float and product_exact(c, v, out.get(CONST, 0.0))):
+            return out
+        return _with_constant(out, Fraction(c) * Fraction(v))
+
+    def _held(self, row: dict) -> dict:
+        """A row a unit or the output reads, its exact constant rounded to a float64 — and where that constant is
+        λ-sized (≥ 2^24: float32 holds no unit beside it) and float64 cannot hold it, what the rounding leaves out
+        read from the atom that is 1 at every step (:meth:`_one`).  A λ-row ``x + 1.12 − λ·(1 − c)`` keeps its
+        1.12: its constant ``1.12 − λ`` rounds at λ's ulp (2·10⁻⁶), and materialize-steps, which folds λ back into
+        it where it reads ``c``, would leave ``1.1200008`` where the program computes ``1.12``."""
+        value = row.get(CONST)
+        if self.exact or not isinstance(value, Fraction):
+            return row
+        out = dict(row)
+        rounded = float(value)
+        out[CONST] = rounded
+        rest = value - Fraction(rounded)
+        if rest and abs(rounded) >= LARGE_BIAS:
+            one = self._one()
+            share = out.get(one, 0.0) + float(rest)
+            if share:
+                out[one] = share
+            else:
+                out.pop(one, None)
+        return out
+
+    def _one(self) -> int:
+        """The atom of a state that is 1 at every step (``A = 0``, input row the constant 1), made once."""
+        if self.one_atom is None:
+            unit = Unit(len(self.units), "S", [], [{CONST: 1.0}], A=[{}], init=[0.0])
+            self.units.append(unit)
+            (a,) = unit.atoms = self._new_atoms(unit.index, 1)
+            self.lo[a] = self.hi[a] = 1.0
+            self.origin[a] = (None, 0, 1)
+            self.one_atom = a
+        return self.one_atom
 
     # ------------------------------------------------------------------ atoms and bounds
     def _unit_row(self, row: dict, signed: bool):
@@ -513,20 +597,20 @@ class NormalForm:
                 raise PassError(f"debranch: {op.describe()}: only core ops (linear, relu, linstate, concat, multi, "
                                 f"slice) can be debranched, found {op.kind!r}")
             values[id(op)] = handler(op, [values[id(o)] for o in op.operands])
-        self.output_rows = values[id(module.output)]
+        self.output_rows = [self._held(row) for row in values[id(module.output)]]
         return self
 
     def _linear(self, op, ins):
         (rows,) = ins
         a = matrix_rows(op.attrs["A"], self.exact)
-        b = vector_values(op.attrs["b"], self.exact)
+        b = constant_values(op.attrs["b"], self.exact)
         out = []
         for i, ar in enumerate(a):
             if len(ar) == 1 and b[i] == 0:
                 ((j, c),) = ar.items()
-                out.append(rows[j] if c == 1 else scale_row(rows[j], c))  # selections, scalings: no new sum
+                out.append(rows[j] if c == 1 else self._scaled(rows[j], c))  # selections, scalings: no new sum
             else:
-                out.append(combine(((c, rows[j]) for j, c in ar.items()), b[i]))
+                out.append(self._combined([(c, rows[j]) for j, c in ar.items()], b[i]))
         return out
 
     def _slice(self, op, ins):
@@ -555,7 +639,7 @@ class NormalForm:
             if hi <= 0:
                 out.append({})
                 continue
-            s, nrow, key = self._unit_row(row, signed=False)
+            s, nrow, key = self._unit_row(self._held(row), signed=False)
             key = ("R", key)
             unit = self._cse.get(key)
             if unit is None:
@@ -581,13 +665,13 @@ class NormalForm:
                 out.append({})
                 continue
             if is_constant(left):
-                out.append(scale_row(right, left[CONST]))
+                out.append(self._scaled(right, left[CONST]))
                 continue
             if is_constant(right):
-                out.append(scale_row(left, right[CONST]))
+                out.append(self._scaled(left, right[CONST]))
                 continue
-            sl, nl, kl = self._unit_row(left, signed=True)
-            sr, nr, kr = self._unit_row(right, signed=True)
+            sl, nl, kl = self._unit_row(self._held(left), signed=True)
+            sr, nr, kr = self._unit_row(self._held(right), signed=True)
             if kr < kl:
                 kl, kr, nl, nr = kr, kl, nr, nl
             key = ("M", kl, kr)
@@ -609,10 +693,11 @@ class NormalForm:
         exact = self.exact
         a_rows = matrix_rows(op.attrs["A"], exact)
         b_rows = matrix_rows(op.attrs["B"], exact)
-        bias = vector_values(op.attrs["bias"], exact)
+        bias = constant_values(op.attrs["bias"], exact)
         init = vector_values(op.attrs["init"], exact)
         k = op.dim
-        in_rows = [combine(((c, rows[j]) for j, c in br.items()), bias[i]) for i, br in enumerate(b_rows)]
+        in_rows = [self._held(self._combined([(c, rows[j]) for j, c in br.items()], bias[i]))
+                   for i, br in enumerate(b_rows)]
         # weakly connected blocks of A
         parent = list(range(k))
 

@@ -277,25 +277,37 @@ def _choose_carriers(plan: StagePlan, nf: NormalForm, exact: bool) -> None:
     """Decide what the stage of ``plan`` carries for the next one, express its need rows and lay out its slots."""
     one = Fraction(1) if exact else 1.0
     n_own = len(plan.unit_atoms)
-    funcs, func_keys, row_parts = _split_need_rows(plan, exact)
+    funcs, func_keys, row_parts = _split_need_rows(plan, exact, nf.one_atom)
     comp_funcs, comp_atoms = _components(funcs)
     func_carrier, atom_carrier = _pick_carriers(nf, plan, funcs, func_keys, comp_funcs, comp_atoms, one, exact)
     plan.exprs = _express_need_rows(row_parts, n_own, func_carrier, atom_carrier)
     _lay_out_slots(plan, n_own, one)
 
 
-def _split_need_rows(plan: StagePlan, exact: bool):
+def _split_need_rows(plan: StagePlan, exact: bool, one_atom: int | None):
     """Split each need row into this stage's own atoms, its constant and a functional over earlier atoms
-    (a need row reads no atom of a later stage).
+    (a need row reads no atom of a later stage) — and the share of the constant-1 state ``one_atom``, which is
+    carried as a value of its own: merged into a functional (``x − 8·10⁻⁷·one``), it gave the carrier a lower
+    bound below 0, and the shift by 2⁻²⁰ that it then took rounded in the reader's λ-sized bias, the rounding the
+    share is there to keep out.
 
     Returns ``(funcs, func_keys, row_parts)``: the distinct functionals (equal up to a scale are one) with
-    their keys, and per need row ``(own {value: coef}, const, func id or None, scale, past row)``."""
+    their keys, and per need row ``(own {value: coef}, const, func id or None, scale, past row, share)``,
+    ``share`` ``(func id, atom, coefficient)`` of the constant-1 state or None."""
     own_index = {a: i for i, a in enumerate(plan.unit_atoms)}
     func_key: dict = {}
     funcs: list = []
     func_keys: list = []
     row_parts: list = []
     keys = plan.need_keys
+    def functional_id(key, nrow) -> int:
+        fid = func_key.get(key)
+        if fid is None:
+            fid = func_key[key] = len(funcs)
+            funcs.append(nrow)
+            func_keys.append(key)
+        return fid
+
     for n, row in enumerate(plan.need):
         own = {}
         past = {}
@@ -307,6 +319,9 @@ def _split_need_rows(plan: StagePlan, exact: bool):
                 own[own_index[a]] = c
             else:
                 past[a] = c
+        share = None
+        if one_atom in past:
+            share = (functional_id(((one_atom, 1.0),), {one_atom: 1.0}), one_atom, past.pop(one_atom))
         if past:
             key = keys[n] if not own and n < len(keys) else None
             if not exact and _cancels_its_large_terms(past, const):
@@ -322,14 +337,9 @@ def _split_need_rows(plan: StagePlan, exact: bool):
             else:
                 s, nrow = normalise(past, exact, signed=True)
                 key = row_key(nrow)
-            fid = func_key.get(key)
-            if fid is None:
-                fid = func_key[key] = len(funcs)
-                funcs.append(nrow)
-                func_keys.append(key)
-            row_parts.append((own, const, fid, s, past))
+            row_parts.append((own, const, functional_id(key, nrow), s, past, share))
         else:
-            row_parts.append((own, const, None, 0, None))
+            row_parts.append((own, const, None, 0, None, share))
     return funcs, func_keys, row_parts
 
 
@@ -463,7 +473,7 @@ def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list
 def _express_need_rows(row_parts: list, n_own: int, func_carrier: dict, atom_carrier: dict) -> list:
     """Each need row over the stage's values (own atoms, then carriers): ``[({value: coef}, const), ...]``."""
     exprs = []
-    for own, const, fid, s, past in row_parts:
+    for own, const, fid, s, past, share in row_parts:
         expr = dict(own)
         if fid is not None:
             c = func_carrier.get(fid)
@@ -475,6 +485,11 @@ def _express_need_rows(row_parts: list, n_own: int, func_carrier: dict, atom_car
                         const = v
                     else:
                         expr[n_own + atom_carrier[a]] = v
+        if share is not None:
+            one_fid, one_atom, coefficient = share
+            c = func_carrier.get(one_fid)
+            slot = n_own + (c if c is not None else atom_carrier[one_atom])
+            expr[slot] = expr.get(slot, 0) + coefficient
         exprs.append((expr, const))
     return exprs
 
@@ -747,10 +762,14 @@ class _Describer:
         self._atom_cache: dict = {}
         self._functional_cache: dict = {}  # id(row) -> (row, terms); carried rows persist across stages
 
-    def atom(self, a: int) -> list:
+    def atom(self, a: int) -> list | None:
+        """``[name, coordinate, scale]`` of the program value an atom is, None for the constant-1 state (no
+        program value: it holds what a λ-sized constant's rounding left out)."""
         hit = self._atom_cache.get(a)
         if hit is None:
             op, coord, scale = self.nf.origin[a]
+            if op is None:
+                return None
             hit = [self.names.get(id(op), op.name or op.kind), int(coord), _number(1 / scale if scale != 0 else 0)]
             self._atom_cache[a] = hit
         return hit
@@ -766,16 +785,19 @@ class _Describer:
     def _functional(self, row: dict) -> list:
         terms = []
         for a, c in sorted(row.items()):
-            if a == CONST:
+            described = self.atom(a) if a != CONST else None
+            if described is None:  # a label leaves out the constant-1 state's share: below λ's ulp
                 continue
-            name, coord, inv = self.atom(a)
+            name, coord, inv = described
             terms.append([name, coord, _number(c * _as_number(inv))])
         return terms
 
     def values(self, st: StagePlan, role: str) -> list:
         out = []
         for a in st.unit_atoms:
-            out.append({"role": role, "terms": [self.atom(a)]})
+            described = self.atom(a)
+            out.append({"role": role, "terms": [described]} if described is not None else
+                       {"role": "constant", "terms": [], "constant": 1.0})
         for c, f in enumerate(st.carriers):
             terms = self.functional(f)
             if st.kind == "R" and st.carrier_split[c]:
