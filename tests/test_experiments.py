@@ -117,6 +117,14 @@ def test_damage_before_the_last_line_is_an_error(serial_run, tmp_path):
         read_scores(tmp_path / "scores.csv")
 
 
+def test_a_grid_axis_may_be_one_value():
+    """``programs="continuous"`` iterated its letters (and failed on program 'c'); one value is a one-value axis."""
+    one = grid(programs="continuous", variants="direct", compiles="ours", activations="ideal", dtypes="float64",
+               sigmas=0.0, seeds=3)
+    assert [(i.model.program, i.model.variant, i.sigma, i.seed) for i in one] == [("continuous", "direct", 0.0, 3)]
+    assert one == grid(programs=["continuous"], variants=["direct"], compiles=["ours"], sigmas=[0.0], seeds=[3])
+
+
 def test_sigterm_mid_run_then_restart_completes_the_grid(tmp_path):
     command = [sys.executable, "-m", "lsrl.experiments.cli", "fig4", "--out", str(tmp_path), "--workers", "0",
                "--compiles", "ours", "--programs", "tokens", "--variants", "direct,multiplicative", "--seeds", "4",

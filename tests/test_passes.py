@@ -144,6 +144,9 @@ def test_parse_pipeline_options_and_types(scratch_pass):
     ("canonicalize{use_ranges=true", 29, "expected ',' or '}'"),
     ("canonicalize{use_ranges}", 24, "expected '='"),
     ("canonicalize{use_ranges=true,use_ranges=false}", 30, "given twice"),
+    # option values a pass checks itself are refused where the pipeline is written, not when the pass runs
+    ("cse,debranch{schedule=nope}", 5, "unknown schedule 'nope'; choose auto, all or one of asap"),
+    ("debranch,lower{target=nope}", 10, "unknown target 'nope'; available targets:"),
 ])
 def test_parse_pipeline_errors(text, column, fragment):
     with pytest.raises(PassError) as info:

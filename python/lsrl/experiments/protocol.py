@@ -104,10 +104,20 @@ class Instance:
         return np.random.SeedSequence(int.from_bytes(digest[:16], "little"))
 
 
+def _axis(values) -> tuple:
+    """A grid axis: one value (a string or a number) as a one-value axis, else the values of an iterable."""
+    if isinstance(values, (str, bytes, int, float, np.integer, np.floating)):
+        return (values,)
+    return tuple(values)
+
+
 def grid(programs=PROGRAMS, variants=VARIANTS, compiles=tuple(COMPILES), targets=None, activations=("ideal",), dtypes=("float64",), sigmas=PAPER_SIGMAS, seeds=range(PAPER_SEEDS)) -> list:
     """Every instance of the cross product, in the canonical (sorted) order of ``scores.csv``; ``targets``
-    defaults to the paper's architecture (the default target)."""
+    defaults to the paper's architecture (the default target).  Each axis is an iterable of values or one value
+    (``programs="continuous"`` is that program, not its letters; ``seeds=3`` is seed 3)."""
     targets = (default_target().name,) if targets is None else targets
+    programs, variants, compiles, targets, activations, dtypes, sigmas, seeds = (
+        _axis(axis) for axis in (programs, variants, compiles, targets, activations, dtypes, sigmas, seeds))
     keys = [ModelKey(*combo) for combo in itertools.product(programs, variants, compiles, targets, activations,
                                                             dtypes)]
     instances = {Instance(key, float(sigma), int(seed)) for key in keys for sigma in sigmas for seed in seeds

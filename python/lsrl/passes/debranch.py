@@ -26,7 +26,7 @@ import dataclasses
 import gc
 from typing import ClassVar, Literal
 
-from ..errors import PassError
+from ..errors import OptionError, PassError
 from ..ir.names import ssa_names  # the printer's naming, so layouts match printed IR
 from . import Pass, register_pass
 from .debranch_affine import build_normal_form
@@ -141,6 +141,11 @@ class Debranch(Pass):
     fold_memoryless_states: bool = dataclasses.field(
         default=False, metadata={"help": "treat state blocks with A = 0 as affine values (fewer layers than the "
                                          "program's LinState depth)"})
+
+    def __post_init__(self):
+        if self.schedule not in ("auto", "all", *POLICIES):  # named where the pipeline is written
+            raise OptionError(f"debranch: unknown schedule {self.schedule!r}; choose auto, all or one of "
+                              f"{', '.join(POLICIES)}")
 
     def run(self, module):
         return debranch(module, mode=self.mode, exact=self.exact, schedule=self.schedule,

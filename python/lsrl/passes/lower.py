@@ -12,7 +12,7 @@ from dataclasses import field
 from typing import Callable, ClassVar, Literal
 
 from ..assumptions import recorded_t_max, tightest_t_max, validate_t_max
-from ..errors import CompileError
+from ..errors import CompileError, OptionError
 from . import Pass, forget_analyses, register_pass
 
 __all__ = ["LOWERINGS", "register_lowering", "unregister_lowering", "Lower", "lowering"]
@@ -71,6 +71,9 @@ class Lower(Pass):
 
     def __post_init__(self):
         self.t_max = validate_t_max(self.t_max, "lower")
+        if self.target is not None and self.target not in LOWERINGS:  # named where the pipeline is written
+            raise OptionError(f"lower: unknown target {self.target!r}; available targets: "
+                              f"{', '.join(sorted(LOWERINGS))}")
 
     def run(self, module):
         fn = lowering(self.target)
