@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import lsrl
 from lsrl.errors import PassError
 from lsrl.ir import Matrix, Op, Vector, interpret
 from lsrl.ir.core import Module
@@ -473,3 +474,11 @@ def test_multiples_of_a_direction_share_a_unit_with_their_own_scale(first_one):
     program = ForEach(Concat([one, three] if first_one else [three, one]))
     xs = np.array([[[1.0, 1.0], [2.0, -1.0], [-1.0, 0.5]]])
     np.testing.assert_allclose(interpret(debranch(program.ir), xs), interpret(program.ir, xs), rtol=1e-15)
+
+
+def test_constants_that_overflow_when_composed_are_refused():
+    """``10·(y + 1e308) + 1``: the layer form's bias would be ``inf`` (it was, silently)."""
+    y = lsrl.Input(1)
+    program = lsrl.ForEach(lsrl.Linear(lsrl.Linear(y, [[1.0]], b=[1e308]), [[10.0]], b=[1.0]))
+    with pytest.raises(lsrl.LsrlError, match="bias of the layer form is not finite"):
+        lsrl.compile(program, t_max=3)

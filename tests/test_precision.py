@@ -428,3 +428,49 @@ def test_a_lambda_rows_constant_keeps_what_float64_cannot_hold_beside_lambda():
     assert _exact_in_float64(program, xs) == 0
     error, bound = _exact_in_float32(program, xs)
     assert error <= 2.0 ** -23 * 4.12 and error <= bound  # measured 1.1e-7: 4.12 in float32
+
+
+@needs_kernel
+def test_a_pair_whose_direction_was_scaled_by_a_power_of_two_is_kept():
+    """``f_larger(3·x₀ + x₁, 0)``: the normal form scales the direction ``x₀ + x₁/3`` by a power of two (the
+    division rounds), and the pairing looked the linear ReLU up under the divided direction: the pair was fused
+    and the model answered 3 off in float32 (a review's reproducer)."""
+    from lsrl.ir.interpreter import interpret
+
+    x = lsrl.Input(2, lower=0, upper=3, integer=True)
+    program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(lsrl.Linear(x, [[3.0, 1.0]]), 0), x[0], x[1]))
+    xs = np.random.default_rng(0).integers(0, 4, (2, 6, 2)).astype(float)
+    model = lsrl.compile(program, t_max=6, dtype="float32")
+    assert np.abs(model(xs) - np.asarray(interpret(program, xs, exact=True), dtype=np.float64)).max() == 0
+
+
+@pytest.mark.parametrize("case", ["constant-1 state", "carried constant"])
+def test_the_layout_names_carried_constants(case):
+    """The layout said 0 for the carried constant-1 state (terms, no constant) and ``x + λ·c`` for a carrier that
+    holds ``x + λ·c − λ``: the slots' labels now carry their constants (checked against the program's values)."""
+    from lsrl import opt
+    from lsrl.ir.interpreter import interpret
+    from lsrl.ir.names import ssa_names
+    from test_differential import slot_values
+
+    if case == "constant-1 state":
+        x = lsrl.Input(2, lower=0, upper=3)
+        shifted = lsrl.ReLU(lsrl.Linear(x[1], [[1.0]], b=[1.12]))
+        program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(x[0], 1.0), shifted, x[1]))
+    else:
+        x = lsrl.Input(1, lower=0, upper=3, integer=True)
+        program = lsrl.ForEach(lsrl.f_ifelse_step(lsrl.f_larger(x, 2), x, lsrl.Multi(lsrl.Concat([x, x]))))
+    compiled = opt.run(program.ir, "debranch,rescale-units,materialize-steps")
+    roles = [slot.get("role") for entry in compiled.metadata["layout"] for slot in entry]
+    assert (case == "constant-1 state") == ("constant" in roles)
+    xs = np.random.default_rng(1).integers(0, 4, (2, 5, x.dim)).astype(float)
+    # exactly: the layer form's λ-rows round at λ's ulp in float64
+    _, values = interpret(program.ir, xs, exact=True, return_values=True)
+    names = ssa_names(program.ir)
+    by_name = {names[id(op)]: np.asarray(v, dtype=np.float64) for op, v in values.items()}
+    _, compiled_values = interpret(compiled, xs, exact=True, return_values=True)
+    for op, entry in zip(compiled.ops, compiled.metadata["layout"]):
+        for j, want in enumerate(slot_values(entry, by_name)):
+            if want is not None:
+                got = np.asarray(compiled_values[op][..., j], dtype=np.float64)
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str((op.kind, j, entry[j])))

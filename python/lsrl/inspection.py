@@ -113,11 +113,12 @@ class LayoutNames:
     def slot(self, slot: dict, position: int, next_slots=None) -> str:
         """The label of one slot; ``next_slots`` are the next op's slots (read by ``pre``/``left``/``right``)."""
         role = slot.get("role")
-        if role in ("value", "carrier"):
+        if role in ("value", "carrier", "constant"):
             return capped(self.terms(slot.get("terms", ()), slot.get("constant")), MAX_SLOT_LABEL)
         if role in ("plus", "minus"):
-            inner = self.terms(slot.get("terms", ()))
-            if len(slot.get("terms", ())) > 1:
+            constant = slot.get("constant")
+            inner = self.terms(slot.get("terms", ()), constant)
+            if len(slot.get("terms", ())) + (constant not in (None, 0, 0.0, "0")) > 1:
                 inner = f"({inner})"
             return capped(inner + ("⁺" if role == "plus" else "⁻"), MAX_SLOT_LABEL)
         if role in ("pre", "left", "right"):

@@ -93,6 +93,10 @@ def combine(terms, const=0) -> dict:
     return {k: v for k, v in acc.items() if v != 0}
 
 
+def _finite(v) -> bool:
+    return isinstance(v, Fraction) or math.isfinite(v)
+
+
 def _with_constant(row: dict, value: Fraction) -> dict:
     """``row`` with its constant replaced by ``value`` (dropped where 0)."""
     out = dict(row)
@@ -231,8 +235,8 @@ class NormalForm:
     After :meth:`build` and :meth:`prune`: ``units`` (live units, creation order = topological, ``units[0]``
     the input), ``atom_unit[a]`` / ``atom_local[a]`` (producer and coordinate in it), ``lo``/``hi`` (atom
     bounds, floats), ``origin[a]`` (``(op, coordinate, scale)``: the program value ``op[coordinate]`` equals
-    ``scale · atom``; ``op`` None for ``one_atom``, the state that is 1 at every step, or None where no row needs
-    it) and ``output_rows``.
+    ``scale · atom``; ``op`` None for the state that is 1 at every step) and ``output_rows``; ``one_atom`` is that
+    state's atom (None where no row needs it).
     """
 
     def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False,
@@ -275,10 +279,18 @@ class NormalForm:
                       if a in read_large}
         paired = set()
         for op_id, i, row in self._linear_relus:
-            atoms = {k: v for k, v in normalise(row, False, signed=False)[1].items() if k != CONST}
-            if row_key(atoms) in directions:
+            if self._direction_key(row) in directions:
                 paired.add((op_id, i))
         return frozenset(paired)
+
+    def _direction_key(self, row: dict) -> tuple:
+        """The direction ``rgroup`` would record for a unit of ``row`` (:meth:`_unit_row`'s atoms: those of the
+        direction's first row where a power of two scaled it), without recording one."""
+        direction = row_key({k: v for k, v in normalise(row, False, signed=False)[1].items() if k != CONST})
+        known = self._directions.get(direction)
+        if known is not None and known[1] != known[0]:
+            return row_key(known[2])
+        return direction
 
     def _rows_and_scales(self):
         """Every row read, with the scale its reader multiplies it by (a ReLU's or a Multi's normalisation)."""
@@ -307,6 +319,8 @@ class NormalForm:
                 rest = True
             if not rest:  # float64 holds the sum: no rationals (they cost debranch half its time)
                 return _with_constant(row, total)
+        if not all(map(_finite, [const, *(v for _, v in parts), *(c for c, _ in parts)])):
+            return row  # an infinite constant has no exact sum: the emitted weights are refused as non-finite
         value = Fraction(const)
         for c, v in parts:
             value += Fraction(c) * Fraction(v)
@@ -316,7 +330,7 @@ class NormalForm:
         """:func:`scale_row`, with the constant scaled exactly in float mode."""
         out = scale_row(row, c)
         v = row.get(CONST)
-        if self.exact or v is None or (type(v) is float and product_exact(c, v, out.get(CONST, 0.0))):
+        if self.exact or v is None or (type(v) is float and type(c) is float and product_exact(c, v, c * v)):
             return out
         return _with_constant(out, Fraction(c) * Fraction(v))
 

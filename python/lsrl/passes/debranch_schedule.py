@@ -293,7 +293,7 @@ def _split_need_rows(plan: StagePlan, exact: bool, one_atom: int | None):
 
     Returns ``(funcs, func_keys, row_parts)``: the distinct functionals (equal up to a scale are one) with
     their keys, and per need row ``(own {value: coef}, const, func id or None, scale, past row, share)``,
-    ``share`` ``(func id, atom, coefficient)`` of the constant-1 state or None."""
+    ``share`` ``(func id, coefficient)`` of the constant-1 state or None."""
     own_index = {a: i for i, a in enumerate(plan.unit_atoms)}
     func_key: dict = {}
     funcs: list = []
@@ -321,7 +321,7 @@ def _split_need_rows(plan: StagePlan, exact: bool, one_atom: int | None):
                 past[a] = c
         share = None
         if one_atom in past:
-            share = (functional_id(((one_atom, 1.0),), {one_atom: 1.0}), one_atom, past.pop(one_atom))
+            share = (functional_id(((one_atom, 1.0),), {one_atom: 1.0}), past.pop(one_atom))
         if past:
             key = keys[n] if not own and n < len(keys) else None
             if not exact and _cancels_its_large_terms(past, const):
@@ -485,10 +485,9 @@ def _express_need_rows(row_parts: list, n_own: int, func_carrier: dict, atom_car
                         const = v
                     else:
                         expr[n_own + atom_carrier[a]] = v
-        if share is not None:
-            one_fid, one_atom, coefficient = share
-            c = func_carrier.get(one_fid)
-            slot = n_own + (c if c is not None else atom_carrier[one_atom])
+        if share is not None:  # its component is the state alone: one slot either way, carried as the functional
+            one_fid, coefficient = share
+            slot = n_own + func_carrier[one_fid]
             expr[slot] = expr.get(slot, 0) + coefficient
         exprs.append((expr, const))
     return exprs
@@ -600,7 +599,11 @@ def _matrix(shape, rows: list, exact: bool) -> Matrix:
 def _vector(values: list, exact: bool) -> Vector:
     if exact:
         return Vector([Fraction(v) for v in values], exact=True)
-    return Vector(np.asarray(values, dtype=np.float64))
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise PassError("debranch: a bias of the layer form is not finite (the program's constants overflow when "
+                        "composed)")
+    return Vector(array)
 
 
 def _is_identity(rows: list, bias: list, n_in: int) -> bool:
@@ -800,20 +803,24 @@ class _Describer:
                        {"role": "constant", "terms": [], "constant": 1.0})
         for c, f in enumerate(st.carriers):
             terms = self.functional(f)
+            # a carried constant (its own, or the constant-1 state's share) and an R stage's shift
+            constant = _as_number(f.get(CONST, 0)) + _as_number(f.get(self.nf.one_atom, 0))
             if st.kind == "R" and st.carrier_split[c]:
-                out.append({"role": "plus", "terms": terms})
-                out.append({"role": "minus", "terms": terms})
+                for role in ("plus", "minus"):
+                    out.append(_with_constant({"role": role, "terms": terms}, constant))
             elif st.kind == "R" and st.carrier_sign[c] == -1:
                 entry = {"role": "carrier", "terms": [[n, i, _number(-_as_number(v))] for n, i, v in terms]}
-                if st.carrier_offset[c] != 0:
-                    entry["constant"] = _number(st.carrier_offset[c])
-                out.append(entry)
+                out.append(_with_constant(entry, _as_number(st.carrier_offset[c]) - constant))
             else:
-                entry = {"role": "carrier", "terms": terms}
-                if st.kind == "R" and st.carrier_offset[c] != 0:
-                    entry["constant"] = _number(-st.carrier_offset[c])
-                out.append(entry)
+                offset = _as_number(st.carrier_offset[c]) if st.kind == "R" else 0
+                out.append(_with_constant({"role": "carrier", "terms": terms}, constant - offset))
         return out
+
+
+def _with_constant(entry: dict, constant) -> dict:
+    if constant != 0:
+        entry["constant"] = _number(constant)
+    return entry
 
 
 def _number(v):
