@@ -789,7 +789,7 @@ class _Describer:
         terms = []
         for a, c in sorted(row.items()):
             described = self.atom(a) if a != CONST else None
-            if described is None:  # a label leaves out the constant-1 state's share: below λ's ulp
+            if described is None:  # the constant-1 state: :meth:`values` adds its share to the label's constant
                 continue
             name, coord, inv = described
             terms.append([name, coord, _number(c * _as_number(inv))])
