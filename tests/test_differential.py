@@ -68,14 +68,16 @@ def slot_values(layout_entry, values_by_name):
     return out
 
 
-def check_layout(source, compiled, xs) -> None:
+def check_layout(source, compiled, xs, exact: bool = False) -> None:
+    """Every slot holds what the layout says (``exact``: both modules interpreted in rationals, for layer forms
+    whose λ-rows round at λ's ulp in float64)."""
     from lsrl.ir.names import ssa_names
-    _, values = interpret(source, xs, return_values=True)
+    _, values = interpret(source, xs, exact=exact, return_values=True)
     names = ssa_names(source)
-    by_name = {names[id(op)]: v for op, v in values.items()}
-    _, compiled_values = interpret(compiled, xs, return_values=True)
+    by_name = {names[id(op)]: np.asarray(v, dtype=np.float64) for op, v in values.items()}
+    _, compiled_values = interpret(compiled, xs, exact=exact, return_values=True)
     for op, entry in zip(compiled.ops, compiled.metadata["layout"]):
-        got = compiled_values[op]
+        got = np.asarray(compiled_values[op], dtype=np.float64)
         for j, want in enumerate(slot_values(entry, by_name)):
             if want is None:
                 continue

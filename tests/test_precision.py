@@ -1,6 +1,8 @@
 """``Model.check``, ``dtype`` runs and ``PrecisionError`` (docs/numerics.md, "Checking a model")."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -323,6 +325,19 @@ def test_a_square_crosses_a_relu_stage_unshifted():
 CONDITIONAL_MODES = [mode for mode in INVARIANT_MODES if mode[1] == "ideal"]
 
 
+@functools.cache
+def _conditional_cases() -> tuple:
+    """``(program, xs, exact outputs)`` of ``benchmarks/conditionals.py``'s 100 programs, shared by every mode."""
+    from lsrl.ir.interpreter import interpret
+    from lsrl.programs import random_conditional_program
+
+    cases = []
+    for seed in range(100):
+        program, xs = random_conditional_program(np.random.default_rng(seed))
+        cases.append((program, xs, np.asarray(interpret(program, xs, exact=True), dtype=np.float64)))
+    return tuple(cases)
+
+
 @needs_kernel
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("target, activations", CONDITIONAL_MODES)
@@ -334,12 +349,7 @@ def test_compilation_loses_no_precision_on_conditional_programs(target, activati
     Measured after, on those 100 in every ideal mode and both dtypes: at most 1.33 times the program's own error
     (at least a unit roundoff), and this test holds them; the invariant is not a property of every such program
     (9 of the first 1,500 miss it in float32: docs/numerics.md, "Still out of reach")."""
-    from lsrl.ir.interpreter import interpret
-    from lsrl.programs import random_conditional_program
-
-    for seed in range(100):
-        program, xs = random_conditional_program(np.random.default_rng(seed))
-        oracle = np.asarray(interpret(program, xs, exact=True), dtype=np.float64)
+    for seed, (program, xs, oracle) in enumerate(_conditional_cases()):
         try:
             model = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], dtype=dtype)
         except lsrl.CompileError as error:
@@ -435,13 +445,10 @@ def test_a_pair_whose_direction_was_scaled_by_a_power_of_two_is_kept():
     """``f_larger(3·x₀ + x₁, 0)``: the normal form scales the direction ``x₀ + x₁/3`` by a power of two (the
     division rounds), and the pairing looked the linear ReLU up under the divided direction: the pair was fused
     and the model answered 3 off in float32 (a review's reproducer)."""
-    from lsrl.ir.interpreter import interpret
-
     x = lsrl.Input(2, lower=0, upper=3, integer=True)
     program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(lsrl.Linear(x, [[3.0, 1.0]]), 0), x[0], x[1]))
-    xs = np.random.default_rng(0).integers(0, 4, (2, 6, 2)).astype(float)
-    model = lsrl.compile(program, t_max=6, dtype="float32")
-    assert np.abs(model(xs) - np.asarray(interpret(program, xs, exact=True), dtype=np.float64)).max() == 0
+    error, _ = _exact_in_float32(program, np.random.default_rng(0).integers(0, 4, (2, 6, 2)).astype(float))
+    assert error == 0
 
 
 @pytest.mark.parametrize("case", ["constant-1 state", "carried constant"])
@@ -449,9 +456,7 @@ def test_the_layout_names_carried_constants(case):
     """The layout said 0 for the carried constant-1 state (terms, no constant) and ``x + λ·c`` for a carrier that
     holds ``x + λ·c − λ``: the slots' labels now carry their constants (checked against the program's values)."""
     from lsrl import opt
-    from lsrl.ir.interpreter import interpret
-    from lsrl.ir.names import ssa_names
-    from test_differential import slot_values
+    from test_differential import check_layout
 
     if case == "constant-1 state":
         x = lsrl.Input(2, lower=0, upper=3)
@@ -464,13 +469,4 @@ def test_the_layout_names_carried_constants(case):
     roles = [slot.get("role") for entry in compiled.metadata["layout"] for slot in entry]
     assert (case == "constant-1 state") == ("constant" in roles)
     xs = np.random.default_rng(1).integers(0, 4, (2, 5, x.dim)).astype(float)
-    # exactly: the layer form's λ-rows round at λ's ulp in float64
-    _, values = interpret(program.ir, xs, exact=True, return_values=True)
-    names = ssa_names(program.ir)
-    by_name = {names[id(op)]: np.asarray(v, dtype=np.float64) for op, v in values.items()}
-    _, compiled_values = interpret(compiled, xs, exact=True, return_values=True)
-    for op, entry in zip(compiled.ops, compiled.metadata["layout"]):
-        for j, want in enumerate(slot_values(entry, by_name)):
-            if want is not None:
-                got = np.asarray(compiled_values[op][..., j], dtype=np.float64)
-                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str((op.kind, j, entry[j])))
+    check_layout(program.ir, compiled, xs, exact=True)

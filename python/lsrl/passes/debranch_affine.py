@@ -293,7 +293,8 @@ class NormalForm:
         return direction
 
     def _rows_and_scales(self):
-        """Every row read, with the scale its reader multiplies it by (a ReLU's or a Multi's normalisation)."""
+        """Every row read, with the scale its reader multiplies it by: a ReLU's normalisation, and for both rows of
+        a Multi the product of the two (too large for one of them: the pairing may keep a unit it need not)."""
         for unit in self.units:
             scale = abs(float(self.origin[unit.atoms[0]][2])) if unit.kind in ("R", "M") else 1.0
             for row in unit.rows:

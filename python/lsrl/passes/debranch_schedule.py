@@ -807,17 +807,18 @@ class _Describer:
             constant = _as_number(f.get(CONST, 0)) + _as_number(f.get(self.nf.one_atom, 0))
             if st.kind == "R" and st.carrier_split[c]:
                 for role in ("plus", "minus"):
-                    out.append(_with_constant({"role": role, "terms": terms}, constant))
+                    out.append(_labelled({"role": role, "terms": terms}, constant))
             elif st.kind == "R" and st.carrier_sign[c] == -1:
                 entry = {"role": "carrier", "terms": [[n, i, _number(-_as_number(v))] for n, i, v in terms]}
-                out.append(_with_constant(entry, _as_number(st.carrier_offset[c]) - constant))
+                out.append(_labelled(entry, _as_number(st.carrier_offset[c]) - constant))
             else:
                 offset = _as_number(st.carrier_offset[c]) if st.kind == "R" else 0
-                out.append(_with_constant({"role": "carrier", "terms": terms}, constant - offset))
+                out.append(_labelled({"role": "carrier", "terms": terms}, constant - offset))
         return out
 
 
-def _with_constant(entry: dict, constant) -> dict:
+def _labelled(entry: dict, constant) -> dict:
+    """A layout entry with ``constant`` added to what its slot holds (none where 0)."""
     if constant != 0:
         entry["constant"] = _number(constant)
     return entry

@@ -49,7 +49,11 @@ def lowering(name: str | None) -> Callable:
     try:
         return LOWERINGS[name]
     except KeyError:
-        raise CompileError(f"unknown target {name!r}; available targets: {', '.join(sorted(LOWERINGS))}") from None
+        raise CompileError(_unknown_target(name)) from None
+
+
+def _unknown_target(name: str) -> str:
+    return f"unknown target {name!r}; available targets: {', '.join(sorted(LOWERINGS))}"
 
 
 @register_pass
@@ -72,8 +76,7 @@ class Lower(Pass):
     def __post_init__(self):
         self.t_max = validate_t_max(self.t_max, "lower")
         if self.target is not None and self.target not in LOWERINGS:  # named where the pipeline is written
-            raise OptionError(f"lower: unknown target {self.target!r}; available targets: "
-                              f"{', '.join(sorted(LOWERINGS))}")
+            raise OptionError(f"lower: {_unknown_target(self.target)}")
 
     def run(self, module):
         fn = lowering(self.target)

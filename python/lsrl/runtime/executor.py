@@ -154,7 +154,8 @@ def _sources(module: Module) -> tuple:
 
 
 def plan_for(module, dtype=np.float64) -> ExecutionPlan:
-    """The (cached) execution plan of ``module`` (a Module, an ``lsrl.Model``'s module or a program) for ``dtype``."""
+    """The (cached) execution plan of ``module`` (a Module, a program, or an ``lsrl.Model``: its module's plan,
+    which checks nothing) for ``dtype``."""
     module = _as_module(module)
     dt = dtype_of(dtype, "executor", TypeError)
     entries = _PLANS.get(module)
