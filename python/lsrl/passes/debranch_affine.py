@@ -44,6 +44,7 @@ _INF = math.inf
 _REL_SLACK = 1e-12  # relative safety margin of float interval bounds (sound decisions near zero)
 _MAX_GROUP = 64  # largest group of same-direction ReLUs bounded exactly
 _EXACT_DEPTH = 100  # nested units an exact bound follows (beyond: the float bounds)
+_BUILDS = 3  # normal forms built at most: a unit kept for one reason may give another (a kept ReLU shares a row)
 
 
 class Unit:
@@ -240,9 +241,12 @@ class NormalForm:
     """
 
     def __init__(self, module, *, exact: bool = False, fold_memoryless_states: bool = False,
-                 shift_carriers: bool = True, paired_linear_relus: frozenset = frozenset()):
+                 shift_carriers: bool = True, paired_linear_relus: frozenset = frozenset(),
+                 scales_apart: frozenset = frozenset()):
         self.module = module
         self.paired_linear_relus = paired_linear_relus
+        self.scales_apart = scales_apart  # keys of ReLU rows made one unit per scale (relus_at_two_scales)
+        self._scale_merges: dict = {}  # key of a ReLU row -> its atom, where ReLUs of two scales share it
         self._linear_relus: list = []  # (id(op), coordinate, row) of each relu(row) with row ≥ 0 proven
         self.one_atom = None  # the atom of the constant-1 state (_one), made where a λ-sized constant needs it
         self.shift_carriers = shift_carriers
@@ -273,8 +277,7 @@ class NormalForm:
         ``10¹³`` (the reader loses ``x``)."""
         if not self._linear_relus:
             return frozenset()
-        read_large = {a for row, scale in self._rows_and_scales() for a, c in row.items()
-                      if a != CONST and abs(c * scale) >= LARGE_BIAS}
+        read_large = self._atoms_read_large()
         directions = {self.rgroup[a][0] for unit in self.units if unit.kind == "R" for a in unit.atoms
                       if a in read_large}
         paired = set()
@@ -282,6 +285,21 @@ class NormalForm:
             if self._direction_key(row) in directions:
                 paired.add((op_id, i))
         return frozenset(paired)
+
+    def relus_at_two_scales(self) -> frozenset:
+        """Keys of the ReLU rows that ops at two scales share (``relu(1000(1 − x))`` of a step and ``relu(1 − x)``
+        read as a value) and a λ-sized weight reads.  Built again with one unit per scale for these (see
+        :func:`build_normal_form`): shared, the reader's weight on the unit is ``λμ + 1``, which rounds where
+        rescale-units puts the unit on the step's scale (``10¹⁰ + 0.001`` is no float64), and the value is lost."""
+        if not self._scale_merges:
+            return frozenset()
+        read_large = self._atoms_read_large()
+        return frozenset(key for key, a in self._scale_merges.items() if a in read_large)
+
+    def _atoms_read_large(self) -> set:
+        """The atoms some row reads with a λ-sized weight (≥ 2^24, its reader's scale included)."""
+        return {a for row, scale in self._rows_and_scales() for a, c in row.items()
+                if a != CONST and abs(c * scale) >= LARGE_BIAS}
 
     def _direction_key(self, row: dict) -> tuple:
         """The direction ``rgroup`` would record for a unit of ``row`` (:meth:`_unit_row`'s atoms: those of the
@@ -541,11 +559,23 @@ class NormalForm:
 
         When ``Σ c_i = 0`` the sum is a bounded piecewise-linear function of ``p``: its extremes are at the
         breakpoints ``p = −k_j`` or in the limits (``0`` and ``Σ c_i k_i``), independent of the range of
-        ``p``.  Otherwise the members are bounded one by one.
+        ``p``.  Otherwise the sum is that of a zero-sum group and ``(Σ c_i)·relu(p + k_m)``, ``m`` the member of the
+        least range: ``λμ·(relu(y) − relu(y − 1/μ)) + 2⁻⁴³·relu(y − 1/4)`` is bounded by ``λ`` plus a little, where
+        member by member it was ``λμ·max y`` (a carrier shifted by that held ``3·10¹³`` beside its value).
         """
         csum = 0.0
         for c, _, _ in members:
             csum += c
+        if csum != 0 and len(members) <= _MAX_GROUP:
+            m = min(range(len(members)), key=lambda i: self.hi[members[i][2]] - self.lo[members[i][2]])
+            c, k, a = members[m]
+            balanced = -math.fsum(members[i][0] for i in range(len(members)) if i != m)
+            rest = c - balanced
+            zero_sum = members[:m] + [(balanced, k, a)] + members[m + 1:]
+            if rest != 0 and sum(c for c, _, _ in zero_sum) == 0:
+                lo, hi, slack_lo, slack_hi = self._group_bounds(zero_sum)
+                l, h = (rest * self.lo[a], rest * self.hi[a]) if rest > 0 else (rest * self.hi[a], rest * self.lo[a])
+                return lo + l, hi + h, slack_lo + abs(l), slack_hi + abs(h)
         if csum == 0 and len(members) <= _MAX_GROUP:
             key = tuple((c, k) for c, k, _ in members)
             hit = self._group_cache.get(key)
@@ -655,8 +685,10 @@ class NormalForm:
                 out.append({})
                 continue
             s, nrow, key = self._unit_row(self._held(row), signed=False)
-            key = ("R", key)
+            key = ("R", key, s) if key in self.scales_apart else ("R", key)
             unit = self._cse.get(key)
+            if unit is not None and not self.exact and s != self.origin[unit.atoms[0]][2]:
+                self._scale_merges[key[1]] = unit.atoms[0]
             if unit is None:
                 unit = Unit(len(self.units), "R", [], [nrow])
                 self.units.append(unit)
@@ -879,11 +911,15 @@ class NormalForm:
 
 def build_normal_form(module, *, exact: bool = False, fold_memoryless_states: bool = False,
                       shift_carriers: bool = True) -> NormalForm:
-    """The pruned normal form of ``module``; built twice where a ReLU proven linear has a partner
-    (:meth:`NormalForm.linear_relus_with_a_partner`), the second time keeping those ReLUs as units."""
+    """The pruned normal form of ``module``; built again while a build finds a ReLU proven linear with a partner
+    (:meth:`NormalForm.linear_relus_with_a_partner`: kept a unit) or a ReLU row that ops at two scales share and
+    λ reads (:meth:`NormalForm.relus_at_two_scales`: one unit per scale), at most ``_BUILDS`` times."""
     options = dict(exact=exact, fold_memoryless_states=fold_memoryless_states, shift_carriers=shift_carriers)
-    nf = NormalForm(module, **options).build()
-    paired = nf.linear_relus_with_a_partner()
-    if paired:
-        nf = NormalForm(module, paired_linear_relus=paired, **options).build()
+    paired = apart = frozenset()
+    for _ in range(_BUILDS):
+        nf = NormalForm(module, paired_linear_relus=paired, scales_apart=apart, **options).build()
+        more_paired, more_apart = paired | nf.linear_relus_with_a_partner(), apart | nf.relus_at_two_scales()
+        if more_paired == paired and more_apart == apart:
+            break
+        paired, apart = more_paired, more_apart
     return nf.prune()

@@ -61,7 +61,9 @@ __all__ = ["MaterializeSteps", "materialize_steps"]
 
 def _groups(producer: Op) -> list[list[int]]:
     """Rows of ``producer`` that are bit-identical apart from the bias, each group ordered by bias, largest
-    first (so the units it feeds are ordered largest first)."""
+    first (so the units it feeds are ordered largest first).  A group may hold units that are one value (same
+    bias too: a step's ReLU and the same ReLU its program reads elsewhere at another scale, which debranch keeps
+    apart); a reader takes at most one of them into a difference (:func:`_rewrite_rows`)."""
     data, indices, indptr = producer.attrs["A"].csr_parts()
     bias = producer.attrs["b"].to_float().values.tolist()
     by_row: dict[tuple, list[int]] = {}
@@ -76,9 +78,8 @@ def _groups(producer: Op) -> list[list[int]]:
     for members in by_row.values():
         if len(members) < 2:
             continue
-        members = sorted(members, key=lambda j: -bias[j])
-        if len({bias[j] for j in members}) == len(members):
-            groups.append(members)
+        if len({bias[j] for j in members}) > 1:
+            groups.append(sorted(members, key=lambda j: -bias[j]))
     return groups
 
 
@@ -150,7 +151,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     alike: dict[tuple, list[int]] = {}
     for r, key in enumerate(row_keys):
         alike.setdefault(key, []).append(r)
-    decided: dict[tuple, tuple[bool, bool]] = {}  # (row key, group) -> (cancels, complement), from all its rows
+    decided: dict[tuple, dict] = {}  # (row key, group) -> what _decide keeps of its rows
     for r in range(read.shape[0]):
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
@@ -165,6 +166,15 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             loudest = max((abs(v) for _, v in read_here), default=0.0)
             # members read far more softly than the rest (a carrier sharing the step's row) stay as they are
             members = [j for j, v in read_here if abs(v) > cancel * loudest]
+            # of units that are one value (one bias), the loudest joins the differences, the others stay as they are
+            distinct: list[int] = []
+            for j in members:
+                twin = next((n for n, k in enumerate(distinct) if gap_of(k, j)[0] == 0), None)
+                if twin is None:
+                    distinct.append(j)
+                elif abs(weights[j]) > abs(weights[distinct[twin]]):
+                    distinct[twin] = j
+            members = distinct
             if len(members) < 2:
                 continue
             w = [weights[j] for j in members]
@@ -180,9 +190,9 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             exact_gaps = all(exact for *_, exact in gaps)
             clamp_here = clamp and exact_gaps
             products = folds + [(p, gap) for p, _, _, gap in pairs]
-            if (row_keys[r], g) not in decided:
-                decided[row_keys[r], g] = _decide(bias, alike[row_keys[r]], folds, products, cancel, clamp_here)
-            cancels, complement = decided[row_keys[r], g]
+            softest = min((abs(v) for j, v in weights.items() if j not in members), default=1.0)
+            cancels, complement = _decide(bias, r, alike[row_keys[r]], folds, products, cancel, clamp_here,
+                                          min(1.0, softest), decided.setdefault((row_keys[r], g), {}))
             if exact_readout and not cancels and all(_power_of_two(v) for v in w):
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
             for j in members:
@@ -238,21 +248,37 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     return row_terms, new_bias, differences, most_rest
 
 
-def _decide(bias: np.ndarray, rows: list[int], folds: list, products: list, cancel: float,
-            clamp: bool) -> tuple[bool, bool]:
-    """Whether a group's constants ``Σ P_k·gap`` (``products`` beyond ``folds``) cancel the bias of one of ``rows``
-    (rows that read alike, each with ``folds`` in its bias already), and whether the rows read the group's
-    complement: where a bias cancels — so that no constant of size λ meets a small value — or, with ``clamp``,
-    where the constants are small and every bias holds them exactly.  ``D = gap − ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step
-    whatever rounding its input has (``u_hi − u_lo`` rounds at ``|u_hi|``); folded into a bias that cannot hold
-    it, ``2⁻⁶⁰ + 3`` would be 3: another map."""
+def _decide(bias: np.ndarray, r: int, rows: list[int], folds: list, products: list, cancel: float,
+            clamp: bool, unit: float, shared: dict) -> tuple[bool, bool]:
+    """Whether a group's constants ``Σ P_k·gap`` (``products`` beyond ``folds``) cancel the bias of row ``r``, and
+    whether it reads the group's complement: where its bias cancels — so that no constant of size λ meets a small
+    value — or, with ``clamp``, where the constants are small and every bias holds them exactly.  ``D = gap −
+    ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step whatever rounding its input has (``u_hi − u_lo``
+    rounds at ``|u_hi|``); folded into a bias that cannot hold it, ``2⁻⁶⁰ + 3`` would be 3: another map.
+    Small is below 2^24 times ``unit``, the row's softest other weight where that is below 1: the carrier
+    ``c − 10⁻¹⁰·x`` of ``x − λ·c`` read as ``1 − C − 10⁻¹⁰·x`` rounds ``x`` away beside the 1 where ``c = 0``.
+
+    ``rows`` read the group alike (``r`` among them); a small group is decided for all of them at once (a step's
+    two units in the next stage, biases apart: one complemented alone, range analysis loses the pair — a bound
+    of 4·10⁷ on a step of 1000), a λ-sized one by each row's own bias: ``x + λ·c`` beside ``x − λ + λ·c`` would
+    read ``λ − 3 + x₊ − λ·C`` (its carried ``x₊ = x + 3``), and float32 holds no 3 beside λ.  ``shared`` caches
+    what the rows have in common (one dict per set of rows and group)."""
     group = products[len(folds):]
     shift = math.fsum(p * gap for p, gap in group)
-    now = [fold_products(bias[s], folds)[0] for s in rows]
-    cancels = any(abs(b) > 0 and abs(b + shift) <= cancel * abs(b) for b in now)
-    small = max(abs(p * gap) for p, gap in group) < LARGE_BIAS
-    return cancels, cancels or (clamp and small and all(
-        math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products) for s in rows)))
+
+    def cancels(s: int) -> bool:
+        b = fold_products(bias[s], folds)[0]
+        return abs(b) > 0 and abs(b + shift) <= cancel * abs(b)
+
+    common = shared.get("rows")
+    if common is None:
+        small = max(abs(p * gap) for p, gap in group) < LARGE_BIAS * unit
+        held = all(math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products)
+                                                                          for s in rows))
+        common = shared["rows"] = (small, small and any(map(cancels, rows)), held)
+    small, any_cancels, held = common
+    cancelled = any_cancels or cancels(r)
+    return cancelled, cancelled or (clamp and small and held)
 
 
 def _partial_sums(values: list[float]) -> list[float] | None:

@@ -191,11 +191,13 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     for members in (cluster for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)):
         if len(members) < 2:
             continue
-        offsets = [biases[j] / norm for j, norm in members]
+        offsets = [Fraction(biases[j]) / Fraction(norm) for j, norm in members]
         gaps = [abs(x - y) for x in offsets for y in offsets if x != y]
         if not gaps:
             continue
-        common = snap_number(1.0 / min(gaps), 1e-9)  # the gap is 1/μ computed in float64
+        # the gap is 1/μ computed in float64; taken from the biases exactly (on rows of norm 10¹⁶, biases one
+        # apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶, and the scale took that error)
+        common = snap_number(float(1 / min(gaps)), 1e-9)
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
@@ -326,57 +328,75 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
     layout = module.metadata["layout"] = list(layout)  # edited below; a cloned module shares the original's list
     natural = _natural_scales(layout, ops, snap_tolerance)
     seen: dict = {}  # number -> its short fraction
-    for i, op in enumerate(ops):
-        if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
-            continue  # the output keeps its scale
-        reader = ops[i + 1]
-        producer = op.operands[0]
-        if reader.kind not in ("linear", "linstate") or (op.kind != "linstate" and producer.kind != "linear"):
-            continue  # no weights to absorb the scale on one side
-        slots = layout[i] if isinstance(layout[i], list) else []
-        scales = natural[i]
-        data, pending = None, scales
-        if op.kind == "relu":
-            carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
-                               + [False] * (op.dim - len(slots)), dtype=bool)
-            scales, data, pending, grouped = _group_scales(producer, scales, carried)
-            multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
-            if np.any(multipliers != 1.0):
-                multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
-            scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
-        elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
-            rows = np.concatenate([scales, np.ones(op.dim)])
-            multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
-            if np.any(multipliers != 1.0):
-                refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
-                multipliers[np.concatenate([refused, refused])] = 1.0
-            rows = rows * multipliers
-            scales, pending = rows[:op.dim] * rows[op.dim:], rows
-        else:
-            multipliers = _state_multipliers(op, scales, seen)
-            if np.any(multipliers != 1.0):
-                multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
-            scales = scales * multipliers
-        if np.all(scales == 1.0) and data is None:
-            continue
-        updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
-        if op.kind in ("relu", "multi"):
-            updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
-            updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
-        else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
-            updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
-            updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
-            for key in ("bias", "init"):
-                updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
-        weights = "A" if reader.kind == "linear" else "B"
-        updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
-        snapped = _snap(np.concatenate([values for _, _, values, _ in updates]), snap_tolerance)
-        offset = 0
-        for owner, name, values, build in updates:
-            owner.attrs[name] = build(snapped[offset:offset + len(values)])
-            offset += len(values)
-        layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, scales.tolist())] + slots[op.dim:]
+    refused = [i for i in range(len(ops)) if _rescale_stage(ops, layout, i, natural[i], seen, snap_tolerance)]
+    # a multiplier refused because the reader's weights were not yet on their own scale (the next stage's rows
+    # are rescaled after this one): asked again with the weights final — ``ReLU(x − 0.001)`` read by a step of
+    # μ = 1000 as ``1·u`` (1000·u once that step has its scale) stays on integers as ``ReLU(1000x − 1)``
+    if refused:
+        natural = _natural_scales(layout, ops, snap_tolerance)
+        for i in refused:
+            _rescale_stage(ops, layout, i, natural[i], seen, snap_tolerance)
     return module
+
+
+def _rescale_stage(ops: list, layout: list, i: int, natural: np.ndarray, seen: dict,
+                   snap_tolerance: float) -> bool:
+    """Rescale the units of ``ops[i]`` (held at ``natural`` scales) and their readers; returns whether an
+    integer multiplier was refused for harming the reader (:func:`_harms_readers`)."""
+    op = ops[i]
+    if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
+        return False  # the output keeps its scale
+    reader = ops[i + 1]
+    producer = op.operands[0]
+    if reader.kind not in ("linear", "linstate") or (op.kind != "linstate" and producer.kind != "linear"):
+        return False  # no weights to absorb the scale on one side
+    slots = layout[i] if isinstance(layout[i], list) else []
+    scales = natural
+    data, pending = None, scales
+    harmed = np.zeros(0, dtype=bool)
+    if op.kind == "relu":
+        carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
+                           + [False] * (op.dim - len(slots)), dtype=bool)
+        scales, data, pending, grouped = _group_scales(producer, scales, carried)
+        multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
+        if np.any(multipliers != 1.0):
+            harmed = _harms_readers(reader, scales, scales * multipliers)
+            multipliers[harmed] = 1.0
+        scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
+    elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
+        rows = np.concatenate([scales, np.ones(op.dim)])
+        multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
+        if np.any(multipliers != 1.0):
+            harmed = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
+            multipliers[np.concatenate([harmed, harmed])] = 1.0
+        rows = rows * multipliers
+        scales, pending = rows[:op.dim] * rows[op.dim:], rows
+    else:
+        multipliers = _state_multipliers(op, scales, seen)
+        if np.any(multipliers != 1.0):
+            harmed = _harms_readers(reader, scales, scales * multipliers)
+            multipliers[harmed] = 1.0
+        scales = scales * multipliers
+    if np.all(scales == 1.0) and data is None:
+        return bool(harmed.any())
+    updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
+    if op.kind in ("relu", "multi"):
+        updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
+        updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
+    else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
+        updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
+        updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
+        for key in ("bias", "init"):
+            updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
+    weights = "A" if reader.kind == "linear" else "B"
+    updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
+    snapped = _snap(np.concatenate([values for _, _, values, _ in updates]), snap_tolerance)
+    offset = 0
+    for owner, name, values, build in updates:
+        owner.attrs[name] = build(snapped[offset:offset + len(values)])
+        offset += len(values)
+    layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, scales.tolist())] + slots[op.dim:]
+    return bool(harmed.any())
 
 
 def _scaled_slot(slot, scale: float):
