@@ -371,9 +371,8 @@ def _relu(x, a, b):
 
 
 def _cancelling_conditionals():
-    """Programs of ``random_conditional_program`` (seeds 112–1349 of the first 1,500) that the model answered
-    wrong in float32, or off in float64 under a bound of 0, where the program run op by op is exact; each needs
-    one of the mechanisms named (docs/numerics.md, "λ-conditionals beyond the paper's")."""
+    """Programs of ``random_conditional_program`` (seeds 112–1349 of the first 1,500, six of the next 6,500) that the model answered wrong in float32, or off in float64 under a bound of 0, where the program run op
+    by op is exact; each needs one of the mechanisms named (docs/numerics.md, "Past the benchmark's 100")."""
     from lsrl import Concat, Input, Multi, f_eq, f_ifelse, f_ifelse_step, f_larger, f_smaller
 
     def real(width=1):
@@ -425,6 +424,29 @@ def _cancelling_conditionals():
     r = _relu(x[0], 1.0, 1.0)
     cases["two-lambda-rows-one-apart"] = (x, [f_ifelse_step(f_smaller(x[0], 1.0), r, x[1]),
                                         f_ifelse_step(f_smaller(x[0], 1.0), x[0], r)])
+    # a step carried on through three stages to a product: ``x − 0.001·u + 8.999`` (its shift) rounded 8.999
+    x = integer(2)
+    p = Multi(Concat([x[0], x[1]]))
+    cases["step-carried-to-a-product"] = (x, [f_ifelse_step(f_larger(p, 1.5), x[0], x[0]),
+                                              Multi(Concat([f_larger(p, 0.0), x[1]]))])
+    # ``x − λ·c`` carried on the step's scale (``10⁻¹³·x − c``): its reader took ``x`` through another rounding than
+    # the comparison's other side, and the step of their difference (0 in the program) passed one ulp times 1000
+    x = real(2)
+    r = _relu(x[0], 1.0, 1.0)
+    cases["lambda-row-carried-at-its-value"] = (x, [Multi(Concat([f_larger(x[0], -1.0), r])),
+                                                    f_larger(r, f_ifelse(f_larger(x[0], -1.0), r,
+                                                                         Multi(Concat([x[0], x[1]]))))])
+    # a step times its own value, ``r·(500r − u)`` on integers: its scale (a product's, read with 0.5) was refused
+    # for making a fraction of the reader's weight, and the factor computed ``0.25r − 0.0005u`` (0.0005) instead
+    x = integer()
+    r = _relu(x, 2.0, -0.5)
+    cases["step-times-its-value"] = (x, [Multi(Concat([f_larger(r, 0.0), r]))])
+    # an equality of two carried values: each shifted by 3, the step's offset summed one by one with the shifts
+    # (``−0.001 + 3 − 3``) was 1.1·10⁻¹³ off, and λ read the step's 1.1·10⁻¹⁰ as 1.1
+    x = real(2)
+    p = Multi(Concat([x[0], x[1]]))
+    cases["equality-of-shifted-carriers"] = (x, [f_ifelse(f_eq(x[1], x[0]), x[0], p),
+                                                 f_larger(x[1], f_ifelse(f_eq(x[1], p), x[1], x[1]))])
     return {name: (lsrl.ForEach(Concat(outputs) if len(outputs) > 1 else outputs[0]), _grid(x.dim, bool(x.op.attrs.get("integer"))))
             for name, (x, outputs) in cases.items()}
 

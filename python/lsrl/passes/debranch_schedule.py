@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import PassError
 from ..ir.core import Module, Op
+from ..ir.error_free import fold_products
 from ..ir.matrix import Matrix, Vector
 from .debranch_affine import CONST, NormalForm, normalise, row_key
 from .materialize_steps import LARGE_BIAS
@@ -520,12 +521,27 @@ def _decoded(plan: StagePlan, i: int):
     expr, const = plan.exprs[i]
     out = {}
     vs, offs = plan.value_slots, plan.value_offsets
+    shifts = []
     for v, c in expr.items():
         for slot, sc in vs[v]:
             out[slot] = out.get(slot, 0) + c * sc
         if offs[v] != 0:
-            const = const + c * offs[v]
-    return {k: v for k, v in out.items() if v != 0}, const
+            shifts.append((c, offs[v]))
+    return {k: v for k, v in out.items() if v != 0}, _shifted(const, shifts) if shifts else const
+
+
+def _shifted(const, shifts: list):
+    """``const + Σ c·offset`` over the carriers' shifts, rounded once in float mode: added one by one,
+    ``−0.001 + 3 − 3`` (a step's offset beside two carriers shifted by 3) left ``−0.00099999999999989``, and the
+    step's clamp, read by λ, answered 1.1 where the program answers 0."""
+    if isinstance(shifts[0][1], Fraction):  # exact mode: rationals throughout
+        return const + sum(c * o for c, o in shifts)
+    if type(const) is float and all(type(c) is float for c, _ in shifts):
+        try:
+            return fold_products(const, shifts)[0]
+        except ArithmeticError:  # a part below float64's subnormals: the rationals below
+            pass
+    return float(Fraction(const) + sum(Fraction(c) * Fraction(o) for c, o in shifts))
 
 
 def _split_rows(before: StagePlan, i: int, row: dict):

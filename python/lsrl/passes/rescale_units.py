@@ -35,6 +35,7 @@ modules are left unchanged (exact arithmetic does not round).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 from fractions import Fraction
 from typing import ClassVar
@@ -55,6 +56,7 @@ _DIGITS = np.arange(_MAX_DIGITS)[:, None]
 _POWERS = (10.0 ** np.arange(23.0)).tolist()  # 10^|k| as the vectorised form computes it
 # the largest factor, and the largest weight it may make, that puts a unit's row on integers (float32 holds them)
 _LARGEST_INTEGER = 2.0 ** 24
+_CHAIN_LIMIT = 8  # stages a carried unit's multiplier is followed through (:func:`_carried_to_integers`)
 _FEW = 16  # up to this many entries needing the search, a loop over them costs less than the vectorised form
 # rows of one normal-form row computed by debranch in float64 agree to a few ulps (1.7e-16 relative in the
 # paper's programs): rows further apart are different rows
@@ -148,8 +150,11 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
         row = [1.0] * op.dim
         for j, slot in enumerate(slots[:op.dim]):
             terms = slot.get("terms") if isinstance(slot, dict) else None
-            if terms and float(terms[0][2]) != 0:
-                row[j] = abs(float(terms[0][2]))
+            sizes = [abs(float(term[2])) for term in terms or () if float(term[2]) != 0]
+            if sizes:
+                # a λ-row carried (``x − λ·c``) holds its value, ``x``: at the step's scale (``10⁻¹³·x − c``) its
+                # reader takes ``x`` through another rounding than the program's other readers of ``x``
+                row[j] = min(sizes) if max(sizes) >= _LARGEST_INTEGER * min(sizes) else sizes[0]
         coeffs.extend(row)
     scales = _snap(1.0 / np.array(coeffs, dtype=np.float64), tolerance)
     out, start = [], 0
@@ -289,17 +294,48 @@ def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, 
 def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Per slot: whether holding it at scale ``after`` instead of ``before`` turns an integer weight of the
     ``reader`` into a fraction — a unit put on integers whose reader then reads it with ``0.001`` only moves the
-    rounding one layer on (and every layer after it would hold values ever larger) — or makes a weight larger
-    than :data:`_LARGEST_INTEGER` (a GRU's ReLU pairs, say, cannot carry it in float32)."""
+    rounding one layer on (and every layer after it would hold values ever larger), unless by a power of two,
+    which moves nothing (a product ``r·(500r − u)`` of a step put on integers, read with ``0.5``) — or makes a
+    weight larger than :data:`_LARGEST_INTEGER` (a GRU's ReLU pairs, say, cannot carry it in float32)."""
     matrix = reader.attrs["A" if reader.kind == "linear" else "B"]
     stored, columns, _ = matrix.csr_parts()
     weights = np.asarray(stored, dtype=np.float64)
     was, now = weights / before[columns], weights / after[columns]
-    integral = lambda v: np.abs(v - np.round(v)) <= 1e-12 * np.maximum(1.0, np.abs(v))  # noqa: E731
+    binary = np.frexp(after / before)[0] == 0.5
     out = np.zeros(before.size, dtype=bool)
-    out[columns[integral(was) & ~integral(now)]] = True
+    out[columns[_integral(was) & ~_integral(now) & ~binary[columns]]] = True
     out[columns[(np.abs(now) > _LARGEST_INTEGER) & (np.abs(now) > np.abs(was))]] = True
     return out
+
+
+def _integral(values: np.ndarray) -> np.ndarray:
+    return np.abs(values - np.round(values)) <= 1e-12 * np.maximum(1.0, np.abs(values))
+
+
+def _carried_to_integers(ops: list, i: int, j: int, m: float) -> list | None:
+    """Where unit ``j`` of the ReLU stage ``ops[i]`` multiplied by ``m`` harms its reader only as a chain of ReLU
+    units that carry it on, each alone in its row, until a reader whose weights on the last of them stay integers
+    divided by ``m``: that chain, ``[(stage, unit), ...]``, each to be multiplied by ``m`` too; else None.  A
+    carrier ``x − 0.001·u + 8.999`` of a step (``u = ReLU(1000x − 1)``) passed on unchanged through three stages
+    to a reader that multiplies it by 1000 is held as ``1000x − u + 8999`` all the way: in float32 ``8.999`` beside
+    the step's 0.001 cost the step 10⁻³."""
+    chain = []
+    for _ in range(_CHAIN_LIMIT):
+        reader = ops[i + 1] if i + 1 < len(ops) else None
+        if reader is None or reader.kind != "linear":
+            return None
+        data, columns, indptr = reader.attrs["A"].csr_parts()
+        entries = np.flatnonzero(columns == j)
+        values = np.asarray(data, dtype=np.float64)[entries]
+        harms = _integral(values) & ~_integral(values / m) | (np.abs(values / m) > _LARGEST_INTEGER)
+        if not harms.any():
+            return chain
+        row = int(np.searchsorted(indptr, entries[0], side="right")) - 1
+        if entries.size != 1 or indptr[row + 1] - indptr[row] != 1 or i + 2 >= len(ops) or ops[i + 2].kind != "relu":
+            return None  # read by more than a unit that carries it alone
+        i, j = i + 2, row
+        chain.append((i, j))
+    return None
 
 
 def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
@@ -328,21 +364,31 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
     layout = module.metadata["layout"] = list(layout)  # edited below; a cloned module shares the original's list
     natural = _natural_scales(layout, ops, snap_tolerance)
     seen: dict = {}  # number -> its short fraction
-    refused = [i for i in range(len(ops)) if _rescale_stage(ops, layout, i, natural[i], seen, snap_tolerance)]
+    chained: set = set()  # later stages whose scales a carried multiplier changed (_carried_to_integers)
+    refused = [i for i in range(len(ops)) if _rescale_stage(ops, layout, i, natural, seen, snap_tolerance, chained)]
     # a multiplier refused because the reader's weights were not yet on their own scale (the next stage's rows
     # are rescaled after this one): asked again with the weights final — ``ReLU(x − 0.001)`` read by a step of
-    # μ = 1000 as ``1·u`` (1000·u once that step has its scale) stays on integers as ``ReLU(1000x − 1)``
+    # μ = 1000 as ``1·u`` (1000·u once that step has its scale) stays on integers as ``ReLU(1000x − 1)`` — and
+    # the stages that carry a unit granted so, once more, front to back
     if refused:
         natural = _natural_scales(layout, ops, snap_tolerance)
-        for i in refused:
-            _rescale_stage(ops, layout, i, natural[i], seen, snap_tolerance)
+        queue, queued = list(refused), set(refused)
+        while queue:
+            i = heapq.heappop(queue)
+            chained.clear()
+            _rescale_stage(ops, layout, i, natural, seen, snap_tolerance, chained)
+            for k in chained - queued:
+                heapq.heappush(queue, k)
+                queued.add(k)
     return module
 
 
-def _rescale_stage(ops: list, layout: list, i: int, natural: np.ndarray, seen: dict,
-                   snap_tolerance: float) -> bool:
-    """Rescale the units of ``ops[i]`` (held at ``natural`` scales) and their readers; returns whether an
-    integer multiplier was refused for harming the reader (:func:`_harms_readers`)."""
+def _rescale_stage(ops: list, layout: list, i: int, natural: list, seen: dict, snap_tolerance: float,
+                   chained: set) -> bool:
+    """Rescale the units of ``ops[i]`` (held at ``natural[i]`` scales) and their readers; returns whether an integer
+    multiplier was refused for harming the reader (:func:`_harms_readers`).  Where the harm is a chain of units
+    that carry the unit on (:func:`_carried_to_integers`), their ``natural`` scales take the multiplier too, and
+    their stages join ``chained``."""
     op = ops[i]
     if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
         return False  # the output keeps its scale
@@ -351,7 +397,7 @@ def _rescale_stage(ops: list, layout: list, i: int, natural: np.ndarray, seen: d
     if reader.kind not in ("linear", "linstate") or (op.kind != "linstate" and producer.kind != "linear"):
         return False  # no weights to absorb the scale on one side
     slots = layout[i] if isinstance(layout[i], list) else []
-    scales = natural
+    scales = natural[i]
     data, pending = None, scales
     harmed = np.zeros(0, dtype=bool)
     if op.kind == "relu":
@@ -361,6 +407,13 @@ def _rescale_stage(ops: list, layout: list, i: int, natural: np.ndarray, seen: d
         multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
         if np.any(multipliers != 1.0):
             harmed = _harms_readers(reader, scales, scales * multipliers)
+            for j in np.flatnonzero(harmed).tolist():
+                chain = _carried_to_integers(ops, i, j, float(multipliers[j]))
+                if chain is not None:  # the units carrying it on take the multiplier too
+                    harmed[j] = False
+                    for k, r in chain:
+                        natural[k][r] *= multipliers[j]
+                        chained.add(k)
             multipliers[harmed] = 1.0
         scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
     elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
