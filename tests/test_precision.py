@@ -371,8 +371,9 @@ def _relu(x, a, b):
 
 
 def _cancelling_conditionals():
-    """Programs of ``random_conditional_program`` (seeds 112–1349 of the first 1,500, six of the next 6,500) that the model answered wrong in float32, or off in float64 under a bound of 0, where the program run op
-    by op is exact; each needs one of the mechanisms named (docs/numerics.md, "Past the benchmark's 100")."""
+    """Programs of ``random_conditional_program`` (seeds 112–1349 of the first 1,500, six of the next 6,500) that
+    the model answered wrong in float32, or off in float64 under a bound of 0, where the program run op by op is
+    exact; each needs one of the mechanisms named (docs/numerics.md, "Past the benchmark's 100")."""
     from lsrl import Concat, Input, Multi, f_eq, f_ifelse, f_ifelse_step, f_larger, f_smaller
 
     def real(width=1):
@@ -381,74 +382,73 @@ def _cancelling_conditionals():
     def integer(width=1):
         return Input(width, lower=0, upper=3, integer=True)
 
+    def product(a, b):
+        return Multi(Concat([a, b]))
+
     cases = {}
-    # a ReLU both a step's unit and a value (``ReLU(1 − x)``): the reader's weight λμ + 1 lost the value when
-    # rescaled (10¹⁰ + 0.001 is no float64), and carried it needed an exact scale, its constant and no shift
+    # a ReLU both a step's unit and a value (``ReLU(1 − x)``): the reader's weight λμ + 1 lost the value where
+    # rescale-units put the unit on the step's scale (10¹⁰ + 0.001 is no float64)
     x = real()
     r = _relu(x, -1.0, 1.0)
-    cases["step-relu-is-a-value"] = (x, [f_ifelse_step(f_smaller(x, 1.0), x, r),
-                                                  f_ifelse(f_smaller(x, 1.0), r, x)])
+    cases["step-relu-is-a-value"] = (x, [f_ifelse_step(f_smaller(x, 1.0), x, r), f_ifelse(f_smaller(x, 1.0), r, x)])
     x = integer()
     r = _relu(x, -1.0, 1.0)
-    cases["step-relu-compared"] = (x, [f_larger(r, f_ifelse(f_smaller(x, 1.0), r, Multi(Concat([x, x]))))])
+    cases["step-relu-compared"] = (x, [f_larger(r, f_ifelse(f_smaller(x, 1.0), r, product(x, x)))])
     x = real()
-    cases["step-relu-at-another-scale"] = (x, [f_ifelse(f_larger(x, 0.0), _relu(x, 2.0, 0.0), x), f_ifelse(f_larger(x, 0.0), x, x)])
-    # ``ReLU(x − 0.001)`` of a step read by another step: held as ``ReLU(1000x − 1)`` once that step has its scale
+    cases["step-relu-at-another-scale"] = (x, [f_ifelse(f_larger(x, 0.0), _relu(x, 2.0, 0.0), x),
+                                               f_ifelse(f_larger(x, 0.0), x, x)])
+    # narrow steps whose first ReLU is linear (x ≥ 0), read by μ rather than λ: fused, ``ReLU(x − 0.001)`` was held
+    # rounded and read times 10⁶ by a step of that step; carried on through three stages to a product, its shift
+    # 8.999 rounded; times its own value, the factor computed the step as ``0.25r − 0.0005u`` (0.0005) by
+    # cancellation.  Kept a pair, the step is exact on one integer row
     x = integer(2)
     r = _relu(x[0], -1.0, 0.0)
-    cases["step-of-a-step"] = (x, [f_ifelse_step(f_larger(x[1], 0.0), x[0], x[0]),
-                                                 f_ifelse(f_eq(x[0], r), x[1], r)])
+    cases["step-of-a-step"] = (x, [f_ifelse_step(f_larger(x[1], 0.0), x[0], x[0]), f_ifelse(f_eq(x[0], r), x[1], r)])
     x = integer(2)
     r = _relu(x[0], -1.0, 0.0)
     cases["step-of-a-step-two-inputs"] = (x, [f_ifelse(f_eq(x[1], r), x[0], r), f_ifelse_step(f_eq(x[1], r), r, r)])
+    x = integer(2)
+    p = product(x[0], x[1])
+    cases["step-carried-to-a-product"] = (x, [f_ifelse_step(f_larger(p, 1.5), x[0], x[0]),
+                                              product(f_larger(p, 0.0), x[1])])
+    x = integer()
+    r = _relu(x, 2.0, -0.5)
+    cases["step-times-its-value"] = (x, [product(f_larger(r, 0.0), r)])
     # ``x + λ·c`` read alike beside ``x − λ + λ·c``: complemented with it, it read ``λ − 3 + x₊ − λ·C``
     x = real(2)
-    cases["lambda-row-beside-a-cancelled-one"] = (x, [f_ifelse(f_larger(x[0], 1.0), x[1], Multi(Concat([x[0], x[1]]))),
-                                                        f_ifelse(f_larger(x[0], 1.0), x[0], x[0])])
+    cases["lambda-row-beside-a-cancelled-one"] = (x, [f_ifelse(f_larger(x[0], 1.0), x[1], product(x[0], x[1])),
+                                                      f_ifelse(f_larger(x[0], 1.0), x[0], x[0])])
     x = real(2)
     c = f_smaller(_relu(x[0], -1.0, 1.12), 0.5)
-    cases["lambda-row-through-a-product"] = (x, [f_larger(x[0], f_ifelse(c, x[0], Multi(Concat([x[0], x[1]])))),
-                                        f_ifelse(c, Multi(Concat([x[0], x[1]])), x[0])])
+    cases["lambda-row-through-a-product"] = (x, [f_larger(x[0], f_ifelse(c, x[0], product(x[0], x[1]))),
+                                                 f_ifelse(c, product(x[0], x[1]), x[0])])
+    # ``x − λ·c`` carried on the step's scale (``10⁻¹³·x − c``): its reader took ``x`` through another rounding than
+    # the comparison's other side, and the step of their difference (0 in the program) passed one ulp times 1000
+    x = real(2)
+    r, c = _relu(x[0], 1.0, 1.0), f_larger(x[0], -1.0)
+    cases["lambda-row-carried-at-its-value"] = (x, [product(c, r), f_larger(r, f_ifelse(c, r, product(x[0], x[1])))])
     # a zero-sum step beside a value of its direction: bounded member by member, the output's carrier was shifted
     # by 3·10¹³
     x = real()
     cases["step-beside-a-value-of-its-direction"] = (x, [f_ifelse(f_larger(x, 0.0), x, _relu(x, 2.0, -0.5)),
-                                                           f_ifelse_step(f_larger(x, 0.0), x, Multi(Concat([x, x])))])
+                                                         f_ifelse_step(f_larger(x, 0.0), x, product(x, x))])
     # ``c − 10⁻¹⁰·x`` (``x − λ·c`` on the step's scale) read as ``1 − C − 10⁻¹⁰·x``: ``x`` rounded away beside 1
     x = real(2)
-    cases["value-far-softer-than-its-step"] = (
-        x, [f_ifelse(f_smaller(x[1], 0.0), x[1], _relu(x[0], -1.0, 0.0)),
-            f_ifelse(f_smaller(x[1], 0.0), Multi(Concat([x[0], x[1]])), x[0])])
+    cases["value-far-softer-than-its-step"] = (x, [f_ifelse(f_smaller(x[1], 0.0), x[1], _relu(x[0], -1.0, 0.0)),
+                                                   f_ifelse(f_smaller(x[1], 0.0), product(x[0], x[1]), x[0])])
     # two units of one row, biases one apart at a norm of 10¹⁶: their gap divided in floats is 8·10⁻⁸ off
     x = integer(2)
     r = _relu(x[0], 1.0, 1.0)
     cases["two-lambda-rows-one-apart"] = (x, [f_ifelse_step(f_smaller(x[0], 1.0), r, x[1]),
-                                        f_ifelse_step(f_smaller(x[0], 1.0), x[0], r)])
-    # a step carried on through three stages to a product: ``x − 0.001·u + 8.999`` (its shift) rounded 8.999
-    x = integer(2)
-    p = Multi(Concat([x[0], x[1]]))
-    cases["step-carried-to-a-product"] = (x, [f_ifelse_step(f_larger(p, 1.5), x[0], x[0]),
-                                              Multi(Concat([f_larger(p, 0.0), x[1]]))])
-    # ``x − λ·c`` carried on the step's scale (``10⁻¹³·x − c``): its reader took ``x`` through another rounding than
-    # the comparison's other side, and the step of their difference (0 in the program) passed one ulp times 1000
-    x = real(2)
-    r = _relu(x[0], 1.0, 1.0)
-    cases["lambda-row-carried-at-its-value"] = (x, [Multi(Concat([f_larger(x[0], -1.0), r])),
-                                                    f_larger(r, f_ifelse(f_larger(x[0], -1.0), r,
-                                                                         Multi(Concat([x[0], x[1]]))))])
-    # a step times its own value, ``r·(500r − u)`` on integers: its scale (a product's, read with 0.5) was refused
-    # for making a fraction of the reader's weight, and the factor computed ``0.25r − 0.0005u`` (0.0005) instead
-    x = integer()
-    r = _relu(x, 2.0, -0.5)
-    cases["step-times-its-value"] = (x, [Multi(Concat([f_larger(r, 0.0), r]))])
+                                              f_ifelse_step(f_smaller(x[0], 1.0), x[0], r)])
     # an equality of two carried values: each shifted by 3, the step's offset summed one by one with the shifts
     # (``−0.001 + 3 − 3``) was 1.1·10⁻¹³ off, and λ read the step's 1.1·10⁻¹⁰ as 1.1
     x = real(2)
-    p = Multi(Concat([x[0], x[1]]))
+    p = product(x[0], x[1])
     cases["equality-of-shifted-carriers"] = (x, [f_ifelse(f_eq(x[1], x[0]), x[0], p),
                                                  f_larger(x[1], f_ifelse(f_eq(x[1], p), x[1], x[1]))])
-    return {name: (lsrl.ForEach(Concat(outputs) if len(outputs) > 1 else outputs[0]), _grid(x.dim, bool(x.op.attrs.get("integer"))))
-            for name, (x, outputs) in cases.items()}
+    return {name: (lsrl.ForEach(Concat(outputs) if len(outputs) > 1 else outputs[0]),
+                   _grid(x.dim, bool(x.op.attrs.get("integer")))) for name, (x, outputs) in cases.items()}
 
 
 @needs_kernel

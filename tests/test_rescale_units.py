@@ -140,15 +140,19 @@ def test_token_map_answers_right_in_float32(target, activations, conditional):
     assert np.mean(np.round(out) != answers) > 0.5  # what the normal form's scales did (67–100 % wrong)
 
 
-def test_a_lone_step_unit_is_put_on_integers():
-    # x ≥ 0, so the step's ReLU(1000 x) is linear and only ReLU(x − 1/1000) is a unit: held as ReLU(1000 x − 1)
-    # its row and its reader's weight are integers, where the program's 0.999 is not a float
+@pytest.mark.parametrize("step", [True, False])
+def test_a_lone_unit_is_put_on_integers(step):
+    # x ≥ 0, so 1000·ReLU(x − 1/1000) − 1000x has one unit: held as ReLU(1000 x − 1) its row and its reader's
+    # weight are integers, where the program's 0.999 is not a float.  In f_larger(x, 0) the same unit has a linear
+    # partner, ReLU(1000 x), 0.001 apart: debranch keeps the two a step's pair, one integer row, biases 0 and −1
     x = Input(1, lower=0, upper=9, integer=True)
-    program = ForEach(f_larger(x, 0.0))
+    program = ForEach(f_larger(x, 0.0) if step else lsrl.Linear(lsrl.Concat([lsrl.ReLU(x - 0.001), x]),
+                                                                 [[1000.0, -1000.0]]))
     module = opt.run(program.ir, "debranch,rescale-units")
     relu = next(op for op in module.ops if op.kind == "relu")
-    A, b = _rows_and_biases(relu.operands[0])  # the unit, and the carrier of x
-    assert A.ravel().tolist() == [1000.0, 1.0] and b.tolist() == [-1.0, 0.0]
+    A, b = _rows_and_biases(relu.operands[0])  # the pair, or the unit and the carrier of x
+    assert (A.ravel().tolist(), b.tolist()) == (([1000.0, 1000.0], [0.0, -1.0]) if step else
+                                                ([1000.0, 1.0], [-1.0, 0.0]))
     reader = module.ops[module.ops.index(relu) + 1]
     assert np.all(reader.attrs["A"].to_dense() == np.round(reader.attrs["A"].to_dense()))
     xs = np.arange(10.0).reshape(1, 10, 1)

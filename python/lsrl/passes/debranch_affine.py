@@ -44,6 +44,7 @@ _INF = math.inf
 _REL_SLACK = 1e-12  # relative safety margin of float interval bounds (sound decisions near zero)
 _MAX_GROUP = 64  # largest group of same-direction ReLUs bounded exactly
 _EXACT_DEPTH = 100  # nested units an exact bound follows (beyond: the float bounds)
+_NARROW = 256  # a step's pair whose offsets are closer than 1/_NARROW of its range stays two units
 _BUILDS = 3  # normal forms built at most: a unit kept for one reason may give another (a kept ReLU shares a row)
 
 
@@ -270,19 +271,31 @@ class NormalForm:
 
     def linear_relus_with_a_partner(self) -> frozenset:
         """``(id(op), coordinate)`` of the ReLUs proven linear (``r ≥ 0``, so :meth:`build` made them their row
-        ``r``) that share their direction with a ReLU that is not linear: one step's pair, ``relu(μx)`` and
-        ``relu(μx − 1)`` of ``f_larger(x, 0)`` on ``x ≥ 0``.  Built again with these kept as units (see
-        :func:`build_normal_form`), the pair is a group that ``materialize-steps`` reads through its clamp; fused
-        as a row, ``μx`` meets λ = 10¹⁰ in the reader, ``λμ·x + x`` is ``10¹³ + 1``, and float32 rounds it to
-        ``10¹³`` (the reader loses ``x``)."""
+        ``r``) that share their direction with a ReLU that is not linear where the two are a step's pair —
+        ``relu(μx)`` and ``relu(μx − 1)`` of ``f_larger(x, 0)`` on ``x ≥ 0`` — read by λ, or one so narrow that
+        its difference cancels most of their bits (the offsets closer than ``1/_NARROW`` of the linear ReLU's
+        range).  Built again with these kept as units (see :func:`build_normal_form`), the pair is a group that
+        rescale-units puts on integer rows one apart and ``materialize-steps`` reads through its clamp.  Fused as
+        a row, ``μx`` meets λ = 10¹⁰ in the reader, ``λμ·x + x`` is ``10¹³ + 1``, and float32 rounds it to
+        ``10¹³`` (the reader loses ``x``); and a step times its value computed the step's 0/1 as
+        ``2r − 2·relu(r − 0.001)``, which cancels where the program's ``1000r − 1000·relu(r − 0.001)`` rounds
+        onto the integers (float32: 6·10⁻⁵ off)."""
         if not self._linear_relus:
             return frozenset()
         read_large = self._atoms_read_large()
-        directions = {self.rgroup[a][0] for unit in self.units if unit.kind == "R" for a in unit.atoms
-                      if a in read_large}
+        partners: dict = {}  # direction -> [(offset, read by λ)] of its ReLU units
+        for unit in self.units:
+            if unit.kind == "R":
+                for a in unit.atoms:
+                    direction, offset = self.rgroup[a]
+                    partners.setdefault(direction, []).append((offset, a in read_large))
         paired = set()
         for op_id, i, row in self._linear_relus:
-            if self._direction_key(row) in directions:
+            direction, scale = self._direction_and_scale(row)
+            offset, span = float(row.get(CONST, 0)) / scale, self.bounds(row)[1] / scale
+            narrow = math.isfinite(span)  # a range not proven bounds no gap
+            if any(large or narrow and abs(offset - other) * _NARROW <= span
+                   for other, large in partners.get(direction, ())):
                 paired.add((op_id, i))
         return frozenset(paired)
 
@@ -301,14 +314,16 @@ class NormalForm:
         return {a for row, scale in self._rows_and_scales() for a, c in row.items()
                 if a != CONST and abs(c * scale) >= LARGE_BIAS}
 
-    def _direction_key(self, row: dict) -> tuple:
-        """The direction ``rgroup`` would record for a unit of ``row`` (:meth:`_unit_row`'s atoms: those of the
-        direction's first row where a power of two scaled it), without recording one."""
-        direction = row_key({k: v for k, v in normalise(row, False, signed=False)[1].items() if k != CONST})
+    def _direction_and_scale(self, row: dict) -> tuple:
+        """The direction ``rgroup`` would record for a unit of ``row``, and the scale :meth:`_unit_row` would divide
+        it by (the atoms of the direction's first row where a power of two scaled it), without recording one."""
+        s, divided = normalise(row, False, signed=False)
+        direction = row_key({k: v for k, v in divided.items() if k != CONST})
         known = self._directions.get(direction)
         if known is not None and known[1] != known[0]:
-            return row_key(known[2])
-        return direction
+            first, first_scale, first_atoms = known
+            return row_key(first_atoms), s * first_scale / first
+        return direction, s
 
     def _rows_and_scales(self):
         """Every row read, with the scale its reader multiplies it by: a ReLU's normalisation, and for both rows of
@@ -572,7 +587,7 @@ class NormalForm:
             balanced = -math.fsum(members[i][0] for i in range(len(members)) if i != m)
             rest = c - balanced
             zero_sum = members[:m] + [(balanced, k, a)] + members[m + 1:]
-            if rest != 0 and sum(c for c, _, _ in zero_sum) == 0:
+            if rest != 0 and sum(w for w, _, _ in zero_sum) == 0:
                 lo, hi, slack_lo, slack_hi = self._group_bounds(zero_sum)
                 l, h = (rest * self.lo[a], rest * self.hi[a]) if rest > 0 else (rest * self.hi[a], rest * self.lo[a])
                 return lo + l, hi + h, slack_lo + abs(l), slack_hi + abs(h)

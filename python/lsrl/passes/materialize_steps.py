@@ -190,9 +190,8 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             exact_gaps = all(exact for *_, exact in gaps)
             clamp_here = clamp and exact_gaps
             products = folds + [(p, gap) for p, _, _, gap in pairs]
-            softest = min((abs(v) for j, v in weights.items() if j not in members), default=1.0)
             cancels, complement = _decide(bias, r, alike[row_keys[r]], folds, products, cancel, clamp_here,
-                                          min(1.0, softest), decided.setdefault((row_keys[r], g), {}))
+                                          decided.setdefault((row_keys[r], g), {}))
             if exact_readout and not cancels and all(_power_of_two(v) for v in w):
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
             for j in members:
@@ -249,14 +248,12 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
 
 
 def _decide(bias: np.ndarray, r: int, rows: list[int], folds: list, products: list, cancel: float,
-            clamp: bool, unit: float, shared: dict) -> tuple[bool, bool]:
+            clamp: bool, shared: dict) -> tuple[bool, bool]:
     """Whether a group's constants ``Σ P_k·gap`` (``products`` beyond ``folds``) cancel the bias of row ``r``, and
     whether it reads the group's complement: where its bias cancels — so that no constant of size λ meets a small
     value — or, with ``clamp``, where the constants are small and every bias holds them exactly.  ``D = gap −
     ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step whatever rounding its input has (``u_hi − u_lo``
     rounds at ``|u_hi|``); folded into a bias that cannot hold it, ``2⁻⁶⁰ + 3`` would be 3: another map.
-    Small is below 2^24 times ``unit``, the row's softest other weight where that is below 1: the carrier
-    ``c − 10⁻¹⁰·x`` of ``x − λ·c`` read as ``1 − C − 10⁻¹⁰·x`` rounds ``x`` away beside the 1 where ``c = 0``.
 
     ``rows`` read the group alike (``r`` among them); a small group is decided for all of them at once (a step's
     two units in the next stage, biases apart: one complemented alone, range analysis loses the pair — a bound
@@ -272,7 +269,7 @@ def _decide(bias: np.ndarray, r: int, rows: list[int], folds: list, products: li
 
     common = shared.get("rows")
     if common is None:
-        small = max(abs(p * gap) for p, gap in group) < LARGE_BIAS * unit
+        small = max(abs(p * gap) for p, gap in group) < LARGE_BIAS
         held = all(math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products)
                                                                           for s in rows))
         common = shared["rows"] = (small, small and any(map(cancels, rows)), held)

@@ -35,7 +35,6 @@ modules are left unchanged (exact arithmetic does not round).
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 from fractions import Fraction
 from typing import ClassVar
@@ -56,7 +55,6 @@ _DIGITS = np.arange(_MAX_DIGITS)[:, None]
 _POWERS = (10.0 ** np.arange(23.0)).tolist()  # 10^|k| as the vectorised form computes it
 # the largest factor, and the largest weight it may make, that puts a unit's row on integers (float32 holds them)
 _LARGEST_INTEGER = 2.0 ** 24
-_CHAIN_LIMIT = 8  # stages a carried unit's multiplier is followed through (:func:`_carried_to_integers`)
 _FEW = 16  # up to this many entries needing the search, a loop over them costs less than the vectorised form
 # rows of one normal-form row computed by debranch in float64 agree to a few ulps (1.7e-16 relative in the
 # paper's programs): rows further apart are different rows
@@ -196,13 +194,16 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     for members in (cluster for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)):
         if len(members) < 2:
             continue
-        offsets = [Fraction(biases[j]) / Fraction(norm) for j, norm in members]
-        gaps = [abs(x - y) for x in offsets for y in offsets if x != y]
+        offsets = [biases[j] / norm for j, norm in members]
+        gaps = [(abs(x - y), a, b) for a, x in enumerate(offsets) for b, y in enumerate(offsets) if x != y]
         if not gaps:
             continue
-        # the gap is 1/μ computed in float64; taken from the biases exactly (on rows of norm 10¹⁶, biases one
-        # apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶, and the scale took that error)
-        common = snap_number(float(1 / min(gaps)), 1e-9)
+        # the gap is 1/μ computed in float64; the smallest one is taken from the biases exactly (on rows of norm
+        # 10¹⁶, biases one apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶)
+        _, a, b = min(gaps)
+        gap = abs(Fraction(biases[members[a][0]]) / Fraction(members[a][1])
+                  - Fraction(biases[members[b][0]]) / Fraction(members[b][1]))
+        common = snap_number(float(1 / gap), 1e-9)
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
@@ -294,48 +295,17 @@ def _integer_multipliers(producer, pending: np.ndarray, data, skip: np.ndarray, 
 def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Per slot: whether holding it at scale ``after`` instead of ``before`` turns an integer weight of the
     ``reader`` into a fraction — a unit put on integers whose reader then reads it with ``0.001`` only moves the
-    rounding one layer on (and every layer after it would hold values ever larger), unless by a power of two,
-    which moves nothing (a product ``r·(500r − u)`` of a step put on integers, read with ``0.5``) — or makes a
-    weight larger than :data:`_LARGEST_INTEGER` (a GRU's ReLU pairs, say, cannot carry it in float32)."""
+    rounding one layer on (and every layer after it would hold values ever larger) — or makes a weight larger
+    than :data:`_LARGEST_INTEGER` (a GRU's ReLU pairs, say, cannot carry it in float32)."""
     matrix = reader.attrs["A" if reader.kind == "linear" else "B"]
     stored, columns, _ = matrix.csr_parts()
     weights = np.asarray(stored, dtype=np.float64)
     was, now = weights / before[columns], weights / after[columns]
-    binary = np.frexp(after / before)[0] == 0.5
+    integral = lambda v: np.abs(v - np.round(v)) <= 1e-12 * np.maximum(1.0, np.abs(v))  # noqa: E731
     out = np.zeros(before.size, dtype=bool)
-    out[columns[_integral(was) & ~_integral(now) & ~binary[columns]]] = True
+    out[columns[integral(was) & ~integral(now)]] = True
     out[columns[(np.abs(now) > _LARGEST_INTEGER) & (np.abs(now) > np.abs(was))]] = True
     return out
-
-
-def _integral(values: np.ndarray) -> np.ndarray:
-    return np.abs(values - np.round(values)) <= 1e-12 * np.maximum(1.0, np.abs(values))
-
-
-def _carried_to_integers(ops: list, i: int, j: int, m: float) -> list | None:
-    """Where unit ``j`` of the ReLU stage ``ops[i]`` multiplied by ``m`` harms its reader only as a chain of ReLU
-    units that carry it on, each alone in its row, until a reader whose weights on the last of them stay integers
-    divided by ``m``: that chain, ``[(stage, unit), ...]``, each to be multiplied by ``m`` too; else None.  A
-    carrier ``x − 0.001·u + 8.999`` of a step (``u = ReLU(1000x − 1)``) passed on unchanged through three stages
-    to a reader that multiplies it by 1000 is held as ``1000x − u + 8999`` all the way: in float32 ``8.999`` beside
-    the step's 0.001 cost the step 10⁻³."""
-    chain = []
-    for _ in range(_CHAIN_LIMIT):
-        reader = ops[i + 1] if i + 1 < len(ops) else None
-        if reader is None or reader.kind != "linear":
-            return None
-        data, columns, indptr = reader.attrs["A"].csr_parts()
-        entries = np.flatnonzero(columns == j)
-        values = np.asarray(data, dtype=np.float64)[entries]
-        harms = _integral(values) & ~_integral(values / m) | (np.abs(values / m) > _LARGEST_INTEGER)
-        if not harms.any():
-            return chain
-        row = int(np.searchsorted(indptr, entries[0], side="right")) - 1
-        if entries.size != 1 or indptr[row + 1] - indptr[row] != 1 or i + 2 >= len(ops) or ops[i + 2].kind != "relu":
-            return None  # read by more than a unit that carries it alone
-        i, j = i + 2, row
-        chain.append((i, j))
-    return None
 
 
 def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
@@ -364,92 +334,57 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
     layout = module.metadata["layout"] = list(layout)  # edited below; a cloned module shares the original's list
     natural = _natural_scales(layout, ops, snap_tolerance)
     seen: dict = {}  # number -> its short fraction
-    chained: set = set()  # later stages whose scales a carried multiplier changed (_carried_to_integers)
-    refused = [i for i in range(len(ops)) if _rescale_stage(ops, layout, i, natural, seen, snap_tolerance, chained)]
-    # a multiplier refused because the reader's weights were not yet on their own scale (the next stage's rows
-    # are rescaled after this one): asked again with the weights final — ``ReLU(x − 0.001)`` read by a step of
-    # μ = 1000 as ``1·u`` (1000·u once that step has its scale) stays on integers as ``ReLU(1000x − 1)`` — and
-    # the stages that carry a unit granted so, once more, front to back
-    if refused:
-        natural = _natural_scales(layout, ops, snap_tolerance)
-        queue, queued = list(refused), set(refused)
-        while queue:
-            i = heapq.heappop(queue)
-            chained.clear()
-            _rescale_stage(ops, layout, i, natural, seen, snap_tolerance, chained)
-            for k in chained - queued:
-                heapq.heappush(queue, k)
-                queued.add(k)
+    for i, op in enumerate(ops):
+        if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
+            continue  # the output keeps its scale
+        reader = ops[i + 1]
+        producer = op.operands[0]
+        if reader.kind not in ("linear", "linstate") or (op.kind != "linstate" and producer.kind != "linear"):
+            continue  # no weights to absorb the scale on one side
+        slots = layout[i] if isinstance(layout[i], list) else []
+        scales = natural[i]
+        data, pending = None, scales
+        if op.kind == "relu":
+            carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
+                               + [False] * (op.dim - len(slots)), dtype=bool)
+            scales, data, pending, grouped = _group_scales(producer, scales, carried)
+            multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
+            if np.any(multipliers != 1.0):
+                multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
+            scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
+        elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
+            rows = np.concatenate([scales, np.ones(op.dim)])
+            multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
+            if np.any(multipliers != 1.0):
+                refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
+                multipliers[np.concatenate([refused, refused])] = 1.0
+            rows = rows * multipliers
+            scales, pending = rows[:op.dim] * rows[op.dim:], rows
+        else:
+            multipliers = _state_multipliers(op, scales, seen)
+            if np.any(multipliers != 1.0):
+                multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
+            scales = scales * multipliers
+        if np.all(scales == 1.0) and data is None:
+            continue
+        updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
+        if op.kind in ("relu", "multi"):
+            updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
+            updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
+        else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
+            updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
+            updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
+            for key in ("bias", "init"):
+                updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
+        weights = "A" if reader.kind == "linear" else "B"
+        updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
+        snapped = _snap(np.concatenate([values for _, _, values, _ in updates]), snap_tolerance)
+        offset = 0
+        for owner, name, values, build in updates:
+            owner.attrs[name] = build(snapped[offset:offset + len(values)])
+            offset += len(values)
+        layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, scales.tolist())] + slots[op.dim:]
     return module
-
-
-def _rescale_stage(ops: list, layout: list, i: int, natural: list, seen: dict, snap_tolerance: float,
-                   chained: set) -> bool:
-    """Rescale the units of ``ops[i]`` (held at ``natural[i]`` scales) and their readers; returns whether an integer
-    multiplier was refused for harming the reader (:func:`_harms_readers`).  Where the harm is a chain of units
-    that carry the unit on (:func:`_carried_to_integers`), their ``natural`` scales take the multiplier too, and
-    their stages join ``chained``."""
-    op = ops[i]
-    if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
-        return False  # the output keeps its scale
-    reader = ops[i + 1]
-    producer = op.operands[0]
-    if reader.kind not in ("linear", "linstate") or (op.kind != "linstate" and producer.kind != "linear"):
-        return False  # no weights to absorb the scale on one side
-    slots = layout[i] if isinstance(layout[i], list) else []
-    scales = natural[i]
-    data, pending = None, scales
-    harmed = np.zeros(0, dtype=bool)
-    if op.kind == "relu":
-        carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
-                           + [False] * (op.dim - len(slots)), dtype=bool)
-        scales, data, pending, grouped = _group_scales(producer, scales, carried)
-        multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
-        if np.any(multipliers != 1.0):
-            harmed = _harms_readers(reader, scales, scales * multipliers)
-            for j in np.flatnonzero(harmed).tolist():
-                chain = _carried_to_integers(ops, i, j, float(multipliers[j]))
-                if chain is not None:  # the units carrying it on take the multiplier too
-                    harmed[j] = False
-                    for k, r in chain:
-                        natural[k][r] *= multipliers[j]
-                        chained.add(k)
-            multipliers[harmed] = 1.0
-        scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
-    elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
-        rows = np.concatenate([scales, np.ones(op.dim)])
-        multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
-        if np.any(multipliers != 1.0):
-            harmed = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
-            multipliers[np.concatenate([harmed, harmed])] = 1.0
-        rows = rows * multipliers
-        scales, pending = rows[:op.dim] * rows[op.dim:], rows
-    else:
-        multipliers = _state_multipliers(op, scales, seen)
-        if np.any(multipliers != 1.0):
-            harmed = _harms_readers(reader, scales, scales * multipliers)
-            multipliers[harmed] = 1.0
-        scales = scales * multipliers
-    if np.all(scales == 1.0) and data is None:
-        return bool(harmed.any())
-    updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
-    if op.kind in ("relu", "multi"):
-        updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
-        updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
-    else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
-        updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
-        updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
-        for key in ("bias", "init"):
-            updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
-    weights = "A" if reader.kind == "linear" else "B"
-    updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
-    snapped = _snap(np.concatenate([values for _, _, values, _ in updates]), snap_tolerance)
-    offset = 0
-    for owner, name, values, build in updates:
-        owner.attrs[name] = build(snapped[offset:offset + len(values)])
-        offset += len(values)
-    layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, scales.tolist())] + slots[op.dim:]
-    return bool(harmed.any())
 
 
 def _scaled_slot(slot, scale: float):
