@@ -151,7 +151,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     alike: dict[tuple, list[int]] = {}
     for r, key in enumerate(row_keys):
         alike.setdefault(key, []).append(r)
-    decided: dict[tuple, dict] = {}  # (row key, group) -> what _decide keeps of its rows
+    decided: dict[tuple, tuple] = {}  # (row key, group) -> _group_reading of the rows that read it alike
     for r in range(read.shape[0]):
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
@@ -190,8 +190,10 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             exact_gaps = all(exact for *_, exact in gaps)
             clamp_here = clamp and exact_gaps
             products = folds + [(p, gap) for p, _, _, gap in pairs]
-            cancels, complement = _decide(bias, r, alike[row_keys[r]], folds, products, cancel, clamp_here,
-                                          decided.setdefault((row_keys[r], g), {}))
+            rows_alike = alike[row_keys[r]]
+            if (row_keys[r], g) not in decided:
+                decided[row_keys[r], g] = _group_reading(bias, rows_alike, folds, products, cancel)
+            cancels, complement = _decide(bias, r, folds, products, cancel, clamp_here, decided[row_keys[r], g])
             if exact_readout and not cancels and all(_power_of_two(v) for v in w):
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
             for j in members:
@@ -247,34 +249,40 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     return row_terms, new_bias, differences, most_rest
 
 
-def _decide(bias: np.ndarray, r: int, rows: list[int], folds: list, products: list, cancel: float,
-            clamp: bool, shared: dict) -> tuple[bool, bool]:
+def _shift(folds: list, products: list) -> float:
+    return math.fsum(p * gap for p, gap in products[len(folds):])
+
+
+def _cancels(bias: np.ndarray, s: int, folds: list, shift: float, cancel: float) -> bool:
+    b = fold_products(bias[s], folds)[0]
+    return abs(b) > 0 and abs(b + shift) <= cancel * abs(b)
+
+
+def _group_reading(bias: np.ndarray, rows: list[int], folds: list, products: list, cancel: float) -> tuple:
+    """What ``rows`` (rows that read a group alike) decide together: whether the group's constants ``Σ P_k·gap``
+    (``products`` beyond ``folds``) are small (below 2^24), whether they cancel one of the rows' biases where
+    they are, and whether every bias holds them exactly."""
+    small = max(abs(p * gap) for p, gap in products[len(folds):]) < LARGE_BIAS
+    shift = _shift(folds, products)
+    held = all(math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products) for s in rows))
+    return small, small and any(_cancels(bias, s, folds, shift, cancel) for s in rows), held
+
+
+def _decide(bias: np.ndarray, r: int, folds: list, products: list, cancel: float, clamp: bool,
+            reading: tuple) -> tuple[bool, bool]:
     """Whether a group's constants ``Σ P_k·gap`` (``products`` beyond ``folds``) cancel the bias of row ``r``, and
     whether it reads the group's complement: where its bias cancels — so that no constant of size λ meets a small
     value — or, with ``clamp``, where the constants are small and every bias holds them exactly.  ``D = gap −
     ReLU(gap − u_hi)`` is an exact 0 or gap on a saturated step whatever rounding its input has (``u_hi − u_lo``
     rounds at ``|u_hi|``); folded into a bias that cannot hold it, ``2⁻⁶⁰ + 3`` would be 3: another map.
 
-    ``rows`` read the group alike (``r`` among them); a small group is decided for all of them at once (a step's
-    two units in the next stage, biases apart: one complemented alone, range analysis loses the pair — a bound
-    of 4·10⁷ on a step of 1000), a λ-sized one by each row's own bias: ``x + λ·c`` beside ``x − λ + λ·c`` would
-    read ``λ − 3 + x₊ − λ·C`` (its carried ``x₊ = x + 3``), and float32 holds no 3 beside λ.  ``shared`` caches
-    what the rows have in common (one dict per set of rows and group)."""
-    group = products[len(folds):]
-    shift = math.fsum(p * gap for p, gap in group)
-
-    def cancels(s: int) -> bool:
-        b = fold_products(bias[s], folds)[0]
-        return abs(b) > 0 and abs(b + shift) <= cancel * abs(b)
-
-    common = shared.get("rows")
-    if common is None:
-        small = max(abs(p * gap) for p, gap in group) < LARGE_BIAS
-        held = all(math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products)
-                                                                          for s in rows))
-        common = shared["rows"] = (small, small and any(map(cancels, rows)), held)
-    small, any_cancels, held = common
-    cancelled = any_cancels or cancels(r)
+    ``reading`` is :func:`_group_reading` of the rows that read the group alike: a small group is decided for all
+    of them at once (a step's two units in the next stage, biases apart: one complemented alone, range analysis
+    loses the pair — a bound of 4·10⁷ on a step of 1000), a λ-sized one by each row's own bias: ``x + λ·c`` beside
+    ``x − λ + λ·c`` would read ``λ − 3 + x₊ − λ·C`` (its carried ``x₊ = x + 3``), and float32 holds no 3 beside
+    λ."""
+    small, any_cancels, held = reading
+    cancelled = any_cancels or _cancels(bias, r, folds, _shift(folds, products), cancel)
     return cancelled, cancelled or (clamp and small and held)
 
 
