@@ -734,6 +734,41 @@ def test_the_token_program_with_the_rotation_counter_has_a_zero_bound(conditiona
         assert model.error_bound_in(dtype).tolist() == [0.0], dtype
 
 
+@needs_kernel
+@pytest.mark.parametrize("conditional", ["multiplicative", "direct"])
+def test_the_paper_size_token_program_with_the_rotation_counter_has_a_zero_bound(conditional):
+    """n = 10 with the paper's rotation counter (divisors 10 and 20, a rotation by 18°): its indicator rows
+    ``cos(iθ)·x + sin(iθ)·y`` meet the 20 states the rotation reaches, not the 11 × 11 pairs of its coordinates'
+    values, some of which lie on a step's ramp; the one-hots' rows are one direction although float64 rounded
+    some of their weights; and range analysis follows the rotation per residue, so the `started` register holds
+    20 drives, not 400, and its λ-rows stay below float32's 2^24.  The bounds were 1.3e27 / 2.9e44 in float64 and
+    7.7e35 / inf in float32."""
+    model = lsrl.compile(token_map(10, conditional, vocab_size=10, counter="rotation"), t_max=410)
+    xs, answers = token_prompts(10, 20, 2, seed=5)
+    for dtype in ("float64", "float32"):
+        assert model.error_bound_in(dtype).tolist() == [0.0], dtype
+        np.testing.assert_array_equal(model(xs, backend="kernel", dtype=dtype)[:, -10:, 0], answers)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_row_of_a_rotation_meets_only_the_states_it_reaches(dtype):
+    # the rotation counter's indicator over 20 positions: each row reads both coordinates of the rotating state,
+    # whose 11 values each (cos and sin of multiples of 18°) pair into 121 sums, some on the steps' ramps; the
+    # rotation reaches 20 states.  The counter does not read its input, so what it measures is what it makes
+    # (2.9e-13 in float64, 9.2e-5 in float32); the bound was 1,270 and 2,340 times that, and is 170 and 340 now
+    from lsrl.sugar import f_modulo_counter
+    x = lsrl.Input(1, lower=0, upper=9)
+    model = lsrl.compile(lsrl.ForEach(f_modulo_counter(x, 20)), "linear_rnn", t_max=410)
+    module = model._layer_form
+    analysis = ErrorAnalysis(module, dtype)
+    indicator = next(op for op in module.ops if op.kind == "linear" and op.operands[0].kind == "linstate")
+    assert max(v.points.size for v in analysis[indicator].values) == 20
+    xs = np.zeros((1, 410, 1))
+    measured = float(np.max(np.abs(model(xs, backend="kernel", dtype=dtype) - _layer_form_exact(model, xs))))
+    assert 0 < measured <= float(model.error_bound_in(dtype)[0]) < 1000 * measured
+
+
 def test_a_shift_register_of_a_fine_lattice_stays_exact():
     # 4096 integer inputs (too many to list) scaled by 2^-12: a lattice through the linear (its offset 0.5 is no
     # integer, but its sum is exact), the shift register and the readout, exact in both dtypes

@@ -821,6 +821,38 @@ def test_a_register_gated_by_the_permutation_counter_is_bounded_by_its_residue()
     assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist() == [80.0 * 399]
 
 
+def test_a_register_gated_by_the_rotation_counter_is_bounded_by_its_residue():
+    # the paper's rotation counter is not periodic in exact arithmetic (float64 cos and sin), but a float64 run of
+    # it widened by its drift bounds it on each residue of 5, so its one-hot is exactly 0 off residue 3 and the
+    # register holds 80 drives of at most 399 (the window alone gave 400 of them)
+    import lsrl
+    from lsrl.sugar import f_constant, f_larger, f_modulo_counter
+    x = lsrl.Input(1, lower=0, upper=9, integer=True)
+    g = lsrl.LinState(f_constant(x, 1), A=[[1]], B=[[1]], init_state=[-1])
+    m = f_modulo_counter(x, 5, method="rotation")
+    on_residue = lsrl.f_and(f_larger(m, 1.5), lsrl.f_smaller(m, 2.5))
+    q = lsrl.LinState(lsrl.Multi(lsrl.Concat([on_residue, g])), A=[[1]], B=[[1]], init_state=[0])
+    module = lsrl.ForEach(lsrl.Concat([q, m])).ir
+    assert compute_ranges(module, t_max=400)[id(module.output)][1].tolist()[0] == 80.0 * 399
+    _check_gated_register(module, 0)
+
+
+@settings(max_examples=profile_examples(30))
+@given(st.integers(2, 12), st.floats(0.9, 1.0), st.integers(0, 2**32 - 1))
+def test_registers_gated_by_rotations_are_bounded_soundly(divisor, radius, seed):
+    # a rotation by 2π/divisor (a contraction where radius < 1: no period, bounded by its range), a gate on its
+    # first coordinate and the input, a value gated by it, summed
+    import lsrl
+    from lsrl.sugar import f_and, f_constant, f_larger
+    x = lsrl.Input(1, lower=0.0, upper=9.0)
+    theta = 2 * np.pi / divisor
+    rotation = radius * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    state = lsrl.LinState(f_constant(x, 1), A=rotation, B=np.zeros((2, 1)), init_state=[1.0, 0.0])
+    gate = f_and(f_larger(state[0], np.cos(theta / 2)), f_larger(x, 4.5))
+    q = _gated_register("product", gate, x, None, 0)
+    _check_gated_register(lsrl.ForEach(lsrl.Concat([q, state, gate])).ir, seed)
+
+
 @pytest.mark.parametrize("start", range(5))
 def test_a_permutation_states_residues_are_its_own(start):
     # over 7 steps the one-hot of a 5-cycle is at coordinate 0 on one or two steps, depending on where it starts:

@@ -68,7 +68,7 @@ from ..ir.error_free import product_exact, sum_exact
 from ..ir.matrix import Matrix, Vector, is_exact_float
 from . import Pass, register_pass
 from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit,
-                             _spectral_norm_bound)
+                             _spectral_norm_bound, float64_drift)
 
 __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds",
            "local_error_entry", "zero_safe_product"]
@@ -84,6 +84,8 @@ ROUNDING_HOPS = 2
 # the analysis enumerates points in float64: its own rounding, relative to the magnitudes summed — 8 ulps, for the
 # few float64 operations (a product and sums) behind each enumerated value
 _ANALYSIS_U = 2.0 ** -50
+# the bits of a row's weight ratios that decide whether ReLU units read one direction (a group)
+_DIRECTION_BITS = 40
 #: the longest constant-drive trajectory simulated for candidate states
 _MAX_TRAJECTORY = 1 << 17
 
@@ -341,6 +343,8 @@ class _Group:
     # per unit, where y is known by pieces of its range: the rounding of its row on a piece from a bound on |k y|
     # there (None: delta alone)
     piece_rounding: list | None = None
+    # y's value at each step state of the operand's clock (_Facts.clock), where y depends on the step only
+    y_at: np.ndarray | None = None
 
     def __post_init__(self):
         self.on = np.zeros(self.units.size) if self.on is None else self.on
@@ -399,6 +403,15 @@ class _Group:
         """``Σ coeffs·ReLU(k y + b)`` over the units at ``pos``: its values and errors at each value of ``y``.
         A unit proven active at a value passes ``k ε_y + δ``, one proven inactive passes nothing (it is an exact
         0), an undecided one at most ``|k| E_y + δ``."""
+        found = self._evaluate(pos, coeffs)
+        return found if isinstance(found, _Values) else _Values.of(*found)
+
+    def at_points(self, pos: np.ndarray, coeffs: np.ndarray) -> tuple:
+        """:meth:`evaluate` at each of ``y``'s points, in their order (``y`` has points): the values, errors,
+        slacks, magnitudes and lowest bits."""
+        return self._evaluate(pos, coeffs)
+
+    def _evaluate(self, pos: np.ndarray, coeffs: np.ndarray) -> _Values | tuple:
         k, b = self.k[pos], self.b[pos]
         centres, half, y_err, ends = self._candidates(pos)
         y_slack = self.y.slacks if self.y.points is not None else np.full(centres.shape, self.y.slack)
@@ -444,8 +457,7 @@ class _Group:
             terms = coeffs[None, :] * np.maximum(pre, 0.0)
             mags = np.sum(np.abs(terms) + np.abs(coeffs)[None, :] * spread, axis=1)
         grains = np.min(_lowest_bit(terms), axis=1, initial=1 << 20)
-        return _Values.of(np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack), mags,
-                          grains)
+        return np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack), mags, grains
 
     def _pre_activations(self, pos: np.ndarray, centres: np.ndarray, half: np.ndarray):
         """``(candidates × units)``: the pre-activations of units ``pos`` at ``y = centres`` (this float64
@@ -494,6 +506,23 @@ class _Group:
                             for o, g, one in zip(start.tolist(), steps.tolist(), single.tolist())])
         size = magnitude + slack
         return _Values.unknown(largest, grid, slack + (0.0 if exact else 4 * _ANALYSIS_U * size), size)
+
+
+def _direction_key(row: np.ndarray) -> bytes:
+    """A key shared by rows equal up to a factor, also where float64 rounded one of them: ``1000·cos θ`` and
+    ``cos θ`` scaled by 1000 later are one direction.  The ratios to the first weight are compared to
+    :data:`_DIRECTION_BITS` bits; the group's residual (``_off_direction``) bounds what is left."""
+    mantissa, exponent = np.frexp(row / row[0])
+    return (np.round(np.ldexp(mantissa, _DIRECTION_BITS)).astype(np.int64) * 4096 + exponent).tobytes()
+
+
+def _looked_up(v: _Values, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The errors and slacks of ``v`` at the exact values ``exact`` (its largest where it lists none of them)."""
+    if v.points is None:
+        return np.full(exact.shape, v.err), np.full(exact.shape, v.slack)
+    at = np.minimum(np.searchsorted(v.points, exact), v.points.size - 1)
+    found = v.points[at] == exact
+    return np.where(found, v.errors[at], v.err), np.where(found, v.slacks[at], v.slack)
 
 
 def _grain(weights: list, bias: float, values: list) -> int:
@@ -560,12 +589,19 @@ def _relu_sum(pre, known, coeffs):
 @dataclasses.dataclass
 class _Facts:
     """Per coordinate of an op: its :class:`_Values` and its range; ReLU ops reading a linear also have their
-    ``groups`` and, per unit, ``unit_of[unit] = (group, position)``."""
+    ``groups`` and, per unit, ``unit_of[unit] = (group, position)``.
+
+    ``clock`` (states × coordinates, NaN for the others): the coordinates whose exact values depend on the step
+    only, whatever the input — a rotation counter and what is computed from it — at each state the steps
+    reach, listed jointly: a row ``cos(iθ)·x + sin(iθ)·y`` of a rotating ``(x, y)`` meets the 20 pairs a
+    rotation by 18° reaches, not the 11 × 11 pairs of its coordinates' values, so a step reading it keeps its
+    margin.  Every op computed from one recurrence's clock shares its states (rows)."""
     values: list
     lo: np.ndarray
     hi: np.ndarray
     groups: list | None = None
     unit_of: dict | None = None
+    clock: np.ndarray | None = None
 
     @functools.cached_property
     def err(self) -> np.ndarray:
@@ -621,7 +657,8 @@ class ErrorAnalysis:
         if not over.any():
             return facts
         values = [_Values.unknown(math.inf) if o else v for v, o in zip(facts.values, over.tolist())]
-        return dataclasses.replace(facts, values=values, groups=None, unit_of=None)  # readers read the values
+        # readers read the values
+        return dataclasses.replace(facts, values=values, groups=None, unit_of=None, clock=None)
 
     # ------------------------------------------------------------------ helpers
     def _fits(self, mags, grains) -> np.ndarray:
@@ -645,20 +682,55 @@ class ErrorAnalysis:
     def _form(self, x: Op, cols: np.ndarray, coeffs: np.ndarray, bias: float = 0.0) -> _Values:
         """The exact form ``coeffs·x[cols] + bias``: its candidate values and the error it inherits from ``x``
         (the form's own rounding not included)."""
+        return self._clocked_form(x, cols, coeffs, bias)[0]
+
+    def _clocked_form(self, x: Op, cols: np.ndarray, coeffs: np.ndarray,
+                      bias: float = 0.0) -> tuple[_Values, np.ndarray | None]:
+        """:meth:`_form`, and its value at each state of ``x``'s clock where it reads clocked coordinates only
+        (else None).  The clocked terms are summed state by state, the others as independent parts."""
         fx = self[x]
-        parts = [_Values.of(np.array([bias]), np.zeros(1), 0.0).as_term()]
+        clocked: list[tuple] = []  # per term, at each clock state: values, errors, slacks, magnitudes, lowest bits
+        parts = []
         if fx.groups is not None:
             by_group: dict[int, list] = {}
             for c, w in zip(cols.tolist(), coeffs.tolist()):
                 g, p = fx.unit_of[c]
                 by_group.setdefault(g, []).append((p, w))
             for g, members in by_group.items():
-                pos = np.array([p for p, _ in members], dtype=np.int64)
-                parts.append(fx.groups[g].evaluate(pos, np.array([w for _, w in members])))
+                group = fx.groups[g]
+                pos, weights = np.array([p for p, _ in members], dtype=np.int64), np.array([w for _, w in members])
+                if group.y_at is None or fx.clock is None:
+                    parts.append(group.evaluate(pos, weights))
+                else:
+                    at = np.searchsorted(group.y.points, group.y_at)
+                    clocked.append(tuple(a[at] for a in group.at_points(pos, weights)))
         else:
-            # a product exact in float64 (else the slack denies exactness) has the lowest bit of its value
-            parts.extend(fx.values[c].scaled(w).as_term() for c, w in zip(cols.tolist(), coeffs.tolist()))
-        return _sum(parts)
+            for c, w in zip(cols.tolist(), coeffs.tolist()):
+                value = None if fx.clock is None else fx.clock[:, c]
+                if value is None or np.isnan(value[0]):
+                    # a product exact in float64 (else the slack denies exactness) has the lowest bit of its value
+                    parts.append(fx.values[c].scaled(w).as_term())
+                    continue
+                errors, slacks = _looked_up(fx.values[c], value)
+                term = value * w
+                rounding = np.where(product_exact(value, np.full(value.shape, w), term), 0.0, _ANALYSIS_U * np.abs(term))
+                clocked.append((term, errors * abs(w), slacks * abs(w) + rounding, np.abs(term), _lowest_bit(term)))
+        constant = _Values.of(np.array([bias]), np.zeros(1), 0.0).as_term()
+        if fx.clock is None or (parts and not clocked):
+            return _sum([constant] + parts), None
+        states = fx.clock.shape[0]
+        total = (np.full(states, bias), np.zeros(states), np.zeros(states), np.full(states, abs(bias)),
+                 np.full(states, _lowest_bit(np.array([bias]))[0]))
+        for values, errors, slacks, mags, grains in clocked:
+            summed = total[0] + values
+            # a partial sum rounds by at most an ulp of Σ|terms|
+            rounding = np.where(sum_exact(total[0], values, summed), 0.0, _ANALYSIS_U * (total[3] + mags))
+            total = (summed, total[1] + errors, total[2] + slacks + rounding, total[3] + mags,
+                     np.minimum(total[4], grains))
+        joint = _Values.of(*total)
+        if parts:
+            return _sum([joint] + parts), None
+        return joint, None if joint.points is None else total[0]
 
     def _rounding(self, terms: list[tuple[_Values, float, float]], bias: float,
                   reads: tuple[float, int] | None = None) -> float:
@@ -873,8 +945,11 @@ class ErrorAnalysis:
         (x,) = op.operands
         bias = op.attrs["b"].to_float().values.astype(np.float64)
         values = []
+        clock = None if self[x].clock is None else np.full((self[x].clock.shape[0], op.dim), np.nan)
         for i, (cols, w) in enumerate(self._rows(op.attrs["A"])):
-            form = self._form(x, cols, w, float(bias[i]))
+            form, at_states = self._clocked_form(x, cols, w, float(bias[i]))
+            if at_states is not None:
+                clock[:, i] = at_states
             if form.points is None:
                 rounding = self._row_rounding(x, cols, w, float(bias[i]))
                 values.append(_Values.unknown(form.err + rounding, form.grid, form.slack, form.size))
@@ -888,7 +963,7 @@ class ErrorAnalysis:
                                           errors=None if v.errors is None else v.errors + d,
                                           slacks=None if v.slacks is None else v.slacks + d)
                       for v, d in zip(values, shift.tolist())]
-        return _Facts(values, lo, hi)
+        return _Facts(values, lo, hi, clock=clock)
 
     def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
         """:meth:`_rounding` at each value of the row, from the magnitudes and lowest bits of its terms there."""
@@ -932,18 +1007,22 @@ class ErrorAnalysis:
                     # an exact value at or below 0 is an exact 0 after the ReLU
                     values.append(_Values.of(np.maximum(v.points, 0.0), errors,
                                              np.where(v.points + v.slacks <= 0, 0.0, v.slacks)))
-            return _Facts(values, lo, hi)
+            return _Facts(values, lo, hi, clock=None if fp.clock is None else np.maximum(fp.clock, 0.0))
         groups = self._groups(p)
         for group in groups:
             group.on = group.on + unit_on[group.units]
             group.off = group.off + unit_off[group.units]
         values: list = [None] * op.dim
         unit_of: dict = {}
+        clock = None if fp.clock is None else np.full((fp.clock.shape[0], op.dim), np.nan)
         for g, group in enumerate(groups):
+            at = None if group.y_at is None else np.searchsorted(group.y.points, group.y_at)
             for pos, unit in enumerate(group.units.tolist()):
                 unit_of[unit] = (g, pos)
                 values[unit] = group.evaluate(np.array([pos]), np.ones(1))
-        return _Facts(values, lo, hi, groups=groups, unit_of=unit_of)
+                if at is not None:
+                    clock[:, unit] = group.at_points(np.array([pos]), np.ones(1))[0][at]
+        return _Facts(values, lo, hi, groups=groups, unit_of=unit_of, clock=clock)
 
     def _groups(self, p: Op) -> list[_Group]:
         """The units of ``relu(p)`` grouped by the direction of their rows in ``p`` (rows equal up to a factor)."""
@@ -959,7 +1038,7 @@ class ErrorAnalysis:
             if fx.groups is not None and cols.size == 1 and w[0] > 0 and bias[i] <= 0:
                 carried.setdefault(fx.unit_of[int(cols[0])][0], []).append(i)
                 continue
-            key = (cols.tobytes(), (w / w[0]).tobytes()) if cols.size else ("constant", i)
+            key = (cols.tobytes(), _direction_key(w)) if cols.size else ("constant", i)
             by_key.setdefault(key, []).append(i)
         groups = [self._carried_group(fx, p, g, members, bias, rows) for g, members in carried.items()]
         for members in by_key.values():
@@ -967,10 +1046,10 @@ class ErrorAnalysis:
             units = np.array(members, dtype=np.int64)
             if cols.size == 0:
                 d, k = np.zeros(0), np.ones(units.size)
-                y = _Values.of(np.zeros(1), np.zeros(1), 0.0)
+                y, y_at = _Values.of(np.zeros(1), np.zeros(1), 0.0), None
             else:
                 d, k = _exact_direction(first_w, np.array([rows[i][1][0] for i in members]))
-                y = self._form(x, cols, d)
+                y, y_at = self._clocked_form(x, cols, d)
             off = [self._off_direction(rows[i][1], k[n], d) for n, i in enumerate(members)]
             residual = np.array([float(np.sum(zero_safe_product(r, size_x[cols]))) for r in off])
             if y.points is not None and cols.size:
@@ -986,7 +1065,8 @@ class ErrorAnalysis:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ends = sorted(((fp.lo[first] - bias[first]) / k[0], (fp.hi[first] - bias[first]) / k[0]))
             y_lo, y_hi = ends if all(np.isfinite(ends)) else (-math.inf, math.inf)
-            groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi, piece_rounding=pieces))
+            groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi, piece_rounding=pieces,
+                                 y_at=y_at))
         shift = self._rational_shift(x, p.attrs["A"], p.attrs["b"])
         if shift is not None:  # the exact rows move by the shift (residual), the computed ones stay (delta)
             for group in groups:
@@ -1026,7 +1106,7 @@ class ErrorAnalysis:
         delta = np.stack([np.broadcast_to(dl, deep.y.points.shape) for dl in delta], axis=1) if per_point \
             else np.array(delta)
         return _Group(np.array(members, dtype=np.int64), np.array(k), np.array(b), np.array(residual),
-                      delta, deep.y, deep.y_lo, deep.y_hi, off=np.array(off))
+                      delta, deep.y, deep.y_lo, deep.y_hi, off=np.array(off), y_at=deep.y_at)
 
     def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
@@ -1102,12 +1182,16 @@ class ErrorAnalysis:
         size = _magnitude(fx.lo, fx.hi)
         reads = self._read_rounding(x)  # the product's units read both operands themselves
         values = []
+        clock = None if fx.clock is None else np.full((fx.clock.shape[0], half), np.nan)
         for i in range(half):
             a, b = (v if r == 0 else dataclasses.replace(v, err=v.err + r, errors=None if v.errors is None
                                                          else v.errors + r)
                     for v, r in ((fx.values[i], reads[i]), (fx.values[i + half], reads[i + half])))
             ma, mb = float(size[i]), float(size[i + half])
-            if a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:
+            if clock is not None and not np.isnan(fx.clock[0, i]) and not np.isnan(fx.clock[0, i + half]):
+                clock[:, i], product = self._clocked_product(a, b, fx.clock[:, i], fx.clock[:, i + half])
+                values.append(product)
+            elif a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:
                 exact = a.exact and b.exact and bool(self._fits(ma * mb, _low_bit(a.points) + _low_bit(b.points)))
                 pa, pb = np.abs(a.points)[:, None], np.abs(b.points)[None, :]
                 ea, eb = a.errors[:, None], b.errors[None, :]
@@ -1130,7 +1214,22 @@ class ErrorAnalysis:
                     err = float(zero_safe_product(ma, eb) + zero_safe_product(mb, ea) + zero_safe_product(ea, eb)
                                 + rounding)
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
-        return _Facts(values, lo, hi)
+        return _Facts(values, lo, hi, clock=clock)
+
+    def _clocked_product(self, a: _Values, b: _Values, at_a: np.ndarray, at_b: np.ndarray) -> tuple:
+        """The product of two clocked factors at each clock state (their exact values ``at_a``, ``at_b`` there),
+        and its values: only the pairs the states reach."""
+        (ea, sa), (eb, sb) = _looked_up(a, at_a), _looked_up(b, at_b)
+        product = at_a * at_b
+        pa, pb = np.abs(at_a), np.abs(at_b)
+        exact = (ea == 0) & (eb == 0) & (sa == 0) & (sb == 0) \
+            & self._fits(np.abs(product), _lowest_bit(at_a) + _lowest_bit(at_b))
+        with np.errstate(invalid="ignore", over="ignore"):
+            rounding = np.where(exact, 0.0, ROUNDING_HOPS * self.u * zero_safe_product(pa + ea, pb + eb))
+            errors = zero_safe_product(pa, eb) + zero_safe_product(pb, ea) + zero_safe_product(ea, eb) + rounding
+            slack = (zero_safe_product(pa, sb) + zero_safe_product(pb, sa) + sa * sb
+                     + np.where(product_exact(at_a, at_b, product), 0.0, _ANALYSIS_U * np.abs(product)))
+        return product, _Values.of(product, errors, slack)
 
     def _linstate(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (x,) = op.operands
@@ -1156,7 +1255,7 @@ class ErrorAnalysis:
         # the drives' slack accumulates like an error without rounding
         blocks = _block_order(a_mat)
         slack = self._accumulate(a_mat, blocks, np.array([d.slack for d in drives]) + shift, init_gap, rounding=False)
-        self._trajectory_points(a_mat, a_rows, drives, init, points, slack)
+        clock = self._trajectory_points(a_mat, a_rows, drives, init, points, slack)
 
         def step_rounding(i: int, states_exact: bool) -> float:
             # the state's own error is not counted here: _accumulate grows the rounding with it
@@ -1181,7 +1280,7 @@ class ErrorAnalysis:
         values = [_Values.unknown(float(e), grid, float(s), float(m)) if pts is None else
                   _Values(pts, np.full(pts.size, float(e)), float(s), float(e), None, float(m))
                   for pts, grid, e, s, m in zip(points, grids, err.tolist(), slack.tolist(), size_s.tolist())]
-        return _Facts(values, lo, hi)
+        return _Facts(values, lo, hi, clock=clock)
 
     def _grid_points(self, a_rows, drives: list[_Values], init, lo, hi) -> list:
         """Candidate states of coordinates that stay on a grid ``2^q·Z``: integer ``A`` rows whose drive (its
@@ -1220,15 +1319,17 @@ class ErrorAnalysis:
             points.append(np.arange(first, last + 1, dtype=np.float64) * step if last - first < MAX_POINTS else None)
         return points, grids
 
-    def _trajectory_points(self, a_mat: Matrix, a_rows, drives: list[_Values], init, points, slack) -> None:
+    def _trajectory_points(self, a_mat: Matrix, a_rows, drives: list[_Values], init, points,
+                           slack) -> np.ndarray | None:
         """Candidate states of the coordinates that follow one trajectory whatever the input (a constant drive,
         reading only such coordinates: rotation counters, clocks), from a float64 run of it clustered to at
-        most :data:`MAX_POINTS` values; ``slack`` covers the run's rounding and the clustering."""
+        most :data:`MAX_POINTS` values; ``slack`` covers the run's rounding and the clustering.  Returns their
+        clock (:attr:`_Facts.clock`; None where there is none or it has too many states)."""
         fixed = ~_spread(a_rows, ~np.array([d.points is not None and d.points.size == 1 and d.slack == 0.0
                                             for d in drives], dtype=bool))
         wanted = np.flatnonzero(fixed & np.array([p is None for p in points], dtype=bool))
         if wanted.size == 0 or self.t_max is None or self.t_max > _MAX_TRAJECTORY:
-            return
+            return None
         closure = np.flatnonzero(fixed)
         block = a_mat.rows(closure).cols(closure).to_dense()
         drive = np.array([drives[i].points[0] for i in closure])
@@ -1237,16 +1338,30 @@ class ErrorAnalysis:
         for t in range(self.t_max):
             state = block @ state + drive
             states[t] = state
-        drift = _float64_drift(block, drive, states)
+        drift = float64_drift(block, drive, states)
         where = {int(c): n for n, c in enumerate(closure.tolist())}
+        clocked, labels = [], []  # per step, the cluster each clocked coordinate is in
         for i in wanted.tolist():
-            values = np.sort(states[:, where[i]])
+            run = states[:, where[i]]
+            values = np.sort(run)
             tolerance = max(64 * drift, 1e-12 * float(np.max(np.abs(values), initial=0.0)))
-            clusters = np.split(values, np.flatnonzero(np.diff(values) > tolerance) + 1)
+            cuts = np.flatnonzero(np.diff(values) > tolerance) + 1
+            clusters = np.split(values, cuts)
             if len(clusters) > MAX_POINTS:
                 continue
             points[i] = np.array([(c[0] + c[-1]) / 2 for c in clusters])
             slack[i] += max((c[-1] - c[0]) / 2 for c in clusters) + drift  # on what exact constants add
+            clocked.append(i)
+            labels.append(np.searchsorted(values[cuts], run, side="right"))
+        if not clocked:
+            return None
+        reached = np.unique(np.stack(labels, axis=1), axis=0)
+        if reached.shape[0] > MAX_POINTS:
+            return None
+        clock = np.full((reached.shape[0], a_mat.shape[0]), np.nan)
+        for n, i in enumerate(clocked):
+            clock[:, i] = points[i][reached[:, n]]
+        return clock
 
     def _accumulate(self, a_mat: Matrix, blocks: list, drive: np.ndarray, init_err: np.ndarray, *,
                     rounding: bool = True) -> np.ndarray:
@@ -1299,24 +1414,6 @@ class ErrorAnalysis:
                 bound = power * start + cc * (power - 1.0) / (rho - 1.0)
             err[idx] = bound
         return err
-
-
-def _float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> float:
-    """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` is from the exact one: each step
-    rounds by at most ``γ·(|A||s| + |c|)``, and earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds
-    every coordinate)."""
-    k, steps = block.shape[0], states.shape[0]
-    size = float(np.max(np.abs(states), initial=0.0)) * 2.0 + 1e-300
-    row_sum = float(np.max(np.abs(block).sum(axis=1), initial=0.0))
-    local = _gamma(k + 2, UNIT_ROUNDOFF["float64"]) * (row_sum * size + float(np.max(np.abs(drive), initial=0.0)))
-    if k <= _MAX_NORM_BLOCK:  # in the 2-norm, which bounds every coordinate
-        local, rho = local * math.sqrt(k), _spectral_norm_bound(Matrix.from_dense(block))
-    else:  # in the ∞-norm: exact AᵀA of a large block would be slow
-        rho = row_sum * _NORM_MARGIN
-    if rho <= 1.0:
-        return steps * local
-    with np.errstate(over="ignore"):
-        return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
 
 
 _LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units")

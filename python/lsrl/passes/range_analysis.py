@@ -21,6 +21,7 @@ back as ``{id(op): (lo, hi)}``.  With ``print=true`` it writes one line per op t
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from fractions import Fraction
 
@@ -300,6 +301,25 @@ def _spectral_norm_bound(block: Matrix) -> float:
                 gram[j][l] += vj * vl
     squared = max((sum(abs(v) for v in g) for g in gram), default=Fraction(0))
     return float(np.nextafter(np.sqrt(_q_up(squared)), np.inf))  # IEEE sqrt is correctly rounded
+
+
+def float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> float:
+    """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` (``A`` = ``block`` and ``c`` =
+    ``drive``, both as float64 holds them) is from the exact one: each step rounds by at most
+    ``γ·(|A||s| + |c|)``, and earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds every coordinate)."""
+    k, steps = block.shape[0], states.shape[0]
+    size = float(np.max(np.abs(states), initial=0.0)) * 2.0 + 1e-300
+    row_sum = float(np.max(np.abs(block).sum(axis=1), initial=0.0))
+    n = (k + 2) * _U
+    local = n / (1.0 - n) * (row_sum * size + float(np.max(np.abs(drive), initial=0.0)))
+    if k <= _MAX_NORM_BLOCK:  # in the 2-norm, which bounds every coordinate
+        local, rho = local * math.sqrt(k), _spectral_norm_bound(Matrix.from_dense(block))
+    else:  # in the ∞-norm: exact AᵀA of a large block would be slow
+        rho = row_sum * _NORM_MARGIN
+    if rho <= 1.0:
+        return steps * local
+    with np.errstate(over="ignore"):
+        return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
 
 
 def _block_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,

@@ -27,7 +27,10 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from ..ir.core import Op, fill_in_order
+from .range_analysis import float64_drift
 
 __all__ = ["TimeWindows"]
 
@@ -36,6 +39,9 @@ _ZERO = Fraction(0)
 _MAX_PIECES = 64
 #: the longest period followed (longer: the row is bounded by its range)
 _MAX_PERIOD = 256
+#: the longest constant-drive trajectory run, and the most multiply-adds spent on it (steps × states²)
+_MAX_RUN_STEPS = 1 << 17
+_MAX_RUN_COST = 1 << 26
 #: the most residue sums of one row (period × terms; more: the row is bounded by its range) — exact sums per
 #: residue of a dense d×d map over a d-cycle cost d³
 _MAX_ROW_SUMS = 8192
@@ -364,6 +370,7 @@ class TimeWindows:
         a_rows = [self.ranges.exact_row(op.attrs["A"], i) for i in range(op.dim)]
         init = [self.ranges.exact_entry(op.attrs["init"], i) for i in range(op.dim)]
         lo, hi = self.ranges(op)
+        followed = self._trajectories(a_rows, drive, init)
         out = []
         for i, (row, fact) in enumerate(zip(a_rows, drive)):
             if not row:  # s_t = the drive
@@ -374,10 +381,62 @@ class TimeWindows:
             elif (orbit := _orbit(i, a_rows, drive)) is not None:  # s_t = s_0[π^t(i)], constant on each residue
                 pieces = tuple(((1, self.steps, init[j], _ZERO),) for j in orbit)
                 out.append(_Fact(pieces, pieces))
+            elif i in followed:
+                out.append(followed[i])
             elif row == {i: 1} and init[i] == 0 and fact is not None:  # a register: 0 until its drive may not be
                 out.append(self._register(fact, float(lo[i]), float(hi[i])))
             else:
                 out.append(_between(float(lo[i]), float(hi[i]), self.steps))
+        return out
+
+    def _trajectories(self, a_rows: list, drive: list, init: list) -> dict:
+        """Per state coordinate that follows one trajectory whatever the input (its drive a known constant, its
+        row of ``A`` reading only such coordinates) and comes back near its values with a period of at most
+        :data:`_MAX_PERIOD` steps — a rotation counter's ``cos((t − 1)θ)``, which exact arithmetic does not
+        repeat exactly: its bounds on each residue, the least and largest value of a float64 run there widened by
+        the run's drift from the exact one.  Only where ``A``, the drive and the start are float64 values."""
+        constant = [_known_constant(f) for f in drive]
+        fixed = [c is not None for c in constant]
+        changed = True
+        while changed:  # a coordinate reading one that does not follow the trajectory does not either
+            changed = False
+            for i, row in enumerate(a_rows):
+                if fixed[i] and not all(fixed[j] for j in row):
+                    fixed[i], changed = False, True
+        # counters and permutations have exact facts; what the others read is run with them
+        wanted = [i for i, f in enumerate(fixed) if f and a_rows[i] and a_rows[i] != {i: 1}
+                  and _orbit(i, a_rows, drive) is None]
+        closure, stack = set(), list(wanted)
+        while stack:
+            i = stack.pop()
+            if i not in closure:
+                closure.add(i)
+                stack.extend(a_rows[i])
+        closure = sorted(closure)
+        exact = all(Fraction(float(q)) == q for i in closure
+                    for q in [constant[i], init[i], *a_rows[i].values()])
+        if not wanted or not exact or self.steps > _MAX_RUN_STEPS or self.steps * len(closure) ** 2 > _MAX_RUN_COST:
+            return {}
+        where = {i: n for n, i in enumerate(closure)}
+        block = np.zeros((len(closure), len(closure)))
+        for i in closure:
+            for j, q in a_rows[i].items():
+                block[where[i], where[j]] = float(q)
+        state = np.array([float(init[i]) for i in closure])
+        shift = np.array([float(constant[i]) for i in closure])
+        states = np.empty((self.steps, len(closure)))
+        for t in range(self.steps):
+            state = block @ state + shift
+            states[t] = state
+        drift = float64_drift(block, shift, states)
+        if not (math.isfinite(drift) and np.all(np.isfinite(states))):
+            return {}
+        drift = Fraction(drift)
+        out = {}
+        for i in wanted:
+            bounds = _residue_bounds(states[:, where[i]], drift)
+            if bounds is not None:
+                out[i] = _fact(*bounds, self.steps)
         return out
 
     def _register(self, drive: _Fact, low: float, high: float) -> _Fact | None:
@@ -412,6 +471,26 @@ class TimeWindows:
             high = _combine([(w, f.hi if w > 0 else f.lo) for w, f in terms], bias, self.steps)
             out.append(_fact(_at_least(low, low_end), _at_most(high, high_end), self.steps))
         return out
+
+
+def _residue_bounds(run: np.ndarray, drift: Fraction) -> tuple | None:
+    """Constant bounds per residue of the shortest period ``p ≤ _MAX_PERIOD`` on which the float64 ``run`` (steps
+    ``1 … T``) nearly repeats — each residue's values within ``2^-20`` of the run's largest magnitude — widened by
+    ``drift``; None where no period does."""
+    steps = run.size
+    spread_allowed = 2.0 ** -20 * float(np.max(np.abs(run), initial=0.0))
+    for p in range(1, min(_MAX_PERIOD, steps) + 1):
+        if np.max(np.abs(run[p:] - run[:-p]), initial=0.0) > spread_allowed:
+            continue  # not even step to step
+        padded = np.full(-(-steps // p) * p, np.nan)
+        padded[:steps] = run
+        # column c holds the steps t = c + 1 + k·p, residue (c + 1) mod p
+        low, high = np.nanmin(padded.reshape(-1, p), axis=0), np.nanmax(padded.reshape(-1, p), axis=0)
+        if np.max(high - low) <= spread_allowed:
+            columns = [(r - 1) % p for r in range(p)]
+            return (tuple(_constant(Fraction(float(low[c])) - drift, steps)[0] for c in columns),
+                    tuple(_constant(Fraction(float(high[c])) + drift, steps)[0] for c in columns))
+    return None
 
 
 def _known_constant(fact: _Fact | None) -> Fraction | None:
