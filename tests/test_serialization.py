@@ -81,6 +81,37 @@ def test_pickle_is_rejected(tmp_path):
     _expect(tmp_path, "not valid JSON")
 
 
+def _slots(d, i):
+    return d["metadata"]["layout"][i]
+
+
+@pytest.mark.parametrize("edit, match", [
+    # the input's slots (a list), the LSTM layers ({stage, values, units, decode}), the readout's slots
+    (lambda d: d["metadata"]["layout"].__setitem__(0, 7), r"layout\[0\]: expected a list of slots"),
+    (lambda d: _slots(d, 0)[0].update(role=3), r"layout\[0\]\[0\]: expected a slot"),
+    (lambda d: _slots(d, 0).__setitem__(0, "x"), r"layout\[0\]\[0\]: expected a slot"),
+    (lambda d: _slots(d, 0)[0].update(evil=1), r"layout\[0\]\[0\]: expected a slot"),
+    (lambda d: _slots(d, 0)[0].update(terms=5), r"layout\[0\]\[0\].terms: expected a list"),
+    (lambda d: _slots(d, 0)[0].update(terms=[["x"]]), r"terms\[0\]: expected \[name, index, coefficient\]"),
+    (lambda d: _slots(d, 0)[0].update(terms=[["x", "a", 1.0]]), r"terms\[0\]\[1\]: expected an integer"),
+    (lambda d: _slots(d, 0)[0].update(terms=[["x", 0, [1]]]), r"terms\[0\]\[2\]: expected a number"),
+    (lambda d: _slots(d, 0)[0].update(constant={}), r"constant: expected a number"),
+    (lambda d: _slots(d, 0).append({"role": "value"}), r"layout\[0\]: 2 slots for"),
+    (lambda d: _slots(d, -1)[0].update(of=0), r"layout\[3\]\[0\].of: .*nothing to refer to"),
+    (lambda d: _slots(d, 1).update(evil=1), r"layout\[1\]: expected a layer"),
+    (lambda d: _slots(d, 1)["units"][0].update(start="a"), r"layout\[1\].units\[0\].start: expected an integer"),
+    (lambda d: _slots(d, 1)["units"][0].update(start=10**6, end=10**6), r"units\[0\].end: expected an integer in"),
+    (lambda d: _slots(d, 1)["decode"].__setitem__(0, [0]), r"decode\[0\]: expected \[slot, unit, coefficient\]"),
+    (lambda d: _slots(d, 1)["decode"][0].__setitem__(1, 10**6), r"decode\[0\]\[1\]: expected an integer in"),
+    (lambda d: _slots(d, 1)["values"][0].update(terms=[[1, 0, 1.0]]), r"layout\[1\].values\[0\].terms\[0\]"),
+])
+def test_crafted_layout(saved, edit, match):
+    # inspection and the plots read the layout: a malformed one is refused when the model loads, where it had
+    # failed inside Model.summary() with a TypeError
+    _edit_json(saved, edit)
+    _expect(saved, match)
+
+
 @pytest.mark.parametrize("edit, match", [
     (lambda d: d.update(format="something"), "not an lsrl model"),
     (lambda d: d.update(format_version=99), "unsupported version"),

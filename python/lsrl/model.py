@@ -7,6 +7,7 @@ which is what :meth:`Model.stream` carries from one chunk to the next.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from functools import cached_property
 from typing import Iterable, Iterator
@@ -507,5 +508,80 @@ def _check_metadata(module: Module, target: Target, activations: str) -> None:
             if not isinstance(stage, dict) or not isinstance(stage.get("stage"), str):
                 fail(f"stages[{i}]", "expected an object with a string 'stage'")
     layout = meta.get("layout")
-    if layout is not None and (not isinstance(layout, list) or len(layout) != len(ops)):
-        fail("layout", f"expected a list of {len(ops)} entries (one per op, the input included)")
+    if layout is not None:
+        if not isinstance(layout, list) or len(layout) != len(ops):
+            fail("layout", f"expected a list of {len(ops)} entries (one per op, the input included)")
+        _check_layout(layout, ops, fail)
+
+
+_SLOT_KEYS = frozenset({"role", "terms", "of", "index", "constant"})
+_LAYER_KEYS = frozenset({"stage", "values", "units", "decode"})
+
+
+def _check_layout(layout: list, ops: list, fail) -> None:
+    """Each entry of ``layout`` as inspection and the plots read it (docs/targets.md, "Layout"): an op's slots
+    (a list of one slot per coordinate), or a target layer ``{"stage", "values", "units", "decode"}``."""
+    def index(value, where: str, end: int | None = None) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (end is not None and value >= end):
+            fail(where, f"expected an integer in [0, {end if end is not None else '∞'}), got {str(value)[:40]!r}"
+                        + (" (there is nothing to refer to)" if end == 0 else ""))
+        return value
+
+    def coefficient(value, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or \
+                (isinstance(value, float) and not math.isfinite(value)):
+            fail(where, f"expected a number or a rational string, got {str(value)[:40]!r}")
+
+    def slots(entry, where: str, next_width: int | None) -> None:
+        if not isinstance(entry, list):
+            fail(where, "expected a list of slots")
+        for k, slot in enumerate(entry):
+            at = f"{where}[{k}]"
+            if not isinstance(slot, dict) or not isinstance(slot.get("role"), str) or set(slot) - _SLOT_KEYS:
+                fail(at, f"expected a slot: an object with a string 'role' and only {sorted(_SLOT_KEYS)}")
+            terms = slot.get("terms", [])
+            if not isinstance(terms, list):
+                fail(f"{at}.terms", "expected a list of [name, index, coefficient]")
+            for n, term in enumerate(terms):
+                if not isinstance(term, list) or len(term) != 3 or not isinstance(term[0], str):
+                    fail(f"{at}.terms[{n}]", "expected [name, index, coefficient]")
+                index(term[1], f"{at}.terms[{n}][1]")
+                coefficient(term[2], f"{at}.terms[{n}][2]")
+            if slot.get("constant") is not None:
+                coefficient(slot["constant"], f"{at}.constant")
+            if slot.get("index") is not None:
+                index(slot["index"], f"{at}.index")
+            if slot.get("of") is not None:  # a slot of the next op
+                index(slot["of"], f"{at}.of", next_width)
+
+    for i, (entry, op) in enumerate(zip(layout, ops)):
+        where = f"layout[{i}]"
+        following = layout[i + 1] if i + 1 < len(layout) else None
+        if not isinstance(entry, dict):
+            slots(entry, where, len(following) if isinstance(following, list) else 0)
+            if len(entry) != op.dim:
+                fail(where, f"{len(entry)} slots for {op.describe()} of {op.dim} coordinates")
+            continue
+        if set(entry) - _LAYER_KEYS or not isinstance(entry.get("stage", ""), str):
+            fail(where, f"expected a layer: an object with only {sorted(_LAYER_KEYS)} and a string 'stage'")
+        values = entry.get("values", [])
+        slots(values, f"{where}.values", None)
+        blocks = entry.get("units", [])
+        if not isinstance(blocks, list):
+            fail(f"{where}.units", "expected a list of unit blocks")
+        for n, block in enumerate(blocks):
+            at = f"{where}.units[{n}]"
+            if not isinstance(block, dict) or set(block) != {"role", "start", "end"} or \
+                    not isinstance(block["role"], str):
+                fail(at, "expected {role, start, end}")
+            if index(block["start"], f"{at}.start") > index(block["end"], f"{at}.end", op.dim + 1):
+                fail(at, "start is past end")
+        decode = entry.get("decode", [])
+        if not isinstance(decode, list):
+            fail(f"{where}.decode", "expected a list of [slot, unit, coefficient]")
+        for n, triple in enumerate(decode):
+            if not isinstance(triple, list) or len(triple) != 3:
+                fail(f"{where}.decode[{n}]", "expected [slot, unit, coefficient]")
+            index(triple[0], f"{where}.decode[{n}][0]", len(values))
+            index(triple[1], f"{where}.decode[{n}][1]", op.dim)
+            coefficient(triple[2], f"{where}.decode[{n}][2]")
