@@ -769,6 +769,35 @@ def test_a_row_of_a_rotation_meets_only_the_states_it_reaches(dtype):
     assert 0 < measured <= float(model.error_bound_in(dtype)[0]) < 1000 * measured
 
 
+@needs_kernel
+def test_an_ideal_gru_product_of_integers_rounds_in_its_pairs():
+    # the layer form's product of two integers is exact, but the GRU multiplies through a leak-cancelling pair
+    # K·(p' − q') whose units hold up to K·9 and round where the cell computes them: 1.4e-14 measured in float64
+    # and 3.8e-6 in float32, where the bound was 0 (a review found it on a product of two rotation counters)
+    x = lsrl.Input(2, lower=0, upper=9, integer=True)
+    model = lsrl.compile(lsrl.ForEach(lsrl.Multi(lsrl.Concat([x[0], x[1]]))), "gru", t_max=50)
+    xs = np.random.default_rng(0).integers(0, 10, (4, 50, 2)).astype(float)
+    for dtype in ("float64", "float32"):
+        measured = float(np.max(np.abs(model(xs, backend="kernel", dtype=dtype) - _layer_form_exact(model, xs))))
+        assert 0 < measured <= float(model.error_bound_in(dtype)[0]) < 1000 * measured, dtype
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e300])
+def test_a_clocked_value_that_may_overflow_gets_an_infinite_bound(scale):
+    # a ReLU of a rotation's coordinate, read by a linear that may leave float32's range: the analysis drops that
+    # linear's clock, and the ReLU after it (a group carried from the first) must not fill a clock it lacks — it
+    # raised a TypeError (a review)
+    from lsrl.sugar import f_constant
+    x = lsrl.Input(1, lower=0.0, upper=1.0)
+    theta = 2 * np.pi / 5
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    state = lsrl.LinState(f_constant(x, 1), A=rotation, B=np.zeros((2, 1)), init_state=[1.0, 0.0])
+    u = lsrl.ReLU(lsrl.Linear(state, [[1.0, 0.0]], [-0.2]))
+    model = lsrl.compile(lsrl.ForEach(lsrl.ReLU(lsrl.Linear(u, [[scale]], [-0.1 * scale]))), t_max=50)
+    assert model.error_bound_in("float32").tolist() == [np.inf]
+    assert model.error_bound_in("float64")[0] > 0
+
+
 def test_a_shift_register_of_a_fine_lattice_stays_exact():
     # 4096 integer inputs (too many to list) scaled by 2^-12: a lattice through the linear (its offset 0.5 is no
     # integer, but its sum is exact), the shift register and the readout, exact in both dtypes

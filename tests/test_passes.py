@@ -837,6 +837,36 @@ def test_a_register_gated_by_the_rotation_counter_is_bounded_by_its_residue():
     _check_gated_register(module, 0)
 
 
+def test_a_followed_trajectory_counts_the_rounding_of_its_first_step():
+    # s_1 = A·s_0 cancels 10^5-sized products to 1.2e-11, which a float64 run rounds to 5.6e-12: the run's drift
+    # must be sized by the start, not by the states after it (a review: the gate ReLU(10^11·s − 0.8), exactly
+    # 0.364 at t = 1, was bounded by 0 and the register summing it got the range [0, 0])
+    import lsrl
+    from lsrl.sugar import f_constant
+    x = lsrl.Input(1, lower=0.0, upper=9.0)
+    state = lsrl.LinState(f_constant(x, 1), A=0.1 * np.array([[1.0, -1.0], [1.0, -1.0]]), B=np.zeros((2, 1)),
+                          init_state=[1e6, 1e6 - 2.0 ** -33])
+    gate = lsrl.ReLU(lsrl.Linear(state, [[1e11, 0.0]], [-0.8]))
+    q = lsrl.LinState(gate, A=[[1.0]], B=[[1.0]], init_state=[0.0])
+    module = lsrl.ForEach(lsrl.Concat([q, gate])).ir
+    xs = np.zeros((1, 20, 1))
+    _check_sound(module, xs, 20, exact=True)
+    _check_time_bounds(module, xs)
+
+
+def test_a_growing_rotation_over_long_prompts_is_unbounded_not_an_overflow():
+    # ‖A‖^t_max of a rotation by radius 1.2 over 5,000 steps passes the float range: a Python float power raised
+    # OverflowError from range analysis (a review); the bound is inf
+    import lsrl
+    from lsrl.sugar import f_constant
+    x = lsrl.Input(1, lower=0.0, upper=9.0)
+    theta = 2 * np.pi / 7
+    rotation = 1.2 * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    state = lsrl.LinState(f_constant(x, 1), A=rotation, B=np.zeros((2, 1)), init_state=[1.0, 0.0])
+    module = lsrl.ForEach(state).ir
+    assert compute_ranges(module, t_max=5000)[id(module.output)][1].tolist() == [np.inf, np.inf]
+
+
 @settings(max_examples=profile_examples(30))
 @given(st.integers(2, 12), st.floats(0.9, 1.0), st.integers(0, 2**32 - 1))
 def test_registers_gated_by_rotations_are_bounded_soundly(divisor, radius, seed):

@@ -1016,7 +1016,7 @@ class ErrorAnalysis:
         unit_of: dict = {}
         clock = None if fp.clock is None else np.full((fp.clock.shape[0], op.dim), np.nan)
         for g, group in enumerate(groups):
-            at = None if group.y_at is None else np.searchsorted(group.y.points, group.y_at)
+            at = None if group.y_at is None or clock is None else np.searchsorted(group.y.points, group.y_at)
             for pos, unit in enumerate(group.units.tolist()):
                 unit_of[unit] = (g, pos)
                 values[unit] = group.evaluate(np.array([pos]), np.ones(1))
@@ -1106,7 +1106,8 @@ class ErrorAnalysis:
         delta = np.stack([np.broadcast_to(dl, deep.y.points.shape) for dl in delta], axis=1) if per_point \
             else np.array(delta)
         return _Group(np.array(members, dtype=np.int64), np.array(k), np.array(b), np.array(residual),
-                      delta, deep.y, deep.y_lo, deep.y_hi, off=np.array(off), y_at=deep.y_at)
+                      delta, deep.y, deep.y_lo, deep.y_hi, off=np.array(off),
+                      y_at=deep.y_at if self[p].clock is not None else None)
 
     def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
@@ -1338,7 +1339,7 @@ class ErrorAnalysis:
         for t in range(self.t_max):
             state = block @ state + drive
             states[t] = state
-        drift = float64_drift(block, drive, states)
+        drift = float64_drift(block, drive, init[closure], states)
         where = {int(c): n for n, c in enumerate(closure.tolist())}
         clocked, labels = [], []  # per step, the cluster each clocked coordinate is in
         for i in wanted.tolist():

@@ -303,12 +303,13 @@ def _spectral_norm_bound(block: Matrix) -> float:
     return float(np.nextafter(np.sqrt(_q_up(squared)), np.inf))  # IEEE sqrt is correctly rounded
 
 
-def float64_drift(block: np.ndarray, drive: np.ndarray, states: np.ndarray) -> float:
-    """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` (``A`` = ``block`` and ``c`` =
-    ``drive``, both as float64 holds them) is from the exact one: each step rounds by at most
-    ``γ·(|A||s| + |c|)``, and earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds every coordinate)."""
+def float64_drift(block: np.ndarray, drive: np.ndarray, init: np.ndarray, states: np.ndarray) -> float:
+    """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` from ``s_0 = init`` (``A`` =
+    ``block`` and ``c`` = ``drive``, all as float64 holds them) is from the exact one: each step rounds by at most
+    ``γ·(|A||s_{t−1}| + |c|)`` — the start included, whose product may cancel to a state far smaller — and
+    earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds every coordinate)."""
     k, steps = block.shape[0], states.shape[0]
-    size = float(np.max(np.abs(states), initial=0.0)) * 2.0 + 1e-300
+    size = max(float(np.max(np.abs(states), initial=0.0)), float(np.max(np.abs(init), initial=0.0))) * 2.0 + 1e-300
     row_sum = float(np.max(np.abs(block).sum(axis=1), initial=0.0))
     n = (k + 2) * _U
     local = n / (1.0 - n) * (row_sum * size + float(np.max(np.abs(drive), initial=0.0)))
@@ -379,8 +380,8 @@ def _norm_radius(rho: float, ilo, ihi, dlo, dhi, t_max: int | None) -> float:
     if t_max is None:
         return np.inf
     steps = float(max(t_max, 1))
-    with np.errstate(over="ignore"):
-        return float(rho ** steps) * (start + steps * drive) * _NORM_MARGIN ** 2
+    with np.errstate(over="ignore"):  # a Python float power raises past the float range; numpy's is inf
+        return float(np.power(rho, steps)) * (start + steps * drive) * _NORM_MARGIN ** 2
 
 
 _FIXED_BITS = 200  # fractional bits of the fixed-point step-wise boxes

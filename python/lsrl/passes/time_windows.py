@@ -422,13 +422,14 @@ class TimeWindows:
         for i in closure:
             for j, q in a_rows[i].items():
                 block[where[i], where[j]] = float(q)
-        state = np.array([float(init[i]) for i in closure])
+        start = np.array([float(init[i]) for i in closure])
         shift = np.array([float(constant[i]) for i in closure])
         states = np.empty((self.steps, len(closure)))
+        state = start
         for t in range(self.steps):
             state = block @ state + shift
             states[t] = state
-        drift = float64_drift(block, shift, states)
+        drift = float64_drift(block, shift, start, states)
         if not (math.isfinite(drift) and np.all(np.isfinite(states))):
             return {}
         drift = Fraction(drift)

@@ -42,6 +42,12 @@ class CellLowering:
         ``(slot, row, bias, lo, hi)`` the construction needs (or raise CompileError when it cannot multiply)."""
         raise NotImplementedError
 
+    def ideal_product_errors(self, st: Stage, plan) -> dict | None:
+        """What the units of :meth:`ideal_products` add beyond the product's own rounding, as the stage op's
+        :func:`~lsrl.passes.error_bound.local_error_entry` (``on_u`` per product, ``hidden``/``units`` of the
+        terms a reader sums); None where a unit multiplies once and is read alone (the LSTM's)."""
+        return None
+
     def standard(self, t_max: int | None):
         """The standard-mode lowering (a :class:`~.standard.StandardLowering`), or None when standard
         activations are the ideal ones (a ReLU cell)."""
@@ -81,7 +87,9 @@ def carriers(blocks: UnitBlocks, cell: CellLowering, plan, d_val: int) -> None:
     cell.relu_units(blocks, rows_w, rows_b, decode=place @ Ds, role="carrier")
 
 
-def ideal_product_stage(blocks: UnitBlocks, cell: CellLowering, st: Stage, W: Matrix, c: Vector) -> Vector:
+def ideal_product_stage(blocks: UnitBlocks, cell: CellLowering, st: Stage, W: Matrix,
+                        c: Vector) -> tuple[Vector, dict | None]:
+    """The M stage's units; returns the decoder's constant and the stage's local errors (or None)."""
     plan = plan_products(st, W, c)
     for j, row, bias, lo, hi in cell.ideal_products(blocks, st, plan):
         plan.lin_rows = Matrix.vstack([plan.lin_rows, row])
@@ -90,7 +98,7 @@ def ideal_product_stage(blocks: UnitBlocks, cell: CellLowering, st: Stage, W: Ma
         plan.lin_lo = np.append(plan.lin_lo, min(lo, hi))
         plan.lin_hi = np.append(plan.lin_hi, max(lo, hi))
     carriers(blocks, cell, plan, plan.h)
-    return plan.const
+    return plan.const, cell.ideal_product_errors(st, plan)
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -103,6 +111,8 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     if std is not None:
         std.k = std.k.for_dtype(module.metadata.get("dtype", "float64"))
         std.positions = {id(op): i for i, op in enumerate(module.ops)}
+    positions = {id(op): i for i, op in enumerate(module.ops)}
+    ideal_errors: dict[int, dict] = {}
     prev: Op = form.input
     dec = Decoder.identity(form.input.dim)
     ops: list[Op] = []
@@ -118,7 +128,9 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
         elif st.kind == "R":
             ideal_relu(blocks, cell, st, W, c)
         else:
-            e = ideal_product_stage(blocks, cell, st, W, c)
+            e, entry = ideal_product_stage(blocks, cell, st, W, c)
+            if entry is not None:
+                ideal_errors[positions[id(st.op)]] = entry
         attrs, D, roles = blocks.build()
         op = Op(cell.op_kind, [prev], cell.layer_attrs(attrs, blocks.H, activations), name=f"L{len(ops)}")
         ops.append(op)
@@ -128,6 +140,8 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
         prev = op
     # a cell without a standard construction of its own (a ReLU cell) computes the layer form's ops in both modes
     extra = {"t_max": t_max, "local_errors": {}} if activations == "standard" else {"t_max": t_max}
+    if ideal_errors:
+        extra["local_errors"] = ideal_errors
     if std is not None:
         extra["standard"] = std.summary()
         if std.dtype_limits:
