@@ -49,8 +49,7 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
         passes = parse_pipeline(pipeline.strip().rstrip(","))
     lowers = [p for p in passes if isinstance(p, Lower)]
     if lowers:  # the lowering that runs is the pipeline's
-        lowered = get_target(lowers[0].target, "lsrl.compile") if lowers[0].target else default_target()
-        target, activations = lowered.name, lowers[0].activations
+        target, activations = _lowered_target(lowers[0]).name, lowers[0].activations
     # an approximated ReLU's error grows with its input range: no clamps (their inputs are a step's whole range)
     approximated = activations != "ideal" and activations not in get_target(target, "lsrl.compile").exact_activations
     for p in passes:
@@ -65,6 +64,11 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
     return passes
 
 
+def _lowered_target(lower):
+    """The target a pipeline's ``lower`` pass lowers to (its own, or the default one)."""
+    return get_target(lower.target, "lsrl.compile") if lower.target else default_target()
+
+
 def _check_lowering(passes: list, target: str | None, activations: str, t_max: int | None, exact: bool) -> None:
     """A ``lower`` in a user's pipeline must not contradict what :func:`compile` was asked for (a model for
     another target, or without the ``t_max`` it was asked to check); ``target``, ``activations``, ``t_max`` and
@@ -72,7 +76,7 @@ def _check_lowering(passes: list, target: str | None, activations: str, t_max: i
     from .passes.lower import Lower
 
     for lower in (p for p in passes if isinstance(p, Lower)):
-        lowered = default_target() if lower.target is None else get_target(lower.target, "lsrl.compile")
+        lowered = _lowered_target(lower)
         for name, asked, given in (("target", target and get_target(target, "lsrl.compile").name, lowered.name),
                                    ("activations", None if activations == "ideal" else activations,
                                     lower.activations),

@@ -48,8 +48,14 @@ def _kernel():
     return kern
 
 
+def _model_module(obj) -> Module | None:
+    """The module of an ``lsrl.Model`` (recognised by its ``module``; None for anything else)."""
+    inner = getattr(obj, "module", None)
+    return inner if not isinstance(obj, Module) and isinstance(inner, Module) else None
+
+
 def _refuse_a_model(module, who: str) -> None:
-    if not isinstance(module, Module) and isinstance(getattr(module, "module", None), Module):
+    if _model_module(module) is not None:
         raise TypeError(f"{who}: got an lsrl.Model, whose runs check what it was compiled for (t_max, the input "
                         "bounds, its dtype): run it with model(xs, backend='kernel') or model.stream(...), or pass "
                         "model.module to run its module without those checks")
@@ -58,10 +64,11 @@ def _refuse_a_model(module, who: str) -> None:
 def _as_module(module) -> Module:
     if isinstance(module, Module):
         return module
-    for attr in ("module", "ir"):  # lsrl.Model, lsrl.ForEach
-        inner = getattr(module, attr, None)
-        if isinstance(inner, Module):
-            return inner
+    inner = _model_module(module)
+    if inner is None:
+        inner = getattr(module, "ir", None)  # a program (lsrl.ForEach)
+    if isinstance(inner, Module):
+        return inner
     raise TypeError(f"executor: expected an lsrl.ir.Module or a program, got {type(module).__name__}")
 
 
