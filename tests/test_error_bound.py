@@ -782,6 +782,19 @@ def test_an_ideal_gru_product_of_integers_rounds_in_its_pairs():
         assert 0 < measured <= float(model.error_bound_in(dtype)[0]) < 1000 * measured, dtype
 
 
+@needs_kernel
+@pytest.mark.parametrize("dtype, gate, other", [("float32", 2.0 ** 63, 1.5e19), ("float64", 2.0 ** 511, 7e307 / 2.0 ** 511)])
+def test_terms_a_reader_sums_that_may_overflow_give_an_infinite_bound(dtype, gate, other):
+    # a GRU pair's value K·(p' − q') sums two units of up to K·B_v (K = 2^65 here, four times the gate's largest
+    # magnitude): they overflow where the product itself stays below half the dtype's largest float — the run
+    # gives inf, and the bound was finite (3.2e33 in float32; a review)
+    x = lsrl.Input(2, lower=[-gate, -other], upper=[gate * 1.001, other])
+    model = lsrl.compile(lsrl.ForEach(lsrl.Multi(lsrl.Concat([x[0], x[1]]))), "gru", t_max=12, dtype=dtype)
+    xs = np.tile(np.array([[[gate * 1.001, other]]]), (1, 12, 1))
+    assert np.isinf(model(xs, backend="kernel", check_assumptions=False)).any()
+    assert model.error_bound_in(dtype).tolist() == [np.inf]
+
+
 @pytest.mark.parametrize("scale", [1e200, 1e300])
 def test_a_clocked_value_that_may_overflow_gets_an_infinite_bound(scale):
     # a ReLU of a rotation's coordinate, read by a linear that may leave float32's range: the analysis drops that

@@ -621,6 +621,9 @@ class ErrorAnalysis:
         self.u = UNIT_ROUNDOFF[dtype]
         self.bits = np.finfo(dtype).nmant + 1
         self.min_bit = int(np.log2(np.finfo(dtype).smallest_subnormal))
+        # what a value or a term may reach before a run can give inf (half the largest float leaves room for the
+        # rounding on the way)
+        self._largest = float(np.finfo(dtype).max) / 2
         if t_max is None:
             t_max = validate_t_max(module.metadata.get("t_max"), f"module @{module.name} metadata")
         self.t_max = t_max
@@ -653,7 +656,7 @@ class ErrorAnalysis:
         where the exact value is 1e42); half the largest value leaves room for the rounding on the way."""
         with np.errstate(invalid="ignore"):
             reach = _magnitude(facts.lo, facts.hi) + facts.err
-        over = ~(reach < np.finfo(self.dtype).max / 2)
+        over = ~(reach < self._largest)
         if not over.any():
             return facts
         values = [_Values.unknown(math.inf) if o else v for v, o in zip(facts.values, over.tolist())]
@@ -763,7 +766,10 @@ class ErrorAnalysis:
         if reads is None:
             return 0.0, int(cols.size)
         hidden, units = reads
-        return float(np.sum(np.abs(weights) * hidden[cols])), int(np.sum(units[cols]))
+        with np.errstate(over="ignore"):
+            summed = float(np.sum(np.abs(weights) * hidden[cols]))
+        # terms that may leave the dtype's range make the sum inf whatever the value (a GRU pair's K·p̂)
+        return (summed if summed < self._largest else math.inf), int(np.sum(units[cols]))
 
     def _read_rounding(self, x: Op) -> np.ndarray:
         """Per coordinate of ``x``: the rounding of reading it on its own (a unit reading it directly, the
@@ -772,8 +778,8 @@ class ErrorAnalysis:
         if reads is None:
             return np.zeros(x.dim)
         hidden, units = reads
-        return np.array([0.0 if h == 0 else ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h
-                         for h, n in zip(hidden.tolist(), units.tolist())])
+        return np.array([0.0 if h == 0 else math.inf if not h < self._largest else
+                         ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h for h, n in zip(hidden.tolist(), units.tolist())])
 
     def output_bounds(self, module: Module) -> np.ndarray:
         """The bound of each output coordinate of ``module``, read by its readout."""

@@ -175,9 +175,10 @@ class GruCell(CellLowering):
             which, _, shift, K = gate_choice(plan, j)  # ideal_products refused an unbounded pair
             gate = plan.U if which == "u" else plan.V
             lo, hi = (plan.vlo[j], plan.vhi[j]) if which == "u" else (plan.ulo[j], plan.uhi[j])
-            bound, signs = max(abs(lo), abs(hi)), len(signs_of(lo, hi))
-            on_u[j] = ROUNDING_HOPS * signs * K * bound * (4 + 2 * (gate.rows([j]).nnz + 2))
-            hidden[j] = 2 * signs * K * bound + (abs(shift) * bound if shift else 0.0)
+            bound, signs = float(max(abs(lo), abs(hi))), len(signs_of(lo, hi))
+            with np.errstate(over="ignore"):  # past the float range: inf, which the analysis reads as unbounded
+                on_u[j] = ROUNDING_HOPS * signs * K * bound * (4 + 2 * (gate.rows([j]).nnz + 2))
+                hidden[j] = 2 * signs * K * bound + (abs(shift) * bound if shift else 0.0)
             units[j] = 2 * signs + (len(signs_of(shift * lo, shift * hi)) if shift else 0)
         return local_error_entry(st.out_dim, on_u=on_u, hidden=hidden, units=units)
 
