@@ -68,7 +68,7 @@ from ..ir.error_free import product_exact, sum_exact
 from ..ir.matrix import Matrix, Vector, is_exact_float
 from . import Pass, register_pass
 from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit,
-                             _spectral_norm_bound, float64_drift)
+                             _spectral_norm_bound, float64_run)
 
 __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds",
            "local_error_entry", "zero_safe_product"]
@@ -1025,9 +1025,12 @@ class ErrorAnalysis:
             at = None if group.y_at is None or clock is None else np.searchsorted(group.y.points, group.y_at)
             for pos, unit in enumerate(group.units.tolist()):
                 unit_of[unit] = (g, pos)
-                values[unit] = group.evaluate(np.array([pos]), np.ones(1))
-                if at is not None:
-                    clock[:, unit] = group.at_points(np.array([pos]), np.ones(1))[0][at]
+                if at is None:
+                    values[unit] = group.evaluate(np.array([pos]), np.ones(1))
+                else:  # evaluated once at y's points: the unit's values, and its value at each clock state
+                    found = group.at_points(np.array([pos]), np.ones(1))
+                    values[unit] = _Values.of(*found)
+                    clock[:, unit] = found[0][at]
         return _Facts(values, lo, hi, groups=groups, unit_of=unit_of, clock=clock)
 
     def _groups(self, p: Op) -> list[_Group]:
@@ -1196,22 +1199,18 @@ class ErrorAnalysis:
                     for v, r in ((fx.values[i], reads[i]), (fx.values[i + half], reads[i + half])))
             ma, mb = float(size[i]), float(size[i + half])
             if clock is not None and not np.isnan(fx.clock[0, i]) and not np.isnan(fx.clock[0, i + half]):
-                clock[:, i], product = self._clocked_product(a, b, fx.clock[:, i], fx.clock[:, i + half])
+                # only the pairs of factors the clock's states reach
+                at_a, at_b = fx.clock[:, i], fx.clock[:, i + half]
+                (ea, sa), (eb, sb) = _looked_up(a, at_a), _looked_up(b, at_b)
+                exact = (ea == 0) & (eb == 0) & (sa == 0) & (sb == 0) \
+                    & self._fits(np.abs(at_a * at_b), _lowest_bit(at_a) + _lowest_bit(at_b))
+                clock[:, i], product = self._product_of_pairs(at_a, ea, sa, at_b, eb, sb, exact)
                 values.append(product)
             elif a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:
                 exact = a.exact and b.exact and bool(self._fits(ma * mb, _low_bit(a.points) + _low_bit(b.points)))
-                pa, pb = np.abs(a.points)[:, None], np.abs(b.points)[None, :]
-                ea, eb = a.errors[:, None], b.errors[None, :]
-                with np.errstate(invalid="ignore", over="ignore"):
-                    rounding = 0.0 if exact else ROUNDING_HOPS * self.u * zero_safe_product(pa + ea, pb + eb)
-                    errors = zero_safe_product(pa, eb) + zero_safe_product(pb, ea) + zero_safe_product(ea, eb) + rounding
-                xa, xb = np.broadcast_arrays(a.points[:, None], b.points[None, :])
-                product = xa * xb
-                sa, sb = a.slacks[:, None], b.slacks[None, :]
-                slack = (zero_safe_product(pa, sb) + zero_safe_product(pb, sa) + sa * sb
-                         + np.where(product_exact(xa, xb, product), 0.0, _ANALYSIS_U * np.abs(product)))
-                values.append(_Values.of(product.ravel(), np.broadcast_to(
-                    errors, (a.points.size, b.points.size)).ravel(), slack.ravel()))
+                values.append(self._product_of_pairs(a.points[:, None], a.errors[:, None], a.slacks[:, None],
+                                                     b.points[None, :], b.errors[None, :], b.slacks[None, :],
+                                                     exact)[1])
             else:
                 ea, eb = a.err, b.err
                 ga, gb = a.exact_grain, b.exact_grain
@@ -1223,20 +1222,18 @@ class ErrorAnalysis:
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
         return _Facts(values, lo, hi, clock=clock)
 
-    def _clocked_product(self, a: _Values, b: _Values, at_a: np.ndarray, at_b: np.ndarray) -> tuple:
-        """The product of two clocked factors at each clock state (their exact values ``at_a``, ``at_b`` there),
-        and its values: only the pairs the states reach."""
-        (ea, sa), (eb, sb) = _looked_up(a, at_a), _looked_up(b, at_b)
-        product = at_a * at_b
-        pa, pb = np.abs(at_a), np.abs(at_b)
-        exact = (ea == 0) & (eb == 0) & (sa == 0) & (sb == 0) \
-            & self._fits(np.abs(product), _lowest_bit(at_a) + _lowest_bit(at_b))
+    def _product_of_pairs(self, xa, ea, sa, xb, eb, sb, exact) -> tuple[np.ndarray, _Values]:
+        """``xa·xb`` over pairs of candidate factors (exact values, errors and slacks of each, in shapes that
+        broadcast together; ``exact``: where the dtype computes the product exactly), and its values."""
+        xa, ea, sa, xb, eb, sb = np.broadcast_arrays(xa, ea, sa, xb, eb, sb)
+        product = xa * xb
+        pa, pb = np.abs(xa), np.abs(xb)
         with np.errstate(invalid="ignore", over="ignore"):
             rounding = np.where(exact, 0.0, ROUNDING_HOPS * self.u * zero_safe_product(pa + ea, pb + eb))
             errors = zero_safe_product(pa, eb) + zero_safe_product(pb, ea) + zero_safe_product(ea, eb) + rounding
             slack = (zero_safe_product(pa, sb) + zero_safe_product(pb, sa) + sa * sb
-                     + np.where(product_exact(at_a, at_b, product), 0.0, _ANALYSIS_U * np.abs(product)))
-        return product, _Values.of(product, errors, slack)
+                     + np.where(product_exact(xa, xb, product), 0.0, _ANALYSIS_U * np.abs(product)))
+        return product, _Values.of(product.ravel(), errors.ravel(), slack.ravel())
 
     def _linstate(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (x,) = op.operands
@@ -1340,12 +1337,7 @@ class ErrorAnalysis:
         closure = np.flatnonzero(fixed)
         block = a_mat.rows(closure).cols(closure).to_dense()
         drive = np.array([drives[i].points[0] for i in closure])
-        state = init[closure].copy()
-        states = np.empty((self.t_max, closure.size))
-        for t in range(self.t_max):
-            state = block @ state + drive
-            states[t] = state
-        drift = float64_drift(block, drive, init[closure], states)
+        states, drift = float64_run(block, drive, init[closure], self.t_max)
         where = {int(c): n for n, c in enumerate(closure.tolist())}
         clocked, labels = [], []  # per step, the cluster each clocked coordinate is in
         for i in wanted.tolist():

@@ -303,12 +303,18 @@ def _spectral_norm_bound(block: Matrix) -> float:
     return float(np.nextafter(np.sqrt(_q_up(squared)), np.inf))  # IEEE sqrt is correctly rounded
 
 
-def float64_drift(block: np.ndarray, drive: np.ndarray, init: np.ndarray, states: np.ndarray) -> float:
-    """A bound on how far a float64 run ``states`` of ``s_t = A s_{t−1} + c`` from ``s_0 = init`` (``A`` =
-    ``block`` and ``c`` = ``drive``, all as float64 holds them) is from the exact one: each step rounds by at most
-    ``γ·(|A||s_{t−1}| + |c|)`` — the start included, whose product may cancel to a state far smaller — and
-    earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds every coordinate)."""
-    k, steps = block.shape[0], states.shape[0]
+def float64_run(block: np.ndarray, drive: np.ndarray, init: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
+    """A float64 run of ``s_t = A s_{t−1} + c`` from ``s_0 = init`` over ``steps`` steps (``A`` = ``block`` and ``c`` =
+    ``drive``, all as float64 holds them): the states ``s_1 … s_steps`` and a bound on how far they are from the
+    exact ones.  Each step rounds by at most ``γ·(|A||s_{t−1}| + |c|)`` — the start included, whose product may
+    cancel to a state far smaller — and earlier errors pass through ``‖A‖₂`` (2-norm, so it bounds every
+    coordinate)."""
+    states = np.empty((steps, block.shape[0]))
+    state = init
+    for t in range(steps):
+        state = block @ state + drive
+        states[t] = state
+    k = block.shape[0]
     size = max(float(np.max(np.abs(states), initial=0.0)), float(np.max(np.abs(init), initial=0.0))) * 2.0 + 1e-300
     row_sum = float(np.max(np.abs(block).sum(axis=1), initial=0.0))
     n = (k + 2) * _U
@@ -318,9 +324,9 @@ def float64_drift(block: np.ndarray, drive: np.ndarray, init: np.ndarray, states
     else:  # in the ∞-norm: exact AᵀA of a large block would be slow
         rho = row_sum * _NORM_MARGIN
     if rho <= 1.0:
-        return steps * local
+        return states, steps * local
     with np.errstate(over="ignore"):
-        return local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
+        return states, local * float(np.expm1(steps * np.log(rho)) / (rho - 1.0))
 
 
 def _block_range(op: Op, ulo: np.ndarray, uhi: np.ndarray, t_max: int | None,

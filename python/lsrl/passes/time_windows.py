@@ -30,7 +30,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..ir.core import Op, fill_in_order
-from .range_analysis import float64_drift
+from .range_analysis import float64_run
 
 __all__ = ["TimeWindows"]
 
@@ -424,12 +424,7 @@ class TimeWindows:
                 block[where[i], where[j]] = float(q)
         start = np.array([float(init[i]) for i in closure])
         shift = np.array([float(constant[i]) for i in closure])
-        states = np.empty((self.steps, len(closure)))
-        state = start
-        for t in range(self.steps):
-            state = block @ state + shift
-            states[t] = state
-        drift = float64_drift(block, shift, start, states)
+        states, drift = float64_run(block, shift, start, self.steps)
         if not (math.isfinite(drift) and np.all(np.isfinite(states))):
             return {}
         drift = Fraction(drift)
