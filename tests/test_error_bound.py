@@ -450,30 +450,42 @@ def test_a_bounded_relu_argument_gets_a_large_kappa(target):
 
 
 @needs_kernel
-def test_a_standard_mamba_pass_through_state_rounds_its_silu_pair():
-    """Standard Mamba carries a pass-through state ``s_t = x_t`` as ``silu(x) − silu(−x)``: exactly ``x`` in real
-    arithmetic, but each term rounds (float32: 4.8e-7 at x = 9), which the ideal construction's ReLU pair does
-    not."""
-    x = lsrl.Input(2, lower=0, upper=9, integer=True)
-    program = lsrl.ForEach(lsrl.LinState(x, A=np.zeros((2, 2)), B=np.eye(2)))
-    xs = np.random.default_rng(1).integers(0, 10, (2, 16, 2)).astype(float)
-    model = lsrl.compile(program, "mamba", activations="standard", t_max=16, dtype="float32")
-    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
-    assert 0 < deviation.max() and np.all(deviation <= model.error_bound)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_standard_mamba_carries_a_linear_value_bit_for_bit(dtype):
+    """Standard Mamba carries a pass-through state ``s_t = x_t`` and a conv row as ``(2/ε)·silu(ε a)`` with
+    ``ε|a| ≤ 2^-56``, where σ rounds to exactly 1/2: the value itself, where the unscaled pair ``silu(x) −
+    silu(−x)`` rounded (float32: 4.8e-7 at x = 9; a conv row 7.1e-15 in float64 near 37)."""
+    x = lsrl.Input(2, lower=-9, upper=9)
+    passed = lsrl.LinState(x, A=np.zeros((2, 2)), B=np.eye(2))
+    shifted = lsrl.LinState(x, A=np.array([[0.0, 0.125], [0.0, 0.0]]), B=np.array([[0.0, 0.0], [1.0, 3.0]]),
+                            init_state=np.array([0.0, -29.5]), bias=np.array([0.0, -29.5]))
+    xs = np.random.default_rng(1).uniform(-9, 9, (2, 16, 2))
+    model = lsrl.compile(lsrl.ForEach(lsrl.Concat([passed, shifted])), "mamba", activations="standard", t_max=16,
+                         dtype=dtype)
+    channels = model.module.metadata["stages"][1]["channels"]
+    assert channels["passthrough"] == 3 and channels["conv_state"] == 1  # one channel per value
+    exact = _layer_form_exact(model, xs.astype(dtype))
+    assert np.array_equal(model(xs.astype(dtype), backend="kernel")[..., :2], exact[..., :2])
+    assert np.all(np.abs(model(xs.astype(dtype), backend="kernel") - exact) <= model.error_bound)
 
 
 @needs_kernel
-def test_a_standard_mamba_conv_row_rounds_its_silu_at_the_conv_s_magnitude():
-    """A conv row's SiLU reads the conv of the drive without its bias (which goes into the conv constant): here
-    about 37, where float64's SiLU rounds most, though the drive with its bias stays within 1 (the bound used to
-    count 1: 2.8e-16 against a measured 7.1e-15)."""
-    x = lsrl.Input(1, lower=295, upper=296, integer=True)
-    state = lsrl.LinState(x, A=np.array([[0.0, 0.125], [0.0, 0.0]]), B=np.array([[0.0], [1.0]]),
-                          init_state=np.array([0.0, -295.0]), bias=np.array([0.0, -295.0]))
-    model = lsrl.compile(lsrl.ForEach(state), "mamba", activations="standard", t_max=8)
-    xs = np.full((1, 8, 1), 295.0)
+def test_a_standard_mamba_value_read_across_too_wide_a_range_rounds_in_its_silu_pair():
+    """Weights 2^70 apart leave no ε with every scaled weight a normal float32: the value goes through the pair
+    ``silu(a) − silu(−a)``, whose terms round a few ulps of the value (and of the conv of the drive, for a conv
+    row: about 37, where float64's SiLU rounds most, though the drive with its bias stays within 1; the bound
+    once counted 1: 2.8e-16 against a measured 7.1e-15), and the bound counts them."""
+    x = lsrl.Input(2, lower=[295, 0], upper=[296, 1])
+    passed = lsrl.LinState(x, A=np.zeros((1, 1)), B=np.array([[1.0, 2.0 ** 70]]), bias=np.array([-295.0]))
+    conv = lsrl.LinState(x, A=np.array([[0.0, 0.125], [0.0, 0.0]]), B=np.array([[0.0, 0.0], [1.0, 2.0 ** 70]]),
+                         init_state=np.array([0.0, -295.0]), bias=np.array([0.0, -295.0]))
+    model = lsrl.compile(lsrl.ForEach(lsrl.Concat([passed, conv])), "mamba", activations="standard", t_max=8)
+    xs = np.stack([np.full(8, 295.0), np.linspace(3.0, 37.0, 8) * 2.0 ** -70], axis=-1)[None]
+    channels = model.module.metadata["stages"][1]["channels"]
+    assert channels["passthrough"] == 4 and channels["conv_state"] == 2  # a pair per value
     deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
-    assert deviation.max() > 1e-15 and np.all(deviation <= model.error_bound)
+    assert deviation[..., 0].max() > 0 and deviation[..., 1:].max() > 1e-15
+    assert np.all(deviation <= model.error_bound)
 
 
 def test_a_standard_mamba_conv_row_ignores_an_unbounded_input_it_does_not_read():

@@ -283,3 +283,25 @@ def test_hf_export_loads_without_lsrl(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_array_equal(json.loads(done.stdout.strip().splitlines()[-1]), MORE_ONES_OUT)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_standard_product_rounds_once_as_the_program_s(dtype, tmp_path, offline):
+    """A standard product is one channel, ``(2/ε)·silu(ε a)`` times the gate ``silu(σ g) = σ g/2`` (both exact
+    while ``ε|a|, σ|g| ≤ 2^-56``): the correctly rounded ``a·g`` in the kernel and in float32 transformers, where
+    the four unscaled SiLU pairs rounded each term (16 ulps of ``(|a| + 0.28)(|g| + 0.28)`` charged).  A float64
+    transformers model reads its operands as ``hi + fl32(lo)``, 2^-48 of them off (docs/numerics.md)."""
+    x = lsrl.Input(2, lower=[-3, -5], upper=[3, 5])
+    program = lsrl.ForEach(lsrl.Multi(lsrl.Concat([lsrl.Slice(x, 0, 1), lsrl.Slice(x, 1, 2)])))
+    xs = (np.random.default_rng(0).uniform(-1, 1, (2, 6, 2)) * [3, 5]).astype(dtype)
+    model = lsrl.compile(program, "mamba", activations="standard", t_max=6, dtype=dtype)
+    stages = model.module.metadata["stages"]
+    assert [m["channels"]["product"] for m in stages if "product" in m["channels"]] == [1]
+    want = (xs[..., :1] * xs[..., 1:]).astype(np.float64)
+    model.to_hf(tmp_path)
+    np.testing.assert_array_equal(model(xs, backend="kernel"), want)
+    hf = hf_outputs(tmp_path, xs, getattr(torch, dtype))
+    if dtype == "float32":
+        np.testing.assert_array_equal(hf, want)
+    assert np.all(np.abs(hf - interpret(program, xs)) <= model.error_bound)
+    assert np.all(np.abs(want - interpret(program, xs)) <= model.error_bound)

@@ -17,8 +17,9 @@ runs HF's equations (``transformers.models.mamba.modeling_mamba``, the sequentia
 ``act`` is the config's ``hidden_act``: ``relu`` in ideal mode, ``silu`` (the default) in standard mode.  HF's
 gate is *always* SiLU (hard-coded in ``mamba_selective_scan``); ideal mode replaces it by ReLU (the paper's
 "every SiLU becomes ReLU").  Every gate argument the lowering produces is ≥ 64, where float64/float32 SiLU is
-exactly the identity, except a product's ``±σ g``: ``relu(y) − relu(−y) = silu(y) − silu(−y) = y``, so both give
-the product, up to the rounding of transformers' SiLU (which the error bound counts).  The first block also has ``embed`` (H × d): the program input
+exactly the identity, except a product's: a standard one's ``σ g`` with ``|σ g| ≤ 2^-56``, where
+``silu(σ g) = σ g/2`` exactly, else ``±σ g``: ``relu(y) − relu(−y) = silu(y) − silu(−y) = y``, so both give the
+product, up to the rounding of transformers' SiLU (which the error bound counts).  The first block also has ``embed`` (H × d): the program input
 placed in the residual stream (``lsrl_io.json``'s ``input_slots``; HF's ``inputs_embeds``).  State parts:
 ``conv`` (the last K − 1 conv inputs u0, ``(B, E, K−1)``) and ``ssm`` (``(B, E, N)``).  No exact arithmetic
 (rsqrt, exp, softplus): ``exact=True`` raises.  The C++ kernel runs it (csrc/blocks/mamba.cpp), bit for bit as
@@ -28,10 +29,12 @@ Construction (docs/mamba.md, which derives it and gives the error bounds): RMSNo
 weight 2^60), every channel gated by a constant z = 64 (out_proj divides by 64); a *split* block before every stage
 block and before ``norm_f`` copies fl32(v) of each value to a hi slot and leaves v − fl32(v) in place, so that
 HF's float32 casts (its RMSNorm, the scan input, ``dt_proj.bias``) round nothing.  A linear value is carried by
-``act(±a)`` channels (ReLU, or SiLU(κa)/κ pairs in standard mode).  S stages: diagonal {0, 1} rows integrate in
+``act(±a)`` channels in ideal mode, and in standard mode by one channel ``(2/ε)·silu(ε a)``, exact while
+``|ε a| ≤ 2^-56`` (σ rounds to 1/2 there).  S stages: diagonal {0, 1} rows integrate in
 the SSM (A_log = −1024 ⇒ decay exactly 1, the weight in Δ through ``dt_proj.weight``), every other row (rotations,
 shifts, decays) in the depthwise conv with taps (A^j)[i, q] (window = the smallest L with A^L[i,:] = 0, else
-t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate.
+t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate, in standard
+mode one exact channel (2/ε)·silu(ε u) gated by silu(σ v) = σ v/2.
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ from ..passes.error_bound import local_error_entry, zero_safe_product
 from .registry import Target, register_target
 from .shared.cells import csr_arrays
 from .shared.common import (
+    MAX_WEIGHT_LOG2,
     capped_scale,
     layer_stages,
     plan_products,
@@ -72,10 +76,16 @@ SRC = 64.0                   # the constant channel feeding B and C
 DT_ON = 32.0                 # softplus(32) = 32 exactly (torch: identity above 20)
 DT_OFF = -1024.0             # softplus(−1024) = 0 exactly: the channel's SSM state stays 0
 A_LOG_HOLD = -1024.0         # A = −exp(−1024) = −0 ⇒ exp(Δ A) = 1: an exact integrator
-SILU_IDENTITY = 37.0         # silu(x) = x exactly for x ≥ 37 (float64; 17 in float32)
+SILU_IDENTITY = 37.0         # silu(x) = x exactly for x ≥ 37 (float64; 17 in float32): 1 + exp(−x) rounds to 1
 GATE_SPAN = 64.0             # a product's gate operand is scaled to |σ g| ≤ 64
 KAPPA_SPAN = 2.0 ** 80       # standard-mode ReLU ≈ silu(κx)/κ with κ·max|x| = KAPPA_SPAN
 SILU_RELU_ERROR = 0.2785     # max |silu(x) − relu(x)| (at x ≈ −1.28)
+#: |y| ≤ 2^-56: exp(−y) rounds to 1 (within an ulp), so σ(y) = 1/2 and silu(y) = y/2 exactly in float64 and
+#: float32 — a standard-mode channel reading ε·a (ε a power of two, ε|a| ≤ EXACT_SPAN) carries a bit for bit
+EXACT_SPAN = 2.0 ** -56
+#: ... unless ε·a is subnormal in float32: each of its roundings (the in_proj terms, the halving) is then at most
+#: 2^-150, i.e. 2^-126 per float32 unit roundoff, 2/ε times that in the carried value
+UNDERFLOW_ULPS = 2.0 ** -126
 #: a value carried by silu(±κa)/κ rounds only where |κa| < 37 (silu is exact beyond): by a few ulps of at most
 #: (37 + 2·SILU_RELU_ERROR)/κ; every value goes through at most this many such carries (split, read, clears)
 SCALED_CARRIES = 8
@@ -308,21 +318,47 @@ class _Lowering:
         ulps of at most ``bound + SILU_RELU_ERROR``."""
         return 2 * ACTIVATION_ULPS * (bound + SILU_RELU_ERROR)
 
+    def exact_scale(self, bound: float, coefficients) -> float | None:
+        """Standard mode's ε for a channel that carries ``a`` (``|a| ≤ bound``, read with ``coefficients``) as
+        ``(2/ε)·silu(ε a)``, exact by :data:`EXACT_SPAN`; None where ε would need a coefficient or ``2/ε`` outside
+        the weights' normal float32 range (the value is then carried by an unscaled pair)."""
+        magnitudes = [abs(float(v)) for v in coefficients if v != 0]
+        if self.ideal or not math.isfinite(bound) or not magnitudes:
+            return None
+        eps = capped_scale(EXACT_SPAN, bound, max(magnitudes))
+        if eps * bound > EXACT_SPAN or eps * min(magnitudes) < 2.0 ** -MAX_WEIGHT_LOG2 \
+                or 2.0 / eps > 2.0 ** MAX_WEIGHT_LOG2:
+            return None
+        return eps
+
+    @staticmethod
+    def exact_rounding(eps: float, terms: int) -> float:
+        """What an exact channel of ``terms`` in_proj terms rounds, per unit roundoff: float32 underflow only."""
+        return (terms + 1) * UNDERFLOW_ULPS * 2.0 / eps
+
     # -- a value carried linearly: coef · a · G, G the gate (constant GATE or a scaled operand)
     def linear(self, blk: _Block, row: dict, bias: float, lo: float, hi: float, slot: int | dict, coef: float,
-               gate: tuple | None = None, role: str = "linear", kappa: float = 1.0) -> None:
-        """``slot`` may be a dict slot -> coefficient (one value written to several slots).  ``kappa`` (a power
-        of two, standard mode) carries silu(±κa)/κ: exact once |κa| ≥ 746, so a float32 value read from one
-        slot is copied bit for bit."""
+               gate: tuple | None = None, role: str = "linear", kappa: float | None = None) -> float:
+        """``slot`` may be a dict slot -> coefficient (one value written to several slots).  In standard mode a
+        bounded value is one exact channel (:meth:`exact_scale`); ``kappa`` (a power of two) instead carries
+        silu(±κa)/κ: exact once |κa| ≥ 746, so a float32 value read from one slot is copied bit for bit.  Returns
+        what the carry rounds per unit roundoff (an explicit ``kappa``'s carries are counted by the caller)."""
         if (lo == 0 and hi == 0) or (not row and bias == 0):
-            return
+            return 0.0
         z_row, z_bias, mult = ({}, GATE, coef / GATE) if gate is None else (gate[0], gate[1], coef)
         outs = slot if isinstance(slot, dict) else {slot: 1.0}
+        bound = _bound(lo, hi)
+        eps = self.exact_scale(bound, [*row.values(), bias]) if kappa is None else None
+        if eps is not None:
+            blk.add(u_row={q: eps * v for q, v in row.items()}, u_bias=eps * bias, z_row=dict(z_row),
+                    z_bias=z_bias, D=2.0 / eps, out={o: mult * w for o, w in outs.items()}, role=role)
+            return self.exact_rounding(eps, len(row))
         signs = signs_of(lo, hi) if self.ideal else [1, -1]
-        k = 1.0 if self.ideal else kappa
+        k = 1.0 if self.ideal or kappa is None else kappa
         for s in signs:
             blk.add(u_row={q: k * s * v for q, v in row.items()}, u_bias=k * s * bias, z_row=dict(z_row),
                     z_bias=z_bias, D=1.0 / k, out={o: s * mult * w for o, w in outs.items()}, role=role)
+        return 0.0 if self.ideal or kappa is not None else self.pair_rounding(bound)
 
     def kappa(self, bound: float) -> float:
         """Standard mode's scale for copying one slot exactly (see :meth:`linear`).  An unbounded value gets
@@ -355,8 +391,7 @@ class _Lowering:
                 blk.add(u_row=row, u_bias=float(c[j]), out={dst[j]: 1.0 / GATE}, role="relu")
                 continue
             if lo >= 0:  # the identity: a linear value
-                self.linear(blk, row, float(c[j]), lo, hi, dst[j], 1.0, role="relu_identity")
-                self.charge(st, j, self.pair_rounding(_bound(lo, hi)))
+                self.charge(st, j, self.linear(blk, row, float(c[j]), lo, hi, dst[j], 1.0, role="relu_identity"))
                 continue
             bound = _bound(lo, hi)
             if not math.isfinite(bound):
@@ -369,7 +404,9 @@ class _Lowering:
                     out={dst[j]: 1.0 / GATE}, role="relu_silu")
             self.notes.append({"stage": st.index, "relu": j, "kappa": kappa, "error_bound": SILU_RELU_ERROR / kappa})
             self.gaps.setdefault(st.index, {})[j] = SILU_RELU_ERROR / kappa
-            self.charge(st, j, ACTIVATION_ULPS * (hi + SILU_RELU_ERROR / kappa))
+            # silu(κx) = κx exactly from SILU_IDENTITY on, and |silu(κx)| ≤ SILU_IDENTITY below it: the SiLU
+            # rounds a few ulps of SILU_IDENTITY/κ at most (the gap to ReLU is the on/off error above)
+            self.charge(st, j, ACTIVATION_ULPS * SILU_IDENTITY / kappa)
 
     def product(self, blk: _Block, st, src: list[int], dst: list[int]) -> None:
         plan = plan_products(st, st.W, st.c)
@@ -379,9 +416,8 @@ class _Lowering:
         lin_rows = dense(plan.lin_rows) if plan.lin_slot else None
         lin_bias = plan.lin_bias.to_float().values
         for i, slot in enumerate(plan.lin_slot):
-            self.linear(blk, _row(lin_rows[i], src), float(lin_bias[i]), float(plan.lin_lo[i]), float(plan.lin_hi[i]),
-                        dst[slot], 1.0, role="carrier")
-            self.charge(st, slot, self.pair_rounding(_bound(plan.lin_lo[i], plan.lin_hi[i])))
+            self.charge(st, slot, self.linear(blk, _row(lin_rows[i], src), float(lin_bias[i]), float(plan.lin_lo[i]),
+                                              float(plan.lin_hi[i]), dst[slot], 1.0, role="carrier"))
         if not plan.prod:
             return
         U, V = dense(plan.U), dense(plan.V)
@@ -395,6 +431,19 @@ class _Lowering:
                 a_row, a_b, a_lo, a_hi, g_row, g_b, bg = V[j], cv[j], plan.vlo[j], plan.vhi[j], U[j], cu[j], bu
             if bg == 0:
                 continue  # the gate operand is identically 0
+            a, g = _row(a_row, src), _row(g_row, src)
+            ba = _bound(a_lo, a_hi)
+            eps = self.exact_scale(ba, [*a.values(), a_b])
+            sigma = self.exact_scale(bg, [*g.values(), g_b])
+            if eps is not None and sigma is not None:
+                # one channel: (2/ε)·silu(ε a) = a and silu(σ g) = σ g/2 exactly, so y·gate = fl(a·g)·σ/2 rounds
+                # once, as the program's product does (and out_proj's 2/σ is exact)
+                blk.add(u_row={q: eps * v for q, v in a.items()}, u_bias=eps * float(a_b), D=2.0 / eps,
+                        z_row={q: sigma * v for q, v in g.items()}, z_bias=sigma * float(g_b),
+                        out={dst[j]: 2.0 / sigma}, role="product")
+                self.charge(st, j, ACTIVATION_ULPS * ba * bg + self.exact_rounding(eps, len(a)) * bg
+                            + self.exact_rounding(sigma, len(g)) * ba)
+                continue
             # a·g = (a·act(σ g) − a·act(−σ g))/σ: relu(y) − relu(−y) = silu(y) − silu(−y) = y in real arithmetic,
             # and each term is at most (|a| + 0.28)(|σ g| + 0.28)/σ, so the rounding stays a few ulps of |a|·|g| (a
             # gate shifted into SiLU's identity region instead, σ g + 256, cancelled the shift's 256·|a|/σ: 30× the
@@ -404,12 +453,12 @@ class _Lowering:
             sigma = capped_scale(GATE_SPAN, bg, max(float(np.max(np.abs(g_row), initial=0.0)), abs(float(g_b))))
             # four terms, each two SiLU evaluations, their product and the sum; transformers gates with SiLU in
             # ideal mode too (where the kernel's ReLU gates are exact)
-            self.charge(st, j, 16 * ACTIVATION_ULPS * (_bound(a_lo, a_hi) + SILU_RELU_ERROR)
-                        * (bg + SILU_RELU_ERROR / sigma), both_modes=True)
-            a = _row(a_row, src)
+            self.charge(st, j, 16 * ACTIVATION_ULPS * (ba + SILU_RELU_ERROR) * (bg + SILU_RELU_ERROR / sigma),
+                        both_modes=True)
             for sign in (1.0, -1.0):
                 self.linear(blk, a, float(a_b), float(a_lo), float(a_hi), dst[j], sign / sigma,
-                            gate=(_row(g_row, src, sign * sigma), sign * sigma * float(g_b)), role="product")
+                            gate=(_row(g_row, src, sign * sigma), sign * sigma * float(g_b)), role="product",
+                            kappa=1.0)
 
     def state(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
         k = st.out_dim
@@ -426,8 +475,7 @@ class _Lowering:
             lo, hi = float(st.pre_lo[i]), float(st.pre_hi[i])
             row = _row(W[i], src)
             if a_ii == 0.0:  # s_t = drive_t
-                self.linear(blk, row, float(c[i]), lo, hi, dst[i], 1.0, role="passthrough")
-                self.charge(st, i, self.pair_rounding(_bound(lo, hi)))
+                self.charge(st, i, self.linear(blk, row, float(c[i]), lo, hi, dst[i], 1.0, role="passthrough"))
                 continue
             # integrator s_t = s_{t−1} + Σ_q W[i,q] v_q + c_i in the SSM (decay exactly 1).  HF's scan rounds
             # its input u to float32 (Δ stays float64), so u is one split part of one v_q — hi exactly, lo to
@@ -485,14 +533,22 @@ class _Lowering:
                 taps = {j: float(powers[j][i, q]) for j in range(L) if powers[j][i, q] != 0}
                 if not taps or not np.any(W[q]):
                     continue
+                row = _row(W[q], src)
                 if not self.ideal:
-                    # the SiLU pair reads the conv of the drive (W h)_q over the taps, unscaled (the bias c is in
-                    # f); only the coordinates the row reads count (an unread one may be unbounded)
+                    # the SiLU reads the conv of the drive (W h)_q over the taps (the bias c is in f); only the
+                    # coordinates the row reads count (an unread one may be unbounded)
                     read = np.flatnonzero(W[q])
                     bounds = np.maximum(np.abs(self.read_lo[read]), np.abs(self.read_hi[read]))
-                    drive = float(np.abs(W[q][read]) @ bounds)
-                    self.charge(st, i, self.pair_rounding(sum(abs(v) for v in taps.values()) * drive))
-                row = _row(W[q], src)
+                    carried = sum(abs(v) for v in taps.values()) * float(np.abs(W[q][read]) @ bounds)
+                    eps = self.exact_scale(carried, row.values())
+                    if eps is not None:
+                        blk.add(u_row={m: eps * v for m, v in row.items()}, taps=dict(taps), D=2.0 / eps,
+                                out={dst[i]: 1.0 / GATE}, role="conv_state")
+                        # the SiLU is exact; the conv's sum over the taps rounds (an unrolled recurrence)
+                        self.charge(st, i, ACTIVATION_ULPS * carried
+                                    + self.exact_rounding(eps, len(row) * len(taps)))
+                        continue
+                    self.charge(st, i, self.pair_rounding(carried))
                 for s in (1, -1):
                     blk.add(u_row={m: s * v for m, v in row.items()}, taps=dict(taps), out={dst[i]: s / GATE},
                             role="conv_state")
@@ -506,7 +562,13 @@ class _Lowering:
                 continue
             taps = {0: f[0]}
             taps.update({j: f[j] - f[j - 1] for j in range(1, L) if f[j] != f[j - 1]})
-            self.charge(st, i, self.pair_rounding(sum(abs(v) for v in taps.values())))  # the conv of ±1
+            carried = sum(abs(v) for v in taps.values())  # the conv of a constant input
+            eps = self.exact_scale(carried, [1.0])
+            if eps is not None:
+                blk.add(u_bias=eps, taps=dict(taps), D=2.0 / eps, out={dst[i]: 1.0 / GATE}, role="conv_constant")
+                self.charge(st, i, ACTIVATION_ULPS * carried + self.exact_rounding(eps, len(taps)))
+                continue
+            self.charge(st, i, self.pair_rounding(carried))
             signs = signs_of(min(f), max(f)) if self.ideal else [1, -1]
             for s in signs:
                 blk.add(u_bias=float(s), taps=dict(taps), out={dst[i]: s / GATE}, role="conv_constant")
@@ -678,9 +740,10 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
 def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
     """What the standard (SiLU) construction adds to each layer-form op (the ``local_errors`` of
     :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``silu(κx)/κ``, within
-    ``SILU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off; every SiLU evaluation that carries a value rounds a
-    few ulps of its magnitude (:meth:`_Lowering.charge`: unscaled pairs, products, integrators over ``t_max``
-    steps, conv taps); and the scaled carries (:data:`SCALED_CARRIES`, ``κ ≥ KAPPA_SPAN/max(bound, 1)``) round
+    ``SILU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off; every SiLU evaluation that carries a value rounds
+    what :meth:`_Lowering.charge` records (an exact channel's float32 underflow, an unscaled pair's few ulps of
+    its magnitude, products, integrators over ``t_max`` steps, the sums of conv taps); and the scaled carries
+    (:data:`SCALED_CARRIES`, ``κ ≥ KAPPA_SPAN/max(bound, 1)``) round
     at most ``38/κ`` — counted with the largest bound of any value, since a clear leaves its residue in slots the
     next values reuse, and also through the rows of the value a stage reads (a state's over its steps, a
     product's times the other operand)."""
