@@ -10,6 +10,7 @@ import lsrl
 import lsrl.opt as opt
 from lsrl.errors import PassError
 from lsrl.ir.interpreter import interpret
+from lsrl.ir.matrix import Matrix
 from lsrl.lang import ForEach, Input
 from lsrl.programs import (continuous_approximator, continuous_prompt, continuous_query,
                            create_test_target_function, token_map)
@@ -73,16 +74,19 @@ def step_programs(draw):
 
 @settings(max_examples=profile_examples(40), deadline=None)
 @given(program=step_programs(), seed=st.integers(0, 2**32 - 1))
-def test_inserted_stages_keep_the_map_exactly_on_step_programs(program, seed):
+@pytest.mark.parametrize("exact", [False, True])
+def test_inserted_stages_keep_the_map_exactly_on_step_programs(exact, program, seed):
     # a fold of constants into a λ-bias one rounded addition at a time, a complement from a gap rounded down or
-    # from a bound rounded down each changed the map by up to ulp(λ) (7·10⁻⁷ on outputs of 1)
+    # from a bound rounded down each changed the map by up to ulp(λ) (7·10⁻⁷ on outputs of 1).  An exact layer
+    # form is rescaled and rewritten with exact constants: the program's exact map itself
     program, width = program
-    layer_form = opt.run(program.ir, "debranch,rescale-units")
+    layer_form = opt.run(program.ir, "debranch{exact=true},rescale-units" if exact else "debranch,rescale-units")
     rewritten = opt.run(layer_form, "materialize-steps")
     rng = np.random.default_rng(seed)
     xs = rng.uniform(-5, 5, size=(2, 8, width))
     xs[0] = np.round(xs[0] * 4) / 4  # on the steps' edges too
-    np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), interpret(layer_form, xs, exact=True))
+    expected = interpret(program.ir if exact else layer_form, xs, exact=True)
+    np.testing.assert_array_equal(interpret(rewritten, xs, exact=True), expected)
 
 
 def test_lambda_reads_an_exact_step_unit():
@@ -238,10 +242,19 @@ def test_approximated_relus_read_steps_without_clamps():
         assert "clamp" not in lsrl.compile(program, target, activations=activations, t_max=123).pipeline
 
 
-def test_exact_modules_are_left_alone():
+def test_an_exact_module_gets_the_float_module_s_stages():
+    """The decisions are taken on the exact module's float image: the same stages as the float pipeline's (an
+    exact module was left alone, and λ read its step's units through their fused difference)."""
     x = Input(1, lower=0, upper=9)
-    exact = opt.run(ForEach(f_ifelse_optimized(f_larger(x, 4.5), x)).ir, "debranch{exact=true}")
-    assert str(opt.run(exact, "materialize-steps")) == str(exact)
+    program = ForEach(f_ifelse_optimized(f_larger(x, 4.5), x))
+    exact = opt.run(program.ir, "debranch{exact=true},rescale-units,materialize-steps")
+    floats = opt.run(program.ir, "debranch,rescale-units,materialize-steps")
+    assert [op.kind for op in exact.ops] == [op.kind for op in floats.ops]
+    assert len(exact.ops) > len(opt.run(program.ir, "debranch").ops)
+    for op, twin in zip(exact.ops, floats.ops):
+        for name, value in op.attrs.items():
+            if isinstance(value, Matrix):
+                np.testing.assert_array_equal(value.to_float().to_dense(), twin.attrs[name].to_dense())
 
 
 # largest |answer − token id| measured over n = 3 and 10, every conditional and target of the mode (seed 11)

@@ -325,10 +325,11 @@ def _split_need_rows(plan: StagePlan, exact: bool, one_atom: int | None):
             share = (functional_id(((one_atom, 1.0),), {one_atom: 1.0}), past.pop(one_atom))
         if past:
             key = keys[n] if not own and n < len(keys) else None
-            if not exact and _cancels_its_large_terms(past, const):
+            if _cancels_its_large_terms(past, const):
                 # carried with its constant, unscaled: the reader's ``x + λ·c − λ`` keeps the ``−λ`` that cancels
                 # ``λ·c`` beside the terms (materialize-steps then folds the two); carried alone, ``x + λ·c`` rounds
-                # at λ and float32 loses ``x`` before the reader adds ``−λ``
+                # at λ and float32 loses ``x`` before the reader adds ``−λ`` (an exact layer form too: its float
+                # runs would)
                 past[CONST] = const
                 const = 0
                 s, nrow = 1, past

@@ -35,12 +35,16 @@ power of two, as a rescaled step's 1 is; another ``h`` is no condition's value (
 are exact and nothing reads its rounding.
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
-stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows); exact modules are
-left unchanged.
+stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows).  An exact module is
+rewritten the same way, every decision taken on its float64 image and every constant computed exactly too (the
+partial sums, the pairs' exact bias gaps, the folded bias: the float64 value the folds give, the rest of the exact
+sum on a constant unit); a group's pair is differenced only where its exact rows are equal, and a complemented
+unit is always read with its excess, ``h − ReLU(h − u) + ReLU(u − h)``, exact whatever bound the image gives.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from fractions import Fraction
 from typing import ClassVar
@@ -54,6 +58,7 @@ from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 from .range_analysis import RangeAnalysis
+from .exact_shadow import ExactShadow, layout_coefficient, layout_number
 from .rescale_units import snap_number
 
 __all__ = ["MaterializeSteps", "materialize_steps"]
@@ -104,6 +109,7 @@ class _Difference:
     complement: bool
     excess: bool = False
     clamped: bool = False
+    exact_gap: Fraction | None = None  # an exact module's: the pair's exact bias gap, or the unit's h
 
 
 def _held(bias: float, folds: list, w: float, h: float, upward: bool) -> float:
@@ -130,15 +136,29 @@ def _gap_above(top: float, bottom: float) -> tuple[float, bool]:
     return (gap if Fraction(gap) > Fraction(top) - Fraction(bottom) else math.nextafter(gap, math.inf)), False
 
 
+@dataclasses.dataclass
+class _Exact:
+    """The exact constants of a rewrite on an exact module (the decisions are the float image's): the reader's
+    rows ``{column: Fraction}`` and biases, and ``gap(hi, lo)``, a pair's exact bias gap."""
+    rows: list
+    bias: list
+    gap: object
+
+
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
-                  upper, bound_slack: float, exact_readout: bool, clamp: bool):
+                  upper, bound_slack: float, exact_readout: bool, clamp: bool, exact: _Exact | None = None):
     """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``), the differences
     (``("diff", key)``) and the constant units (``("constant", k)``); the new biases, the differences used and
     the number of constant units.  ``gap_of(hi, lo)`` is a pair's bias gap (rounded up) and whether it is the
     biases' exact difference; ``upper(j)`` is unit ``j``'s upper bound and whether it is exact (not range
     analysis', which may carry interval slack), asked only when a row's bias may cancel the unit;
-    ``exact_readout``: the reader is the module's output; ``clamp``: read a step's 0/1 through its clamp."""
-    row_terms = []
+    ``exact_readout``: the reader is the module's output; ``clamp``: read a step's 0/1 through its clamp.
+
+    With ``exact`` (an exact module: every decision is taken on the float image) the same terms and biases are
+    also computed in exact arithmetic, returned as two more lists; a unit a row complements is then always read
+    with its excess (``u = h − ReLU(h − u) + ReLU(u − h)``, exact for every ``u``), as a float bound of the
+    image need not bound the exact unit."""
+    row_terms, exact_terms, exact_bias = [], [], []
     new_bias = bias.copy()
     most_rest = 0  # constant units the rows' residues need
     differences: dict[tuple, _Difference] = {}
@@ -155,8 +175,11 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
     for r in range(read.shape[0]):
         start, end = ptr[r], ptr[r + 1]
         weights = dict(zip(columns[start:end], values[start:end]))
+        xweights = dict(exact.rows[r]) if exact else {}
         terms: dict[tuple, float] = {}
+        xterms: dict[tuple, Fraction] = {}
         folds: list[tuple[float, float]] = []  # the products folded into the row's bias
+        xfolds: list[tuple[Fraction, Fraction]] = []
         fold = (float(bias[r]), [])  # fold_products(bias[r], folds): the new bias and what it cannot hold
         # the groups the row reads, in their order (a group it does not read has nothing to rewrite; groups are
         # disjoint, so rewriting one leaves the others' weights as they were)
@@ -184,10 +207,15 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             total = partial.pop()
             if abs(total) > cancel * math.fsum(map(abs, w)):
                 continue  # read with a share that does not cancel: no small value to form
-            gaps = [(p, hi, lo, *gap_of(hi, lo)) for p, hi, lo in zip(partial, members, members[1:]) if p != 0]
-            pairs = [(p, hi, lo, gap) for p, hi, lo, gap, _ in gaps]
+            xpartial = list(itertools.accumulate(xweights.get(j, Fraction(0)) for j in members)) if exact else []
+            xtotal = xpartial.pop() if exact else None
+            # (p, exact p, hi, lo, gap, whether it is exact, exact gap): a pair read with weight 0 adds nothing
+            gaps = [(p, xpartial[k] if exact else None, hi, lo, *gap_of(hi, lo), exact.gap(hi, lo) if exact else None)
+                    for k, (p, hi, lo) in enumerate(zip(partial, members, members[1:]))
+                    if p != 0 or (exact and xpartial[k] != 0)]
+            pairs = [(p, hi, lo, gap) for p, _, hi, lo, gap, _, _ in gaps]
             # u_lo = ReLU(u_hi − gap) only with the gap of the stored biases itself (1.4866 − 0.4866 may round)
-            exact_gaps = all(exact for *_, exact in gaps)
+            exact_gaps = all(is_exact for *_, is_exact, _ in gaps)
             clamp_here = clamp and exact_gaps
             products = folds + [(p, gap) for p, _, _, gap in pairs]
             rows_alike = alike[row_keys[r]]
@@ -198,17 +226,23 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
             for j in members:
                 del weights[j]
+                xweights.pop(j, None)
             if total != 0:  # Σ w_j u_j = Σ P_k D_k + (Σ w_j)·u_last: the rest is read as it was
                 weights[members[-1]] = total
+            if exact and xtotal != 0:
+                xweights[members[-1]] = xtotal
             clamped = clamp_here and complement
-            for p, hi, lo, gap in pairs:
+            for p, xp, hi, lo, gap, _, xgap in gaps:
                 key = (hi, lo, complement, clamped)
-                differences.setdefault(key, _Difference(hi, lo, gap, complement, clamped=clamped))
+                differences.setdefault(key, _Difference(hi, lo, gap, complement, clamped=clamped, exact_gap=xgap))
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + (-p if complement else p)
+                if exact:
+                    xterms[("diff", key)] = xterms.get(("diff", key), Fraction(0)) + (-xp if complement else xp)
             if complement:
                 folds = products
                 fold = fold_products(bias[r], folds)
                 new_bias[r] = fold[0]
+                xfolds = xfolds + [(xp, xgap) for _, xp, _, _, _, _, xgap in gaps]
         # a bounded unit whose weight the bias cancels (−λ·(1 − c) written λ·c − λ): read its complement —
         # where the bias is large enough (≥ 2^24) that float32 cannot hold a value of 1 beside it (the bias changes
         # only when a unit is read so: a row whose bias starts small has none)
@@ -217,10 +251,10 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 continue
             # interval arithmetic leaves slack on a bound (1.0000000011 for a step's 1): the complement is taken
             # from the value itself (below), or λ would multiply the slack
-            bound, exact = upper(j)
+            bound, is_exact = upper(j)
             hi = _held(bias[r], folds, w, bound, upward=True)
             proven = np.isfinite(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r]) and (
-                exact or snap_number(bound, bound_slack) == bound)
+                is_exact or snap_number(bound, bound_slack) == bound)
             if not proven:
                 # no upper bound that cancels the bias (a condition carried where range analysis loses it): read
                 # u = h − ReLU(h − u) + ReLU(u − h) with the h the bias cancels — exact for every u, and for a
@@ -231,21 +265,41 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 # every other value of u, times λ
                 if not (hi > 0 and _power_of_two(hi) and abs(new_bias[r] + w * hi) <= cancel * abs(new_bias[r])):
                     continue
+            if not proven or exact:
                 key = (j, None, "excess", hi)
-                differences.setdefault(key, _Difference(j, None, hi, False, excess=True))
+                differences.setdefault(key, _Difference(j, None, hi, False, excess=True, exact_gap=Fraction(hi)))
                 terms[("diff", key)] = terms.get(("diff", key), 0.0) + w
+                if exact:
+                    xterms[("diff", key)] = xterms.get(("diff", key), Fraction(0)) + xweights.get(j, Fraction(0))
             del weights[j]
             key = (j, None, True, hi)  # rows may complement one unit from different h
-            differences.setdefault(key, _Difference(j, None, hi, True))
+            differences.setdefault(key, _Difference(j, None, hi, True, exact_gap=Fraction(hi)))
             terms[("diff", key)] = terms.get(("diff", key), 0.0) - w
             folds.append((w, hi))
             fold = fold_products(bias[r], folds)
             new_bias[r] = fold[0]
+            if exact:
+                xw = xweights.pop(j, Fraction(0))
+                xterms[("diff", key)] = xterms.get(("diff", key), Fraction(0)) - xw
+                xfolds.append((xw, Fraction(hi)))
         # what the bias could not hold exactly is read from constant units of 1: the map stays the program's
         terms.update({("constant", k): v for k, v in enumerate(fold[1])})
         most_rest = max(most_rest, len(fold[1]))
         terms.update({("unit", j): v for j, v in weights.items()})
         row_terms.append(terms)
+        if exact:
+            # the exact bias is the float one the row's folds give (as a float module's); the rest of the exact
+            # sum goes to a constant unit
+            total = exact.bias[r] + sum((p * gap for p, gap in xfolds), Fraction(0))
+            held = Fraction(float(new_bias[r])) if xfolds else total
+            if total != held:
+                xterms[("constant", 0)] = total - held
+                most_rest = max(most_rest, 1)
+            xterms.update({("unit", j): v for j, v in xweights.items()})
+            exact_terms.append(xterms)
+            exact_bias.append(held)
+    if exact:
+        return row_terms, new_bias, differences, most_rest, exact_terms, exact_bias
     return row_terms, new_bias, differences, most_rest
 
 
@@ -301,8 +355,8 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     """Insert the difference stages in place (see the module docstring); returns the module; ``clamp``: read a
     step's 0/1 through its clamp."""
     ops = check_layer_form(module, "materialize-steps", PassError)
-    if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
-        return module
+    # an exact module: decided on its float image, rewritten in exact arithmetic too (exact_shadow.py)
+    shadow = ExactShadow(ops) if ExactShadow.needed(ops) else None
     # the lists are edited below: copies (a cloned module shares its metadata's lists with the original)
     for key in ("layout", "stages"):
         if isinstance(module.metadata.get(key), list):
@@ -330,6 +384,8 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             continue
         producer = ops[i - 1]
         groups = groups_of(source) if source.kind == "relu" else []
+        if shadow is not None and groups:  # a pair's identity u_lo = ReLU(u_hi − gap) needs rows equal exactly
+            groups = _exactly_equal(groups, shadow.held(ops[i - 1]))
         weights_name, bias_name = ("A", "b") if reader.kind == "linear" else ("B", "bias")
         bias = reader.attrs[bias_name].to_float().values
         if not groups and not (np.abs(bias) >= LARGE_BIAS).any():
@@ -350,16 +406,24 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 analysis = RangeAnalysis(module)
             return float(analysis(source)[1][j]), False
 
+        exact = None
+        if shadow is not None:
+            exact_bias = shadow.held(producer)["b"].values.tolist() if groups else []
+            exact = _Exact(rows=list(shadow.held(reader)[weights_name].exact_rows()),
+                           bias=shadow.held(reader)[bias_name].values.tolist(),
+                           gap=lambda hi, lo, b=exact_bias: b[hi] - b[lo])
         try:
-            rows, new_bias, differences, n_constants = _rewrite_rows(read, bias, groups, gap_of, cancel, upper,
-                                                                     bound_slack, reader is module.output, clamp)
+            rewritten = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
+                                      reader is module.output, clamp, exact)
         except ArithmeticError:  # a fold whose rounding float64 cannot hold (below its subnormals): left as it is
             i += 1
             continue
+        rows, new_bias, differences, n_constants = rewritten[:4]
         if not differences:
             i += 1
             continue
-        carried = sorted({j for terms in rows for kind, j in terms if kind == "unit"})
+        carried = sorted({j for terms in (rows if exact is None else rows + rewritten[4])
+                          for kind, j in terms if kind == "unit"})
         # a ReLU carries a unit exactly when it is ≥ 0; a state or product travels as ReLU(u) and ReLU(−u)
         # (asking range analysis whether it is signed would cost more than the unit it saves)
         signed = set() if source.kind == "relu" else set(carried)
@@ -394,18 +458,25 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         known[id(carrier_relu)] = _InsertedBounds(source, carried, signed, differences, n_constants, known, groups_of,
                                                   memo)
 
-        read_entries = []
-        for terms in rows:
+        def entries_of(terms):
             entries = []
             for (kind, key), value in terms.items():
-                if kind == "unit":
-                    entries += [(c, sign * value) for c, sign in unit_columns[key]]
+                if kind == "unit":  # (a sign times a Fraction stays exact)
+                    entries += [(c, value if sign > 0 else -value) for c, sign in unit_columns[key]]
                 else:
                     entries.append((diff_columns[key] if kind == "diff" else constant_columns[key], value))
-            read_entries.append(entries)
-        reader.attrs[weights_name] = _csr_matrix(read_entries, (read.shape[0], n_out))
+            return entries
+        reader.attrs[weights_name] = _csr_matrix([entries_of(terms) for terms in rows], (read.shape[0], n_out))
         reader.attrs[bias_name] = Vector(new_bias)
         reader.operands = [carrier_relu]
+        if shadow is not None:
+            exact_terms, exact_bias = rewritten[4:]
+            shadow.track(linear)
+            carried_units = len(stage_bias) - len(differences) - n_constants
+            shadow.set(linear, "b", Vector(_exact_stage_bias(carried_units, differences, n_constants), exact=True))
+            shadow.set(reader, weights_name, Matrix.from_exact_rows(
+                (read.shape[0], n_out), [_summed(entries_of(terms)) for terms in exact_terms]))
+            shadow.set(reader, bias_name, Vector(exact_bias, exact=True))
 
         ops[i + 1:i + 1] = [linear, carrier_relu]
         if isinstance(layout, list):
@@ -417,7 +488,38 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             stages[i + 1:i + 1] = [dict(entry, part="linear"), dict(entry, part="relu")]
         i += 3
     module.ops = ops
+    if shadow is not None:
+        shadow.restore()
     return module
+
+
+def _exactly_equal(groups: list, producer: dict) -> list:
+    """The groups split where the exact rows differ (their float images are bit-identical): each part keeps the
+    order by bias, and only parts of two or more units with different biases stay."""
+    rows, bias = producer["A"].exact_rows(), producer["b"].values.tolist()
+    out = []
+    for group in groups:
+        parts: dict[tuple, list] = {}
+        for j in group:
+            parts.setdefault(tuple(sorted(rows[j].items())), []).append(j)
+        out += [part for part in parts.values() if len(part) > 1 and len({bias[j] for j in part}) > 1]
+    return out
+
+
+def _exact_stage_bias(carried: int, differences: dict, constants: int) -> list:
+    """The inserted stage's exact biases: 0 for the carried units, each difference's exact gap (complement) or
+    minus it (excess), 1 for the constant units."""
+    return ([Fraction(0)] * carried
+            + [d.exact_gap if d.complement else -d.exact_gap if d.excess else Fraction(0) for d in differences.values()]
+            + [Fraction(1)] * constants)
+
+
+def _summed(entries: list) -> dict:
+    """``[(column, value)]`` as ``{column: Σ values}``."""
+    out: dict = {}
+    for c, v in entries:
+        out[c] = out.get(c, 0) + v
+    return out
 
 
 def _known_upper(op: Op, j: int, known: dict, groups_of, memo: dict | None = None) -> float | None:
@@ -546,14 +648,22 @@ def _carried_slot(slots: list, j: int, sign: float, split: bool) -> dict:
 
 def _difference_slot(slots: list, d: _Difference) -> dict:
     """The layout of a difference unit: the two units' program terms, subtracted (and complemented)."""
-    def terms(j, sign):
+    def terms(j, negated: bool):
         slot = slots[j] if j < len(slots) and isinstance(slots[j], dict) else {}
-        return [[name, index, sign * coeff] for name, index, coeff in slot.get("terms", [])]
-    sign = -1.0 if d.complement else 1.0
-    entry = {"role": "difference", "terms": terms(d.hi, sign) + ([] if d.lo is None else terms(d.lo, -sign))}
+        return [[name, index, _signed(coeff, negated)] for name, index, coeff in slot.get("terms", [])]
+    entry = {"role": "difference",
+             "terms": terms(d.hi, d.complement) + ([] if d.lo is None else terms(d.lo, not d.complement))}
     if d.complement or d.excess:
-        entry["constant"] = -d.gap if d.excess else d.gap
+        entry["constant"] = _signed(d.gap if d.exact_gap is None else d.exact_gap, d.excess)
     return entry
+
+
+def _signed(coeff, negated: bool):
+    """A layout coefficient, negated or not: a float one as a float, an exact one ("p/q", a Fraction) exactly."""
+    value = layout_coefficient(coeff)
+    if isinstance(value, Fraction):
+        return layout_number(-value if negated else value)
+    return (-1.0 if negated else 1.0) * value
 
 
 @register_pass

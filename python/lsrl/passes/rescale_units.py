@@ -29,8 +29,11 @@ Weights computed by debranch in float64 carry its rounding (``0.0020000000000000
 rescaling, an entry within ``snap_tolerance`` (relative) of a number with at most seven significant digits
 is taken as that number — the value debranch rounded — so that integer weights are integers again.
 
-The pass needs the layer form with debranch's ``layout`` metadata (run it right after ``debranch``); exact
-modules are left unchanged (exact arithmetic does not round).
+The pass needs the layer form with debranch's ``layout`` metadata (run it right after ``debranch``).  An exact
+module (``debranch{exact=true}``) is rescaled the same way: the scales are chosen on its float64 image and
+applied to its exact constants as exact rationals (a snapped ``0.001`` is 1/1000; a step group's rows at
+``common / |first entry|`` exactly, so that they stay equal), which leaves its exact map unchanged and gives its
+float runs the constants a float module would hold (exact_shadow.py).
 """
 from __future__ import annotations
 
@@ -42,9 +45,11 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import PassError
+from ..ir.core import Op
 from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
+from .exact_shadow import ExactShadow, layout_coefficient, layout_number
 
 __all__ = ["RescaleUnits", "rescale_units"]
 
@@ -148,7 +153,7 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
         row = [1.0] * op.dim
         for j, slot in enumerate(slots[:op.dim]):
             terms = slot.get("terms") if isinstance(slot, dict) else None
-            sizes = [abs(float(term[2])) for term in terms or () if float(term[2]) != 0]
+            sizes = [abs(float(layout_coefficient(term[2]))) for term in terms or () if layout_coefficient(term[2]) != 0]
             if sizes:
                 # a λ-row carried (``x − λ·c``) holds its value, ``x``: at the step's scale (``10⁻¹³·x − c``) its
                 # reader takes ``x`` through another rounding than the program's other readers of ``x``
@@ -165,8 +170,8 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
 def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
-    executor computes one dot product for it); the factors still to apply to each row (1 for those); and which
-    rows are in such a group.  ``carried`` rows (values passed through the stage) join no group: they keep the
+    executor computes one dot product for it); the factors still to apply to each row (1 for those); which
+    rows are in such a group; and their common scale (the row's first entry at it, 0 outside groups).  ``carried`` rows (values passed through the stage) join no group: they keep the
     value's own scale, which their readers read back exactly (a carrier of a counter ``g`` next to the step
     ``g ≥ 2.5`` would be held as ``1000 g`` and read back with ``0.001``)."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
@@ -190,6 +195,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     scales = scales.copy()
     pending = scales.copy()
     grouped = np.zeros(len(scales), dtype=bool)
+    commons = np.zeros(len(scales))
     chosen = []  # (members, common scale, the first member's row at that scale)
     for members in (cluster for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)):
         if len(members) < 2:
@@ -213,9 +219,9 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
             row = snapped[start:start + len(first_row)]
             start += len(first_row)
             for j, norm in members:
-                scales[j], pending[j], grouped[j] = common / norm, 1.0, True
+                scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, common
                 data[ptr[j]:ptr[j + 1]] = row
-    return scales, data, pending, grouped
+    return scales, data, pending, grouped, commons
 
 
 def _equal_directions(members: list, data: np.ndarray, ptr: list) -> list:
@@ -325,8 +331,10 @@ def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
 def rescale_units(module, *, snap_tolerance: float = 1e-14):
     """Rescale the units of a layer-form module in place (see the module docstring); returns the module."""
     ops = check_layer_form(module, "rescale-units", PassError)
-    if any(isinstance(v, (Matrix, Vector)) and v.exact for op in ops for v in op.attrs.values()):
-        return module
+    # an exact module: the scales are chosen on its float image, as for a float module, and applied to its exact
+    # constants (any positive scale leaves the exact map unchanged), so that its float runs read them as a float
+    # module's would
+    shadow = ExactShadow(ops) if ExactShadow.needed(ops) else None
     layout = module.metadata.get("layout")
     if not isinstance(layout, list) or len(layout) != len(ops):
         raise PassError("rescale-units: the module has no layout of the layer form (metadata['layout'] from "
@@ -347,7 +355,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         if op.kind == "relu":
             carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
-            scales, data, pending, grouped = _group_scales(producer, scales, carried)
+            scales, data, pending, grouped, commons = _group_scales(producer, scales, carried)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
@@ -367,6 +375,9 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             scales = scales * multipliers
         if np.all(scales == 1.0) and data is None:
             continue
+        slot_scales = scales.tolist() if shadow is None else \
+            _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
+                           commons if op.kind == "relu" else None)
         updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
         if op.kind in ("relu", "multi"):
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
@@ -383,20 +394,57 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         for owner, name, values, build in updates:
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
-        layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, scales.tolist())] + slots[op.dim:]
+        layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]
+    if shadow is not None:
+        shadow.restore()
     return module
 
 
-def _scaled_slot(slot, scale: float):
-    """A layout slot describing the value ``scale`` times larger."""
-    if not isinstance(slot, dict) or scale == 1.0:
+def _scaled_slot(slot, scale):
+    """A layout slot describing the value ``scale`` (a float, or a Fraction for an exact module) times larger."""
+    if not isinstance(slot, dict) or scale == 1:
         return slot
+    exact = isinstance(scale, Fraction)
+
+    def times(coeff):
+        return layout_number(Fraction(layout_coefficient(coeff)) * scale) if exact else coeff * scale
     out = dict(slot)
     if "terms" in out:
-        out["terms"] = [[name, index, coeff * scale] for name, index, coeff in out["terms"]]
+        out["terms"] = [[name, index, times(coeff)] for name, index, coeff in out["terms"]]
     if "constant" in out and out["constant"] is not None:
-        out["constant"] = out["constant"] * scale
+        out["constant"] = times(out["constant"])
     return out
+
+
+def _exact_scale(value: float) -> Fraction:
+    """A scale chosen in floats as an exact rational: the decimal it prints as (a snapped ``0.001`` is 1/1000)."""
+    return Fraction(repr(float(value)))
+
+
+def _rescale_exact(shadow: ExactShadow, op: Op, producer: Op, reader: Op, scales: np.ndarray,
+                   rows: np.ndarray | None, commons: np.ndarray | None) -> list:
+    """Apply the float pass's choice for ``op`` to the exact constants: a ReLU's or a product's producer rows times
+    ``rows`` (a grouped ReLU row at its group's ``commons``, ``common / |its first entry|`` exactly, so that the
+    group's rows stay equal), a state's ``F A F⁻¹, F B, F bias, F init``; the reader's columns divided by the
+    value's scale.  Returns the exact scales of ``op``'s values (for the layout)."""
+    if op.kind == "linstate":
+        value_scales = [_exact_scale(v) for v in scales.tolist()]
+        inverse = [1 / f for f in value_scales]
+        shadow.scale_rows(op, "A", value_scales)
+        shadow.scale_columns(op, "A", inverse)
+        for name in ("B", "bias", "init"):
+            shadow.scale_rows(op, name, value_scales)
+    else:
+        first = [min(row.items())[1] if row else Fraction(1) for row in shadow.held(producer)["A"].exact_rows()]
+        groups = commons.tolist() if commons is not None else [0.0] * len(rows)
+        row_scales = [_exact_scale(common) / abs(lead) if common else _exact_scale(r)
+                      for r, common, lead in zip(rows.tolist(), groups, first)]
+        shadow.scale_rows(producer, "A", row_scales)
+        shadow.scale_rows(producer, "b", row_scales)
+        value_scales = row_scales if op.kind == "relu" else \
+            [a * b for a, b in zip(row_scales[:op.dim], row_scales[op.dim:])]
+    shadow.scale_columns(reader, "A" if reader.kind == "linear" else "B", [1 / f for f in value_scales])
+    return value_scales
 
 
 @register_pass
