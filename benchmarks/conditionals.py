@@ -2,7 +2,7 @@
 compiled for every target and mode in the dtype they run in, against the same programs run op by op in that dtype.
 
     python benchmarks/conditionals.py              # 100 programs per row: the table (markdown) on stdout
-    python benchmarks/conditionals.py --smoke      # 3 programs, two modes (CI: the script works)
+    python benchmarks/conditionals.py --smoke      # 3 programs, three modes (CI: the script works)
 
 Per mode and dtype: ``compiled`` (the rest are refused with a reason: a target that cannot multiply, the standard
 GRU's ReLU pair under λ-weights, Hawk's neutralised RMSNorm), ``worse`` = how many models are further from the
@@ -11,7 +11,8 @@ tests/test_precision.py's invariant), ``wrong`` = how many of those are off by m
 output (an answer, not a rounding), ``largest ratio`` = the largest model error / that yardstick, and ``bound ≤
 1e-4`` = how many ``model.error_bound`` are at most 10⁻⁴ of the largest output (the bound covers the model
 against its layer form, which can hold debranch's float rounding of the program's own ill-conditioned
-arithmetic: docs/numerics.md, "What is bounded").
+arithmetic: docs/numerics.md, "What is bounded").  The ``exact=True`` rows compile once with exact rational
+weights (float64 only) and run the model in each dtype (``model(xs, dtype=...)``: its float image).
 """
 from __future__ import annotations
 
@@ -34,29 +35,33 @@ from lsrl.runtime.executor import run as run_op_by_op  # noqa: E402
 MODES = [("linear_rnn", "ideal"), ("relu_rnn", "ideal"), ("lstm", "ideal"), ("gru", "ideal"), ("hawk", "ideal"),
          ("mamba", "ideal"), ("lstm", "standard"), ("gru", "standard"), ("hawk", "standard"),
          ("mamba", "standard")]
+#: modes that compile with exact=True (exact activations)
+EXACT_MODES = [("linear_rnn", "ideal"), ("relu_rnn", "ideal"), ("lstm", "ideal"), ("gru", "ideal")]
 DTYPES = ("float32", "float64")
 UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
 FACTOR = 16
 
 
-def row(target: str, activations: str, dtype: str, cases: list) -> str:
+def row(target: str, activations: str, dtype: str, cases: list, exact: bool = False) -> str:
     compiled = worse = wrong = small_bound = 0
     largest = 0.0
     for program, xs, oracle in cases:
         try:
-            model = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], dtype=dtype)
+            model = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1],
+                                 **({"exact": True} if exact else {"dtype": dtype}))
         except lsrl.CompileError:
             continue
         compiled += 1
         scale = max(1.0, float(np.max(np.abs(oracle))))
         program_error = float(np.max(np.abs(run_op_by_op(program, xs, dtype=np.dtype(dtype))[0] - oracle))) / scale
-        error = float(np.max(np.abs(model(xs, backend="kernel") - oracle))) / scale
+        error = float(np.max(np.abs(model(xs, backend="kernel", dtype=dtype) - oracle))) / scale
         ratio = error / max(program_error, UNIT_ROUNDOFF[dtype])
         largest = max(largest, ratio)
         worse += ratio > FACTOR
         wrong += ratio > FACTOR and error > 1e-3
-        small_bound += bool(np.all(model.error_bound <= 1e-4 * scale))
-    return (f"| {target} | {activations} | {dtype} | {compiled} / {len(cases)} | {worse} | {wrong} | {largest:.3g} "
+        small_bound += bool(np.all(model.error_bound_in(dtype) <= 1e-4 * scale))
+    mode = f"{activations}, exact=True" if exact else activations
+    return (f"| {target} | {mode} | {dtype} | {compiled} / {len(cases)} | {worse} | {wrong} | {largest:.3g} "
             f"| {small_bound} |")
 
 
@@ -66,6 +71,7 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="3 programs, two modes")
     args = parser.parse_args(argv)
     count, modes = (3, MODES[:1] + MODES[6:7]) if args.smoke else (args.programs, MODES)
+    exact_modes = EXACT_MODES[:1] if args.smoke else EXACT_MODES
     cases = []
     for seed in range(count):
         program, xs = random_conditional_program(np.random.default_rng(seed))
@@ -75,6 +81,9 @@ def main(argv=None) -> None:
     for target, activations in modes:
         for dtype in DTYPES:
             print(row(target, activations, dtype, cases), flush=True)
+    for target, activations in exact_modes:
+        for dtype in DTYPES:
+            print(row(target, activations, dtype, cases, exact=True), flush=True)
 
 
 if __name__ == "__main__":
