@@ -397,6 +397,15 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         def gap_of(hi, lo, producer_bias=producer_bias):
             return _gap_above(float(producer_bias[hi]), float(producer_bias[lo]))
 
+        if shadow is not None and groups:
+            # an exact module's pair differs by its exact gap (its rows are exactly equal): the clamp holds with it
+            # whether or not float64 holds the gap (a rotation counter's step, 1 + 2⁻⁵¹ apart), and its float
+            # image reads the step's 0/1 as a float module's does
+            exact_gaps = shadow.held(producer)["b"].values.tolist()
+
+            def gap_of(hi, lo, exact_gaps=exact_gaps):
+                return float(exact_gaps[hi] - exact_gaps[lo]), True
+
         def upper(j, source=source):
             nonlocal analysis
             bound = _known_upper(source, j, known, groups_of, memo)
