@@ -728,32 +728,67 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     # the RMSNorms compute x·2^-60 in float32 before the weight 2^60 scales back: a read resolves 2^-149·2^60
     meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * NORM_WEIGHT
+    drift = _norm_drift(form, H)
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
-        meta["local_errors"] = _standard_local_errors(module, form, low)
-    elif low.rounding:
-        meta["local_errors"] = _ideal_local_errors(module, form, low)
+        meta["local_errors"] = _standard_local_errors(module, form, low, drift)
+    elif low.rounding or drift:
+        meta["local_errors"] = _ideal_local_errors(module, form, low, drift)
     out.metadata = meta
     return out.verify()
 
 
-def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
+def _standard_local_errors(module: Module, form, low: "_Lowering", drift: float) -> dict:
     """What the standard (SiLU) construction adds to each layer-form op (the ``local_errors`` of
     :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``silu(κx)/κ``, within
     ``SILU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off; every SiLU evaluation that carries a value rounds
     what :meth:`_Lowering.charge` records (an exact channel's float32 underflow, an unscaled pair's few ulps of
-    its magnitude, products, integrators over ``t_max`` steps, the sums of conv taps); and the scaled carries
-    (:data:`SCALED_CARRIES`, ``κ ≥ KAPPA_SPAN/max(bound, 1)``) round
-    at most ``38/κ`` — counted with the largest bound of any value, since a clear leaves its residue in slots the
-    next values reuse, and also through the rows of the value a stage reads (a state's over its steps, a
-    product's times the other operand)."""
+    its magnitude, products, integrators over ``t_max`` steps, the sums of conv taps); the scaled carries
+    (:data:`SCALED_CARRIES`, ``κ ≥ KAPPA_SPAN/max(bound, 1)``) round at most ``38/κ`` — counted with the largest
+    bound of any value, since a clear leaves its residue in slots the next values reuse, and also through the rows
+    of the value a stage reads (a state's over its steps, a product's times the other operand); and the norms'
+    ``drift`` (:func:`_norm_drift`) on what each stage reads and on its value."""
     positions = {id(op): i for i, op in enumerate(module.ops)}
-    steps = math.inf if low.t_max is None else float(low.t_max)
     scaled = SCALED_CARRIES * 2 * ACTIVATION_ULPS * 38.0 / KAPPA_SPAN
     local = {}
-    read = _carried_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
-    largest = max([float(np.max(read, initial=1.0))]
+    largest = max([float(np.max(_carried_bound(form.input.attrs["lower"].to_float().values,
+                                               form.input.attrs["upper"].to_float().values), initial=1.0))]
                   + [float(np.max(_carried_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
+    for st, reads, bound in _stage_reads(form, low.t_max):
+        drifted = _drifted(drift, reads + bound)
+        entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads),
+                                                                on=drifted, off=drifted.copy())
+        for j, rounding in low.rounding.get(st.index, {}).items():
+            entry["on_u"][j] += rounding
+        for j, gap in low.gaps.get(st.index, {}).items():
+            entry["on"][j] += gap
+            entry["off"][j] += gap
+            entry["off_u"][j] = ACTIVATION_ULPS * gap
+    return local
+
+
+def _ideal_local_errors(module: Module, form, low: "_Lowering", drift: float) -> dict:
+    """Ideal mode computes the layer form's ops in the kernel, but transformers gates every channel with SiLU
+    (hard-coded): a product's gates ``±σ g`` give ``a·(silu(σ g) − silu(−σ g))/σ = a·g`` there, whose terms round
+    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`); and the
+    norms' ``drift`` (:func:`_norm_drift`) on what each stage reads and on its value."""
+    positions = {id(op): i for i, op in enumerate(module.ops)}
+    local = {}
+    for st, reads, bound in _stage_reads(form, low.t_max):
+        if st.index in low.rounding or drift:
+            drifted = _drifted(drift, reads + bound)
+            entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on=drifted, off=drifted.copy())
+            for j, rounding in low.rounding.get(st.index, {}).items():
+                entry["on_u"][j] += rounding
+    return local
+
+
+def _stage_reads(form, t_max: int | None):
+    """Per stage of the layer form: the stage, what its rows read (``Σ |W|·bound`` of the value before it — a
+    state's over its steps, a product's times the other operand) and its value's bound, with the bounds
+    :func:`_carried_bound` takes."""
+    steps = math.inf if t_max is None else float(t_max)
+    read = _carried_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
     for st in form.stages:
         d = st.out_dim
         bound = _carried_bound(st.lo, st.hi)
@@ -764,28 +799,38 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
             reads = zero_safe_product(reads[:d], operand[d:]) + zero_safe_product(reads[d:], operand[:d])
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
-        entry = local[positions[id(st.op)]] = local_error_entry(d, on_u=scaled * (largest + reads))
-        for j, rounding in low.rounding.get(st.index, {}).items():
-            entry["on_u"][j] += rounding
-        for j, gap in low.gaps.get(st.index, {}).items():
-            entry["on"][j] = entry["off"][j] = gap
-            entry["off_u"][j] = ACTIVATION_ULPS * gap
+        yield st, reads, bound
         read = bound
-    return local
 
 
-def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
-    """Ideal mode computes the layer form's ops in the kernel, but transformers gates every channel with SiLU
-    (hard-coded): a product's gates ``±σ g`` give ``a·(silu(σ g) − silu(−σ g))/σ = a·g`` there, whose terms round
-    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`)."""
-    positions = {id(op): i for i, op in enumerate(module.ops)}
-    local = {}
-    for st in form.stages:
-        if st.index in low.rounding:
-            entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
-            for j, rounding in low.rounding[st.index].items():
-                entry["on_u"][j] += rounding
-    return local
+def _norm_drift(form, H: int) -> float:
+    """How far a neutralised RMSNorm's read may be from the identity, relative to the value read:
+    ``rsqrt(mean(r²) + 2^120)·2^60`` is exactly 1 while ``mean(r²) < 2^66`` (float64 holds ``2^120`` beside it;
+    float32, where transformers computes every norm, up to ``2^95``), and otherwise ``1 − mean/2^121`` up to the
+    rsqrt's rounding (float64's below ``2^95``, float32's above).  The stream holds at most the input, one value
+    in the hi bank and two in the value banks: ``mean(r²) ≤ (Σ input² + 3·max over stages of Σ value²)/H``.
+    ``inf`` where that is unbounded, or where float32's ``Σ r²`` may overflow (a review: values near 2^50 read
+    10⁴ off under a bound of 98, and float32 products near 2^60 ran into NaN)."""
+    def squares(lo, hi) -> float:
+        bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
+        with np.errstate(over="ignore"):
+            return float(np.sum(bound * bound))
+    inputs = squares(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
+    values = max([squares(st.lo, st.hi) for st in form.stages], default=0.0)
+    total = inputs + 3 * values
+    if not total < 2.0 ** 127:
+        return math.inf
+    mean = total / H
+    if mean < 2.0 ** 66:
+        return 0.0
+    return mean / (2 * NORM_EPS) + (2.0 ** -53 if mean < 2.0 ** 95 else 2.0 ** -23)
+
+
+def _drifted(drift: float, magnitude: np.ndarray) -> np.ndarray:
+    """``drift`` times ``magnitude`` per coordinate (0 where there is no drift, ``inf`` for an infinite one)."""
+    if drift == 0:
+        return np.zeros_like(magnitude)
+    return np.full_like(magnitude, math.inf) if math.isinf(drift) else drift * magnitude
 
 
 def _carried_bound(lo, hi) -> np.ndarray:
