@@ -153,7 +153,8 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
         row = [1.0] * op.dim
         for j, slot in enumerate(slots[:op.dim]):
             terms = slot.get("terms") if isinstance(slot, dict) else None
-            sizes = [abs(float(layout_coefficient(term[2]))) for term in terms or () if layout_coefficient(term[2]) != 0]
+            coefficients = [layout_coefficient(term[2]) for term in terms or ()]
+            sizes = [abs(float(c)) for c in coefficients if c != 0]
             if sizes:
                 # a λ-row carried (``x − λ·c``) holds its value, ``x``: at the step's scale (``10⁻¹³·x − c``) its
                 # reader takes ``x`` through another rounding than the program's other readers of ``x``
@@ -171,9 +172,10 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
-    rows are in such a group; and their common scale (the row's first entry at it, 0 outside groups).  ``carried`` rows (values passed through the stage) join no group: they keep the
-    value's own scale, which their readers read back exactly (a carrier of a counter ``g`` next to the step
-    ``g ≥ 2.5`` would be held as ``1000 g`` and read back with ``0.001``)."""
+    rows are in such a group; and their common scale (the row's first entry at it, 0 outside groups).
+    ``carried`` rows (values passed through the stage) join no group: they keep the value's own scale, which their
+    readers read back exactly (a carrier of a counter ``g`` next to the step ``g ≥ 2.5`` would be held as
+    ``1000 g`` and read back with ``0.001``)."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)

@@ -19,8 +19,9 @@ gate is *always* SiLU (hard-coded in ``mamba_selective_scan``); ideal mode repla
 "every SiLU becomes ReLU").  Every gate argument the lowering produces is ≥ 64, where float64/float32 SiLU is
 exactly the identity, except a product's: a standard one's ``σ g`` with ``|σ g| ≤ 2^-56``, where
 ``silu(σ g) = σ g/2`` exactly, else ``±σ g``: ``relu(y) − relu(−y) = silu(y) − silu(−y) = y``, so both give the
-product, up to the rounding of transformers' SiLU (which the error bound counts).  The first block also has ``embed`` (H × d): the program input
-placed in the residual stream (``lsrl_io.json``'s ``input_slots``; HF's ``inputs_embeds``).  State parts:
+product, up to the rounding of transformers' SiLU (which the error bound counts).  The first block also has
+``embed`` (H × d): the program input placed in the residual stream (``lsrl_io.json``'s ``input_slots``; HF's
+``inputs_embeds``).  State parts:
 ``conv`` (the last K − 1 conv inputs u0, ``(B, E, K−1)``) and ``ssm`` (``(B, E, N)``).  No exact arithmetic
 (rsqrt, exp, softplus): ``exact=True`` raises.  The C++ kernel runs it (csrc/blocks/mamba.cpp), bit for bit as
 here in float64: ``RMSNorm``'s mean and the read-out ``Σ_n C S`` sum in index order, the projections are sparse.
@@ -437,12 +438,12 @@ class _Lowering:
             sigma = self.exact_scale(bg, [*g.values(), g_b])
             if eps is not None and sigma is not None:
                 # one channel: (2/ε)·silu(ε a) = a and silu(σ g) = σ g/2 exactly, so y·gate = fl(a·g)·σ/2 rounds
-                # once, as the program's product does (and out_proj's 2/σ is exact)
+                # once, as the program's product does (and out_proj's 2/σ is exact) — or underflows in float32
                 blk.add(u_row={q: eps * v for q, v in a.items()}, u_bias=eps * float(a_b), D=2.0 / eps,
                         z_row={q: sigma * v for q, v in g.items()}, z_bias=sigma * float(g_b),
                         out={dst[j]: 2.0 / sigma}, role="product")
                 self.charge(st, j, ACTIVATION_ULPS * ba * bg + self.exact_rounding(eps, len(a)) * bg
-                            + self.exact_rounding(sigma, len(g)) * ba)
+                            + self.exact_rounding(sigma, len(g)) * ba + self.exact_rounding(sigma, 0))
                 continue
             # a·g = (a·act(σ g) − a·act(−σ g))/σ: relu(y) − relu(−y) = silu(y) − silu(−y) = y in real arithmetic,
             # and each term is at most (|a| + 0.28)(|σ g| + 0.28)/σ, so the rounding stays a few ulps of |a|·|g| (a
