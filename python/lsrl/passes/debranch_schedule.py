@@ -42,6 +42,7 @@ from ..ir.error_free import fold_products
 from ..ir.matrix import Matrix, Vector
 from .debranch_affine import CONST, NormalForm, normalise, row_key
 from .materialize_steps import LARGE_BIAS
+from .exact_shadow import layout_coefficient, layout_number
 from .rescale_units import snap_number
 
 
@@ -790,7 +791,7 @@ class _Describer:
             op, coord, scale = self.nf.origin[a]
             if op is None:
                 return None
-            hit = [self.names.get(id(op), op.name or op.kind), int(coord), _number(1 / scale if scale != 0 else 0)]
+            hit = [self.names.get(id(op), op.name or op.kind), int(coord), layout_number(1 / scale if scale != 0 else 0)]
             self._atom_cache[a] = hit
         return hit
 
@@ -809,7 +810,7 @@ class _Describer:
             if described is None:  # the constant-1 state: :meth:`values` adds its share to the label's constant
                 continue
             name, coord, inv = described
-            terms.append([name, coord, _number(c * _as_number(inv))])
+            terms.append([name, coord, layout_number(c * layout_coefficient(inv))])
         return terms
 
     def values(self, st: StagePlan, role: str) -> list:
@@ -821,15 +822,15 @@ class _Describer:
         for c, f in enumerate(st.carriers):
             terms = self.functional(f)
             # a carried constant (its own, or the constant-1 state's share) and an R stage's shift
-            constant = _as_number(f.get(CONST, 0)) + _as_number(f.get(self.nf.one_atom, 0))
+            constant = layout_coefficient(f.get(CONST, 0)) + layout_coefficient(f.get(self.nf.one_atom, 0))
             if st.kind == "R" and st.carrier_split[c]:
                 for role in ("plus", "minus"):
                     out.append(_labelled({"role": role, "terms": terms}, constant))
             elif st.kind == "R" and st.carrier_sign[c] == -1:
-                entry = {"role": "carrier", "terms": [[n, i, _number(-_as_number(v))] for n, i, v in terms]}
-                out.append(_labelled(entry, _as_number(st.carrier_offset[c]) - constant))
+                entry = {"role": "carrier", "terms": [[n, i, layout_number(-layout_coefficient(v))] for n, i, v in terms]}
+                out.append(_labelled(entry, layout_coefficient(st.carrier_offset[c]) - constant))
             else:
-                offset = _as_number(st.carrier_offset[c]) if st.kind == "R" else 0
+                offset = layout_coefficient(st.carrier_offset[c]) if st.kind == "R" else 0
                 out.append(_labelled({"role": "carrier", "terms": terms}, constant - offset))
         return out
 
@@ -837,17 +838,7 @@ class _Describer:
 def _labelled(entry: dict, constant) -> dict:
     """A layout entry with ``constant`` added to what its slot holds (none where 0)."""
     if constant != 0:
-        entry["constant"] = _number(constant)
+        entry["constant"] = layout_number(constant)
     return entry
 
 
-def _number(v):
-    if isinstance(v, Fraction):
-        return int(v) if v.denominator == 1 else (float(v) if float(v) == v else str(v))
-    return float(v) if not isinstance(v, int) else v
-
-
-def _as_number(v):
-    if isinstance(v, str):
-        return Fraction(v)
-    return v

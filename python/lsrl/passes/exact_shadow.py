@@ -21,10 +21,10 @@ def layout_coefficient(value):
 
 
 def layout_number(value):
-    """A coefficient as layouts write it: a float as it is; an exact one as an int, a float64 that holds it, or
-    "p/q"."""
+    """A coefficient as layouts write it (JSON): an int as it is, any other float as a float; an exact one as an
+    int, a float64 that holds it, or "p/q"."""
     if not isinstance(value, Fraction):
-        return value
+        return value if isinstance(value, int) else float(value)
     if value.denominator == 1:
         return int(value)
     return float(value) if Fraction(float(value)) == value else str(value)

@@ -385,7 +385,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         producer = ops[i - 1]
         groups = groups_of(source) if source.kind == "relu" else []
         if shadow is not None and groups:  # a pair's identity u_lo = ReLU(u_hi − gap) needs rows equal exactly
-            groups = _exactly_equal(groups, shadow.held(ops[i - 1]))
+            groups = _exactly_equal(groups, shadow.held(producer))
         weights_name, bias_name = ("A", "b") if reader.kind == "linear" else ("B", "bias")
         bias = reader.attrs[bias_name].to_float().values
         if not groups and not (np.abs(bias) >= LARGE_BIAS).any():
@@ -394,17 +394,18 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
         read = reader.attrs[weights_name]
         producer_bias = producer.attrs["b"].to_float().values if groups else None
 
-        def gap_of(hi, lo, producer_bias=producer_bias):
+        exact_bias = shadow.held(producer)["b"].values.tolist() if shadow is not None and groups else None
+
+        def exact_gap(hi, lo, exact_bias=exact_bias):
+            return exact_bias[hi] - exact_bias[lo]
+
+        def gap_of(hi, lo, producer_bias=producer_bias, exact_bias=exact_bias):
+            if exact_bias is not None:
+                # an exact module's pair differs by its exact gap (its rows are exactly equal): the clamp holds
+                # with it whether or not float64 holds the gap (a rotation counter's step, 1 + 2⁻⁵¹ apart), and
+                # its float image reads the step's 0/1 as a float module's does
+                return float(exact_gap(hi, lo)), True
             return _gap_above(float(producer_bias[hi]), float(producer_bias[lo]))
-
-        if shadow is not None and groups:
-            # an exact module's pair differs by its exact gap (its rows are exactly equal): the clamp holds with it
-            # whether or not float64 holds the gap (a rotation counter's step, 1 + 2⁻⁵¹ apart), and its float
-            # image reads the step's 0/1 as a float module's does
-            exact_gaps = shadow.held(producer)["b"].values.tolist()
-
-            def gap_of(hi, lo, exact_gaps=exact_gaps):
-                return float(exact_gaps[hi] - exact_gaps[lo]), True
 
         def upper(j, source=source):
             nonlocal analysis
@@ -415,12 +416,8 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 analysis = RangeAnalysis(module)
             return float(analysis(source)[1][j]), False
 
-        exact = None
-        if shadow is not None:
-            exact_bias = shadow.held(producer)["b"].values.tolist() if groups else []
-            exact = _Exact(rows=list(shadow.held(reader)[weights_name].exact_rows()),
-                           bias=shadow.held(reader)[bias_name].values.tolist(),
-                           gap=lambda hi, lo, b=exact_bias: b[hi] - b[lo])
+        exact = None if shadow is None else _Exact(rows=list(shadow.held(reader)[weights_name].exact_rows()),
+                                                   bias=shadow.held(reader)[bias_name].values.tolist(), gap=exact_gap)
         try:
             rewritten = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
                                       reader is module.output, clamp, exact)
@@ -483,8 +480,9 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             shadow.track(linear)
             carried_units = len(stage_bias) - len(differences) - n_constants
             shadow.set(linear, "b", Vector(_exact_stage_bias(carried_units, differences, n_constants), exact=True))
-            shadow.set(reader, weights_name, Matrix.from_exact_rows(
-                (read.shape[0], n_out), [_summed(entries_of(terms)) for terms in exact_terms]))
+            entries = [(r, c, v) for r, terms in enumerate(exact_terms) for c, v in entries_of(terms)]
+            shadow.set(reader, weights_name, Matrix.from_entries((read.shape[0], n_out), *zip(*entries), exact=True)
+                       if entries else Matrix.zeros(read.shape[0], n_out, exact=True))
             shadow.set(reader, bias_name, Vector(exact_bias, exact=True))
 
         ops[i + 1:i + 1] = [linear, carrier_relu]
@@ -521,14 +519,6 @@ def _exact_stage_bias(carried: int, differences: dict, constants: int) -> list:
     return ([Fraction(0)] * carried
             + [d.exact_gap if d.complement else -d.exact_gap if d.excess else Fraction(0) for d in differences.values()]
             + [Fraction(1)] * constants)
-
-
-def _summed(entries: list) -> dict:
-    """``[(column, value)]`` as ``{column: Σ values}``."""
-    out: dict = {}
-    for c, v in entries:
-        out[c] = out.get(c, 0) + v
-    return out
 
 
 def _known_upper(op: Op, j: int, known: dict, groups_of, memo: dict | None = None) -> float | None:

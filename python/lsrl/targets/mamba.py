@@ -810,8 +810,8 @@ def _norm_drift(form, H: int) -> float:
     float32, where transformers computes every norm, up to ``2^95``), and otherwise ``1 − mean/2^121`` up to the
     rsqrt's rounding (float64's below ``2^95``, float32's above).  The stream holds at most the input, one value
     in the hi bank and two in the value banks: ``mean(r²) ≤ (Σ input² + 3·max over stages of Σ value²)/H``.
-    ``inf`` where that is unbounded, or where float32's ``Σ r²`` may overflow (a review: values near 2^50 read
-    10⁴ off under a bound of 98, and float32 products near 2^60 ran into NaN)."""
+    ``inf`` where that is unbounded, or where float32's ``Σ r²`` may overflow (a review: integers near 2^52 read
+    1.6·10⁴ off under a bound of 98, and float32 products near 2^60 ran into NaN)."""
     def squares(lo, hi) -> float:
         bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
         with np.errstate(over="ignore"):
