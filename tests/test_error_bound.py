@@ -562,13 +562,33 @@ def test_a_unit_reading_hidden_units_directly_and_the_readout_round_them():
     assert ErrorAnalysis(hidden, "float32", 1).output_bounds(hidden)[0] >= read
 
 
+def test_a_select_drops_its_factors_error_within_its_margin():
+    """A product coordinate marked as a select (``selector`` 1: the first factor picks among its candidates) is
+    exact in that factor wherever the factor's computed value stays within the margin of a candidate, and
+    unbounded where it may not."""
+    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [3.0, 3.0], integer = 1}) -> 1 {
+  %y = linear %x {A = [[0.1, 0.0], [0.0, 1.0]]} : 2 -> 2
+  %p = multi %y : 2 -> 1
+  return %p : 1
+}"""
+    plain, select, tight = (parse_module(text) for _ in range(3))
+    select.metadata["local_errors"] = {2: local_error_entry(1, selector=[1], margin=[0.01])}
+    tight.metadata["local_errors"] = {2: local_error_entry(1, selector=[1], margin=[1e-30])}
+    factor = ErrorAnalysis(plain, "float32", 1)[plain.ops[1]].values[0]
+    assert factor.points.tolist() == [0.0, 0.1, 0.2, 0.30000000000000004] and factor.err > 1e-9  # 0.1·x rounds
+    bound = {name: ErrorAnalysis(m, "float32", 1).output_bounds(m)[0]
+             for name, m in (("plain", plain), ("select", select), ("tight", tight))}
+    assert bound["select"] <= bound["plain"] - 3 * factor.err / 2  # |x1| ≤ 3 times the factor's error, gone
+    assert bound["tight"] == np.inf
+
+
 def test_malformed_local_errors_are_refused():
     module = parse_module("""lsrl.module @m(%x: 1 {lower = [-1.0], upper = [1.0]}) -> 1 {
   %r = relu %x : 1 -> 1
   return %r : 1
 }""")
     for bad in ({"1": local_error_entry(1)}, {5: local_error_entry(1)}, {1: local_error_entry(2)},
-                {1: local_error_entry(1, on=[float("nan")])}):
+                {1: local_error_entry(1, on=[float("nan")])}, {1: local_error_entry(1, selector=[1])}):
         module.metadata["local_errors"] = bad
         with pytest.raises(ValueError, match="local_errors"):
             ErrorAnalysis(module, "float64", 1)

@@ -297,6 +297,48 @@ def test_token_map_standard(target, conditional):
     assert np.max(np.abs(out[:, -3:, 0] - answers)) <= 1e-6
 
 
+@pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_standard_products_of_few_valued_factors_are_selects(target):
+    """A product one of whose factors takes a few known values (integer tokens, a step of them) is a select in
+    standard mode — one saturated gate per gap between the values, the other factor carried — and exact in both
+    dtypes; on real inputs the factors take a continuum of values and the σ-difference product stays (3.5e-10
+    off in float64, 3.8e-5 in float32)."""
+    import itertools
+    from lsrl.sugar import f_larger
+    pairs = np.array(list(itertools.product(range(4), range(4))), dtype=float)
+    xs = np.stack([pairs, pairs[::-1]])
+    for integer in (True, False):
+        x = lsrl.Input(2, lower=0, upper=3, integer=integer)
+        step = f_larger(x[0], 1.5)
+        program = lsrl.ForEach(lsrl.Concat([lsrl.Multi(lsrl.Concat([x[0], x[1]])),
+                                            lsrl.Multi(lsrl.Concat([step, x[1]]))]))
+        exact = np.asarray(interpret(program, xs, exact=True), dtype=np.float64)
+        for dtype in ("float64", "float32"):
+            model = lsrl.compile(program, target, activations="standard", t_max=xs.shape[1], dtype=dtype)
+            roles = {unit["role"] for stage in model.module.metadata["stages"] for unit in stage["units"]}
+            error = np.max(np.abs(model(xs, backend="kernel", dtype=dtype) - exact), axis=(0, 1))
+            assert np.all(error <= model.error_bound_in(dtype))
+            if integer:
+                assert {"select", "select_p"} & roles and not any(r.startswith("product") for r in roles)
+                assert np.all(error <= 1e-12)
+            else:
+                assert "select" not in roles and "select_p" not in roles
+                assert np.max(error) > 1e-12
+
+
+@pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_standard_multiplicative_token_program_is_exact_in_float32(target):
+    """The multiplicative token program's products all have a factor with a few values (a 0/1 step, a token):
+    selects make the standard LSTM and GRU answer the integers exactly in float32 (4.8e-5 and 1.6e-4 off with
+    the σ-difference products)."""
+    prog, xs, answers = _token_case(conditional="multiplicative", batch=4)
+    model = lsrl.compile(prog, target, activations="standard", t_max=xs.shape[1], dtype="float32")
+    out = model(xs, backend="kernel", dtype="float32")
+    assert np.max(np.abs(out[:, -3:, 0] - answers)) <= 1e-12
+
+
 def _assert_gru_refuses_lambda_in_float32(prog, t_max):
     # λ = 1e10 times the float32 rounding of the GRU's leak-cancelling pairs: 70–83 % of the tokens wrong in
     # float32 — refused for float32; compiled for float64 the model records it and float32 runs raise

@@ -47,9 +47,11 @@ def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np
     """Random input sequences ``(batch, steps, d)`` inside the input op's ``lower``/``upper`` bounds.
 
     Half of the sequences are uniform in the bounds (normal where unbounded); the other half use integers
-    where the bounds allow it, since token programs are only specified on integer inputs.
+    where the bounds allow it, since token programs are only specified on integer inputs — and all of them where
+    the input is declared ``integer`` (a compiled model may rely on it: standard-mode selects).
     """
     inp = module.input
+    declared_integer = bool(inp.attrs.get("integer", 0))
     d = inp.dim
     lo = inp.attrs["lower"].array().astype(np.float64)
     hi = inp.attrs["upper"].array().astype(np.float64)
@@ -58,7 +60,7 @@ def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np
     for j in range(d):
         a, b = lo[j], hi[j]
         for i in range(batch):
-            integral = i % 2 == 1
+            integral = declared_integer or i % 2 == 1
             if np.isfinite(a) and np.isfinite(b):
                 if integral and np.ceil(a) <= np.floor(b):
                     vals = rng.integers(np.ceil(a), np.floor(b) + 1, size=steps).astype(np.float64)

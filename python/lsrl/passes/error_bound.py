@@ -39,11 +39,14 @@ distance moves the exact value of what they compute (``_rational_shift``: slack 
 
 Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
 adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
-"off", "off_u", "hidden", "units"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u``
+"off", "off_u", "hidden", "units", "selector", "margin"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u``
 is added where a unit is proven on (every coordinate of a state or a product), ``off + u·off_u`` where a ReLU unit
 is proven off, the larger of the two where it is neither, and whatever reads the op rounds over ``units`` terms of
 decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin; docs/numerics.md, "Error
-bounds").  A target whose executors read every value it keeps (the input, ReLU, state and product results) in two
+bounds").  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units multiply the other factor
+by each candidate value of that factor, and gates that saturate pick the candidate wherever the computed factor
+lies within ``margin`` of it — so the factor's error drops out of the product where its error and slack stay
+within the margin, and the bound is ``inf`` where they may not.  A target whose executors read every value it keeps (the input, ReLU, state and product results) in two
 parts, ``hi = fl_n(v)`` and ``fl_n(v − hi)`` of a narrower dtype ``n``, states ``n`` as the metadata ``split_reads``
 (Hawk, Griffin and Mamba: transformers computes parts of a float64 model in float32): each read is then off by
 ``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and ``n`` holds it; ``read_step`` (metadata, with it) is
@@ -638,6 +641,9 @@ class ErrorAnalysis:
         self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
             for i, op in enumerate(module.ops) if i in local}
+        self.selects: dict[int, tuple[np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["selector"]).astype(np.int64), np.asarray(local[i]["margin"]))
+            for i, op in enumerate(module.ops) if i in local and op.kind == "multi" and np.any(local[i]["selector"])}
         self.split_reads, self.read_step = _split_reads_of(module)
         #: with :attr:`split_reads`: the largest value read so far that the narrow dtype does not hold exactly
         self._residue = 0.0
@@ -1193,10 +1199,17 @@ class ErrorAnalysis:
         reads = self._read_rounding(x)  # the product's units read both operands themselves
         values = []
         clock = None if fx.clock is None else np.full((fx.clock.shape[0], half), np.nan)
+        selectors, margins = self.selects.get(id(op), (np.zeros(half, dtype=np.int64), np.zeros(half)))
         for i in range(half):
             a, b = (v if r == 0 else dataclasses.replace(v, err=v.err + r, errors=None if v.errors is None
                                                          else v.errors + r)
                     for v, r in ((fx.values[i], reads[i]), (fx.values[i + half], reads[i + half])))
+            if selectors[i]:
+                selector = _selected(a if selectors[i] == 1 else b, float(margins[i]))
+                if selector is None:  # its computed value may leave the margin: the gates pick anything
+                    values.append(_Values.unknown(math.inf))
+                    continue
+                a, b = (selector, b) if selectors[i] == 1 else (a, selector)
             ma, mb = float(size[i]), float(size[i + half])
             if clock is not None and not np.isnan(fx.clock[0, i]) and not np.isnan(fx.clock[0, i + half]):
                 # only the pairs of factors the clock's states reach
@@ -1415,7 +1428,10 @@ class ErrorAnalysis:
         return err
 
 
-_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units")
+_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units", "selector", "margin")
+#: ``selector`` of a product coordinate: none of its factors, the first, or the second selects (its units hold the
+#: other factor times each candidate of the selector, saturated gates pick one)
+_SELECTORS = (0, 1, 2)
 #: the ops whose results a target keeps for later ops to read (linear ops are folded into their readers)
 _KEPT_KINDS = ("input", "relu", "linstate", "multi")
 #: the narrow dtypes a target's executors may read values in (metadata ``split_reads``)
@@ -1451,6 +1467,14 @@ def local_error_entry(dim: int, **fields) -> dict:
     return entry
 
 
+def _selected(v: _Values, margin: float) -> _Values | None:
+    """A select's factor ``v``: its candidates exactly where its computed value stays within ``margin`` of the
+    candidate it stands for (the units multiply by that candidate; only the analysis's slack remains), else None."""
+    if v.points is None or not v.err + v.slack <= margin:
+        return None
+    return dataclasses.replace(v, errors=v.slacks.copy(), err=v.slack)
+
+
 def _check_local_errors(module: Module, local: dict) -> None:
     """A target's ``local_errors`` must name ops by position and give a number ≥ 0 (or inf) per coordinate for
     every field: a bound computed from anything else would not hold."""
@@ -1465,6 +1489,11 @@ def _check_local_errors(module: Module, local: dict) -> None:
             if values.shape != (op.dim,) or np.isnan(values).any() or (values < 0).any():
                 raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "
                                  f"{name!r} must be {op.dim} numbers >= 0, got {given!r}")
+        selector = np.asarray(fields["selector"], dtype=np.float64)
+        if not np.isin(selector, _SELECTORS).all() or (op.kind != "multi" and selector.any()):
+            raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "
+                             f"'selector' must be one of {_SELECTORS} per coordinate, and 0 except on a product; "
+                             f"got {fields['selector']!r}")
 
 
 def _spread(a_rows, flagged: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ Standard mode (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stat
 * R: the leak-cancelling pair (D7) with ``1 − z_p = σ(κx)``, ``n_p = tanh(εx)``, ``r_q = z_p``,
   ``n_q = tanh(r_q p)`` ⇒ ``p' − q' ≈ ε ReLU(x)``; a proven-non-negative ``x`` needs one unit;
 * M: four pairs with ``1 − z = σ(±s ε_g g)`` (s = 1, 2), ``n = tanh(ε_v v)``, combined by the Richardson
-  rule of :class:`~lsrl.targets.shared.standard.StandardLowering`; carriers one unit.
+  rule of :class:`~lsrl.targets.shared.standard.StandardLowering`; a select (a factor with a few candidate
+  values) one R-like pair per gap between them, its gate saturated; carriers one unit.
 
 The pairs make two checks necessary (:meth:`GruStandard.check_stage`): a stage reading pairs with a rounding
 error above the accuracy limit is refused; a weight ≥ 2^24 makes the model wrong in float32, which its metadata
@@ -270,12 +271,19 @@ class GruStandard(StandardLowering):
         self.units(blocks, k, nW=drive, rec_n=[(rec, 0)] if rec.nnz else None, h0=h0, decode=decode, role="state")
 
     def relu_units(self, blocks, st, n, *, gate, value, decode, gated, eps):
-        # pair: p' = σ(κx) tanh(εx) + σ(-κx) p,  q' = tanh(σ(-κx) p)
         self._pair_bounds = {j: float(st.hi[j]) for j in gated}
+        self._gated_pairs(blocks, n, gate, value, decode, "relu")
+
+    def select_units(self, blocks, n, *, gate, value, decode, slot, held):
+        self._pair_bounds[slot] = self._pair_bounds.get(slot, 0.0) + float(sum(held))
+        self._gated_pairs(blocks, n, gate, value, decode, "select")
+
+    def _gated_pairs(self, blocks, n, gate, value, decode, role):
+        # pair: p' = σ(gate) tanh(value) + σ(−gate) p,  q' = tanh(σ(−gate) p)
         closed = self.negated(gate)
-        off_p = self.units(blocks, n, r=True, z=closed, nW=value, decode=decode, role="relu_p")
+        off_p = self.units(blocks, n, r=True, z=closed, nW=value, decode=decode, role=role + "_p")
         self.units(blocks, n, r=closed, z=False, rec_n=[(Matrix.identity(n), off_p)], decode=-decode,
-                   role="relu_q")
+                   role=role + "_q")
 
     def carrier_units(self, blocks, n, *, value, decode, role):
         self.units(blocks, n, nW=value, decode=decode, role=role)

@@ -24,6 +24,8 @@ S, general     f = 0, i = o = 1, ``g = tanh(E A E⁻¹ h + ε(B v + b))``  ⇒ `
 R              f = 0, o = 1, ``i = σ(κx)``, ``g = tanh(εx)``  ⇒ ``h ≈ ε ReLU(x)``             ``h/ε``
                (``x ≥ 0`` proven: ``i = 1``; ``x ≤ 0`` proven: no unit)
 M, product     units ``i = σ(±s ε_g g)`` (s = 1, 2), ``g = tanh(ε_v v)``; Δ_s = h₊ − h₋          ``(8Δ₁−Δ₂)/(3ε_gε_v)``
+M, select      ``g`` takes candidates p_1 < … < p_m: per gap f = 0, o = 1,                 ``Σ Δp_k h_k/ε_v``
+               ``i = σ(K(g − (p_k−1 + p_k)/2))`` (saturated), ``g = tanh(ε_v v)``           ``+ p_1 v``
 M, carrier     (one operand constant) i = o = 1, ``g = tanh(ε a)``                          ``h/ε``
 =============  =========================================================================  ===========
 
@@ -180,6 +182,9 @@ class LstmStandard(StandardLowering):
 
     def carrier_units(self, blocks, n, *, value, decode, role):
         self.units(blocks, n, i=True, g=value, o=True, decode=decode, role=role)
+
+    def select_units(self, blocks, n, *, gate, value, decode, slot, held):
+        self.units(blocks, n, i=gate, g=value, o=True, decode=decode, role="select")
 
     def product_units(self, blocks, n, *, gate, value, decode, scale):
         self.units(blocks, n, i=gate, g=value, o=True, decode=decode, role=f"product{scale}+")

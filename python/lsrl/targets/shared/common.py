@@ -148,6 +148,8 @@ class LayerForm:
     metadata: dict = field(default_factory=dict)
     name: str = "main"
     ends_with_linear: bool = False
+    #: the range analysis the bounds came from (for analyses of the same module that share it)
+    ranges: RangeAnalysis | None = None
 
 
 def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
@@ -182,7 +184,7 @@ def layer_stages(module: Module, t_max: int | None = None) -> LayerForm:
         stages.append(stage)
         W, c, identity = Matrix.identity(op.dim), Vector.zeros(op.dim), True
         prev = op
-    return LayerForm(inp, stages, W, c, dict(module.metadata), module.name, chain[-1].kind == "linear")
+    return LayerForm(inp, stages, W, c, dict(module.metadata), module.name, chain[-1].kind == "linear", analysis)
 
 
 # ------------------------------------------------------------------------------------------ decoders

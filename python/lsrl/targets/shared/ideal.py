@@ -21,6 +21,7 @@ from ...ir.core import Module, Op
 from ...ir.matrix import Matrix, Vector
 from .common import (Decoder, Stage, UnitBlocks, decode_triplets, finish_module, layer_stages, plan_products,
                      relu_vec, sign_split, slot_matrix, split_rows, stage_state_bounds)
+from .standard import CandidateValues
 
 __all__ = ["CellLowering", "lower_cells", "ideal_state", "ideal_relu", "carriers"]
 
@@ -111,6 +112,7 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     if std is not None:
         std.k = std.k.for_dtype(module.metadata.get("dtype", "float64"))
         std.positions = {id(op): i for i, op in enumerate(module.ops)}
+        std.candidates = CandidateValues(module, t_max, form.ranges)
     positions = {id(op): i for i, op in enumerate(module.ops)}
     ideal_errors: dict[int, dict] = {}
     prev: Op = form.input

@@ -9,7 +9,11 @@ the architecture's own executors (torch, ONNX).  Three tools (constants in
   (relative error ≤ ρ²/3); the next layer divides by ε in its input weights (ε per unit, from range analysis);
 * **gated ReLU / products** — ``ReLU(x) ≈ σ(κx)·tanh(εx)`` (exact where κx saturates);
   a product ``g·v`` uses σ(a) − σ(−a) = tanh(a/2) with ``a = ε_g g`` (``|a| ≤ 2^-7``) at scales a and 2a
-  (four units: (8 D(a) − D(2a))/3 = a − a⁵/30).
+  (four units: (8 D(a) − D(2a))/3 = a − a⁵/30);
+* **selects** — a product one of whose factors takes a few known values ``p_1 < … < p_m`` on the declared domain
+  (a step of integer tokens, a token itself: the error analysis's candidates) is
+  ``p_1 v + Σ_i (p_i − p_{i−1})·[g > (p_{i−1} + p_i)/2]·v``, each bracket a gate saturated exactly to 0 or 1:
+  the product of the candidate and the carried ``v``, with none of the σ-difference's cancellation.
 
 κ·max|x| = 2^80 keeps every weight below 2^120, finite in float32 (ONNX runs recurrent ops in float32).
 
@@ -21,17 +25,22 @@ Every bound comes from range analysis; an unbounded value raises CompileError (g
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import scipy.sparse as sp
 
 from ...errors import CompileError
+from ...ir.core import Module, Op
 from ...ir.matrix import Matrix, Vector
-from ...passes.error_bound import local_error_entry
+from ...passes.error_bound import ErrorAnalysis, local_error_entry
+from ...passes.range_analysis import RangeAnalysis
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
-                     pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
+                     pow2_at_least, pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
-__all__ = ["StandardLowering", "ACCURACY_LIMIT", "ACTIVATION_ULPS", "describe_stage", "power_norm_sum"]
+__all__ = ["StandardLowering", "CandidateValues", "ACCURACY_LIMIT", "ACTIVATION_ULPS", "MAX_SELECT_POINTS",
+           "describe_stage", "power_norm_sum"]
 
 #: the largest worst-case local error of a standard-mode unit lowering accepts (the error the tests assert
 #: end to end); beyond it the construction is refused with a CompileError instead of answering wrong
@@ -39,6 +48,38 @@ ACCURACY_LIMIT = 1e-6
 #: the rounding of one unit's chain of activations (σ, tanh, their product, tanh), in units of the dtype's unit
 #: roundoff relative to the value the unit carries: a few ulps each, with a margin
 ACTIVATION_ULPS = 8.0
+#: the most candidate values a product's factor may take for the product to be a select (one gated unit per gap
+#: between them, where the σ-difference product takes four)
+MAX_SELECT_POINTS = 16
+#: float32's unit roundoff: a select's gate row is checked against it whatever the model's dtype (a float64 model
+#: may run in float32)
+_FLOAT32_ROUNDOFF = 2.0 ** -24
+
+
+class CandidateValues:
+    """The candidate exact values of a layer-form module's values (``lsrl.passes.error_bound``: token ids, the
+    steps and sums computed from them), analysed on first use: called with ``(op, i)``, ``(points, slack)`` of
+    coordinate ``i`` of ``op`` — every exact value within ``slack`` of a point — or None where they are unknown."""
+
+    def __init__(self, module: Module, t_max: int | None, ranges: RangeAnalysis | None = None):
+        self.module, self.t_max, self.ranges = module, t_max, ranges
+        self._analysis: ErrorAnalysis | None = None
+
+    def __call__(self, op: Op, i: int) -> tuple[np.ndarray, float] | None:
+        if self._analysis is None:
+            self._analysis = ErrorAnalysis(self.module, "float64", self.t_max, ranges=self.ranges)
+        v = self._analysis[op].values[i]
+        return None if v.points is None else (v.points, v.slack)
+
+
+@dataclass(frozen=True)
+class _Select:
+    """How product coordinate ``j`` of an M stage is a select: ``operand`` 0 (the first factor picks) or 1, its
+    candidates ``points``, the distance ``margin`` its computed value may keep from them, and the gates' scale."""
+    operand: int
+    points: np.ndarray
+    margin: float
+    scale: float
 
 
 def _rows(W: Matrix, idx: list[int]) -> Matrix:
@@ -85,6 +126,15 @@ def power_norm_sum(A: Matrix, steps: float, exact_terms: int = 256) -> float:
     return total / (1.0 - q) if q < 1.0 else total + (steps - k) * largest
 
 
+def _exact_steps(points: np.ndarray) -> bool:
+    """Whether float32 holds every candidate and every gap to the next, the gaps computed exactly in float64: a
+    select's units then decode to the candidate exactly."""
+    gaps = np.diff(points)
+    held = np.all(points.astype(np.float32) == points) and np.all(gaps.astype(np.float32) == gaps)
+    return bool(held) and all(Fraction(b) - Fraction(a) == Fraction(g) for a, b, g in
+                              zip(points[:-1].tolist(), points[1:].tolist(), gaps.tolist()))
+
+
 def _frac(x):
     from fractions import Fraction
     return Fraction(float(x))
@@ -119,6 +169,8 @@ class StandardLowering:
         #: ``units`` terms of decoded magnitude ``hidden`` beyond the value itself (a product's Richardson units,
         #: a GRU pair holding its last value) — what :mod:`lsrl.passes.error_bound` adds
         self.local_errors: dict[int, dict] = {}
+        #: the layer form's candidate values (set by the driver; None: no product is a select)
+        self.candidates: CandidateValues | None = None
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
@@ -204,6 +256,12 @@ class StandardLowering:
 
     def carrier_units(self, blocks: UnitBlocks, n: int, *, value: tuple, decode: Matrix, role: str) -> None:
         """Units carrying affine values linearly: ``≈ tanh(εa)`` from the scaled ``(W, b)``."""
+        raise NotImplementedError
+
+    def select_units(self, blocks: UnitBlocks, n: int, *, gate: tuple, value: tuple, decode: Matrix, slot: int,
+                     held: list[float]) -> None:
+        """M stage, a select's gated units ``≈ σ(gate)·tanh(value)`` (every gate saturated) adding to value
+        coordinate ``slot``; ``held`` bounds what each unit carries, decoded."""
         raise NotImplementedError
 
     def product_units(self, blocks: UnitBlocks, n: int, *, gate: tuple, value: tuple, decode: Matrix,
@@ -317,10 +375,73 @@ class StandardLowering:
         """Units carrying rows ``idx`` of ``W x + c`` linearly, scaled by ``eps``."""
         self.carrier_units(blocks, len(idx), value=_scaled(W, c, idx, eps), decode=decode, role=role)
 
+    def _select(self, st: Stage, plan, j: int) -> _Select | None:
+        """How product ``j`` of M stage ``st`` is a select (of its factors with at most :data:`MAX_SELECT_POINTS`
+        candidates that float32 holds with their gaps, the one with fewer), or None."""
+        if self.candidates is None:
+            return None
+        factors = st.op.operands[0]
+        best = None
+        for operand in (0, 1):
+            found = self.candidates(factors, j + operand * plan.h)
+            if found is None or found[0].size > MAX_SELECT_POINTS or not _exact_steps(found[0]):
+                continue
+            points = found[0]
+            if points.size == 1:  # a constant on the declared domain: the product is linear
+                choice = _Select(operand, points, math.inf, 1.0)
+            else:
+                G, cg = (plan.U, plan.cu) if operand == 0 else (plan.V, plan.cv)
+                lo, hi = (plan.ulo[j], plan.uhi[j]) if operand == 0 else (plan.vlo[j], plan.vhi[j])
+                row = G.rows([j]).scipy()
+                reach = float(max(abs(lo), abs(hi), np.max(np.abs(points))))
+                gap = float(np.min(np.diff(points)))
+                # a gate sums the factor's row and a midpoint: one term more than the factor's own rounding, which
+                # the error analysis counts in the factor's error
+                margin = gap / 4 - 4 * (row.nnz + 2) * _FLOAT32_ROUNDOFF * reach
+                scale = pow2_at_least(4 * self.k.gate / gap)  # |gate| ≥ L wherever the factor keeps the margin
+                biggest = max(float(np.max(np.abs(row.data), initial=0.0)),
+                              abs(float(cg.to_float().values[j])) + reach)
+                if not (margin > 0 and scale * biggest <= 2.0 ** self.k.max_weight_log2):
+                    continue
+                choice = _Select(operand, points, margin, scale)
+            if best is None or choice.points.size < best.points.size:
+                best = choice
+        return best
+
+    def _select_units(self, blocks: UnitBlocks, plan, j: int, sel: _Select, bound: float) -> tuple:
+        """The units of select ``sel`` for product ``j`` (the other factor bounded by ``bound``); returns its
+        ``(on, on_u, hidden, units)``."""
+        G, cg = (plan.U, plan.cu) if sel.operand == 0 else (plan.V, plan.cv)
+        R, cr = (plan.V, plan.cv) if sel.operand == 0 else (plan.U, plan.cu)
+        ev = eps_for(bound, self.k.rho)
+        p = sel.points.tolist()
+        gaps = [b - a for a, b in zip(p, p[1:])]
+        held = [abs(g) * bound for g in gaps]
+        rho2 = self.k.rho ** 2
+        on = on_u = hidden = units = 0.0
+        if gaps:
+            n = len(gaps)
+            gw, gb = _scaled(G, cg, [j] * n, [sel.scale] * n)
+            gb = gb + Vector([-sel.scale * (a + b) / 2 for a, b in zip(p, p[1:])])
+            self.select_units(blocks, n, gate=(gw, gb), value=_scaled(R, cr, [j] * n, [ev] * n),
+                              decode=slot_matrix(plan.h, [j] * n, [g / ev for g in gaps]), slot=j, held=held)
+            for carried in held:  # each unit on (the value's two tanh) or off (what a cell keeps then)
+                off, off_u = self.relu_off_error(carried)
+                extra, count = self.relu_reads(carried)
+                on, on_u = on + 2 * rho2 * carried / 3 + off, on_u + ACTIVATION_ULPS * carried + off_u
+                hidden, units = hidden + carried + extra, units + count
+        if p[0] != 0:
+            carried = abs(p[0]) * bound
+            self._carrier(blocks, R, cr, [j], [ev], slot_matrix(plan.h, [j], [p[0] / ev]), "select_carrier")
+            on, on_u, hidden, units = on + 2 * rho2 * carried / 3, on_u + ACTIVATION_ULPS * carried, \
+                hidden + carried, units + 1
+        return on, on_u, hidden, max(units, 1.0)
+
     def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
         plan = plan_products(st, W, c)
         h = plan.h
         on, on_u, hidden, units = np.zeros(h), np.zeros(h), np.zeros(h), np.ones(h)
+        selector, margin = np.zeros(h), np.zeros(h)
         rho2 = self.k.rho ** 2
         # carriers (one operand constant)
         if plan.lin_slot:
@@ -335,17 +456,27 @@ class StandardLowering:
             if keep:
                 self._carrier(blocks, plan.lin_rows, plan.lin_bias, keep, eps,
                               slot_matrix(h, [plan.lin_slot[i] for i in keep], [1.0 / e for e in eps]), "carrier")
-        if not plan.prod:
-            self._record(st, on=on, on_u=on_u, hidden=hidden, units=units)
-            return plan.const
-        idx = plan.prod
-        n = len(idx)
-        eg, ev = [], []
-        for j in idx:
+        idx = []
+        for j in plan.prod:
             bu = ensure_bounded(f"{self.target}: first operand {j} of {describe_stage(st)}",
                                 plan.ulo[j:j + 1], plan.uhi[j:j + 1])
             bv = ensure_bounded(f"{self.target}: second operand {j} of {describe_stage(st)}",
                                 plan.vlo[j:j + 1], plan.vhi[j:j + 1])
+            sel = self._select(st, plan, j)
+            if sel is None:
+                idx.append(j)
+                continue
+            on[j], on_u[j], hidden[j], units[j] = self._select_units(blocks, plan, j, sel, bv if sel.operand == 0
+                                                                     else bu)
+            selector[j], margin[j] = sel.operand + 1, sel.margin
+        if not idx:
+            self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin)
+            return plan.const
+        n = len(idx)
+        eg, ev = [], []
+        for j in idx:
+            bu = float(max(abs(plan.ulo[j]), abs(plan.uhi[j])))
+            bv = float(max(abs(plan.vlo[j]), abs(plan.vhi[j])))
             eg.append(eps_for(bu, self.k.rho_gate))
             ev.append(eps_for(bv, self.k.rho))
             # the Richardson pairs' truncation and the value tanh; each unit rounds a few ulps of its own magnitude,
@@ -353,7 +484,7 @@ class StandardLowering:
             hidden[j], units[j] = self.product_reads(bv, eg[-1])
             on[j] = (self.k.rho_gate ** 4 / 30 + rho2) * bu * bv
             on_u[j] = ACTIVATION_ULPS * hidden[j]
-        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units)
+        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin)
         vw, vb = _scaled(plan.V, plan.cv, idx, ev)
         self.scales.append({"stage": "M", "products": n})
         # Richardson pair of pairs: with D(a) = σ(a) − σ(−a) = tanh(a/2),
