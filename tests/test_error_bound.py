@@ -637,8 +637,8 @@ def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
     exact.error_tolerance = 0.0
     exact(np.ones((5, 1)), dtype="float32")  # bound 0: within any tolerance
 
-    standard = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
-    standard.error_tolerance = 1e-6  # float64: 3.7e-10; float32: 0.2 (the counters' activations round)
+    standard = lsrl.compile(more_ones(), "gru", activations="standard", t_max=64)
+    standard.error_tolerance = 1e-6  # float64: 4.3e-10; float32: 0.23 (readers of the GRU pairs round)
     standard(np.ones((5, 1)))
     with pytest.raises(lsrl.PrecisionError, match="above error_tolerance"):
         standard(np.ones((5, 1)), dtype="float32")
@@ -646,6 +646,33 @@ def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
     unbounded.error_tolerance = 1.0
     with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .it has no layer form"):
         unbounded(np.ones((5, 1)))
+
+
+def test_the_standard_lstm_carries_values_exactly():
+    """A standard LSTM's units that carry values (saturated gates, tanh(εv) = εv) add nothing to the bound in a
+    float run: more_ones (counters, steps, carriers) is bound 0 in both dtypes, as in ideal mode (3.7e-10 and 0.2
+    while every unit was charged 8 ulps of its bound).  Where float32's subnormals could round a carried value the
+    bound says so: the same counter over inputs near 2^-100."""
+    model = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
+    assert model.error_bound_in("float64").tolist() == model.error_bound_in("float32").tolist() == [0.0]
+
+
+def test_an_underflow_is_charged_where_a_carried_value_may_be_tiny():
+    """A unit's ``underflow`` (what float32's subnormals may round) counts unless every value it carries is an exact
+    0 or at least ``normal_from``: integer tokens are, a real input in [0, 3] is not; float64 runs are charged
+    float64's far smaller subnormals."""
+    text = """lsrl.module @m(%x: 1 {lower = [0.0], upper = [3.0], integer = 1}) -> 1 {
+  %r = relu %x : 1 -> 1
+  return %r : 1
+}"""
+    for integer in (True, False):
+        module = parse_module(text if integer else text.replace(", integer = 1", ""))
+        module.metadata["local_errors"] = {1: local_error_entry(1, underflow=[1e-3], normal_from=[1e-3])}
+        bound = {dtype: ErrorAnalysis(module, dtype, 1).output_bounds(module)[0] for dtype in ("float32", "float64")}
+        if integer:
+            assert bound == {"float32": 0.0, "float64": 0.0}
+        else:  # besides float32's rounding of the input (3·2^-24)
+            assert 1e-3 <= bound["float32"] <= 1e-3 + 2e-7 and 0 < bound["float64"] < 1e-280
 
 
 def test_a_saved_model_keeps_its_bounds(tmp_path):

@@ -53,6 +53,33 @@ def run_onnx(model, xs, tmp_path, dtype="float32"):
     return y.transpose(1, 0, 2).astype(np.float64)
 
 
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_executors_carry_tiny_tanh_exactly(target, tmp_path):
+    """The standard LSTM's and GRU's error bound charges nothing for the units that carry values (docs/targets.md,
+    "Error bounds"): σ(±L) is exactly 1 / 0 and ``tanh(x) = x`` for ``|x| ≤ ρ = 2^-40`` in every executor.  A model
+    of carriers, a ReLU and a counter then reproduces the program run op by op in each dtype bit for bit — the
+    kernel, torch (float64 and ``.float()``) and onnxruntime (float32)."""
+    from lsrl.runtime.executor import run as run_op_by_op
+    rng = np.random.default_rng(0)
+    tiny = rng.uniform(-1, 1, 10000) * 2.0 ** rng.integers(-120, -40, 10000)
+    for dtype in (np.float32, np.float64):
+        values = tiny.astype(dtype)
+        assert np.array_equal(np.tanh(values), values)
+        assert np.array_equal(torch.tanh(torch.from_numpy(values)).numpy(), values)
+    x = lsrl.Input(2, lower=[0.0, -4.0], upper=[1000.0, 4.0])
+    program = lsrl.ForEach(lsrl.Concat([lsrl.ReLU(x[0]), lsrl.ReLU(x[1]), lsrl.LinState(x, A=np.eye(2), B=np.eye(2))]))
+    xs = np.stack([rng.uniform(1e-3, 1000.0, (2, 30)), rng.uniform(-4, 4, (2, 30))], axis=-1)
+    model = lsrl.compile(program, target, activations="standard", t_max=30)
+    expected = {name: run_op_by_op(program, xs, dtype=np.dtype(name))[0] for name in ("float32", "float64")}
+    for name in ("float32", "float64"):
+        assert np.array_equal(model(xs, backend="kernel", dtype=name), expected[name])
+    module = model.to_torch()
+    with torch.no_grad():
+        assert np.array_equal(module(torch.from_numpy(xs)).numpy(), expected["float64"])
+        assert np.array_equal(module.float()(torch.from_numpy(xs.astype(np.float32))).numpy(), expected["float32"])
+    assert np.array_equal(run_onnx(model, xs, tmp_path), expected["float32"])
+
+
 # exports against the source program's outputs on the paper programs (an oracle the weights cannot bend), each
 # ~100× the largest error measured: ideal 4.9e-14 (linear/LSTM/GRU ideal, multiplicative token program, ONNX
 # float64), standard 1.7e-10 (LSTM and GRU, token program: the product units' truncation)

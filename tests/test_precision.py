@@ -191,6 +191,21 @@ def test_a_model_compiled_for_float64_refuses_float32_where_it_cannot_be_right(t
         assert model(xs, backend="kernel", dtype="float32", check_assumptions=False).dtype == np.float32
 
 
+def test_a_weight_past_float32s_range_is_refused_for_float32():
+    """A product of two operands up to 1e13 decodes its σ-difference units by ~1e41 in the readout: a float32 run
+    would read inf (the kernel refused it with a bare ValueError).  The lowering records it for every target:
+    compiling for float32 is refused, a float64 model raises PrecisionError in float32 and runs in float64."""
+    x = lsrl.Input(2, lower=-1e13, upper=1e13)
+    program = lsrl.ForEach(lsrl.Multi(lsrl.Concat([x[0], x[1]])))
+    with pytest.raises(lsrl.CompileError, match=r"linear %readout has a weight A of .* past float32's largest"):
+        lsrl.compile(program, "lstm", activations="standard", t_max=4, dtype="float32")
+    model = lsrl.compile(program, "lstm", activations="standard", t_max=4)
+    xs = np.full((1, 2, 2), 3.0)
+    with pytest.raises(lsrl.PrecisionError, match="cannot be right in float32.*past float32's largest"):
+        model(xs, dtype="float32")
+    assert np.all(np.abs(model(xs) - 9.0) <= model.error_bound)  # σ-difference products of bounds 1e13: loose
+
+
 def test_bad_compile_dtypes_and_dtype_metadata_are_named(token_case):
     with pytest.raises(lsrl.CompileError, match="lsrl.compile: dtype must be float64 or float32, got 'float16'"):
         lsrl.compile(token_map(3, vocab_size=10), dtype="float16")

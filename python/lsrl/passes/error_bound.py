@@ -39,19 +39,23 @@ distance moves the exact value of what they compute (``_rational_shift``: slack 
 
 Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
 adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
-"off", "off_u", "hidden", "units", "selector", "margin"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u``
-is added where a unit is proven on (every coordinate of a state or a product), ``off + u·off_u`` where a ReLU unit
-is proven off, the larger of the two where it is neither, and whatever reads the op rounds over ``units`` terms of
-decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin; docs/numerics.md, "Error
-bounds").  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units multiply the other factor
-by each candidate value of that factor, and gates that saturate pick the candidate wherever the computed factor
-lies within ``margin`` of it — so the factor's error drops out of the product where its error and slack stay
-within the margin, and the bound is ``inf`` where they may not.  A target whose executors read every value it keeps (the input, ReLU, state and product results) in two
-parts, ``hi = fl_n(v)`` and ``fl_n(v − hi)`` of a narrower dtype ``n``, states ``n`` as the metadata ``split_reads``
-(Hawk, Griffin and Mamba: transformers computes parts of a float64 model in float32): each read is then off by
-``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and ``n`` holds it; ``read_step`` (metadata, with it) is
-the smallest step such a read resolves in any dtype (a neutralised RMSNorm scales by ``2^-50`` in ``n`` before
-scaling back, so its subnormals are ``2^50`` times coarser).
+"off", "off_u", "hidden", "units", "selector", "margin", "exact_from", "underflow", "normal_from"}}``, one entry per
+coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u`` is added where a unit is proven on (every coordinate
+of a state or a product) — except where a ReLU unit's computed pre-activation is proven at least ``exact_from``
+(its gate saturated: the unit is exact there) —, ``off + u·off_u`` where a ReLU unit is proven off, the larger of
+the two where it is neither, ``underflow`` (stated for float32, scaled for float64) wherever the value a unit
+carries may be a nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over
+``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin;
+docs/numerics.md, "Error bounds").  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
+multiply the other factor by each candidate value of that factor, and gates that saturate pick the candidate
+wherever the computed factor lies within ``margin`` of it — so the factor's error drops out of the product where
+its error and slack stay within the margin, and the bound is ``inf`` where they may not.  A target whose
+executors read every value it keeps (the input, ReLU, state and product results) in two parts, ``hi = fl_n(v)``
+and ``fl_n(v − hi)`` of a narrower dtype ``n``, states ``n`` as the metadata ``split_reads`` (Hawk, Griffin and
+Mamba: transformers computes parts of a float64 model in float32): each read is then off by ``≤ u_n²·|v|``, and
+exact where ``v`` is computed exactly and ``n`` holds it; ``read_step`` (metadata, with it) is the smallest step
+such a read resolves in any dtype (a neutralised RMSNorm scales by ``2^-50`` in ``n`` before scaling back, so its
+subnormals are ``2^50`` times coarser).
 """
 from __future__ import annotations
 
@@ -343,6 +347,8 @@ class _Group:
     # off — a target's local errors (module metadata "local_errors"); none for the layer form's own ReLU
     on: np.ndarray | None = None
     off: np.ndarray | None = None
+    # per unit: the computed pre-activation from which its construction adds nothing (saturated gates)
+    exact_from: np.ndarray | None = None
     # per unit, where y is known by pieces of its range: the rounding of its row on a piece from a bound on |k y|
     # there (None: delta alone)
     piece_rounding: list | None = None
@@ -352,6 +358,7 @@ class _Group:
     def __post_init__(self):
         self.on = np.zeros(self.units.size) if self.on is None else self.on
         self.off = np.zeros(self.units.size) if self.off is None else self.off
+        self.exact_from = np.full(self.units.size, math.inf) if self.exact_from is None else self.exact_from
 
     def passes(self, pos) -> np.ndarray:
         """What the construction of units ``pos`` adds where they are not proven on or off: either."""
@@ -434,7 +441,8 @@ class _Group:
             errors = (zero_safe_product(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
                       + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1)
                       + np.where(inactive, (np.abs(coeffs) * self.off[pos])[None, :],
-                                 np.where(active, (np.abs(coeffs) * self.on[pos])[None, :],
+                                 np.where(active, np.where(pre - spread - e_hat >= self.exact_from[pos][None, :],
+                                                           0.0, (np.abs(coeffs) * self.on[pos])[None, :]),
                                           (np.abs(coeffs) * self.passes(pos))[None, :])).sum(axis=1))
             # how far the exact value may be from the one computed at a candidate: inactive units are exactly 0,
             # active ones move together with y
@@ -641,6 +649,12 @@ class ErrorAnalysis:
         self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
             for i, op in enumerate(module.ops) if i in local}
+        self.exact_from: dict[int, np.ndarray] = {id(op): np.asarray(local[i]["exact_from"])
+                                                   for i, op in enumerate(module.ops) if i in local}
+        scale = (1.0, 1.0) if dtype == "float32" else (_FLOAT64_UNDERFLOW, _FLOAT64_NORMAL)
+        self.underflows: dict[int, tuple[np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["underflow"]) * scale[0], np.asarray(local[i]["normal_from"]) * scale[1])
+            for i, op in enumerate(module.ops) if i in local and np.any(local[i]["underflow"])}
         self.selects: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["selector"]).astype(np.int64), np.asarray(local[i]["margin"]))
             for i, op in enumerate(module.ops) if i in local and op.kind == "multi" and np.any(local[i]["selector"])}
@@ -846,13 +860,25 @@ class ErrorAnalysis:
 
     def _with_local_errors(self, op: Op, facts: _Facts) -> _Facts:
         """``facts`` with what the target's construction adds to each coordinate of a state or a product (a ReLU
-        op's, which depend on whether each unit is on, are added where it is analysed)."""
-        if op.kind not in ("linstate", "multi") or id(op) not in self.local:
+        op's, which depend on whether each unit is on, are added where it is analysed), and its ``underflow``
+        wherever the value its units carry may be a nonzero below ``normal_from`` (a select's: the factor it
+        carries)."""
+        if id(op) not in self.local:
             return facts
-        on, _ = self.local[id(op)]
+        added = self.local[id(op)][0] if op.kind in ("linstate", "multi") else np.zeros(op.dim)
+        if id(op) in self.underflows:
+            underflow, normal_from = self.underflows[id(op)]
+            carried = facts.values
+            if op.kind == "multi":
+                selectors = self.selects.get(id(op), (np.zeros(op.dim, dtype=np.int64),))[0]
+                factors = self[op.operands[0]].values
+                carried = [factors[i + op.dim] if s == 1 else factors[i] if s == 2 else v
+                           for i, (s, v) in enumerate(zip(selectors.tolist(), facts.values))]
+            added = added + np.array([0.0 if _normal_or_zero(v, m) else a
+                                      for v, a, m in zip(carried, underflow.tolist(), normal_from.tolist())])
         return dataclasses.replace(facts, values=[
-            dataclasses.replace(v, err=v.err + a, errors=None if v.errors is None else v.errors + a)
-            for v, a in zip(facts.values, on.tolist())])
+            v if a == 0 else dataclasses.replace(v, err=v.err + a, errors=None if v.errors is None else v.errors + a)
+            for v, a in zip(facts.values, added.tolist())])
 
     def _read_in_parts(self, facts: _Facts) -> _Facts:
         """``facts`` as a reader sees them when the executor keeps each value in a slot of a stream and reads the
@@ -910,10 +936,11 @@ class ErrorAnalysis:
         low = _low_bit(np.array(v.grid))
         return low >= math.log2(step) and v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
 
-    def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray]:
-        """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, and where it
-        is proven off."""
-        return self.local.get(id(op), (np.zeros(op.dim), np.zeros(op.dim)))
+    def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, where it is
+        proven off, and the computed pre-activation from which it adds nothing."""
+        on, off = self.local.get(id(op), (np.zeros(op.dim), np.zeros(op.dim)))
+        return on, off, self.exact_from.get(id(op), np.full(op.dim, math.inf))
 
     # ------------------------------------------------------------------ transfer functions
     def _transfer(self, op: Op) -> _Facts:
@@ -996,15 +1023,16 @@ class ErrorAnalysis:
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
         fp = self[p]
-        unit_on, unit_off = self._unit_errors(op)
+        unit_on, unit_off, unit_exact = self._unit_errors(op)
         if p.kind != "linear":
             reads = self._read_rounding(p)  # the unit reads its argument itself
             values = []
-            for v, bottom, top, on, off in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(), unit_on.tolist(),
-                                               unit_off.tolist()):
+            for v, bottom, top, on, off, exact in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(), unit_on.tolist(),
+                                                      unit_off.tolist(), unit_exact.tolist()):
                 read = float(reads[len(values)])
                 if v.points is None:
-                    err = off if top <= -(v.err + read) else v.err + read + max(on, off)
+                    err = off if top <= -(v.err + read) else \
+                        v.err + read + (0.0 if bottom - (v.err + read) >= exact else max(on, off))
                     grid = v.grid
                     on_zero = grid is not None and grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1])
                     if grid is not None and not (bottom - v.slack >= 0 or on_zero):
@@ -1015,7 +1043,8 @@ class ErrorAnalysis:
                     e = v.errors + read
                     proven_off = v.points + v.slacks <= -e
                     proven_on = v.points - v.slacks >= e
-                    errors = np.where(proven_off, off, e + np.where(proven_on, on, max(on, off)))
+                    errors = np.where(proven_off, off, e + np.where(v.points - v.slacks - e >= exact, 0.0,
+                                                                    np.where(proven_on, on, max(on, off))))
                     # an exact value at or below 0 is an exact 0 after the ReLU
                     values.append(_Values.of(np.maximum(v.points, 0.0), errors,
                                              np.where(v.points + v.slacks <= 0, 0.0, v.slacks)))
@@ -1024,6 +1053,7 @@ class ErrorAnalysis:
         for group in groups:
             group.on = group.on + unit_on[group.units]
             group.off = group.off + unit_off[group.units]
+            group.exact_from = np.minimum(group.exact_from, unit_exact[group.units])
         values: list = [None] * op.dim
         unit_of: dict = {}
         clock = None if fp.clock is None else np.full((fp.clock.shape[0], op.dim), np.nan)
@@ -1428,7 +1458,11 @@ class ErrorAnalysis:
         return err
 
 
-_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units", "selector", "margin")
+_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units", "selector", "margin", "exact_from", "underflow",
+                 "normal_from")
+#: float32's subnormal spacing over float64's, and its smallest normal over float64's: a local ``underflow`` and
+#: ``normal_from`` are stated for float32 runs and scaled by these for float64 ones
+_FLOAT64_UNDERFLOW, _FLOAT64_NORMAL = 2.0 ** -925, 2.0 ** -896
 #: ``selector`` of a product coordinate: none of its factors, the first, or the second selects (its units hold the
 #: other factor times each candidate of the selector, saturated gates pick one)
 _SELECTORS = (0, 1, 2)
@@ -1463,8 +1497,23 @@ def local_error_entry(dim: int, **fields) -> dict:
         raise ValueError(f"local_error_entry: unknown fields {sorted(unknown)}; expected {', '.join(_LOCAL_FIELDS)}")
     entry = {name: np.zeros(dim) for name in _LOCAL_FIELDS}
     entry["units"] = np.ones(dim)
+    entry["exact_from"] = np.full(dim, math.inf)
     entry.update({name: np.asarray(values, dtype=np.float64) for name, values in fields.items()})
     return entry
+
+
+def _normal_or_zero(v: _Values, smallest: float) -> bool:
+    """Whether every value ``v`` may be computed as is an exact 0 or at least ``smallest`` in magnitude (its
+    candidates, or the multiples of an exact lattice's step)."""
+    if v.points is not None:
+        exact_zero = (v.points == 0) & (v.errors == 0) & (v.slacks == 0)
+        return bool(np.all(exact_zero | (np.abs(v.points) - v.slacks - v.errors >= smallest)))
+    if v.grid is None or v.err != 0.0 or v.slack != 0.0:
+        return False
+    offset, step = v.grid
+    if step == 0:
+        return offset == 0 or abs(offset) >= smallest
+    return step >= smallest and offset / step == round(offset / step)
 
 
 def _selected(v: _Values, margin: float) -> _Values | None:

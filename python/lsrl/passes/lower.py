@@ -90,6 +90,9 @@ class Lower(Pass):
         # (metadata "local_errors", empty where the mode computes the layer form's ops too) for it to add
         layer_form = module.clone()
         lowered = fn(module, activations=self.activations, t_max=t_max)
+        overflow = _float32_overflow(lowered)
+        if overflow is not None:
+            lowered.metadata["dtype_limits"] = {"float32": overflow, **lowered.metadata.get("dtype_limits", {})}
         limit = lowered.metadata.get("dtype_limits", {}).get(self.dtype)
         if limit is not None:
             raise CompileError(f"lower{{dtype={self.dtype}}}: {limit}")
@@ -110,6 +113,28 @@ class Lower(Pass):
                 layer_form.metadata["read_step"] = read_step
             lowered.layer_form = layer_form
         return lowered
+
+
+def _float32_overflow(module) -> str | None:
+    """Why the lowered ``module`` cannot run in float32 — a weight past float32's largest number, which a float32
+    run would read as inf (a product's decoding of two operands with bounds near 10^20) — or None."""
+    import numpy as np
+
+    from ..ir.matrix import Matrix, Vector
+
+    largest = float(np.finfo(np.float32).max)
+    for op in module.ops:
+        if op.kind == "input":  # its bounds are checked against the dtype where inputs are
+            continue
+        for key, value in op.attrs.items():
+            if isinstance(value, (Matrix, Vector)):
+                floats = value.to_float()
+                numbers = np.abs(floats.scipy().data if isinstance(value, Matrix) else floats.values)
+                biggest = float(np.max(numbers[np.isfinite(numbers)], initial=0.0))
+                if biggest > largest:
+                    return (f"{op.describe()} has a weight {key} of {biggest:.3g}, past float32's largest number "
+                            f"({largest:.3g}): a float32 run would read inf; tighten the Input bounds or t_max")
+    return None
 
 
 def to_exact_module(module):

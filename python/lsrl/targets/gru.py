@@ -45,7 +45,7 @@ from .shared.cells import (Recurrent, activation_functions, cell_opdef, csr_arra
                            input_projection, optional_vector, vector_array)
 from .shared.common import UnitBlocks, const_vector, pow2_at_least, signs_of, slot_matrix
 from .shared.ideal import CellLowering, lower_cells
-from .shared.standard import ACTIVATION_ULPS, StandardLowering, describe_stage
+from .shared.standard import StandardLowering, describe_stage
 
 __all__ = ["GruTarget"]
 
@@ -255,10 +255,6 @@ class GruStandard(StandardLowering):
                 f"of {loudest:.3g} ≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a "
                 "λ-conditional; use the multiplicative conditionals, a target without ReLU pairs, or "
                 "activations='ideal'")
-
-    def relu_off_error(self, bound):
-        # the pair keeps its last value p: p − tanh(p) ≤ ρ³/3 in tanh's units, and both units round
-        return self.k.rho ** 2 * bound / 3, 2 * ACTIVATION_ULPS * bound
 
     def relu_reads(self, bound):
         return 2 * bound, 2  # p and q, each up to the bound once the ReLU is off

@@ -110,7 +110,8 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     form = layer_stages(module, t_max)
     std = cell.standard(t_max) if activations == "standard" else None
     if std is not None:
-        std.k = std.k.for_dtype(module.metadata.get("dtype", "float64"))
+        dtype = module.metadata.get("dtype", "float64")
+        std.k = std.k.for_dtype(dtype)
         std.positions = {id(op): i for i, op in enumerate(module.ops)}
         std.candidates = CandidateValues(module, t_max, form.ranges)
     positions = {id(op): i for i, op in enumerate(module.ops)}

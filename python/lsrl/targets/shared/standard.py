@@ -54,12 +54,19 @@ MAX_SELECT_POINTS = 16
 #: float32's unit roundoff: a select's gate row is checked against it whatever the model's dtype (a float64 model
 #: may run in float32)
 _FLOAT32_ROUNDOFF = 2.0 ** -24
+#: float32's subnormals: their spacing and the smallest normal number (a unit that carries ``εv`` exactly rounds
+#: only where ``|εv|`` is below the latter; the error analysis scales both for float64 runs)
+FLOAT32_SUBNORMAL, FLOAT32_NORMAL = 2.0 ** -149, 2.0 ** -126
+#: how far past the saturation magnitude L a step gate's argument must be for σ to round to exactly 1 (σ(37.5) is
+#: 1 in float64, σ(17.5) in float32), with room for the gate row's rounding
+SATURATION_MARGIN = 40.0
 
 
 class CandidateValues:
     """The candidate exact values of a layer-form module's values (``lsrl.passes.error_bound``: token ids, the
     steps and sums computed from them), analysed on first use: called with ``(op, i)``, ``(points, slack)`` of
-    coordinate ``i`` of ``op`` — every exact value within ``slack`` of a point — or None where they are unknown."""
+    coordinate ``i`` of ``op`` — every exact value within ``slack`` of a point — or None where they are unknown.
+    Whether a run keeps a select's factor within its margin is the error bound's to say, per dtype."""
 
     def __init__(self, module: Module, t_max: int | None, ranges: RangeAnalysis | None = None):
         self.module, self.t_max, self.ranges = module, t_max, ranges
@@ -126,6 +133,11 @@ def power_norm_sum(A: Matrix, steps: float, exact_terms: int = 256) -> float:
     return total / (1.0 - q) if q < 1.0 else total + (steps - k) * largest
 
 
+def _row_terms(W: Matrix) -> np.ndarray:
+    """The number of terms of each row of ``W`` (its non-zeros) and of its bias."""
+    return np.diff(W.scipy().tocsr().indptr) + 1
+
+
 def _exact_steps(points: np.ndarray) -> bool:
     """Whether float32 holds every candidate and every gap to the next, the gaps computed exactly in float64: a
     select's units then decode to the candidate exactly."""
@@ -181,36 +193,37 @@ class StandardLowering:
                                "with a smaller t_max or tighter Input bounds, or use activations='ideal'")
 
     def _state_error(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
-                     where: str) -> tuple[float, float]:
-        """The error bound of state coordinate ``j`` over ``t_max`` steps (docs/targets.md, "Error bounds"):
-        ``(approximation, rounding per unit roundoff)`` — each step's activations round the state they carry."""
+                     where: str) -> float:
+        """How many steps' underflow state coordinate ``j`` carries on over ``t_max`` steps (docs/targets.md,
+        "Error bounds"): its units carry the state exactly in a float run (saturated gates; ``tanh(εs) = εs``,
+        which every executor computes for ``|εs| ≤ ρ``) but where float32's subnormals round a step.  Refuses a
+        state whose real-arithmetic approximation (the tanh curvature, accumulated) exceeds
+        :data:`ACCURACY_LIMIT`."""
         rho2 = self.k.rho ** 2
         steps = math.inf if self.t_max is None else float(self.t_max)
         if integrator == 0.0:  # c = tanh(ε u): no accumulation
-            error = rho2 * (drive_bound + state_bound) / 3
-            rounding = ACTIVATION_ULPS * (drive_bound + state_bound)
+            curvature, carried = rho2 * (drive_bound + state_bound) / 3, 1.0
         elif integrator == 1.0:  # c accumulates one input tanh per step (none without a drive)
             accumulated = steps * drive_bound if drive_bound else 0.0
-            error = rho2 * (accumulated + state_bound) / 3
-            rounding = ACTIVATION_ULPS * (accumulated + state_bound)
+            curvature, carried = rho2 * (accumulated + state_bound) / 3, steps if drive_bound else 1.0
         elif state_bound == 0.0:  # a state that is always 0 (its units carry nothing)
-            error = rounding = 0.0
+            curvature = carried = 0.0
         else:  # Σ_{k<T} ‖A^k‖∞ (2/3) ρ² B
-            powers = power_norm_sum(A, steps)
-            error = powers * 2 * rho2 * state_bound / 3
-            rounding = powers * ACTIVATION_ULPS * state_bound
-        self._require_accuracy(f"state coordinate {j} of {where}", error)
-        return error, rounding
+            carried = power_norm_sum(A, steps)
+            curvature = carried * 2 * rho2 * state_bound / 3
+        self._require_accuracy(f"state coordinate {j} of {where}", curvature)
+        return carried
+
+    @staticmethod
+    def _underflow(terms: int, eps: float) -> tuple[float, float]:
+        """``(underflow, normal_from)`` of a unit of scale ``eps`` whose pre-activation sums ``terms`` terms: what
+        float32's subnormals may round, decoded, and the smallest value they do not touch."""
+        return (terms + 4) * FLOAT32_SUBNORMAL / eps, FLOAT32_NORMAL / eps
 
     def _record(self, st: Stage, **fields) -> None:
         self.local_errors[self.positions[id(st.op)]] = local_error_entry(st.out_dim, **fields)
 
     # ------------------------------------------------------------------ what a cell's units cost (error bounds)
-    def relu_off_error(self, bound: float) -> tuple[float, float]:
-        """``(approximation, rounding per unit roundoff)`` a cell's gated ReLU unit of value bound ``bound`` still
-        passes where its argument is proven ≤ 0 (none: its step gate is exactly 0 there)."""
-        return 0.0, 0.0
-
     def relu_reads(self, bound: float) -> tuple[float, int]:
         """``(hidden magnitude, units)`` the next layer sums to read a gated ReLU of bound ``bound``."""
         return 0.0, 1
@@ -295,7 +308,8 @@ class StandardLowering:
                 diag_val[r_] = float(v)
         integ = [j for j in range(k) if self.integrates and diag_only[j] and diag_val[j] in (0.0, 1.0)]
         eps = []
-        on, on_u = np.zeros(k), np.zeros(k)
+        underflow, normal_from = np.zeros(k), np.zeros(k)
+        terms = _row_terms(W) + _row_terms(A)
         for j in range(k):
             bound = ensure_bounded(f"{self.target}: state coordinate {j} of {describe_stage(st)}",
                                    slo[j:j + 1], shi[j:j + 1])
@@ -304,9 +318,11 @@ class StandardLowering:
                                                   f"{describe_stage(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
             eps.append(eps_for(bound, self.k.rho))
             drive = float(max(abs(st.pre_lo[j]), abs(st.pre_hi[j])))
-            on[j], on_u[j] = self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
-                                               diag_val[j] if j in integ else None, describe_stage(st))
-        self._record(st, on=on, on_u=on_u)
+            steps = self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
+                                      diag_val[j] if j in integ else None, describe_stage(st))
+            underflow[j], normal_from[j] = self._underflow(terms[j], eps[-1])
+            underflow[j] *= steps
+        self._record(st, underflow=underflow, normal_from=normal_from)
         inv = [1.0 / e for e in eps]
         drive_w, drive_b = _scaled(W, c, list(range(k)), eps)
         rec = scale_rows(A, eps) @ Matrix.diag(inv)
@@ -320,8 +336,9 @@ class StandardLowering:
     def _relu(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
         d = st.out_dim
         lin, gated, eps_lin, eps_g, kap = [], [], [], [], []
-        on, on_u, off, off_u, hidden, units = (np.zeros(d) for _ in range(6))
-        rho2 = self.k.rho ** 2
+        on, on_u, hidden, units, underflow, normal_from = (np.zeros(d) for _ in range(6))
+        exact_from = np.full(d, math.inf)
+        terms = _row_terms(W)
         for j in range(d):
             lo, hi = st.pre_lo[j], st.pre_hi[j]
             if hi <= 0:
@@ -331,7 +348,7 @@ class StandardLowering:
             if lo >= 0:
                 lin.append(j)
                 eps_lin.append(eps_for(bound, self.k.rho))
-                on[j], on_u[j] = 2 * rho2 * bound / 3, ACTIVATION_ULPS * bound  # a carrier: two tanh
+                underflow[j], normal_from[j] = self._underflow(terms[j], eps_lin[-1])  # a carrier: exact
             else:
                 # only the positive side reaches the output (σ(κx) = 0 below), so ε comes from hi; κ from the
                 # whole range so that κx stays finite
@@ -342,11 +359,14 @@ class StandardLowering:
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
                 self._require_accuracy(f"the step gate of ReLU argument {j} of {describe_stage(st)} (|x| ≤ {bound:.3g}), "
                                        "relative to that bound", 0.28 / (kap[-1] * max(bound, 1.0)))
-                # the carrier's two tanh, and x·σ(L − κx) ≤ L/κ where the gate is not yet saturated
-                on[j], on_u[j] = 2 * rho2 * float(hi) / 3 + self.k.gate / kap[-1], ACTIVATION_ULPS * float(hi)
-                off[j], off_u[j] = self.relu_off_error(float(hi))
+                # exact where the gate σ(κx − L) is 1 (and off, where it is 0); below, x·σ(L − κx) ≤ x and the
+                # gate product rounds a few ulps of that
+                exact_from[j] = (self.k.gate + SATURATION_MARGIN) / kap[-1]
+                on[j], on_u[j] = exact_from[j], ACTIVATION_ULPS * exact_from[j]
+                underflow[j], normal_from[j] = self._underflow(terms[j], eps_g[-1])
                 hidden[j], units[j] = self.relu_reads(float(hi))
-        self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, hidden=hidden, units=np.maximum(units, 1))
+        self._record(st, on=on, on_u=on_u, hidden=hidden, units=np.maximum(units, 1), exact_from=exact_from,
+                     underflow=underflow, normal_from=normal_from)
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
@@ -386,7 +406,7 @@ class StandardLowering:
             found = self.candidates(factors, j + operand * plan.h)
             if found is None or found[0].size > MAX_SELECT_POINTS or not _exact_steps(found[0]):
                 continue
-            points = found[0]
+            points, slack = found
             if points.size == 1:  # a constant on the declared domain: the product is linear
                 choice = _Select(operand, points, math.inf, 1.0)
             else:
@@ -401,7 +421,8 @@ class StandardLowering:
                 scale = pow2_at_least(4 * self.k.gate / gap)  # |gate| ≥ L wherever the factor keeps the margin
                 biggest = max(float(np.max(np.abs(row.data), initial=0.0)),
                               abs(float(cg.to_float().values[j])) + reach)
-                if not (margin > 0 and scale * biggest <= 2.0 ** self.k.max_weight_log2):
+                # the exact factor within half its margin of the candidate the units use
+                if not (slack <= margin / 2 and scale * biggest <= 2.0 ** self.k.max_weight_log2):
                     continue
                 choice = _Select(operand, points, margin, scale)
             if best is None or choice.points.size < best.points.size:
@@ -410,49 +431,49 @@ class StandardLowering:
 
     def _select_units(self, blocks: UnitBlocks, plan, j: int, sel: _Select, bound: float) -> tuple:
         """The units of select ``sel`` for product ``j`` (the other factor bounded by ``bound``); returns its
-        ``(on, on_u, hidden, units)``."""
+        ``(underflow, normal_from, hidden, units)`` (``normal_from`` of the other factor, which its units carry)."""
         G, cg = (plan.U, plan.cu) if sel.operand == 0 else (plan.V, plan.cv)
         R, cr = (plan.V, plan.cv) if sel.operand == 0 else (plan.U, plan.cu)
         ev = eps_for(bound, self.k.rho)
         p = sel.points.tolist()
         gaps = [b - a for a, b in zip(p, p[1:])]
         held = [abs(g) * bound for g in gaps]
-        rho2 = self.k.rho ** 2
-        on = on_u = hidden = units = 0.0
+        # every unit carries the other factor exactly (its gate saturated, tanh(ε_v v) = ε_v v) but for float32's
+        # subnormals, decoded by each candidate's gap
+        underflow, normal_from = self._underflow(int(_row_terms(R.rows([j]))[0]), ev)
+        underflow *= sum(abs(g) for g in gaps) + abs(p[0])
+        hidden = units = 0.0
         if gaps:
             n = len(gaps)
             gw, gb = _scaled(G, cg, [j] * n, [sel.scale] * n)
             gb = gb + Vector([-sel.scale * (a + b) / 2 for a, b in zip(p, p[1:])])
             self.select_units(blocks, n, gate=(gw, gb), value=_scaled(R, cr, [j] * n, [ev] * n),
                               decode=slot_matrix(plan.h, [j] * n, [g / ev for g in gaps]), slot=j, held=held)
-            for carried in held:  # each unit on (the value's two tanh) or off (what a cell keeps then)
-                off, off_u = self.relu_off_error(carried)
+            for carried in held:
                 extra, count = self.relu_reads(carried)
-                on, on_u = on + 2 * rho2 * carried / 3 + off, on_u + ACTIVATION_ULPS * carried + off_u
                 hidden, units = hidden + carried + extra, units + count
         if p[0] != 0:
-            carried = abs(p[0]) * bound
             self._carrier(blocks, R, cr, [j], [ev], slot_matrix(plan.h, [j], [p[0] / ev]), "select_carrier")
-            on, on_u, hidden, units = on + 2 * rho2 * carried / 3, on_u + ACTIVATION_ULPS * carried, \
-                hidden + carried, units + 1
-        return on, on_u, hidden, max(units, 1.0)
+            hidden, units = hidden + abs(p[0]) * bound, units + 1
+        return underflow, normal_from, hidden, max(units, 1.0)
 
     def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
         plan = plan_products(st, W, c)
         h = plan.h
         on, on_u, hidden, units = np.zeros(h), np.zeros(h), np.zeros(h), np.ones(h)
-        selector, margin = np.zeros(h), np.zeros(h)
+        selector, margin, underflow, normal_from = np.zeros(h), np.zeros(h), np.zeros(h), np.zeros(h)
         rho2 = self.k.rho ** 2
-        # carriers (one operand constant)
+        # carriers (one operand constant): exact but for float32's subnormals
         if plan.lin_slot:
             keep, eps = [], []
+            terms = _row_terms(plan.lin_rows)
             for i in range(len(plan.lin_slot)):
                 bound = ensure_bounded(f"{self.target}: carried value of {describe_stage(st)}",
                                        plan.lin_lo[i:i + 1], plan.lin_hi[i:i + 1])
                 if bound > 0:
                     keep.append(i)
                     eps.append(eps_for(bound, self.k.rho))
-                    on[plan.lin_slot[i]], on_u[plan.lin_slot[i]] = 2 * rho2 * bound / 3, ACTIVATION_ULPS * bound
+                    underflow[plan.lin_slot[i]], normal_from[plan.lin_slot[i]] = self._underflow(terms[i], eps[-1])
             if keep:
                 self._carrier(blocks, plan.lin_rows, plan.lin_bias, keep, eps,
                               slot_matrix(h, [plan.lin_slot[i] for i in keep], [1.0 / e for e in eps]), "carrier")
@@ -466,11 +487,12 @@ class StandardLowering:
             if sel is None:
                 idx.append(j)
                 continue
-            on[j], on_u[j], hidden[j], units[j] = self._select_units(blocks, plan, j, sel, bv if sel.operand == 0
-                                                                     else bu)
+            underflow[j], normal_from[j], hidden[j], units[j] = self._select_units(
+                blocks, plan, j, sel, bv if sel.operand == 0 else bu)
             selector[j], margin[j] = sel.operand + 1, sel.margin
         if not idx:
-            self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin)
+            self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin,
+                         underflow=underflow, normal_from=normal_from)
             return plan.const
         n = len(idx)
         eg, ev = [], []
@@ -484,7 +506,8 @@ class StandardLowering:
             hidden[j], units[j] = self.product_reads(bv, eg[-1])
             on[j] = (self.k.rho_gate ** 4 / 30 + rho2) * bu * bv
             on_u[j] = ACTIVATION_ULPS * hidden[j]
-        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin)
+        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin,
+                     underflow=underflow, normal_from=normal_from)
         vw, vb = _scaled(plan.V, plan.cv, idx, ev)
         self.scales.append({"stage": "M", "products": n})
         # Richardson pair of pairs: with D(a) = σ(a) − σ(−a) = tanh(a/2),
