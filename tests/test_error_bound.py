@@ -503,6 +503,23 @@ def test_mamba_values_past_the_norm_s_identity_range_are_bounded(activations):
     assert deviation.max() >= 512 and np.all(deviation <= model.error_bound)
 
 
+@needs_kernel
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+def test_mamba_refuses_float32_where_a_norms_sum_of_squares_overflows(activations):
+    """Values up to 2^70 make an RMSNorm's Σ r² pass float32's range: a float32 run read NaN and stopped with a
+    NumericRangeError that blamed the inputs.  The lowering records it: compiling for float32 is refused with the
+    reason, a float64 model raises PrecisionError in float32 and still runs in float64."""
+    bound = 2.0 ** 70
+    program = lsrl.ForEach(lsrl.LinState(lsrl.Input(1, lower=-bound, upper=bound), A=np.zeros((1, 1)), B=np.eye(1)))
+    with pytest.raises(lsrl.CompileError, match="sum of squares .* past float32's range"):
+        lsrl.compile(program, "mamba", activations=activations, t_max=4, dtype="float32")
+    model = lsrl.compile(program, "mamba", activations=activations, t_max=4)
+    xs = np.array([[[bound], [3.0]]])
+    with pytest.raises(lsrl.PrecisionError, match="sum of squares"):
+        model(xs, dtype="float32")
+    assert np.isfinite(model(xs)).all()
+
+
 def test_a_standard_mamba_conv_row_ignores_an_unbounded_input_it_does_not_read():
     x = lsrl.Input(2, lower=[-1, -np.inf], upper=[1, np.inf])
     shift = lsrl.LinState(x, A=np.array([[0.0, 1.0], [0.0, 0.0]]), B=np.array([[0.0, 0.0], [1.0, 0.0]]))

@@ -72,6 +72,7 @@ KIND = "mamba_block"
 
 NORM_EPS = 2.0 ** 120        # RMSNorm eps: rsqrt(mean + eps) = 2^-60 exactly while mean(r²) is small
 NORM_WEIGHT = 2.0 ** 60      # ... and the weight undoes it
+FLOAT32_SQUARES = 2.0 ** 127  # a norm's Σ r² past it may overflow float32 (its largest number is just below 2^128)
 GATE = 64.0                  # constant gate argument: silu(64) = relu(64) = 64 exactly (float32 and float64)
 SRC = 64.0                   # the constant channel feeding B and C
 DT_ON = 32.0                 # softplus(32) = 32 exactly (torch: identity above 20)
@@ -729,7 +730,13 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     # the RMSNorms compute x·2^-60 in float32 before the weight 2^60 scales back: a read resolves 2^-149·2^60
     meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * NORM_WEIGHT
-    drift = _norm_drift(form, H)
+    squares = _stream_squares(form)
+    drift = _norm_drift(squares, H)
+    if math.isfinite(squares) and not squares < FLOAT32_SQUARES:
+        meta["dtype_limits"] = {"float32": (
+            f"mamba: the RMSNorms' sum of squares of the stream may reach {squares:.3g}, past float32's range "
+            "(transformers computes every norm in float32, the kernel a float32 model's): a float32 run would "
+            "read NaN; tighten the Input bounds or t_max")}
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
         meta["local_errors"] = _standard_local_errors(module, form, low, drift)
@@ -804,22 +811,26 @@ def _stage_reads(form, t_max: int | None):
         read = bound
 
 
-def _norm_drift(form, H: int) -> float:
-    """How far a neutralised RMSNorm's read may be from the identity, relative to the value read:
-    ``rsqrt(mean(r²) + 2^120)·2^60`` is exactly 1 while ``mean(r²) < 2^66`` (float64 holds ``2^120`` beside it;
-    float32, where transformers computes every norm, up to ``2^95``), and otherwise ``1 − mean/2^121`` up to the
-    rsqrt's rounding (float64's below ``2^95``, float32's above).  The stream holds at most the input, one value
-    in the hi bank and two in the value banks: ``mean(r²) ≤ (Σ input² + 3·max over stages of Σ value²)/H``.
-    ``inf`` where that is unbounded, or where float32's ``Σ r²`` may overflow (a review: integers near 2^52 read
-    1.6·10⁴ off under a bound of 98, and float32 products near 2^60 ran into NaN)."""
+def _stream_squares(form) -> float:
+    """A bound on the sum of squares an RMSNorm takes over the stream: it holds at most the input, one value in the
+    hi bank and two in the value banks, so ``Σ input² + 3·max over stages of Σ value²`` (inf where unbounded)."""
     def squares(lo, hi) -> float:
         bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
         with np.errstate(over="ignore"):
             return float(np.sum(bound * bound))
     inputs = squares(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
-    values = max([squares(st.lo, st.hi) for st in form.stages], default=0.0)
-    total = inputs + 3 * values
-    if not total < 2.0 ** 127:
+    return inputs + 3 * max([squares(st.lo, st.hi) for st in form.stages], default=0.0)
+
+
+def _norm_drift(total: float, H: int) -> float:
+    """How far a neutralised RMSNorm's read may be from the identity, relative to the value read:
+    ``rsqrt(mean(r²) + 2^120)·2^60`` is exactly 1 while ``mean(r²) < 2^66`` (float64 holds ``2^120`` beside it;
+    float32, where transformers computes every norm, up to ``2^95``), and otherwise ``1 − mean/2^121`` up to the
+    rsqrt's rounding (float64's below ``2^95``, float32's above); ``mean(r²) ≤ total/H`` (:func:`_stream_squares`).
+    ``inf`` where that is unbounded, or where float32's ``Σ r²`` may overflow (a review: integers near 2^52 read
+    1.6·10⁴ off under a bound of 98, and float32 products near 2^60 ran into NaN; such a model also records that
+    it cannot run in float32)."""
+    if not total < FLOAT32_SQUARES:
         return math.inf
     mean = total / H
     if mean < 2.0 ** 66:
