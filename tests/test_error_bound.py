@@ -674,6 +674,22 @@ def test_the_standard_lstm_carries_values_exactly():
     assert model.error_bound_in("float64").tolist() == model.error_bound_in("float32").tolist() == [0.0]
 
 
+def test_saturation_thresholds_exempt_units_per_dtype():
+    """A ReLU unit adds its ``on`` error only below ``exact_from + u·exact_from_u`` and its ``off`` error only above
+    ``closed_below − u·closed_below_u`` (a standard gate saturates there; the ``u`` parts are the rounding of the
+    gate's bias, which a float32 run feels 2^29 times more than a float64 one)."""
+    for lower, upper, fields in ((1, 3, {"on": [1.0], "exact_from": [0.5], "exact_from_u": [2.0 ** 24]}),
+                                 (-3, -1, {"off": [1.0], "closed_below": [-0.5], "closed_below_u": [2.0 ** 24]})):
+        module = parse_module(f"""lsrl.module @m(%x: 1 {{lower = [{lower:.1f}], upper = [{upper:.1f}], integer = 1}}) -> 1 {{
+  %r = relu %x : 1 -> 1
+  return %r : 1
+}}""")
+        module.metadata["local_errors"] = {1: local_error_entry(1, **fields)}
+        # float64: the thresholds 0.5 and −0.5 exempt every token; float32: 1.5 and −1.5 leave x = ±1 to charge
+        assert ErrorAnalysis(module, "float64", 1).output_bounds(module)[0] == 0.0
+        assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == 1.0
+
+
 def test_an_underflow_is_charged_where_a_carried_value_may_be_tiny():
     """A unit's ``underflow`` (what float32's subnormals may round) counts unless every value it carries is an exact
     0 or at least ``normal_from``: integer tokens are, a real input in [0, 3] is not; float64 runs are charged

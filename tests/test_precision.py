@@ -206,6 +206,24 @@ def test_a_weight_past_float32s_range_is_refused_for_float32():
     assert np.all(np.abs(model(xs) - 9.0) <= model.error_bound)  # σ-difference products of bounds 1e13: loose
 
 
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_a_weight_below_a_dtypes_normal_range_is_refused_for_it(target):
+    """A small weight beside a large input, scaled by a unit's ε, fell below float32's normal range (1.375·2^-148
+    stored as 1.5·2^-148): the input 2^106 turned that into 0.0625 under a bound of 7·10⁻⁷ (a review; float64 the
+    same below 2^-1022: 3·10⁻⁵ under 1.3·10⁻¹⁵).  The lowering records such a weight for the dtype."""
+    x = lsrl.Input(2, lower=[0.0, 0.0], upper=[1.0, 2.0 ** 106])
+    program = lsrl.ForEach(lsrl.ReLU(lsrl.Linear(x, [[1.0, 1.375 * 2.0 ** -107]])))
+    with pytest.raises(lsrl.CompileError, match="below float32's smallest normal number"):
+        lsrl.compile(program, target, activations="standard", t_max=2, dtype="float32")
+    model = lsrl.compile(program, target, activations="standard", t_max=2)
+    with pytest.raises(lsrl.PrecisionError, match="below float32's smallest normal number"):
+        model(np.array([[[0.0, 2.0 ** 106]]]), dtype="float32")
+    x = lsrl.Input(2, lower=[0.0, 0.0], upper=[1.0, 2.0 ** 1022])
+    program = lsrl.ForEach(lsrl.ReLU(lsrl.Linear(x, [[1.0, (1 + 2.0 ** -15) * 2.0 ** -1022]])))
+    with pytest.raises(lsrl.CompileError, match="below float64's smallest normal number"):
+        lsrl.compile(program, target, activations="standard", t_max=2)
+
+
 def test_bad_compile_dtypes_and_dtype_metadata_are_named(token_case):
     with pytest.raises(lsrl.CompileError, match="lsrl.compile: dtype must be float64 or float32, got 'float16'"):
         lsrl.compile(token_map(3, vocab_size=10), dtype="float16")

@@ -39,11 +39,12 @@ distance moves the exact value of what they compute (``_rational_shift``: slack 
 
 Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
 adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
-"off", "off_u", "hidden", "units", "selector", "margin", "exact_from", "underflow", "normal_from"}}``, one entry per
-coordinate, ``u`` the dtype's unit roundoff): ``on + u·on_u`` is added where a unit is proven on (every coordinate
-of a state or a product) — except where a ReLU unit's computed pre-activation is proven at least ``exact_from``
-(its gate saturated: the unit is exact there) —, ``off + u·off_u`` where a ReLU unit is proven off, the larger of
-the two where it is neither, ``underflow`` (stated for float32, scaled for float64) wherever the value a unit
+"off", "off_u", "hidden", "units", "selector", "margin", "exact_from", "exact_from_u", "closed_below",
+"closed_below_u", "underflow", "normal_from"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff):
+``on + u·on_u`` is added where a unit is proven on (every coordinate of a state or a product) — except where a ReLU
+unit's computed pre-activation is proven at least ``exact_from + u·exact_from_u`` (its gate saturated: the unit is
+exact there) —, ``off + u·off_u`` where a ReLU unit is proven off — except where its computed pre-activation is
+proven at most ``closed_below − u·closed_below_u`` —, the larger of the two where it is neither, ``underflow`` (stated for float32, scaled for float64) wherever the value a unit
 carries may be a nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over
 ``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin;
 docs/numerics.md, "Error bounds").  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
@@ -347,8 +348,10 @@ class _Group:
     # off — a target's local errors (module metadata "local_errors"); none for the layer form's own ReLU
     on: np.ndarray | None = None
     off: np.ndarray | None = None
-    # per unit: the computed pre-activation from which its construction adds nothing (saturated gates)
+    # per unit: the computed pre-activations from which, and up to which, its construction adds nothing (saturated
+    # gates)
     exact_from: np.ndarray | None = None
+    closed_below: np.ndarray | None = None
     # per unit, where y is known by pieces of its range: the rounding of its row on a piece from a bound on |k y|
     # there (None: delta alone)
     piece_rounding: list | None = None
@@ -359,6 +362,7 @@ class _Group:
         self.on = np.zeros(self.units.size) if self.on is None else self.on
         self.off = np.zeros(self.units.size) if self.off is None else self.off
         self.exact_from = np.full(self.units.size, math.inf) if self.exact_from is None else self.exact_from
+        self.closed_below = np.full(self.units.size, -math.inf) if self.closed_below is None else self.closed_below
 
     def passes(self, pos) -> np.ndarray:
         """What the construction of units ``pos`` adds where they are not proven on or off: either."""
@@ -440,7 +444,8 @@ class _Group:
             gain = np.where(active, (coeffs * k)[None, :], 0.0).sum(axis=1)
             errors = (zero_safe_product(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
                       + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1)
-                      + np.where(inactive, (np.abs(coeffs) * self.off[pos])[None, :],
+                      + np.where(inactive, np.where(pre + spread + e_hat <= self.closed_below[pos][None, :], 0.0,
+                                                    (np.abs(coeffs) * self.off[pos])[None, :]),
                                  np.where(active, np.where(pre - spread - e_hat >= self.exact_from[pos][None, :],
                                                            0.0, (np.abs(coeffs) * self.on[pos])[None, :]),
                                           (np.abs(coeffs) * self.passes(pos))[None, :])).sum(axis=1))
@@ -649,8 +654,10 @@ class ErrorAnalysis:
         self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
             for i, op in enumerate(module.ops) if i in local}
-        self.exact_from: dict[int, np.ndarray] = {id(op): np.asarray(local[i]["exact_from"])
-                                                   for i, op in enumerate(module.ops) if i in local}
+        self.saturation: dict[int, tuple[np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["exact_from"]) + self.u * np.asarray(local[i]["exact_from_u"]),
+                     np.asarray(local[i]["closed_below"]) - self.u * np.asarray(local[i]["closed_below_u"]))
+            for i, op in enumerate(module.ops) if i in local}
         scale = (1.0, 1.0) if dtype == "float32" else (_FLOAT64_UNDERFLOW, _FLOAT64_NORMAL)
         self.underflows: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["underflow"]) * scale[0], np.asarray(local[i]["normal_from"]) * scale[1])
@@ -936,11 +943,12 @@ class ErrorAnalysis:
         low = _low_bit(np.array(v.grid))
         return low >= math.log2(step) and v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
 
-    def _unit_errors(self, op: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _unit_errors(self, op: Op) -> tuple:
         """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, where it is
-        proven off, and the computed pre-activation from which it adds nothing."""
+        proven off, and the computed pre-activations from which and up to which it adds nothing."""
         on, off = self.local.get(id(op), (np.zeros(op.dim), np.zeros(op.dim)))
-        return on, off, self.exact_from.get(id(op), np.full(op.dim, math.inf))
+        exact, closed = self.saturation.get(id(op), (np.full(op.dim, math.inf), np.full(op.dim, -math.inf)))
+        return on, off, exact, closed
 
     # ------------------------------------------------------------------ transfer functions
     def _transfer(self, op: Op) -> _Facts:
@@ -1023,15 +1031,16 @@ class ErrorAnalysis:
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
         fp = self[p]
-        unit_on, unit_off, unit_exact = self._unit_errors(op)
+        unit_on, unit_off, unit_exact, unit_closed = self._unit_errors(op)
         if p.kind != "linear":
             reads = self._read_rounding(p)  # the unit reads its argument itself
             values = []
-            for v, bottom, top, on, off, exact in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(), unit_on.tolist(),
-                                                      unit_off.tolist(), unit_exact.tolist()):
+            for v, bottom, top, on, off, exact, closed in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(),
+                                                              unit_on.tolist(), unit_off.tolist(), unit_exact.tolist(),
+                                                              unit_closed.tolist()):
                 read = float(reads[len(values)])
                 if v.points is None:
-                    err = off if top <= -(v.err + read) else \
+                    err = (0.0 if top + v.err + read <= closed else off) if top <= -(v.err + read) else \
                         v.err + read + (0.0 if bottom - (v.err + read) >= exact else max(on, off))
                     grid = v.grid
                     on_zero = grid is not None and grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1])
@@ -1043,7 +1052,8 @@ class ErrorAnalysis:
                     e = v.errors + read
                     proven_off = v.points + v.slacks <= -e
                     proven_on = v.points - v.slacks >= e
-                    errors = np.where(proven_off, off, e + np.where(v.points - v.slacks - e >= exact, 0.0,
+                    errors = np.where(proven_off, np.where(v.points + v.slacks + e <= closed, 0.0, off),
+                                      e + np.where(v.points - v.slacks - e >= exact, 0.0,
                                                                     np.where(proven_on, on, max(on, off))))
                     # an exact value at or below 0 is an exact 0 after the ReLU
                     values.append(_Values.of(np.maximum(v.points, 0.0), errors,
@@ -1054,6 +1064,7 @@ class ErrorAnalysis:
             group.on = group.on + unit_on[group.units]
             group.off = group.off + unit_off[group.units]
             group.exact_from = np.minimum(group.exact_from, unit_exact[group.units])
+            group.closed_below = np.maximum(group.closed_below, unit_closed[group.units])
         values: list = [None] * op.dim
         unit_of: dict = {}
         clock = None if fp.clock is None else np.full((fp.clock.shape[0], op.dim), np.nan)
@@ -1458,8 +1469,8 @@ class ErrorAnalysis:
         return err
 
 
-_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units", "selector", "margin", "exact_from", "underflow",
-                 "normal_from")
+_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units", "selector", "margin", "exact_from",
+                 "exact_from_u", "closed_below", "closed_below_u", "underflow", "normal_from")
 #: float32's subnormal spacing over float64's, and its smallest normal over float64's: a local ``underflow`` and
 #: ``normal_from`` are stated for float32 runs and scaled by these for float64 ones
 _FLOAT64_UNDERFLOW, _FLOAT64_NORMAL = 2.0 ** -925, 2.0 ** -896
@@ -1498,6 +1509,7 @@ def local_error_entry(dim: int, **fields) -> dict:
     entry = {name: np.zeros(dim) for name in _LOCAL_FIELDS}
     entry["units"] = np.ones(dim)
     entry["exact_from"] = np.full(dim, math.inf)
+    entry["closed_below"] = np.full(dim, -math.inf)
     entry.update({name: np.asarray(values, dtype=np.float64) for name, values in fields.items()})
     return entry
 
@@ -1525,8 +1537,8 @@ def _selected(v: _Values, margin: float) -> _Values | None:
 
 
 def _check_local_errors(module: Module, local: dict) -> None:
-    """A target's ``local_errors`` must name ops by position and give a number ≥ 0 (or inf) per coordinate for
-    every field: a bound computed from anything else would not hold."""
+    """A target's ``local_errors`` must name ops by position and give a number ≥ 0 (or inf; ``closed_below``: any)
+    per coordinate for every field: a bound computed from anything else would not hold."""
     for position, fields in local.items():
         if not isinstance(position, int) or not 0 <= position < len(module.ops):
             raise ValueError(f"module @{module.name} metadata local_errors: key {position!r} is not the position "
@@ -1535,9 +1547,10 @@ def _check_local_errors(module: Module, local: dict) -> None:
         for name in _LOCAL_FIELDS:
             given = fields.get(name) if isinstance(fields, dict) else fields
             values = np.asarray(given if isinstance(fields, dict) else None, dtype=np.float64)
-            if values.shape != (op.dim,) or np.isnan(values).any() or (values < 0).any():
+            signed = name == "closed_below"  # a pre-activation, of either sign
+            if values.shape != (op.dim,) or np.isnan(values).any() or (not signed and (values < 0).any()):
                 raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "
-                                 f"{name!r} must be {op.dim} numbers >= 0, got {given!r}")
+                                 f"{name!r} must be {op.dim} numbers{'' if signed else ' >= 0'}, got {given!r}")
         selector = np.asarray(fields["selector"], dtype=np.float64)
         if not np.isin(selector, _SELECTORS).all() or (op.kind != "multi" and selector.any()):
             raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "

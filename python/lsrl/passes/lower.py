@@ -90,9 +90,9 @@ class Lower(Pass):
         # (metadata "local_errors", empty where the mode computes the layer form's ops too) for it to add
         layer_form = module.clone()
         lowered = fn(module, activations=self.activations, t_max=t_max)
-        overflow = _float32_overflow(lowered)
-        if overflow is not None:
-            lowered.metadata["dtype_limits"] = {"float32": overflow, **lowered.metadata.get("dtype_limits", {})}
+        lowered.metadata["dtype_limits"] = {**_range_limits(lowered), **lowered.metadata.get("dtype_limits", {})}
+        if not lowered.metadata["dtype_limits"]:
+            del lowered.metadata["dtype_limits"]
         limit = lowered.metadata.get("dtype_limits", {}).get(self.dtype)
         if limit is not None:
             raise CompileError(f"lower{{dtype={self.dtype}}}: {limit}")
@@ -115,26 +115,42 @@ class Lower(Pass):
         return lowered
 
 
-def _float32_overflow(module) -> str | None:
-    """Why the lowered ``module`` cannot run in float32 — a weight past float32's largest number, which a float32
-    run would read as inf (a product's decoding of two operands with bounds near 10^20) — or None."""
+def _range_limits(module) -> dict:
+    """Why the lowered ``module`` cannot run in a dtype, per dtype: a weight past float32's largest number, which a
+    float32 run reads as inf (a product's decoding of two operands bounded near 10^13), or a nonzero weight below
+    the dtype's smallest normal number, which it stores with an error no longer relative to the weight (a small
+    weight scaled by a unit's ε beside a large input)."""
     import numpy as np
 
     from ..ir.matrix import Matrix, Vector
 
-    largest = float(np.finfo(np.float32).max)
+    limits: dict = {}
     for op in module.ops:
         if op.kind == "input":  # its bounds are checked against the dtype where inputs are
             continue
         for key, value in op.attrs.items():
-            if isinstance(value, (Matrix, Vector)):
-                floats = value.to_float()
-                numbers = np.abs(floats.scipy().data if isinstance(value, Matrix) else floats.values)
-                biggest = float(np.max(numbers[np.isfinite(numbers)], initial=0.0))
-                if biggest > largest:
-                    return (f"{op.describe()} has a weight {key} of {biggest:.3g}, past float32's largest number "
-                            f"({largest:.3g}): a float32 run would read inf; tighten the Input bounds or t_max")
-    return None
+            if not isinstance(value, (Matrix, Vector)):
+                continue
+            floats = value.to_float()
+            numbers = np.abs(floats.scipy().data if isinstance(value, Matrix) else floats.values)
+            numbers = numbers[np.isfinite(numbers) & (numbers != 0)]
+            if not numbers.size:
+                continue
+            biggest, smallest = float(np.max(numbers)), float(np.min(numbers))
+            for dtype in ("float32", "float64"):
+                info = np.finfo(dtype)
+                if dtype == "float32" and biggest > float(info.max):
+                    why = f"past float32's largest number ({float(info.max):.3g}): a float32 run would read inf"
+                    found = biggest
+                elif smallest < float(info.tiny):
+                    why = (f"below {dtype}'s smallest normal number ({float(info.tiny):.3g}): a {dtype} run would "
+                           "round it by more than its precision")
+                    found = smallest
+                else:
+                    continue
+                limits.setdefault(dtype, f"{op.describe()} has a weight {key} of {found:.3g}, {why}; tighten the "
+                                         "Input bounds or t_max, or rescale the program's weights")
+    return limits
 
 
 def to_exact_module(module):

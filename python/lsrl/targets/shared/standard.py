@@ -60,6 +60,8 @@ FLOAT32_SUBNORMAL, FLOAT32_NORMAL = 2.0 ** -149, 2.0 ** -126
 #: how far past the saturation magnitude L a step gate's argument must be for σ to round to exactly 1 (σ(37.5) is
 #: 1 in float64, σ(17.5) in float32), with room for the gate row's rounding
 SATURATION_MARGIN = 40.0
+#: how far below 0 a gate's argument must be for σ to be exactly 0 in both dtypes (exp(710) overflows float64)
+CLOSED_GATE = 710.0
 
 
 class CandidateValues:
@@ -336,8 +338,9 @@ class StandardLowering:
     def _relu(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
         d = st.out_dim
         lin, gated, eps_lin, eps_g, kap = [], [], [], [], []
-        on, on_u, hidden, units, underflow, normal_from = (np.zeros(d) for _ in range(6))
-        exact_from = np.full(d, math.inf)
+        on, on_u, off, off_u, hidden, units, underflow, normal_from = (np.zeros(d) for _ in range(8))
+        exact_from, closed_below = np.full(d, math.inf), np.full(d, -math.inf)
+        exact_from_u, closed_below_u = np.zeros(d), np.zeros(d)
         terms = _row_terms(W)
         for j in range(d):
             lo, hi = st.pre_lo[j], st.pre_hi[j]
@@ -359,14 +362,21 @@ class StandardLowering:
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
                 self._require_accuracy(f"the step gate of ReLU argument {j} of {describe_stage(st)} (|x| ≤ {bound:.3g}), "
                                        "relative to that bound", 0.28 / (kap[-1] * max(bound, 1.0)))
-                # exact where the gate σ(κx − L) is 1 (and off, where it is 0); below, x·σ(L − κx) ≤ x and the
-                # gate product rounds a few ulps of that
-                exact_from[j] = (self.k.gate + SATURATION_MARGIN) / kap[-1]
-                on[j], on_u[j] = exact_from[j], ACTIVATION_ULPS * exact_from[j]
+                # exact where the gate σ(κx − L) is 1: past (L + 40)/κ and the rounding of the gate's bias κc − L
+                # (u·2(κ|c| + L) in the gate's units, which the value row's error does not hold: a λ-row's κc near
+                # 2^80 loses L entirely in float32); below, x·σ(L − κx) ≤ x and the gate product rounds a few ulps
+                # of that.  Closed (σ exactly 0) where κx − L plus that rounding is below −710; between, a unit of
+                # x ≤ 0 passes at most |x|
+                bias_rounding = 2 * (kap[-1] * abs(float(c.to_float().values[j])) + self.k.gate) / kap[-1]
+                exact_from[j], exact_from_u[j] = (self.k.gate + SATURATION_MARGIN) / kap[-1], bias_rounding
+                on[j], on_u[j] = exact_from[j], ACTIVATION_ULPS * exact_from[j] + 2 * bias_rounding
+                closed_below[j], closed_below_u[j] = (self.k.gate - CLOSED_GATE) / kap[-1], bias_rounding
+                off_u[j] = bias_rounding
                 underflow[j], normal_from[j] = self._underflow(terms[j], eps_g[-1])
                 hidden[j], units[j] = self.relu_reads(float(hi))
-        self._record(st, on=on, on_u=on_u, hidden=hidden, units=np.maximum(units, 1), exact_from=exact_from,
-                     underflow=underflow, normal_from=normal_from)
+        self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, hidden=hidden, units=np.maximum(units, 1),
+                     exact_from=exact_from, exact_from_u=exact_from_u, closed_below=closed_below,
+                     closed_below_u=closed_below_u, underflow=underflow, normal_from=normal_from)
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
