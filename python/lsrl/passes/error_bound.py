@@ -876,8 +876,8 @@ class ErrorAnalysis:
         if id(op) in self.underflows:
             underflow, normal_from = self.underflows[id(op)]
             carried = facts.values
-            if op.kind == "multi":
-                selectors = self.selects.get(id(op), (np.zeros(op.dim, dtype=np.int64),))[0]
+            if op.kind == "multi" and id(op) in self.selects:
+                selectors = self.selects[id(op)][0]
                 factors = self[op.operands[0]].values
                 carried = [factors[i + op.dim] if s == 1 else factors[i] if s == 2 else v
                            for i, (s, v) in enumerate(zip(selectors.tolist(), facts.values))]

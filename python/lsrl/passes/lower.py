@@ -90,10 +90,10 @@ class Lower(Pass):
         # (metadata "local_errors", empty where the mode computes the layer form's ops too) for it to add
         layer_form = module.clone()
         lowered = fn(module, activations=self.activations, t_max=t_max)
-        lowered.metadata["dtype_limits"] = {**_range_limits(lowered), **lowered.metadata.get("dtype_limits", {})}
-        if not lowered.metadata["dtype_limits"]:
-            del lowered.metadata["dtype_limits"]
-        limit = lowered.metadata.get("dtype_limits", {}).get(self.dtype)
+        limits = {**_range_limits(lowered), **lowered.metadata.get("dtype_limits", {})}
+        if limits:
+            lowered.metadata["dtype_limits"] = limits
+        limit = limits.get(self.dtype)
         if limit is not None:
             raise CompileError(f"lower{{dtype={self.dtype}}}: {limit}")
         # what was recorded for the layer form (or the program) does not describe the target's layers

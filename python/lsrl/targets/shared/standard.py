@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from ...errors import CompileError
 from ...ir.core import Module, Op
 from ...ir.matrix import Matrix, Vector
-from ...passes.error_bound import ErrorAnalysis, local_error_entry
+from ...passes.error_bound import UNIT_ROUNDOFF, ErrorAnalysis, local_error_entry
 from ...passes.range_analysis import RangeAnalysis
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_least, pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
@@ -51,9 +51,6 @@ ACTIVATION_ULPS = 8.0
 #: the most candidate values a product's factor may take for the product to be a select (one gated unit per gap
 #: between them, where the σ-difference product takes four)
 MAX_SELECT_POINTS = 16
-#: float32's unit roundoff: a select's gate row is checked against it whatever the model's dtype (a float64 model
-#: may run in float32)
-_FLOAT32_ROUNDOFF = 2.0 ** -24
 #: float32's subnormals: their spacing and the smallest normal number (a unit that carries ``εv`` exactly rounds
 #: only where ``|εv|`` is below the latter; the error analysis scales both for float64 runs)
 FLOAT32_SUBNORMAL, FLOAT32_NORMAL = 2.0 ** -149, 2.0 ** -126
@@ -150,7 +147,6 @@ def _exact_steps(points: np.ndarray) -> bool:
 
 
 def _frac(x):
-    from fractions import Fraction
     return Fraction(float(x))
 
 
@@ -194,7 +190,7 @@ class StandardLowering:
                                f"of {error_bound:.2g} (limit {ACCURACY_LIMIT:g}) with t_max={self.t_max}; compile "
                                "with a smaller t_max or tighter Input bounds, or use activations='ideal'")
 
-    def _state_error(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
+    def _state_steps(self, j: int, A: Matrix, state_bound: float, drive_bound: float, integrator: float | None,
                      where: str) -> float:
         """How many steps' underflow state coordinate ``j`` carries on over ``t_max`` steps (docs/targets.md,
         "Error bounds"): its units carry the state exactly in a float run (saturated gates; ``tanh(εs) = εs``,
@@ -320,7 +316,7 @@ class StandardLowering:
                                                   f"{describe_stage(st)}", st.pre_lo[j:j + 1], st.pre_hi[j:j + 1]))
             eps.append(eps_for(bound, self.k.rho))
             drive = float(max(abs(st.pre_lo[j]), abs(st.pre_hi[j])))
-            steps = self._state_error(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
+            steps = self._state_steps(j, A, float(max(abs(slo[j]), abs(shi[j]))), drive,
                                       diag_val[j] if j in integ else None, describe_stage(st))
             underflow[j], normal_from[j] = self._underflow(terms[j], eps[-1])
             underflow[j] *= steps
@@ -426,8 +422,9 @@ class StandardLowering:
                 reach = float(max(abs(lo), abs(hi), np.max(np.abs(points))))
                 gap = float(np.min(np.diff(points)))
                 # a gate sums the factor's row and a midpoint: one term more than the factor's own rounding, which
-                # the error analysis counts in the factor's error
-                margin = gap / 4 - 4 * (row.nnz + 2) * _FLOAT32_ROUNDOFF * reach
+                # the error analysis counts in the factor's error (float32's, whatever the model's dtype: a float64
+                # model may run in float32)
+                margin = gap / 4 - 4 * (row.nnz + 2) * UNIT_ROUNDOFF["float32"] * reach
                 scale = pow2_at_least(4 * self.k.gate / gap)  # |gate| ≥ L wherever the factor keeps the margin
                 biggest = max(float(np.max(np.abs(row.data), initial=0.0)),
                               abs(float(cg.to_float().values[j])) + reach)
@@ -500,11 +497,6 @@ class StandardLowering:
             underflow[j], normal_from[j], hidden[j], units[j] = self._select_units(
                 blocks, plan, j, sel, bv if sel.operand == 0 else bu)
             selector[j], margin[j] = sel.operand + 1, sel.margin
-        if not idx:
-            self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin,
-                         underflow=underflow, normal_from=normal_from)
-            return plan.const
-        n = len(idx)
         eg, ev = [], []
         for j in idx:
             bu = float(max(abs(plan.ulo[j]), abs(plan.uhi[j])))
@@ -518,6 +510,9 @@ class StandardLowering:
             on_u[j] = ACTIVATION_ULPS * hidden[j]
         self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin,
                      underflow=underflow, normal_from=normal_from)
+        if not idx:
+            return plan.const
+        n = len(idx)
         vw, vb = _scaled(plan.V, plan.cv, idx, ev)
         self.scales.append({"stage": "M", "products": n})
         # Richardson pair of pairs: with D(a) = σ(a) − σ(−a) = tanh(a/2),
