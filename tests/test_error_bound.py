@@ -665,13 +665,17 @@ def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
         unbounded(np.ones((5, 1)))
 
 
+@needs_kernel
 def test_the_standard_lstm_carries_values_exactly():
     """A standard LSTM's units that carry values (saturated gates, tanh(εv) = εv) add nothing to the bound in a
     float run: more_ones (counters, steps, carriers) is bound 0 in both dtypes, as in ideal mode (3.7e-10 and 0.2
-    while every unit was charged 8 ulps of its bound).  Where float32's subnormals could round a carried value the
-    bound says so: the same counter over inputs near 2^-100."""
+    while every unit was charged 8 ulps of its bound) — and the kernel answers exactly in both."""
     model = lsrl.compile(more_ones(), "lstm", activations="standard", t_max=64)
     assert model.error_bound_in("float64").tolist() == model.error_bound_in("float32").tolist() == [0.0]
+    xs = np.random.default_rng(0).integers(0, 2, (4, 64, 1)).astype(float)
+    exact = _layer_form_exact(model, xs)
+    for dtype in ("float64", "float32"):
+        assert np.array_equal(model(xs, backend="kernel", dtype=dtype), exact)
 
 
 def test_saturation_thresholds_exempt_units_per_dtype():
