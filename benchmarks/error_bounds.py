@@ -4,7 +4,8 @@
     python benchmarks/error_bounds.py --smoke    # fewer programs and shorter prompts (CI: the script works)
 
 For each program (the paper's, and random ones with real or integer inputs — these compiled for the dtype they
-run in), compiled for ``linear_rnn`` (ideal) and run through the kernel in float64 and float32: ``bound`` = the largest ``model.error_bound_in(dtype)``,
+run in), compiled for ``linear_rnn`` (ideal) and run through the kernel in float64 and float32 — the paper's also
+for the standard LSTM and GRU, compiled for each dtype: ``bound`` = the largest ``model.error_bound_in(dtype)``,
 ``measured`` = the largest |output − exact output| over a batch of prompts (exact: the layer form interpreted in
 rationals, which is what the bound is stated against), ``bound / measured`` (— where nothing was measured), and
 ``relative`` = bound / the largest |exact output|.  Random programs: one row per dtype with the median and the
@@ -136,6 +137,11 @@ def random_rows(count: int, target: str = "linear_rnn", activations: str = "idea
     return rows
 
 
+def paper_row(name: str, dtype: str, bound: float, error: float, scale: float) -> str:
+    ratio = f"{bound / error:.3g}" if error > 0 else "—"
+    return f"| {name} | {dtype} | {bound:.3g} | {error:.3g} | {ratio} | {bound / scale:.3g} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="fewer programs and prompts (CI)")
@@ -146,8 +152,15 @@ def main() -> None:
     for name, program, xs, t_max in paper_cases(args.smoke):
         model = lsrl.compile(program, t_max=t_max)
         for dtype, (bound, error, scale) in measure(model, xs).items():
-            ratio = f"{bound / error:.3g}" if error > 0 else "—"
-            print(f"| {name} | {dtype} | {bound:.3g} | {error:.3g} | {ratio} | {bound / scale:.3g} |")
+            print(paper_row(name, dtype, bound, error, scale))
+        for target in ("lstm", "gru"):  # compiled for the dtype they run in
+            for dtype in DTYPES:
+                try:
+                    model = lsrl.compile(program, target, activations="standard", t_max=t_max, dtype=dtype)
+                except lsrl.CompileError:  # the standard GRU's λ-conditionals in float32 (dtype_limits)
+                    print(f"| {name}, {target} standard | {dtype} | refused | | | |")
+                    continue
+                print(paper_row(f"{name}, {target} standard", dtype, *measure(model, xs, (dtype,))[dtype]))
     print()
     print("| random programs | dtype | bound / measured | | bounds |")
     print("|---|---|---|---|---|")

@@ -654,11 +654,12 @@ def test_error_tolerance_guards_runs_checks_and_exports(tmp_path):
     exact.error_tolerance = 0.0
     exact(np.ones((5, 1)), dtype="float32")  # bound 0: within any tolerance
 
-    standard = lsrl.compile(more_ones(), "gru", activations="standard", t_max=64)
-    standard.error_tolerance = 1e-6  # float64: 4.3e-10; float32: 0.23 (readers of the GRU pairs round)
-    standard(np.ones((5, 1)))
+    pair = lsrl.Input(2, lower=-1, upper=1)
+    standard = lsrl.compile(lsrl.ForEach(lsrl.Multi(pair)), "gru", activations="standard", t_max=8)
+    standard.error_tolerance = 1e-6  # float64: 1.3e-10; float32: 2.4e-3 (the σ-difference product's cancellation)
+    standard(np.ones((5, 2)))
     with pytest.raises(lsrl.PrecisionError, match="above error_tolerance"):
-        standard(np.ones((5, 1)), dtype="float32")
+        standard(np.ones((5, 2)), dtype="float32")
     unbounded = lsrl.Model(parse_module(print_module(exact.module)))  # no layer form, no saved bound
     unbounded.error_tolerance = 1.0
     with pytest.raises(lsrl.PrecisionError, match="no error bound in float64 .it has no layer form"):
@@ -975,3 +976,109 @@ def test_the_intervals_of_a_lattice_sum_hold_a_relu_crossing_zero():
     xs = np.tile(np.array([9.0, 0.0]), (1, 300, 1))
     bound, deviation = _module_bound_and_deviation(text, xs, "float64", 300)
     assert np.all(deviation > 0) and np.all(deviation <= bound)
+
+
+# ------------------------------------------------------------------------------------------ standard modes, exactly
+
+# (target, counter, conditional) of the paper's token program whose standard model is exact and bounded by 0; the
+# standard GRU records that its λ-conditionals cannot run in float32 (its pairs under λ-weights)
+STANDARD_ZERO = [("lstm", "rotation", "multiplicative"), ("lstm", "rotation", "direct"),
+                 ("gru", "permutation", "multiplicative")]
+STANDARD_ZERO_SLOW = sorted({(target, counter, conditional) for conditional in CONDITIONAL_VARIANTS
+                             for target, counter in (("lstm", "rotation"), ("lstm", "permutation"),
+                                                     ("gru", "permutation"))} - set(STANDARD_ZERO))
+
+
+def _standard_token_bound_is_zero(target, counter, conditional):
+    xs, answers = token_prompts(3, 20, 4, seed=3)
+    for dtype in ("float64", "float32"):
+        program = token_map(3, conditional, vocab_size=10, counter=counter)
+        try:
+            model = lsrl.compile(program, target, activations="standard", t_max=123, dtype=dtype)
+        except lsrl.CompileError as refused:
+            assert target == "gru" and dtype == "float32" and "cannot stay accurate in float32" in str(refused)
+            continue
+        assert model.error_bound.tolist() == [0.0], dtype
+        out = model(xs, backend="kernel")
+        np.testing.assert_array_equal(out, _layer_form_exact(model, xs))
+        np.testing.assert_array_equal(out[:, -3:, 0], answers)
+
+
+@needs_kernel
+@pytest.mark.parametrize("target, counter, conditional", STANDARD_ZERO)
+def test_the_standard_token_program_has_a_zero_bound(target, counter, conditional):
+    """The paper's token program (n = 3) through the standard LSTM and GRU: every unit saturates or carries its
+    value, the steps are read through clamps (LSTM), a unit's construction is charged per candidate, an exact 0 on
+    a gate's ramp passes nothing, and the selects' and GRU pairs' hidden terms are lattice values read exactly — so
+    the bound is the measured error, 0, in both dtypes (LSTM multiplicative: 2.3e7 in float64, inf in float32)."""
+    _standard_token_bound_is_zero(target, counter, conditional)
+
+
+@needs_kernel
+@pytest.mark.slow
+@pytest.mark.parametrize("target, counter, conditional", STANDARD_ZERO_SLOW)
+def test_the_standard_token_program_has_a_zero_bound_everywhere(target, counter, conditional):
+    _standard_token_bound_is_zero(target, counter, conditional)
+
+
+def _ramp_module(local: dict | None):
+    """``relu(relu(x))`` of an integer ``x ∈ [−2, 2]`` whose first ReLU a target builds with ``local`` fields:
+    saturated at ``|x| ≥ 1``, on its gate's ramp at 0."""
+    module = parse_module("""lsrl.module @m(%x: 1 {lower = [-2.0], upper = [2.0], integer = 1}) -> 1 {
+  %y = linear %x {A = [[1.0]]} : 1 -> 1
+  %r = relu %y : 1 -> 1
+  %z = linear %r {A = [[2.0]]} : 1 -> 1
+  %s = relu %z : 1 -> 1
+  return %s : 1
+}""")
+    if local is not None:
+        module.metadata["local_errors"] = {2: local_error_entry(1, on=[1e-3], off=[1e-3], exact_from=[0.5],
+                                                                closed_below=[-0.5], **local)}
+    return module
+
+
+def test_a_unit_adds_at_most_its_partial_gain_times_a_value_near_zero():
+    """A gate partly open passes part of its value: ``partial_gain`` bounds that by a multiple of the computed
+    argument, so an argument computed as an exact 0 adds nothing where the gate's bias rounding leaves the gate
+    anywhere — and a unit that carries the ReLU on a saturated candidate is charged nothing either (the carried
+    group charged its argument's largest on/off error at every candidate)."""
+    modules = {name: _ramp_module(local)
+               for name, local in (("ideal", None), ("ramp", {}), ("gain", {"partial_gain": [4.0]}))}
+    bound = {name: ErrorAnalysis(m, "float64", 1).output_bounds(m)[0] for name, m in modules.items()}
+    assert bound["ideal"] == 0.0
+    assert bound["ramp"] == 2e-3  # x = 0: the first unit's 1e-3, twice in the second
+    assert bound["gain"] == 0.0
+
+
+def test_hidden_terms_on_a_lattice_are_read_exactly():
+    """A select's units multiply the other factor by its candidates' gaps: integer terms, which a reader sums
+    exactly where they fit the dtype (``hidden_step``); without that they round at their magnitude."""
+    text = """lsrl.module @m(%x: 2 {lower = [0.0, 0.0], upper = [3.0, 3.0], integer = 1}) -> 1 {
+  %p = multi %x : 2 -> 1
+  %y = linear %p {A = [[0.5]], b = [1.0]} : 1 -> 1
+  return %y : 1
+}"""
+    module = parse_module(text)
+    fields = {"selector": [1], "margin": [0.25], "hidden": [9.0], "units": [3]}
+    bounds = []
+    for step in ([0.0], [1.0]):
+        module.metadata["local_errors"] = {1: local_error_entry(1, hidden_step=step, **fields)}
+        bounds.append(ErrorAnalysis(module, "float32", 1).output_bounds(module)[0])
+    assert bounds[0] >= ROUNDING_HOPS * 4 * UNIT_ROUNDOFF["float32"] * 4.5 and bounds[1] == 0.0
+    module.output = module.ops[1]  # the readout reads the units itself
+    assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == 0.0
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_gru_pair_closes_at_an_exact_zero(dtype):
+    """``ReLU(x − 1)`` of an integer ``x``: at ``x = 1`` the argument is exactly 0, where a gate ``σ(κ(x − 1) − L)``
+    with ``κ = 2^80/B`` is anything (its bias ``−κ − L`` rounds by more than ``L``) and the GRU pair keeps a part
+    of its last value; κ is lowered so the gate closes there, the pair keeps a value it passed whole, and its
+    reader sums the pair exactly."""
+    x = lsrl.Input(1, lower=0, upper=3, integer=True)
+    program = lsrl.ForEach(lsrl.Linear(lsrl.ReLU(lsrl.Linear(x, [[1.0]], b=[-1.0])), [[1000.0]], b=[0.5]))
+    model = lsrl.compile(program, "gru", activations="standard", t_max=8, dtype=dtype)
+    assert model.error_bound.tolist() == [0.0]
+    xs = np.array([[[3.0], [1.0], [2.0], [1.0], [0.0], [1.0], [3.0], [1.0]]])
+    np.testing.assert_array_equal(model(xs, backend="kernel"), _layer_form_exact(model, xs))

@@ -232,13 +232,13 @@ def test_range_analysis_keeps_its_bounds_on_the_rewritten_module():
     assert growth <= 5e-13  # 4.3e-15 measured: the analysis' float margins
 
 
-def test_approximated_relus_read_steps_without_clamps():
-    # a clamp ReLU(1 − u) reads a step unit's whole range, and an approximated ReLU's error grows with it:
-    # lsrl.compile turns clamps off where the target's activations are not exact (the alap-rm placement on the
-    # standard LSTM answered 92 for 9 with them)
+def test_the_standard_gru_reads_steps_without_clamps():
+    # a clamp ReLU(1 − u) would be a GRU pair holding a step unit's whole range under its reader's λ-weights, which
+    # the GRU refuses: lsrl.compile turns clamps off for a target's unclamped_activations (the standard LSTM's gated
+    # ReLU is exact where its gate saturates and keeps them)
     program = token_map(3, "direct", vocab_size=10)
-    assert "materialize-steps{clamp=false}" in lsrl.compile(program, "lstm", activations="standard", t_max=123).pipeline
-    for target, activations in (("lstm", "ideal"), ("linear_rnn", "standard")):
+    assert "materialize-steps{clamp=false}" in lsrl.compile(program, "gru", activations="standard", t_max=123).pipeline
+    for target, activations in (("lstm", "ideal"), ("lstm", "standard"), ("gru", "ideal"), ("linear_rnn", "standard")):
         assert "clamp" not in lsrl.compile(program, target, activations=activations, t_max=123).pipeline
 
 

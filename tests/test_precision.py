@@ -241,9 +241,9 @@ def test_bad_compile_dtypes_and_dtype_metadata_are_named(token_case):
             lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru}", **{"target": "gru", **arguments})
     model = lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru,t_max=5}")  # the pipeline's own options
     assert (model.target, model.t_max) == ("gru", 5)
-    # and its lowering decides what the passes before it do: no clamps for approximated ReLUs
+    # and its lowering decides what the passes before it do: no clamps for the standard GRU's pairs
     model = lsrl.compile(more_ones(), pipeline="debranch,rescale-units,materialize-steps,"
-                                                "lower{target=lstm,activations=standard,t_max=5}")
+                                                "lower{target=gru,activations=standard,t_max=5}")
     assert "materialize-steps{clamp=false}" in model.pipeline
     model = lsrl.compile(token_map(3, vocab_size=10))
     for meta, message in (({"dtype": "int8"}, "metadata.dtype: expected 'float64' or 'float32'"),

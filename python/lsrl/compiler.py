@@ -50,11 +50,10 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
     lowers = [p for p in passes if isinstance(p, Lower)]
     if lowers:  # the lowering that runs is the pipeline's
         target, activations = _lowered_target(lowers[0]).name, lowers[0].activations
-    # an approximated ReLU's error grows with its input range: no clamps (their inputs are a step's whole range)
-    approximated = activations != "ideal" and activations not in get_target(target, "lsrl.compile").exact_activations
-    for p in passes:
-        if isinstance(p, MaterializeSteps) and approximated:
-            p.clamp = False
+    if activations in get_target(target, "lsrl.compile").unclamped_activations:
+        for p in passes:
+            if isinstance(p, MaterializeSteps):
+                p.clamp = False
     if not lowers:
         passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact, dtype=dtype))
     elif any(p.dtype != dtype for p in lowers):

@@ -39,15 +39,19 @@ distance moves the exact value of what they compute (``_rational_shift``: slack 
 
 Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
 adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
-"off", "off_u", "hidden", "units", "selector", "margin", "exact_from", "exact_from_u", "closed_below",
-"closed_below_u", "underflow", "normal_from"}}``, one entry per coordinate, ``u`` the dtype's unit roundoff):
-``on + u·on_u`` is added where a unit is proven on (every coordinate of a state or a product) — except where a ReLU
-unit's computed pre-activation is proven at least ``exact_from + u·exact_from_u`` (its gate saturated: the unit is
-exact there) —, ``off + u·off_u`` where a ReLU unit is proven off — except where its computed pre-activation is
-proven at most ``closed_below − u·closed_below_u`` —, the larger of the two where it is neither, ``underflow`` (stated for float32, scaled for float64) wherever the value a unit
-carries may be a nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over
+"off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "selector", "margin", "exact_from", "exact_from_u",
+"closed_below", "closed_below_u", "underflow", "normal_from"}}``, one entry per coordinate, ``u`` the dtype's unit
+roundoff): ``on + u·on_u`` is added where a unit is proven on (every coordinate of a state or a product) — except
+where a ReLU unit's computed pre-activation is proven at least ``exact_from + u·exact_from_u`` (its gate saturated:
+the unit is exact there) —, ``off + u·off_u`` where a ReLU unit is proven off — except where its computed
+pre-activation is proven at most ``closed_below − u·closed_below_u`` —, the larger of the two where it is neither,
+and in every case at most ``partial_gain`` times the computed pre-activation's magnitude (a gate partly open passes
+part of a value: an exact 0 adds nothing); ``underflow`` (stated for float32, scaled for float64) wherever the value
+a unit carries may be a nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over
 ``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin;
-docs/numerics.md, "Error bounds").  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
+docs/numerics.md, "Error bounds") — nothing where those terms are multiples of ``hidden_step`` times what the unit
+carries and the reader's sum fits the dtype: a select's (its candidates' gaps times the other factor, exact), a
+ReLU's (its own earlier values, held by a GRU pair; where it is exact and its gates saturate at every value).  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
 multiply the other factor by each candidate value of that factor, and gates that saturate pick the candidate
 wherever the computed factor lies within ``margin`` of it — so the factor's error drops out of the product where
 its error and slack stay within the margin, and the bound is ``inf`` where they may not.  A target whose
@@ -349,9 +353,10 @@ class _Group:
     on: np.ndarray | None = None
     off: np.ndarray | None = None
     # per unit: the computed pre-activations from which, and up to which, its construction adds nothing (saturated
-    # gates)
+    # gates), and how many times the computed pre-activation's magnitude it adds at most (inf: no such bound)
     exact_from: np.ndarray | None = None
     closed_below: np.ndarray | None = None
+    partial_gain: np.ndarray | None = None
     # per unit, where y is known by pieces of its range: the rounding of its row on a piece from a bound on |k y|
     # there (None: delta alone)
     piece_rounding: list | None = None
@@ -363,10 +368,36 @@ class _Group:
         self.off = np.zeros(self.units.size) if self.off is None else self.off
         self.exact_from = np.full(self.units.size, math.inf) if self.exact_from is None else self.exact_from
         self.closed_below = np.full(self.units.size, -math.inf) if self.closed_below is None else self.closed_below
+        self.partial_gain = np.full(self.units.size, math.inf) if self.partial_gain is None else self.partial_gain
 
     def passes(self, pos) -> np.ndarray:
         """What the construction of units ``pos`` adds where they are not proven on or off: either."""
         return np.maximum(self.on[pos], self.off[pos])
+
+    def added(self, pos: np.ndarray, pre: np.ndarray, spread: np.ndarray, e_hat: np.ndarray) -> np.ndarray:
+        """``(candidates × units)``: what the construction of units ``pos`` adds at exact pre-activations within
+        ``spread`` of ``pre``, computed within ``e_hat`` of them (:func:`_construction_error`)."""
+        with np.errstate(invalid="ignore"):
+            return _construction_error(pre - spread - e_hat, pre + spread + e_hat, self.on[pos][None, :],
+                                       self.off[pos][None, :], self.exact_from[pos][None, :],
+                                       self.closed_below[pos][None, :], self.partial_gain[pos][None, :])
+
+    def saturated(self, pos: int) -> bool:
+        """Whether unit ``pos``'s gates saturate wherever ``y`` may be: its computed pre-activation proven at least
+        ``exact_from`` or at most ``closed_below`` (it passes its value or an exact 0, never a part)."""
+        centres, half, y_err, _ = self._candidates(np.array([pos]))
+        pre, _, spread = self._pre_activations(np.array([pos]), centres, half)
+        with np.errstate(invalid="ignore"):
+            e_hat = abs(self.k[pos]) * y_err + self.delta_of(pos)
+            low, high = pre[:, 0] - spread[:, 0] - e_hat, pre[:, 0] + spread[:, 0] + e_hat
+            return bool(np.all((high <= self.closed_below[pos]) | (low >= self.exact_from[pos])))
+
+    def added_at(self, pos: int) -> np.ndarray:
+        """:meth:`added` for unit ``pos`` at each value of ``y`` where it has values, else where it may be."""
+        if self.y.points is None:
+            return self.passes(pos)
+        pre, _, spread, e_hat = self.decide(pos)
+        return self.added(np.array([pos]), pre[:, None], spread[:, None], e_hat[:, None])[:, 0]
 
     def delta_of(self, pos) -> np.ndarray:
         """The rounding of unit ``pos``'s own row: per value of ``y`` where known there, else one number."""
@@ -387,6 +418,9 @@ class _Group:
         with np.errstate(divide="ignore", invalid="ignore"):
             cuts = np.concatenate([(-b - reach) / k, (-b + reach) / k])
         cuts = cuts[np.isfinite(cuts) & (cuts > self.y_lo) & (cuts < self.y_hi)]
+        if self.y.grid is not None and self.y.grid[1] > 0:
+            # a lattice point at a cut is a piece of its own (an exact 0 there passes nothing), not the end of two
+            cuts = np.concatenate([cuts - self.y.grid[1] / 2, cuts, cuts + self.y.grid[1] / 2])
         edges = np.unique(np.concatenate([[self.y_lo, self.y_hi], cuts]))
         lows, highs = (edges, edges) if edges.size == 1 else (edges[:-1], edges[1:])
         if self.y.spans is not None:  # only the parts of the pieces where y has values
@@ -444,11 +478,7 @@ class _Group:
             gain = np.where(active, (coeffs * k)[None, :], 0.0).sum(axis=1)
             errors = (zero_safe_product(np.abs(gain), y_err) + np.where(active, np.abs(coeffs)[None, :] * delta, 0.0).sum(axis=1)
                       + np.where(undecided, np.abs(coeffs)[None, :] * e_hat, 0.0).sum(axis=1)
-                      + np.where(inactive, np.where(pre + spread + e_hat <= self.closed_below[pos][None, :], 0.0,
-                                                    (np.abs(coeffs) * self.off[pos])[None, :]),
-                                 np.where(active, np.where(pre - spread - e_hat >= self.exact_from[pos][None, :],
-                                                           0.0, (np.abs(coeffs) * self.on[pos])[None, :]),
-                                          (np.abs(coeffs) * self.passes(pos))[None, :])).sum(axis=1))
+                      + zero_safe_product(np.abs(coeffs)[None, :], self.added(pos, pre, spread, e_hat)).sum(axis=1))
             # how far the exact value may be from the one computed at a candidate: inactive units are exactly 0,
             # active ones move together with y
             drift = (zero_safe_product(np.abs(gain), y_slack)
@@ -522,6 +552,27 @@ class _Group:
                             for o, g, one in zip(start.tolist(), steps.tolist(), single.tolist())])
         size = magnitude + slack
         return _Values.unknown(largest, grid, slack + (0.0 if exact else 4 * _ANALYSIS_U * size), size)
+
+
+def _with_hidden(mags, grains, hidden: float, grain: int | None):
+    """``(magnitudes, lowest bits)`` of a sum whose terms reach ``mags`` with lowest bits ``grains``, and which also
+    sums hidden terms of magnitude ``hidden`` and lowest bit ``grain`` (None: never exact, an infinite magnitude)."""
+    if hidden == 0:
+        return mags, grains
+    if grain is None:
+        return np.inf, grains
+    return mags + hidden, np.minimum(grains, grain)
+
+
+def _construction_error(low, high, on, off, exact, closed, gain):
+    """What a target's ReLU unit adds to its value where its computed pre-activation lies in ``[low, high]``:
+    nothing where its gates saturate (proven on from ``exact``, off up to ``closed``), else ``on`` where proven on,
+    ``off`` where proven off, either where undecided — and at most ``gain`` times the computed pre-activation's
+    magnitude (a gate partly open passes part of a value near 0: an exact 0 adds nothing)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        charge = np.where(high <= 0, np.where(high <= closed, 0.0, off),
+                          np.where(low >= 0, np.where(low >= exact, 0.0, on), np.maximum(on, off)))
+        return np.where(np.isfinite(gain), np.minimum(charge, gain * np.maximum(np.abs(low), np.abs(high))), charge)
 
 
 def _direction_key(row: np.ndarray) -> bytes:
@@ -651,12 +702,18 @@ class ErrorAnalysis:
             id(op): (np.asarray(local[i]["on"]) + self.u * np.asarray(local[i]["on_u"]),
                      np.asarray(local[i]["off"]) + self.u * np.asarray(local[i]["off_u"]))
             for i, op in enumerate(module.ops) if i in local}
-        self.read_costs: dict[int, tuple[np.ndarray, np.ndarray]] = {
-            id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]))
+        # per coordinate: the hidden magnitude, the units, and the lowest bit of every hidden term (nan: unknown;
+        # a select's, once its carried factor is analysed)
+        self.read_costs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]), np.full(op.dim, np.nan))
             for i, op in enumerate(module.ops) if i in local}
-        self.saturation: dict[int, tuple[np.ndarray, np.ndarray]] = {
+        self.hidden_steps: dict[int, np.ndarray] = {
+            id(op): np.asarray(local[i]["hidden_step"])
+            for i, op in enumerate(module.ops) if i in local and np.any(local[i]["hidden_step"])}
+        self.saturation: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["exact_from"]) + self.u * np.asarray(local[i]["exact_from_u"]),
-                     np.asarray(local[i]["closed_below"]) - self.u * np.asarray(local[i]["closed_below_u"]))
+                     np.asarray(local[i]["closed_below"]) - self.u * np.asarray(local[i]["closed_below_u"]),
+                     np.asarray(local[i]["partial_gain"]))
             for i, op in enumerate(module.ops) if i in local}
         scale = (1.0, 1.0) if dtype == "float32" else (_FLOAT64_UNDERFLOW, _FLOAT64_NORMAL)
         self.underflows: dict[int, tuple[np.ndarray, np.ndarray]] = {
@@ -767,11 +824,11 @@ class ErrorAnalysis:
         """The error a dtype run adds to ``Σ w·v + bias`` over ``terms`` = ``(values, magnitude, w)``: weight
         storage and the rounded dot product (0 when every product and partial sum is representable); ``reads``:
         :meth:`_reads` of the terms (none: one plain term each)."""
-        hidden, n = (0.0, len(terms)) if reads is None else reads
+        hidden, n, grain = (0.0, len(terms), None) if reads is None else reads
         stored_bias = float(self._stored(bias))
         storage = abs(bias - stored_bias)
         magnitude = abs(stored_bias) + hidden
-        exact = hidden == 0
+        exact = hidden == 0 or grain is not None
         for values, size, w in terms:
             stored = float(self._stored(w))
             with np.errstate(invalid="ignore", over="ignore"):
@@ -781,32 +838,44 @@ class ErrorAnalysis:
         if not math.isfinite(magnitude):
             return math.inf
         # weights stored as they are (no storage error): the grain of the terms computed
-        if storage == 0.0 and exact and bool(self._fits(magnitude, _grain([w for *_, w in terms], bias,
-                                                                           [v for v, *_ in terms]))):
+        if storage == 0.0 and exact and bool(self._fits(magnitude, min(
+                _grain([w for *_, w in terms], bias, [v for v, *_ in terms]), 1 << 20 if grain is None else grain))):
             return 0.0
         return storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * magnitude
 
-    def _reads(self, x: Op, cols: np.ndarray, weights: np.ndarray) -> tuple[float, int]:
-        """What a row reading coordinates ``cols`` of ``x`` with ``weights`` sums beyond their values: the hidden
-        magnitude (``Σ |w|·hidden``) and the number of terms, from the target's construction of ``x``."""
+    def _reads(self, x: Op, cols: np.ndarray, weights: np.ndarray) -> tuple[float, int, int | None]:
+        """What a row reading coordinates ``cols`` of ``x`` with ``weights`` sums beyond their values, from the
+        target's construction of ``x``: the hidden magnitude (``Σ |w|·hidden``), the number of terms, and the
+        lowest bit of every hidden term where each is computed exactly (None: not known to be)."""
         reads = self.read_costs.get(id(x))
         if reads is None:
-            return 0.0, int(cols.size)
-        hidden, units = reads
+            return 0.0, int(cols.size), None
+        hidden, units, grains = reads
         with np.errstate(over="ignore"):
             summed = float(np.sum(np.abs(weights) * hidden[cols]))
+        read = hidden[cols] != 0
+        terms = grains[cols][read] + _lowest_bit(np.asarray(weights, dtype=np.float64)[read])
+        grain = int(np.min(terms)) if read.any() and not np.isnan(terms).any() else None
         # terms that may leave the dtype's range make the sum inf whatever the value (a GRU pair's K·p̂)
-        return (summed if summed < self._largest else math.inf), int(np.sum(units[cols]))
+        return (summed if summed < self._largest else math.inf), int(np.sum(units[cols])), grain
 
     def _read_rounding(self, x: Op) -> np.ndarray:
         """Per coordinate of ``x``: the rounding of reading it on its own (a unit reading it directly, the
-        readout) — the sum over its units of their hidden magnitude (:meth:`_reads`)."""
+        readout) — the sum over its units of their hidden magnitude (:meth:`_reads`), none where those terms and
+        the value are exact and their sum fits the dtype."""
         reads = self.read_costs.get(id(x))
         if reads is None:
             return np.zeros(x.dim)
-        hidden, units = reads
-        return np.array([0.0 if h == 0 else math.inf if not h < self._largest else
-                         ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h for h, n in zip(hidden.tolist(), units.tolist())])
+        hidden, units, grains = reads
+        fx = self[x]
+        sizes = _magnitude(fx.lo, fx.hi)
+        out = []
+        for h, n, grain, v, size in zip(hidden.tolist(), units.tolist(), grains.tolist(), fx.values, sizes.tolist()):
+            exact = h == 0 or (not math.isnan(grain) and v.exact_grain is not None
+                               and bool(self._fits(h + size, min(int(grain), v.exact_grain))))
+            out.append(0.0 if exact else math.inf if not h < self._largest else
+                       ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h)
+        return np.array(out)
 
     def output_bounds(self, module: Module) -> np.ndarray:
         """The bound of each output coordinate of ``module``, read by its readout."""
@@ -845,14 +914,15 @@ class ErrorAnalysis:
         rest, unbounded = float(np.sum(terms[finite])), int(np.count_nonzero(~finite))
         # the sum of the other terms' magnitudes (inf − inf would be nan)
         others = np.where(finite, np.inf if unbounded else rest - terms, rest if unbounded == 1 else np.inf)
-        hidden, n = self._reads(x, cols, weights)
+        hidden, n, hidden_grain = self._reads(x, cols, weights)
         with np.errstate(invalid="ignore", over="ignore"):
             misstored = np.abs(weights - self._stored(weights))  # inf where the dtype cannot hold a weight
         bias_storage = abs(bias - float(self._stored(bias)))
         representable = not np.any(misstored) and bias_storage == 0.0
         values = [fx.values[c] for c in cols.tolist()]
-        grain = None if hidden or not representable or any(v.exact_grain is None for v in values) else \
-            _grain(weights.tolist(), bias, values)
+        grain = None if (hidden and hidden_grain is None) or not representable \
+            or any(v.exact_grain is None for v in values) else \
+            min(_grain(weights.tolist(), bias, values), hidden_grain if hidden else 1 << 20)
 
         def rounding(reach: np.ndarray) -> np.ndarray:
             with np.errstate(invalid="ignore", over="ignore"):
@@ -945,10 +1015,12 @@ class ErrorAnalysis:
 
     def _unit_errors(self, op: Op) -> tuple:
         """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, where it is
-        proven off, and the computed pre-activations from which and up to which it adds nothing."""
+        proven off, the computed pre-activations from which and up to which it adds nothing, and how many times its
+        computed pre-activation it passes at most where off."""
         on, off = self.local.get(id(op), (np.zeros(op.dim), np.zeros(op.dim)))
-        exact, closed = self.saturation.get(id(op), (np.full(op.dim, math.inf), np.full(op.dim, -math.inf)))
-        return on, off, exact, closed
+        exact, closed, gain = self.saturation.get(id(op), (np.full(op.dim, math.inf), np.full(op.dim, -math.inf),
+                                                            np.full(op.dim, math.inf)))
+        return on, off, exact, closed, gain
 
     # ------------------------------------------------------------------ transfer functions
     def _transfer(self, op: Op) -> _Facts:
@@ -958,13 +1030,14 @@ class ErrorAnalysis:
             return getattr(self, "_" + kind)(op, lo, hi)
         if kind in ("concat", "slice"):
             values = [v for o in op.operands for v in self[o].values]
-            parts = [self.read_costs.get(id(o), (np.zeros(o.dim), np.ones(o.dim))) for o in op.operands]
-            hidden, units = (np.concatenate([part[n] for part in parts]) for n in (0, 1))
+            parts = [self.read_costs.get(id(o), (np.zeros(o.dim), np.ones(o.dim), np.full(o.dim, np.nan)))
+                     for o in op.operands]
+            costs = tuple(np.concatenate([part[n] for part in parts]) for n in range(3))
             if kind == "slice":
                 values = values[op.attrs["start"]:op.attrs["end"]]
-                hidden, units = (a[op.attrs["start"]:op.attrs["end"]] for a in (hidden, units))
-            if np.any(hidden):
-                self.read_costs[id(op)] = (hidden, units)
+                costs = tuple(a[op.attrs["start"]:op.attrs["end"]] for a in costs)
+            if np.any(costs[0]):
+                self.read_costs[id(op)] = costs
             return _Facts(values, lo, hi)
         # an op kind the analysis does not know (a target's op): nothing is bounded
         return _Facts([_Values.unknown(math.inf)] * op.dim, lo, hi)
@@ -1014,10 +1087,11 @@ class ErrorAnalysis:
 
     def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
         """:meth:`_rounding` at each value of the row, from the magnitudes and lowest bits of its terms there."""
-        hidden, n = self._reads(x, cols, weights)
+        hidden, n, grain = self._reads(x, cols, weights)
         # what the computed terms reach
         mags = form.mags + float(np.sum(np.abs(weights) * self[x].err[cols])) + hidden
-        return self._dot_rounding(weights, bias, form, mags, form.mags if hidden == 0 else np.inf, form.grains, n)
+        exact_mags, grains = _with_hidden(form.mags, form.grains, hidden, grain)
+        return self._dot_rounding(weights, bias, form, mags, exact_mags, grains, n)
 
     def _dot_rounding(self, weights, bias: float, values: _Values, mags, exact_mags, grains, n: int) -> np.ndarray:
         """Per value of a row's form: ``mags`` (what its computed terms reach) times the rounding of a dot product
@@ -1031,17 +1105,18 @@ class ErrorAnalysis:
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
         fp = self[p]
-        unit_on, unit_off, unit_exact, unit_closed = self._unit_errors(op)
+        unit_on, unit_off, unit_exact, unit_closed, unit_partial = self._unit_errors(op)
         if p.kind != "linear":
             reads = self._read_rounding(p)  # the unit reads its argument itself
             values = []
-            for v, bottom, top, on, off, exact, closed in zip(fp.values, fp.lo.tolist(), fp.hi.tolist(),
-                                                              unit_on.tolist(), unit_off.tolist(), unit_exact.tolist(),
-                                                              unit_closed.tolist()):
+            for v, bottom, top, on, off, exact, closed, gain in zip(
+                    fp.values, fp.lo.tolist(), fp.hi.tolist(), unit_on.tolist(), unit_off.tolist(),
+                    unit_exact.tolist(), unit_closed.tolist(), unit_partial.tolist()):
                 read = float(reads[len(values)])
                 if v.points is None:
-                    err = (0.0 if top + v.err + read <= closed else off) if top <= -(v.err + read) else \
-                        v.err + read + (0.0 if bottom - (v.err + read) >= exact else max(on, off))
+                    low, high = bottom - (v.err + read), top + v.err + read
+                    err = (0.0 if high <= 0 else v.err + read) + \
+                        float(_construction_error(low, high, on, off, exact, closed, gain))
                     grid = v.grid
                     on_zero = grid is not None and grid[1] > 0 and grid[0] / grid[1] == round(grid[0] / grid[1])
                     if grid is not None and not (bottom - v.slack >= 0 or on_zero):
@@ -1050,11 +1125,8 @@ class ErrorAnalysis:
                                   _Values.unknown(err, grid, v.slack, v.size))
                 else:
                     e = v.errors + read
-                    proven_off = v.points + v.slacks <= -e
-                    proven_on = v.points - v.slacks >= e
-                    errors = np.where(proven_off, np.where(v.points + v.slacks + e <= closed, 0.0, off),
-                                      e + np.where(v.points - v.slacks - e >= exact, 0.0,
-                                                                    np.where(proven_on, on, max(on, off))))
+                    low, high = v.points - v.slacks - e, v.points + v.slacks + e
+                    errors = np.where(high <= 0, 0.0, e) + _construction_error(low, high, on, off, exact, closed, gain)
                     # an exact value at or below 0 is an exact 0 after the ReLU
                     values.append(_Values.of(np.maximum(v.points, 0.0), errors,
                                              np.where(v.points + v.slacks <= 0, 0.0, v.slacks)))
@@ -1065,9 +1137,11 @@ class ErrorAnalysis:
             group.off = group.off + unit_off[group.units]
             group.exact_from = np.minimum(group.exact_from, unit_exact[group.units])
             group.closed_below = np.maximum(group.closed_below, unit_closed[group.units])
+            group.partial_gain = unit_partial[group.units]
         values: list = [None] * op.dim
         unit_of: dict = {}
         clock = None if fp.clock is None else np.full((fp.clock.shape[0], op.dim), np.nan)
+        steps = self.hidden_steps.get(id(op))
         for g, group in enumerate(groups):
             at = None if group.y_at is None or clock is None else np.searchsorted(group.y.points, group.y_at)
             for pos, unit in enumerate(group.units.tolist()):
@@ -1078,6 +1152,17 @@ class ErrorAnalysis:
                     found = group.at_points(np.array([pos]), np.ones(1))
                     values[unit] = _Values.of(*found)
                     clock[:, unit] = found[0][at]
+        if steps is not None:
+            # a unit's hidden terms are its own earlier values times its step: exact where it is computed exactly and
+            # never passes part of a value (a GRU pair holds what it last passed)
+            grains = np.full(op.dim, np.nan)
+            for unit in np.flatnonzero(steps).tolist():
+                g, pos = unit_of[unit]
+                grain = values[unit].exact_grain
+                if grain is not None and groups[g].saturated(pos):
+                    grains[unit] = _low_bit(steps[unit:unit + 1]) + grain
+            hidden, units, _ = self.read_costs[id(op)]
+            self.read_costs[id(op)] = (hidden, units, grains)
         return _Facts(values, lo, hi, groups=groups, unit_of=unit_of, clock=clock)
 
     def _groups(self, p: Op) -> list[_Group]:
@@ -1140,7 +1225,7 @@ class ErrorAnalysis:
         layer carries or shifts stay one group with the units they came from."""
         (x,) = p.operands
         deep: _Group = fx.groups[g]
-        k, b, residual, delta, off = [], [], [], [], []
+        k, b, residual, delta = [], [], [], []
         y_size = float(max(abs(deep.y_lo), abs(deep.y_hi)))
         for i in members:
             (c,), (v,) = rows[i]
@@ -1154,46 +1239,51 @@ class ErrorAnalysis:
             # k and b rounded by this float64 arithmetic: |Δk|·|y| + |Δb|
             slip = 0.0 if exact else 2 * _ANALYSIS_U * (abs(k[-1]) * y_size + abs(shifted) + abs(bias[i]))
             residual.append(v * deep.residual[pos] + slip)
-            # what the unit's construction added to it moves this row (on), or this unit where it is off
-            delta.append(v * (deep.delta_of(pos) + deep.passes(pos))
+            # what the unit's construction added to it (on or off) moves this row
+            delta.append(v * (deep.delta_of(pos) + deep.added_at(pos))
                          + self._carry_rounding(deep, pos, v, float(bias[i]), x, int(c)))
-            off.append(v * deep.off[pos])
         per_point = any(np.ndim(dl) for dl in delta)
         delta = np.stack([np.broadcast_to(dl, deep.y.points.shape) for dl in delta], axis=1) if per_point \
             else np.array(delta)
         return _Group(np.array(members, dtype=np.int64), np.array(k), np.array(b), np.array(residual),
-                      delta, deep.y, deep.y_lo, deep.y_hi, off=np.array(off),
+                      delta, deep.y, deep.y_lo, deep.y_hi,
                       y_at=deep.y_at if self[p].clock is not None else None)
 
     def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
-        hidden, n = self._reads(x, cols, row)
-        mags = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias) + hidden
+        hidden, n, grain = self._reads(x, cols, row)
+        computed = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias)
         grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
+        mags = computed + hidden
+        exact_mags, grains = _with_hidden(computed, grains, hidden, grain)
         # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
-        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) or hidden else mags, grains, n)
+        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) else exact_mags, grains, n)
         return rounding + float(np.sum(zero_safe_product(off, err)))
 
     def _carry_rounding(self, deep: _Group, pos: int, v: float, bias: float, x: Op, col: int):
         """The rounding of ``v·u + bias`` for a unit ``u`` of ``deep``: none where ``u`` is an exact 0 or ``v`` a
         power of two without bias; per value of ``deep``'s ``y`` where it has values."""
         representable = float(self._stored(v)) == v and float(self._stored(bias)) == bias
-        hidden, n = self._reads(x, np.array([col]), np.array([v]))
+        hidden, n, grain = self._reads(x, np.array([col]), np.array([v]))
         if representable and bias == 0 and math.frexp(v)[0] == 0.5 and n == 1 and hidden == 0:
             return 0.0
         if deep.y.points is None:
             return self._row_rounding(x, np.array([col]), np.array([v]), bias)
         pre, pre_exact, spread, e_hat = deep.decide(pos)
-        e_hat = e_hat + deep.passes(pos)
+        added = deep.added_at(pos)
+        e_hat = e_hat + added
         mags = abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + abs(bias) + hidden
-        off = (pre + spread <= -e_hat) & (deep.off[pos] == 0) & (hidden == 0)  # an exact 0
-        # where the unit is known exactly, v·u + bias is exact when its terms fit the dtype's precision
+        off = (pre + spread <= -e_hat) & (added == 0) & (hidden == 0)  # an exact 0
+        # where the unit is known exactly, v·u + bias is exact when its terms (and hidden ones) fit the dtype's
+        # precision
         unit = np.maximum(pre, 0.0)
-        known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0) & (deep.off[pos] == 0)
+        known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0 or grain is not None)
         grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
-        fits = self._fits(abs(v) * unit + abs(bias), grains)
+        if hidden:
+            grains = np.minimum(grains, grain if grain is not None else grains)
+        fits = self._fits(abs(v) * unit + abs(bias) + hidden, grains)
         storage = 0.0 if representable else self.u * mags
         return np.where((off | (known & fits)) & representable, 0.0,
                         storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
@@ -1241,6 +1331,8 @@ class ErrorAnalysis:
         values = []
         clock = None if fx.clock is None else np.full((fx.clock.shape[0], half), np.nan)
         selectors, margins = self.selects.get(id(op), (np.zeros(half, dtype=np.int64), np.zeros(half)))
+        steps = self.hidden_steps.get(id(op))
+        grains = np.full(half, np.nan)
         for i in range(half):
             a, b = (v if r == 0 else dataclasses.replace(v, err=v.err + r, errors=None if v.errors is None
                                                          else v.errors + r)
@@ -1251,6 +1343,10 @@ class ErrorAnalysis:
                     values.append(_Values.unknown(math.inf))
                     continue
                 a, b = (selector, b) if selectors[i] == 1 else (a, selector)
+                carried = (b if selectors[i] == 1 else a).exact_grain
+                if steps is not None and steps[i] and carried is not None:
+                    # its units' terms: multiples of the candidates' step times the carried factor, each exact
+                    grains[i] = _low_bit(steps[i:i + 1]) + carried
             ma, mb = float(size[i]), float(size[i + half])
             if clock is not None and not np.isnan(fx.clock[0, i]) and not np.isnan(fx.clock[0, i + half]):
                 # only the pairs of factors the clock's states reach
@@ -1274,6 +1370,9 @@ class ErrorAnalysis:
                     err = float(zero_safe_product(ma, eb) + zero_safe_product(mb, ea) + zero_safe_product(ea, eb)
                                 + rounding)
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
+        if not np.isnan(grains).all():
+            hidden, units, _ = self.read_costs[id(op)]
+            self.read_costs[id(op)] = (hidden, units, grains)
         return _Facts(values, lo, hi, clock=clock)
 
     def _product_of_pairs(self, xa, ea, sa, xb, eb, sb, exact) -> tuple[np.ndarray, _Values]:
@@ -1324,8 +1423,8 @@ class ErrorAnalysis:
                            for c, w in zip(a_rows[i][0].tolist(), a_rows[i][1].tolist())]
             drive_terms = [(fx.values[c], float(size_x[c]), w) for c, w in zip(b_rows[i][0].tolist(),
                                                                                  b_rows[i][1].tolist())]
-            hidden, n = self._reads(x, *b_rows[i])
-            return self._rounding(state_terms + drive_terms, float(bias[i]), (hidden, n + len(state_terms)))
+            hidden, n, grain = self._reads(x, *b_rows[i])
+            return self._rounding(state_terms + drive_terms, float(bias[i]), (hidden, n + len(state_terms), grain))
 
         local = np.array([step_rounding(i, True) for i in range(k)])
         # a row is exact only while every state it reads is: drop exactness along the dependencies
@@ -1469,8 +1568,8 @@ class ErrorAnalysis:
         return err
 
 
-_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "hidden", "units", "selector", "margin", "exact_from",
-                 "exact_from_u", "closed_below", "closed_below_u", "underflow", "normal_from")
+_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "selector", "margin",
+                 "exact_from", "exact_from_u", "closed_below", "closed_below_u", "underflow", "normal_from")
 #: float32's subnormal spacing over float64's, and its smallest normal over float64's: a local ``underflow`` and
 #: ``normal_from`` are stated for float32 runs and scaled by these for float64 ones
 _FLOAT64_UNDERFLOW, _FLOAT64_NORMAL = 2.0 ** -925, 2.0 ** -896
@@ -1510,6 +1609,7 @@ def local_error_entry(dim: int, **fields) -> dict:
     entry["units"] = np.ones(dim)
     entry["exact_from"] = np.full(dim, math.inf)
     entry["closed_below"] = np.full(dim, -math.inf)
+    entry["partial_gain"] = np.full(dim, math.inf)
     entry.update({name: np.asarray(values, dtype=np.float64) for name, values in fields.items()})
     return entry
 

@@ -21,8 +21,8 @@ left within ``cancel`` of the weights is read from the last unit as before).  ``
 2^24; a reader that would add a constant of size λ to a small value (``t − λ·c``, where ``c = 1`` drives the unit
 far below 0 anyway) reads ``D = ReLU(u_k − u_{k+1})``, exact 0 where ``c = 0``.  A row's folded constants are
 summed exactly and rounded once; what its bias cannot hold is read from a constant unit of 1 in the inserted
-stage.  With ``clamp=false`` (``lsrl.compile``'s choice for approximated ReLUs, whose error grows with the input
-range, here ``u_k``'s whole range) the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels,
+stage.  With ``clamp=false`` (``lsrl.compile``'s choice for the standard GRU, whose clamp would be a ReLU pair
+holding ``u_k``'s whole range under its reader's λ-weights) the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels,
 ``ReLU(gap − u_k + u_{k+1})`` (``gap`` rounded up where the biases' float difference is not exact).  A single
 bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried through a state) is read as
 ``ReLU(h − u)`` the same way, ``h`` its upper bound (from the units this pass made, rounded up, or range
@@ -678,9 +678,8 @@ class MaterializeSteps(Pass):
         "help": "relative slack of a unit's range bound taken as interval-arithmetic rounding when the bound is "
                 "within it of a number of ≤ 7 digits (the complement of a step is read from that number)"})
     clamp: bool = dataclasses.field(default=True, metadata={
-        "help": "read a step's 0/1 as gap − ReLU(gap − u): exact on a saturated step with exact ReLUs "
-                "(lsrl.compile turns it off for approximated activations, whose error grows with the clamp's input "
-                "range)"})
+        "help": "read a step's 0/1 as gap − ReLU(gap − u): exact on a saturated step whatever u's rounding "
+                "(lsrl.compile turns it off for a target's unclamped_activations: the standard GRU)"})
 
     def run(self, module):
         if not 0 <= self.cancel < 1:

@@ -308,6 +308,8 @@ class GruTarget(Target):
     name = "gru"
     summary = "GRU (nn.GRU, ONNX GRU)"
     op_kinds = frozenset({KIND})
+    # a clamp's pair would hold a step's whole range under the λ-weights of its readers (_check_pair_readers)
+    unclamped_activations = ("standard",)
 
     def lower(self, module: Module, *, activations: str, t_max: int | None) -> Module:
         return lower_cells(module, GruCell(), self.name, activations, t_max)

@@ -111,7 +111,7 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     std = cell.standard(t_max) if activations == "standard" else None
     if std is not None:
         dtype = module.metadata.get("dtype", "float64")
-        std.k = std.k.for_dtype(dtype)
+        std.k, std.dtype = std.k.for_dtype(dtype), dtype
         std.positions = {id(op): i for i, op in enumerate(module.ops)}
         std.candidates = CandidateValues(module, t_max, form.ranges)
     positions = {id(op): i for i, op in enumerate(module.ops)}
@@ -125,6 +125,8 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
         blocks = UnitBlocks(cell.gates, prev.dim, st.out_dim)
         e = Vector.zeros(st.out_dim)
         if std is not None:
+            std.column_reach = np.full(prev.dim, std.k.rho) if ops else np.maximum(
+                np.abs(prev.attrs["lower"].to_float().values), np.abs(prev.attrs["upper"].to_float().values))
             e = std.stage(blocks, st, W, c)
         elif st.kind == "S":
             ideal_state(blocks, cell, st, W, c)

@@ -35,7 +35,7 @@ from ...errors import CompileError
 from ...ir.core import Module, Op
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import UNIT_ROUNDOFF, ErrorAnalysis, local_error_entry
-from ...passes.range_analysis import RangeAnalysis
+from ...passes.range_analysis import RangeAnalysis, _lowest_bit
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_least, pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
@@ -59,11 +59,15 @@ FLOAT32_SUBNORMAL, FLOAT32_NORMAL = 2.0 ** -149, 2.0 ** -126
 SATURATION_MARGIN = 40.0
 #: how far below 0 a gate's argument must be for σ to be exactly 0 in both dtypes (exp(710) overflows float64)
 CLOSED_GATE = 710.0
+#: how many times its computed argument ``x ≤ 0`` a gated ReLU unit passes at most, its gate partly open: ``σ·tanh(εx)``
+#: is between ``εx`` and 0, and a GRU pair's ``p = fl(a + b)`` (``a`` that, ``b`` the held value ``q`` cancels) is
+#: within ``|a|`` of ``a + b`` — twice, with room for the activations' roundings.  An exact 0 passes exactly 0.
+PARTIAL_GAIN = 4.0
 
 
 class CandidateValues:
     """The candidate exact values of a layer-form module's values (``lsrl.passes.error_bound``: token ids, the
-    steps and sums computed from them), analysed on first use: called with ``(op, i)``, ``(points, slack)`` of
+    steps and sums computed from them), analysed on first use: called with ``(op, i)``, ``(points, slack, exact)`` of
     coordinate ``i`` of ``op`` — every exact value within ``slack`` of a point — or None where they are unknown.
     Whether a run keeps a select's factor within its margin is the error bound's to say, per dtype."""
 
@@ -72,10 +76,29 @@ class CandidateValues:
         self._analysis: ErrorAnalysis | None = None
 
     def __call__(self, op: Op, i: int) -> tuple[np.ndarray, float] | None:
+        v = self._values(op, i)
+        return None if v.points is None else (v.points, v.slack)
+
+    def zero_gap(self, op: Op, i: int) -> float | None:
+        """Where coordinate ``i`` of ``op`` may be exactly 0 and float64 computes it without error (its candidates
+        or its lattice): how far its nearest other value is from 0 (inf: none); else None."""
+        v = self._values(op, i)
+        if v.points is not None:
+            if not (v.exact and np.any(v.points == 0)):
+                return None
+            others = np.abs(v.points[v.points != 0])
+            return float(np.min(others)) if others.size else math.inf
+        if v.grid is None or v.err != 0.0 or v.slack != 0.0:
+            return None
+        offset, step = v.grid
+        if step == 0:
+            return math.inf if offset == 0 else None
+        return step if offset / step == round(offset / step) else None
+
+    def _values(self, op: Op, i: int):
         if self._analysis is None:
             self._analysis = ErrorAnalysis(self.module, "float64", self.t_max, ranges=self.ranges)
-        v = self._analysis[op].values[i]
-        return None if v.points is None else (v.points, v.slack)
+        return self._analysis[op].values[i]
 
 
 @dataclass(frozen=True)
@@ -181,6 +204,11 @@ class StandardLowering:
         self.local_errors: dict[int, dict] = {}
         #: the layer form's candidate values (set by the driver; None: no product is a select)
         self.candidates: CandidateValues | None = None
+        #: the dtype the model is compiled for (set by the driver)
+        self.dtype = "float64"
+        #: what each unit of the layer a stage reads may reach in magnitude (set by the driver per stage: the input's
+        #: bounds, or ρ — every standard unit carries ε·v, a gate times it, or a pair holding it)
+        self.column_reach: np.ndarray = np.zeros(0)
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
@@ -223,7 +251,8 @@ class StandardLowering:
 
     # ------------------------------------------------------------------ what a cell's units cost (error bounds)
     def relu_reads(self, bound: float) -> tuple[float, int]:
-        """``(hidden magnitude, units)`` the next layer sums to read a gated ReLU of bound ``bound``."""
+        """``(hidden magnitude, units)`` the next layer sums to read a gated ReLU of bound ``bound``: terms that are
+        each ± one of the unit's earlier values (what a GRU pair holds)."""
         return 0.0, 1
 
     def product_reads(self, value_bound: float, eps_gate: float) -> tuple[float, int]:
@@ -334,8 +363,8 @@ class StandardLowering:
     def _relu(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> None:
         d = st.out_dim
         lin, gated, eps_lin, eps_g, kap = [], [], [], [], []
-        on, on_u, off, off_u, hidden, units, underflow, normal_from = (np.zeros(d) for _ in range(8))
-        exact_from, closed_below = np.full(d, math.inf), np.full(d, -math.inf)
+        on, on_u, off, off_u, hidden, units, hidden_step, underflow, normal_from = (np.zeros(d) for _ in range(9))
+        exact_from, closed_below, partial_gain = np.full(d, math.inf), np.full(d, -math.inf), np.full(d, math.inf)
         exact_from_u, closed_below_u = np.zeros(d), np.zeros(d)
         terms = _row_terms(W)
         for j in range(d):
@@ -353,26 +382,40 @@ class StandardLowering:
                 # whole range so that κx stays finite
                 gated.append(j)
                 eps_g.append(eps_for(float(hi), self.k.rho))
-                kap.append(min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j)))
+                bias, reach, n = float(c.to_float().values[j]), self._row_reach(W, c, j), int(terms[j]) + 1
+                widest = min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j))
+                kap.append(self._closing_kappa(st, j, bias, reach, n, bound, widest))
                 # below the saturation band σ(κx) is partial: the value error there is ≤ 0.28/κ, taken relative to
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
                 self._require_accuracy(f"the step gate of ReLU argument {j} of {describe_stage(st)} (|x| ≤ {bound:.3g}), "
                                        "relative to that bound", 0.28 / (kap[-1] * max(bound, 1.0)))
-                # exact where the gate σ(κx − L) is 1: past (L + 40)/κ and the rounding of the gate's bias κc − L
-                # (u·2(κ|c| + L) in the gate's units, which the value row's error does not hold: a λ-row's κc near
-                # 2^80 loses L entirely in float32); below, x·σ(L − κx) ≤ x and the gate product rounds a few ulps
-                # of that.  Closed (σ exactly 0) where κx − L plus that rounding is below −710; between, a unit of
-                # x ≤ 0 passes at most |x|
-                bias_rounding = 2 * (kap[-1] * abs(float(c.to_float().values[j])) + self.k.gate) / kap[-1]
-                exact_from[j], exact_from_u[j] = (self.k.gate + SATURATION_MARGIN) / kap[-1], bias_rounding
-                on[j], on_u[j] = exact_from[j], ACTIVATION_ULPS * exact_from[j] + 2 * bias_rounding
-                closed_below[j], closed_below_u[j] = (self.k.gate - CLOSED_GATE) / kap[-1], bias_rounding
-                off_u[j] = bias_rounding
+                # the gate's argument κx − L is computed with the rounding of its bias κc − L (u·2(κ|c| + L) in the
+                # gate's units, which the value row's error does not hold: a λ-row's κc near 2^80 loses L entirely
+                # in float32) and of its n partial sums, which may lose part of L each — at most L where the value
+                # row is exact (its terms are on a grid whose sums the dtype holds; elsewhere the value row's error
+                # holds that rounding), at most u·(κ·reach + L) anywhere: the first bound unless κ was lowered to
+                # close the gate at an exact 0.  Exact (σ = 1) from 40 past that, closed (σ = 0) from 710 below it;
+                # on the ramp between, x·σ ≤ x and the gate product rounds a few ulps of that, and a unit of x ≤ 0
+                # passes at most |x|
+                bias_rounding = 2 * (kap[-1] * abs(bias) + self.k.gate) / kap[-1]
+                if kap[-1] < widest:  # closing
+                    lost = bias_rounding + n * (reach + self.k.gate / kap[-1])
+                    exact_from[j], exact_from_u[j] = (self.k.gate + SATURATION_MARGIN) / kap[-1], lost
+                    closed_below[j], closed_below_u[j] = (self.k.gate - CLOSED_GATE) / kap[-1], lost
+                else:
+                    exact_from[j] = ((n + 1) * self.k.gate + SATURATION_MARGIN) / kap[-1]
+                    closed_below[j] = -((n - 1) * self.k.gate + CLOSED_GATE) / kap[-1]
+                    exact_from_u[j] = closed_below_u[j] = bias_rounding
+                on[j], on_u[j] = exact_from[j], ACTIVATION_ULPS * exact_from[j] + 2 * exact_from_u[j]
+                off[j], off_u[j] = max(-closed_below[j], 0.0), closed_below_u[j]
+                partial_gain[j] = PARTIAL_GAIN
                 underflow[j], normal_from[j] = self._underflow(terms[j], eps_g[-1])
                 hidden[j], units[j] = self.relu_reads(float(hi))
-        self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, hidden=hidden, units=np.maximum(units, 1),
-                     exact_from=exact_from, exact_from_u=exact_from_u, closed_below=closed_below,
-                     closed_below_u=closed_below_u, underflow=underflow, normal_from=normal_from)
+                hidden_step[j] = 1.0 if hidden[j] else 0.0
+        self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, partial_gain=partial_gain, hidden=hidden,
+                     units=np.maximum(units, 1), hidden_step=hidden_step, exact_from=exact_from,
+                     exact_from_u=exact_from_u, closed_below=closed_below, closed_below_u=closed_below_u,
+                     underflow=underflow, normal_from=normal_from)
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
@@ -387,6 +430,38 @@ class StandardLowering:
         s_b = s_b + const_vector(n, -self.k.gate)
         self.relu_units(blocks, st, n, gate=(s_w, s_b), value=(g_w, g_b),
                         decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), gated=gated, eps=eps_g)
+
+    def _closing_kappa(self, st: Stage, j: int, bias: float, reach: float, n: int, bound: float, kappa: float) -> float:
+        """κ for the gated ReLU of argument ``j`` (bias ``bias``, its row's ``n`` terms reaching ``reach``, ``|x| ≤
+        bound``): ``kappa``, or, where the argument is computed exactly and may be exactly 0 (its candidates or its
+        lattice), a power of two below it at which the gate's rounding (its bias, and ``L`` lost in its partial sums)
+        stays below a quarter of ``L − 710`` in the model's dtype, so that σ is exactly 0 at 0 and the unit passes
+        nothing — a GRU pair keeps its last value, which its readers then sum exactly — where every other value
+        stays saturated at it.  (At ``kappa`` that rounding leaves the gate anywhere at 0; a smaller κ widens the band
+        where it is partly open, so only such arguments get it.)"""
+        if self.candidates is None:
+            return kappa
+        gap = self.candidates.zero_gap(st.op.operands[0], j)
+        if gap is None:
+            return kappa
+        u = UNIT_ROUNDOFF[self.dtype]
+        room = (self.k.gate - CLOSED_GATE) / 4
+        # u·(2(κ|c| + L) + n(κ·reach + L)) ≤ room, in the gate's units
+        scale = (room / u - (n + 2) * self.k.gate) / (2 * abs(bias) + n * reach)
+        if not scale >= 1.0:
+            return kappa
+        closing = pow2_at_most(scale)
+        if closing >= kappa:
+            return kappa
+        # every other value is at least the gap from 0: the gate saturates there (closed_below is below 0)
+        exact_from = (self.k.gate + SATURATION_MARGIN + room) / closing
+        return closing if gap >= exact_from and 0.28 / (closing * max(bound, 1.0)) <= ACCURACY_LIMIT else kappa
+
+    def _row_reach(self, W: Matrix, c: Vector, j: int) -> float:
+        """What the terms of row ``j`` of ``(W, c)`` reach in magnitude: ``Σ |W_ji|·reach_i + |c_j|`` over the
+        previous layer's units (:attr:`column_reach`)."""
+        row = W.rows([j]).scipy().tocsr()
+        return float(np.abs(row.data) @ self.column_reach[row.indices]) + abs(float(c.to_float().values[j]))
 
     def _weight_cap(self, W: Matrix, c: Vector, j: int) -> float:
         """The largest power of two κ keeping row ``j`` of ``κ·(W, c)`` below ``2^max_weight_log2``."""
@@ -438,7 +513,8 @@ class StandardLowering:
 
     def _select_units(self, blocks: UnitBlocks, plan, j: int, sel: _Select, bound: float) -> tuple:
         """The units of select ``sel`` for product ``j`` (the other factor bounded by ``bound``); returns its
-        ``(underflow, normal_from, hidden, units)`` (``normal_from`` of the other factor, which its units carry)."""
+        ``(underflow, normal_from, hidden, units, hidden_step)`` (``normal_from`` of the other factor, which its units
+        carry; ``hidden_step`` the largest power of two dividing every constant its units multiply that factor by)."""
         G, cg = (plan.U, plan.cu) if sel.operand == 0 else (plan.V, plan.cv)
         R, cr = (plan.V, plan.cv) if sel.operand == 0 else (plan.U, plan.cu)
         ev = eps_for(bound, self.k.rho)
@@ -462,13 +538,15 @@ class StandardLowering:
         if p[0] != 0:
             self._carrier(blocks, R, cr, [j], [ev], slot_matrix(plan.h, [j], [p[0] / ev]), "select_carrier")
             hidden, units = hidden + abs(p[0]) * bound, units + 1
-        return underflow, normal_from, hidden, max(units, 1.0)
+        constants = np.abs(np.array(gaps + [p[0]]))
+        hidden_step = 2.0 ** float(np.min(_lowest_bit(constants[constants > 0]))) if np.any(constants) else 0.0
+        return underflow, normal_from, hidden, max(units, 1.0), hidden_step
 
     def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
         plan = plan_products(st, W, c)
         h = plan.h
         on, on_u, hidden, units = np.zeros(h), np.zeros(h), np.zeros(h), np.ones(h)
-        selector, margin, underflow, normal_from = np.zeros(h), np.zeros(h), np.zeros(h), np.zeros(h)
+        selector, margin, underflow, normal_from, hidden_step = (np.zeros(h) for _ in range(5))
         rho2 = self.k.rho ** 2
         # carriers (one operand constant): exact but for float32's subnormals
         if plan.lin_slot:
@@ -494,7 +572,7 @@ class StandardLowering:
             if sel is None:
                 idx.append(j)
                 continue
-            underflow[j], normal_from[j], hidden[j], units[j] = self._select_units(
+            underflow[j], normal_from[j], hidden[j], units[j], hidden_step[j] = self._select_units(
                 blocks, plan, j, sel, bv if sel.operand == 0 else bu)
             selector[j], margin[j] = sel.operand + 1, sel.margin
         eg, ev = [], []
@@ -508,8 +586,8 @@ class StandardLowering:
             hidden[j], units[j] = self.product_reads(bv, eg[-1])
             on[j] = (self.k.rho_gate ** 4 / 30 + rho2) * bu * bv
             on_u[j] = ACTIVATION_ULPS * hidden[j]
-        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, selector=selector, margin=margin,
-                     underflow=underflow, normal_from=normal_from)
+        self._record(st, on=on, on_u=on_u, hidden=hidden, units=units, hidden_step=hidden_step, selector=selector,
+                     margin=margin, underflow=underflow, normal_from=normal_from)
         if not idx:
             return plan.const
         n = len(idx)
