@@ -51,7 +51,9 @@ a unit carries may be a nonzero below ``normal_from`` (float32's subnormals), an
 ``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin;
 docs/numerics.md, "Error bounds") — nothing where those terms are multiples of ``hidden_step`` times what the unit
 carries and the reader's sum fits the dtype: a select's (its candidates' gaps times the other factor, exact), a
-ReLU's (its own earlier values, held by a GRU pair; where it is exact and its gates saturate at every value).  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
+ReLU's (its own earlier values, held by a GRU pair; where it is exact and its gates saturate at every value).
+A ReLU that reads such a unit is analysed as a ReLU of the unit's argument (a group carried on): a unit proven off
+must not pass a positive value — σ·tanh, a GRU pair, GELU and SiLU pass at most a part of a non-positive argument.  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
 multiply the other factor by each candidate value of that factor, and gates that saturate pick the candidate
 wherever the computed factor lies within ``margin`` of it — so the factor's error drops out of the product where
 its error and slack stay within the margin, and the bound is ``inf`` where they may not.  A target whose
@@ -572,7 +574,8 @@ def _construction_error(low, high, on, off, exact, closed, gain):
     with np.errstate(invalid="ignore", over="ignore"):
         charge = np.where(high <= 0, np.where(high <= closed, 0.0, off),
                           np.where(low >= 0, np.where(low >= exact, 0.0, on), np.maximum(on, off)))
-        return np.where(np.isfinite(gain), np.minimum(charge, gain * np.maximum(np.abs(low), np.abs(high))), charge)
+        # fmin: an unbounded piece (nan ends) keeps its charge
+        return np.where(np.isfinite(gain), np.fmin(charge, gain * np.maximum(np.abs(low), np.abs(high))), charge)
 
 
 def _direction_key(row: np.ndarray) -> bytes:

@@ -194,6 +194,10 @@ class GruCell(CellLowering):
 # ------------------------------------------------------------------------------------------ standard lowering
 
 class GruStandard(StandardLowering):
+    # a pair holds p = (1 − z)·n + z·p and cancels it with tanh(z·p), z = σ(L − κx): the unit passes n exactly only
+    # where z is exactly 0 (exp overflows or underflows in float64 from 710 to 745), not only where σ(κx − L) is 1
+    saturation_margin = 750.0
+
     def __init__(self, target: str, **options):
         super().__init__(target, **options)
         # ReLU pairs of the stage just lowered (unit -> bound), read by the next stage's check

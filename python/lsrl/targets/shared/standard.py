@@ -180,6 +180,10 @@ class StandardLowering:
     subclass (in its target module) turns them into its own units through the ``*_units`` methods and may
     refuse a stage in :meth:`check_stage`."""
 
+    #: how far past L a gated ReLU's gate argument must be for the unit to pass its value exactly: σ rounds to 1
+    #: from :data:`SATURATION_MARGIN`; a cell that also computes the complement σ(−·) (the GRU's pair) needs it 0
+    saturation_margin: float = SATURATION_MARGIN
+
     #: whether an S-stage coordinate with ``A`` row ``a·e_j`` (``a`` ∈ {0, 1}) is an integrator — the drive
     #: enters tanh on its own and the cell accumulates it in a memory cell, instead of a tanh recurrence
     integrates: bool = False
@@ -400,10 +404,10 @@ class StandardLowering:
                 bias_rounding = 2 * (kap[-1] * abs(bias) + self.k.gate) / kap[-1]
                 if kap[-1] < widest:  # closing
                     lost = bias_rounding + n * (reach + self.k.gate / kap[-1])
-                    exact_from[j], exact_from_u[j] = (self.k.gate + SATURATION_MARGIN) / kap[-1], lost
+                    exact_from[j], exact_from_u[j] = (self.k.gate + self.saturation_margin) / kap[-1], lost
                     closed_below[j], closed_below_u[j] = (self.k.gate - CLOSED_GATE) / kap[-1], lost
                 else:
-                    exact_from[j] = ((n + 1) * self.k.gate + SATURATION_MARGIN) / kap[-1]
+                    exact_from[j] = ((n + 1) * self.k.gate + self.saturation_margin) / kap[-1]
                     closed_below[j] = -((n - 1) * self.k.gate + CLOSED_GATE) / kap[-1]
                     exact_from_u[j] = closed_below_u[j] = bias_rounding
                 on[j], on_u[j] = exact_from[j], ACTIVATION_ULPS * exact_from[j] + 2 * exact_from_u[j]
@@ -454,7 +458,7 @@ class StandardLowering:
         if closing >= kappa:
             return kappa
         # every other value is at least the gap from 0: the gate saturates there (closed_below is below 0)
-        exact_from = (self.k.gate + SATURATION_MARGIN + room) / closing
+        exact_from = (self.k.gate + self.saturation_margin + room) / closing
         return closing if gap >= exact_from and 0.28 / (closing * max(bound, 1.0)) <= ACCURACY_LIMIT else kappa
 
     def _row_reach(self, W: Matrix, c: Vector, j: int) -> float:
