@@ -59,16 +59,17 @@ FLOAT32_SUBNORMAL, FLOAT32_NORMAL = 2.0 ** -149, 2.0 ** -126
 SATURATION_MARGIN = 40.0
 #: how far below 0 a gate's argument must be for σ to be exactly 0 in both dtypes (exp(710) overflows float64)
 CLOSED_GATE = 710.0
-#: how many times its computed argument ``x ≤ 0`` a gated ReLU unit passes at most, its gate partly open: ``σ·tanh(εx)``
-#: is between ``εx`` and 0, and a GRU pair's ``p = fl(a + b)`` (``a`` that, ``b`` the held value ``q`` cancels) is
-#: within ``|a|`` of ``a + b`` — twice, with room for the activations' roundings.  An exact 0 passes exactly 0.
+#: how many times its computed argument's magnitude a gated ReLU unit is off its ReLU at most, its gate partly open:
+#: ``σ·tanh(εx)`` is between ``εx`` and 0, and a GRU pair's ``p = fl(a + b)`` (``a`` that, ``b`` the held value ``q``
+#: cancels) is within ``|a|`` of ``a + b`` — twice, with room for the activations' roundings.  An exact 0 passes 0.
 PARTIAL_GAIN = 4.0
 
 
 class CandidateValues:
     """The candidate exact values of a layer-form module's values (``lsrl.passes.error_bound``: token ids, the
-    steps and sums computed from them), analysed on first use: called with ``(op, i)``, ``(points, slack, exact)`` of
-    coordinate ``i`` of ``op`` — every exact value within ``slack`` of a point — or None where they are unknown.
+    steps and sums computed from them), analysed on first use: called with ``(op, i)``, ``(points, slack)`` of
+    coordinate ``i`` of ``op`` — every exact value within ``slack`` of a point — or None where they are unknown;
+    :meth:`zero_gap` says where a coordinate may be exactly 0.
     Whether a run keeps a select's factor within its margin is the error bound's to say, per dtype."""
 
     def __init__(self, module: Module, t_max: int | None, ranges: RangeAnalysis | None = None):
