@@ -1082,3 +1082,58 @@ def test_a_gru_pair_closes_at_an_exact_zero(dtype):
     assert model.error_bound.tolist() == [0.0]
     xs = np.array([[[3.0], [1.0], [2.0], [1.0], [0.0], [1.0], [3.0], [1.0]]])
     np.testing.assert_array_equal(model(xs, backend="kernel"), _layer_form_exact(model, xs))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+def test_a_relu_computed_as_an_exact_zero_keeps_its_rounding_as_slack(target, dtype):
+    """``v = ReLU(1 − fl(1/3)·u)`` at ``u = 3`` is ``2⁻⁵⁴`` exactly and 0 computed: the analysis listed the candidate
+    0 with no slack, and the standard select ``v·x``, which multiplies ``x`` by the candidate its gates pick, was
+    bounded by 0 where every executor is ``3·2⁻⁵⁴`` off (found by a review's check of every op's candidates)."""
+    x = lsrl.Input(1, lower=-3, upper=0, integer=True)
+    u = lsrl.ReLU(lsrl.Linear(x, [[-3.0]], b=[-6.0]))
+    v = lsrl.ReLU(lsrl.Linear(u, [[-1 / 3]], b=[1.0]))
+    model = lsrl.compile(lsrl.ForEach(lsrl.Multi(lsrl.Concat([v, x]))), target, activations="standard", t_max=1,
+                         dtype=dtype)
+    assert any(np.any(entry["selector"]) for entry in model._layer_form.metadata["local_errors"].values())
+    xs = np.arange(-3.0, 1.0).reshape(4, 1, 1)
+    deviation = np.abs(model(xs, backend="kernel") - _layer_form_exact(model, xs))
+    assert deviation.max() == 3 * 2.0 ** -54
+    assert np.all(deviation <= model.error_bound)
+
+
+def _integer_chain(draw):
+    """ReLU chains over a small integer input with weights float64 cannot hold (1/3, 0.1, 5/7), and a product; and
+    every input in the domain."""
+    weights = st.sampled_from([1 / 3, -1 / 3, -2 / 3, 0.1, -0.3, 5 / 7, 1.5, 2.0, -1.0, 1.0, 0.0])
+    biases = st.sampled_from([0.0, 1.0, -1.0, 0.5, 1 / 3, -2.0, 0.1])
+    width = draw(st.integers(1, 2))
+    upper = draw(st.integers(0, 3))
+    value = x = lsrl.Input(width, lower=-3, upper=upper, integer=True)
+    for _ in range(draw(st.integers(1, 3))):
+        rows = draw(st.integers(1, 3))
+        matrix = [[draw(weights) for _ in range(value.dim)] for _ in range(rows)]
+        value = lsrl.ReLU(lsrl.Linear(value, matrix, b=[draw(biases) for _ in range(rows)]))
+    factors = lsrl.Concat([lsrl.Linear(value, [[draw(weights) for _ in range(value.dim)]], b=[draw(biases)]),
+                           lsrl.Linear(x, [[draw(weights) for _ in range(width)]], b=[draw(biases)])])
+    grid = np.stack(np.meshgrid(*[np.arange(-3.0, upper + 1)] * width), -1).reshape(-1, 1, width)
+    return lsrl.ForEach(lsrl.Linear(lsrl.Concat([value, lsrl.Multi(factors)]), [[1.0] * (value.dim + 1)])), grid
+
+
+@settings(max_examples=profile_examples(60), deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_every_exact_value_lies_within_its_candidates_slack(data):
+    """What the standard lowerings build on (selects, exact reads, closing gates): every exact value of the layer
+    form lies within the slack of one of its candidates, at every op, for every integer input."""
+    program, grid = _integer_chain(data.draw)
+    module = lsrl.compile(program, t_max=1)._layer_form
+    _, exact = interpret(module, grid, exact=True, return_values=True)
+    analysis = ErrorAnalysis(module, "float64", 1)
+    for op in module.ops:
+        for i, v in enumerate(analysis[op].values):
+            if v.points is None:
+                continue
+            for value in np.asarray(exact[op])[..., i].ravel().tolist():
+                gaps = [abs(Fraction(float(p)) - value) - Fraction(float(s)) for p, s in zip(v.points, v.slacks)]
+                assert min(gaps) <= 0, (op.describe(), i, float(value), v.points, v.slacks)

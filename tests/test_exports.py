@@ -58,7 +58,7 @@ def test_executors_carry_tiny_tanh_exactly(target, tmp_path):
     """The standard LSTM's and GRU's error bound charges nothing for the units that carry values (docs/targets.md,
     "Error bounds"): σ(±L) is exactly 1 / 0 and ``tanh(x) = x`` for ``|x| ≤ ρ = 2^-40`` in every executor.  A model
     of carriers, a ReLU and a counter then reproduces the program run op by op in each dtype bit for bit — the
-    kernel, torch (float64 and ``.float()``) and onnxruntime (float32)."""
+    kernel, torch (float64, and ``.float()`` for the LSTM) and onnxruntime (float32)."""
     from lsrl.runtime.executor import run as run_op_by_op
     rng = np.random.default_rng(0)
     tiny = rng.uniform(-1, 1, 10000) * 2.0 ** rng.integers(-120, -40, 10000)
@@ -76,7 +76,15 @@ def test_executors_carry_tiny_tanh_exactly(target, tmp_path):
     module = model.to_torch()
     with torch.no_grad():
         assert np.array_equal(module(torch.from_numpy(xs)).numpy(), expected["float64"])
-        assert np.array_equal(module.float()(torch.from_numpy(xs.astype(np.float32))).numpy(), expected["float32"])
+        single = module.float()(torch.from_numpy(xs.astype(np.float32))).numpy()
+    if target == "lstm":
+        assert np.array_equal(single, expected["float32"])
+    else:
+        # the GRU's readout sums the signed state's two ReLU pairs (p − q − p' + q'), whose float32 partial sums
+        # round in the order torch's matrix product takes, which differs between CPUs (1 ulp on 9 of 120 outputs
+        # on an AMD EPYC, where the kernel and onnxruntime give the program's bits): within the bound
+        exact = np.asarray(interpret(model._layer_form, xs, exact=True), dtype=np.float64)
+        assert np.all(np.abs(single - exact) <= model.error_bound_in("float32"))
     assert np.array_equal(run_onnx(model, xs, tmp_path), expected["float32"])
 
 

@@ -109,6 +109,8 @@ def test_needs_the_layer_form():
         opt.run(ForEach(f_larger(x, 0.5)).ir, "materialize-steps")
     with pytest.raises(PassError, match="cancel must be in"):
         opt.run(opt.run(ForEach(f_larger(x, 0.5)).ir, "debranch"), "materialize-steps{cancel=2}")
+    with pytest.raises(PassError, match="clamp_limit must be > 0"):
+        opt.run(opt.run(ForEach(f_larger(x, 0.5)).ir, "debranch"), "materialize-steps{clamp_limit=0}")
 
 
 @pytest.mark.parametrize("conditional", CONDITIONAL_VARIANTS)
@@ -232,12 +234,16 @@ def test_range_analysis_keeps_its_bounds_on_the_rewritten_module():
     assert growth <= 5e-13  # 4.3e-15 measured: the analysis' float margins
 
 
-def test_the_standard_gru_reads_steps_without_clamps():
-    # a clamp ReLU(1 − u) would be a GRU pair holding a step unit's whole range under its reader's λ-weights, which
-    # the GRU refuses: lsrl.compile turns clamps off for a target's unclamped_activations (the standard LSTM's gated
-    # ReLU is exact where its gate saturates and keeps them)
-    program = token_map(3, "direct", vocab_size=10)
-    assert "materialize-steps{clamp=false}" in lsrl.compile(program, "gru", activations="standard", t_max=123).pipeline
+def test_the_standard_gru_clamps_only_steps_read_below_its_limit():
+    """A clamp ``ReLU(1 − u)`` is a GRU pair holding a step unit's whole range, which the GRU refuses under its
+    reader's λ-weights: ``lsrl.compile`` passes the target's ``clamp_limits`` (2^24) to materialize-steps.  The
+    multiplicative conditionals read their steps below it, through clamps, which stop the rotation counter's
+    rounding (bound 6.4e-8 without them); the direct ones read theirs with λ = 1e10, without (refused with)."""
+    program = token_map(3, "multiplicative", vocab_size=10, counter="rotation")
+    model = lsrl.compile(program, "gru", activations="standard", t_max=123)
+    assert "materialize-steps{clamp_limit=16777216.0}" in model.pipeline
+    assert model.error_bound.tolist() == [0.0]
+    lsrl.compile(token_map(3, "direct", vocab_size=10, counter="rotation"), "gru", activations="standard", t_max=123)
     for target, activations in (("lstm", "ideal"), ("lstm", "standard"), ("gru", "ideal"), ("linear_rnn", "standard")):
         assert "clamp" not in lsrl.compile(program, target, activations=activations, t_max=123).pipeline
 

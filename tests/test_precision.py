@@ -241,10 +241,10 @@ def test_bad_compile_dtypes_and_dtype_metadata_are_named(token_case):
             lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru}", **{"target": "gru", **arguments})
     model = lsrl.compile(more_ones(), pipeline="debranch,lower{target=gru,t_max=5}")  # the pipeline's own options
     assert (model.target, model.t_max) == ("gru", 5)
-    # and its lowering decides what the passes before it do: no clamps for the standard GRU's pairs
+    # and its lowering decides what the passes before it do: clamps for the standard GRU's pairs only below 2^24
     model = lsrl.compile(more_ones(), pipeline="debranch,rescale-units,materialize-steps,"
                                                 "lower{target=gru,activations=standard,t_max=5}")
-    assert "materialize-steps{clamp=false}" in model.pipeline
+    assert "materialize-steps{clamp_limit=16777216.0}" in model.pipeline
     model = lsrl.compile(token_map(3, vocab_size=10))
     for meta, message in (({"dtype": "int8"}, "metadata.dtype: expected 'float64' or 'float32'"),
                           ({"dtype_limits": {"float16": "x"}}, "metadata.dtype_limits: expected an object"),

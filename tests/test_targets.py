@@ -454,12 +454,17 @@ def test_token_map_n10_standard_compiles_for_long_t_max(target, t_max):
     assert np.max(np.abs(out[-10:, 0] - answer)) < 1e-6
 
 
+@pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
 def test_gru_standard_token_map_n10_refuses_a_t_max_its_pairs_cannot_resolve():
     # the GRU's ReLU pairs hold the last positive value, and a row that reads the pairs of the counters' squares
-    # rounds 2^-53 of a bound that grows with t_max²: past ~2000 steps that is above the 1e-6 accuracy limit
-    lsrl.compile(token_map(10, vocab_size=10), "gru", activations="standard", t_max=2000)
-    with pytest.raises(lsrl.CompileError, match=r"ReLU pairs of the stage before.*t_max=10000"):
-        lsrl.compile(token_map(10, vocab_size=10), "gru", activations="standard", t_max=10**4)
+    # rounds 2^-53 of a bound that grows with t_max²: at 10^6 steps that is above the 1e-6 accuracy limit.  Up to
+    # 10^4 it compiles (since its multiplicative conditionals' steps are read through clamps) and answers right
+    xs, answer = _long_token_case(10, 470, seed=1)
+    assert xs.shape == (9410, 1)
+    model = lsrl.compile(token_map(10, vocab_size=10), "gru", activations="standard", t_max=10**4)
+    np.testing.assert_array_equal(model(xs, backend="kernel")[-10:, 0], answer)
+    with pytest.raises(lsrl.CompileError, match=r"ReLU pairs of the stage before.*t_max=1000000"):
+        lsrl.compile(token_map(10, vocab_size=10), "gru", activations="standard", t_max=10**6)
 
 
 @pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")

@@ -1,12 +1,14 @@
 // RUN: lsrl-opt %s -p debranch,rescale-units,materialize-steps | filecheck %s
 // RUN: lsrl-opt %s -p 'debranch,rescale-units,materialize-steps{clamp=false}' | filecheck %s --check-prefix=DIFF
+// RUN: lsrl-opt %s -p 'debranch,rescale-units,materialize-steps{clamp_limit=3.0}' | filecheck %s --check-prefix=DIFF
+// RUN: lsrl-opt %s -p 'debranch,rescale-units,materialize-steps{clamp_limit=3.5}' | filecheck %s
 
 // 3·[x > 4.5] + x. The step's 0/1 is the group difference u0 − u1 of ReLU(1000x − 4500) and ReLU(1000x − 4501):
 // exact on integers, but on a saturated step whose input carries rounding (a rotation counter's cos) u0 − u1
 // rounds at |u0|. materialize-steps reads it through its clamp instead, 1 − ReLU(1 − u0) (u1 = ReLU(u0 − 1)
 // for every x): on a saturated step ReLU(1 − u0) is an exact 0 or 1 whatever rounding u0 has, and the reader
-// takes the constant 3 into its bias. With clamp=false (lsrl.compile's choice for approximated ReLUs, whose
-// error grows with the input range of ReLU(1 − u0)) the difference unit reads both units.
+// takes the constant 3 into its bias. With clamp=false, or a clamp_limit the reader's weight 3 reaches (the
+// standard GRU's 2^24: its clamp is a ReLU pair, refused under λ-weights), the difference unit reads both units.
 // CHECK-LABEL: lsrl.module @clamped(%x: 1 in [0.0, 9.0]) -> 1 {
 // CHECK:       %[[P:.*]] = linear %{{.*}} {A = {{\[\[}}1000.0], [1000.0], [1.0]], b = [-4500.0, -4501.0, 0.0]} : 1 -> 3
 // CHECK-NEXT:  %[[U:.*]] = relu %[[P]] : 3 -> 3

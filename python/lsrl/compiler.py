@@ -50,10 +50,11 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
     lowers = [p for p in passes if isinstance(p, Lower)]
     if lowers:  # the lowering that runs is the pipeline's
         target, activations = _lowered_target(lowers[0]).name, lowers[0].activations
-    if activations in get_target(target, "lsrl.compile").unclamped_activations:
+    clamp_limit = get_target(target, "lsrl.compile").clamp_limits.get(activations)
+    if clamp_limit is not None:
         for p in passes:
             if isinstance(p, MaterializeSteps):
-                p.clamp = False
+                p.clamp_limit = min(p.clamp_limit, clamp_limit)
     if not lowers:
         passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact, dtype=dtype))
     elif any(p.dtype != dtype for p in lowers):

@@ -388,7 +388,7 @@ class _Group:
         """Whether unit ``pos``'s gates saturate wherever ``y`` may be: its computed pre-activation proven at least
         ``exact_from`` or at most ``closed_below`` (it passes its value or an exact 0, never a part)."""
         centres, half, y_err, _ = self._candidates(np.array([pos]))
-        pre, _, spread = self._pre_activations(np.array([pos]), centres, half)
+        pre, _, spread, _ = self._pre_activations(np.array([pos]), centres, half)
         with np.errstate(invalid="ignore"):
             e_hat = abs(self.k[pos]) * y_err + self.delta_of(pos)
             low, high = pre[:, 0] - spread[:, 0] - e_hat, pre[:, 0] + spread[:, 0] + e_hat
@@ -471,7 +471,7 @@ class _Group:
                 reach = np.abs(k)[None, :] * (np.abs(centres) + half + y_err)[:, None]
             delta = np.minimum(delta, np.stack([self.piece_rounding[p](np.nan_to_num(reach[:, n], nan=np.inf))
                                                 for n, p in enumerate(pos.tolist())], axis=1))
-        pre, pre_exact, spread = self._pre_activations(pos, centres, half)
+        pre, pre_exact, spread, pre_rounding = self._pre_activations(pos, centres, half)
         with np.errstate(invalid="ignore", over="ignore"):
             e_hat = np.abs(k)[None, :] * y_err[:, None] + delta
             active = pre - spread >= e_hat
@@ -497,7 +497,10 @@ class _Group:
         if self.y.points is None:
             return _Values.unknown(largest)
         values, rounding = _relu_sum(pre, pre_exact | inactive, coeffs)
-        slack = drift + rounding
+        # a unit not proven off is off its computed pre-activation by that arithmetic's rounding too (which may
+        # cancel to a pre-activation of 0: ReLU(1 − 3·fl(1/3)) is 2⁻⁵⁴, not the 0 computed); a saturated step's
+        # level is exact whatever it is
+        slack = drift + rounding + np.where(inactive, 0.0, np.abs(coeffs)[None, :] * pre_rounding).sum(axis=1)
         level, level_exact = _level(coeffs, k, b, active, undecided)
         # a reader sums the terms c_i·u_i, not their total: it rounds at Σ|c_i u_i| (10¹⁰·7500 − 10¹⁰·7499 is
         # 10¹⁰, but float32 rounds each term at 7.5·10¹³) and at the lowest bit of any of them
@@ -509,22 +512,22 @@ class _Group:
 
     def _pre_activations(self, pos: np.ndarray, centres: np.ndarray, half: np.ndarray):
         """``(candidates × units)``: the pre-activations of units ``pos`` at ``y = centres`` (this float64
-        arithmetic), whether it computed each exactly, and how far the exact ones may be from them when ``y`` is
-        within ``half`` of its centre."""
+        arithmetic), whether it computed each exactly, how far the exact ones may be from them when ``y`` is
+        within ``half`` of its centre, and the part of that distance which is this arithmetic's rounding."""
         k, b = self.k[pos], self.b[pos]
         with np.errstate(invalid="ignore", over="ignore"):
             scaled = k[None, :] * centres[:, None]
             pre = scaled + b[None, :]
             exact = product_exact(*np.broadcast_arrays(k[None, :], centres[:, None]), scaled) \
                 & sum_exact(*np.broadcast_arrays(scaled, b[None, :]), pre)
-            spread = (np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :]
-                      + np.where(exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre))))
-        return pre, exact, spread
+            rounding = np.where(exact, 0.0, _ANALYSIS_U * (np.abs(scaled) + np.abs(pre)))
+            spread = np.abs(k)[None, :] * half[:, None] + self.residual[pos][None, :] + rounding
+        return pre, exact, spread, rounding
 
     def decide(self, pos: int):
         """Per value of ``y`` (it has values): unit ``pos``'s exact pre-activation there, whether this float64
         arithmetic computed it exactly, how far the exact one may be from it, and its error bound."""
-        pre, exact, spread = self._pre_activations(np.array([pos]), self.y.points, self.y.slacks)
+        pre, exact, spread, _ = self._pre_activations(np.array([pos]), self.y.points, self.y.slacks)
         return pre[:, 0], exact[:, 0], spread[:, 0], abs(self.k[pos]) * self.y.errors + self.delta_of(pos)
 
     def _on_lattice(self, slope, intercept, ends, errors, drift, exact: bool) -> _Values:

@@ -21,8 +21,9 @@ left within ``cancel`` of the weights is read from the last unit as before).  ``
 2^24; a reader that would add a constant of size λ to a small value (``t − λ·c``, where ``c = 1`` drives the unit
 far below 0 anyway) reads ``D = ReLU(u_k − u_{k+1})``, exact 0 where ``c = 0``.  A row's folded constants are
 summed exactly and rounded once; what its bias cannot hold is read from a constant unit of 1 in the inserted
-stage.  With ``clamp=false`` (``lsrl.compile``'s choice for the standard GRU, whose clamp would be a ReLU pair
-holding ``u_k``'s whole range under its reader's λ-weights) the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels,
+stage.  With ``clamp=false``, and where a reader's weight on a difference reaches ``clamp_limit`` (``lsrl.compile``
+sets 2^24 for the standard GRU, whose clamp would be a ReLU pair holding ``u_k``'s whole range under its reader's
+λ-weights), the units read ``ReLU(u_k − u_{k+1})`` and, where the bias cancels,
 ``ReLU(gap − u_k + u_{k+1})`` (``gap`` rounded up where the biases' float difference is not exact).  A single
 bounded unit next to a bias ≥ 2^24 that cancels it (a 0/1 condition carried through a state) is read as
 ``ReLU(h − u)`` the same way, ``h`` its upper bound (from the units this pass made, rounded up, or range
@@ -146,13 +147,15 @@ class _Exact:
 
 
 def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_of, cancel: float,
-                  upper, bound_slack: float, exact_readout: bool, clamp: bool, exact: _Exact | None = None):
+                  upper, bound_slack: float, exact_readout: bool, clamp: bool, clamp_limit: float,
+                  exact: _Exact | None = None):
     """The reader's new terms: per row, ``{column: weight}`` over the old units (``("unit", j)``), the differences
     (``("diff", key)``) and the constant units (``("constant", k)``); the new biases, the differences used and
     the number of constant units.  ``gap_of(hi, lo)`` is a pair's bias gap (rounded up) and whether it is the
     biases' exact difference; ``upper(j)`` is unit ``j``'s upper bound and whether it is exact (not range
     analysis', which may carry interval slack), asked only when a row's bias may cancel the unit;
-    ``exact_readout``: the reader is the module's output; ``clamp``: read a step's 0/1 through its clamp.
+    ``exact_readout``: the reader is the module's output; ``clamp``: read a step's 0/1 through its clamp, where
+    the reader's weights on it stay below ``clamp_limit``.
 
     With ``exact`` (an exact module: every decision is taken on the float image) the same terms and biases are
     also computed in exact arithmetic, returned as two more lists; a unit a row complements is then always read
@@ -216,7 +219,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             pairs = [(p, hi, lo, gap) for p, _, hi, lo, gap, _, _ in gaps]
             # u_lo = ReLU(u_hi − gap) only with the gap of the stored biases itself (1.4866 − 0.4866 may round)
             exact_gaps = all(is_exact for *_, is_exact, _ in gaps)
-            clamp_here = clamp and exact_gaps
+            clamp_here = clamp and exact_gaps and all(abs(p) < clamp_limit for p, *_ in gaps)
             products = folds + [(p, gap) for p, _, _, gap in pairs]
             rows_alike = alike[row_keys[r]]
             if (row_keys[r], g) not in decided:
@@ -351,9 +354,10 @@ def _partial_sums(values: list[float]) -> list[float] | None:
     return sums
 
 
-def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7, clamp: bool = True):
+def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float = 1e-7, clamp: bool = True,
+                      clamp_limit: float = math.inf):
     """Insert the difference stages in place (see the module docstring); returns the module; ``clamp``: read a
-    step's 0/1 through its clamp."""
+    step's 0/1 through its clamp where its reader's weights on it stay below ``clamp_limit``."""
     ops = check_layer_form(module, "materialize-steps", PassError)
     # an exact module: decided on its float image, rewritten in exact arithmetic too (exact_shadow.py)
     shadow = ExactShadow(ops) if ExactShadow.needed(ops) else None
@@ -420,7 +424,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                                                    bias=shadow.held(reader)[bias_name].values.tolist(), gap=exact_gap)
         try:
             rewritten = _rewrite_rows(read, bias, groups, gap_of, cancel, upper, bound_slack,
-                                      reader is module.output, clamp, exact)
+                                      reader is module.output, clamp, clamp_limit, exact)
         except ArithmeticError:  # a fold whose rounding float64 cannot hold (below its subnormals): left as it is
             i += 1
             continue
@@ -679,11 +683,17 @@ class MaterializeSteps(Pass):
                 "within it of a number of ≤ 7 digits (the complement of a step is read from that number)"})
     clamp: bool = dataclasses.field(default=True, metadata={
         "help": "read a step's 0/1 as gap − ReLU(gap − u): exact on a saturated step whatever u's rounding "
-                "(lsrl.compile turns it off for a target's unclamped_activations: the standard GRU)"})
+                "(false: never; clamp_limit: only below a weight)"})
+    clamp_limit: float = dataclasses.field(default=math.inf, metadata={
+        "help": "read a step through its clamp only where every weight reading it stays below this (lsrl.compile "
+                "sets a target's clamp_limits: the standard GRU's pairs under λ-weights)"})
 
     def run(self, module):
         if not 0 <= self.cancel < 1:
             raise PassError(f"materialize-steps: cancel must be in [0, 1), got {self.cancel!r}")
         if not 0 <= self.bound_slack < 1e-3:
             raise PassError(f"materialize-steps: bound_slack must be in [0, 1e-3), got {self.bound_slack!r}")
-        return materialize_steps(module, cancel=self.cancel, bound_slack=self.bound_slack, clamp=self.clamp)
+        if not self.clamp_limit > 0:
+            raise PassError(f"materialize-steps: clamp_limit must be > 0 (inf: any weight), got {self.clamp_limit!r}")
+        return materialize_steps(module, cancel=self.cancel, bound_slack=self.bound_slack, clamp=self.clamp,
+                                  clamp_limit=self.clamp_limit)

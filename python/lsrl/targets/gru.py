@@ -312,8 +312,9 @@ class GruTarget(Target):
     name = "gru"
     summary = "GRU (nn.GRU, ONNX GRU)"
     op_kinds = frozenset({KIND})
-    # a clamp's pair would hold a step's whole range under the λ-weights of its readers (_check_pair_readers)
-    unclamped_activations = ("standard",)
+    # a clamp's pair holds a step's whole range under its readers' weights: refused under λ-weights
+    # (_check_pair_readers), and wrong in float32 from 2^24 (_check_float32_weights)
+    clamp_limits = {"standard": 2.0 ** 24}
 
     def lower(self, module: Module, *, activations: str, t_max: int | None) -> Module:
         return lower_cells(module, GruCell(), self.name, activations, t_max)

@@ -36,10 +36,10 @@ class Target:
       opened by a ``linstate``, and the layout and stages metadata have one entry per op); False when every op
       is one layer.
     * ``multiplies`` — whether it can compute a product of two values (``multi``).
-    * ``unclamped_activations`` — the modes in which ``materialize-steps`` reads a step's 0/1 as the difference of
-      its units rather than through a clamp ``ReLU(gap − u)`` (:func:`lsrl.compile` sets ``clamp=false``): where a
-      clamp costs more than it saves (the standard GRU holds each ReLU in a pair that λ-weights read, which it
-      refuses).
+    * ``clamp_limits`` — per mode, the largest weight with which a reader may read a step's 0/1 through its clamp
+      ``gap − ReLU(gap − u)``; ``materialize-steps`` reads a step read louder as the difference of its units
+      (:func:`lsrl.compile` sets its ``clamp_limit``): where a clamp costs more than it saves (the standard GRU
+      holds each ReLU in a pair, which it refuses under λ-weights).
     * ``is_default`` — the target :func:`lsrl.compile` uses when none is named (exactly one has it).
 
     Methods: :meth:`lower` (required), :meth:`layer_groups`, :meth:`layer_info`, and the exports
@@ -54,7 +54,7 @@ class Target:
     exact_activations: ClassVar[tuple] = ("ideal",)
     layer_form: ClassVar[bool] = False
     multiplies: ClassVar[bool] = True
-    unclamped_activations: ClassVar[tuple] = ()
+    clamp_limits: ClassVar[dict] = {}
     is_default: ClassVar[bool] = False
 
     def lower(self, module: Module, *, activations: str, t_max: int | None) -> Module:
