@@ -865,6 +865,12 @@ class ErrorAnalysis:
         # terms that may leave the dtype's range make the sum inf whatever the value (a GRU pair's K·p̂)
         return (summed if summed < self._largest else math.inf), int(np.sum(units[cols])), grain
 
+    def _set_hidden_grains(self, op: Op, grains: np.ndarray) -> None:
+        """Record the lowest bit of the hidden terms of each coordinate of ``op`` (nan: not known exact), found once
+        its values are analysed."""
+        hidden, units, _ = self.read_costs[id(op)]
+        self.read_costs[id(op)] = (hidden, units, grains)
+
     def _read_rounding(self, x: Op) -> np.ndarray:
         """Per coordinate of ``x``: the rounding of reading it on its own (a unit reading it directly, the
         readout) — the sum over its units of their hidden magnitude (:meth:`_reads`), none where those terms and
@@ -1167,8 +1173,7 @@ class ErrorAnalysis:
                 grain = values[unit].exact_grain
                 if grain is not None and groups[g].saturated(pos):
                     grains[unit] = _low_bit(steps[unit:unit + 1]) + grain
-            hidden, units, _ = self.read_costs[id(op)]
-            self.read_costs[id(op)] = (hidden, units, grains)
+            self._set_hidden_grains(op, grains)
         return _Facts(values, lo, hi, groups=groups, unit_of=unit_of, clock=clock)
 
     def _groups(self, p: Op) -> list[_Group]:
@@ -1285,11 +1290,9 @@ class ErrorAnalysis:
         # where the unit is known exactly, v·u + bias is exact when its terms (and hidden ones) fit the dtype's
         # precision
         unit = np.maximum(pre, 0.0)
-        known = (e_hat == 0) & (spread == 0) & pre_exact & (hidden == 0 or grain is not None)
+        known = (e_hat == 0) & (spread == 0) & pre_exact
         grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
-        if hidden:
-            grains = np.minimum(grains, grain if grain is not None else grains)
-        fits = self._fits(abs(v) * unit + abs(bias) + hidden, grains)
+        fits = self._fits(*_with_hidden(abs(v) * unit + abs(bias), grains, hidden, grain))
         storage = 0.0 if representable else self.u * mags
         return np.where((off | (known & fits)) & representable, 0.0,
                         storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
@@ -1377,8 +1380,7 @@ class ErrorAnalysis:
                                 + rounding)
                 values.append(_Values.unknown(err, *self._product_grid(a, b, ma, mb)))
         if not np.isnan(grains).all():
-            hidden, units, _ = self.read_costs[id(op)]
-            self.read_costs[id(op)] = (hidden, units, grains)
+            self._set_hidden_grains(op, grains)
         return _Facts(values, lo, hi, clock=clock)
 
     def _product_of_pairs(self, xa, ea, sa, xb, eb, sb, exact) -> tuple[np.ndarray, _Values]:
