@@ -17,7 +17,11 @@ Two modes:
 
 ``exact=true`` computes in exact rationals (constants taken at their exact value) and emits exact
 constants, so the exact interpreter gives identical results; ``exact=false`` rounds constants to float64
-first.  The output carries ``metadata["layout"]`` (per chain op, what every slot holds) and
+first — unless the layer form would hold a λ-sized bias (≥ 2^24) that float64 cannot hold beside the small
+value it carries (``x + 1 − λ(1 − c)`` with ``x`` carried shifted: its constant ``−λ − 0.8`` keeps the 0.8
+only to λ's ulp); such a program is debranched in rationals, as with ``exact=true``, and the passes after
+(``rescale-units``, ``materialize-steps``) fold λ back exactly, so the float model ``round-to-float`` makes
+of it computes ``x + 1`` where the program does.  The output carries ``metadata["layout"]`` (per chain op, what every slot holds) and
 ``metadata["stages"]`` (per chain op, its stage kind, stage index and layer) — see docs/compiler.md.
 """
 from __future__ import annotations
@@ -30,8 +34,8 @@ from ..errors import OptionError, PassError
 from ..ir.names import ssa_names  # the printer's naming, so layouts match printed IR
 from . import Pass, register_pass
 from .debranch_affine import build_normal_form
-from .debranch_schedule import (Plan, asap_layers, build_schedule, emit, place_layers, plan_carriers,
-                                unit_graph)
+from .debranch_schedule import (LargeConstantRounds, Plan, asap_layers, build_schedule, emit, place_layers,
+                                plan_carriers, unit_graph)
 
 __all__ = ["Debranch", "debranch", "POLICIES"]
 
@@ -113,7 +117,11 @@ def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: s
                                    fold_memoryless_states=fold_memoryless_states,
                                    signed_carriers=signed_carriers)
         best: Plan = min(plans, key=lambda p: p.cost)
-        out = emit(nf, best, ssa_names(nf.module))
+        try:
+            out = emit(nf, best, ssa_names(nf.module))
+        except LargeConstantRounds:
+            return debranch(module, exact=True, schedule=schedule, fold_memoryless_states=fold_memoryless_states,
+                            signed_carriers=signed_carriers)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -131,7 +139,8 @@ class Debranch(Pass):
         default="schedule", metadata={"help": "schedule: stage scheduling (narrow, fast); reference: the paper's "
                                               "13 rewrite cases in the reference order (D13)"})
     exact: bool = dataclasses.field(
-        default=False, metadata={"help": "compute and emit exact rational constants (else round to float64)"})
+        default=False, metadata={"help": "compute and emit exact rational constants (else round to float64, but for "
+                                      "programs whose λ-sized biases float64 cannot hold)"})
     schedule: str = dataclasses.field(
         default="auto", metadata={"help": "placement policy: auto (the narrowest of " + ", ".join(AUTO_POLICIES)
                                           + "), all (the narrowest of every policy) or one of " + ", ".join(POLICIES)})

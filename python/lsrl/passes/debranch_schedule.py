@@ -532,18 +532,32 @@ def _decoded(plan: StagePlan, i: int):
     return {k: v for k, v in out.items() if v != 0}, _shifted(const, shifts) if shifts else const
 
 
+class LargeConstantRounds(ArithmeticError):
+    """A float-mode emission met a λ-sized constant that float64 cannot hold (:func:`_shifted`)."""
+
+
 def _shifted(const, shifts: list):
     """``const + Σ c·offset`` over the carriers' shifts, rounded once in float mode: added one by one,
     ``−0.001 + 3 − 3`` (a step's offset beside two carriers shifted by 3) left ``−0.00099999999999989``, and the
-    step's clamp, read by λ, answered 1.1 where the program answers 0."""
+    step's clamp, read by λ, answered 1.1 where the program answers 0.
+
+    A λ-sized sum (≥ 2^24) that float64 cannot hold raises :class:`LargeConstantRounds`: ``0.7x + 1 − λ(1 − c)``
+    with ``x`` carried shifted by 2 has the constant ``−λ − 0.4``, which float64 keeps only to λ's ulp (2·10⁻⁶),
+    and where ``c = 1`` the layer form would compute ``0.7x + 0.99999962`` (debranch then works in rationals)."""
     if isinstance(shifts[0][1], Fraction):  # exact mode: rationals throughout
         return const + sum(c * o for c, o in shifts)
     if type(const) is float and all(type(c) is float for c, _ in shifts):
         try:
-            return fold_products(const, shifts)[0]
+            total, rest = fold_products(const, shifts)
+            if not rest or abs(total) < LARGE_BIAS:
+                return total
         except ArithmeticError:  # a part below float64's subnormals: the rationals below
             pass
-    return float(Fraction(const) + sum(Fraction(c) * Fraction(o) for c, o in shifts))
+    value = Fraction(const) + sum(Fraction(c) * Fraction(o) for c, o in shifts)
+    rounded = float(value)
+    if abs(rounded) >= LARGE_BIAS and Fraction(rounded) != value:
+        raise LargeConstantRounds(value)
+    return rounded
 
 
 def _split_rows(before: StagePlan, i: int, row: dict):
@@ -723,10 +737,10 @@ class _Chain:
                 lin_bias.append(-consts[i])
             elif st.carrier_sign[c] == -1:  # the slot holds offset − f
                 lin_rows.append({j: -v for j, v in rows[i].items()})
-                lin_bias.append(st.carrier_offset[c] - consts[i])
+                lin_bias.append(_shifted(-consts[i], [(1.0, st.carrier_offset[c])]))
             else:  # the slot holds f − offset
                 lin_rows.append(rows[i])
-                lin_bias.append(consts[i] - st.carrier_offset[c])
+                lin_bias.append(_shifted(consts[i], [(-1.0, st.carrier_offset[c])]))
         post = self.describe.values(st, "value")
         if not _is_identity(lin_rows, lin_bias, n_in):
             op = Op("linear", [self.prev], {"A": _matrix((len(lin_rows), n_in), lin_rows, exact),

@@ -423,6 +423,21 @@ def _exact_scale(value: float) -> Fraction:
     return Fraction(repr(float(value)))
 
 
+def _exact_row_scale(value: float, entries: list) -> Fraction:
+    """The exact scale of a row chosen as ``value``: the decimal it prints as, or the float64 ``value`` itself where
+    that leaves more of the row's exact ``entries`` float64 values.  A program's ``0.7·x + 1 − λ(1 − c)`` is
+    ``x + (1 − λ(1 − c))/0.7`` in the normal form: at 7/10 its λ-weight is ``λ·(7/10)/0.7``, a rational float64
+    cannot hold (the analysis then charges its rounding wherever ``c`` may be 1); at the float 0.7 it is λ again."""
+    decimal = _exact_scale(value)
+    binary = Fraction(value)
+    if binary == decimal:
+        return decimal
+
+    def floats(scale: Fraction) -> int:
+        return sum(Fraction(float(v)) == v for v in (e * scale for e in entries))
+    return binary if floats(binary) > floats(decimal) else decimal
+
+
 def _rescale_exact(shadow: ExactShadow, op: Op, producer: Op, reader: Op, scales: np.ndarray,
                    rows: np.ndarray | None, commons: np.ndarray | None) -> list:
     """Apply the float pass's choice for ``op`` to the exact constants: a ReLU's or a product's producer rows times
@@ -437,10 +452,12 @@ def _rescale_exact(shadow: ExactShadow, op: Op, producer: Op, reader: Op, scales
         for name in ("B", "bias", "init"):
             shadow.scale_rows(op, name, value_scales)
     else:
-        first = [min(row.items())[1] if row else Fraction(1) for row in shadow.held(producer)["A"].exact_rows()]
+        exact_rows = shadow.held(producer)["A"].exact_rows()
+        biases = shadow.held(producer)["b"].array(True).tolist()
+        first = [min(row.items())[1] if row else Fraction(1) for row in exact_rows]
         groups = commons.tolist() if commons is not None else [0.0] * len(rows)
-        row_scales = [_exact_scale(common) / abs(lead) if common else _exact_scale(r)
-                      for r, common, lead in zip(rows.tolist(), groups, first)]
+        row_scales = [_exact_scale(common) / abs(lead) if common else _exact_row_scale(r, [*row.values(), bias])
+                      for r, common, lead, row, bias in zip(rows.tolist(), groups, first, exact_rows, biases)]
         shadow.scale_rows(producer, "A", row_scales)
         shadow.scale_rows(producer, "b", row_scales)
         value_scales = row_scales if op.kind == "relu" else \
