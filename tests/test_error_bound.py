@@ -1069,6 +1069,42 @@ def test_hidden_terms_on_a_lattice_are_read_exactly():
     assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == 0.0
 
 
+def test_a_pairs_halves_are_counted_once_with_its_value():
+    """A GRU pair's value is the difference of its two halves, ``p − q``, which reach twice the unit's bound
+    together (``terms_total``): the reader of ``1 − u`` sums at most ``2B + 1``, which float32 holds for
+    ``B = 8.19·10⁶``, not the value's ``B`` beside the halves' ``2B`` (a bound of 8.8, which λ made inf in the
+    n = 10 token program through the standard GRU)."""
+    bound = 8190000.0
+    module = parse_module(f"""lsrl.module @m(%x: 1 {{lower = [0.0], upper = [{bound + 1}], integer = 1}}) -> 1 {{
+  %p = linear %x {{A = [[1.0]], b = [-1.0]}} : 1 -> 1
+  %u = relu %p : 1 -> 1
+  %y = linear %u {{A = [[-1.0]], b = [1.0]}} : 1 -> 1
+  return %y : 1
+}}""")
+    bounds = []
+    for total in (np.inf, 2 * bound):
+        module.metadata["local_errors"] = {2: local_error_entry(1, hidden=[2 * bound], units=[2], hidden_step=[1.0],
+                                                                terms_total=[total], exact_from=[0.0],
+                                                                closed_below=[0.0])}
+        bounds.append(ErrorAnalysis(module, "float32", 1).output_bounds(module)[0])
+    assert bounds[0] >= ROUNDING_HOPS * 3 * UNIT_ROUNDOFF["float32"] * 3 * bound and bounds[1] == 0.0
+
+
+@pytest.mark.slow
+@needs_kernel
+def test_the_paper_size_token_program_through_the_standard_gru_has_a_zero_float32_bound():
+    """n = 10 (410 tokens), multiplicative, the permutation counter, the standard GRU in float32: the bound was inf
+    (a reader of a pair of up to 8.19·10⁶ counted 3B where its halves reach 2B) and is 0; the kernel computes the
+    layer form exactly and answers right."""
+    model = lsrl.compile(token_map(10, "multiplicative", vocab_size=10, counter="permutation"), "gru",
+                         activations="standard", t_max=410, dtype="float32")
+    assert model.error_bound.tolist() == [0.0]
+    xs, answers = token_prompts(10, 20, 2, seed=5)
+    out = model(xs, backend="kernel")
+    np.testing.assert_array_equal(out, _layer_form_exact(model, xs))
+    np.testing.assert_array_equal(out[:, -10:, 0], answers)
+
+
 @needs_kernel
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_gru_pair_closes_at_an_exact_zero(dtype):

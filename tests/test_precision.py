@@ -654,22 +654,67 @@ def test_a_lambda_rows_constant_keeps_what_float64_cannot_hold_beside_lambda():
 
 
 def test_a_lambda_rows_constant_beside_a_shifted_carrier_stays_exact():
-    """``f_ifelse(x > 0.5, 0.7x + 1, x)`` on signed ``x``: the λ-row reads ``x`` carried shifted by 2, and its
-    constant ``−λ + 1 − 1.4`` rounded at λ's ulp in a float layer form: the model answered ``0.7x + 0.99999962``,
-    3.8·10⁻⁷ off under a bound of 8·10⁻¹⁵ (every target: the layer form was another map).  Debranched in rationals
-    and rescaled at the float 0.7 (where λ stays a float64), the model is the program's: measured 2.2·10⁻¹⁶ under
-    a bound of 9·10⁻¹⁵ (a bound of 1.3·10⁻⁶ at the decimal 7/10, whose λ-weight float64 cannot hold)."""
+    """``f_ifelse(x > 0.5, 0.7x + 1, x)`` on signed ``x``: the λ-row read ``x`` carried shifted by 2, and its
+    constant ``−λ + 1 − 1.4`` rounded at λ's ulp: the model answered ``0.7x + 0.99999962``, 3.8·10⁻⁷ off under a
+    bound of 8·10⁻¹⁵ (every target: the layer form was another map).  ``x`` now crosses as ``x⁺, x⁻`` beside a
+    λ-sized constant, which the float layer form keeps exactly: measured 0 under a bound of 8·10⁻¹⁵."""
     from lsrl.ir.interpreter import interpret
-    from lsrl.passes.debranch import debranch
 
     x = lsrl.Input(1, lower=-2, upper=2, integer=True)
     program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(x, 0.5), x * 0.7 + 1, x))
     xs = np.arange(-2.0, 3.0).reshape(1, 5, 1)
-    layer_form = debranch(program.ir)
-    assert np.array_equal(interpret(layer_form, xs, exact=True), interpret(program, xs, exact=True))
+    exact = interpret(program, xs, exact=True)
     model = lsrl.compile(program, t_max=5)
-    error = np.abs(model(xs, backend="numpy") - np.asarray(interpret(program, xs, exact=True), dtype=float)).max()
+    error = np.abs(model(xs, backend="numpy") - np.asarray(exact, dtype=float)).max()
     assert error <= 2.0 ** -52 and error <= model.error_bound.max() < 1e-13
+
+
+def test_a_lambda_sized_fold_debranches_the_program_in_rationals():
+    """``[x > 0.5, 10¹⁰·x + 0.3]`` on signed ``x``: the readout reads ``x`` carried shifted by 2, whose fold
+    ``0.3 − 2·10¹⁰`` float64 holds only to 2·10⁻⁶ (the float layer form answered 0.3 ± 2·10⁻⁶).  Emission refuses
+    the fold and debranch builds the program in rationals: the float64 model answers exactly."""
+    from lsrl.ir.interpreter import interpret
+    from lsrl.passes.debranch import debranch
+
+    x = lsrl.Input(1, lower=-2, upper=2, integer=True)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_larger(x, 0.5), x * 1e10 + 0.3]))
+    xs = np.arange(-2.0, 3.0).reshape(1, 5, 1)
+    layer_form = debranch(program.ir)
+    assert any(getattr(value, "exact", False) for op in layer_form.ops[1:] for value in op.attrs.values())
+    exact = interpret(program, xs, exact=True)
+    assert np.array_equal(interpret(layer_form, xs, exact=True), exact)
+    report = lsrl.compile(program, t_max=5).check(xs, oracle="exact")
+    assert report.error == 0 and report.within_bound
+
+
+def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():
+    """``f_ifelse(c, −2/3·r − 0.5, None)`` and ``f_ifelse(c, −0.7·r + 1, None)`` of one ReLU ``r``: their λ-rows
+    agree to 4·10⁻¹⁵ of their largest entry (λ's), and rescale-units made them one row — the second answered
+    ``−(2/3)·r + 1``, 0.133 off under a bound of 10⁻¹⁴ on every target (a review's reproducer).  Rows now group
+    only where each entry agrees too."""
+    from fractions import Fraction
+
+    x = lsrl.Input(1, lower=-3, upper=1, integer=True)
+    condition = lsrl.f_smaller(x, -0.5)
+    r = lsrl.ReLU(1 - x)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_ifelse(condition, r * Fraction(-2, 3) - 0.5, None),
+                                        lsrl.f_ifelse(condition, r * -0.7 + 1, None)]))
+    xs = np.arange(-3.0, 2.0).reshape(1, 5, 1)
+    for target in ("linear_rnn", "lstm"):
+        report = lsrl.compile(program, target, t_max=5).check(xs, oracle="exact")
+        assert report.error <= 2.0 ** -50 and report.within_bound, (target, report)
+
+
+def test_an_exact_layer_forms_shifted_biases_stay_rational():
+    """A carrier's pre-activation bias in an exact layer form is its constant minus its shift in rationals: summed
+    with the float coefficient 1.0, a carried λ-row's ``−30000000001/3`` became a float64 and ``exact=True``
+    compiles were 6.4·10⁻⁷ off the program (a review's reproducer, before such carriers were split)."""
+    from fractions import Fraction
+
+    from lsrl.passes.debranch_schedule import _shifted
+
+    shifted = _shifted(Fraction(-30000000001, 3), [(-1.0, Fraction(2))])
+    assert isinstance(shifted, Fraction) and shifted == Fraction(-30000000007, 3)
 
 
 @needs_kernel

@@ -281,7 +281,11 @@ def _choose_carriers(plan: StagePlan, nf: NormalForm, exact: bool) -> None:
     n_own = len(plan.unit_atoms)
     funcs, func_keys, row_parts = _split_need_rows(plan, exact, nf.one_atom)
     comp_funcs, comp_atoms = _components(funcs)
-    func_carrier, atom_carrier = _pick_carriers(nf, plan, funcs, func_keys, comp_funcs, comp_atoms, one, exact)
+    # functionals whose shift would be folded into a λ-sized constant: their own, or a reader's
+    beside_large = {fid for _, const, fid, *_ in row_parts if fid is not None and abs(const) >= LARGE_BIAS}
+    beside_large.update(fid for fid, f in enumerate(funcs) if abs(f.get(CONST, 0)) >= LARGE_BIAS)
+    func_carrier, atom_carrier = _pick_carriers(nf, plan, funcs, func_keys, comp_funcs, comp_atoms, one, exact,
+                                                beside_large)
     plan.exprs = _express_need_rows(row_parts, n_own, func_carrier, atom_carrier)
     _lay_out_slots(plan, n_own, one)
 
@@ -382,12 +386,19 @@ def _components(funcs: list):
     return comp_funcs, comp_atoms
 
 
-def _carrier_weight(nf: NormalForm, kind: str, key, row) -> tuple:
+def _carrier_weight(nf: NormalForm, kind: str, key, row, beside_large: bool = False) -> tuple:
     """(slots, sign, offset) of a carrier: in R stages the slot holds ``sign·(f − offset)`` ≥ 0 — the value
-    itself when it is one-signed, shifted by a bound when it has a moderate one, else a ± split."""
+    itself when it is one-signed, shifted by a bound when it has a moderate one, else a ± split.
+
+    A signed carrier ``beside_large`` (its constant, or a reader's, λ-sized) is split: the reader would fold the
+    shift into that constant, ``0.7x + 1 − λ(1 − c)`` reading ``x + 2`` gets ``−λ + 1 − 1.4``, which float64
+    holds only to λ's ulp, where the program computes ``0.7x + 1`` (emission refuses such a fold in float mode:
+    :func:`_shifted`)."""
     if kind != "R":
         return 1, 0, 0
     sign_cache = nf.sign_cache
+    if beside_large:
+        key = (key, "beside λ")
     hit = sign_cache.get(key)
     if hit is None:
         lo, hi = nf.bounds(row)
@@ -397,6 +408,8 @@ def _carrier_weight(nf: NormalForm, kind: str, key, row) -> tuple:
             hit = (1, 1, 0)
         elif hi <= 0:
             hit = (1, -1, 0)
+        elif beside_large:
+            hit = (2, 0, 0)
         elif nf.shift_carriers and -SHIFT_LIMIT <= lo:
             hit = (1, 1, _short_shift(lo, _program_unit(nf, row)))
         elif nf.shift_carriers and hi <= SHIFT_LIMIT:
@@ -434,7 +447,7 @@ def _reads_a_group(nf: NormalForm, funcs) -> bool:
 
 
 def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list, comp_funcs: dict,
-                   comp_atoms: dict, one, exact: bool):
+                   comp_atoms: dict, one, exact: bool, beside_large: set):
     """Carry each component as its functionals or as its atoms, whichever costs fewer slots.
 
     Sets the plan's ``carrier*`` fields; returns ``(fid -> carrier, atom -> carrier)`` for the mode taken."""
@@ -455,8 +468,9 @@ def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list
     for root in sorted(comp_funcs, key=lambda r: min(comp_funcs[r])):
         fids = comp_funcs[root]
         atoms = sorted(comp_atoms[root])
-        fw = [_carrier_weight(nf, kind, func_keys[f], funcs[f]) for f in fids]
-        aw = [_carrier_weight(nf, kind, a, {a: one}) for a in atoms]
+        fw = [_carrier_weight(nf, kind, func_keys[f], funcs[f], f in beside_large) for f in fids]
+        large = any(f in beside_large for f in fids)
+        aw = [_carrier_weight(nf, kind, a, {a: one}, large) for a in atoms]
         if sum(w[0] for w in aw) < sum(w[0] for w in fw) and not _reads_a_group(nf, (funcs[f] for f in fids)):
             for a, weight in zip(atoms, aw):
                 atom_carrier[a] = len(carriers)
@@ -544,8 +558,8 @@ def _shifted(const, shifts: list):
     A λ-sized sum (≥ 2^24) that float64 cannot hold raises :class:`LargeConstantRounds`: ``0.7x + 1 − λ(1 − c)``
     with ``x`` carried shifted by 2 has the constant ``−λ − 0.4``, which float64 keeps only to λ's ulp (2·10⁻⁶),
     and where ``c = 1`` the layer form would compute ``0.7x + 0.99999962`` (debranch then works in rationals)."""
-    if isinstance(shifts[0][1], Fraction):  # exact mode: rationals throughout
-        return const + sum(c * o for c, o in shifts)
+    if isinstance(shifts[0][1], Fraction):  # exact mode: rationals throughout (a float coefficient too)
+        return const + sum(Fraction(c) * o for c, o in shifts)
     if type(const) is float and all(type(c) is float for c, _ in shifts):
         try:
             total, rest = fold_products(const, shifts)

@@ -37,32 +37,33 @@ closed form, larger blocks by ``‖Â‖₂`` (by ``‖Â‖∞`` beyond range a
 Exact (rational) constants that float64 cannot hold are read as float64 like every executor reads them; the
 distance moves the exact value of what they compute (``_rational_shift``: slack and error alike).
 
-Ideal activations compute the layer form's ops, so their bound is rounding only.  A target whose construction
-adds errors of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u",
-"off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "selector", "margin", "exact_from", "exact_from_u",
+Ideal activations compute the layer form's ops, so their bound is rounding only. A target whose construction adds errors
+of its own states them in the module's metadata ``local_errors`` (``{op position: {"on", "on_u", "off", "off_u",
+"partial_gain", "hidden", "units", "hidden_step", "terms_total", "selector", "margin", "exact_from", "exact_from_u",
 "closed_below", "closed_below_u", "underflow", "normal_from"}}``, one entry per coordinate, ``u`` the dtype's unit
-roundoff): ``on + u·on_u`` is added where a unit is proven on (every coordinate of a state or a product) — except
-where a ReLU unit's computed pre-activation is proven at least ``exact_from + u·exact_from_u`` (its gate saturated:
-the unit is exact there) —, ``off + u·off_u`` where a ReLU unit is proven off — except where its computed
-pre-activation is proven at most ``closed_below − u·closed_below_u`` —, the larger of the two where it is neither,
-and in every case at most ``partial_gain`` times the computed pre-activation's magnitude (a gate partly open passes
-part of a value: an exact 0 adds nothing); ``underflow`` (stated for float32, scaled for float64) wherever the value
-a unit carries may be a nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over
-``units`` terms of decoded magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin;
-docs/numerics.md, "Error bounds") — nothing where those terms are multiples of ``hidden_step`` times what the unit
-carries and the reader's sum fits the dtype: a select's (its candidates' gaps times the other factor, exact), a
-ReLU's (its own earlier values, held by a GRU pair; where it is exact and its gates saturate at every value).
-A ReLU that reads such a unit is analysed as a ReLU of the unit's argument (a group carried on): a unit proven off
-must not pass a positive value — σ·tanh, a GRU pair, GELU and SiLU pass at most a part of a non-positive argument.  A product coordinate whose ``selector`` is 1 or 2 is a *select*: its units
-multiply the other factor by each candidate value of that factor, and gates that saturate pick the candidate
-wherever the computed factor lies within ``margin`` of it — so the factor's error drops out of the product where
-its error and slack stay within the margin, and the bound is ``inf`` where they may not.  A target whose
-executors read every value it keeps (the input, ReLU, state and product results) in two parts, ``hi = fl_n(v)``
-and ``fl_n(v − hi)`` of a narrower dtype ``n``, states ``n`` as the metadata ``split_reads`` (Hawk, Griffin and
-Mamba: transformers computes parts of a float64 model in float32): each read is then off by ``≤ u_n²·|v|``, and
-exact where ``v`` is computed exactly and ``n`` holds it; ``read_step`` (metadata, with it) is the smallest step
-such a read resolves in any dtype (a neutralised RMSNorm scales by ``2^-50`` in ``n`` before scaling back, so its
-subnormals are ``2^50`` times coarser).
+roundoff): ``on + u·on_u`` is added where a unit is proven on (every coordinate of a state or a product) — except where
+a ReLU unit's computed pre-activation is proven at least ``exact_from + u·exact_from_u`` (its gate saturated: the unit
+is exact there) —, ``off + u·off_u`` where a ReLU unit is proven off — except where its computed pre-activation is
+proven at most ``closed_below − u·closed_below_u`` —, the larger of the two where it is neither, and in every case at
+most ``partial_gain`` times the computed pre-activation's magnitude (a gate partly open passes part of a value: an exact
+0 adds nothing); ``underflow`` (stated for float32, scaled for float64) wherever the value a unit carries may be a
+nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over ``units`` terms of decoded
+magnitude ``hidden`` beyond the value (the standard LSTM, GRU, Hawk and Griffin; docs/numerics.md, "Error bounds") —
+nothing where those terms are multiples of ``hidden_step`` times what the unit carries and the reader's sum fits the
+dtype: a select's (its candidates' gaps times the other factor, exact), a ReLU's (its own earlier values, held by a GRU
+pair; where it is exact and its gates saturate at every value); the value and those terms together reach at most
+``terms_total`` (each off by the value's error; inf: their sum) — a GRU pair's value is the difference of its two
+halves, which reach twice the unit's bound, not three times. A ReLU that reads such a unit is analysed as a ReLU of the
+unit's argument (a group carried on): a unit proven off must not pass a positive value — σ·tanh, a GRU pair, GELU and
+SiLU pass at most a part of a non-positive argument. A product coordinate whose ``selector`` is 1 or 2 is a *select*:
+its units multiply the other factor by each candidate value of that factor, and gates that saturate pick the candidate
+wherever the computed factor lies within ``margin`` of it — so the factor's error drops out of the product where its
+error and slack stay within the margin, and the bound is ``inf`` where they may not. A target whose executors read every
+value it keeps (the input, ReLU, state and product results) in two parts, ``hi = fl_n(v)`` and ``fl_n(v − hi)`` of a
+narrower dtype ``n``, states ``n`` as the metadata ``split_reads`` (Hawk, Griffin and Mamba: transformers computes parts
+of a float64 model in float32): each read is then off by ``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and
+``n`` holds it; ``read_step`` (metadata, with it) is the smallest step such a read resolves in any dtype (a neutralised
+RMSNorm scales by ``2^-50`` in ``n`` before scaling back, so its subnormals are ``2^50`` times coarser).
 """
 from __future__ import annotations
 
@@ -376,13 +377,20 @@ class _Group:
         """What the construction of units ``pos`` adds where they are not proven on or off: either."""
         return np.maximum(self.on[pos], self.off[pos])
 
+    @staticmethod
+    def _reach(pre: np.ndarray, spread: np.ndarray, e_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ends of the computed pre-activations: the exact ones lie within ``spread`` of ``pre``, and the
+        computed ones within ``e_hat`` of those."""
+        with np.errstate(invalid="ignore"):
+            return pre - spread - e_hat, pre + spread + e_hat
+
     def added(self, pos: np.ndarray, pre: np.ndarray, spread: np.ndarray, e_hat: np.ndarray) -> np.ndarray:
         """``(candidates × units)``: what the construction of units ``pos`` adds at exact pre-activations within
         ``spread`` of ``pre``, computed within ``e_hat`` of them (:func:`_construction_error`)."""
-        with np.errstate(invalid="ignore"):
-            return _construction_error(pre - spread - e_hat, pre + spread + e_hat, self.on[pos][None, :],
-                                       self.off[pos][None, :], self.exact_from[pos][None, :],
-                                       self.closed_below[pos][None, :], self.partial_gain[pos][None, :])
+        low, high = self._reach(pre, spread, e_hat)
+        return _construction_error(low, high, self.on[pos][None, :], self.off[pos][None, :],
+                                   self.exact_from[pos][None, :], self.closed_below[pos][None, :],
+                                   self.partial_gain[pos][None, :])
 
     def saturated(self, pos: int) -> bool:
         """Whether unit ``pos``'s gates saturate wherever ``y`` may be: its computed pre-activation proven at least
@@ -391,7 +399,7 @@ class _Group:
         pre, _, spread, _ = self._pre_activations(np.array([pos]), centres, half)
         with np.errstate(invalid="ignore"):
             e_hat = abs(self.k[pos]) * y_err + self.delta_of(pos)
-            low, high = pre[:, 0] - spread[:, 0] - e_hat, pre[:, 0] + spread[:, 0] + e_hat
+            low, high = self._reach(pre[:, 0], spread[:, 0], e_hat)
             return bool(np.all((high <= self.closed_below[pos]) | (low >= self.exact_from[pos])))
 
     def added_at(self, pos: int) -> np.ndarray:
@@ -559,14 +567,15 @@ class _Group:
         return _Values.unknown(largest, grid, slack + (0.0 if exact else 4 * _ANALYSIS_U * size), size)
 
 
-def _with_hidden(mags, grains, hidden: float, grain: int | None):
+def _with_hidden(mags, grains, hidden: float, grain: int | None, total: float = math.inf):
     """``(magnitudes, lowest bits)`` of a sum whose terms reach ``mags`` with lowest bits ``grains``, and which also
-    sums hidden terms of magnitude ``hidden`` and lowest bit ``grain`` (None: never exact, an infinite magnitude)."""
+    sums hidden terms of magnitude ``hidden`` and lowest bit ``grain`` (None: never exact, an infinite magnitude);
+    ``total`` bounds all the terms together (:meth:`ErrorAnalysis._reads`)."""
     if hidden == 0:
         return mags, grains
     if grain is None:
         return np.inf, grains
-    return mags + hidden, np.minimum(grains, grain)
+    return np.minimum(mags + hidden, total), np.minimum(grains, grain)
 
 
 def _construction_error(low, high, on, off, exact, closed, gain):
@@ -708,10 +717,11 @@ class ErrorAnalysis:
             id(op): (np.asarray(local[i]["on"]) + self.u * np.asarray(local[i]["on_u"]),
                      np.asarray(local[i]["off"]) + self.u * np.asarray(local[i]["off_u"]))
             for i, op in enumerate(module.ops) if i in local}
-        # per coordinate: the hidden magnitude, the units, and the lowest bit of every hidden term (nan: unknown;
-        # a select's, once its carried factor is analysed)
-        self.read_costs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
-            id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]), np.full(op.dim, np.nan))
+        # per coordinate: the hidden magnitude, the units, the lowest bit of every hidden term (nan: unknown; a
+        # select's, once its carried factor is analysed) and what all the terms reach, the value's included
+        self.read_costs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {
+            id(op): (np.asarray(local[i]["hidden"]), np.asarray(local[i]["units"]), np.full(op.dim, np.nan),
+                     np.asarray(local[i]["terms_total"]))
             for i, op in enumerate(module.ops) if i in local}
         self.hidden_steps: dict[int, np.ndarray] = {
             id(op): np.asarray(local[i]["hidden_step"])
@@ -826,11 +836,11 @@ class ErrorAnalysis:
         return joint, None if joint.points is None else total[0]
 
     def _rounding(self, terms: list[tuple[_Values, float, float]], bias: float,
-                  reads: tuple[float, int] | None = None) -> float:
+                  reads: tuple[float, int, int | None, float] | None = None) -> float:
         """The error a dtype run adds to ``Σ w·v + bias`` over ``terms`` = ``(values, magnitude, w)``: weight
         storage and the rounded dot product (0 when every product and partial sum is representable); ``reads``:
         :meth:`_reads` of the terms (none: one plain term each)."""
-        hidden, n, grain = (0.0, len(terms), None) if reads is None else reads
+        hidden, n, grain, total = (0.0, len(terms), None, math.inf) if reads is None else reads
         stored_bias = float(self._stored(bias))
         storage = abs(bias - stored_bias)
         magnitude = abs(stored_bias) + hidden
@@ -841,6 +851,7 @@ class ErrorAnalysis:
                 storage += abs(w - stored) * (size + values.err)
                 magnitude += abs(stored) * (size + values.err)
             exact = exact and values.exact_grain is not None
+        magnitude = min(magnitude, abs(stored_bias) + total)
         if not math.isfinite(magnitude):
             return math.inf
         # weights stored as they are (no storage error): the grain of the terms computed
@@ -849,27 +860,38 @@ class ErrorAnalysis:
             return 0.0
         return storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * magnitude
 
-    def _reads(self, x: Op, cols: np.ndarray, weights: np.ndarray) -> tuple[float, int, int | None]:
+    def _reads(self, x: Op, cols: np.ndarray, weights: np.ndarray) -> tuple[float, int, int | None, float]:
         """What a row reading coordinates ``cols`` of ``x`` with ``weights`` sums beyond their values, from the
-        target's construction of ``x``: the hidden magnitude (``Σ |w|·hidden``), the number of terms, and the
-        lowest bit of every hidden term where each is computed exactly (None: not known to be)."""
+        target's construction of ``x``: the hidden magnitude (``Σ |w|·hidden``), the number of terms, the lowest
+        bit of every hidden term where each is computed exactly (None: not known to be), and what all the terms
+        reach, the values' included (inf: no more than their values and hidden terms tell) — a GRU pair's two
+        halves are ``2B`` together, not its value's ``B`` beside them."""
         reads = self.read_costs.get(id(x))
         if reads is None:
-            return 0.0, int(cols.size), None
-        hidden, units, grains = reads
+            return 0.0, int(cols.size), None, math.inf
+        hidden, units, grains, totals = reads
+        weights = np.abs(np.asarray(weights, dtype=np.float64))
         with np.errstate(over="ignore"):
-            summed = float(np.sum(np.abs(weights) * hidden[cols]))
+            summed = float(np.sum(weights * hidden[cols]))
         read = hidden[cols] != 0
-        terms = grains[cols][read] + _lowest_bit(np.asarray(weights, dtype=np.float64)[read])
+        terms = grains[cols][read] + _lowest_bit(weights[read])
         grain = int(np.min(terms)) if read.any() and not np.isnan(terms).any() else None
+        total = math.inf
+        if np.isfinite(totals[cols]).any():
+            fx = self[x]
+            err = fx.err[cols]
+            with np.errstate(over="ignore", invalid="ignore"):  # each of a coordinate's terms may be off by its error
+                reach = np.minimum(_magnitude(fx.lo[cols], fx.hi[cols]) + err + hidden[cols],
+                                   totals[cols] + units[cols] * err)
+                total = float(np.sum(zero_safe_product(weights, reach)))
         # terms that may leave the dtype's range make the sum inf whatever the value (a GRU pair's K·p̂)
-        return (summed if summed < self._largest else math.inf), int(np.sum(units[cols])), grain
+        return (summed if summed < self._largest else math.inf), int(np.sum(units[cols])), grain, total
 
     def _set_hidden_grains(self, op: Op, grains: np.ndarray) -> None:
         """Record the lowest bit of the hidden terms of each coordinate of ``op`` (nan: not known exact), found once
         its values are analysed."""
-        hidden, units, _ = self.read_costs[id(op)]
-        self.read_costs[id(op)] = (hidden, units, grains)
+        hidden, units, _, totals = self.read_costs[id(op)]
+        self.read_costs[id(op)] = (hidden, units, grains, totals)
 
     def _read_rounding(self, x: Op) -> np.ndarray:
         """Per coordinate of ``x``: the rounding of reading it on its own (a unit reading it directly, the
@@ -878,13 +900,14 @@ class ErrorAnalysis:
         reads = self.read_costs.get(id(x))
         if reads is None:
             return np.zeros(x.dim)
-        hidden, units, grains = reads
+        hidden, units, grains, totals = reads
         fx = self[x]
         sizes = _magnitude(fx.lo, fx.hi)
         out = []
-        for h, n, grain, v, size in zip(hidden.tolist(), units.tolist(), grains.tolist(), fx.values, sizes.tolist()):
+        for h, n, grain, v, size, total in zip(hidden.tolist(), units.tolist(), grains.tolist(), fx.values,
+                                               sizes.tolist(), totals.tolist()):
             exact = h == 0 or (not math.isnan(grain) and v.exact_grain is not None
-                               and bool(self._fits(h + size, min(int(grain), v.exact_grain))))
+                               and bool(self._fits(min(h + size, total), min(int(grain), v.exact_grain))))
             out.append(0.0 if exact else math.inf if not h < self._largest else
                        ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h)
         return np.array(out)
@@ -926,7 +949,7 @@ class ErrorAnalysis:
         rest, unbounded = float(np.sum(terms[finite])), int(np.count_nonzero(~finite))
         # the sum of the other terms' magnitudes (inf − inf would be nan)
         others = np.where(finite, np.inf if unbounded else rest - terms, rest if unbounded == 1 else np.inf)
-        hidden, n, hidden_grain = self._reads(x, cols, weights)
+        hidden, n, hidden_grain, total = self._reads(x, cols, weights)
         with np.errstate(invalid="ignore", over="ignore"):
             misstored = np.abs(weights - self._stored(weights))  # inf where the dtype cannot hold a weight
         bias_storage = abs(bias - float(self._stored(bias)))
@@ -939,7 +962,7 @@ class ErrorAnalysis:
         def rounding(reach: np.ndarray) -> np.ndarray:
             with np.errstate(invalid="ignore", over="ignore"):
                 bounded = np.minimum(terms[None, :], reach[:, None] + others[None, :])
-                mags = bounded.sum(axis=1) + abs(bias) + hidden
+                mags = np.minimum(bounded.sum(axis=1) + hidden, total) + abs(bias)
                 storage = zero_safe_product(bounded, misstored[None, :]).sum(axis=1) + bias_storage
             rounded = storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags
             if grain is None:
@@ -1042,9 +1065,9 @@ class ErrorAnalysis:
             return getattr(self, "_" + kind)(op, lo, hi)
         if kind in ("concat", "slice"):
             values = [v for o in op.operands for v in self[o].values]
-            parts = [self.read_costs.get(id(o), (np.zeros(o.dim), np.ones(o.dim), np.full(o.dim, np.nan)))
-                     for o in op.operands]
-            costs = tuple(np.concatenate([part[n] for part in parts]) for n in range(3))
+            parts = [self.read_costs.get(id(o), (np.zeros(o.dim), np.ones(o.dim), np.full(o.dim, np.nan),
+                                                 np.full(o.dim, math.inf))) for o in op.operands]
+            costs = tuple(np.concatenate([part[n] for part in parts]) for n in range(4))
             if kind == "slice":
                 values = values[op.attrs["start"]:op.attrs["end"]]
                 costs = tuple(a[op.attrs["start"]:op.attrs["end"]] for a in costs)
@@ -1099,10 +1122,10 @@ class ErrorAnalysis:
 
     def _point_rounding(self, x: Op, cols: np.ndarray, weights: np.ndarray, bias: float, form: _Values) -> np.ndarray:
         """:meth:`_rounding` at each value of the row, from the magnitudes and lowest bits of its terms there."""
-        hidden, n, grain = self._reads(x, cols, weights)
-        # what the computed terms reach
-        mags = form.mags + float(np.sum(np.abs(weights) * self[x].err[cols])) + hidden
-        exact_mags, grains = _with_hidden(form.mags, form.grains, hidden, grain)
+        hidden, n, grain, total = self._reads(x, cols, weights)
+        # what the computed terms reach (form.mags holds the bias)
+        mags = np.minimum(form.mags + float(np.sum(np.abs(weights) * self[x].err[cols])) + hidden, total + abs(bias))
+        exact_mags, grains = _with_hidden(form.mags, form.grains, hidden, grain, total + abs(bias))
         return self._dot_rounding(weights, bias, form, mags, exact_mags, grains, n)
 
     def _dot_rounding(self, weights, bias: float, values: _Values, mags, exact_mags, grains, n: int) -> np.ndarray:
@@ -1264,11 +1287,11 @@ class ErrorAnalysis:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
-        hidden, n, grain = self._reads(x, cols, row)
+        hidden, n, grain, total = self._reads(x, cols, row)
         computed = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias)
         grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
-        mags = computed + hidden
-        exact_mags, grains = _with_hidden(computed, grains, hidden, grain)
+        mags = np.minimum(computed + hidden, total + abs(bias))
+        exact_mags, grains = _with_hidden(computed, grains, hidden, grain, total + abs(bias))
         # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
         rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) else exact_mags, grains, n)
         return rounding + float(np.sum(zero_safe_product(off, err)))
@@ -1277,7 +1300,7 @@ class ErrorAnalysis:
         """The rounding of ``v·u + bias`` for a unit ``u`` of ``deep``: none where ``u`` is an exact 0 or ``v`` a
         power of two without bias; per value of ``deep``'s ``y`` where it has values."""
         representable = float(self._stored(v)) == v and float(self._stored(bias)) == bias
-        hidden, n, grain = self._reads(x, np.array([col]), np.array([v]))
+        hidden, n, grain, total = self._reads(x, np.array([col]), np.array([v]))
         if representable and bias == 0 and math.frexp(v)[0] == 0.5 and n == 1 and hidden == 0:
             return 0.0
         if deep.y.points is None:
@@ -1285,14 +1308,14 @@ class ErrorAnalysis:
         pre, pre_exact, spread, e_hat = deep.decide(pos)
         added = deep.added_at(pos)
         e_hat = e_hat + added
-        mags = abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + abs(bias) + hidden
+        mags = np.minimum(abs(v) * (np.maximum(pre + spread, 0.0) + e_hat) + hidden, total) + abs(bias)
         off = (pre + spread <= -e_hat) & (added == 0) & (hidden == 0)  # an exact 0
         # where the unit is known exactly, v·u + bias is exact when its terms (and hidden ones) fit the dtype's
         # precision
         unit = np.maximum(pre, 0.0)
         known = (e_hat == 0) & (spread == 0) & pre_exact
         grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
-        fits = self._fits(*_with_hidden(abs(v) * unit + abs(bias), grains, hidden, grain))
+        fits = self._fits(*_with_hidden(abs(v) * unit + abs(bias), grains, hidden, grain, total + abs(bias)))
         storage = 0.0 if representable else self.u * mags
         return np.where((off | (known & fits)) & representable, 0.0,
                         storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
@@ -1431,8 +1454,9 @@ class ErrorAnalysis:
                            for c, w in zip(a_rows[i][0].tolist(), a_rows[i][1].tolist())]
             drive_terms = [(fx.values[c], float(size_x[c]), w) for c, w in zip(b_rows[i][0].tolist(),
                                                                                  b_rows[i][1].tolist())]
-            hidden, n, grain = self._reads(x, *b_rows[i])
-            return self._rounding(state_terms + drive_terms, float(bias[i]), (hidden, n + len(state_terms), grain))
+            hidden, n, grain, _ = self._reads(x, *b_rows[i])  # the state's terms are beside the drive's
+            return self._rounding(state_terms + drive_terms, float(bias[i]),
+                                  (hidden, n + len(state_terms), grain, math.inf))
 
         local = np.array([step_rounding(i, True) for i in range(k)])
         # a row is exact only while every state it reads is: drop exactness along the dependencies
@@ -1576,8 +1600,9 @@ class ErrorAnalysis:
         return err
 
 
-_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "selector", "margin",
-                 "exact_from", "exact_from_u", "closed_below", "closed_below_u", "underflow", "normal_from")
+_LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "terms_total",
+                 "selector", "margin", "exact_from", "exact_from_u", "closed_below", "closed_below_u", "underflow",
+                 "normal_from")
 #: float32's subnormal spacing over float64's, and its smallest normal over float64's: a local ``underflow`` and
 #: ``normal_from`` are stated for float32 runs and scaled by these for float64 ones
 _FLOAT64_UNDERFLOW, _FLOAT64_NORMAL = 2.0 ** -925, 2.0 ** -896
@@ -1618,6 +1643,7 @@ def local_error_entry(dim: int, **fields) -> dict:
     entry["exact_from"] = np.full(dim, math.inf)
     entry["closed_below"] = np.full(dim, -math.inf)
     entry["partial_gain"] = np.full(dim, math.inf)
+    entry["terms_total"] = np.full(dim, math.inf)
     entry.update({name: np.asarray(values, dtype=np.float64) for name, values in fields.items()})
     return entry
 

@@ -64,6 +64,11 @@ _FEW = 16  # up to this many entries needing the search, a loop over them costs 
 # rows of one normal-form row computed by debranch in float64 agree to a few ulps (1.7e-16 relative in the
 # paper's programs): rows further apart are different rows
 _GROUP_TOLERANCE = 1e-14
+# and each entry to a few ulps of itself (debranch forms an entry as a product, not a difference): a λ-row's small
+# entries are far below 1e-14 of its largest, where two rows can differ by 5 % (−2/3 and −0.7 times a value)
+_ENTRY_TOLERANCE = 1e-9
+# the layout roles of a value passed through a ReLU stage: one slot, or its two signed halves
+_CARRIED = ("carrier", "plus", "minus")
 
 
 def _snap(values, tolerance: float) -> np.ndarray:
@@ -228,15 +233,19 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
 
 def _equal_directions(members: list, data: np.ndarray, ptr: list) -> list:
     """``members`` (``(row, norm)`` of rows whose directions agree to 12 decimals) split into the sets whose
-    directions agree within :data:`_GROUP_TOLERANCE` of their largest entry.  A group gets one row, so a member
-    joins only where that changes its unit by debranch's rounding: two rows 2·10⁻¹³ apart are different units
-    when a reader takes their difference times 10¹³ (a λ-conditional around a step), and made one they answered
-    0.002 where the program answers 3."""
+    directions agree within :data:`_GROUP_TOLERANCE` of their largest entry and :data:`_ENTRY_TOLERANCE` of each
+    entry.  A group gets one row, so a member joins only where that changes its unit by debranch's rounding: two
+    rows 2·10⁻¹³ apart are different units when a reader takes their difference times 10¹³ (a λ-conditional around
+    a step), and made one they answered 0.002 where the program answers 3; two λ-rows reading a value times −2/3
+    and −0.7 agree to 4·10⁻¹⁵ of their largest entry, λ's, and made one the second answered −(2/3)·v + 1 where the
+    program answers −0.7·v + 1."""
     clusters: list[tuple[np.ndarray, list]] = []
     for j, norm in members:
         direction = data[ptr[j]:ptr[j + 1]] / norm
         for first, cluster in clusters:
-            if np.max(np.abs(direction - first)) <= _GROUP_TOLERANCE * np.max(np.abs(first)):
+            apart = np.abs(direction - first)
+            if np.max(apart) <= _GROUP_TOLERANCE * np.max(np.abs(first)) and \
+                    np.all(apart <= _ENTRY_TOLERANCE * np.abs(first)):
                 cluster.append((j, norm))
                 break
         else:
@@ -355,7 +364,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         scales = natural[i]
         data, pending = None, scales
         if op.kind == "relu":
-            carried = np.array([isinstance(slot, dict) and slot.get("role") == "carrier" for slot in slots[:op.dim]]
+            carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
             scales, data, pending, grouped, commons = _group_scales(producer, scales, carried)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)

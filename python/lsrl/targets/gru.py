@@ -263,6 +263,10 @@ class GruStandard(StandardLowering):
     def relu_reads(self, bound):
         return 2 * bound, 2  # p and q, each up to the bound once the ReLU is off
 
+    def relu_terms_total(self, bound):
+        # the value is p − q: p + q is at most 2·bound, the value's bound inside it
+        return 2 * bound
+
     def product_reads(self, value_bound, eps_gate):
         # four pairs whose p and q each hold up to ε_v·B_v, decoded by 8/(3 ε_g ε_v) and 1/(3 ε_g ε_v)
         return 12 * value_bound / eps_gate, 8

@@ -205,7 +205,8 @@ class StandardLowering:
         #: where it is off (the analysis takes the larger where neither is proven); and what the next layer sums to
         #: read the coordinate:
         #: ``units`` terms of decoded magnitude ``hidden`` beyond the value itself (a product's Richardson units,
-        #: a GRU pair holding its last value) — what :mod:`lsrl.passes.error_bound` adds
+        #: a GRU pair holding its last value) — what :mod:`lsrl.passes.error_bound` adds — reaching ``terms_total``
+        #: together with the value (a GRU pair's two halves: twice its bound, not three times)
         self.local_errors: dict[int, dict] = {}
         #: the layer form's candidate values (set by the driver; None: no product is a select)
         self.candidates: CandidateValues | None = None
@@ -259,6 +260,11 @@ class StandardLowering:
         """``(hidden magnitude, units)`` the next layer sums to read a gated ReLU of bound ``bound``: terms that are
         each ± one of the unit's earlier values (what a GRU pair holds)."""
         return 0.0, 1
+
+    def relu_terms_total(self, bound: float) -> float:
+        """What the terms the next layer sums to read a gated ReLU of bound ``bound`` reach together, its value
+        included (inf: no more than the value and :meth:`relu_reads`' hidden magnitude)."""
+        return math.inf
 
     def product_reads(self, value_bound: float, eps_gate: float) -> tuple[float, int]:
         """``(hidden magnitude, units)`` the next layer sums to read a product: its Richardson units, decoded by
@@ -370,6 +376,7 @@ class StandardLowering:
         lin, gated, eps_lin, eps_g, kap = [], [], [], [], []
         on, on_u, off, off_u, hidden, units, hidden_step, underflow, normal_from = (np.zeros(d) for _ in range(9))
         exact_from, closed_below, partial_gain = np.full(d, math.inf), np.full(d, -math.inf), np.full(d, math.inf)
+        terms_total = np.full(d, math.inf)
         exact_from_u, closed_below_u = np.zeros(d), np.zeros(d)
         terms = _row_terms(W)
         for j in range(d):
@@ -416,11 +423,12 @@ class StandardLowering:
                 partial_gain[j] = PARTIAL_GAIN
                 underflow[j], normal_from[j] = self._underflow(terms[j], eps_g[-1])
                 hidden[j], units[j] = self.relu_reads(float(hi))
+                terms_total[j] = self.relu_terms_total(float(hi))
                 hidden_step[j] = 1.0 if hidden[j] else 0.0
         self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, partial_gain=partial_gain, hidden=hidden,
-                     units=np.maximum(units, 1), hidden_step=hidden_step, exact_from=exact_from,
-                     exact_from_u=exact_from_u, closed_below=closed_below, closed_below_u=closed_below_u,
-                     underflow=underflow, normal_from=normal_from)
+                     units=np.maximum(units, 1), hidden_step=hidden_step, terms_total=terms_total,
+                     exact_from=exact_from, exact_from_u=exact_from_u, closed_below=closed_below,
+                     closed_below_u=closed_below_u, underflow=underflow, normal_from=normal_from)
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
