@@ -705,6 +705,48 @@ def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():
         assert report.error <= 2.0 ** -50 and report.within_bound, (target, report)
 
 
+def test_a_constant_branch_keeps_its_value_beside_lambda():
+    """``f_ifelse(x > 2.5, 2, x)``: the normal form divided the λ-row ``λμ·step + 2 − λ`` by its first coefficient
+    λμ = 10¹³, and ``(2 − λ)/10¹³`` kept the 2 only to 4·10⁻⁷ (the model answered 2.00000044 under a bound of
+    10⁻¹⁴).  A row whose λ-sized constant that division rounds is scaled by a power of two instead (exactly)."""
+    x = lsrl.Input(1, lower=-2, upper=3, integer=True)
+    program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(x, 2.5), x * 0.0 + 2, x))
+    xs = np.arange(-2.0, 4.0).reshape(1, 6, 1)
+    for target in ("linear_rnn", "lstm"):
+        report = lsrl.compile(program, target, t_max=6).check(xs, oracle="exact")
+        assert report.error == 0 and report.within_bound, (target, report)
+
+
+def test_a_step_at_a_rational_edge_reads_one_exactly():
+    """``f_ifelse(x > 4/3, x, 2x + 1)`` (a review's reproducer): the step's offsets ``4/3`` and ``4/3 + 1/1000`` were
+    each rounded to float64, its pair's gap came out ``1 + 2.3·10⁻¹³``, and λ made the model 2.3·10⁻³ off under a
+    bound of 0 (float64; linear_rnn, relu_rnn, lstm and gru).  rescale-units puts a group's biases whole numbers
+    apart where they are that within their rounding."""
+    from fractions import Fraction
+
+    x = lsrl.Input(1, lower=-3, upper=3, integer=True)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_ifelse(lsrl.f_larger(x, Fraction(4, 3)), x, x * 2 + 1),
+                                        lsrl.f_smaller(x, Fraction(7, 3))]))
+    xs = np.arange(-3.0, 4.0).reshape(1, 7, 1)
+    for target in ("linear_rnn", "gru"):
+        report = lsrl.compile(program, target, t_max=7).check(xs, oracle="exact")
+        assert report.error == 0 and report.within_bound, (target, report)
+
+
+def test_steps_of_one_value_at_incommensurate_edges_get_scales_of_their_own():
+    """``[f_ifelse(x < 0.5, None, x), f_ifelse(0.7x < 1.5, x, x)]`` (a review's reproducer): both steps read ``x``,
+    and rescale-units gave their four units the first pair's scale, where the second pair's gap is ``1/0.7``
+    computed from two rounded offsets, ``1.428571428570649``: λ made the model 5.5·10⁻³ off under a bound of
+    3·10⁻¹⁵.  A direction's units split into sets whose offsets are whole gaps apart, each with its own scale."""
+    x = lsrl.Input(1, lower=-1, upper=1, integer=True)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_ifelse(lsrl.f_smaller(x, 0.5), None, x),
+                                        lsrl.f_ifelse(lsrl.f_smaller(x * 0.7, 1.5), x, x)]))
+    xs = np.array([[[0.0], [1.0], [-1.0], [0.0]]])
+    for target in ("linear_rnn", "lstm"):
+        report = lsrl.compile(program, target, t_max=4).check(xs, oracle="exact")
+        assert report.error == 0 and report.within_bound, (target, report)
+
+
 def test_an_exact_layer_forms_shifted_biases_stay_rational():
     """A carrier's pre-activation bias in an exact layer form is its constant minus its shift in rationals: summed
     with the float coefficient 1.0, a carried λ-row's ``−30000000001/3`` became a float64 and ``exact=True``

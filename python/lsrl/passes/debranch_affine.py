@@ -405,8 +405,9 @@ class NormalForm:
     def _unit_row(self, row: dict, signed: bool):
         """``(s, row/s, key)`` for a unit's row: :func:`normalise`'s division by the first atom coefficient ``c``,
         keyed by its result (hash-consing), except that in float mode a direction whose atoms that division
-        would round is scaled by the power of two at or below ``c`` instead (exactly), and every later multiple
-        of it by the ratio of the coefficients, keeping the first row's atoms.
+        would round, or whose first row's λ-sized constant it would (``(2 − λ)/10¹³`` keeps the 2 to 4·10⁻⁷), is
+        scaled by the power of two at or below ``c`` instead (exactly), and every later multiple of it by the ratio
+        of the coefficients, keeping the first row's atoms.
 
         Dividing keeps its rounding in the row: a λ-row ``−10¹⁰ − 2⁻¹⁰ + …`` divided by ``5·10²¹`` and rescaled by
         ``rescale-units`` came back as ``−10000000000.00098``, which no float32 run of the program computes.
@@ -421,7 +422,9 @@ class NormalForm:
         known = self._directions.get(direction)
         if known is None:
             scale = s
-            if not all(_divides_exactly(v, s) for k, v in row.items() if k != CONST):
+            constant = row.get(CONST, 0.0)
+            if not all(_divides_exactly(v, s) for k, v in row.items() if k != CONST) or \
+                    abs(constant) >= LARGE_BIAS and not _divides_exactly(float(constant), s):
                 scale = math.copysign(math.ldexp(1.0, math.frexp(s)[1] - 1), s)
             known = self._directions[direction] = (s, scale, {k: v / scale for k, v in row.items() if k != CONST})
         first, first_scale, first_atoms = known

@@ -67,6 +67,10 @@ _GROUP_TOLERANCE = 1e-14
 # and each entry to a few ulps of itself (debranch forms an entry as a product, not a difference): a λ-row's small
 # entries are far below 1e-14 of its largest, where two rows can differ by 5 % (−2/3 and −0.7 times a value)
 _ENTRY_TOLERANCE = 1e-9
+# offsets this close (relative to a set's smallest gap) to a whole number of gaps apart are steps of one set
+_WHOLE_STEPS = 1e-6
+# a group's bias gap within this many ulps of its biases of a whole number is that number (their roundings)
+_GAP_ULPS = 8
 # the layout roles of a value passed through a ReLU stage: one slot, or its two signed halves
 _CARRIED = ("carrier", "plus", "minus")
 
@@ -204,7 +208,8 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
     grouped = np.zeros(len(scales), dtype=bool)
     commons = np.zeros(len(scales))
     chosen = []  # (members, common scale, the first member's row at that scale)
-    for members in (cluster for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)):
+    for members in (part for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)
+                    for part in _commensurate(cluster, biases)):
         if len(members) < 2:
             continue
         offsets = [biases[j] / norm for j, norm in members]
@@ -228,7 +233,59 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
             for j, norm in members:
                 scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, common
                 data[ptr[j]:ptr[j + 1]] = row
-    return scales, data, pending, grouped, commons
+    return scales, data, pending, grouped, commons, [[j for j, _ in members] for members, _, _ in chosen]
+
+
+def _join_gaps(producer, clusters: list) -> None:
+    """Each group's biases one whole number apart where they are that within their rounding: the offsets of a step
+    at a rational edge (``x − 4/3`` and ``x − 4/3 − 1/1000``) were each rounded to float64 by debranch and again
+    here, and the pair's gap ``1334.3333333333333 − 1333.3333333333333`` came out ``1 + 2.3·10⁻¹³``, which λ = 10¹⁰
+    made a 2.3·10⁻³ error where the step is 1.  A member's bias becomes the first's plus the whole number, where
+    float64 holds that sum (the pair's rows are bit-identical: their difference is then that whole number)."""
+    bias = producer.attrs["b"].to_float().values.astype(np.float64)
+    joined = bias.copy()
+    for members in clusters:
+        first = members[0]
+        for j in members[1:]:
+            gap = bias[j] - bias[first]
+            whole = float(np.rint(gap))
+            slack = _GAP_ULPS * np.spacing(max(abs(bias[j]), abs(bias[first])))
+            if whole != 0.0 and whole != gap and abs(gap - whole) <= slack and \
+                    Fraction(bias[first] + whole) == Fraction(bias[first]) + Fraction(whole):
+                joined[j] = bias[first] + whole
+    if not np.array_equal(joined, bias):
+        producer.attrs["b"] = Vector(joined)
+
+
+def _smallest_gap(offsets: list) -> tuple | None:
+    """``(gap, a, b)``: the two offsets closest apart (None where all are equal)."""
+    gaps = [(abs(x - y), a, b) for a, x in enumerate(offsets) for b, y in enumerate(offsets) if x != y]
+    return min(gaps) if gaps else None
+
+
+def _commensurate(members: list, biases: list) -> list:
+    """``members`` (``(row, norm)`` of one direction) split into sets whose offsets are whole multiples of their
+    set's smallest gap apart: two steps of one value at incommensurate edges (``x < 0.5`` and ``0.7x < 1.5``: gaps
+    10⁻³ and 10⁻³/0.7) each get a scale that puts their own pair one apart — at the first's, the second pair's gap
+    was ``1.428571428570649``, not ``1/0.7``, and λ = 10¹⁰ made that a 5.5·10⁻³ error where its step is 1.  Units
+    of no such second set stay with the first."""
+    sets, rest = [], list(members)
+    while rest:
+        offsets = [biases[j] / norm for j, norm in rest]
+        found = _smallest_gap(offsets)
+        if found is None:
+            break
+        gap, a, _ = found
+        steps = [(o - offsets[a]) / gap for o in offsets]
+        inside = [m for m, k in zip(rest, steps) if abs(k - round(k)) <= _WHOLE_STEPS]
+        if len(inside) < 2:
+            break
+        sets.append(inside)
+        rest = [m for m, k in zip(rest, steps) if abs(k - round(k)) > _WHOLE_STEPS]
+    if not sets:
+        return [members]
+    sets[0].extend(rest)  # units of no set of their own stay with the first, as every unit of the direction was
+    return sets
 
 
 def _equal_directions(members: list, data: np.ndarray, ptr: list) -> list:
@@ -366,7 +423,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         if op.kind == "relu":
             carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
-            scales, data, pending, grouped, commons = _group_scales(producer, scales, carried)
+            scales, data, pending, grouped, commons, clusters = _group_scales(producer, scales, carried)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
@@ -405,6 +462,8 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         for owner, name, values, build in updates:
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
+        if op.kind == "relu" and shadow is None:
+            _join_gaps(producer, clusters)
         layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]
     if shadow is not None:
         shadow.restore()
