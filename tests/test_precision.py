@@ -717,20 +717,19 @@ def test_a_constant_branch_keeps_its_value_beside_lambda():
         assert report.error == 0 and report.within_bound, (target, report)
 
 
-def test_a_step_at_a_rational_edge_reads_one_exactly():
-    """``f_ifelse(x > 4/3, x, 2x + 1)`` (a review's reproducer): the step's offsets ``4/3`` and ``4/3 + 1/1000`` were
-    each rounded to float64, its pair's gap came out ``1 + 2.3·10⁻¹³``, and λ made the model 2.3·10⁻³ off under a
-    bound of 0 (float64; linear_rnn, relu_rnn, lstm and gru).  rescale-units puts a group's biases whole numbers
-    apart where they are that within their rounding."""
+def test_a_steps_gap_that_float64_holds_is_kept_as_it_is():
+    """Two steps one apart but for 2⁻⁴¹, at edges float64 holds (a review's reproducer against a rule, since
+    removed, that put a group's biases whole numbers apart where they were within 8 ulps of that: it made the second
+    step 0.5 where the program computes ``0.5 − 2⁻³¹`` exactly, 4.7·10⁻¹⁰ off under a bound of 0)."""
     from fractions import Fraction
 
-    x = lsrl.Input(1, lower=-3, upper=3, integer=True)
-    program = lsrl.ForEach(lsrl.Concat([lsrl.f_ifelse(lsrl.f_larger(x, Fraction(4, 3)), x, x * 2 + 1),
-                                        lsrl.f_smaller(x, Fraction(7, 3))]))
-    xs = np.arange(-3.0, 4.0).reshape(1, 7, 1)
-    for target in ("linear_rnn", "gru"):
-        report = lsrl.compile(program, target, t_max=7).check(xs, oracle="exact")
-        assert report.error == 0 and report.within_bound, (target, report)
+    x = lsrl.Input(1, lower=995, upper=1005, integer=True)
+    edges = (Fraction(1000) - Fraction(1, 2 ** 11), Fraction(1001) - Fraction(1, 2 ** 11) + Fraction(1, 2 ** 41))
+    steps = [lsrl.f_larger(x, edge, scale=1024) for edge in edges]
+    program = lsrl.ForEach(lsrl.Concat(steps + [lsrl.f_ifelse(steps[1], x * 0 + 1, x * 0 + 2)]))
+    xs = np.array([995.0, 1000.0, 1001.0, 1005.0]).reshape(1, 4, 1)
+    report = lsrl.compile(program, t_max=4).check(xs, oracle="exact")
+    assert report.error == 0 and report.within_bound, report
 
 
 def test_steps_of_one_value_at_incommensurate_edges_get_scales_of_their_own():

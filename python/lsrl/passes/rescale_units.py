@@ -69,8 +69,6 @@ _GROUP_TOLERANCE = 1e-14
 _ENTRY_TOLERANCE = 1e-9
 # offsets this close (relative to a set's smallest gap) to a whole number of gaps apart are steps of one set
 _WHOLE_STEPS = 1e-6
-# a group's bias gap within this many ulps of its biases of a whole number is that number (their roundings)
-_GAP_ULPS = 8
 # the layout roles of a value passed through a ReLU stage: one slot, or its two signed halves
 _CARRIED = ("carrier", "plus", "minus")
 
@@ -233,28 +231,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
             for j, norm in members:
                 scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, common
                 data[ptr[j]:ptr[j + 1]] = row
-    return scales, data, pending, grouped, commons, [[j for j, _ in members] for members, _, _ in chosen]
-
-
-def _join_gaps(producer, clusters: list) -> None:
-    """Each group's biases one whole number apart where they are that within their rounding: the offsets of a step
-    at a rational edge (``x − 4/3`` and ``x − 4/3 − 1/1000``) were each rounded to float64 by debranch and again
-    here, and the pair's gap ``1334.3333333333333 − 1333.3333333333333`` came out ``1 + 2.3·10⁻¹³``, which λ = 10¹⁰
-    made a 2.3·10⁻³ error where the step is 1.  A member's bias becomes the first's plus the whole number, where
-    float64 holds that sum (the pair's rows are bit-identical: their difference is then that whole number)."""
-    bias = producer.attrs["b"].to_float().values.astype(np.float64)
-    joined = bias.copy()
-    for members in clusters:
-        first = members[0]
-        for j in members[1:]:
-            gap = bias[j] - bias[first]
-            whole = float(np.rint(gap))
-            slack = _GAP_ULPS * np.spacing(max(abs(bias[j]), abs(bias[first])))
-            if whole != 0.0 and whole != gap and abs(gap - whole) <= slack and \
-                    Fraction(bias[first] + whole) == Fraction(bias[first]) + Fraction(whole):
-                joined[j] = bias[first] + whole
-    if not np.array_equal(joined, bias):
-        producer.attrs["b"] = Vector(joined)
+    return scales, data, pending, grouped, commons
 
 
 def _smallest_gap(offsets: list) -> tuple | None:
@@ -423,7 +400,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         if op.kind == "relu":
             carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
-            scales, data, pending, grouped, commons, clusters = _group_scales(producer, scales, carried)
+            scales, data, pending, grouped, commons = _group_scales(producer, scales, carried)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
@@ -462,8 +439,6 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         for owner, name, values, build in updates:
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
-        if op.kind == "relu" and shadow is None:
-            _join_gaps(producer, clusters)
         layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]
     if shadow is not None:
         shadow.restore()
