@@ -17,11 +17,12 @@ Two modes:
 
 ``exact=true`` computes in exact rationals (constants taken at their exact value) and emits exact
 constants, so the exact interpreter gives identical results; ``exact=false`` rounds constants to float64
-first — unless the layer form would hold a λ-sized bias (≥ 2^24) that float64 cannot hold beside the small
-value it carries (``x + 1 − λ(1 − c)`` with ``x`` carried shifted: its constant ``−λ − 0.8`` keeps the 0.8
-only to λ's ulp); such a program is debranched in rationals, as with ``exact=true``, and the passes after
-(``rescale-units``, ``materialize-steps``) fold λ back exactly, so the float model ``round-to-float`` makes
-of it computes ``x + 1`` where the program does.  The output carries ``metadata["layout"]`` (per chain op, what every slot holds) and
+first — unless emitting the layer form would fold a carrier's shift into a λ-sized bias (≥ 2^24) that float64
+cannot hold (``10¹⁰·x + 0.3`` with ``x`` carried shifted by 2: ``0.3 − 2·10¹⁰`` keeps the 0.3 only to λ's ulp;
+a signed value beside a λ-sized *constant* is carried as its halves instead, with nothing to fold); such a
+program is debranched in rationals, as with ``exact=true``, and the passes after (``rescale-units``,
+``materialize-steps``) keep the small part exactly, so the float model ``round-to-float`` makes of it computes
+what the program does.  The output carries ``metadata["layout"]`` (per chain op, what every slot holds) and
 ``metadata["stages"]`` (per chain op, its stage kind, stage index and layer) — see docs/compiler.md.
 """
 from __future__ import annotations
@@ -140,7 +141,7 @@ class Debranch(Pass):
                                               "13 rewrite cases in the reference order (D13)"})
     exact: bool = dataclasses.field(
         default=False, metadata={"help": "compute and emit exact rational constants (else round to float64, but for "
-                                      "programs whose λ-sized biases float64 cannot hold)"})
+                                      "programs whose layer form would round a λ-sized bias)"})
     schedule: str = dataclasses.field(
         default="auto", metadata={"help": "placement policy: auto (the narrowest of " + ", ".join(AUTO_POLICIES)
                                           + "), all (the narrowest of every policy) or one of " + ", ".join(POLICIES)})

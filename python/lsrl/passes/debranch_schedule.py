@@ -555,9 +555,10 @@ def _shifted(const, shifts: list):
     ``−0.001 + 3 − 3`` (a step's offset beside two carriers shifted by 3) left ``−0.00099999999999989``, and the
     step's clamp, read by λ, answered 1.1 where the program answers 0.
 
-    A λ-sized sum (≥ 2^24) that float64 cannot hold raises :class:`LargeConstantRounds`: ``0.7x + 1 − λ(1 − c)``
-    with ``x`` carried shifted by 2 has the constant ``−λ − 0.4``, which float64 keeps only to λ's ulp (2·10⁻⁶),
-    and where ``c = 1`` the layer form would compute ``0.7x + 0.99999962`` (debranch then works in rationals)."""
+    A λ-sized sum (≥ 2^24) that float64 cannot hold raises :class:`LargeConstantRounds`: ``10¹⁰·x + 0.3`` with
+    ``x`` carried shifted by 2 has the constant ``0.3 − 2·10¹⁰``, which float64 keeps only to its ulp (4·10⁻⁶), so
+    the layer form would be off the program by up to 2·10⁻⁶ (debranch then works in rationals; a λ-sized constant
+    of the reader's own keeps a signed carrier from shifting: :func:`_carrier_weight`)."""
     if isinstance(shifts[0][1], Fraction):  # exact mode: rationals throughout (a float coefficient too)
         return const + sum(Fraction(c) * o for c, o in shifts)
     if type(const) is float and all(type(c) is float for c, _ in shifts):
