@@ -210,13 +210,12 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
                     for part in _commensurate(cluster, biases)):
         if len(members) < 2:
             continue
-        offsets = [biases[j] / norm for j, norm in members]
-        gaps = [(abs(x - y), a, b) for a, x in enumerate(offsets) for b, y in enumerate(offsets) if x != y]
-        if not gaps:
+        found = _smallest_gap([biases[j] / norm for j, norm in members])
+        if found is None:
             continue
         # the gap is 1/μ computed in float64; the smallest one is taken from the biases exactly (on rows of norm
         # 10¹⁶, biases one apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶)
-        _, a, b = min(gaps)
+        _, a, b = found
         gap = abs(Fraction(biases[members[a][0]]) / Fraction(members[a][1])
                   - Fraction(biases[members[b][0]]) / Fraction(members[b][1]))
         common = snap_number(float(1 / gap), 1e-9)
