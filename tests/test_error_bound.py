@@ -713,6 +713,24 @@ def test_an_underflow_is_charged_where_a_carried_value_may_be_tiny():
             assert 1e-3 <= bound["float32"] <= 1e-3 + 2e-7 and 0 < bound["float64"] < 1e-280
 
 
+@needs_kernel
+@pytest.mark.parametrize("target", ["lstm", "gru"])
+@pytest.mark.parametrize("scales", [(1e-20, 2e-22), (1e-22, 3e-21), (7e-21, 2e-22), (3e-21, 3e-21)])
+def test_a_product_in_float32s_subnormal_range_stays_within_its_bound(target, scales):
+    """The standard cells' product of two tiny values is a float32 subnormal, which its readout's dot product
+    rounds by a subnormal step, not by ``γ·|value|`` (1.8e-45 off under a bound of 2.9e-46 before the rounding of a
+    dot product took an absolute step per term)."""
+    x = lsrl.Input(2, lower=-1, upper=1)
+    program = lsrl.ForEach(lsrl.Multi(lsrl.Concat([lsrl.Linear(x[0], [[scales[0]]]),
+                                                   lsrl.Linear(x[1], [[scales[1]]])])))
+    xs = np.random.default_rng(1).uniform(-1, 1, (4, 5, 2))
+    exact = np.asarray(interpret(lsrl.ir.core.as_module(program, "test"), xs, exact=True), dtype=np.float64)
+    model = lsrl.compile(program, target, activations="standard", dtype="float32", t_max=5)
+    error = np.max(np.abs(model(xs, backend="kernel", dtype="float32") - exact))
+    bound = float(np.max(model.error_bound_in("float32")))
+    assert error > 0 and error <= bound <= 100 * error
+
+
 def test_a_saved_model_keeps_its_bounds(tmp_path):
     model = lsrl.compile(more_ones(), t_max=64)
     model.save(tmp_path / "m")

@@ -703,6 +703,7 @@ class ErrorAnalysis:
         self.u = UNIT_ROUNDOFF[dtype]
         self.bits = np.finfo(dtype).nmant + 1
         self.min_bit = int(np.log2(np.finfo(dtype).smallest_subnormal))
+        self.subnormal_step = float(np.finfo(dtype).smallest_subnormal)
         # what a value or a term may reach before a run can give inf (half the largest float leaves room for the
         # rounding on the way)
         self._largest = float(np.finfo(dtype).max) / 2
@@ -769,6 +770,12 @@ class ErrorAnalysis:
         in the dtype: the grains are not below its smallest subnormal, and the magnitudes fit its precision."""
         grains = np.asarray(grains, dtype=np.int64)
         return (grains >= self.min_bit) & (np.asarray(mags) < np.ldexp(1.0, np.minimum(grains + self.bits, 1000)))
+
+    def _dot_error(self, n: int, magnitude):
+        """What a target's rounded dot products of ``n`` terms reaching ``magnitude`` add: relative to the
+        magnitude, and an absolute subnormal step per product and sum, which a result in the dtype's subnormal
+        range rounds to whatever its magnitude (``γ·|value|`` alone is below that step there)."""
+        return ROUNDING_HOPS * (_gamma(n + 1, self.u) * magnitude + (n + 1) * self.subnormal_step)
 
     def _stored(self, values: np.ndarray) -> np.ndarray:
         """``values`` as the dtype stores them (float64 values)."""
@@ -858,7 +865,7 @@ class ErrorAnalysis:
         if storage == 0.0 and exact and bool(self._fits(magnitude, min(
                 _grain([w for *_, w in terms], bias, [v for v, *_ in terms]), 1 << 20 if grain is None else grain))):
             return 0.0
-        return storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * magnitude
+        return storage + self._dot_error(n, magnitude)
 
     def _reads(self, x: Op, cols: np.ndarray, weights: np.ndarray) -> tuple[float, int, int | None, float]:
         """What a row reading coordinates ``cols`` of ``x`` with ``weights`` sums beyond their values, from the
@@ -909,7 +916,7 @@ class ErrorAnalysis:
             exact = h == 0 or (not math.isnan(grain) and v.exact_grain is not None
                                and bool(self._fits(min(h + size, total), min(int(grain), v.exact_grain))))
             out.append(0.0 if exact else math.inf if not h < self._largest else
-                       ROUNDING_HOPS * _gamma(int(n) + 1, self.u) * h)
+                       self._dot_error(int(n), h))
         return np.array(out)
 
     def output_bounds(self, module: Module) -> np.ndarray:
@@ -964,7 +971,7 @@ class ErrorAnalysis:
                 bounded = np.minimum(terms[None, :], reach[:, None] + others[None, :])
                 mags = np.minimum(bounded.sum(axis=1) + hidden, total) + abs(bias)
                 storage = zero_safe_product(bounded, misstored[None, :]).sum(axis=1) + bias_storage
-            rounded = storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags
+            rounded = storage + self._dot_error(n, mags)
             if grain is None:
                 return rounded
             return np.where(self._fits(mags, grain), 0.0, rounded)
@@ -1135,7 +1142,7 @@ class ErrorAnalysis:
         representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
         storage = 0.0 if representable else self.u * mags
         exact = representable & (values.errors == 0) & (values.slacks == 0) & self._fits(exact_mags, grains)
-        return np.where(exact, 0.0, storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
+        return np.where(exact, 0.0, storage + self._dot_error(n, mags))
 
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
@@ -1318,7 +1325,7 @@ class ErrorAnalysis:
         fits = self._fits(*_with_hidden(abs(v) * unit + abs(bias), grains, hidden, grain, total + abs(bias)))
         storage = 0.0 if representable else self.u * mags
         return np.where((off | (known & fits)) & representable, 0.0,
-                        storage + ROUNDING_HOPS * _gamma(n + 1, self.u) * mags)
+                        storage + self._dot_error(n, mags))
 
     @staticmethod
     def _off_direction(row: np.ndarray, k: float, d: np.ndarray) -> np.ndarray:
