@@ -138,6 +138,26 @@ def test_an_exact_module_is_rescaled_exactly():
     assert steps.attrs["b"].exact and Fraction(-1000, 3) in steps.attrs["b"].values.tolist()
 
 
+def test_an_exact_modules_step_takes_its_scale_from_the_exact_gap():
+    """A step at 100000.5: its pair's offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)`` apart in
+    float64, and an exact module's scale came from that gap (``999.9999961582944``, rows of 15-digit rationals and
+    a bound of 7.4·10³ where the model is exact); the exact offsets give 1000, integer rows and a bound of 0."""
+    from fractions import Fraction
+
+    x = Input(1, lower=0, upper=200000, integer=True)
+    program = ForEach(f_ifelse(f_larger(x, 100000.5), lsrl.Linear(x, [[2.0]]), x))
+    rescaled = opt.run(opt.run(program.ir, "debranch{exact=true}"), "rescale-units")
+    first = next(op for op in rescaled.ops if op.kind == "relu").operands[0]
+    rows = first.attrs["A"].exact_rows()
+    biases = first.attrs["b"].array(True).tolist()
+    step = sorted(b for row, b in zip(rows, biases) if row and min(row.items())[1] == 1000)
+    assert step == [Fraction(-100000501), Fraction(-100000500)]
+    model = lsrl.compile(program, "linear_rnn", exact=True, t_max=5)
+    xs = np.array([[[100000.0], [100001.0], [99999.0], [5.0], [200000.0]]])
+    assert model.error_bound_in("float64").tolist() == [0.0]
+    np.testing.assert_array_equal(model(xs), np.asarray(interpret(program.ir, xs, exact=True), dtype=np.float64))
+
+
 @pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
 @pytest.mark.parametrize("conditional", ["multiplicative", "multiplicative_optimized"])
 @pytest.mark.parametrize("target, activations", MODES)

@@ -175,14 +175,17 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     return out
 
 
-def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
+def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offsets: list | None = None):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
     rows are in such a group; and their common scale (the row's first entry at it, 0 outside groups).
     ``carried`` rows (values passed through the stage) join no group: they keep the value's own scale, which their
     readers read back exactly (a carrier of a counter ``g`` next to the step ``g ≥ 2.5`` would be held as
-    ``1000 g`` and read back with ``0.001``)."""
+    ``1000 g`` and read back with ``0.001``).  ``exact_offsets`` (an exact module: each row's bias over its first
+    entry's magnitude, in rationals) give the gap itself, which the float image holds only to its offsets' ulps
+    (the step at 100000.5: offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and
+    the scale ``999.9999961582944`` kept that where the program's is 1000)."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
@@ -216,8 +219,9 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
         # the gap is 1/μ computed in float64; the smallest one is taken from the biases exactly (on rows of norm
         # 10¹⁶, biases one apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶)
         _, a, b = found
-        gap = abs(Fraction(biases[members[a][0]]) / Fraction(members[a][1])
-                  - Fraction(biases[members[b][0]]) / Fraction(members[b][1]))
+        (ja, norm_a), (jb, norm_b) = members[a], members[b]
+        gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else \
+            abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
         common = snap_number(float(1 / gap), 1e-9)
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
@@ -231,6 +235,14 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray):
                 scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, common
                 data[ptr[j]:ptr[j + 1]] = row
     return scales, data, pending, grouped, commons
+
+
+def _exact_offsets(shadow: ExactShadow, producer: Op) -> list:
+    """Per row of an exact module's ``producer``: its exact bias over the magnitude of its first entry (0 for an
+    empty row)."""
+    held = shadow.held(producer)
+    return [bias / abs(min(row.items())[1]) if row else Fraction(0)
+            for row, bias in zip(held["A"].exact_rows(), held["b"].array(True).tolist())]
 
 
 def _smallest_gap(offsets: list) -> tuple | None:
@@ -399,7 +411,8 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         if op.kind == "relu":
             carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
-            scales, data, pending, grouped, commons = _group_scales(producer, scales, carried)
+            scales, data, pending, grouped, commons = _group_scales(
+                producer, scales, carried, None if shadow is None else _exact_offsets(shadow, producer))
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
