@@ -687,6 +687,26 @@ def test_a_lambda_sized_fold_debranches_the_program_in_rationals():
     assert report.error == 0 and report.within_bound
 
 
+@pytest.mark.parametrize("target, activations", [("linear_rnn", "ideal"), ("relu_rnn", "ideal"), ("lstm", "ideal"),
+                                                 ("lstm", "standard"), ("gru", "standard")])
+def test_a_program_with_rational_coefficients_is_debranched_in_rationals(target, activations):
+    """``f_ifelse(f_larger((4/3 + 2)·x + 1.12, 2.5), x, None)`` with an exact ``4/3``: composed in float64, the
+    coefficient rounded the step's gap and every token answered 2.9·10⁻³ off under a bound of 0 (a random hunt's
+    program, 7 of its 8 violating ones hold such a coefficient).  A matrix entry float64 cannot hold makes debranch
+    compute in rationals, whose rounding the bound sees: exact answers."""
+    from fractions import Fraction
+
+    from lsrl.passes.debranch import debranch
+
+    x = lsrl.Input(1, lower=0, upper=3, integer=True)
+    program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(lsrl.Linear(x, [[Fraction(4, 3) + 2]], b=[1.12]), 2.5),
+                                         x, None))
+    assert any(getattr(value, "exact", False) for op in debranch(program.ir).ops for value in op.attrs.values())
+    xs = np.arange(4.0).reshape(1, 4, 1)
+    report = lsrl.compile(program, target, activations=activations, t_max=4).check(xs, oracle="exact")
+    assert report.error == 0 and report.within_bound
+
+
 def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():
     """``f_ifelse(c, −2/3·r − 0.5, None)`` and ``f_ifelse(c, −0.7·r + 1, None)`` of one ReLU ``r``: their λ-rows
     agree to 4·10⁻¹⁵ of their largest entry (λ's), and rescale-units made them one row — the second answered

@@ -16,8 +16,10 @@ Two modes:
   (:mod:`.debranch_reference`), for the noise experiment (experiments.md D13).
 
 ``exact=true`` computes in exact rationals (constants taken at their exact value) and emits exact
-constants, so the exact interpreter gives identical results; ``exact=false`` rounds constants to float64
-first — unless emitting the layer form would fold a carrier's shift into a λ-sized bias (≥ 2^24) that float64
+constants, so the exact interpreter gives identical results; ``exact=false`` rounds coefficients to float64
+first — unless a matrix of the program holds one float64 cannot (an exact ``4/3``: composed in float64 it
+rounds the gaps of steps and the weights λ reads, which the error bound, stated against the layer form, does not
+see: ``f_ifelse(f_larger(4/3·x + 2x + 1.12, 2.5), x, 0)`` answered 2.9·10⁻³ off under a bound of 0), or emitting the layer form would fold a carrier's shift into a λ-sized bias (≥ 2^24) that float64
 cannot hold (``10¹⁰·x + 0.3`` with ``x`` carried shifted by 2: ``0.3 − 2·10¹⁰`` keeps the 0.3 only to λ's ulp;
 a signed value beside a λ-sized *constant* is carried as its halves instead, with nothing to fold); such a
 program is debranched in rationals, as with ``exact=true``, and the passes after (``rescale-units``,
@@ -103,6 +105,16 @@ def _to_exact(module):
     return m
 
 
+def _rational_coefficients(module) -> bool:
+    """Whether a matrix of ``module`` holds an exact coefficient float64 cannot (``Fraction(4, 3)``)."""
+    from fractions import Fraction
+
+    from ..ir.matrix import Matrix
+    return any(isinstance(v, Matrix) and v.exact and any(Fraction(float(c)) != c for row in v.exact_rows()
+                                                         for c in row.values())
+               for op in module.ops for v in op.attrs.values())
+
+
 def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: str = "auto",
              fold_memoryless_states: bool = False, signed_carriers: str = "shift"):
     """The layer form of ``module`` (a new module; the argument is not modified)."""
@@ -111,6 +123,8 @@ def debranch(module, *, mode: str = "schedule", exact: bool = False, schedule: s
         return reference_debranch(module, exact=exact)
     if mode != "schedule":
         raise PassError(f"debranch: unknown mode {mode!r} (schedule or reference)")
+    if not exact and _rational_coefficients(module):
+        exact = True
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the planner allocates many small dicts and no cycles; collections only cost time
     try:
