@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -705,6 +706,23 @@ def test_a_program_with_rational_coefficients_is_debranched_in_rationals(target,
     xs = np.arange(4.0).reshape(1, 4, 1)
     report = lsrl.compile(program, target, activations=activations, t_max=4).check(xs, oracle="exact")
     assert report.error == 0 and report.within_bound
+
+
+@pytest.mark.parametrize("edge, step", [(Fraction(4, 3), "larger"), (Fraction(7, 3), "smaller"), (100000.5, "larger")])
+def test_a_step_at_an_edge_float64_cannot_hold_keeps_its_gap(edge, step):
+    """A step's pair has the offsets ``e`` and ``e + 1/1000``; float64 rounds them one by one, and at ``4/3`` the
+    pair's rows, scaled by 1000, came out ``1 + 2.3·10⁻¹³`` apart: λ read 2.3·10⁻³ (``7/3``: 4.5·10⁻³) under a bound
+    of 0.  At 100000.5 the gap ``10⁻³(1 − 3.8·10⁻⁹)`` gave the pair the scale ``999.9999961582944``: 38 off under
+    7.1·10³.  Debranch hands rescale-units the exact biases it rounded: scale 1000, the pair one apart, exact."""
+    x = lsrl.Input(1, lower=0, upper=200000, integer=True) if edge > 1000 else lsrl.Input(1, lower=-3, upper=3, integer=True)
+    condition = lsrl.f_larger(x, edge) if step == "larger" else lsrl.f_smaller(x, edge)
+    program = lsrl.ForEach(lsrl.f_ifelse(condition, x, lsrl.Linear(x, [[2.0]], b=[1.0])))
+    tokens = [99999.0, 100000.0, 100001.0, 0.0, 200000.0] if edge > 1000 else [-3.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    xs = np.array(tokens).reshape(1, -1, 1)
+    for target, activations in (("linear_rnn", "ideal"), ("lstm", "standard")):
+        model = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1])
+        report = model.check(xs, oracle="exact")
+        assert report.error == 0 and model.error_bound_in("float64").tolist() == [0.0]
 
 
 def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():

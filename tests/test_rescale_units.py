@@ -158,6 +158,21 @@ def test_an_exact_modules_step_takes_its_scale_from_the_exact_gap():
     np.testing.assert_array_equal(model(xs), np.asarray(interpret(program.ir, xs, exact=True), dtype=np.float64))
 
 
+def test_a_float_modules_step_takes_its_scale_from_the_biases_debranch_rounded():
+    """The float module of the same step: debranch rounds the offset ``100000.501`` and records the exact bias in
+    ``metadata["exact_biases"]``; rescale-units takes the gap from it, scales the pair by 1000 and rounds each bias
+    once, at that scale (it had ``−100000499.61582752`` and ``−100000500.61582752`` at the scale 999.9999961582944),
+    and drops the record."""
+    x = Input(1, lower=0, upper=200000, integer=True)
+    program = ForEach(f_larger(x, 100000.5))
+    layer_form = opt.run(program.ir, "debranch")
+    assert layer_form.metadata["exact_biases"] == [[2, [[1, "-100000501/1000"]]]]
+    rescaled = opt.run(layer_form, "rescale-units")
+    assert "exact_biases" not in rescaled.metadata
+    A, b = _rows_and_biases(rescaled.ops[2])
+    assert A[:, 0].tolist() == [1000.0, 1000.0] and sorted(b.tolist()) == [-100000501.0, -100000500.0]
+
+
 @pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")
 @pytest.mark.parametrize("conditional", ["multiplicative", "multiplicative_optimized"])
 @pytest.mark.parametrize("target, activations", MODES)

@@ -266,6 +266,8 @@ class NormalForm:
         self._exact_group_cache: dict = {}
         self._exact_atom: dict = {}
         self.sign_cache: dict = {}  # row key or atom -> (slots, sign) of an R-stage carrier
+        #: float mode: id of a ReLU unit's row -> its exact constant, where the row holds it rounded
+        self.exact_row_constants: dict = {}
         self.values: dict = {}
         self.output_rows: list = []
 
@@ -389,6 +391,18 @@ class NormalForm:
             else:
                 out.pop(one, None)
         return out
+
+    def _keep_exact_constant(self, row: dict, s, nrow: dict) -> None:
+        """Float mode: record the exact constant of a ReLU unit's row ``nrow`` (``row`` normalised by ``s``) where
+        :meth:`_held` rounded it, so that emission can hand it to ``rescale-units``: a step at ``100000.5`` has the
+        offsets ``100000.5`` and ``100000.501``, ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and the pair's scale chosen
+        from that gap put the pair's rows one apart only to that precision (λ read it as 38)."""
+        value = row.get(CONST)
+        if self.exact or value is None or not _finite(value) or abs(value) >= LARGE_BIAS:
+            return
+        exact = Fraction(value) / Fraction(s)
+        if Fraction(nrow.get(CONST, 0.0)) != exact:
+            self.exact_row_constants[id(nrow)] = exact
 
     def _one(self) -> int:
         """The atom of a state that is 1 at every step (``A = 0``, input row the constant 1), made once."""
@@ -709,6 +723,7 @@ class NormalForm:
                 self._scale_merges[key[1]] = unit.atoms[0]
             if unit is None:
                 unit = Unit(len(self.units), "R", [], [nrow])
+                self._keep_exact_constant(row, s, nrow)
                 self.units.append(unit)
                 (a,) = unit.atoms = self._new_atoms(unit.index, 1)
                 nlo, nhi = self.bounds(nrow)

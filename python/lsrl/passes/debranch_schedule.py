@@ -546,6 +546,18 @@ def _decoded(plan: StagePlan, i: int):
     return {k: v for k, v in out.items() if v != 0}, _shifted(const, shifts) if shifts else const
 
 
+def _exact_bias(plan: StagePlan, i: int, held: Fraction) -> Fraction | None:
+    """The exact bias of need row ``i`` of ``plan`` (a ReLU unit's row whose exact constant ``held`` the normal form
+    rounded), with the carriers' shifts: None where the row's constant went to a carried functional or float64
+    holds the sum."""
+    expr, const = plan.exprs[i]
+    if const != float(held):
+        return None
+    vs_offsets = plan.value_offsets
+    value = held + sum(Fraction(c) * Fraction(vs_offsets[v]) for v, c in expr.items() if vs_offsets[v] != 0)
+    return None if Fraction(float(value)) == value else value
+
+
 class LargeConstantRounds(ArithmeticError):
     """A float-mode emission met a λ-sized constant that float64 cannot hold (:func:`_shifted`)."""
 
@@ -688,6 +700,7 @@ class _Chain:
         self.layout = [self.describe.values(plan.stages[0], "value")]
         self.stage_meta = [{"stage": "X", "index": 0, "layer": 0}]
         self.prev = inp
+        self.exact_biases: list = []  # [op position, [[row, "p/q"], ...]]
 
     def _append(self, op: Op, layout: list, meta: dict) -> None:
         """Chain ``op`` after the current last op, recording its layout and stage entries."""
@@ -739,9 +752,15 @@ class _Chain:
         exact = self.exact
         n_units = len(st.units)
         lin_rows, lin_bias = [], []
+        exact_biases = []  # [unit, "p/q"]: biases emitted rounded (rescale-units reads them)
         for i in range(n_units):
             lin_rows.append(rows[i])
             lin_bias.append(consts[i])
+            held = self.nf.exact_row_constants.get(id(before.need[i]))
+            if held is not None:
+                bias = _exact_bias(before, i, held)
+                if bias is not None:
+                    exact_biases.append([i, str(bias)])
         for c in range(len(st.carriers)):
             i = n_units + c
             if st.carrier_split[c]:
@@ -762,6 +781,8 @@ class _Chain:
                                             "b": _vector(lin_bias, exact)})
             self._append(op, [{"role": "pre", "of": j} for j in range(len(lin_rows))],
                          dict(meta, stage="R", part="linear"))
+            if exact_biases:
+                self.exact_biases.append([len(self.ops) - 1, exact_biases])
         self._append(Op("relu", [self.prev]), post, dict(meta, stage="R", part="relu"))
 
     def _emit_multi(self, st: StagePlan, rows: list, consts: list, n_in: int, meta: dict) -> None:
@@ -800,6 +821,8 @@ class _Chain:
         module.metadata = dict(self.nf.module.metadata)
         module.metadata["layout"] = self.layout
         module.metadata["stages"] = self.stage_meta
+        if self.exact_biases:
+            module.metadata["exact_biases"] = self.exact_biases
         return module
 
 

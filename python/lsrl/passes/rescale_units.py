@@ -175,17 +175,21 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     return out
 
 
-def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offsets: list | None = None):
+def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offsets: list | None = None,
+                  exact_rows: bool = False):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
-    rows are in such a group; and their common scale (the row's first entry at it, 0 outside groups).
+    rows are in such a group; their common scale (the row's first entry at it, 0 outside groups); and the groups'
+    rows.
     ``carried`` rows (values passed through the stage) join no group: they keep the value's own scale, which their
     readers read back exactly (a carrier of a counter ``g`` next to the step ``g ≥ 2.5`` would be held as
-    ``1000 g`` and read back with ``0.001``).  ``exact_offsets`` (an exact module: each row's bias over its first
-    entry's magnitude, in rationals) give the gap itself, which the float image holds only to its offsets' ulps
-    (the step at 100000.5: offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and
-    the scale ``999.9999961582944`` kept that where the program's is 1000)."""
+    ``1000 g`` and read back with ``0.001``).  ``exact_offsets`` (each row's bias over its first entry's magnitude,
+    in rationals) give the gap itself, which the float image holds only to its offsets' ulps (the step at 100000.5:
+    offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and the scale
+    ``999.9999961582944`` kept that where the program's is 1000): always where the rows are exact too
+    (``exact_rows``: an exact module), else (a float module's biases as debranch computed them before rounding,
+    beside rows it rounded) where the float gap gives no short scale and the exact one does."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
@@ -220,9 +224,11 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offse
         # 10¹⁶, biases one apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶)
         _, a, b = found
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
-        gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else \
-            abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
+        gap = abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
         common = snap_number(float(1 / gap), 1e-9)
+        if exact_offsets is not None and (exact_rows or not _short(common)):
+            held = snap_number(float(1 / abs(exact_offsets[ja] - exact_offsets[jb])), 1e-9)
+            common = held if exact_rows or _short(held) else common
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
@@ -234,7 +240,41 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offse
             for j, norm in members:
                 scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, common
                 data[ptr[j]:ptr[j + 1]] = row
-    return scales, data, pending, grouped, commons
+    return scales, data, pending, grouped, commons, [[j for j, _ in members] for members, _, _ in chosen]
+
+
+def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, groups: list, rows: np.ndarray) -> Vector:
+    """A float module's rescaled ``biases`` with each group's put whole numbers apart where its exact biases are
+    (``exact_rows``: debranch's biases before it rounded them; the other rows' ``original`` ones are exact) and the
+    rescaled ones are not: the step at 4/3 had ``−1333.3333333333333`` and ``−1334.3333333333335``, one apart but for
+    2.3·10⁻¹³, which λ read as 2.3·10⁻³.  The first member's bias is rounded once and the others are it plus their
+    whole distances, where float64 holds that.  Groups already so far apart, or whose exact biases are not whole
+    numbers apart, keep theirs
+    (the rotation counter's steps: ``−500.00000000000034`` exactly, which float debranch snapped to ``−500``)."""
+    values = biases.values.copy()
+    for members in groups:
+        if not any(j in exact_rows for j in members):
+            continue
+        exact = [exact_rows.get(j, Fraction(float(original[j]))) * Fraction(float(rows[j])) for j in members]
+        apart = [e - exact[0] for e in exact]
+        if any(d.denominator != 1 for d in apart) or \
+                all(Fraction(float(values[j])) - Fraction(float(values[members[0]])) == d for j, d in zip(members, apart)):
+            continue
+        base = float(exact[0])
+        spaced = [base + float(d) for d in apart]
+        if all(Fraction(v) == Fraction(base) + d for v, d in zip(spaced, apart)):
+            for j, v in zip(members, spaced):
+                values[j] = v
+    return Vector(values)
+
+
+def _held_offsets(producer: Op, exact_rows: dict) -> list:
+    """Per row of a float module's ``producer``: its bias, exact where debranch rounded it (``exact_rows``), over
+    the magnitude of its first entry (0 for an empty row)."""
+    data, _, indptr = producer.attrs["A"].csr_parts()
+    biases = producer.attrs["b"].values.tolist()
+    return [exact_rows.get(j, Fraction(biases[j])) / abs(Fraction(float(data[indptr[j]])))
+            if indptr[j] < indptr[j + 1] else Fraction(0) for j in range(len(biases))]
 
 
 def _exact_offsets(shadow: ExactShadow, producer: Op) -> list:
@@ -243,6 +283,11 @@ def _exact_offsets(shadow: ExactShadow, producer: Op) -> list:
     held = shadow.held(producer)
     return [bias / abs(min(row.items())[1]) if row else Fraction(0)
             for row, bias in zip(held["A"].exact_rows(), held["b"].array(True).tolist())]
+
+
+def _short(x: float) -> bool:
+    """Whether ``x`` has at most seven significant digits (a number :func:`snap_number` may give)."""
+    return float(f"{x:.{_MAX_DIGITS - 1}e}") == x
 
 
 def _smallest_gap(offsets: list) -> tuple | None:
@@ -396,6 +441,9 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         raise PassError("rescale-units: the module has no layout of the layer form (metadata['layout'] from "
                         "debranch); run it in the same pipeline right after debranch")
     layout = module.metadata["layout"] = list(layout)  # edited below; a cloned module shares the original's list
+    # debranch's exact constants of the biases it emitted rounded: {op position: {row: Fraction}}
+    exact_biases = {position: {row: Fraction(value) for row, value in entries}
+                    for position, entries in module.metadata.pop("exact_biases", [])}
     natural = _natural_scales(layout, ops, snap_tolerance)
     seen: dict = {}  # number -> its short fraction
     for i, op in enumerate(ops):
@@ -411,8 +459,11 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         if op.kind == "relu":
             carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
-            scales, data, pending, grouped, commons = _group_scales(
-                producer, scales, carried, None if shadow is None else _exact_offsets(shadow, producer))
+            exact_rows = exact_biases.get(i - 1, {})
+            scales, data, pending, grouped, commons, groups = _group_scales(
+                producer, scales, carried,
+                _exact_offsets(shadow, producer) if shadow is not None else
+                _held_offsets(producer, exact_rows) if exact_rows else None, exact_rows=shadow is not None)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
@@ -436,6 +487,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
                            commons if op.kind == "relu" else None)
         updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
+        original = producer.attrs["b"].to_float().values if op.kind == "relu" else None
         if op.kind in ("relu", "multi"):
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
             updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
@@ -451,6 +503,8 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         for owner, name, values, build in updates:
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
+        if op.kind == "relu" and exact_rows:
+            producer.attrs["b"] = _spaced_biases(producer.attrs["b"], original, exact_rows, groups, rows)
         layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]
     if shadow is not None:
         shadow.restore()
