@@ -725,6 +725,22 @@ def test_a_step_at_an_edge_float64_cannot_hold_keeps_its_gap(edge, step):
         assert report.error == 0 and model.error_bound_in("float64").tolist() == [0.0]
 
 
+def test_a_relu_read_alone_keeps_its_own_scale_beside_a_step_of_its_value():
+    """``[f_larger(x, 0.3, scale=3000), f_ifelse(f_larger(ReLU(x), 4/3), ReLU(x), 2x + 1)]``: ``ReLU(x)`` has the
+    direction of the first step's pair and offsets whole gaps from them, so it took their scale 3000, was read back
+    with ``0.33333333333337``, and the second step's λ-reader became ``−9999999999.9989``: 1.1·10⁻³ off under a bound
+    of 2·10⁻¹⁴ (a review's program).  A unit no reader reads beside another of its set joins no step group."""
+    x = lsrl.Input(1, lower=0, upper=3, integer=True)
+    r = lsrl.ReLU(x)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_larger(x, 0.3, scale=3000),
+                                        lsrl.f_ifelse(lsrl.f_larger(r, 4 / 3), r, x * 2 + 1)]))
+    xs = np.arange(4.0).reshape(1, 4, 1)
+    for target, activations in (("linear_rnn", "ideal"), ("lstm", "standard")):
+        model = lsrl.compile(program, target, activations=activations, t_max=4)
+        report = model.check(xs, oracle="exact")
+        assert report.error == 0 and model.error_bound_in("float64").tolist() == [0.0, 0.0]
+
+
 def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():
     """``f_ifelse(c, −2/3·r − 0.5, None)`` and ``f_ifelse(c, −0.7·r + 1, None)`` of one ReLU ``r``: their λ-rows
     agree to 4·10⁻¹⁵ of their largest entry (λ's), and rescale-units made them one row — the second answered

@@ -553,8 +553,8 @@ def _exact_bias(plan: StagePlan, i: int, held: Fraction) -> Fraction | None:
     expr, const = plan.exprs[i]
     if const != float(held):
         return None
-    vs_offsets = plan.value_offsets
-    value = held + sum(Fraction(c) * Fraction(vs_offsets[v]) for v, c in expr.items() if vs_offsets[v] != 0)
+    offsets = plan.value_offsets
+    value = held + sum(Fraction(c) * Fraction(offsets[v]) for v, c in expr.items() if offsets[v] != 0)
     return None if Fraction(float(value)) == value else value
 
 

@@ -175,8 +175,8 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     return out
 
 
-def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offsets: list | None = None,
-                  exact_rows: bool = False):
+def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: list, exact_offsets: list | None = None,
+                  rows_exact: bool = False):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
@@ -184,12 +184,15 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offse
     rows.
     ``carried`` rows (values passed through the stage) join no group: they keep the value's own scale, which their
     readers read back exactly (a carrier of a counter ``g`` next to the step ``g ≥ 2.5`` would be held as
-    ``1000 g`` and read back with ``0.001``).  ``exact_offsets`` (each row's bias over its first entry's magnitude,
-    in rationals) give the gap itself, which the float image holds only to its offsets' ulps (the step at 100000.5:
-    offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and the scale
-    ``999.9999961582944`` kept that where the program's is 1000): always where the rows are exact too
-    (``exact_rows``: an exact module), else (a float module's biases as debranch computed them before rounding,
-    beside rows it rounded) where the float gap gives no short scale and the exact one does."""
+    ``1000 g`` and read back with ``0.001``), and neither does a row no reader reads beside another of its set
+    (``readers``: per row, the reader rows that read it): ``ReLU(x)`` next to a step of ``x`` at 0.3 (μ = 3000)
+    was held as ``3000·ReLU(x)``, read back with ``0.33333333333337`` by a step at 4/3 whose λ-reader became
+    ``−9999999999.9989`` — 1.1·10⁻³ off the program under a bound of 2·10⁻¹⁴.  ``exact_offsets`` (each row's
+    bias over its first entry's magnitude, in rationals) give the gap itself, which the float image holds only to
+    its offsets' ulps (the step at 100000.5: offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)``
+    apart in float64, and the scale ``999.9999961582944`` kept that where the program's is 1000): always where the
+    rows are exact too (``rows_exact``: an exact module), else (a float module's biases as debranch computed them
+    before rounding, beside rows it rounded) where the float gap gives no short scale and the exact one does."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
@@ -215,6 +218,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offse
     chosen = []  # (members, common scale, the first member's row at that scale)
     for members in (part for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)
                     for part in _commensurate(cluster, biases)):
+        members = _read_together(members, readers)
         if len(members) < 2:
             continue
         found = _smallest_gap([biases[j] / norm for j, norm in members])
@@ -226,9 +230,9 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, exact_offse
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
         gap = abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
         common = snap_number(float(1 / gap), 1e-9)
-        if exact_offsets is not None and (exact_rows or not _short(common)):
+        if exact_offsets is not None and (rows_exact or not _short(common)):
             held = snap_number(float(1 / abs(exact_offsets[ja] - exact_offsets[jb])), 1e-9)
-            common = held if exact_rows or _short(held) else common
+            common = held if rows_exact or _short(held) else common
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
@@ -249,16 +253,17 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
     rescaled ones are not: the step at 4/3 had ``−1333.3333333333333`` and ``−1334.3333333333335``, one apart but for
     2.3·10⁻¹³, which λ read as 2.3·10⁻³.  The first member's bias is rounded once and the others are it plus their
     whole distances, where float64 holds that.  Groups already so far apart, or whose exact biases are not whole
-    numbers apart, keep theirs
-    (the rotation counter's steps: ``−500.00000000000034`` exactly, which float debranch snapped to ``−500``)."""
+    numbers apart, keep theirs (the rotation counter's steps: ``−500.00000000000034`` exactly, which float debranch
+    snapped to ``−500``)."""
     values = biases.values.copy()
     for members in groups:
         if not any(j in exact_rows for j in members):
             continue
         exact = [exact_rows.get(j, Fraction(float(original[j]))) * Fraction(float(rows[j])) for j in members]
         apart = [e - exact[0] for e in exact]
+        first = Fraction(float(values[members[0]]))
         if any(d.denominator != 1 for d in apart) or \
-                all(Fraction(float(values[j])) - Fraction(float(values[members[0]])) == d for j, d in zip(members, apart)):
+                all(Fraction(float(values[j])) - first == d for j, d in zip(members, apart)):
             continue
         base = float(exact[0])
         spaced = [base + float(d) for d in apart]
@@ -266,6 +271,25 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
             for j, v in zip(members, spaced):
                 values[j] = v
     return Vector(values)
+
+
+def _read_together(members: list, readers: list) -> list:
+    """The ``(row, norm)`` of ``members`` that some reader row reads beside another member."""
+    counts: dict = {}
+    for j, _ in members:
+        for r in readers[j]:
+            counts[r] = counts.get(r, 0) + 1
+    return [(j, norm) for j, norm in members if any(counts[r] > 1 for r in readers[j])]
+
+
+def _reader_rows(reader, n: int) -> list:
+    """Per slot of the ``n`` a ``reader`` (linear or linstate) reads: the rows that read it."""
+    _, columns, indptr = reader.attrs["A" if reader.kind == "linear" else "B"].csr_parts()
+    out: list = [[] for _ in range(n)]
+    for r in range(len(indptr) - 1):
+        for c in columns[indptr[r]:indptr[r + 1]].tolist():
+            out[c].append(r)
+    return out
 
 
 def _held_offsets(producer: Op, exact_rows: dict) -> list:
@@ -459,11 +483,14 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         if op.kind == "relu":
             carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
-            exact_rows = exact_biases.get(i - 1, {})
+            # a record the bias no longer rounds to is stale (a pass between debranch and this one): not read
+            stored = producer.attrs["b"].to_float().values
+            exact_rows = {j: v for j, v in exact_biases.get(i - 1, {}).items()
+                          if j < len(stored) and float(v) == stored[j]}
             scales, data, pending, grouped, commons, groups = _group_scales(
-                producer, scales, carried,
+                producer, scales, carried, _reader_rows(reader, op.dim),
                 _exact_offsets(shadow, producer) if shadow is not None else
-                _held_offsets(producer, exact_rows) if exact_rows else None, exact_rows=shadow is not None)
+                _held_offsets(producer, exact_rows) if exact_rows else None, rows_exact=shadow is not None)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
