@@ -158,6 +158,18 @@ def test_an_exact_modules_step_takes_its_scale_from_the_exact_gap():
     np.testing.assert_array_equal(model(xs), np.asarray(interpret(program.ir, xs, exact=True), dtype=np.float64))
 
 
+def test_rows_whose_exact_offsets_agree_take_the_float_gap():
+    """A bump of ``2.5x + 1/3`` at ``1/3`` and ``1000 + 1/3`` (μ = 10⁴), exact: two rows whose float offsets differ
+    have one exact offset, and taking the scale from their exact gap divided by 0 (a review's program)."""
+    x = Input(1, lower=0, upper=200000, integer=True)
+    value = lsrl.Linear(x, [[2.5]], b=[1 / 3])
+    program = ForEach(f_ifelse(lsrl.f_bump(value, 1 / 3, 1000 + 1 / 3, scale=10000), x, x * 2))
+    model = lsrl.compile(program, "linear_rnn", exact=True, t_max=6)
+    xs = np.array([[[0.0], [1.0], [400.0], [200000.0]]])
+    report = model.check(xs, oracle="exact")
+    assert report.within_bound
+
+
 def test_a_float_modules_step_takes_its_scale_from_the_biases_debranch_rounded():
     """The float module of the same step: debranch rounds the offset ``100000.501`` and records the exact bias in
     ``metadata["exact_biases"]``; rescale-units takes the gap from it, scales the pair by 1000 and rounds each bias

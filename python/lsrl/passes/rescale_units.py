@@ -175,8 +175,8 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
     return out
 
 
-def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: list, exact_offsets: list | None = None,
-                  rows_exact: bool = False):
+def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: list,
+                  exact_offsets: list | None = None):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
@@ -190,9 +190,10 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
     ``−9999999999.9989`` — 1.1·10⁻³ off the program under a bound of 2·10⁻¹⁴.  ``exact_offsets`` (each row's
     bias over its first entry's magnitude, in rationals) give the gap itself, which the float image holds only to
     its offsets' ulps (the step at 100000.5: offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)``
-    apart in float64, and the scale ``999.9999961582944`` kept that where the program's is 1000): always where the
-    rows are exact too (``rows_exact``: an exact module), else (a float module's biases as debranch computed them
-    before rounding, beside rows it rounded) where the float gap gives no short scale and the exact one does."""
+    apart in float64, and the scale ``999.9999961582944`` kept that where the program's is 1000), where the float
+    gap gives no short scale and the exact one does (an exact module's offsets, or a float module's biases as
+    debranch computed them before rounding: the rounded rows of either hold a gap that is not short, the rotation
+    counter's steps' `809.0169943749474`, as the float image computes it)."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
@@ -230,9 +231,10 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
         gap = abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
         common = snap_number(float(1 / gap), 1e-9)
-        if exact_offsets is not None and (rows_exact or not _short(common)):
-            held = snap_number(float(1 / abs(exact_offsets[ja] - exact_offsets[jb])), 1e-9)
-            common = held if rows_exact or _short(held) else common
+        exact_gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else 0
+        if exact_gap and not _short(common):  # the two rows may be one exactly: their gap is 0 then
+            held = snap_number(float(1 / exact_gap), 1e-9)
+            common = held if _short(held) else common
         first, first_norm = members[0]
         chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
@@ -490,7 +492,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             scales, data, pending, grouped, commons, groups = _group_scales(
                 producer, scales, carried, _reader_rows(reader, op.dim),
                 _exact_offsets(shadow, producer) if shadow is not None else
-                _held_offsets(producer, exact_rows) if exact_rows else None, rows_exact=shadow is not None)
+                _held_offsets(producer, exact_rows) if exact_rows else None)
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
