@@ -268,6 +268,9 @@ def test_malformed_split_reads_are_refused():
     module.metadata.update(split_reads="float32", read_step=3.0)
     with pytest.raises(ValueError, match="read_step"):
         ErrorAnalysis(module, "float64", 4)
+    module.metadata.update(read_step=2.0 ** -99, stream_norms={"eps": 2.0 ** 100, "squares": -1.0, "width": 4})
+    with pytest.raises(ValueError, match="stream_norms"):
+        ErrorAnalysis(module, "float64", 4)
 
 
 @needs_kernel

@@ -190,3 +190,34 @@ def test_values_beyond_the_rmsnorm_identity_are_refused(target):
     from lsrl.ir import parse
     with pytest.raises(lsrl.CompileError, match=r"values up to 1e\+12 by its range-analysis bound.*RMSNorm"):
         lsrl.compile(parse(LARGE_VALUES), target, t_max=12)
+
+
+# [ReLU(x), ReLU(1000x − 10⁸)] of integers x ≤ 2·10⁵: the stream's mean(x²) passes 2^46, where a neutralised RMSNorm
+# (eps = 2^100) stops being the identity in float64 (float64 holds 2^100 + mean no longer as 2^100), and every read
+# drifts by up to mean/2^101 of the value read; both outputs were off (5.8e-11, 1.5e-8) under a bound of 0
+DRIFTING_NORMS = """
+lsrl.module @two(%x: 1 {lower = [0.0], upper = [200000.0], integer = 1}) -> 2 {
+  %v = linear %x {A = [[1.0], [1000.0]], b = [0.0, -100000000.0]} : 1 -> 2
+  %r = relu %v : 2 -> 2
+  return %r : 2
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_a_norm_past_its_identity_range_is_within_the_bound(target, tmp_path, monkeypatch):
+    from lsrl.ir import parse
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    module = parse(DRIFTING_NORMS)
+    xs = np.random.default_rng(0).integers(0, 200001, (3, 20, 1)).astype(float)
+    xs[0, :4, 0] = [99999, 100000, 100001, 200000]
+    model = lsrl.compile(module, target, t_max=20)
+    exact = interpret(module, xs)
+    deviation = np.abs(model(xs, backend="kernel") - exact).max(axis=(0, 1))
+    assert np.all(deviation > 0) and np.all(deviation <= model.error_bound)
+    model.to_hf(tmp_path / "hf")
+    for dtype in (torch.float64, torch.float32):
+        hf = hf_outputs(tmp_path / "hf", xs, dtype, model_type="RecurrentGemmaModel")
+        if dtype == torch.float32:  # within a float32 model's own bound
+            model = lsrl.compile(module, target, t_max=20, dtype="float32")
+        assert np.all(np.abs(hf - exact).max(axis=(0, 1)) <= model.error_bound)

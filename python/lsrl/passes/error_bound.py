@@ -63,7 +63,9 @@ value it keeps (the input, ReLU, state and product results) in two parts, ``hi =
 narrower dtype ``n``, states ``n`` as the metadata ``split_reads`` (Hawk, Griffin and Mamba: transformers computes parts
 of a float64 model in float32): each read is then off by ``≤ u_n²·|v|``, and exact where ``v`` is computed exactly and
 ``n`` holds it; ``read_step`` (metadata, with it) is the smallest step such a read resolves in any dtype (a neutralised
-RMSNorm scales by ``2^-50`` in ``n`` before scaling back, so its subnormals are ``2^50`` times coarser).
+RMSNorm scales by ``2^-50`` in ``n`` before scaling back, so its subnormals are ``2^50`` times coarser), and
+``stream_norms`` (``{"eps", "squares", "width"}``) the neutralised norms every read passes, which drift from the
+identity once the stream's ``mean(x²)`` is no longer small beside ``eps`` (:func:`_norm_drift`).
 """
 from __future__ import annotations
 
@@ -739,7 +741,11 @@ class ErrorAnalysis:
         self.selects: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["selector"]).astype(np.int64), np.asarray(local[i]["margin"]))
             for i, op in enumerate(module.ops) if i in local and op.kind == "multi" and np.any(local[i]["selector"])}
-        self.split_reads, self.read_step = _split_reads_of(module)
+        self.split_reads, self.read_step, norms = _split_reads_of(module)
+        #: how far a read through the stream's norms may drift, relative to the value read: where they run in the
+        #: narrow dtype (with the split) and where they run in the model's dtype (the kernel)
+        self.parts_drift = _norm_drift(norms, float(np.finfo(self.split_reads).eps / 2)) if norms else 0.0
+        self.whole_drift = _norm_drift(norms, self.u) if norms else 0.0
         #: with :attr:`split_reads`: the largest value read so far that the narrow dtype does not hold exactly
         self._residue = 0.0
         self.facts: dict[int, _Facts] = {}
@@ -1007,23 +1013,36 @@ class ErrorAnalysis:
         a later value ``v`` sharing it reads too: ``c = v + r``.  Residues come from earlier values the narrow dtype
         does not hold (:attr:`_residue` bounds them), so a read of ``v`` is off by ``≤ u_n²(|v| + 3|r|) + |r|``
         ``≤ u_n²(|v| + 4·residue)``, and by nothing where ``v`` is computed exactly, ``n`` holds it and no residue
-        can exist yet.  ReLU units analysed in groups (read through their groups) add it as a local error: where
-        on, as above; where off (an exact 0), the residue's."""
+        can exist yet.  Every read also passes a neutralised norm, which past its identity range is ``c(1 + δ')``
+        (``|δ'| ≤ δ``, :func:`_norm_drift`) and reads only an exact 0 as itself: an executor that reads in parts
+        (transformers, whose norms run in ``n``) is off by the above with ``u_n² + δ_n(1 + u_n²)`` for ``u_n²``,
+        one that reads values whole through norms in the model's dtype (the kernel) by the same with ``δ`` alone;
+        each read is charged the larger.  ReLU units analysed in groups (read through their groups) add it as a
+        local error: where on, as above; where off (an exact 0), the residue's."""
         narrow = np.finfo(self.split_reads)
         # each of the two parts rounds to the narrow dtype, coarsened to read_step below its normal range
-        relative, floor = float(narrow.eps / 2) ** 2, 2 * self.read_step
+        split = float(narrow.eps / 2) ** 2
+        in_parts, whole, floor = split + self.parts_drift * (1 + split), self.whole_drift, 2 * self.read_step
         residue = self._residue
         sizes = [min(size, v.size) for v, size in zip(facts.values, _magnitude(facts.lo, facts.hi).tolist())]
-        held = [self._held_exactly(v, narrow, self.read_step) for v in facts.values]
-        for v, size, exact in zip(facts.values, sizes, held):
-            if not np.all(exact):
+        # per value (per candidate where it has them): the ratio its read is charged, 0 where both read it exactly
+        ratios = []
+        for v in facts.values:
+            held_in_parts = self._held_exactly(v, narrow, self.read_step, only_zero=self.parts_drift > 0)
+            held_whole = True if whole == 0 else self._held_exactly(v, narrow, self.read_step, only_zero=True)
+            ratios.append(np.maximum(np.where(held_in_parts, 0.0, in_parts), np.where(held_whole, 0.0, whole)))
+        for v, size, ratio in zip(facts.values, sizes, ratios):
+            if np.any(ratio > 0):
                 self._residue = max(self._residue, size + v.err)
-        if residue == 0.0 and all(np.all(exact) for exact in held):
+        if residue == 0.0 and not any(np.any(ratio > 0) for ratio in ratios):
             return facts
+        if residue > 0.0:  # a residue may be in any slot, held values' included
+            ratios = [np.full_like(ratio, max(in_parts, whole)) for ratio in ratios]
         if facts.groups is not None:
-            on = np.array([relative * (size + v.err + 4 * residue) + floor for v, size in zip(facts.values, sizes)])
-            on[[residue == 0.0 and bool(np.all(exact)) for exact in held]] = 0.0
-            off = 4 * relative * residue + floor if residue > 0.0 else 0.0
+            on = np.array([float(zero_safe_product(np.max(ratio), size + v.err + 4 * residue)) + floor
+                           for v, size, ratio in zip(facts.values, sizes, ratios)])
+            on[[not np.any(ratio > 0) for ratio in ratios]] = 0.0
+            off = 4 * max(in_parts, whole) * residue + floor if residue > 0.0 else 0.0
             values: list = [None] * len(facts.values)
             for group in facts.groups:
                 group.on, group.off = group.on + on[group.units], group.off + off
@@ -1031,26 +1050,29 @@ class ErrorAnalysis:
                 values[unit] = facts.groups[g].evaluate(np.array([pos]), np.ones(1))
             return dataclasses.replace(facts, values=values)
         values = []
-        for v, size, exact in zip(facts.values, sizes, held):
+        for v, size, ratio in zip(facts.values, sizes, ratios):
             if v.points is not None:
-                extra = relative * (np.abs(v.points) + v.slacks + v.errors + 4 * residue) + floor
-                errors = v.errors + np.where(exact & (residue == 0.0), 0.0, extra)
+                extra = zero_safe_product(ratio, np.abs(v.points) + v.slacks + v.errors + 4 * residue) + floor
+                errors = v.errors + np.where(ratio > 0, extra, 0.0)
                 v = dataclasses.replace(v, errors=errors, err=float(np.max(errors, initial=0.0)))
-            elif residue > 0.0 or not exact:
-                v = dataclasses.replace(v, err=v.err + relative * (size + v.err + 4 * residue) + floor)
+            elif np.any(ratio > 0):
+                v = dataclasses.replace(v, err=v.err + float(zero_safe_product(np.max(ratio), size + v.err + 4 * residue))
+                                        + floor)
             values.append(v)
         return dataclasses.replace(facts, values=values)
 
     @staticmethod
-    def _held_exactly(v: _Values, narrow, step: float) -> np.ndarray | bool:
-        """Whether ``v`` is computed exactly and a read holds it (the narrow dtype, at multiples of ``step``): per
-        candidate where it has candidates, else whether it is known exactly on a lattice whose points up to its
-        size a read holds."""
+    def _held_exactly(v: _Values, narrow, step: float, only_zero: bool = False) -> np.ndarray | bool:
+        """Whether ``v`` is computed exactly and a read holds it (the narrow dtype, at multiples of ``step``; an
+        exact 0 only, with ``only_zero``): per candidate where it has candidates, else whether it is known exactly
+        on a lattice whose points up to its size a read holds."""
         if v.points is not None:
             with np.errstate(over="ignore"):
                 held = (v.points.astype(narrow.dtype).astype(np.float64) == v.points) & (np.mod(v.points, step) == 0)
+            if only_zero:
+                held &= v.points == 0
             return held & (v.errors == 0) & (v.slacks == 0)
-        if v.grid is None or v.err != 0.0 or v.slack != 0.0 or not math.isfinite(v.size):
+        if only_zero or v.grid is None or v.err != 0.0 or v.slack != 0.0 or not math.isfinite(v.size):
             return False
         low = _low_bit(np.array(v.grid))
         return low >= math.log2(step) and v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
@@ -1620,14 +1642,17 @@ _SELECTORS = (0, 1, 2)
 _KEPT_KINDS = ("input", "relu", "linstate", "multi")
 #: the narrow dtypes a target's executors may read values in (metadata ``split_reads``)
 _NARROW_DTYPES = ("float32",)
+#: a norm's Σ r² past it may overflow float32 (its largest number is just below 2^128)
+_FLOAT32_SQUARES = 2.0 ** 127
 
 
-def _split_reads_of(module: Module) -> tuple[np.dtype | None, float]:
-    """The narrow dtype ``module``'s metadata ``split_reads`` names (None without one) and its ``read_step``
-    (the narrow dtype's smallest subnormal when not given: a power of two at least that)."""
+def _split_reads_of(module: Module) -> tuple[np.dtype | None, float, dict | None]:
+    """The narrow dtype ``module``'s metadata ``split_reads`` names (None without one), its ``read_step`` (the
+    narrow dtype's smallest subnormal when not given: a power of two at least that) and its ``stream_norms``
+    (:func:`_norm_drift`; None when not given)."""
     name = module.metadata.get("split_reads")
     if name is None:
-        return None, 0.0
+        return None, 0.0, None
     if name not in _NARROW_DTYPES:
         raise ValueError(f"module @{module.name} metadata split_reads: expected one of {', '.join(_NARROW_DTYPES)}, "
                          f"got {name!r}")
@@ -1636,7 +1661,28 @@ def _split_reads_of(module: Module) -> tuple[np.dtype | None, float]:
     if not (isinstance(step, float) and math.isfinite(step) and step >= smallest and math.frexp(step)[0] == 0.5):
         raise ValueError(f"module @{module.name} metadata read_step: expected a power of two ≥ {smallest:g}, "
                          f"got {step!r}")
-    return np.dtype(name), step
+    norms = module.metadata.get("stream_norms")
+    if norms is not None and not (
+            isinstance(norms, dict) and set(norms) == {"eps", "squares", "width"}
+            and all(isinstance(norms[k], (int, float)) and norms[k] >= 0 for k in norms)
+            and norms["eps"] > 0 and norms["width"] >= 1):
+        raise ValueError(f"module @{module.name} metadata stream_norms: expected eps > 0, squares ≥ 0 and width ≥ 1, "
+                         f"got {norms!r}")
+    return np.dtype(name), step, norms
+
+
+def _norm_drift(norms: dict, u: float) -> float:
+    """How far a read through a neutralised RMSNorm ``c·rsqrt(mean(r²) + eps)·√eps``, computed with the unit
+    roundoff ``u``, may be from the value ``c`` read, relative to it, where ``norms`` bounds the stream's ``Σ r²``
+    (``squares``) and gives its ``width`` and ``eps`` (metadata ``stream_norms``).  The norm is exactly the
+    identity while ``mean + eps`` rounds to ``eps`` (a margin of 2: ``mean < eps·u/2``), and otherwise
+    ``(1 + mean/eps)^(-1/2)`` — within ``mean/(2 eps)`` of 1 — up to the roundings of the sum, the square root, the
+    reciprocal and the product with ``c`` (``4u``).  ``inf`` where ``Σ r²`` is unbounded or may overflow float32
+    (transformers computes every norm in float32)."""
+    if not norms["squares"] < _FLOAT32_SQUARES:
+        return math.inf
+    mean = norms["squares"] / norms["width"]
+    return 0.0 if mean < norms["eps"] * u / 2 else mean / (2 * norms["eps"]) + 4 * u
 
 
 def local_error_entry(dim: int, **fields) -> dict:

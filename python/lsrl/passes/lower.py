@@ -99,18 +99,14 @@ class Lower(Pass):
         # what was recorded for the layer form (or the program) does not describe the target's layers
         metadata = dict(lowered.metadata, dtype=self.dtype)
         local_errors = metadata.pop("local_errors", None)
-        split_reads = metadata.pop("split_reads", None)
-        read_step = metadata.pop("read_step", None)
+        # how its executors read every kept value: in two narrower parts, resolving a step, through which norms
+        reads = {key: metadata.pop(key) for key in ("split_reads", "read_step", "stream_norms") if key in metadata}
         lowered.metadata = metadata
         forget_analyses(lowered)
         if self.activations == "ideal" or local_errors is not None:
-            layer_form.metadata = dict(layer_form.metadata, t_max=t_max)
+            layer_form.metadata = dict(layer_form.metadata, t_max=t_max, **reads)
             if local_errors:
                 layer_form.metadata["local_errors"] = local_errors
-            if split_reads is not None:  # its executors read every kept value in two narrower parts
-                layer_form.metadata["split_reads"] = split_reads
-            if read_step is not None:
-                layer_form.metadata["read_step"] = read_step
             lowered.layer_form = layer_form
         return lowered
 

@@ -63,7 +63,8 @@ from .shared.common import (
     signs_of,
     stage_state_bounds,
 )
-from .shared.numerics import causal_conv, dense, mean_square, ordered_sum, torch_softplus, vector
+from .shared.numerics import (FLOAT32_SQUARES, causal_conv, dense, mean_square, ordered_sum, stream_squares,
+                              torch_softplus, vector)
 from .shared.standard import ACTIVATION_ULPS, power_norm_sum
 
 __all__ = ["KIND", "MambaTarget", "hf_config"]
@@ -72,7 +73,6 @@ KIND = "mamba_block"
 
 NORM_EPS = 2.0 ** 120        # RMSNorm eps: rsqrt(mean + eps) = 2^-60 exactly while mean(r²) is small
 NORM_WEIGHT = 2.0 ** 60      # ... and the weight undoes it
-FLOAT32_SQUARES = 2.0 ** 127  # a norm's Σ r² past it may overflow float32 (its largest number is just below 2^128)
 GATE = 64.0                  # constant gate argument: silu(64) = relu(64) = 64 exactly (float32 and float64)
 SRC = 64.0                   # the constant channel feeding B and C
 DT_ON = 32.0                 # softplus(32) = 32 exactly (torch: identity above 20)
@@ -730,8 +730,9 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     # the RMSNorms compute x·2^-60 in float32 before the weight 2^60 scales back: a read resolves 2^-149·2^60
     meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * NORM_WEIGHT
-    squares = _stream_squares(form)
-    drift = _norm_drift(squares, H)
+    squares = stream_squares(form)
+    # a norm past its identity range drifts every read (error_bound adds it where values are read)
+    meta["stream_norms"] = {"eps": NORM_EPS, "squares": squares, "width": H}
     if math.isfinite(squares) and not squares < FLOAT32_SQUARES:
         meta["dtype_limits"] = {"float32": (
             f"mamba: the RMSNorms' sum of squares of the stream may reach {squares:.3g}, past float32's range "
@@ -739,14 +740,14 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
             "read NaN; tighten the Input bounds or t_max")}
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
-        meta["local_errors"] = _standard_local_errors(module, form, low, drift)
-    elif low.rounding or drift:
-        meta["local_errors"] = _ideal_local_errors(module, form, low, drift)
+        meta["local_errors"] = _standard_local_errors(module, form, low)
+    elif low.rounding:
+        meta["local_errors"] = _ideal_local_errors(module, form, low)
     out.metadata = meta
     return out.verify()
 
 
-def _standard_local_errors(module: Module, form, low: "_Lowering", drift: float) -> dict:
+def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
     """What the standard (SiLU) construction adds to each layer-form op (the ``local_errors`` of
     :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``silu(κx)/κ``, within
     ``SILU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off; every SiLU evaluation that carries a value rounds
@@ -754,18 +755,16 @@ def _standard_local_errors(module: Module, form, low: "_Lowering", drift: float)
     its magnitude, products, integrators over ``t_max`` steps, the sums of conv taps); the scaled carries
     (:data:`SCALED_CARRIES`, ``κ ≥ KAPPA_SPAN/max(bound, 1)``) round at most ``38/κ`` — counted with the largest
     bound of any value, since a clear leaves its residue in slots the next values reuse, and also through the rows
-    of the value a stage reads (a state's over its steps, a product's times the other operand); and the norms'
-    ``drift`` (:func:`_norm_drift`) on what each stage reads and on its value."""
+    of the value a stage reads (a state's over its steps, a product's times the other operand).  The norms'
+    drift is the metadata ``read_drift``."""
     positions = {id(op): i for i, op in enumerate(module.ops)}
     scaled = SCALED_CARRIES * 2 * ACTIVATION_ULPS * 38.0 / KAPPA_SPAN
     local = {}
     largest = max([float(np.max(_carried_bound(form.input.attrs["lower"].to_float().values,
                                                form.input.attrs["upper"].to_float().values), initial=1.0))]
                   + [float(np.max(_carried_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
-    for st, reads, bound in _stage_reads(form, low.t_max):
-        drifted = _drifted(drift, reads + bound)
-        entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads),
-                                                                on=drifted, off=drifted.copy())
+    for st, reads in _stage_reads(form, low.t_max):
+        entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads))
         for j, rounding in low.rounding.get(st.index, {}).items():
             entry["on_u"][j] += rounding
         for j, gap in low.gaps.get(st.index, {}).items():
@@ -775,31 +774,27 @@ def _standard_local_errors(module: Module, form, low: "_Lowering", drift: float)
     return local
 
 
-def _ideal_local_errors(module: Module, form, low: "_Lowering", drift: float) -> dict:
+def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
     """Ideal mode computes the layer form's ops in the kernel, but transformers gates every channel with SiLU
     (hard-coded): a product's gates ``±σ g`` give ``a·(silu(σ g) − silu(−σ g))/σ = a·g`` there, whose terms round
-    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`); and the
-    norms' ``drift`` (:func:`_norm_drift`) on what each stage reads and on its value."""
+    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`)."""
     positions = {id(op): i for i, op in enumerate(module.ops)}
     local = {}
-    for st, reads, bound in _stage_reads(form, low.t_max):
-        if st.index in low.rounding or drift:
-            drifted = _drifted(drift, reads + bound)
-            entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on=drifted, off=drifted.copy())
+    for st in form.stages:
+        if st.index in low.rounding:
+            entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
             for j, rounding in low.rounding.get(st.index, {}).items():
                 entry["on_u"][j] += rounding
     return local
 
 
 def _stage_reads(form, t_max: int | None):
-    """Per stage of the layer form: the stage, what its rows read (``Σ |W|·bound`` of the value before it — a
-    state's over its steps, a product's times the other operand) and its value's bound, with the bounds
-    :func:`_carried_bound` takes."""
+    """Per stage of the layer form: the stage and what its rows read (``Σ |W|·bound`` of the value before it — a
+    state's over its steps, a product's times the other operand), with the bounds :func:`_carried_bound` takes."""
     steps = math.inf if t_max is None else float(t_max)
     read = _carried_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
     for st in form.stages:
         d = st.out_dim
-        bound = _carried_bound(st.lo, st.hi)
         reads = np.asarray(abs(st.W.scipy()) @ read).ravel()
         if st.kind == "M":
             operand = np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi))
@@ -807,42 +802,8 @@ def _stage_reads(form, t_max: int | None):
             reads = zero_safe_product(reads[:d], operand[d:]) + zero_safe_product(reads[d:], operand[:d])
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
-        yield st, reads, bound
-        read = bound
-
-
-def _stream_squares(form) -> float:
-    """A bound on the sum of squares an RMSNorm takes over the stream: it holds at most the input, one value in the
-    hi bank and two in the value banks, so ``Σ input² + 3·max over stages of Σ value²`` (inf where unbounded)."""
-    def squares(lo, hi) -> float:
-        bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
-        with np.errstate(over="ignore"):
-            return float(np.sum(bound * bound))
-    inputs = squares(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
-    return inputs + 3 * max([squares(st.lo, st.hi) for st in form.stages], default=0.0)
-
-
-def _norm_drift(total: float, H: int) -> float:
-    """How far a neutralised RMSNorm's read may be from the identity, relative to the value read:
-    ``rsqrt(mean(r²) + 2^120)·2^60`` is exactly 1 while ``mean(r²) < 2^66`` (float64 holds ``2^120`` beside it;
-    float32, where transformers computes every norm, up to ``2^95``), and otherwise ``1 − mean/2^121`` up to the
-    rsqrt's rounding (float64's below ``2^95``, float32's above); ``mean(r²) ≤ total/H`` (:func:`_stream_squares`).
-    ``inf`` where that is unbounded, or where float32's ``Σ r²`` may overflow (a review: integers near 2^52 read
-    1.6·10⁴ off under a bound of 98, and float32 products near 2^60 ran into NaN; such a model also records that
-    it cannot run in float32)."""
-    if not total < FLOAT32_SQUARES:
-        return math.inf
-    mean = total / H
-    if mean < 2.0 ** 66:
-        return 0.0
-    return mean / (2 * NORM_EPS) + (2.0 ** -53 if mean < 2.0 ** 95 else 2.0 ** -23)
-
-
-def _drifted(drift: float, magnitude: np.ndarray) -> np.ndarray:
-    """``drift`` times ``magnitude`` per coordinate (0 where there is no drift, ``inf`` for an infinite one)."""
-    if drift == 0:
-        return np.zeros_like(magnitude)
-    return np.full_like(magnitude, math.inf) if math.isinf(drift) else drift * magnitude
+        yield st, reads
+        read = _carried_bound(st.lo, st.hi)
 
 
 def _carried_bound(lo, hi) -> np.ndarray:

@@ -6,7 +6,11 @@ import numpy as np
 
 from ...ir.matrix import Matrix, Vector
 
-__all__ = ["torch_softplus", "ordered_sum", "mean_square", "causal_conv", "dense", "vector"]
+__all__ = ["torch_softplus", "ordered_sum", "mean_square", "causal_conv", "dense", "vector", "stream_squares",
+           "FLOAT32_SQUARES"]
+
+#: a norm's Σ r² past it may overflow float32 (its largest number is just below 2^128)
+FLOAT32_SQUARES = 2.0 ** 127
 
 
 def torch_softplus(x: np.ndarray) -> np.ndarray:
@@ -24,6 +28,20 @@ def ordered_sum(x: np.ndarray) -> np.ndarray:
 def mean_square(x: np.ndarray) -> np.ndarray:
     """``mean(x²)`` over the last axis, keeping it, summed in index order (:func:`ordered_sum`)."""
     return (ordered_sum(x * x) / x.shape[-1])[..., None]
+
+
+def stream_squares(form) -> float:
+    """A bound on the sum of squares a norm takes over a residual stream that holds, besides the input, at most
+    three values of the layer form ``form`` at once (Hawk and Griffin: the value a stage reads, split in two slots
+    whose squares sum to its own, the one it writes, and the one read before until the next split cancels it;
+    Mamba: one value in the hi bank and two in the value banks): ``Σ input² + 3·max over stages of Σ value²``
+    (inf where unbounded)."""
+    def squares(lo, hi) -> float:
+        bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
+        with np.errstate(over="ignore"):
+            return float(np.sum(bound * bound))
+    inputs = squares(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
+    return inputs + 3 * max([squares(st.lo, st.hi) for st in form.stages], default=0.0)
 
 
 def causal_conv(full: np.ndarray, taps: np.ndarray, acc: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from ...passes.error_bound import local_error_entry
 from .common import capped_scale, layer_stages, plan_products
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
-from .numerics import causal_conv, dense, mean_square, torch_softplus, vector
+from .numerics import causal_conv, dense, mean_square, stream_squares, torch_softplus, vector
 
 __all__ = ["EMBED", "RECURRENT", "ATTENTION", "FINAL_NORM", "lower_stream", "write_hf", "block_layer_info", "NORM_EPS", "NORM_WEIGHT",
            "LRU_PARAM", "GATE_BIAS", "Y_CONST", "KAPPA", "relu_kappa"]
@@ -642,6 +642,9 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     meta["split_reads"] = "float32"  # a float64 transformers model reads the stream in float32 (the splits)
     # the RMSNorms compute x·2^-50 in float32 before (1 + w) = 2^50 scales back: a read resolves 2^-149·2^50
     meta["read_step"] = float(np.finfo(np.float32).smallest_subnormal) * (NORM_WEIGHT + 1)
+    # below 2^28 a norm is the identity only while mean(x²) < 2^46: past that it drifts every read (a value of 1e8
+    # beside a channel of 2e5 read them 1.5e-8 and 5.8e-11 off under a bound of 0)
+    meta["stream_norms"] = {"eps": NORM_EPS, "squares": stream_squares(form), "width": H}
     if activations == "standard":
         meta["local_errors"] = _standard_local_errors(module, form)
     out.metadata = meta
