@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import lsrl
+from lsrl.ir.interpreter import interpret
 from lsrl.ir.matrix import Matrix
 from lsrl.programs import draw_queries, more_ones, random_token_map, token_answer, token_map, token_prompt
 from lsrl.runtime import kernel_available
@@ -742,6 +743,24 @@ def test_a_relu_read_alone_keeps_its_own_scale_beside_a_step_of_its_value():
         model = lsrl.compile(program, target, activations=activations, t_max=4)
         report = model.check(xs, oracle="exact")
         assert report.error == 0 and model.error_bound_in("float64").tolist() == [0.0, 0.0]
+
+
+def test_a_step_reading_a_unit_on_a_step_groups_scale_takes_its_scale_in_the_programs_units():
+    """``[f_larger(x, 0.3, scale=3000) + ReLU(x), f_ifelse(f_larger(ReLU(x), 4/3), ReLU(x), 2x + 1)]``: the first
+    output reads ``ReLU(x)`` beside the step, so it joins the step's group and is held as ``3000·ReLU(x)``; the
+    step at 4/3 reading it took its scale from its float gap in the stored row's units (``0.33333333333337``, no
+    short scale there) where the program's is 1000, and its λ-reader became ``−9999999999.9989``: 1.1·10⁻³ off under
+    a bound of 1.5·10⁻¹⁴ (a review's program).  The scale is now judged in the units debranch wrote the row in."""
+    x = lsrl.Input(1, lower=0, upper=3, integer=True)
+    r = lsrl.ReLU(x)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_larger(x, 0.3, scale=3000) + r,
+                                        lsrl.f_ifelse(lsrl.f_larger(r, 4 / 3), r, x * 2 + 1)]))
+    xs = np.arange(4.0).reshape(1, 4, 1)
+    exact = interpret(program, xs, exact=True).astype(float)
+    for target, activations in (("linear_rnn", "ideal"), ("lstm", "standard"), ("gru", "standard")):
+        model = lsrl.compile(program, target, activations=activations, t_max=4)
+        assert model.check(xs, oracle="exact").within_bound
+        assert np.abs(model(xs) - exact)[..., 1].max() == 0
 
 
 def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():

@@ -176,12 +176,17 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
 
 
 def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: list,
-                  exact_offsets: list | None = None):
+                  exact_offsets: list | None = None, column_scales: np.ndarray | None = None):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
-    rows are in such a group; their common scale (the row's first entry at it, 0 outside groups); and the groups'
-    rows.
+    rows are in such a group; their common scale (the row's first entry at it, exactly: a Fraction, 0 outside
+    groups); and the groups' rows.
+    ``column_scales`` (per column: the scale rescale-units put the value it reads on, which divided this row's
+    entries) give the units debranch wrote the rows in: a scale short there is taken where the stored rows give
+    none (``ReLU(x)`` held as ``3000·ReLU(x)`` beside a step of ``x`` at 0.3, μ = 3000, and read by a step at
+    4/3: its float gap made the scale ``0.33333333333337`` of the stored row, ``1000.00000000011`` of debranch's,
+    and its λ-reader ``−9999999999.9989`` — 1.1·10⁻³ off the program; 1000 there gives ``1/3`` and λ exactly).
     ``carried`` rows (values passed through the stage) join no group: they keep the value's own scale, which their
     readers read back exactly (a carrier of a counter ``g`` next to the step ``g ≥ 2.5`` would be held as
     ``1000 g`` and read back with ``0.001``), and neither does a row no reader reads beside another of its set
@@ -195,6 +200,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
     debranch computed them before rounding: the rounded rows of either hold a gap that is not short, the rotation
     counter's steps' `809.0169943749474`, as the float image computes it)."""
     stored, indices, indptr = producer.attrs["A"].csr_parts()
+    units = np.ones(producer.attrs["A"].shape[1]) if column_scales is None else column_scales
     data = stored.astype(np.float64, copy=True)
     b = producer.attrs["b"].to_float().values.astype(np.float64)
     counts = np.diff(indptr)
@@ -215,8 +221,8 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
     scales = scales.copy()
     pending = scales.copy()
     grouped = np.zeros(len(scales), dtype=bool)
-    commons = np.zeros(len(scales))
-    chosen = []  # (members, common scale, the first member's row at that scale)
+    commons: list = [0] * len(scales)
+    chosen = []  # (members, exact common scale, the first member's row at that scale, common scale)
     for members in (part for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)
                     for part in _commensurate(cluster, biases)):
         members = _read_together(members, readers)
@@ -230,23 +236,33 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
         _, a, b = found
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
         gap = abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
-        common = snap_number(float(1 / gap), 1e-9)
         exact_gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else 0
-        if exact_gap and not _short(common):  # the two rows may be one exactly: their gap is 0 then
-            held = snap_number(float(1 / exact_gap), 1e-9)
-            common = held if _short(held) else common
+        unit = float(units[indices[ptr[ja]]])
+        # the float gap's scale, else the exact gap's (the two rows may be one exactly: their gap is 0 then), in
+        # the stored rows' units, else in debranch's
+        candidates = [(gap, 1.0)] + [(exact_gap, 1.0)] * bool(exact_gap)
+        if unit != 1.0:
+            candidates += [(gap, unit)] + [(exact_gap, unit)] * bool(exact_gap)
+        scale, unit = snap_number(float(1 / gap), 1e-9), 1.0  # none short: the float gap's
+        for candidate_gap, candidate_unit in candidates:
+            held = snap_number(float(Fraction(candidate_unit) / candidate_gap), 1e-9)
+            if _short(held):
+                scale, unit = held, candidate_unit
+                break
+        common = scale / unit
         first, first_norm = members[0]
-        chosen.append((members, common, data[ptr[first]:ptr[first + 1]] * (common / first_norm)))
+        chosen.append((members, _exact_scale(scale) / _exact_scale(unit),
+                       data[ptr[first]:ptr[first + 1]] * (common / first_norm), common))
     if chosen:  # the rows snapped in one call (elementwise: the same as one call per row)
-        snapped = _snap(np.concatenate([row for _, _, row in chosen]), 1e-14)
+        snapped = _snap(np.concatenate([row for _, _, row, _ in chosen]), 1e-14)
         start = 0
-        for members, common, first_row in chosen:
+        for members, exact_common, first_row, common in chosen:
             row = snapped[start:start + len(first_row)]
             start += len(first_row)
             for j, norm in members:
-                scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, common
+                scales[j], pending[j], grouped[j], commons[j] = common / norm, 1.0, True, exact_common
                 data[ptr[j]:ptr[j + 1]] = row
-    return scales, data, pending, grouped, commons, [[j for j, _ in members] for members, _, _ in chosen]
+    return scales, data, pending, grouped, commons, [[j for j, _ in members] for members, *_ in chosen]
 
 
 def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, groups: list, rows: np.ndarray) -> Vector:
@@ -472,6 +488,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
                     for position, entries in module.metadata.pop("exact_biases", [])}
     natural = _natural_scales(layout, ops, snap_tolerance)
     seen: dict = {}  # number -> its short fraction
+    value_scales: dict = {}  # id(op) -> the scale each of its values was put on
     for i, op in enumerate(ops):
         if op.kind not in ("relu", "multi", "linstate") or i + 1 >= len(ops):
             continue  # the output keeps its scale
@@ -492,7 +509,8 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             scales, data, pending, grouped, commons, groups = _group_scales(
                 producer, scales, carried, _reader_rows(reader, op.dim),
                 _exact_offsets(shadow, producer) if shadow is not None else
-                _held_offsets(producer, exact_rows) if exact_rows else None)
+                _held_offsets(producer, exact_rows) if exact_rows else None,
+                value_scales.get(id(producer.operands[0])))
             multipliers = _integer_multipliers(producer, pending, data, grouped, False, seen)
             if np.any(multipliers != 1.0):
                 multipliers[_harms_readers(reader, scales, scales * multipliers)] = 1.0
@@ -512,6 +530,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             scales = scales * multipliers
         if np.all(scales == 1.0) and data is None:
             continue
+        value_scales[id(op)] = scales
         slot_scales = scales.tolist() if shadow is None else \
             _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
                            commons if op.kind == "relu" else None)
@@ -593,8 +612,8 @@ def _rescale_exact(shadow: ExactShadow, op: Op, producer: Op, reader: Op, scales
         exact_rows = shadow.held(producer)["A"].exact_rows()
         biases = shadow.held(producer)["b"].array(True).tolist()
         first = [min(row.items())[1] if row else Fraction(1) for row in exact_rows]
-        groups = commons.tolist() if commons is not None else [0.0] * len(rows)
-        row_scales = [_exact_scale(common) / abs(lead) if common else _exact_row_scale(r, [*row.values(), bias])
+        groups = commons if commons is not None else [0] * len(rows)
+        row_scales = [common / abs(lead) if common else _exact_row_scale(r, [*row.values(), bias])
                       for r, common, lead, row, bias in zip(rows.tolist(), groups, first, exact_rows, biases)]
         shadow.scale_rows(producer, "A", row_scales)
         shadow.scale_rows(producer, "b", row_scales)
