@@ -302,12 +302,9 @@ def _read_together(members: list, readers: list) -> list:
 
 def _reader_rows(reader, n: int) -> list:
     """Per slot of the ``n`` a ``reader`` (linear or linstate) reads: the rows that read it."""
-    _, columns, indptr = reader.attrs["A" if reader.kind == "linear" else "B"].csr_parts()
-    out: list = [[] for _ in range(n)]
-    for r in range(len(indptr) - 1):
-        for c in columns[indptr[r]:indptr[r + 1]].tolist():
-            out[c].append(r)
-    return out
+    by_column = reader.attrs["A" if reader.kind == "linear" else "B"].scipy().tocsc()
+    rows, starts = by_column.indices.tolist(), by_column.indptr.tolist()
+    return [rows[starts[c]:starts[c + 1]] for c in range(n)]
 
 
 def _held_offsets(producer: Op, exact_rows: dict) -> list:
@@ -503,9 +500,9 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             carried = np.array([isinstance(slot, dict) and slot.get("role") in _CARRIED for slot in slots[:op.dim]]
                                + [False] * (op.dim - len(slots)), dtype=bool)
             # a record the bias no longer rounds to is stale (a pass between debranch and this one): not read
-            stored = producer.attrs["b"].to_float().values
+            original = producer.attrs["b"].to_float().values
             exact_rows = {j: v for j, v in exact_biases.get(i - 1, {}).items()
-                          if j < len(stored) and float(v) == stored[j]}
+                          if j < len(original) and float(v) == original[j]}
             scales, data, pending, grouped, commons, groups = _group_scales(
                 producer, scales, carried, _reader_rows(reader, op.dim),
                 _exact_offsets(shadow, producer) if shadow is not None else
@@ -535,7 +532,6 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
                            commons if op.kind == "relu" else None)
         updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
-        original = producer.attrs["b"].to_float().values if op.kind == "relu" else None
         if op.kind in ("relu", "multi"):
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
             updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
