@@ -237,12 +237,12 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
         gap = abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
         exact_gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else 0
-        unit = float(units[indices[ptr[ja]]])
+        upstream = float(units[indices[ptr[ja]]])
         # the float gap's scale, else the exact gap's (the two rows may be one exactly: their gap is 0 then), in
         # the stored rows' units, else in debranch's
         candidates = [(gap, 1.0)] + [(exact_gap, 1.0)] * bool(exact_gap)
-        if unit != 1.0:
-            candidates += [(gap, unit)] + [(exact_gap, unit)] * bool(exact_gap)
+        if upstream != 1.0:
+            candidates += [(gap, upstream)] + [(exact_gap, upstream)] * bool(exact_gap)
         scale, unit = snap_number(float(1 / gap), 1e-9), 1.0  # none short: the float gap's
         for candidate_gap, candidate_unit in candidates:
             held = snap_number(float(Fraction(candidate_unit) / candidate_gap), 1e-9)
