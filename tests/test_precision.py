@@ -763,6 +763,21 @@ def test_a_step_reading_a_unit_on_a_step_groups_scale_takes_its_scale_in_the_pro
         assert np.abs(model(xs) - exact)[..., 1].max() == 0
 
 
+def test_an_exact_modules_step_reading_a_scaled_unit_keeps_its_exact_gap():
+    """The same layout compiled with ``exact=True`` (a review's program): its gaps are exact, and taking the float
+    image's scale in debranch's units made the step at 0.25 (μ = 1/3) of ``ReLU(3x − 1)`` 5.6·10⁻⁷ off in float64
+    and 2.0 in float32 where it had been exact."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    r = lsrl.ReLU(lsrl.Linear(x, [[3.0]], b=[-1.0]))
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_larger(r, 2.5, scale=12.5) + r,
+                                        lsrl.f_ifelse_step(lsrl.f_larger(r, 0.25, scale=1 / 3), x * 0.5 + 1, x * 2 + 1)]))
+    xs = np.array([[[0.0], [1.0], [2.0], [3.0], [4.0]], [[4.0], [2.0], [0.0], [3.0], [1.0]]])
+    model = lsrl.compile(program, "linear_rnn", t_max=5, exact=True)
+    for dtype in ("float64", "float32"):
+        report = model.check(xs, oracle="exact", dtype=dtype)
+        assert report.within_bound and report.error == 0
+
+
 def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():
     """``f_ifelse(c, −2/3·r − 0.5, None)`` and ``f_ifelse(c, −0.7·r + 1, None)`` of one ReLU ``r``: their λ-rows
     agree to 4·10⁻¹⁵ of their largest entry (λ's), and rescale-units made them one row — the second answered
