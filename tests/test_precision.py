@@ -778,6 +778,23 @@ def test_an_exact_modules_step_reading_a_scaled_unit_keeps_its_exact_gap():
         assert report.within_bound and report.error == 0
 
 
+def test_a_steps_offset_is_rounded_once():
+    """``f_larger(ReLU(x), 1/3, scale=10⁵)``: debranch rounded the offset ``10⁵·(1/3)`` and then its quotient by
+    10⁵, giving ``0.33333333333333326`` where float64 holds ``1/3`` as ``0.3333333333333333``; no exact bias was
+    recorded (float64 holds the exact one), so rescale-units put the pair ``1.000000000007276`` apart, 7.3·10⁻¹²
+    off under a bound of 0 beside an ``f_ifelse`` (a review's program; 2.9·10⁻¹¹ on its own).  The offset is now
+    rounded once: 0 off."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    r = lsrl.ReLU(x)
+    step = lsrl.f_larger(r, 1 / 3, scale=100000.0) + r
+    xs = np.arange(5.0).reshape(1, 5, 1)
+    for program in (lsrl.ForEach(step),
+                     lsrl.ForEach(lsrl.Concat([step, lsrl.f_ifelse(lsrl.f_larger(r, 2.5), x * 2 + 1, x * 2 + 1)]))):
+        for target in ("linear_rnn", "lstm", "gru"):
+            report = lsrl.compile(program, target, t_max=5).check(xs, oracle="exact")
+            assert report.within_bound and report.error == 0
+
+
 def test_two_lambda_rows_that_differ_in_a_small_entry_stay_two_rows():
     """``f_ifelse(c, −2/3·r − 0.5, None)`` and ``f_ifelse(c, −0.7·r + 1, None)`` of one ReLU ``r``: their λ-rows
     agree to 4·10⁻¹⁵ of their largest entry (λ's), and rescale-units made them one row — the second answered

@@ -393,15 +393,21 @@ class NormalForm:
         return out
 
     def _keep_exact_constant(self, row: dict, s, nrow: dict) -> None:
-        """Float mode: record the exact constant of a ReLU unit's row ``nrow`` (``row`` normalised by ``s``) where
-        :meth:`_held` rounded it, so that emission can hand it to ``rescale-units``: a step at ``100000.5`` has the
-        offsets ``100000.5`` and ``100000.501``, ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and the pair's scale chosen
-        from that gap put the pair's rows one apart only to that precision (λ read it as 38)."""
+        """Float mode: round the constant of a ReLU unit's row ``nrow`` (``row`` normalised by ``s``) once, and
+        record the exact one where that rounds it, so that emission can hand it to ``rescale-units``: a step at
+        ``100000.5`` has the offsets ``100000.5`` and ``100000.501``, ``10⁻³(1 − 3.8·10⁻⁹)`` apart in float64, and the
+        pair's scale chosen from that gap put the pair's rows one apart only to that precision (λ read it as 38).
+        :meth:`_held` rounded the constant before the division rounded it again: the step at 1/3 (μ = 10⁵) had the
+        offset ``0.33333333333333326``, not ``1/3`` as float64 holds it, and its pair, rescaled, was
+        ``1.000000000007276`` apart."""
         value = row.get(CONST)
         if self.exact or value is None or not _finite(value) or abs(value) >= LARGE_BIAS:
             return
         exact = Fraction(value) / Fraction(s)
-        if Fraction(nrow.get(CONST, 0.0)) != exact:
+        rounded = float(exact)
+        if CONST in nrow:
+            nrow[CONST] = rounded
+        if Fraction(rounded) != exact:
             self.exact_row_constants[id(nrow)] = exact
 
     def _one(self) -> int:
