@@ -532,17 +532,20 @@ def _lay_out_slots(plan: StagePlan, n_own: int, one) -> None:
     plan.slots = slot
 
 
+def _carrier_shifts(plan: StagePlan, expr: dict) -> list:
+    """``(coefficient, offset)`` of each shifted carrier a need row's ``expr`` reads (its constant adds them)."""
+    offsets = plan.value_offsets
+    return [(c, offsets[v]) for v, c in expr.items() if offsets[v] != 0]
+
+
 def _decoded(plan: StagePlan, i: int):
     """Need row ``i`` of ``plan`` over its output slots: ``(row, constant)``."""
     expr, const = plan.exprs[i]
     out = {}
-    vs, offs = plan.value_slots, plan.value_offsets
-    shifts = []
     for v, c in expr.items():
-        for slot, sc in vs[v]:
+        for slot, sc in plan.value_slots[v]:
             out[slot] = out.get(slot, 0) + c * sc
-        if offs[v] != 0:
-            shifts.append((c, offs[v]))
+    shifts = _carrier_shifts(plan, expr)
     return {k: v for k, v in out.items() if v != 0}, _shifted(const, shifts) if shifts else const
 
 
@@ -553,8 +556,7 @@ def _exact_bias(plan: StagePlan, i: int, held: Fraction) -> Fraction | None:
     expr, const = plan.exprs[i]
     if const != float(held):
         return None
-    offsets = plan.value_offsets
-    value = held + sum(Fraction(c) * Fraction(offsets[v]) for v, c in expr.items() if offsets[v] != 0)
+    value = held + sum(Fraction(c) * Fraction(o) for c, o in _carrier_shifts(plan, expr))
     return None if Fraction(float(value)) == value else value
 
 

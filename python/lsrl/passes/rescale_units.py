@@ -184,10 +184,9 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
     groups); and the groups' rows.
     ``column_scales`` (a float module's; per column: the scale rescale-units put the value it reads on, which
     divided this row's entries) give the units debranch wrote the rows in: a scale short there is taken where the
-    stored rows give none (a step at 4/3 reading ``ReLU(x)`` held as ``3000·ReLU(x)``, which joined the group of a
-    step at 0.3 beside which it is read: its float gap made the scale ``0.33333333333337`` of the stored row,
-    ``1000.00000000011`` of debranch's, and its λ-reader ``−9999999999.9989``, 1.1·10⁻³ off the program; 1000
-    there gives ``1/3`` and λ exactly).  An exact module's gaps are exact: the float image's scale in
+    stored rows give none (the step at 4/3 below, where ``ReLU(x)`` is read beside the step at 0.3 and so held as
+    ``3000·ReLU(x)``: ``1000.00000000011`` of debranch's units, the same λ-reader; 1000 there gives ``1/3`` and λ
+    exactly).  An exact module's gaps are exact: the float image's scale in
     debranch's units made an exact step at 0.25 (μ = 1/3) of ``3x − 1`` 5.6·10⁻⁷ off (float32: 2.0) where it
     had been exact.
     ``carried`` rows (values passed through the stage) join no group: they keep the value's own scale, which their
