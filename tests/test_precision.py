@@ -763,6 +763,41 @@ def test_a_step_reading_a_unit_on_a_step_groups_scale_takes_its_scale_in_the_pro
         assert np.abs(model(xs) - exact)[..., 1].max() == 0
 
 
+def test_steps_of_one_value_read_apart_each_keep_their_own_scale():
+    """``[f_larger(r, 2.2, scale=3000) + r, f_ifelse(f_eq(r, 0, scale=100), r, r), f_smaller(r, 1.5, scale=1/3) + r]``
+    (a review's program): the steps' rows are one row of ``r`` and were given one scale, 3000, so the ``f_eq``'s
+    first pair was 30 apart; its second step read their difference with ``10⁴/3000``, which float64 holds as
+    ``3.333333333333333``, and λ times the 8.9·10⁻¹⁵ it left was 8.9·10⁻⁵ off under a bound of 1.9·10⁻¹⁵ (float64;
+    every target).  Sets of units that no reader row reads together now get a scale each."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    r = lsrl.ReLU(x)
+    program = lsrl.ForEach(lsrl.Concat([lsrl.f_larger(r, 2.2, scale=3000) + r,
+                                        lsrl.f_ifelse(lsrl.f_eq(r, 0, scale=100), r, r),
+                                        lsrl.f_smaller(r, 1.5, scale=1 / 3) + r]))
+    xs = np.array([[[0.0], [1.0], [2.0], [3.0], [4.0]], [[4.0], [2.0], [0.0], [3.0], [1.0]]])
+    exact = interpret(program, xs, exact=True).astype(float)
+    for target in ("linear_rnn", "lstm", "gru"):
+        for dtype in ("float64", "float32"):
+            model = lsrl.compile(program, target, t_max=5, dtype=dtype)
+            assert model.check(xs, oracle="exact").within_bound, (target, dtype)
+            assert np.abs(model(xs) - exact)[..., 1].max() == 0, (target, dtype)
+
+
+def test_a_bump_beside_a_steep_step_keeps_its_pairs_on_one_scale():
+    """``[f_bump(r, 1, 2, scale=3000), f_larger(r, E, scale=10⁵)]`` (a review's reduction): split by commensurate
+    offsets first, the bump's units at 1 and 2 joined the steep step's set (whole multiples of 10⁻⁵ apart) and
+    those at ``1 + 1/3000`` and ``2 + 1/3000`` another, so each of its pairs was split across two scales: 1.1·10⁻¹³
+    off under a bound of 0 (float64).  Units are grouped by the reader rows that read them together first."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    r = lsrl.ReLU(x)
+    xs = np.array([[[0.0], [1.0], [2.0], [3.0], [4.0]], [[4.0], [2.0], [0.0], [3.0], [1.0]]])
+    for edge in (0.1, 0.7, 2.2):
+        program = lsrl.ForEach(lsrl.Concat([lsrl.f_bump(r, 1, 2, scale=3000), lsrl.f_larger(r, edge, scale=1e5)]))
+        for target in ("linear_rnn", "lstm", "gru"):
+            report = lsrl.compile(program, target, t_max=5).check(xs, oracle="exact")
+            assert report.error == 0 and report.within_bound, (edge, target, report.describe())
+
+
 def test_an_exact_modules_step_reading_a_scaled_unit_keeps_its_exact_gap():
     """The same layout compiled with ``exact=True`` (a review's program): its gaps are exact, and taking the float
     image's scale in debranch's units made the step at 0.25 (μ = 1/3) of ``ReLU(3x − 1)`` 5.6·10⁻⁷ off in float64

@@ -12,7 +12,8 @@ scales, rounds every step (`docs/numerics.md`).
 This pass chooses the scales (the map from the input to the output is unchanged):
 
 * a group of ReLU units whose pre-activations are one row up to a positive factor (within debranch's rounding,
-  ``10⁻¹⁴`` of the row) and differ in the bias (the pair of a step, the units of a bump) gets one common scale:
+  ``10⁻¹⁴`` of the row), differ in the bias and are read together (the pair of a step, the units of a bump;
+  steps of one value read by different rows are groups of their own) gets one common scale:
   the rows become bit-identical, so every executor computes one dot product for all of them, and the smallest
   difference of the biases becomes 1 (``ReLU(μx)`` and ``ReLU(μx − 1)``): on integer inputs the pair's
   difference is an exact 0 or 1 in float32, whatever rounding the shared dot product had;
@@ -225,11 +226,11 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
     grouped = np.zeros(len(scales), dtype=bool)
     commons: list = [0] * len(scales)
     chosen = []  # (members, exact common scale, the first member's row at that scale, common scale)
-    for members in (part for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)
-                    for part in _commensurate(cluster, biases)):
-        members = _read_together(members, readers)
-        if len(members) < 2:
-            continue
+    # the units reader rows read together, then the sets of those whose offsets are commensurate (a set's units
+    # whose partners went to another set are read alone in it)
+    for members in (together for bucket in groups.values() for cluster in _equal_directions(bucket, data, ptr)
+                    for read in _read_together(cluster, readers) for part in _commensurate(read, biases)
+                    for together in _read_together(part, readers)):
         found = _smallest_gap([biases[j] / norm for j, norm in members])
         if found is None:
             continue
@@ -237,7 +238,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
         # 10¹⁶, biases one apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶)
         _, a, b = found
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
-        gap = abs(Fraction(biases[ja]) / Fraction(norm_a) - Fraction(biases[jb]) / Fraction(norm_b))
+        gap = abs(_offset(biases[ja], norm_a) - _offset(biases[jb], norm_b))
         exact_gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else 0
         upstream = float(units[indices[ptr[ja]]])
         # the float gap's scale, else the exact gap's (the two rows may be one exactly: their gap is 0 then), in
@@ -294,12 +295,34 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
 
 
 def _read_together(members: list, readers: list) -> list:
-    """The ``(row, norm)`` of ``members`` that some reader row reads beside another member."""
-    counts: dict = {}
+    """``members`` (``(row, norm)``) split into the sets that reader rows read together (two members are in one
+    set where some reader row reads both, or each beside a third), leaving out the members no reader row reads
+    beside another.  Each set gets its own scale: ``f_larger(r, 2.2, scale=3000)`` and ``f_eq(r, 0, scale=100)``
+    of one ``r`` made one set at 3000, the `f_eq` pair 30 apart, and its reader read their difference with
+    ``10⁴/3000``, which float64 holds as ``3.333333333333333``: λ times its 8.9·10⁻¹⁵ was 8.9·10⁻⁵ off under a
+    bound of 0."""
+    rows_of: dict = {}
     for j, _ in members:
         for r in readers[j]:
-            counts[r] = counts.get(r, 0) + 1
-    return [(j, norm) for j, norm in members if any(counts[r] > 1 for r in readers[j])]
+            rows_of.setdefault(r, []).append(j)
+    root = {j: j for j, _ in members}
+
+    def find(j):
+        while root[j] != j:
+            root[j] = root[root[j]]
+            j = root[j]
+        return j
+    shared = set()
+    for read in rows_of.values():
+        if len(read) > 1:
+            shared.update(read)
+            for j in read[1:]:
+                root[find(j)] = find(read[0])
+    sets: dict = {}
+    for j, norm in members:
+        if j in shared:
+            sets.setdefault(find(j), []).append((j, norm))
+    return list(sets.values())
 
 
 def _reader_rows(reader, n: int) -> list:
@@ -309,20 +332,25 @@ def _reader_rows(reader, n: int) -> list:
     return [rows[starts[c]:starts[c + 1]] for c in range(n)]
 
 
+def _offset(bias, first) -> Fraction:
+    """A row's offset in rationals: its ``bias`` over the magnitude of its ``first`` entry (floats or Fractions)."""
+    return Fraction(bias) / abs(Fraction(first))
+
+
 def _held_offsets(producer: Op, exact_rows: dict) -> list:
-    """Per row of a float module's ``producer``: its bias, exact where debranch rounded it (``exact_rows``), over
-    the magnitude of its first entry (0 for an empty row)."""
+    """Per row of a float module's ``producer``: its :func:`_offset`, of its exact bias where debranch rounded it
+    (``exact_rows``; 0 for an empty row)."""
     data, _, indptr = producer.attrs["A"].csr_parts()
     biases = producer.attrs["b"].values.tolist()
-    return [exact_rows.get(j, Fraction(biases[j])) / abs(Fraction(float(data[indptr[j]])))
+    return [_offset(exact_rows.get(j, biases[j]), float(data[indptr[j]]))
             if indptr[j] < indptr[j + 1] else Fraction(0) for j in range(len(biases))]
 
 
 def _exact_offsets(shadow: ExactShadow, producer: Op) -> list:
-    """Per row of an exact module's ``producer``: its exact bias over the magnitude of its first entry (0 for an
-    empty row)."""
+    """Per row of an exact module's ``producer``: the :func:`_offset` of its exact constants (0 for an empty
+    row)."""
     held = shadow.held(producer)
-    return [bias / abs(min(row.items())[1]) if row else Fraction(0)
+    return [_offset(bias, min(row.items())[1]) if row else Fraction(0)
             for row, bias in zip(held["A"].exact_rows(), held["b"].array(True).tolist())]
 
 
