@@ -1,15 +1,15 @@
-"""Compile benchmark: ``debranch`` + ``rescale-units`` + ``materialize-steps`` on the paper's programs beside the
-reference figures
+"""Compile benchmark: ``debranch`` + ``rescale-units`` + ``materialize-steps`` + ``separate-large-terms`` on the
+paper's programs beside the reference figures
 (compile.md §6).
 
     PYTHONPATH=python python benchmarks/compile.py            # the table (markdown) on stdout
     PYTHONPATH=python python benchmarks/compile.py --repeat 9 --json out.json
     PYTHONPATH=python python benchmarks/compile.py --smoke    # one program of each kind, one run (CI)
 
-Per program: CPU seconds of ``debranch``, ``rescale-units`` and ``materialize-steps`` (the passes ``lsrl.compile``
-runs before ``lower``; median and minimum of ``--repeat`` runs, ``time.process_time`` — the reference's figures are
-CPU seconds too; the ratio uses the median; the shares of the last two passes are columns, wall time is in the
-JSON), layers (linstate ops), widest (the
+Per program: CPU seconds of ``debranch``, ``rescale-units``, ``materialize-steps`` and ``separate-large-terms`` (the
+passes ``lsrl.compile`` runs before ``lower``; median and minimum of ``--repeat`` runs, ``time.process_time`` — the
+reference's figures are CPU seconds too; the ratio uses the median; the shares of the last three passes are
+columns, wall time is in the JSON), layers (linstate ops), widest (the
 largest output dimension of any op after the input — as ``max(model.widths)``), nnz (stored non-zeros of
 every matrix and vector: A, B, bias, init, b), dense params (the reference's ``parameter_count``: rows×cols
 of every matrix plus the lengths of the linears' b and the states' bias), and the ratios reference/ours.
@@ -35,6 +35,7 @@ from lsrl.ir import Matrix, Vector, interpret  # noqa: E402
 from lsrl.passes.debranch import debranch  # noqa: E402
 from lsrl.passes.materialize_steps import materialize_steps  # noqa: E402
 from lsrl.passes.rescale_units import rescale_units  # noqa: E402
+from lsrl.passes.separate_large_terms import separate_large_terms  # noqa: E402
 from lsrl import programs as P  # noqa: E402
 
 # compile.md §6 (reference implementation, numeric backend, μ = 1000, λ = 1e10): (CPU s, widest, nnz, dense)
@@ -132,8 +133,8 @@ def main(argv=None) -> int:
     rows = []
     for name, cond, program, make_input, n_answer in cases(args.smoke):
         module = program.ir
-        compiled = materialize_steps(rescale_units(debranch(module)))  # warm-up (imports, caches)
-        cpu, wall, rescale, materialize = [], [], [], []
+        compiled = separate_large_terms(materialize_steps(rescale_units(debranch(module))))  # warm-up (imports, caches)
+        cpu, wall, rescale, materialize, separate = [], [], [], [], []
         for _ in range(args.repeat):
             t0, w0 = time.process_time(), time.perf_counter()
             compiled = debranch(module)
@@ -141,9 +142,12 @@ def main(argv=None) -> int:
             compiled = rescale_units(compiled)
             t2 = time.process_time()
             compiled = materialize_steps(compiled)
+            t3 = time.process_time()
+            compiled = separate_large_terms(compiled)
             cpu.append(time.process_time() - t0)
             rescale.append(t2 - t1)
-            materialize.append(time.process_time() - t2)
+            materialize.append(t3 - t2)
+            separate.append(time.process_time() - t3)
             wall.append(time.perf_counter() - w0)
         xs, n_last = make_input()
         want = interpret(module, xs)[:, -n_last:]
@@ -152,19 +156,20 @@ def main(argv=None) -> int:
             bool(np.allclose(got, want, rtol=1e-6, atol=1e-3))
         row = {"program": name, "conditional": cond, "dag_ops": len(module.ops), "cpu_s": statistics.median(cpu),
                "cpu_min_s": min(cpu), "rescale_cpu_s": statistics.median(rescale),
-               "materialize_cpu_s": statistics.median(materialize), "wall_s": statistics.median(wall),
+               "materialize_cpu_s": statistics.median(materialize), "separate_cpu_s": statistics.median(separate),
+               "wall_s": statistics.median(wall),
                **stats(compiled), "answers_match": ok,
                "schedule": compiled.metadata.get("schedule")}
         ref = REFERENCE.get((name, cond), (None,) * 4)
         row.update(ref_cpu_s=ref[0], ref_widest=ref[1], ref_nnz=ref[2], ref_dense=ref[3])
         rows.append(row)
     print("| program | conditional | DAG ops | CPU s median (min) | of which rescale-units | of which materialize-steps "
-          "| layers | widest | nnz | dense params | answers | ref CPU s | ref widest | ref nnz | ref dense | faster "
+          "| of which separate-large-terms | layers | widest | nnz | dense params | answers | ref CPU s | ref widest | ref nnz | ref dense | faster "
           "| narrower | fewer nnz |")
-    print("|" + "---|" * 18)
+    print("|" + "---|" * 19)
     for r in rows:
         print(f"| {r['program']} | {r['conditional'] or '–'} | {r['dag_ops']} | {r['cpu_s']:.4f} ({r['cpu_min_s']:.4f}) "
-              f"| {r['rescale_cpu_s']:.4f} | {r['materialize_cpu_s']:.4f} | {r['layers']} | {r['widest']:,} | {r['nnz']:,} | {r['dense']:,} "
+              f"| {r['rescale_cpu_s']:.4f} | {r['materialize_cpu_s']:.4f} | {r['separate_cpu_s']:.4f} | {r['layers']} | {r['widest']:,} | {r['nnz']:,} | {r['dense']:,} "
               f"| {'ok' if r['answers_match'] else 'DIFFER'} "
               f"| {_num(r['ref_cpu_s'])} | {_num(r['ref_widest'])} | {_num(r['ref_nnz'])} | {_num(r['ref_dense'])} "
               f"| {_ratio(r['ref_cpu_s'], r['cpu_s'])} | {_ratio(r['ref_widest'], r['widest'])} "

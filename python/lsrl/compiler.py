@@ -2,10 +2,11 @@
 
 The default pipeline debranches the program into the layer form, puts its units on their program's scale
 (so that float32 runs keep the program's exact integer arithmetic), gives every step read by a large weight a
-unit of its own (so that λ multiplies an exact 0 or 1; docs/numerics.md), lowers it to the target and rounds
-exact constants to float64::
+unit of its own (so that λ multiplies an exact 0 or 1; docs/numerics.md), sums a row's λ-sized parts in a unit
+of their own (so that small terms never meet their cancelling sum), lowers it to the target and rounds exact
+constants to float64::
 
-    debranch,rescale-units,materialize-steps,lower{target=…,activations=…},round-to-float
+    debranch,rescale-units,materialize-steps,separate-large-terms,lower{target=…,activations=…},round-to-float
 
 ``debranch`` works on the program's affine normal form, where folding, CSE and dead-code removal happen
 anyway: running ``canonicalize,constant-fold,cse,dce`` first gives the same model (same widths and nnz on the
@@ -30,7 +31,7 @@ from .targets import default_target, get_target
 
 __all__ = ["compile", "compile_pipeline", "DEFAULT_PIPELINE"]
 
-DEFAULT_PIPELINE = ("debranch", "rescale-units", "materialize-steps")
+DEFAULT_PIPELINE = ("debranch", "rescale-units", "materialize-steps", "separate-large-terms")
 
 
 def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_max: int | None = None,

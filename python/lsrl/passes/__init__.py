@@ -19,8 +19,9 @@ from ..errors import PassError
 __all__ = ["Pass", "PASSES", "PassOption", "register_pass", "parse_pipeline", "pass_options", "get_pass",
            "format_pipeline", "load_passes", "forget_analyses", "PassError"]
 
-#: the metadata keys analysis passes record about a module's ops (``range-analysis``, ``error-bound``)
-ANALYSIS_KEYS = ("ranges", "error_bound")
+#: the metadata keys passes record about a module's ops (``range-analysis``, ``error-bound``; ``materialize-steps``'
+#: step differences, which ``separate-large-terms`` reads)
+ANALYSIS_KEYS = ("ranges", "error_bound", "step_differences")
 
 
 def forget_analyses(module) -> None:
@@ -214,6 +215,7 @@ _BUILTIN_PASS_MODULES = (
     "lsrl.passes.dce",
     "lsrl.passes.fuse_linears",
     "lsrl.passes.materialize_steps",
+    "lsrl.passes.separate_large_terms",
     "lsrl.passes.range_analysis",
     "lsrl.passes.error_bound",
     "lsrl.passes.debranch",

@@ -18,7 +18,8 @@ left within ``cancel`` of the weights is read from the last unit as before).  ``
 ``|u_k|`` (a rotation counter's cos times 1000: 2e-12, which λ = 1e10 makes 0.02).  The constants
 ``Σ P_k·gap`` go into the reader's bias — where its bias cancels them (``−λ + λ·c``: the ``direct`` and
 ``step_optimized`` conditionals), so that no constant of size λ meets a small value, or where they are below
-2^24; a reader that would add a constant of size λ to a small value (``t − λ·c``, where ``c = 1`` drives the unit
+2^24 (each, or their sum: a bump's ``−λ + λ``, whose λ-sized terms ``separate-large-terms`` then sums apart); a
+reader that would add a constant of size λ to a small value (``t − λ·c``, where ``c = 1`` drives the unit
 far below 0 anyway) reads ``D = ReLU(u_k − u_{k+1})``, exact 0 where ``c = 0``.  A row's folded constants are
 summed exactly and rounded once; what its bias cannot hold is read from a constant unit of 1 in the inserted
 stage.  With ``clamp=false``, and where a reader's weight on a difference reaches ``clamp_limit`` (``lsrl.compile``
@@ -57,7 +58,7 @@ from ..ir.core import Op
 from ..ir.error_free import fold_products, sum_exact
 from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
-from . import Pass, register_pass
+from . import Pass, forget_analyses, register_pass
 from .range_analysis import RangeAnalysis
 from .exact_shadow import ExactShadow, layout_coefficient, layout_number
 from .rescale_units import snap_number
@@ -317,10 +318,11 @@ def _cancels(bias: np.ndarray, s: int, folds: list, shift: float, cancel: float)
 
 def _group_reading(bias: np.ndarray, rows: list[int], folds: list, products: list, cancel: float) -> tuple:
     """What ``rows`` (rows that read a group alike) decide together: whether the group's constants ``Σ P_k·gap``
-    (``products`` beyond ``folds``) are small (below 2^24), whether they cancel one of the rows' biases where
-    they are, and whether every bias holds them exactly."""
-    small = max(abs(p * gap) for p, gap in products[len(folds):]) < LARGE_BIAS
+    (``products`` beyond ``folds``) are small (each below 2^24, or their sum: a bump's ``−λ·1 + λ·1``, whose
+    λ-sized parts separate-large-terms sums apart from the row's small terms), whether they cancel one of the
+    rows' biases where they are, and whether every bias holds them exactly."""
     shift = _shift(folds, products)
+    small = max(abs(p * gap) for p, gap in products[len(folds):]) < LARGE_BIAS or abs(shift) < LARGE_BIAS
     held = all(math.isfinite(value) and not rest for value, rest in (fold_products(bias[s], products) for s in rows))
     return small, small and any(_cancels(bias, s, folds, shift, cancel) for s in rows), held
 
@@ -359,6 +361,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     """Insert the difference stages in place (see the module docstring); returns the module; ``clamp``: read a
     step's 0/1 through its clamp where its reader's weights on it stay below ``clamp_limit``."""
     ops = check_layer_form(module, "materialize-steps", PassError)
+    n_ops = len(ops)
     # an exact module: decided on its float image, rewritten in exact arithmetic too (exact_shadow.py)
     shadow = ExactShadow(ops) if ExactShadow.needed(ops) else None
     # the lists are edited below: copies (a cloned module shares its metadata's lists with the original)
@@ -373,6 +376,8 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     # unit -> _known_upper; an op is asked only once the ops before it are final (the pass rewrites readers
     # front to back, and a unit's bound reads only the ops before it)
     memo: dict[tuple[int, int], float | None] = {}
+    # per inserted stage (its relu's position), the differences of step groups it forms, for separate-large-terms
+    step_differences: list = []
 
     def groups_of(relu: Op) -> list:
         """The groups of the ReLU units ``relu`` outputs (none when no linear feeds it)."""
@@ -448,8 +453,13 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 unit_columns.setdefault(j, []).append((c, sign))
                 new_slots.append(_carried_slot(slots, j, sign, j in signed))
         diff_columns = {}
+        rank_of = {j: (g, rank) for g, group in enumerate(groups) for rank, j in enumerate(group)}
+        ordered = []  # [column, group, rank of its upper unit, gap, complement] of every pair's difference
         for key, d in differences.items():
             diff_columns[key] = len(stage_bias)
+            if d.lo is not None:
+                g, rank = rank_of[d.hi]
+                ordered.append([len(stage_bias), g, rank, d.gap, d.complement])
             if d.clamped or d.lo is None:  # the ReLU of gap − u_hi supplies u_lo = ReLU(u_hi − gap)
                 stage_entries.append([(d.hi, -1.0 if d.complement else 1.0)])
             else:
@@ -489,19 +499,30 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                        if entries else Matrix.zeros(read.shape[0], n_out, exact=True))
             shadow.set(reader, bias_name, Vector(exact_bias, exact=True))
 
-        ops[i + 1:i + 1] = [linear, carrier_relu]
-        if isinstance(layout, list):
-            layout[i + 1:i + 1] = [[{"role": "pre", "of": c} for c in range(n_out)], new_slots]
-        if isinstance(stages, list):
-            entry = {k: v for k, v in stages[i].items() if k in ("layer", "index")} if isinstance(stages[i], dict) \
-                else {}
-            entry.update(stage="R", inserted="materialize-steps")
-            stages[i + 1:i + 1] = [dict(entry, part="linear"), dict(entry, part="relu")]
+        insert_stage(ops, i, linear, carrier_relu, layout, stages, new_slots, "materialize-steps")
+        if ordered:
+            step_differences.append([i + 2, ordered])
         i += 3
+    if len(ops) != n_ops:
+        forget_analyses(module)  # the records are about the ops as they were
     module.ops = ops
+    if step_differences:
+        module.metadata["step_differences"] = step_differences
     if shadow is not None:
         shadow.restore()
     return module
+
+
+def insert_stage(ops: list, i: int, linear: Op, relu: Op, layout, stages, slots: list, inserted_by: str) -> None:
+    """Insert the ReLU stage ``linear``, ``relu`` after ``ops[i]``, with its entries in the metadata lists
+    ``layout`` (``slots``: the relu's) and ``stages`` where the module has them (marked ``inserted_by``)."""
+    ops[i + 1:i + 1] = [linear, relu]
+    if isinstance(layout, list):
+        layout[i + 1:i + 1] = [[{"role": "pre", "of": c} for c in range(linear.dim)], slots]
+    if isinstance(stages, list):
+        entry = {k: v for k, v in stages[i].items() if k in ("layer", "index")} if isinstance(stages[i], dict) else {}
+        entry.update(stage="R", inserted=inserted_by)
+        stages[i + 1:i + 1] = [dict(entry, part="linear"), dict(entry, part="relu")]
 
 
 def _exactly_equal(groups: list, producer: dict) -> list:
