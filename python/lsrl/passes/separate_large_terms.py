@@ -86,14 +86,16 @@ def _split(weights: dict, bias: float, exact_weights: dict, exact_bias: Fraction
 
 
 def _difference_rows(producer: Op) -> dict:
-    """Per row of the linear feeding an inserted stage that forms a step difference as materialize-steps does —
-    ``u_hi − u_lo`` (bias 0), ``gap − u_hi (+ u_lo)`` (bias ``gap``) — its bias and whether it is complemented."""
-    data, indices, indptr = producer.attrs["A"].csr_parts()
+    """Per row of the linear feeding an inserted stage that forms a step difference as materialize-steps records
+    them — ``u_hi − u_lo`` (bias 0) or the clamp ``gap − u_hi`` (bias ``gap``) — its bias and whether it is the
+    clamp."""
+    data, _, indptr = producer.attrs["A"].csr_parts()
     bias = producer.attrs["b"].to_float().values.tolist()
     out = {}
     for r, (start, end) in enumerate(zip(indptr[:-1].tolist(), indptr[1:].tolist())):
-        if sorted(data[start:end].tolist()) in ([-1.0, 1.0], [-1.0]):
-            out[r] = (bias[r], bias[r] != 0 or end - start == 1)
+        entries = sorted(data[start:end].tolist())
+        if (entries == [-1.0, 1.0] and bias[r] == 0) or entries == [-1.0]:
+            out[r] = (bias[r], entries == [-1.0])
     return out
 
 
