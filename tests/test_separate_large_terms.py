@@ -53,12 +53,44 @@ def test_an_exact_module_is_separated_alike(edges):
         assert report.error == 0 and report.bound == 0, report.describe()
 
 
-def test_the_standard_gru_compiles_a_conditional_on_a_bump():
-    """The GRU reads the new stage's 0/1 with λ; its check of pair readers exempts a row that stays below 0 by more
-    than the rounding (``−2x − 1 − λ·b``), which it refused with a relative error of 1.1·10⁻⁶ at bound 1."""
+def test_the_standard_gru_keeps_its_reads():
+    """The standard GRU holds a unit read with λ in a ReLU pair, whose rounding it refuses where the row's value is
+    small: lsrl.compile does not separate for it (a review: 59 models it compiled within their bounds were refused),
+    and its model of the bump's conditional is exact in float64 as before."""
     model = lsrl.compile(bump_program(0.5, 1.5), "gru", activations="standard", t_max=5)
+    assert "separate-large-terms{threshold=inf}" in model.pipeline
     report = model.check(PROMPTS, oracle="exact")
     assert report.error == 0 and report.bound == 0
+
+
+@needs_kernel
+@pytest.mark.parametrize("branches", ["2x+1, x", "2x+1, None", "3-x, 2x"])
+def test_a_branch_constant_beside_lambda_is_kept_apart(branches):
+    """``f_ifelse(f_bump(x, 1, 2), 2x + 1, x)`` (a review's): the branch's constant joins λ in the row's bias,
+    ``1 − λ``, which is no multiple of λ; its whole multiple goes to the separated unit and the 1 stays in the row
+    (float32: 5 off, 1 for ``3 − x``; now 0)."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    then, otherwise = {"2x+1, x": (x * 2 + 1, x), "2x+1, None": (x * 2 + 1, None),
+                       "3-x, 2x": (3 - x, x * 2)}[branches]
+    program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_bump(x, 1, 2), then, otherwise))
+    for dtype in ("float64", "float32"):
+        report = lsrl.compile(program, "linear_rnn", t_max=5, dtype=dtype).check(PROMPTS, oracle="exact")
+        assert report.error == 0 and report.bound == 0, report.describe()
+
+
+@needs_kernel
+def test_small_weights_on_large_units_are_large_terms():
+    """``f_ifelse(f_larger(r, 2/3, scale=1) − f_larger(r, 1.5, scale=3000), x, 2x + 1)`` (a review's): the first
+    step's pair sits 3000 apart on the second's scale and the row reads it with ``λ/3000`` — below the threshold,
+    but on units up to 7000.  Separated as a small term, float32 answered 1 where the program answers 5; the row
+    now keeps its terms."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    r = lsrl.ReLU(lsrl.Linear(x, [[2.0]], b=[-1.0]))
+    condition = lsrl.f_larger(r, 2 / 3, scale=1) - lsrl.f_larger(r, 1.5, scale=3000)
+    program = lsrl.ForEach(lsrl.f_ifelse(condition, x, x * 2 + 1))
+    for dtype in ("float64", "float32"):
+        report = lsrl.compile(program, "linear_rnn", t_max=5, dtype=dtype).check(PROMPTS, oracle="exact")
+        assert report.error == 0 and report.within_bound, report.describe()
 
 
 def test_the_stage_and_its_record():

@@ -19,6 +19,7 @@ reproduces a compilation.  The target and its activation modes come from the reg
 """
 from __future__ import annotations
 
+import math
 import sys
 
 from .assumptions import validate_t_max
@@ -41,6 +42,7 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
     from .passes.lower import Lower
     from .passes.materialize_steps import MaterializeSteps
     from .passes.round_to_float import RoundToFloat
+    from .passes.separate_large_terms import SeparateLargeTerms
 
     if pipeline is None:
         passes = parse_pipeline(",".join(DEFAULT_PIPELINE))
@@ -56,6 +58,10 @@ def compile_pipeline(target: str, activations: str, *, exact: bool = False, t_ma
         for p in passes:
             if isinstance(p, MaterializeSteps):
                 p.clamp_limit = min(p.clamp_limit, clamp_limit)
+            # a target that holds a unit read that loudly in a ReLU pair (the standard GRU) refuses the separated
+            # parts' λ-reads of units of bound 1 (a relative 1e-6 where the row's value is small)
+            if isinstance(p, SeparateLargeTerms) and clamp_limit <= p.threshold:
+                p.threshold = math.inf
     if not lowers:
         passes.append(Lower(target=target, activations=activations, t_max=t_max, exact=exact, dtype=dtype))
     elif any(p.dtype != dtype for p in lowers):

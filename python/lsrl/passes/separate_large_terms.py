@@ -11,15 +11,16 @@ multiplies: op by op it is exact, and the compiled model answered 1 where the pr
 This pass inserts, after a ReLU stage whose reader has rows with two or more λ-sized parts (a weight or a bias
 of magnitude ``threshold`` or more) beside small ones, one more ReLU stage.  It carries the units the reader
 reads with small weights (``ReLU(u) = u`` for a ReLU's output: exact) and forms each such row's λ-sized parts
-divided by their smallest magnitude ``g``, ``s = Σ (w_j/g)·u_j + β/g`` — small integers times exact 0/1 units,
+divided by the smallest λ-sized weight ``g``, ``s = Σ (w_j/g)·u_j + β/g`` — small integers times exact 0/1 units,
 so ``s`` is exact — as ``ReLU(s)`` and ``ReLU(−s)``, which the reader reads with ``g`` and ``−g``: where the parts
 cancel, ``s`` is an exact 0 and the small terms are summed alone.  A side ``s`` never reaches is left out: the
 error analysis then sees one unit that is 0 or far from the row's small terms.  The range of ``s`` comes from
 ``materialize-steps``' record of the step differences it formed (metadata ``step_differences``, which this pass
 consumes): the differences of one step group, in the group's order, are ``gap·t_k`` with ``1 ≥ t_1 ≥ t_2 ≥ … ≥
 0``, so ``Σ α_k t_k`` lies between 0 and the extreme partial sums of ``α`` (a bump ``D₁ − D₂`` is never
-negative) — range analysis' intervals bound the other units.  Rows whose ratios ``w_j/g`` float64 does not hold
-exactly keep their terms.  The map is unchanged in exact arithmetic (``g·ReLU(s) − g·ReLU(−s) = g·s``).  Run it
+negative) — range analysis' intervals bound the other units.  A bias that holds a branch's constant beside λ
+(``1 − λ``) gives ``s`` the whole multiple of ``g`` and keeps the rest.  Rows whose ratios ``w_j/g`` float64 does
+not hold exactly keep their terms.  The map is unchanged in exact arithmetic (``g·ReLU(s) − g·ReLU(−s) = g·s``).  Run it
 right after ``materialize-steps``.  An exact module is rewritten the same way, decided on its float64 image:
 the ratios are its exact weights over ``g``, and a row is rewritten only where float64 holds every ratio.
 """
@@ -69,20 +70,31 @@ def _split(weights: dict, bias: float, exact_weights: dict, exact_bias: Fraction
     large = [j for j, w in weights.items() if abs(w) >= threshold]
     large_bias = abs(bias) >= threshold
     small = {j: w for j, w in weights.items() if abs(w) < threshold}
-    small_bias = 0.0 if large_bias else bias
-    if len(large) + large_bias < 2 or not (small or small_bias):
+    if len(large) + large_bias < 2 or not large:
         return None
-    g = min([abs(weights[j]) for j in large] + ([abs(bias)] if large_bias else []))
-    parts = {j: exact_weights[j] for j in large}
-    if large_bias:
-        parts["constant"] = exact_bias
-    ratios = {j: w / Fraction(g) for j, w in parts.items()}
+    g = min(abs(weights[j]) for j in large)  # a bias holds λ-sized parts with a small one (``1 − λ``)
+    ratios = {j: exact_weights[j] / Fraction(g) for j in large}
     if any(Fraction(float(r)) != r for r in ratios.values()):
         return None
-    ratios = {j: float(r) for j, r in ratios.items()}
-    constant = ratios.pop("constant", 0.0)
-    return _Split(g, ratios, constant, small, small_bias, {j: exact_weights[j] for j in small},
-                  Fraction(0) if large_bias else exact_bias)
+    constant, rest = _bias_parts(exact_bias, Fraction(g), threshold) if large_bias else (Fraction(0), exact_bias)
+    if constant is None or not (small or rest):
+        return None
+    return _Split(g, {j: float(r) for j, r in ratios.items()}, float(constant), small, float(rest),
+                  {j: exact_weights[j] for j in small}, rest)
+
+
+def _bias_parts(bias: Fraction, g: Fraction, threshold: float) -> tuple:
+    """A λ-sized bias as ``g·constant + rest``: ``constant`` the ratio itself where float64 holds it, else the
+    nearest whole number with a small ``rest`` that float64 holds (a branch's constant beside λ: ``1 − λ`` is
+    ``−1·λ + 1``); ``(None, None)`` where neither."""
+    ratio = bias / g
+    if Fraction(float(ratio)) == ratio:
+        return ratio, Fraction(0)
+    whole = round(ratio)
+    rest = bias - whole * g
+    if abs(rest) < threshold and Fraction(float(rest)) == rest:
+        return Fraction(whole), rest
+    return None, None
 
 
 def _difference_rows(producer: Op) -> dict:
@@ -101,13 +113,13 @@ def _difference_rows(producer: Op) -> dict:
 
 def _candidates(data: np.ndarray, indptr: np.ndarray, bias: np.ndarray, threshold: float) -> np.ndarray:
     """Per row of a reader (its CSR ``data``, ``indptr`` and ``bias``): whether it has two or more λ-sized parts
-    and a small one (what :func:`_split` then looks at)."""
+    and a small weight or a bias (which may hold a small part: what :func:`_split` then looks at)."""
     rows = np.repeat(np.arange(bias.size), np.diff(indptr))
     large = np.abs(data) >= threshold
     large_bias = np.abs(bias) >= threshold
     n_large = np.bincount(rows[large], minlength=bias.size) + large_bias
     n_small = np.bincount(rows[~large], minlength=bias.size)
-    return (n_large >= 2) & ((n_small > 0) | (~large_bias & (bias != 0)))
+    return (n_large >= 2) & ((n_small > 0) | (bias != 0))
 
 
 def _range(split: _Split, differences: dict, unit_range) -> tuple[Fraction, Fraction] | None:
@@ -196,6 +208,13 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
                 analysis = RangeAnalysis(module)
             lo, hi = analysis(source)
             return float(lo[j]), float(hi[j])
+        # a small weight on a large unit is a λ-sized term too (``3333333·u`` of a unit up to 7000, a step's pair
+        # 3000 apart read with λ/3000): such a row keeps its terms
+        splits = [None if split is None or any(not abs(w) * unit_range(j)[1] < threshold
+                                               for j, w in split.small.items()) else split for split in splits]
+        if not any(splits):
+            i += 1
+            continue
 
         # each distinct combination (up to its sign) gives the units of the sides it reaches
         combinations: dict[tuple, list] = {}

@@ -238,11 +238,8 @@ class GruStandard(StandardLowering):
             return
         cols = np.array(sorted(pairs))
         read = np.asarray(abs(st.W.scipy()[:, cols]) @ np.array([pairs[j] for j in cols.tolist()])).ravel()
-        # what a row must resolve: its positive side for a ReLU (the rest is cut off), its whole range otherwise;
-        # nothing for a ReLU row that stays below 0 by more than the rounding (``−2x − 1 − λ·b``: always off)
+        # what a row must resolve: its positive side for a ReLU (the rest is cut off), its whole range otherwise
         resolved = np.maximum(st.pre_hi if st.kind == "R" else np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi)), 1.0)
-        if st.kind == "R":
-            read = np.where(st.pre_hi + FLOAT64_ROUNDOFF * read < 0, 0.0, read)
         worst = int(np.argmax(read / resolved))
         self._require_accuracy(
             f"row {worst} of {describe_stage(st)}, which reads the GRU ReLU pairs of the stage before with "
