@@ -120,11 +120,29 @@ def test_a_stale_record_is_not_read():
     layer_form = opt.run(bump_program(0.5, 1.5).ir, "debranch,rescale-units,materialize-steps")
     trusted = opt.run(layer_form, "separate-large-terms")
     stale = layer_form.clone()
-    stale.metadata["step_differences"] = [[position, [[column, group, rank, gap + 1, complement]
-                                                      for column, group, rank, gap, complement in entries]]
+    stale.metadata["step_differences"] = [[position, [[column, hi, lo, gap + 1, complement]
+                                                      for column, hi, lo, gap, complement in entries]]
                                           for position, entries in layer_form.metadata["step_differences"]]
     separated = opt.run(stale, "separate-large-terms")
     assert inserted_units(separated) > inserted_units(trusted)  # the sides the record ruled out are there
+    np.testing.assert_array_equal(interpret(separated, PROMPTS, exact=True), interpret(layer_form, PROMPTS, exact=True))
+
+
+def test_a_stale_gap_of_a_plain_difference_is_not_read():
+    """``ReLU(x + λ·a + λ·b − λ)`` of two steps (a review's): their differences are read plain; a record whose
+    gaps were scaled by 1/4 made ``s = a + b − 1`` look never positive, and its positive side was dropped (the
+    exact map answered 3 where the program answers 10000000003).  A record is checked against the pair's rows."""
+    x = lsrl.Input(1, lower=0, upper=4, integer=True)
+    program = lsrl.ForEach(lsrl.ReLU(lsrl.Linear(lsrl.Concat([x, lsrl.f_larger(x, 1.5), lsrl.f_larger(x, 2.5)]),
+                                                 [[1.0, 1e10, 1e10]], b=[-1e10])))
+    layer_form = opt.run(program.ir, "debranch,rescale-units,materialize-steps")
+    assert any(not complement for _, entries in layer_form.metadata["step_differences"]
+               for *_, complement in entries)
+    stale = layer_form.clone()
+    stale.metadata["step_differences"] = [[position, [[column, hi, lo, gap / 4, complement]
+                                                      for column, hi, lo, gap, complement in entries]]
+                                          for position, entries in layer_form.metadata["step_differences"]]
+    separated = opt.run(stale, "separate-large-terms")
     np.testing.assert_array_equal(interpret(separated, PROMPTS, exact=True), interpret(layer_form, PROMPTS, exact=True))
 
 

@@ -453,17 +453,15 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 unit_columns.setdefault(j, []).append((c, sign))
                 new_slots.append(_carried_slot(slots, j, sign, j in signed))
         diff_columns = {}
-        rank_of = {j: (g, rank) for g, group in enumerate(groups) for rank, j in enumerate(group)}
-        # [column, group, rank of its upper unit, gap, complement] of every pair's difference that is exactly its
-        # gap times a 0..1 step (its gap the biases' exact difference; not a complement of both units)
+        # [column, upper unit, lower unit, gap, complement] of every pair's difference that is exactly its gap times
+        # a 0..1 step (its gap the biases' exact difference; not a complement of both units)
         ordered = []
         for key, d in differences.items():
             diff_columns[key] = len(stage_bias)
             exact_gap = d.exact_gap if d.exact_gap is not None else \
                 Fraction(producer_bias[d.hi]) - Fraction(producer_bias[d.lo]) if d.lo is not None else None
             if d.lo is not None and (d.clamped or not d.complement) and Fraction(d.gap) == exact_gap:
-                g, rank = rank_of[d.hi]
-                ordered.append([len(stage_bias), g, rank, d.gap, d.complement])
+                ordered.append([len(stage_bias), d.hi, d.lo, d.gap, d.complement])
             if d.clamped or d.lo is None:  # the ReLU of gap − u_hi supplies u_lo = ReLU(u_hi − gap)
                 stage_entries.append([(d.hi, -1.0 if d.complement else 1.0)])
             else:

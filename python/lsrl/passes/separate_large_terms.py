@@ -11,14 +11,15 @@ multiplies: op by op it is exact, and the compiled model answered 1 where the pr
 This pass inserts, after a ReLU stage whose reader has rows with two or more λ-sized parts (a weight or a bias
 of magnitude ``threshold`` or more) beside small ones, one more ReLU stage.  It carries the units the reader
 reads with small weights (``ReLU(u) = u`` for a ReLU's output: exact) and forms each such row's λ-sized parts
-divided by the smallest λ-sized weight ``g``, ``s = Σ (w_j/g)·u_j + β/g`` — small integers times exact 0/1 units,
-so ``s`` is exact — as ``ReLU(s)`` and ``ReLU(−s)``, which the reader reads with ``g`` and ``−g``: where the parts
+divided by the smallest λ-sized weight ``g``, ``s = Σ (w_j/g)·u_j + β/g`` — on a step's exact 0/1 units with
+ratios such as ±1, ``s`` is exact — as ``ReLU(s)`` and ``ReLU(−s)``, which the reader reads with ``g`` and ``−g``: where the parts
 cancel, ``s`` is an exact 0 and the small terms are summed alone.  A side ``s`` never reaches is left out: the
 error analysis then sees one unit that is 0 or far from the row's small terms.  The range of ``s`` comes from
 ``materialize-steps``' record of the step differences it formed (metadata ``step_differences``, which this pass
 consumes): the differences of one step group, in the group's order, are ``gap·t_k`` with ``1 ≥ t_1 ≥ t_2 ≥ … ≥
 0``, so ``Σ α_k t_k`` lies between 0 and the extreme partial sums of ``α`` (a bump ``D₁ − D₂`` is never
-negative) — range analysis' intervals bound the other units.  A bias that holds a branch's constant beside λ
+negative) — range analysis' intervals bound the other units (not an exact module's: they are its float
+image's).  A bias that holds a branch's constant beside λ
 (``1 − λ``) gives ``s`` the whole multiple of ``g`` and keeps the rest.  Rows whose ratios ``w_j/g`` float64 does
 not hold exactly keep their terms.  The map is unchanged in exact arithmetic (``g·ReLU(s) − g·ReLU(−s) = g·s``).  Run it
 right after ``materialize-steps``.  An exact module is rewritten the same way, decided on its float64 image:
@@ -72,7 +73,8 @@ def _split(weights: dict, bias: float, exact_weights: dict, exact_bias: Fraction
     small = {j: w for j, w in weights.items() if abs(w) < threshold}
     if len(large) + large_bias < 2 or not large:
         return None
-    g = min(abs(weights[j]) for j in large)  # a bias holds λ-sized parts with a small one (``1 − λ``)
+    # the bias is no candidate for g: it may hold a small part beside λ (``1 − λ``), see _bias_parts
+    g = min(abs(weights[j]) for j in large)
     ratios = {j: exact_weights[j] / Fraction(g) for j in large}
     if any(Fraction(float(r)) != r for r in ratios.values()):
         return None
@@ -92,22 +94,40 @@ def _bias_parts(bias: Fraction, g: Fraction, threshold: float) -> tuple:
         return ratio, Fraction(0)
     whole = round(ratio)
     rest = bias - whole * g
-    if abs(rest) < threshold and Fraction(float(rest)) == rest:
+    if float(whole) == whole and abs(rest) < threshold and Fraction(float(rest)) == rest:
         return Fraction(whole), rest
     return None, None
 
 
-def _difference_rows(producer: Op) -> dict:
-    """Per row of the linear feeding an inserted stage that forms a step difference as materialize-steps records
-    them — ``u_hi − u_lo`` (bias 0) or the clamp ``gap − u_hi`` (bias ``gap``) — its bias and whether it is the
-    clamp."""
-    data, _, indptr = producer.attrs["A"].csr_parts()
-    bias = producer.attrs["b"].to_float().values.tolist()
+def _recorded_differences(relu: Op, entries: list, number: int) -> dict:
+    """``{column: (group, rank, gap, complement)}`` of the step differences a record names for the inserted stage
+    ``relu``, those that still are what it says: the stage's row is ``u_hi − u_lo`` (bias 0) or the clamp ``gap −
+    u_hi`` (bias ``gap``), and the units' rows are one row with biases exactly ``gap`` apart.  A group is the
+    units' row, a rank the upper unit's place in it (larger bias first); a record that no longer holds (a pass
+    between the two) is not read."""
+    stage = relu.operands[0]
+    source = stage.operands[0]
+    if stage.kind != "linear" or source.kind != "relu" or source.operands[0].kind != "linear":
+        return {}
+    data, indices, indptr = stage.attrs["A"].csr_parts()
+    stage_bias = stage.attrs["b"].to_float().values
+    units = source.operands[0]
+    unit_data, unit_indices, unit_ptr = units.attrs["A"].csr_parts()
+    unit_bias = units.attrs["b"].to_float().values
+
+    def unit_row(j):
+        return unit_indices[unit_ptr[j]:unit_ptr[j + 1]].tobytes() + unit_data[unit_ptr[j]:unit_ptr[j + 1]].tobytes()
     out = {}
-    for r, (start, end) in enumerate(zip(indptr[:-1].tolist(), indptr[1:].tolist())):
-        entries = sorted(data[start:end].tolist())
-        if (entries == [-1.0, 1.0] and bias[r] == 0) or entries == [-1.0]:
-            out[r] = (bias[r], entries == [-1.0])
+    for column, hi, lo, gap, complement in entries:
+        if not (0 <= column < stage.dim and 0 <= min(hi, lo) and max(hi, lo) < source.dim):
+            continue
+        row = dict(zip(indices[indptr[column]:indptr[column + 1]].tolist(),
+                       data[indptr[column]:indptr[column + 1]].tolist()))
+        formed = row == {hi: -1.0} and stage_bias[column] == gap if complement else \
+            row == {hi: 1.0, lo: -1.0} and stage_bias[column] == 0
+        if formed and unit_row(hi) == unit_row(lo) and unit_ptr[hi] < unit_ptr[hi + 1] and \
+                Fraction(float(unit_bias[hi])) - Fraction(float(unit_bias[lo])) == Fraction(gap):
+            out[column] = ((number, unit_row(hi)), -float(unit_bias[hi]), gap, complement)
     return out
 
 
@@ -159,16 +179,10 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
     recorded = module.metadata.pop("step_differences", None) or []
     # an exact module: decided on its float image, its exact constants rewritten alike (exact_shadow.py)
     shadow = ExactShadow(ops) if ExactShadow.needed(ops) else None
-    # {id(relu): {column: (group, rank, gap, complement)}}, groups numbered over the whole module
-    differences: dict[int, dict] = {}
-    for number, (position, entries) in enumerate(recorded):
-        if isinstance(position, int) and 0 < position < len(ops) and ops[position].kind == "relu" \
-                and ops[position].operands[0].kind == "linear":
-            rows = _difference_rows(ops[position].operands[0])
-            # a record whose units are no longer such differences is stale (a pass between the two): not read
-            differences[id(ops[position])] = {column: ((number, group), rank, gap, complement)
-                                              for column, group, rank, gap, complement in entries
-                                              if rows.get(column) == (gap if complement else 0.0, complement)}
+    # {id(relu): {column: (group, rank, gap, complement)}}
+    differences = {id(ops[position]): _recorded_differences(ops[position], entries, number)
+                   for number, (position, entries) in enumerate(recorded)
+                   if isinstance(position, int) and 0 < position < len(ops) and ops[position].kind == "relu"}
     for key in ("layout", "stages"):
         if isinstance(module.metadata.get(key), list):
             module.metadata[key] = list(module.metadata[key])
@@ -222,7 +236,9 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
             if split is not None:
                 key, sign = split.key()
                 if key not in combinations:
-                    reach = _range(split, differences.get(id(source), {}), unit_range)
+                    # an exact module's intervals are its float image's, which need not bound its exact units
+                    reach = _range(split, differences.get(id(source), {}),
+                                   unit_range if shadow is None else lambda j: (-math.inf, math.inf))
                     low, high = (-1, 1) if reach is None else reach
                     combinations[key] = [low, high] if sign > 0 else [-high, -low]
         carried = sorted({j for weights, split in zip(rows, splits) for j in (weights if split is None else split.small)})
