@@ -364,12 +364,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     n_ops = len(ops)
     # an exact module: decided on its float image, rewritten in exact arithmetic too (exact_shadow.py)
     shadow = ExactShadow(ops) if ExactShadow.needed(ops) else None
-    # the lists are edited below: copies (a cloned module shares its metadata's lists with the original)
-    for key in ("layout", "stages"):
-        if isinstance(module.metadata.get(key), list):
-            module.metadata[key] = list(module.metadata[key])
-    layout = module.metadata.get("layout")
-    stages = module.metadata.get("stages")
+    layout, stages = stage_metadata(module)
     analysis = None  # range analysis, built on the first unit no exact bound reaches (none on the paper's programs)
     known: dict[int, _InsertedBounds] = {}  # inserted relu -> its units' exact upper bounds
     group_cache: dict[int, list] = {}
@@ -513,6 +508,15 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
     if shadow is not None:
         shadow.restore()
     return module
+
+
+def stage_metadata(module) -> tuple:
+    """The module's ``layout`` and ``stages`` lists (None where it has none) as copies :func:`insert_stage` may edit
+    (a cloned module shares its metadata's lists with the original)."""
+    for key in ("layout", "stages"):
+        if isinstance(module.metadata.get(key), list):
+            module.metadata[key] = list(module.metadata[key])
+    return module.metadata.get("layout"), module.metadata.get("stages")
 
 
 def insert_stage(ops: list, i: int, linear: Op, relu: Op, layout, stages, slots: list, inserted_by: str) -> None:

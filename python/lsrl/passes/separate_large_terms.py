@@ -40,7 +40,7 @@ from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, forget_analyses, register_pass
 from .exact_shadow import ExactShadow
-from .materialize_steps import LARGE_BIAS, _csr_matrix, insert_stage
+from .materialize_steps import LARGE_BIAS, _carried_slot, _csr_matrix, insert_stage, stage_metadata
 from .range_analysis import RangeAnalysis
 
 __all__ = ["SeparateLargeTerms", "separate_large_terms"]
@@ -183,11 +183,7 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
     differences = {id(ops[position]): _recorded_differences(ops[position], entries, number)
                    for number, (position, entries) in enumerate(recorded)
                    if isinstance(position, int) and 0 < position < len(ops) and ops[position].kind == "relu"}
-    for key in ("layout", "stages"):
-        if isinstance(module.metadata.get(key), list):
-            module.metadata[key] = list(module.metadata[key])
-    layout = module.metadata.get("layout")
-    stages = module.metadata.get("stages")
+    layout, stages = stage_metadata(module)
     analysis = None
     i = 1
     while i + 1 < len(ops):
@@ -281,8 +277,8 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
             shadow.set(reader, "A", Matrix.from_exact_rows((read.shape[0], n_out), new_exact_rows))
             shadow.set(reader, "b", Vector(new_exact_bias, exact=True))
         slots = layout[i] if isinstance(layout, list) and isinstance(layout[i], list) else []
-        new_slots = [slots[j] if j < len(slots) and isinstance(slots[j], dict) else {"role": "opaque"}
-                     for j in carried] + [{"role": "opaque"}] * (n_out - len(carried))
+        new_slots = [_carried_slot(slots, j, 1.0, False) for j in carried] + \
+            [{"role": "opaque"}] * (n_out - len(carried))
         insert_stage(ops, i, linear, relu, layout, stages, new_slots, "separate-large-terms")
         analysis = None  # the ops after the source changed
         i += 3
