@@ -19,7 +19,7 @@ from lsrl.lang import Concat, ForEach, Input, LinState
 from lsrl.programs import token_map
 from lsrl.runtime import kernel_available
 from lsrl.runtime.executor import run as run_kernel
-from lsrl.sugar import f_and, f_ifelse, f_larger
+from lsrl.sugar import f_and, f_ifelse, f_larger, f_smaller
 from strategies import conditional_programs, profile_examples, programs, random_sequences, token_prompts
 
 MODES = [("linear_rnn", "ideal"), ("lstm", "ideal"), ("gru", "ideal"), ("lstm", "standard"), ("gru", "standard")]
@@ -183,6 +183,25 @@ def test_a_float_modules_step_takes_its_scale_from_the_biases_debranch_rounded()
     assert "exact_biases" not in rescaled.metadata
     A, b = _rows_and_biases(rescaled.ops[2])
     assert A[:, 0].tolist() == [1000.0, 1000.0] and sorted(b.tolist()) == [-100000501.0, -100000500.0]
+
+
+@pytest.mark.parametrize("edge, scale, bias", [(1.9, 1, 0.8999999999999999), (1.1, 2, 1.2000000000000002)])
+def test_a_constant_the_scale_does_not_round_is_not_snapped(edge, scale, bias):
+    """``f_smaller(x, 1.9, scale=1)``: the step's second ReLU has the bias ``fl(1.9) − 1 = 0.8999999999999999``
+    exactly, and its scale is 1.  Snapped to ``0.9`` (a number of one digit within 10⁻¹⁴), the pair was
+    ``0.9999999999999999`` apart and λ read the step's 1 as 1.1·10⁻⁶ off the interpreter under a bound of 0.  At
+    ``scale=2`` the pair is scaled by 2, exactly: ``2·(fl(1.1) − 1/2) = 1.2000000000000002`` and ``2·fl(1.1)`` were
+    snapped to ``1.2`` and ``2.2``, ``1.0000000000000002`` apart (2.2·10⁻⁶ off).  Only the entries a scale changed
+    are snapped now, and a step group's biases keep the whole-number gaps they had before the snap: the models
+    answer exactly."""
+    x = Input(1, lower=-4, upper=4, integer=True)
+    program = ForEach(f_ifelse(f_smaller(x, edge, scale=scale), x, 2 * x + 1))
+    rescaled = opt.run(program.ir, "debranch,rescale-units")
+    _, b = _rows_and_biases(rescaled.ops[2])
+    assert bias in b.tolist()
+    xs = np.arange(-4.0, 5.0).reshape(-1, 1)
+    model = lsrl.compile(program, "linear_rnn", t_max=len(xs))
+    np.testing.assert_array_equal(model(xs), np.asarray(program(xs, exact=True), dtype=float))
 
 
 @pytest.mark.skipif(not kernel_available(), reason="needs the C++ kernel")

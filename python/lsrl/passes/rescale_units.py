@@ -27,8 +27,10 @@ This pass chooses the scales (the map from the input to the output is unchanged)
   into a fraction or makes a weight above 2^24.
 
 Weights computed by debranch in float64 carry its rounding (``0.002000000000000001`` for 1/500); after
-rescaling, an entry within ``snap_tolerance`` (relative) of a number with at most seven significant digits
-is taken as that number — the value debranch rounded — so that integer weights are integers again.
+rescaling, an entry the scale changed that lies within ``snap_tolerance`` (relative) of a number with at most
+seven significant digits is taken as that number — the value debranch rounded — so that integer weights are
+integers again (an entry the pass leaves as it was is the program's own, and a step group's biases keep the
+whole-number gaps they had before the snap).
 
 The pass needs the layer form with debranch's ``layout`` metadata (run it right after ``debranch``).  An exact
 module (``debranch{exact=true}``) is rescaled the same way: the scales are chosen on its float64 image and
@@ -110,6 +112,44 @@ def _snap(values, tolerance: float) -> np.ndarray:
                 x[i] = short
                 break
     return x
+
+
+def _snap_changed(values: np.ndarray, before: np.ndarray, tolerance: float) -> np.ndarray:
+    """:func:`_snap` of the entries a scale changed (``values`` against the stored ``before``): an entry the pass
+    leaves as it was holds the program's constant, or debranch's composition of them, and its short neighbour is
+    another program — ``f_smaller(x, 1.9, scale=1)``'s second ReLU has the bias ``fl(1.9) − 1 =
+    0.8999999999999999`` exactly, which snapped to ``0.9`` put the pair ``0.9999999999999999`` apart, and λ read
+    the step's 1 as 1.1·10⁻⁶ off under a bound of 0."""
+    out = values.copy()
+    changed = np.flatnonzero(values != before)
+    if changed.size:
+        out[changed] = _snap(values[changed], tolerance)
+    return out
+
+
+def _stored_values(value) -> np.ndarray:
+    """The float64 values a Matrix stores (CSR order, as :func:`_scaled_matrix` gives them) or a Vector holds."""
+    return value.csr_parts()[0] if isinstance(value, Matrix) else value.to_float().values
+
+
+def _whole_gaps_kept(biases: Vector, scaled: np.ndarray, groups: list) -> Vector:
+    """The snapped ``biases`` of a step group put back to their ``scaled`` values (before the snap) where those are
+    whole numbers apart and the snapped ones are not: at ``f_smaller(x, 1.1, scale=2)``'s scale 2 the pair's
+    biases are ``2·fl(1.1)`` and ``2·(fl(1.1) − 1/2)``, exactly one apart, and snapped to ``2.2`` and ``1.2`` they
+    were ``1.0000000000000002`` apart (λ read the step's 1 as 2.2·10⁻⁶ off under a bound of 0)."""
+    values = biases.values.copy()
+    snapped = values != scaled
+    for members in groups:
+        if len(members) < 2 or not snapped[members].any():
+            continue
+        first = Fraction(float(scaled[members[0]]))
+        apart = [Fraction(float(scaled[j])) - first for j in members]
+        if any(d.denominator != 1 for d in apart):
+            continue
+        snapped_first = Fraction(float(values[members[0]]))
+        if any(Fraction(float(values[j])) - snapped_first != d for j, d in zip(members, apart)):
+            values[members] = scaled[members]
+    return Vector(values)
 
 
 def _snap_all(values, tolerance: float) -> np.ndarray:
@@ -572,11 +612,15 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
                 updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
         weights = "A" if reader.kind == "linear" else "B"
         updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
-        snapped = _snap(np.concatenate([values for _, _, values, _ in updates]), snap_tolerance)
+        snapped = _snap_changed(np.concatenate([values for _, _, values, _ in updates]),
+                                np.concatenate([_stored_values(owner.attrs[name]) for owner, name, *_ in updates]),
+                                snap_tolerance)
         offset = 0
         for owner, name, values, build in updates:
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
+        if op.kind == "relu":
+            producer.attrs["b"] = _whole_gaps_kept(producer.attrs["b"], updates[1][2], groups)
         if op.kind == "relu" and exact_rows:
             producer.attrs["b"] = _spaced_biases(producer.attrs["b"], original, exact_rows, groups, rows)
         layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]

@@ -28,6 +28,7 @@ the ratios are its exact weights over ``g``, and a row is rewritten only where f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from fractions import Fraction
 from typing import ClassVar
@@ -57,6 +58,7 @@ class _Split:
     exact_small: dict
     exact_small_bias: Fraction
 
+    @functools.cached_property
     def key(self) -> tuple[tuple, float]:
         """The combination up to its sign (its first ratio positive), and that sign."""
         terms = tuple(sorted(self.ratios.items()))
@@ -214,6 +216,8 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
         def unit_range(j, source=source):
             nonlocal analysis
             if analysis is None:
+                # one analysis serves the whole pass: a rewrite keeps what each op computes, and the ops it adds
+                # are analysed when first asked
                 module.ops = ops
                 analysis = RangeAnalysis(module)
             lo, hi = analysis(source)
@@ -230,7 +234,7 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
         combinations: dict[tuple, list] = {}
         for split in splits:
             if split is not None:
-                key, sign = split.key()
+                key, sign = split.key
                 if key not in combinations:
                     # an exact module's intervals are its float image's, which need not bound its exact units
                     reach = _range(split, differences.get(id(source), {}),
@@ -257,7 +261,7 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
                 new_rows.append([(column_of[j], w) for j, w in weights.items()])
                 new_exact_rows.append({column_of[j]: w for j, w in exact_rows[r].items()})
                 continue
-            key, sign = split.key()
+            key, sign = split.key
             positive, negative = columns[key]
             sides = ([(positive, sign * split.g)] if positive is not None else []) + \
                 ([(negative, -sign * split.g)] if negative is not None else [])
@@ -280,7 +284,6 @@ def separate_large_terms(module, *, threshold: float = LARGE_BIAS):
         new_slots = [_carried_slot(slots, j, 1.0, False) for j in carried] + \
             [{"role": "opaque"}] * (n_out - len(carried))
         insert_stage(ops, i, linear, relu, layout, stages, new_slots, "separate-large-terms")
-        analysis = None  # the ops after the source changed
         i += 3
     if len(ops) != n_ops:
         forget_analyses(module)
