@@ -127,9 +127,10 @@ def _snap_changed(values: np.ndarray, before: np.ndarray, tolerance: float) -> n
     return out
 
 
-def _stored_values(value) -> np.ndarray:
-    """The float64 values a Matrix stores (CSR order, as :func:`_scaled_matrix` gives them) or a Vector holds."""
-    return value.csr_parts()[0] if isinstance(value, Matrix) else value.to_float().values
+def _scaled_vector(v: Vector, factors: np.ndarray):
+    """:func:`_scaled_matrix` of a Vector: its values times ``factors``, the builder, its values now."""
+    stored = v.to_float().values
+    return stored * factors, Vector, stored
 
 
 def _whole_gaps_kept(biases: Vector, scaled: np.ndarray, groups: list) -> Vector:
@@ -181,16 +182,16 @@ def snap_number(x: float, tolerance: float) -> float:
 
 
 def _scaled_matrix(m: Matrix, rows: np.ndarray | None, cols: np.ndarray | None, data: np.ndarray | None = None):
-    """The stored values of ``diag(rows) · m · diag(cols)`` (either may be None; ``data`` replaces ``m``'s values)
-    and the function building the Matrix from (snapped) values: non-zero scales keep the canonical CSR
-    structure, so it is reused as it is."""
+    """The stored values of ``diag(rows) · m · diag(cols)`` (either may be None; ``data`` replaces ``m``'s values),
+    the function building the Matrix from (snapped) values — non-zero scales keep the canonical CSR structure, so
+    it is reused as it is — and the values ``m`` stores now."""
     stored, indices, indptr = m.csr_parts()
     values = np.array(stored if data is None else data, dtype=np.float64)
     if rows is not None:
         values *= np.repeat(rows, np.diff(indptr))
     if cols is not None:
         values *= cols[indices]
-    return values, lambda snapped: Matrix.from_canonical_arrays(m.shape, snapped, indices, indptr)
+    return values, lambda snapped: Matrix.from_canonical_arrays(m.shape, snapped, indices, indptr), stored
 
 
 def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
@@ -601,22 +602,22 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         slot_scales = scales.tolist() if shadow is None else \
             _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
                            commons if op.kind == "relu" else None)
-        updates = []  # (attribute owner, name, new values, builder); all values are snapped in one call
+        updates = []
         if op.kind in ("relu", "multi"):
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
-            updates.append((producer, "b", producer.attrs["b"].to_float().values * rows, Vector))
+            updates.append((producer, "b", *_scaled_vector(producer.attrs["b"], rows)))
         else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
             updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
             updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
             for key in ("bias", "init"):
-                updates.append((op, key, op.attrs[key].to_float().values * scales, Vector))
+                updates.append((op, key, *_scaled_vector(op.attrs[key], scales)))
         weights = "A" if reader.kind == "linear" else "B"
         updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
-        snapped = _snap_changed(np.concatenate([values for _, _, values, _ in updates]),
-                                np.concatenate([_stored_values(owner.attrs[name]) for owner, name, *_ in updates]),
-                                snap_tolerance)
+        # (attribute owner, name, new values, builder, the values stored before); snapped in one call
+        snapped = _snap_changed(np.concatenate([values for _, _, values, *_ in updates]),
+                                np.concatenate([before for *_, before in updates]), snap_tolerance)
         offset = 0
-        for owner, name, values, build in updates:
+        for owner, name, values, build, _ in updates:
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
         if op.kind == "relu":
