@@ -602,10 +602,11 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         slot_scales = scales.tolist() if shadow is None else \
             _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
                            commons if op.kind == "relu" else None)
-        updates = []
+        updates = []  # (attribute owner, name, new values, builder, the values stored before)
         if op.kind in ("relu", "multi"):
+            scaled_biases, *bias_update = _scaled_vector(producer.attrs["b"], rows)
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
-            updates.append((producer, "b", *_scaled_vector(producer.attrs["b"], rows)))
+            updates.append((producer, "b", scaled_biases, *bias_update))
         else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
             updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
             updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
@@ -613,7 +614,6 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
                 updates.append((op, key, *_scaled_vector(op.attrs[key], scales)))
         weights = "A" if reader.kind == "linear" else "B"
         updates.append((reader, weights, *_scaled_matrix(reader.attrs[weights], None, 1.0 / scales)))
-        # (attribute owner, name, new values, builder, the values stored before); snapped in one call
         snapped = _snap_changed(np.concatenate([values for _, _, values, *_ in updates]),
                                 np.concatenate([before for *_, before in updates]), snap_tolerance)
         offset = 0
@@ -621,7 +621,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
         if op.kind == "relu":
-            producer.attrs["b"] = _whole_gaps_kept(producer.attrs["b"], updates[1][2], groups)
+            producer.attrs["b"] = _whole_gaps_kept(producer.attrs["b"], scaled_biases, groups)
         if op.kind == "relu" and exact_rows:
             producer.attrs["b"] = _spaced_biases(producer.attrs["b"], original, exact_rows, groups, rows)
         layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]
