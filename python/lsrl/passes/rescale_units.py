@@ -133,26 +133,6 @@ def _scaled_vector(v: Vector, factors: np.ndarray):
     return stored * factors, Vector, stored
 
 
-def _whole_gaps_kept(biases: Vector, scaled: np.ndarray, groups: list) -> Vector:
-    """The snapped ``biases`` of a step group put back to their ``scaled`` values (before the snap) where those are
-    whole numbers apart and the snapped ones are not: at ``f_smaller(x, 1.1, scale=2)``'s scale 2 the pair's
-    biases are ``2·fl(1.1)`` and ``2·(fl(1.1) − 1/2)``, exactly one apart, and snapped to ``2.2`` and ``1.2`` they
-    were ``1.0000000000000002`` apart (λ read the step's 1 as 2.2·10⁻⁶ off under a bound of 0)."""
-    values = biases.values.copy()
-    snapped = values != scaled
-    for members in groups:
-        if len(members) < 2 or not snapped[members].any():
-            continue
-        first = Fraction(float(scaled[members[0]]))
-        apart = [Fraction(float(scaled[j])) - first for j in members]
-        if any(d.denominator != 1 for d in apart):
-            continue
-        snapped_first = Fraction(float(values[members[0]]))
-        if any(Fraction(float(values[j])) - snapped_first != d for j, d in zip(members, apart)):
-            values[members] = scaled[members]
-    return Vector(values)
-
-
 def _snap_all(values, tolerance: float) -> np.ndarray:
     """:func:`_snap`, vectorised over every entry."""
     x = np.array(values, dtype=np.float64)
@@ -313,13 +293,15 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
     """A float module's rescaled ``biases`` with each group's put whole numbers apart where its exact biases are
     (``exact_rows``: debranch's biases before it rounded them; the other rows' ``original`` ones are exact) and the
     rescaled ones are not: the step at 4/3 had ``−1333.3333333333333`` and ``−1334.3333333333335``, one apart but for
-    2.3·10⁻¹³, which λ read as 2.3·10⁻³.  The first member's bias is rounded once and the others are it plus their
+    2.3·10⁻¹³, which λ read as 2.3·10⁻³; and the snap broke a pair scaled exactly: ``f_smaller(x, 1.1, scale=2)``'s
+    ``2·fl(1.1)`` and ``2·(fl(1.1) − 1/2)``, one apart, snapped to ``2.2`` and ``1.2``, were ``1.0000000000000002``
+    apart (λ read the step's 1 as 2.2·10⁻⁶ off under a bound of 0).  The first member's bias is rounded once and the others are it plus their
     whole distances, where float64 holds that.  Groups already so far apart, or whose exact biases are not whole
     numbers apart, keep theirs (the rotation counter's steps: ``−500.00000000000034`` exactly, which float debranch
     snapped to ``−500``)."""
     values = biases.values.copy()
     for members in groups:
-        if not any(j in exact_rows for j in members):
+        if len(members) < 2:
             continue
         exact = [exact_rows.get(j, Fraction(float(original[j]))) * Fraction(float(rows[j])) for j in members]
         apart = [e - exact[0] for e in exact]
@@ -604,9 +586,8 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
                            commons if op.kind == "relu" else None)
         updates = []  # (attribute owner, name, new values, builder, the values stored before)
         if op.kind in ("relu", "multi"):
-            scaled_biases, *bias_update = _scaled_vector(producer.attrs["b"], rows)
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
-            updates.append((producer, "b", scaled_biases, *bias_update))
+            updates.append((producer, "b", *_scaled_vector(producer.attrs["b"], rows)))
         else:  # a state s' = F s: A' = F A F⁻¹, B' = F B, bias' = F bias, init' = F init
             updates.append((op, "A", *_scaled_matrix(op.attrs["A"], scales, 1.0 / scales)))
             updates.append((op, "B", *_scaled_matrix(op.attrs["B"], scales, None)))
@@ -621,8 +602,6 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             owner.attrs[name] = build(snapped[offset:offset + len(values)])
             offset += len(values)
         if op.kind == "relu":
-            producer.attrs["b"] = _whole_gaps_kept(producer.attrs["b"], scaled_biases, groups)
-        if op.kind == "relu" and exact_rows:
             producer.attrs["b"] = _spaced_biases(producer.attrs["b"], original, exact_rows, groups, rows)
         layout[i] = [_scaled_slot(slot, s) for slot, s in zip(slots, slot_scales)] + slots[op.dim:]
     if shadow is not None:
