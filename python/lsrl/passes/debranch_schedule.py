@@ -49,6 +49,9 @@ from .rescale_units import snap_number
 # A signed R-stage carrier with a lower bound ≥ −SHIFT_LIMIT (or an upper bound ≤ SHIFT_LIMIT) is carried
 # shifted into one non-negative slot; beyond it the float rounding of the shift could matter, so it is split.
 SHIFT_LIMIT = 1e6
+# A signed R-stage carrier that a later ReLU reads where it turns at |value| = k is split where its shift is
+# beyond FINE_SHIFT·k: the slot holds the value to the shift's precision, up to FINE_SHIFT + 1 times coarser there.
+FINE_SHIFT = 4
 # the float normal form's biases carry its cancellations (0.0025 − 0.002499 is not 1e-6): a bound within this
 # (relative) of a number of at most seven digits is taken as that number, as rescale-units takes weights — a shift
 # by 998.999999999916 instead of 999 rounds every value it moves (and float32 cannot even hold it)
@@ -200,7 +203,8 @@ class StagePlan:
     """The values and slots of one stage's output."""
 
     __slots__ = ("kind", "units", "unit_atoms", "carriers", "carrier_keys", "carrier_sign", "carrier_split",
-                 "carrier_offset", "slots", "value_slots", "value_offsets", "need", "need_keys", "exprs")
+                 "carrier_offset", "carrier_kinks", "slots", "value_slots", "value_offsets", "need", "need_keys",
+                 "exprs")
 
     def __init__(self, kind, units):
         self.kind = kind
@@ -210,6 +214,7 @@ class StagePlan:
         self.carrier_sign: list = []  # R stages: ±1 so that sign·f ≥ 0 (one slot); 0 otherwise
         self.carrier_split: list = []  # R stages: carried as (f⁺, f⁻)
         self.carrier_offset: list = []  # R stages: the slot holds sign·(f − offset)
+        self.carrier_kinks: list = []  # per carrier: the smallest |f| at which a later ReLU row turns, or None
         self.slots = 0
         self.value_slots: list = []  # per value (unit atoms, then carriers): [(slot, coef), ...]
         self.value_offsets: list = []  # per value: value = Σ coef·slot + offset
@@ -253,6 +258,8 @@ def plan_carriers(nf: NormalForm, schedule: Schedule, memo: dict | None = None) 
     memo = {} if memo is None else memo
     plans: list = [None] * len(stages)
     need, need_keys = list(nf.output_rows), []
+    # the next stage's kind, how many of the need rows are its units', its carriers' kinks; first the readout's
+    readers = (None, len(need), [])
     suffix = None  # the memo's id of the stages after the current one
     for k in range(len(stages) - 1, -1, -1):
         kind, members = stages[k]
@@ -263,7 +270,7 @@ def plan_carriers(nf: NormalForm, schedule: Schedule, memo: dict | None = None) 
             for u in members:
                 plan.unit_atoms.extend(units[u].atoms)
             plan.need, plan.need_keys = need, need_keys
-            _choose_carriers(plan, nf, exact)
+            _choose_carriers(plan, nf, exact, readers)
             hit = memo[key] = (len(memo), plan)
         suffix, plan = hit
         plans[k] = plan
@@ -271,12 +278,14 @@ def plan_carriers(nf: NormalForm, schedule: Schedule, memo: dict | None = None) 
             unit_rows = _stage_rows(nf, kind, members)
             need = unit_rows + plan.carriers
             need_keys = [None] * len(unit_rows) + plan.carrier_keys
+            readers = (kind, len(unit_rows), plan.carrier_kinks)
     widths, nnz = _measure(nf, plans)
     return Plan(schedule, plans, widths, nnz)
 
 
-def _choose_carriers(plan: StagePlan, nf: NormalForm, exact: bool) -> None:
-    """Decide what the stage of ``plan`` carries for the next one, express its need rows and lay out its slots."""
+def _choose_carriers(plan: StagePlan, nf: NormalForm, exact: bool, readers: tuple) -> None:
+    """Decide what the stage of ``plan`` carries for the next one, express its need rows and lay out its slots;
+    ``readers``: the next stage's kind, how many of the need rows are its units' rows, and its carriers' kinks."""
     one = Fraction(1) if exact else 1.0
     n_own = len(plan.unit_atoms)
     funcs, func_keys, row_parts = _split_need_rows(plan, exact, nf.one_atom)
@@ -284,10 +293,32 @@ def _choose_carriers(plan: StagePlan, nf: NormalForm, exact: bool) -> None:
     # functionals whose shift would be folded into a λ-sized constant: their own, or a reader's
     beside_large = {fid for _, const, fid, *_ in row_parts if fid is not None and abs(const) >= LARGE_BIAS}
     beside_large.update(fid for fid, f in enumerate(funcs) if abs(f.get(CONST, 0)) >= LARGE_BIAS)
+    kinks = _reader_kinks(row_parts, *readers)
     func_carrier, atom_carrier = _pick_carriers(nf, plan, funcs, func_keys, comp_funcs, comp_atoms, one, exact,
-                                                beside_large)
+                                                beside_large, kinks)
     plan.exprs = _express_need_rows(row_parts, n_own, func_carrier, atom_carrier)
     _lay_out_slots(plan, n_own, one)
+
+
+def _reader_kinks(row_parts: list, reader_kind: str | None, n_unit_rows: int, carrier_kinks: list) -> dict:
+    """Per functional, the smallest |value| at which a ReLU row reading it turns: a ReLU of the next stage that
+    reads the functional alone (``s·f + c`` turns at ``|c/s|``), or one that reads a carrier of the next stage
+    made of it, wherever that carrier is read."""
+    kinks: dict = {}
+    for n, (own, const, fid, s, *_) in enumerate(row_parts):
+        if fid is None or own:  # beside the stage's own values, the row turns wherever they put it
+            continue
+        if n < n_unit_rows:
+            if reader_kind != "R":
+                continue
+            kink = abs(float(const) / float(s))
+        else:
+            later = carrier_kinks[n - n_unit_rows]
+            if later is None or const != 0:
+                continue
+            kink = later / abs(float(s))
+        kinks[fid] = min(kinks.get(fid, math.inf), kink)
+    return kinks
 
 
 def _split_need_rows(plan: StagePlan, exact: bool, one_atom: int | None):
@@ -386,9 +417,15 @@ def _components(funcs: list):
     return comp_funcs, comp_atoms
 
 
-def _carrier_weight(nf: NormalForm, kind: str, key, row, beside_large: bool = False) -> tuple:
+def _carrier_weight(nf: NormalForm, kind: str, key, row, beside_large: bool = False,
+                    kink: float | None = None) -> tuple:
     """(slots, sign, offset) of a carrier: in R stages the slot holds ``sign·(f − offset)`` ≥ 0 — the value
     itself when it is one-signed, shifted by a bound when it has a moderate one, else a ± split.
+
+    A signed carrier that a later ReLU reads where it turns at ``|f| = kink`` is split where the shift is beyond
+    ``FINE_SHIFT·kink``: the slot holds ``f − offset`` to the offset's precision, not ``f``'s, and the ReLU
+    passes that on (``f_larger(x, 0)`` of ``x ∈ [−3, 3]``: its second ReLU ``x − 0.001`` read from ``x + 3``
+    became ``(x + 3) − 3.001``, which float32 holds 7·10⁻⁸ off, and the step passed it on times 1000).
 
     A signed carrier ``beside_large`` (its constant, or a reader's, λ-sized) is split: the reader would fold the
     shift into that constant, ``0.7x + 1 − λ(1 − c)`` reading ``x + 2`` gets ``−λ + 1 − 1.4``, which float64
@@ -417,6 +454,8 @@ def _carrier_weight(nf: NormalForm, kind: str, key, row, beside_large: bool = Fa
         else:
             hit = (2, 0, 0)
         sign_cache[key] = hit
+    if hit[0] == 1 and kink is not None and abs(float(hit[2])) > FINE_SHIFT * kink:
+        return 2, 0, 0
     return hit
 
 
@@ -447,18 +486,19 @@ def _reads_a_group(nf: NormalForm, funcs) -> bool:
 
 
 def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list, comp_funcs: dict,
-                   comp_atoms: dict, one, exact: bool, beside_large: set):
+                   comp_atoms: dict, one, exact: bool, beside_large: set, kinks: dict):
     """Carry each component as its functionals or as its atoms, whichever costs fewer slots.
 
     Sets the plan's ``carrier*`` fields; returns ``(fid -> carrier, atom -> carrier)`` for the mode taken."""
     kind = plan.kind
-    carriers, carrier_keys, signs, splits, offsets = [], [], [], [], []
+    carriers, carrier_keys, signs, splits, offsets, carrier_kinks = [], [], [], [], [], []
     func_carrier: dict = {}
     atom_carrier: dict = {}
 
-    def add(carrier, key, weight):
-        """Append one carrier with its weight's sign, split flag and offset (in the plan's domain)."""
+    def add(carrier, key, weight, kink):
+        """Append one carrier with its weight's sign, split flag and offset (in the plan's domain), and its kink."""
         w, sign, off = weight
+        carrier_kinks.append(kink)
         carriers.append(carrier)
         carrier_keys.append(key)
         signs.append(sign)
@@ -468,22 +508,25 @@ def _pick_carriers(nf: NormalForm, plan: StagePlan, funcs: list, func_keys: list
     for root in sorted(comp_funcs, key=lambda r: min(comp_funcs[r])):
         fids = comp_funcs[root]
         atoms = sorted(comp_atoms[root])
-        fw = [_carrier_weight(nf, kind, func_keys[f], funcs[f], f in beside_large) for f in fids]
+        fw = [_carrier_weight(nf, kind, func_keys[f], funcs[f], f in beside_large, kinks.get(f)) for f in fids]
         large = any(f in beside_large for f in fids)
-        aw = [_carrier_weight(nf, kind, a, {a: one}, large) for a in atoms]
+        # an atom of the component is read wherever its functionals are (an approximation: each with its weight)
+        kink = min((kinks[f] for f in fids if f in kinks), default=None)
+        aw = [_carrier_weight(nf, kind, a, {a: one}, large, kink) for a in atoms]
         if sum(w[0] for w in aw) < sum(w[0] for w in fw) and not _reads_a_group(nf, (funcs[f] for f in fids)):
             for a, weight in zip(atoms, aw):
                 atom_carrier[a] = len(carriers)
-                add({a: one}, ((a, one),), weight)
+                add({a: one}, ((a, one),), weight, kink)
         else:
             for f, weight in zip(fids, fw):
                 func_carrier[f] = len(carriers)
-                add(funcs[f], func_keys[f], weight)
+                add(funcs[f], func_keys[f], weight, kinks.get(f))
     plan.carriers = carriers
     plan.carrier_keys = carrier_keys
     plan.carrier_sign = signs
     plan.carrier_split = splits
     plan.carrier_offset = offsets
+    plan.carrier_kinks = carrier_kinks
     return func_carrier, atom_carrier
 
 
