@@ -559,6 +559,13 @@ def _cancelling_conditionals():
     r = _relu(x, 2.0, 0.0)
     cases["step-read-from-a-shifted-carrier"] = (x, [product(f_larger(x, 0.0), x),
                                                      f_larger(r, f_ifelse(f_larger(x, 2.0), r, x))])
+    # a product of a step and a ReLU sharing the step's first unit (``ReLU(1000x)``, read as ``2x`` too), its
+    # second ReLU placed a stage later: the factors were ``0.002·u`` and ``0.001·u − ReLU(x − 0.001)``, a step's
+    # difference formed with a weight float32 rounds (2,780 times the program's error; float64 992); the
+    # single-term factor now takes the reciprocal of the other's integer multiplier
+    x = real()
+    r = _relu(x, 2.0, 0.0)
+    cases["step-factor-beside-its-first-unit"] = (x, [product(f_larger(x, 0.0), r), f_ifelse(f_larger(x, 2.0), x, r)])
     # standard Hawk and Griffin multiply through a gelu pair, ``gelu(v)·u + gelu(−v)·(−u)``: unsaturated, each term
     # rounds at ``|u v|`` and the pair left an ulp of 1024 where the product meets its own value in a comparison
     # (the program exact; 4,100 times a unit roundoff in both dtypes, seed 949 reduced) — the pair reads ``κv``

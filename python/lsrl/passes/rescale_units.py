@@ -24,7 +24,8 @@ This pass chooses the scales (the map from the input to the output is unchanged)
   factor that puts its row on integers (``ReLU(y − 0.001)``, whose partner ``ReLU(1000 y)`` is linear for
   ``y ≥ 0``, becomes ``ReLU(1000 y − 1)``: exact for integer ``y`` where the program's ``0.999`` is not), a
   product's factors also divided by their common divisor — unless that turns an integer weight of the reader
-  into a fraction or makes a weight above 2^24.
+  into a fraction or makes a weight above 2^24; a product whose reader refuses keeps its scale by giving a factor
+  of a single term the reciprocal of the other's multiplier (the other, a step's difference, stays on integers).
 
 Weights computed by debranch in float64 carry its rounding (``0.002000000000000001`` for 1/500); after
 rescaling, an entry the scale changed that lies within ``snap_tolerance`` (relative) of a number with at most
@@ -507,6 +508,23 @@ def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return out
 
 
+def _balance_factors(producer, multipliers: np.ndarray, refused: np.ndarray) -> None:
+    """For each product whose factors' integer multipliers its reader ``refused``: where one factor is a single
+    term (no sum to cancel in), it takes the reciprocal of the other's multiplier, the product keeps its scale and
+    the other factor its integers — ``(0.002·u)·(0.001·u − v)`` is ``(2·10⁻⁶·u)·(u − 1000 v)``, whose difference
+    of a step's two units float32 forms exactly where ``0.001·u`` rounds (updates ``multipliers`` in place and
+    clears ``refused`` where it balances)."""
+    n = refused.size
+    matrix = producer.attrs["A"]
+    terms = np.diff(matrix.csr_parts()[2]) + (producer.attrs["b"].to_float().values != 0)
+    for j in np.flatnonzero(refused).tolist():
+        for single, other in ((j, n + j), (n + j, j)):
+            if terms[single] == 1 and multipliers[other] != 1.0:
+                multipliers[single] = 1.0 / multipliers[other]
+                refused[j] = False
+                break
+
+
 def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
     """Per state slot of ``op`` held at ``scales``: the least factor putting its drive row, bias and initial value
     on integers, for slots no other slot's update reads and that read no other slot (carriers, integrators)."""
@@ -570,6 +588,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
             if np.any(multipliers != 1.0):
                 refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
+                _balance_factors(producer, multipliers, refused)
                 multipliers[np.concatenate([refused, refused])] = 1.0
             rows = rows * multipliers
             scales, pending = rows[:op.dim] * rows[op.dim:], rows
