@@ -440,6 +440,20 @@ def test_the_gelu_relu_gap_is_in_the_bound(target):
     assert 0.1700 / kappa < deviation.max() <= model.error_bound[0]
 
 
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_a_standard_product_of_tiny_values_keeps_its_bound(target, dtype):
+    """Standard Hawk/Griffin multiply through ``gelu(±κv)·(±u/κ)``: with κ as large as ``v``'s range allows
+    (2^119 for values of 10⁻¹²), float32 flushed ``u/κ`` to 0 and the model answered 0 for ``x·x``, 10⁻²⁴ off
+    under a bound of 1.4·10⁻²⁶ (a review); κ is now also at most ``2^116·max|u|``."""
+    x = lsrl.Input(1, lower=-1e-12, upper=1e-12)
+    program = lsrl.ForEach(lsrl.Multi(lsrl.Concat([x, lsrl.Linear(x, [[1.0]])])))
+    model = lsrl.compile(program, target, activations="standard", t_max=1, dtype=dtype)
+    report = model.check(np.linspace(-1e-12, 1e-12, 41).reshape(41, 1, 1), oracle="exact", dtype=dtype)
+    assert report.within_bound and report.error <= 1e-30
+
+
 @pytest.mark.parametrize("target", ["hawk", "griffin"])
 def test_a_bounded_relu_argument_gets_a_large_kappa(target):
     """κ·max|x| = 2^80: the gap of a ReLU of x in [−1, 1] is 0.17·2^-80, and gelu is exact once |x| ≥ 6e-24

@@ -305,9 +305,11 @@ def _reader_kinks(row_parts: list, reader_kind: str | None, n_unit_rows: int, ca
     reads the functional alone (``s·f + c`` turns at ``|c/s|``), or one that reads a carrier of the next stage
     made of it, wherever that carrier is read."""
     kinks: dict = {}
-    for n, (own, const, fid, s, *_) in enumerate(row_parts):
+    for n, (own, const, fid, s, _, share) in enumerate(row_parts):
         if fid is None or own:  # beside the stage's own values, the row turns wherever they put it
             continue
+        if share is not None:  # the constant-1 state's share is part of the row's constant
+            const = const + share[1]
         if n < n_unit_rows:
             if reader_kind != "R":
                 continue

@@ -508,21 +508,24 @@ def _harms_readers(reader, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return out
 
 
-def _balance_factors(producer, multipliers: np.ndarray, refused: np.ndarray) -> None:
+def _balance_factors(producer, multipliers: np.ndarray, refused: np.ndarray) -> list:
     """For each product whose factors' integer multipliers its reader ``refused``: where one factor is a single
     term (no sum to cancel in), it takes the reciprocal of the other's multiplier, the product keeps its scale and
     the other factor its integers — ``(0.002·u)·(0.001·u − v)`` is ``(2·10⁻⁶·u)·(u − 1000 v)``, whose difference
-    of a step's two units float32 forms exactly where ``0.001·u`` rounds (updates ``multipliers`` in place and
-    clears ``refused`` where it balances)."""
+    of a step's two units float32 forms exactly where ``0.001·u`` rounds.  Updates ``multipliers`` in place,
+    clears ``refused`` where it balances and returns those products as ``(product, single row, other row)``."""
     n = refused.size
     matrix = producer.attrs["A"]
     terms = np.diff(matrix.csr_parts()[2]) + (producer.attrs["b"].to_float().values != 0)
+    balanced = []
     for j in np.flatnonzero(refused).tolist():
         for single, other in ((j, n + j), (n + j, j)):
             if terms[single] == 1 and multipliers[other] != 1.0:
                 multipliers[single] = 1.0 / multipliers[other]
                 refused[j] = False
+                balanced.append((j, single, other))
                 break
+    return balanced
 
 
 def _state_multipliers(op, scales: np.ndarray, seen: dict) -> np.ndarray:
@@ -585,10 +588,11 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
             scales, pending, rows = scales * multipliers, pending * multipliers, scales * multipliers
         elif op.kind == "multi":  # a product scales with its first factor, and with what puts each on integers
             rows = np.concatenate([scales, np.ones(op.dim)])
+            balanced = []
             multipliers = _integer_multipliers(producer, rows, None, np.zeros(rows.size, dtype=bool), True, seen)
             if np.any(multipliers != 1.0):
                 refused = _harms_readers(reader, scales, scales * multipliers[:op.dim] * multipliers[op.dim:])
-                _balance_factors(producer, multipliers, refused)
+                balanced = _balance_factors(producer, multipliers, refused)
                 multipliers[np.concatenate([refused, refused])] = 1.0
             rows = rows * multipliers
             scales, pending = rows[:op.dim] * rows[op.dim:], rows
@@ -602,7 +606,7 @@ def rescale_units(module, *, snap_tolerance: float = 1e-14):
         value_scales[id(op)] = scales
         slot_scales = scales.tolist() if shadow is None else \
             _rescale_exact(shadow, op, producer, reader, scales, rows if op.kind != "linstate" else None,
-                           commons if op.kind == "relu" else None)
+                           commons if op.kind == "relu" else None, balanced if op.kind == "multi" else ())
         updates = []  # (attribute owner, name, new values, builder, the values stored before)
         if op.kind in ("relu", "multi"):
             updates.append((producer, "A", *_scaled_matrix(producer.attrs["A"], pending, None, data)))
@@ -665,11 +669,13 @@ def _exact_row_scale(value: float, entries: list) -> Fraction:
 
 
 def _rescale_exact(shadow: ExactShadow, op: Op, producer: Op, reader: Op, scales: np.ndarray,
-                   rows: np.ndarray | None, commons: np.ndarray | None) -> list:
+                   rows: np.ndarray | None, commons: np.ndarray | None, balanced=()) -> list:
     """Apply the float pass's choice for ``op`` to the exact constants: a ReLU's or a product's producer rows times
     ``rows`` (a grouped ReLU row at its group's ``commons``, ``common / |its first entry|`` exactly, so that the
-    group's rows stay equal), a state's ``F A F⁻¹, F B, F bias, F init``; the reader's columns divided by the
-    value's scale.  Returns the exact scales of ``op``'s values (for the layout)."""
+    group's rows stay equal; a ``balanced`` product's single factor at the product's scale over the other's, so
+    that the product keeps the scale the float pass gave it), a state's ``F A F⁻¹, F B, F bias, F init``; the
+    reader's columns divided by the value's scale.  Returns the exact scales of ``op``'s values (for the
+    layout)."""
     if op.kind == "linstate":
         value_scales = [_exact_scale(v) for v in scales.tolist()]
         inverse = [1 / f for f in value_scales]
@@ -684,6 +690,8 @@ def _rescale_exact(shadow: ExactShadow, op: Op, producer: Op, reader: Op, scales
         groups = commons if commons is not None else [0] * len(rows)
         row_scales = [common / abs(lead) if common else _exact_row_scale(r, [*row.values(), bias])
                       for r, common, lead, row, bias in zip(rows.tolist(), groups, first, exact_rows, biases)]
+        for j, single, other in balanced:
+            row_scales[single] = _exact_scale(scales[j]) / row_scales[other]
         shadow.scale_rows(producer, "A", row_scales)
         shadow.scale_rows(producer, "b", row_scales)
         value_scales = row_scales if op.kind == "relu" else \

@@ -68,6 +68,9 @@ KAPPA = 2.0 ** 30
 KAPPA_SPAN = 2.0 ** 80
 #: max |gelu_tanh(t) − ReLU(t)| (0.17004, at t ≈ ±0.75), rounded up
 GELU_RELU_ERROR = 0.1701
+#: a standard product's κ is at most ``2^PRODUCT_UNDERFLOW_LOG2·max|u|``: float32's subnormal spacing 2⁻¹⁴⁹ at
+#: ``u/κ``, read times ``κ|v|``, is then below ``2⁻³⁴·|u v|`` (:func:`product_kappa`)
+PRODUCT_UNDERFLOW_LOG2 = 116
 
 HF_ACT = {"ideal": "relu", "standard": "gelu_pytorch_tanh"}
 
@@ -88,16 +91,24 @@ def relu_kappa(row: np.ndarray, b: float, lo: float, hi: float) -> float:
     return capped_scale(KAPPA_SPAN, max(abs(lo), abs(hi)), biggest, unbounded=KAPPA)
 
 
-def product_kappa(urow: np.ndarray, ub: float, vrow: np.ndarray, vb: float, lo: float, hi: float) -> float:
+def product_kappa(urow: np.ndarray, ub: float, u_bound: float, vrow: np.ndarray, vb: float, lo: float,
+                  hi: float) -> float:
     """The scale κ of a standard-mode product's units ``gelu_tanh(±κv)·(±u/κ)``: as a ReLU's (:func:`relu_kappa`)
     for the gated factor ``v``, and small enough that ``u/κ`` keeps the smallest coefficient of ``u`` a normal
-    float32."""
+    float32 and that float32's subnormal spacing at ``u/κ``, times ``κ|v|``, stays below ``2⁻³⁴·|u|·|v|`` at
+    ``|u| ≤ u_bound`` (a product of values near 1e-12 flushed ``u/κ`` to 0 at κ = 2^119)."""
     kappa = relu_kappa(vrow, vb, lo, hi)
     nonzero = np.abs(np.append(urow, ub))
     nonzero = nonzero[nonzero > 0]
     if nonzero.size:
         kappa = min(kappa, pow2_at_most(float(nonzero.min()) / float(np.finfo(np.float32).tiny)))
+    if 0 < u_bound < math.inf:
+        kappa = min(kappa, pow2_at_most(u_bound * 2.0 ** PRODUCT_UNDERFLOW_LOG2))
     return max(kappa, 1.0)
+
+
+def _bound(lo, hi) -> float:
+    return max(abs(float(lo)), abs(float(hi)))
 
 
 def _act(name: str):
@@ -355,11 +366,11 @@ class _Mlp:
             return
         self.unit(np.zeros(self.H), Y_CONST, row, b, self._e(slot, coeff / Y_CONST))
 
-    def product(self, urow, ub, vrow, vb, slot, activations, vlo=-np.inf, vhi=np.inf):
+    def product(self, urow, ub, vrow, vb, slot, activations, u_bound=np.inf, vlo=-np.inf, vhi=np.inf):
         # act(v)·u + act(−v)·(−u) = u v for relu; for gelu_tanh gelu(y) − gelu(−y) = y exactly too, but only
         # saturated (κ|v| ≥ 7.25) are the two terms v·u and 0 as relu's: unsaturated, each rounds at |u v| and
-        # their sum keeps an ulp of it where u v is 0 (1.2e-4 at 1024 in float32, where the program is exact)
-        kappa = 1.0 if activations == "ideal" else product_kappa(urow, ub, vrow, vb, vlo, vhi)
+        # their sum keeps an ulp or two of it where u v is 0 (2.4e-4 at 1024 in float32, where the program is exact)
+        kappa = 1.0 if activations == "ideal" else product_kappa(urow, ub, u_bound, vrow, vb, vlo, vhi)
         self.unit(kappa * vrow, kappa * vb, urow / kappa, ub / kappa, self._e(slot, 1.0))
         self.unit(-kappa * vrow, -kappa * vb, -urow / kappa, -ub / kappa, self._e(slot, 1.0))
 
@@ -490,7 +501,8 @@ def _mlp_stage(mlp: _Mlp, st, reads, out_slots, activations):
         mlp.linear(_row(mlp.H, reads, lin[n]), lb[n], out_slots[j])
     for j in plan.prod:
         (ur, ub), (vr, vb) = rows(plan.U, plan.cu, j), rows(plan.V, plan.cv, j)
-        mlp.product(ur, ub, vr, vb, out_slots[j], activations, float(plan.vlo[j]), float(plan.vhi[j]))
+        mlp.product(ur, ub, vr, vb, out_slots[j], activations, _bound(plan.ulo[j], plan.uhi[j]), float(plan.vlo[j]),
+                    float(plan.vhi[j]))
 
 
 def _check_magnitudes(form, target: str) -> None:
@@ -690,9 +702,8 @@ def _standard_local_errors(module: Module, form) -> dict:
             plan = plan_products(st, st.W, st.c)
             U, V = dense(plan.U), dense(plan.V)
             for j in plan.prod:
-                bu = max(abs(float(plan.ulo[j])), abs(float(plan.uhi[j])))
-                bv = max(abs(float(plan.vlo[j])), abs(float(plan.vhi[j])))
-                kappa = product_kappa(U[j], float(vector(plan.cu)[j]), V[j], float(vector(plan.cv)[j]),
+                bu, bv = _bound(plan.ulo[j], plan.uhi[j]), _bound(plan.vlo[j], plan.vhi[j])
+                kappa = product_kappa(U[j], float(vector(plan.cu)[j]), bu, V[j], float(vector(plan.cv)[j]),
                                       float(plan.vlo[j]), float(plan.vhi[j]))
                 entry["hidden"][j], entry["units"][j] = (bv + 2 * GELU_RELU_ERROR / kappa) * bu, 2
                 entry["on_u"][j] = ACTIVATION_ULPS * entry["hidden"][j]
