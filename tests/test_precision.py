@@ -407,8 +407,8 @@ def test_compilation_loses_no_precision_on_conditional_programs(target, activati
     debranch kept a step's pair whose first ReLU is linear on the domain, carried a λ-row with the constant that
     cancels it, carried a step's pair read by λ as its difference and summed the program's constants exactly.
     Measured after, on those 100 in every ideal mode and both dtypes: at most 1.33 (now 0.8) times the program's
-    own error (at least a unit roundoff), and this test holds them; standard Hawk and Griffin at most 1.94, and
-    standard Mamba 0.8 since its carriers are exact (it answered two wrong before, one per dtype: a step's edge
+    own error (at least a unit roundoff), and this test holds them; standard Hawk and Griffin at most 1.94
+    (0.8 since their products read κv through the gelu pair), and standard Mamba 0.8 since its carriers are exact (it answered two wrong before, one per dtype: a step's edge
     read through an unscaled SiLU pair, 2.3·10⁻¹³ off); of the first 8,000 seeds on linear_rnn none misses it
     (one did, by 1.7·10⁻⁴ relative in float32, until a carrier that a ReLU reads near 0 was split; it and those
     that missed it before are the next test's, reduced)."""
