@@ -23,7 +23,7 @@ that costs.
 The lowering (:func:`lower_stream`): S stages in temporal blocks as delay lines (every read slot and a constant
 channel, delayed by each lag ``i < conv1d_width`` — one conv tap each — and recombined by ``linear_out`` with
 ``A^i W`` and the bias/initial-state terms); R and M stages in MLP blocks (ReLU units, linear units through a
-constant gate 32, products as ``act(v)·u + act(−v)·(−u)``).  Every stage value goes to fresh slots of the
+constant gate 32, products as ``act(κv)·u/κ + act(−κv)·(−u/κ)``, κ = 1 in ideal mode).  Every stage value goes to fresh slots of the
 stream, so nothing is cancelled.
 """
 from __future__ import annotations
