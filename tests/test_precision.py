@@ -566,6 +566,10 @@ def _cancelling_conditionals():
     x = real()
     r = _relu(x, 2.0, 0.0)
     cases["step-factor-beside-its-first-unit"] = (x, [product(f_larger(x, 0.0), r), f_ifelse(f_larger(x, 2.0), x, r)])
+    # a step's units summed in the readout beside a small value: ``0.222 + 1500 − 1499`` rounds the small value at
+    # 1500's ulp (float32 512 times the program's error, float64 912), where the program adds it to the step's 1
+    x = integer()
+    cases["step-beside-a-small-value-in-the-readout"] = (x, [f_eq(x, 2.0, scale=1 / 3) + f_larger(x, 2.5, scale=3000)])
     # standard Hawk and Griffin multiply through a gelu pair, ``gelu(v)·u + gelu(−v)·(−u)``: unsaturated, each term
     # rounds at ``|u v|`` and the pair left an ulp of 1024 where the product meets its own value in a comparison
     # (the program exact; 4,100 times a unit roundoff in both dtypes, seed 949 reduced) — the pair reads ``κv``

@@ -33,8 +33,9 @@ carries a step's two ReLUs through different layers leaves range analysis a boun
 ``h`` is the value the bias cancels and the unit is read as ``h − ReLU(h − u) + ReLU(u − h)``: the same map for
 every ``u`` (either ``h`` has so few bits that folding ``w·h`` into the bias is exact) — where ``h`` is a positive
 power of two, as a rescaled step's 1 is; another ``h`` is no condition's value (``λμ·x − λ`` cancels at
-``x = 0.001``), and ``u − h`` would round.  The readout keeps the groups it reads with weights ±2^k: its products
-are exact and nothing reads its rounding.
+``x = 0.001``), and ``u − h`` would round.  The readout keeps a group it reads with weights ±2^k and nothing else
+(no other unit, no bias): its products and their sum are exact and nothing reads its rounding; beside another
+value the sum would round that value at the units' magnitude (``x/3 + 1500 − 1499``).
 
 The map from input to output is unchanged in exact arithmetic.  The model gets one layer more per rewritten
 stage.  Run it after ``rescale-units`` (it finds the groups by their bit-identical rows).  An exact module is
@@ -226,8 +227,9 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
             if (row_keys[r], g) not in decided:
                 decided[row_keys[r], g] = _group_reading(bias, rows_alike, folds, products, cancel)
             cancels, complement = _decide(bias, r, folds, products, cancel, clamp_here, decided[row_keys[r], g])
-            if exact_readout and not cancels and all(_power_of_two(v) for v in w):
-                continue  # the readout's products by ±2^k are exact and nothing reads its rounding later
+            if exact_readout and not cancels and all(_power_of_two(v) for v in w) and \
+                    weights.keys() <= set(members) and bias[r] == 0:
+                continue  # the readout's products by ±2^k are exact, its sum of them too, and nothing reads it later
             for j in members:
                 del weights[j]
                 xweights.pop(j, None)
