@@ -228,7 +228,7 @@ def _rewrite_rows(read: Matrix, bias: np.ndarray, groups: list[list[int]], gap_o
                 decided[row_keys[r], g] = _group_reading(bias, rows_alike, folds, products, cancel)
             cancels, complement = _decide(bias, r, folds, products, cancel, clamp_here, decided[row_keys[r], g])
             if exact_readout and not cancels and all(_power_of_two(v) for v in w) and \
-                    weights.keys() <= set(members) and bias[r] == 0:
+                    set(columns[start:end]) <= set(members) and bias[r] == 0:
                 continue  # the readout's products by ±2^k are exact, its sum of them too, and nothing reads it later
             for j in members:
                 del weights[j]

@@ -294,10 +294,10 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
     """A float module's rescaled ``biases`` with each group's put whole numbers apart where its exact biases are
     (``exact_rows``: debranch's biases before it rounded them; the other rows' ``original`` ones are exact) and the
     rescaled ones are not: the step at 4/3 had ``−1333.3333333333333`` and ``−1334.3333333333335``, one apart but for
-    2.3·10⁻¹³, which λ read as 2.3·10⁻³; and the snap broke a pair scaled exactly: ``f_smaller(x, 1.1, scale=2)``'s
-    ``2·fl(1.1)`` and ``2·(fl(1.1) − 1/2)``, one apart, snapped to ``2.2`` and ``1.2``, were ``1.0000000000000002``
-    apart (λ read the step's 1 as 2.2·10⁻⁶ off under a bound of 0).  The first member's bias is rounded once and the others are it plus their
-    whole distances, where float64 holds that.  Groups already so far apart, or whose exact biases are not whole
+    2.3·10⁻¹³, which λ read as 2.3·10⁻³; and the snap broke a pair scaled exactly: ``f_smaller(x, 1.1,
+    scale=2)``'s ``2·fl(1.1)`` and ``2·(fl(1.1) − 1/2)``, one apart, snapped to ``2.2`` and ``1.2``, were
+    ``1.0000000000000002`` apart (λ read the step's 1 as 2.2·10⁻⁶ off under a bound of 0).  The first member's bias
+    is rounded once and the others are it plus their whole distances, where float64 holds that.  Groups already so far apart, or whose exact biases are not whole
     numbers apart, keep theirs (the rotation counter's steps: ``−500.00000000000034`` exactly, which float debranch
     snapped to ``−500``)."""
     values = biases.values.copy()

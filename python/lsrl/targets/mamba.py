@@ -58,6 +58,7 @@ from .shared.common import (
     MAX_WEIGHT_LOG2,
     capped_scale,
     layer_stages,
+    magnitude_bound,
     plan_products,
     pow2_at_most,
     signs_of,
@@ -292,10 +293,6 @@ def _row(vec: np.ndarray, slots: list, scale: float = 1.0) -> dict:
     return out
 
 
-def _bound(lo, hi) -> float:
-    return float(max(abs(lo), abs(hi)))
-
-
 class _Lowering:
     def __init__(self, activations: str, t_max: int | None):
         self.ideal = activations == "ideal"
@@ -349,7 +346,7 @@ class _Lowering:
             return 0.0
         z_row, z_bias, mult = ({}, GATE, coef / GATE) if gate is None else (gate[0], gate[1], coef)
         outs = slot if isinstance(slot, dict) else {slot: 1.0}
-        bound = _bound(lo, hi)
+        bound = magnitude_bound(lo, hi)
         eps = self.exact_scale(bound, [*row.values(), bias]) if kappa is None else None
         if eps is not None:
             blk.add(u_row={q: eps * v for q, v in row.items()}, u_bias=eps * bias, z_row=dict(z_row),
@@ -371,7 +368,7 @@ class _Lowering:
     def clear(self, blk: _Block, slots: list[int], lo: np.ndarray, hi: np.ndarray, role: str = "clear") -> None:
         """Subtract the value the block reads from its slots (the bank is reused two stages later)."""
         for m, slot in enumerate(slots):
-            bound = _bound(lo[m], hi[m])
+            bound = magnitude_bound(lo[m], hi[m])
             self.linear(blk, {slot: 1.0}, 0.0, float(lo[m]), float(hi[m]), slot, -1.0, role=role,
                         kappa=self.kappa(bound))
 
@@ -381,7 +378,7 @@ class _Lowering:
         of 2^-24·|v|.  In the numpy semantics (no float32) hi = v and lo = 0."""
         for m, slot in enumerate(slots):
             self.linear(blk, {slot: 1.0}, 0.0, float(lo[m]), float(hi[m]), {hi_slots[m]: 1.0, slot: -1.0}, 1.0,
-                        role="split", kappa=self.kappa(_bound(lo[m], hi[m])))
+                        role="split", kappa=self.kappa(magnitude_bound(lo[m], hi[m])))
 
     def relu(self, blk: _Block, st, W: np.ndarray, c: np.ndarray, src: list[int], dst: list[int]) -> None:
         for j in range(st.out_dim):
@@ -395,7 +392,7 @@ class _Lowering:
             if lo >= 0:  # the identity: a linear value
                 self.charge(st, j, self.linear(blk, row, float(c[j]), lo, hi, dst[j], 1.0, role="relu_identity"))
                 continue
-            bound = _bound(lo, hi)
+            bound = magnitude_bound(lo, hi)
             if not math.isfinite(bound):
                 raise CompileError(f"mamba: ReLU argument {j} of {st.op.describe()} (stage {st.index}) is unbounded "
                                    "according to range analysis; standard activations (SiLU) need bounded ReLU "
@@ -425,7 +422,7 @@ class _Lowering:
         U, V = dense(plan.U), dense(plan.V)
         cu, cv = plan.cu.to_float().values, plan.cv.to_float().values
         for j in plan.prod:
-            bu, bv = _bound(plan.ulo[j], plan.uhi[j]), _bound(plan.vlo[j], plan.vhi[j])
+            bu, bv = magnitude_bound(plan.ulo[j], plan.uhi[j]), magnitude_bound(plan.vlo[j], plan.vhi[j])
             # the gate operand is scaled to its bound: take the smaller one
             if bv <= bu:
                 a_row, a_b, a_lo, a_hi, g_row, g_b, bg = U[j], cu[j], plan.ulo[j], plan.uhi[j], V[j], cv[j], bv
@@ -434,7 +431,7 @@ class _Lowering:
             if bg == 0:
                 continue  # the gate operand is identically 0
             a, g = _row(a_row, src), _row(g_row, src)
-            ba = _bound(a_lo, a_hi)
+            ba = magnitude_bound(a_lo, a_hi)
             eps = self.exact_scale(ba, [*a.values(), a_b])
             sigma = self.exact_scale(bg, [*g.values(), g_b])
             if eps is not None and sigma is not None:
@@ -487,14 +484,14 @@ class _Lowering:
                 w = float(W[i, q])
                 p = 2.0 * pow2_at_most(DT_ON / abs(w))
                 vlo, vhi = float(self.read_lo[q]), float(self.read_hi[q])
-                kappa = self.kappa(_bound(vlo, vhi))
+                kappa = self.kappa(magnitude_bound(vlo, vhi))
                 if not self.ideal:  # the output weight 1/(2pκ) must stay a normal float32 number
                     kappa = min(kappa, pow2_at_most(2.0 ** 125 / p))
                 parts = src[q] if isinstance(src[q], (tuple, list)) else (src[q],)
                 # every step integrates the SiLU terms of each part: t_max times their rounding, on w·v
                 steps = math.inf if self.t_max is None else float(self.t_max)
                 self.charge(st, i, steps * len(parts) * abs(w) * 2 * ACTIVATION_ULPS
-                            * (_bound(vlo, vhi) + 38.0 / kappa))
+                            * (magnitude_bound(vlo, vhi) + 38.0 / kappa))
                 for n, part in enumerate(parts):
                     # the hi part has v's sign; the lo part either sign
                     signs = ([1, -1] if n else signs_of(vlo, vhi)) if self.ideal else [1, -1]
@@ -760,9 +757,9 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
     positions = {id(op): i for i, op in enumerate(module.ops)}
     scaled = SCALED_CARRIES * 2 * ACTIVATION_ULPS * 38.0 / KAPPA_SPAN
     local = {}
-    largest = max([float(np.max(_carried_bound(form.input.attrs["lower"].to_float().values,
+    largest = max([float(np.max(_carriedmagnitude_bound(form.input.attrs["lower"].to_float().values,
                                                form.input.attrs["upper"].to_float().values), initial=1.0))]
-                  + [float(np.max(_carried_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
+                  + [float(np.max(_carriedmagnitude_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
     for st, reads in _stage_reads(form, low.t_max):
         entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads))
         for j, rounding in low.rounding.get(st.index, {}).items():
@@ -792,7 +789,7 @@ def _stage_reads(form, t_max: int | None):
     """Per stage of the layer form: the stage and what its rows read (``Σ |W|·bound`` of the value before it — a
     state's over its steps, a product's times the other operand), with the bounds :func:`_carried_bound` takes."""
     steps = math.inf if t_max is None else float(t_max)
-    read = _carried_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
+    read = _carriedmagnitude_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
     for st in form.stages:
         d = st.out_dim
         reads = np.asarray(abs(st.W.scipy()) @ read).ravel()
@@ -803,10 +800,10 @@ def _stage_reads(form, t_max: int | None):
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
         yield st, reads
-        read = _carried_bound(st.lo, st.hi)
+        read = _carriedmagnitude_bound(st.lo, st.hi)
 
 
-def _carried_bound(lo, hi) -> np.ndarray:
+def _carriedmagnitude_bound(lo, hi) -> np.ndarray:
     """The bound :meth:`_Lowering.kappa` scales a carried value by: at least 1 (an unbounded value: 1)."""
     bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
     return np.where(np.isfinite(bound), np.maximum(bound, 1.0), 1.0)

@@ -91,6 +91,11 @@ def pow2_at_most(x: float) -> float:
 MAX_WEIGHT_LOG2 = 120
 
 
+def magnitude_bound(lo, hi) -> float:
+    """The largest ``|v|`` of ``v ∈ [lo, hi]``."""
+    return float(max(abs(lo), abs(hi)))
+
+
 def capped_scale(span: float, bound: float, largest_weight: float = 0.0, *, unbounded: float = 1.0) -> float:
     """The power of two ``s`` with ``s·bound ≤ span`` (``unbounded`` for an infinite ``bound``, 1 for 0), at most
     ``2^MAX_WEIGHT_LOG2`` and with ``s·largest_weight ≤ 2^MAX_WEIGHT_LOG2``: the weights it scales stay finite in

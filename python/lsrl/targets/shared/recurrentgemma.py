@@ -23,8 +23,8 @@ that costs.
 The lowering (:func:`lower_stream`): S stages in temporal blocks as delay lines (every read slot and a constant
 channel, delayed by each lag ``i < conv1d_width`` — one conv tap each — and recombined by ``linear_out`` with
 ``A^i W`` and the bias/initial-state terms); R and M stages in MLP blocks (ReLU units, linear units through a
-constant gate 32, products as ``act(κv)·u/κ + act(−κv)·(−u/κ)``, κ = 1 in ideal mode).  Every stage value goes to fresh slots of the
-stream, so nothing is cancelled.
+constant gate 32, products as ``act(κv)·u/κ + act(−κv)·(−u/κ)``, κ = 1 in ideal mode).  Every stage value goes
+to fresh slots of the stream, so nothing is cancelled.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import local_error_entry
-from .common import capped_scale, layer_stages, plan_products, pow2_at_most
+from .common import capped_scale, layer_stages, magnitude_bound, plan_products, pow2_at_most
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
 from .numerics import causal_conv, dense, mean_square, stream_squares, torch_softplus, vector
@@ -105,10 +105,6 @@ def product_kappa(urow: np.ndarray, ub: float, u_bound: float, vrow: np.ndarray,
     if 0 < u_bound < math.inf:
         kappa = min(kappa, pow2_at_most(u_bound * 2.0 ** PRODUCT_UNDERFLOW_LOG2))
     return max(kappa, 1.0)
-
-
-def _bound(lo, hi) -> float:
-    return max(abs(float(lo)), abs(float(hi)))
 
 
 def _act(name: str):
@@ -501,8 +497,8 @@ def _mlp_stage(mlp: _Mlp, st, reads, out_slots, activations):
         mlp.linear(_row(mlp.H, reads, lin[n]), lb[n], out_slots[j])
     for j in plan.prod:
         (ur, ub), (vr, vb) = rows(plan.U, plan.cu, j), rows(plan.V, plan.cv, j)
-        mlp.product(ur, ub, vr, vb, out_slots[j], activations, _bound(plan.ulo[j], plan.uhi[j]), float(plan.vlo[j]),
-                    float(plan.vhi[j]))
+        mlp.product(ur, ub, vr, vb, out_slots[j], activations, magnitude_bound(plan.ulo[j], plan.uhi[j]),
+                    float(plan.vlo[j]), float(plan.vhi[j]))
 
 
 def _check_magnitudes(form, target: str) -> None:
@@ -700,11 +696,11 @@ def _standard_local_errors(module: Module, form) -> dict:
             entry["off_u"][gated] = ACTIVATION_ULPS * gap
         elif st.kind == "M":
             plan = plan_products(st, st.W, st.c)
-            U, V = dense(plan.U), dense(plan.V)
+            U, V, cu, cv = dense(plan.U), dense(plan.V), vector(plan.cu), vector(plan.cv)
             for j in plan.prod:
-                bu, bv = _bound(plan.ulo[j], plan.uhi[j]), _bound(plan.vlo[j], plan.vhi[j])
-                kappa = product_kappa(U[j], float(vector(plan.cu)[j]), bu, V[j], float(vector(plan.cv)[j]),
-                                      float(plan.vlo[j]), float(plan.vhi[j]))
+                bu, bv = magnitude_bound(plan.ulo[j], plan.uhi[j]), magnitude_bound(plan.vlo[j], plan.vhi[j])
+                kappa = product_kappa(U[j], float(cu[j]), bu, V[j], float(cv[j]), float(plan.vlo[j]),
+                                      float(plan.vhi[j]))
                 entry["hidden"][j], entry["units"][j] = (bv + 2 * GELU_RELU_ERROR / kappa) * bu, 2
                 entry["on_u"][j] = ACTIVATION_ULPS * entry["hidden"][j]
     return local
