@@ -712,6 +712,26 @@ def test_saturation_thresholds_exempt_units_per_dtype():
         assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == 1.0
 
 
+def test_a_gates_rounding_is_taken_at_each_value_of_its_argument():
+    """With ``gate_terms`` a unit's ``u`` parts are ``gate_fixed_u + gate_terms·r`` at each value of its argument,
+    ``r`` what the row's terms reach there (a gate row's partial sums round at what they sum): ``ReLU(x)`` at
+    ``x = 0`` sums nothing and closes in float32 under a stated rounding of 2^30 — and ``2^21·(a − b)`` at ``a = b
+    = 1`` sums 2^22 and does not (float64 closes it: the ``off`` error 1 is charged in float32 only)."""
+    for row, columns, bound32 in (("[[1.0]]", 1, 0.0), ("[[2097152.0, -2097152.0]]", 2, 1.0)):
+        bounds = f"lower = zeros<{columns}>, upper = {[1.0] * columns}, integer = 1"
+        module = parse_module(f"""lsrl.module @m(%x: {columns} {{{bounds}}}) -> 1 {{
+  %l = linear %x {{A = {row}}} : {columns} -> 1
+  %r = relu %l : 1 -> 1
+  return %r : 1
+}}""")
+        stated = dict(off=[1.0], closed_below=[0.5], closed_below_u=[2.0 ** 30], gate_fixed_u=[0.0], gate_terms=[8.0])
+        module.metadata["local_errors"] = {2: local_error_entry(1, **stated)}
+        assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == bound32
+        assert ErrorAnalysis(module, "float64", 1).output_bounds(module)[0] == 0.0
+        module.metadata["local_errors"] = {2: local_error_entry(1, **dict(stated, gate_terms=[0.0]))}
+        assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == 1.0  # the stated rounding alone
+
+
 def test_an_underflow_is_charged_where_a_carried_value_may_be_tiny():
     """A unit's ``underflow`` (what float32's subnormals may round) counts unless every value it carries is an exact
     0 or at least ``normal_from``: integer tokens are, a real input in [0, 3] is not; float64 runs are charged

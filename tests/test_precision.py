@@ -193,6 +193,36 @@ def test_a_model_compiled_for_float64_refuses_float32_where_it_cannot_be_right(t
         assert model(xs, backend="kernel", dtype="float32", check_assumptions=False).dtype == np.float32
 
 
+@pytest.mark.parametrize("conditional", ["direct", "optimized", "step_optimized"])
+def test_the_standard_gru_answers_lambda_conditionals_in_float32_where_proven_exact(token_case, conditional):
+    """λ = 1e10 reads ``materialize-steps``' step units, which the GRU holds without a pair: with the permutation
+    counter the error analysis proves the float32 model exact (its gates' rounding taken at each value of their
+    argument: a λ-row's 10¹⁰ term is 0 where its condition is, so the gate closes at an exact 0), and it compiles
+    for float32 and answers exactly through the kernel, torch float32 and onnxruntime — measured 0 off the
+    answers.  (The rotation counter's models are not proven exact and stay refused: above.)"""
+    xs, answers = token_case
+    program = token_map(3, conditional, vocab_size=10, counter="permutation")
+    model = lsrl.compile(program, "gru", activations="standard", t_max=xs.shape[1], dtype="float32")
+    assert model.dtype_limits == {} and np.all(model.error_bound == 0)
+    runs = {}
+    if kernel_available():
+        runs["kernel"] = model(xs, backend="kernel")
+    try:
+        import torch
+        with torch.no_grad():
+            runs["torch"] = model.to_torch()(torch.tensor(xs, dtype=torch.float32)).numpy()
+    except ImportError:
+        pass
+    try:
+        import onnxruntime as ort
+        session = ort.InferenceSession(model.to_onnx(None).SerializeToString(), providers=["CPUExecutionProvider"])
+        runs["onnxruntime"] = session.run(None, {"x": xs.astype(np.float32).transpose(1, 0, 2)})[0].transpose(1, 0, 2)
+    except ImportError:
+        pass
+    for name, got in runs.items():
+        np.testing.assert_array_equal(got[:, -3:, 0], answers, err_msg=name)
+
+
 def test_a_weight_past_float32s_range_is_refused_for_float32():
     """A product of two operands up to 1e13 decodes its σ-difference units by ~1e41 in the readout: a float32 run
     would read inf (the kernel refused it with a bare ValueError).  The lowering records it for every target:

@@ -44,7 +44,10 @@ of its own states them in the module's metadata ``local_errors`` (``{op position
 roundoff): ``on + u·on_u`` is added where a unit is proven on (every coordinate of a state or a product) — except where
 a ReLU unit's computed pre-activation is proven at least ``exact_from + u·exact_from_u`` (its gate saturated: the unit
 is exact there) —, ``off + u·off_u`` where a ReLU unit is proven off — except where its computed pre-activation is
-proven at most ``closed_below − u·closed_below_u`` —, the larger of the two where it is neither, and in every case at
+proven at most ``closed_below − u·closed_below_u`` (where ``gate_terms`` is given, at each value of the unit's argument
+the analysis knows, ``u·(gate_fixed_u + gate_terms·r)`` in place of either ``u`` part where smaller, ``r`` what the
+row's terms reach at that value: a gate row's partial sums round at what they sum there, and a λ-row's 10¹⁰ term is 0
+where its condition is) —, the larger of the two where it is neither, and in every case at
 most ``partial_gain`` times the computed pre-activation's magnitude (a gate partly open passes part of a value: an exact
 0 adds nothing); ``underflow`` (stated for float32, scaled for float64) wherever the value a unit carries may be a
 nonzero below ``normal_from`` (float32's subnormals), and whatever reads the op rounds over ``units`` terms of decoded
@@ -357,8 +360,9 @@ class _Group:
     # off — a target's local errors (module metadata "local_errors"); none for the layer form's own ReLU
     on: np.ndarray | None = None
     off: np.ndarray | None = None
-    # per unit: the computed pre-activations from which, and up to which, its construction adds nothing (saturated
-    # gates), and how many times the computed pre-activation's magnitude it adds at most (inf: no such bound)
+    # per unit (or per value of y × unit, where y has values): the computed pre-activations from which, and up to
+    # which, its construction adds nothing (saturated gates), and how many times the computed pre-activation's
+    # magnitude it adds at most (inf: no such bound)
     exact_from: np.ndarray | None = None
     closed_below: np.ndarray | None = None
     partial_gain: np.ndarray | None = None
@@ -367,6 +371,8 @@ class _Group:
     piece_rounding: list | None = None
     # y's value at each step state of the operand's clock (_Facts.clock), where y depends on the step only
     y_at: np.ndarray | None = None
+    # per value of y × unit (y has values): what the terms of the unit's row reach there (None: unknown)
+    terms_reach: np.ndarray | None = None
 
     def __post_init__(self):
         self.on = np.zeros(self.units.size) if self.on is None else self.on
@@ -391,7 +397,7 @@ class _Group:
         ``spread`` of ``pre``, computed within ``e_hat`` of them (:func:`_construction_error`)."""
         low, high = self._reach(pre, spread, e_hat)
         return _construction_error(low, high, self.on[pos][None, :], self.off[pos][None, :],
-                                   self.exact_from[pos][None, :], self.closed_below[pos][None, :],
+                                   _per_candidate(self.exact_from, pos), _per_candidate(self.closed_below, pos),
                                    self.partial_gain[pos][None, :])
 
     def saturated(self, pos: int) -> bool:
@@ -402,7 +408,8 @@ class _Group:
         with np.errstate(invalid="ignore"):
             e_hat = abs(self.k[pos]) * y_err + self.delta_of(pos)
             low, high = self._reach(pre[:, 0], spread[:, 0], e_hat)
-            return bool(np.all((high <= self.closed_below[pos]) | (low >= self.exact_from[pos])))
+            return bool(np.all((high <= _per_candidate(self.closed_below, np.array([pos]))[:, 0])
+                               | (low >= _per_candidate(self.exact_from, np.array([pos]))[:, 0])))
 
     def added_at(self, pos: int) -> np.ndarray:
         """:meth:`added` for unit ``pos`` at each value of ``y`` where it has values, else where it may be."""
@@ -569,6 +576,12 @@ class _Group:
         return _Values.unknown(largest, grid, slack + (0.0 if exact else 4 * _ANALYSIS_U * size), size)
 
 
+def _per_candidate(threshold: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``(candidates or 1) × units``: a group's per-unit saturation threshold (:attr:`_Group.exact_from`) at units
+    ``pos``, per value of ``y`` where it has one there."""
+    return threshold[:, pos] if threshold.ndim == 2 else threshold[pos][None, :]
+
+
 def _with_hidden(mags, grains, hidden: float, grain: int | None, total: float = math.inf):
     """``(magnitudes, lowest bits)`` of a sum whose terms reach ``mags`` with lowest bits ``grains``, and which also
     sums hidden terms of magnitude ``hidden`` and lowest bit ``grain`` (None: never exact, an infinite magnitude);
@@ -729,6 +742,12 @@ class ErrorAnalysis:
         self.hidden_steps: dict[int, np.ndarray] = {
             id(op): np.asarray(local[i]["hidden_step"])
             for i, op in enumerate(module.ops) if i in local and np.any(local[i]["hidden_step"])}
+        # per ReLU op whose units state it: the thresholds without their rounding, and that rounding's parts
+        # (exact_from, closed_below, gate_fixed_u, gate_terms)
+        self.gate_rounding: dict[int, tuple[np.ndarray, ...]] = {
+            id(op): tuple(np.asarray(local[i][name]) for name in ("exact_from", "closed_below", "gate_fixed_u",
+                                                                  "gate_terms"))
+            for i, op in enumerate(module.ops) if i in local and np.any(local[i].get("gate_terms", 0))}
         self.saturation: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["exact_from"]) + self.u * np.asarray(local[i]["exact_from_u"]),
                      np.asarray(local[i]["closed_below"]) - self.u * np.asarray(local[i]["closed_below_u"]),
@@ -1196,12 +1215,15 @@ class ErrorAnalysis:
                                              np.where(v.points + v.slacks <= 0, 0.0, v.slacks)))
             return _Facts(values, lo, hi, clock=None if fp.clock is None else np.maximum(fp.clock, 0.0))
         groups = self._groups(p)
+        gates = self.gate_rounding.get(id(op))
         for group in groups:
             group.on = group.on + unit_on[group.units]
             group.off = group.off + unit_off[group.units]
             group.exact_from = np.minimum(group.exact_from, unit_exact[group.units])
             group.closed_below = np.maximum(group.closed_below, unit_closed[group.units])
             group.partial_gain = unit_partial[group.units]
+            if gates is not None and group.terms_reach is not None:
+                self._gate_rounding_per_candidate(group, gates)
         values: list = [None] * op.dim
         unit_of: dict = {}
         clock = None if fp.clock is None else np.full((fp.clock.shape[0], op.dim), np.nan)
@@ -1227,6 +1249,18 @@ class ErrorAnalysis:
                     grains[unit] = _low_bit(steps[unit:unit + 1]) + grain
             self._set_hidden_grains(op, grains)
         return _Facts(values, lo, hi, groups=groups, unit_of=unit_of, clock=clock)
+
+    def _gate_rounding_per_candidate(self, group: _Group, gates: tuple) -> None:
+        """Where the units' gate rounding has a part that scales with what their rows' terms reach, the group's
+        thresholds at each value of ``y`` with what they reach there (never looser than the stated ones)."""
+        exact_from, closed_below, fixed, terms = (a[group.units] for a in gates)
+        rounding = self.u * (fixed[None, :] + terms[None, :] * group.terms_reach)
+        scaled = terms > 0
+        group.exact_from = np.where(scaled[None, :], np.minimum(group.exact_from[None, :], exact_from + rounding),
+                                    group.exact_from[None, :])
+        group.closed_below = np.where(scaled[None, :],
+                                      np.maximum(group.closed_below[None, :], closed_below - rounding),
+                                      group.closed_below[None, :])
 
     def _groups(self, p: Op) -> list[_Group]:
         """The units of ``relu(p)`` grouped by the direction of their rows in ``p`` (rows equal up to a factor)."""
@@ -1256,9 +1290,12 @@ class ErrorAnalysis:
                 y, y_at = self._clocked_form(x, cols, d)
             off = [self._off_direction(rows[i][1], k[n], d) for n, i in enumerate(members)]
             residual = np.array([float(np.sum(zero_safe_product(r, size_x[cols]))) for r in off])
+            terms_reach = None
             if y.points is not None and cols.size:
                 delta = np.stack([self._unit_rounding(x, cols, rows[i][1], float(bias[i]), k[n], d, y, r)
                                   for n, (r, i) in enumerate(zip(off, members))], axis=1)
+                terms_reach = np.stack([self._unit_reach(x, cols, rows[i][1], float(bias[i]), k[n], d, y, r)[0]
+                                        for n, (r, i) in enumerate(zip(off, members))], axis=1)
             else:
                 delta = np.array([self._row_rounding(x, cols, rows[i][1], float(bias[i]))
                                   + float(np.sum(zero_safe_product(r, err_x[cols]))) for r, i in zip(off, members)])
@@ -1270,7 +1307,7 @@ class ErrorAnalysis:
                 ends = sorted(((fp.lo[first] - bias[first]) / k[0], (fp.hi[first] - bias[first]) / k[0]))
             y_lo, y_hi = ends if all(np.isfinite(ends)) else (-math.inf, math.inf)
             groups.append(_Group(units, k, bias[units], residual, delta, y, y_lo, y_hi, piece_rounding=pieces,
-                                 y_at=y_at))
+                                 y_at=y_at, terms_reach=terms_reach))
         shift = self._rational_shift(x, p.attrs["A"], p.attrs["b"])
         if shift is not None:  # the exact rows move by the shift (residual), the computed ones stay (delta)
             for group in groups:
@@ -1312,12 +1349,22 @@ class ErrorAnalysis:
                       delta, deep.y, deep.y_lo, deep.y_hi,
                       y_at=deep.y_at if self[p].clock is not None else None)
 
+    def _unit_reach(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> tuple:
+        """What the computed terms of a unit's row ``k·(d·x) + bias`` reach at each value of ``y = d·x`` (its
+        part off the direction, ``off``, and the hidden terms of what it reads included), and the parts the
+        row's rounding needs: ``(reach, computed, hidden, terms, grain, total)``."""
+        err = self[x].err[cols]
+        hidden, n, grain, total = self._reads(x, cols, row)
+        computed = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias)
+        reach = np.minimum(computed + hidden + float(np.sum(zero_safe_product(np.abs(off), _magnitude(
+            self[x].lo[cols], self[x].hi[cols]) + err))), total + abs(bias))
+        return reach, computed, hidden, n, grain, total
+
     def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:
         """The rounding of a unit's row ``k·(d·x) + bias`` at each value of ``y = d·x``, plus what its part off
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
-        hidden, n, grain, total = self._reads(x, cols, row)
-        computed = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias)
+        _, computed, hidden, n, grain, total = self._unit_reach(x, cols, row, bias, k, d, y, off)
         grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
         mags = np.minimum(computed + hidden, total + abs(bias))
         exact_mags, grains = _with_hidden(computed, grains, hidden, grain, total + abs(bias))
@@ -1631,7 +1678,9 @@ class ErrorAnalysis:
 
 _LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "terms_total",
                  "selector", "margin", "exact_from", "exact_from_u", "closed_below", "closed_below_u", "underflow",
-                 "normal_from")
+                 "normal_from", "gate_fixed_u", "gate_terms")
+#: the fields a model saved before they existed may lack (none: 0)
+_OPTIONAL_LOCAL_FIELDS = ("gate_fixed_u", "gate_terms")
 #: float32's subnormal spacing over float64's, and its smallest normal over float64's: a local ``underflow`` and
 #: ``normal_from`` are stated for float32 runs and scaled by these for float64 ones
 _FLOAT64_UNDERFLOW, _FLOAT64_NORMAL = 2.0 ** -925, 2.0 ** -896
@@ -1732,6 +1781,8 @@ def _check_local_errors(module: Module, local: dict) -> None:
                              f"of one of its {len(module.ops)} ops")
         op = module.ops[position]
         for name in _LOCAL_FIELDS:
+            if name in _OPTIONAL_LOCAL_FIELDS and isinstance(fields, dict) and name not in fields:
+                continue
             given = fields.get(name) if isinstance(fields, dict) else fields
             values = np.asarray(given if isinstance(fields, dict) else None, dtype=np.float64)
             signed = name == "closed_below"  # a pre-activation, of either sign

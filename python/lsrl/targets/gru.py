@@ -22,7 +22,8 @@ Standard mode (``h' = (1 − z) n + z h``; z = 0 and r = 1 saturated unless stat
   values) one R-like pair per gap between them, its gate saturated; carriers one unit.
 
 The pairs make two checks necessary (:meth:`GruStandard.check_stage`): a stage reading pairs with a rounding
-error above the accuracy limit is refused; a weight ≥ 2^24 makes the model wrong in float32, which its metadata
+error above the accuracy limit is refused; a weight ≥ 2^24 on a pair — or on a unit whose float32 value the error
+analysis does not prove exact (:meth:`GruStandard.finish`) — makes the model wrong in float32, which its metadata
 records (``dtype_limits``: ``lsrl.compile(dtype="float32")`` refuses it, float32 runs and exports raise).
 
 Exports: ``nn.GRU`` (standard mode only) and ONNX ``GRU`` with ``linear_before_reset=1`` (torch's convention;
@@ -39,7 +40,7 @@ from ..errors import CompileError
 from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from ..ir.semantics import EvalContext
-from ..passes.error_bound import ROUNDING_HOPS, local_error_entry
+from ..passes.error_bound import ROUNDING_HOPS, local_error_entry, output_error_bounds
 from .registry import Target, register_target
 from .shared.cells import (Recurrent, activation_functions, cell_opdef, csr_arrays, empty_outputs, initial_state,
                            input_projection, optional_vector, vector_array)
@@ -202,6 +203,9 @@ class GruStandard(StandardLowering):
         super().__init__(target, **options)
         # ReLU pairs of the stage just lowered (unit -> bound), read by the next stage's check
         self._pair_bounds: dict[int, float] = {}
+        # whether the next stage reads the input, and the stages reading units without memory with a weight ≥ 2^24
+        self._reads_input = True
+        self._loud_reads: list = []
 
     def units(self, blocks: UnitBlocks, n: int, *, r=True, z=False, nW=None, rec_n=None, h0=None, decode=None,
               role=""):
@@ -219,25 +223,35 @@ class GruStandard(StandardLowering):
         return blocks.add(n, W=W, b=b, rec={"n": rec_n} if rec_n else None, h0=h0, decode=decode, role=role)
 
     def check_stage(self, st) -> None:
+        pairs, self._pair_bounds = self._pair_bounds, {}
+        reads_input, self._reads_input = self._reads_input, False
+        W = abs(st.W.scipy().tocsc())
+        cols = np.array(sorted(pairs), dtype=np.int64)
         # product stages are exempt from the float32 check: their weights reach 5e8 in the multiplicative
         # programs, which are measured right in float32 (tests/test_materialize_steps.py)
-        if st.kind != "M":
-            self._check_float32_weights(st)
-        self._check_pair_readers(st)
+        if st.kind != "M" and W.nnz and FLOAT32_ROUNDOFF * W.max() >= 1.0:
+            loud = np.flatnonzero(np.asarray(W.max(axis=0).todense()).ravel() * FLOAT32_ROUNDOFF >= 1.0)
+            on_pairs = np.intersect1d(loud, cols)
+            if on_pairs.size:
+                self._refuse_float32(f"{describe_stage(st)} reads a ReLU pair with a weight of "
+                                     f"{float(W[:, on_pairs].max()):.3g} ≥ 2^24, so one float32 rounding of the "
+                                     "pair outweighs a value of 1")
+            elif reads_input:
+                self._refuse_float32(f"{describe_stage(st)} reads the input with a weight of {float(W.max()):.3g} "
+                                     "≥ 2^24")
+            else:  # units without memory: right where float32 is proven exact (finish)
+                self._loud_reads.append(st)
+        if cols.size:
+            self._check_pair_readers(st, np.asarray(W[:, cols] @ np.array([pairs[j] for j in cols.tolist()])).ravel())
 
-    def _check_pair_readers(self, st) -> None:
+    def _check_pair_readers(self, st, read: np.ndarray) -> None:
         """Refuse a stage whose rows read the leak-cancelling ReLU pairs of the stage before with a worst-case
-        rounding error above :data:`~lsrl.targets.shared.standard.ACCURACY_LIMIT` of what the row resolves.
-        After the ReLU turns off, both units of a pair keep the last positive value, so the row's sum rounds an
-        error of ``2^-53 · Σ |w| B`` (``B`` the pair's bound) into a value that only had to resolve its own bound
-        — a λ-conditional ``ReLU(t − λ·c)`` (λ = 1e10, ``t ≤ 9``) reaches 1e-4 of it and the n = 10 token
-        program answers wrong in every executor (docs/numerics.md); counters squared over a long ``t_max`` reach
-        it as well."""
-        pairs, self._pair_bounds = self._pair_bounds, {}
-        if not pairs:
-            return
-        cols = np.array(sorted(pairs))
-        read = np.asarray(abs(st.W.scipy()[:, cols]) @ np.array([pairs[j] for j in cols.tolist()])).ravel()
+        rounding error above :data:`~lsrl.targets.shared.standard.ACCURACY_LIMIT` of what the row resolves
+        (``read``: per row, Σ |weight| × the pair's bound).  After the ReLU turns off, both units of a pair keep
+        the last positive value, so the row's sum rounds an error of ``2^-53 · Σ |w| B`` (``B`` the pair's bound)
+        into a value that only had to resolve its own bound — a λ-conditional ``ReLU(t − λ·c)`` (λ = 1e10,
+        ``t ≤ 9``) reaches 1e-4 of it and the n = 10 token program answers wrong in every executor
+        (docs/numerics.md); counters squared over a long ``t_max`` reach it as well."""
         # what a row must resolve: its positive side for a ReLU (the rest is cut off), its whole range otherwise
         resolved = np.maximum(st.pre_hi if st.kind == "R" else np.maximum(np.abs(st.pre_lo), np.abs(st.pre_hi)), 1.0)
         worst = int(np.argmax(read / resolved))
@@ -246,19 +260,41 @@ class GruStandard(StandardLowering):
             f"Σ |weight| × bound = {read[worst]:.3g} (a λ-conditional or a long counter), relative to its bound "
             f"{resolved[worst]:.3g}", FLOAT64_ROUNDOFF * read[worst] / resolved[worst])
 
-    def _check_float32_weights(self, st) -> None:
-        """Record that the model cannot run in float32 when a stage has a weight ≥ 2^24 (a λ-conditional's
-        λ = 1e10).  The GRU carries every ReLU and
-        state through leak-cancelling pairs whose float32 rounding (2^-24 of a value of order 1) such a weight
-        turns into an error ≥ 1: the token program then answered 70–83 % wrong in float32 (the kernel at n = 10,
-        torch at n = 3) although float64 is right.  The paper's other R/S weights stay ≤ 5e6."""
-        loudest = float(abs(st.W.scipy()).max()) if st.W.shape[0] and st.W.shape[1] else 0.0
-        if FLOAT32_ROUNDOFF * loudest >= 1.0:
-            self.dtype_limits.setdefault(
-                "float32", f"gru standard mode cannot stay accurate in float32: {describe_stage(st)} has a weight "
-                f"of {loudest:.3g} ≥ 2^24, so one float32 rounding of a GRU ReLU pair outweighs a value of 1 — a "
-                "λ-conditional; use the multiplicative conditionals, a target without ReLU pairs, or "
-                "activations='ideal'")
+    def _refuse_float32(self, why: str) -> None:
+        """Record that the model cannot run in float32: a weight ≥ 2^24 (a λ-conditional's λ = 1e10) turns a
+        float32 rounding of what it reads (2^-24 of a value of order 1) into an error ≥ 1 — the token program,
+        its λ-rows reading the steps' ReLU pairs, answered 70–83 % wrong in float32 (the kernel at n = 10, torch
+        at n = 3) although float64 was right."""
+        self.dtype_limits.setdefault(
+            "float32", f"gru standard mode cannot stay accurate in float32: {why} — a λ-conditional over the GRU's "
+                       "ReLU pairs; use the multiplicative conditionals, a target without ReLU pairs, or "
+                       "activations='ideal' (a token program: the permutation counter, which float32 is proven "
+                       "exact with)")
+
+    def finish(self, module) -> None:
+        """A weight ≥ 2^24 on units without memory (not ReLU pairs) is right in float32 where the error analysis
+        proves the model's outputs exact in float32 — the token programs with the permutation counter, whose
+        λ-rows read ``materialize-steps``' step units and whose pairs the readers sum exactly; else the model is
+        refused for float32 as a λ-read of a pair is (a λ-row feeding a product stage, whose roundings the products
+        pass on: 2 and 3 off under a bound of 1.2·10⁴ in two of ``benchmarks/conditionals.py``'s integer
+        programs).  Only a model compiled for float32 is analysed (a float32 analysis costs about as much as the
+        lowering); a float64 model with such weights records that its float32 runs are not proven."""
+        if not self._loud_reads or "float32" in self.dtype_limits:
+            return
+        if self.dtype != "float32":  # its constants were chosen for float64: not analysed for float32 runs
+            self._refuse_float32(f"{describe_stage(self._loud_reads[0])} reads units with a weight ≥ 2^24 (compiled "
+                                 "with dtype='float32', the model is kept where float32 is proven exact)")
+            return
+        stated = module.metadata
+        module.metadata = dict(stated, local_errors=self.local_errors)  # what the model's error bound will read
+        try:
+            ranges = None if self.candidates is None else self.candidates.ranges
+            bound = float(np.max(output_error_bounds(module, "float32", self.t_max, ranges), initial=0.0))
+        finally:
+            module.metadata = stated
+        if bound != 0:
+            self._refuse_float32(f"{describe_stage(self._loud_reads[0])} reads units with a weight ≥ 2^24, and "
+                                 f"float32 is not proven exact there (the model's float32 error bound is {bound:.3g})")
 
     def relu_reads(self, bound):
         return 2 * bound, 2  # p and q, each up to the bound once the ReLU is off
@@ -317,7 +353,7 @@ class GruTarget(Target):
     summary = "GRU (nn.GRU, ONNX GRU)"
     op_kinds = frozenset({KIND})
     # a clamp's pair holds a step's whole range under its readers' weights: refused under λ-weights
-    # (_check_pair_readers), and wrong in float32 from 2^24 (_check_float32_weights)
+    # (_check_pair_readers), and wrong in float32 from 2^24 (check_stage)
     clamp_limits = {"standard": 2.0 ** 24}
 
     def lower(self, module: Module, *, activations: str, t_max: int | None) -> Module:

@@ -148,6 +148,7 @@ def lower_cells(module: Module, cell: CellLowering, target: str, activations: st
     if ideal_errors:
         extra["local_errors"] = ideal_errors
     if std is not None:
+        std.finish(module)
         extra["standard"] = std.summary()
         if std.dtype_limits:
             extra["dtype_limits"] = dict(std.dtype_limits)

@@ -24,6 +24,7 @@ Every bound comes from range analysis; an unbounded value raises CompileError (g
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -95,6 +96,19 @@ class CandidateValues:
         if step == 0:
             return math.inf if offset == 0 else None
         return step if offset / step == round(offset / step) else None
+
+    def zero_terms(self, op: Op, i: int) -> float | None:
+        """What the terms of row ``i`` of the linear ``op`` reach together (``Σ |w·v| + |b|``) where the row may be
+        exactly 0 (:meth:`zero_gap`: its candidates that are), the values it reads known by their candidates; None
+        where they are not."""
+        if op.kind != "linear" or self.zero_gap(op, i) is None:
+            return None
+        cols, weights = next(itertools.islice(ErrorAnalysis._rows(op.attrs["A"]), i, None))
+        form = self._analysis._form(op.operands[0], cols, weights, float(op.attrs["b"].to_float().values[i]))
+        if form.points is None or form.mags is None:
+            return None
+        zero = form.points == 0
+        return float(np.max(form.mags[zero] + form.slacks[zero], initial=0.0)) if zero.any() else None
 
     def _values(self, op: Op, i: int):
         if self._analysis is None:
@@ -215,6 +229,10 @@ class StandardLowering:
         #: what each unit of the layer a stage reads may reach in magnitude (set by the driver per stage: the input's
         #: bounds, or ρ — every standard unit carries ε·v, a gate times it, or a pair holding it)
         self.column_reach: np.ndarray = np.zeros(0)
+
+    def finish(self, module: Module) -> None:
+        """Called once every stage of the layer form ``module`` is lowered (:attr:`local_errors` complete): a
+        target's checks that need the whole model's error analysis."""
 
     def _require_accuracy(self, what: str, error_bound: float) -> None:
         """Refuse a unit whose documented worst-case error (docs/targets.md, "Error bounds") exceeds
@@ -378,6 +396,7 @@ class StandardLowering:
         exact_from, closed_below, partial_gain = np.full(d, math.inf), np.full(d, -math.inf), np.full(d, math.inf)
         terms_total = np.full(d, math.inf)
         exact_from_u, closed_below_u = np.zeros(d), np.zeros(d)
+        gate_fixed_u, gate_terms = np.zeros(d), np.zeros(d)
         terms = _row_terms(W)
         for j in range(d):
             lo, hi = st.pre_lo[j], st.pre_hi[j]
@@ -396,7 +415,8 @@ class StandardLowering:
                 eps_g.append(eps_for(float(hi), self.k.rho))
                 bias, reach, n = float(c.to_float().values[j]), self._row_reach(W, c, j), int(terms[j]) + 1
                 widest = min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j))
-                kap.append(self._closing_kappa(st, j, bias, reach, n, bound, widest))
+                kappa, closing = self._closing_kappa(st, j, bias, self._zero_reach(st, j, reach), n, bound, widest)
+                kap.append(kappa)
                 # below the saturation band σ(κx) is partial: the value error there is ≤ 0.28/κ, taken relative to
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
                 self._require_accuracy(f"the step gate of ReLU argument {j} of {describe_stage(st)} (|x| ≤ {bound:.3g}), "
@@ -410,8 +430,11 @@ class StandardLowering:
                 # on the ramp between, x·σ ≤ x and the gate product rounds a few ulps of that, and a unit of x ≤ 0
                 # passes at most |x|
                 bias_rounding = 2 * (kap[-1] * abs(bias) + self.k.gate) / kap[-1]
-                if kap[-1] < widest:  # closing
-                    lost = bias_rounding + n * (reach + self.k.gate / kap[-1])
+                if closing:
+                    # the partial sums' part scales with what the terms reach: the error analysis takes it at each
+                    # value of the argument it knows (a λ-row's 10¹⁰ term is 0 where its condition is)
+                    gate_fixed_u[j], gate_terms[j] = bias_rounding + n * self.k.gate / kap[-1], n
+                    lost = gate_fixed_u[j] + n * reach
                     exact_from[j], exact_from_u[j] = (self.k.gate + self.saturation_margin) / kap[-1], lost
                     closed_below[j], closed_below_u[j] = (self.k.gate - CLOSED_GATE) / kap[-1], lost
                 else:
@@ -428,7 +451,8 @@ class StandardLowering:
         self._record(st, on=on, on_u=on_u, off=off, off_u=off_u, partial_gain=partial_gain, hidden=hidden,
                      units=np.maximum(units, 1), hidden_step=hidden_step, terms_total=terms_total,
                      exact_from=exact_from, exact_from_u=exact_from_u, closed_below=closed_below,
-                     closed_below_u=closed_below_u, underflow=underflow, normal_from=normal_from)
+                     closed_below_u=closed_below_u, underflow=underflow, normal_from=normal_from,
+                     gate_fixed_u=gate_fixed_u, gate_terms=gate_terms)
         self.scales.append({"stage": "R", "units_linear": len(lin), "units_gated": len(gated)})
         if lin:
             self._carrier(blocks, W, c, lin, eps_lin, slot_matrix(d, lin, [1.0 / e for e in eps_lin]), "relu_identity")
@@ -444,31 +468,51 @@ class StandardLowering:
         self.relu_units(blocks, st, n, gate=(s_w, s_b), value=(g_w, g_b),
                         decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), gated=gated, eps=eps_g)
 
-    def _closing_kappa(self, st: Stage, j: int, bias: float, reach: float, n: int, bound: float, kappa: float) -> float:
-        """κ for the gated ReLU of argument ``j`` (bias ``bias``, its row's ``n`` terms reaching ``reach``, ``|x| ≤
-        bound``): ``kappa``, or, where the argument is computed exactly and may be exactly 0 (its candidates or its
-        lattice), a power of two below it at which the gate's rounding (its bias, and ``L`` lost in its partial sums)
-        stays below a quarter of ``L − 710`` in the model's dtype, so that σ is exactly 0 at 0 and the unit passes
-        nothing — a GRU pair keeps its last value, which its readers then sum exactly — where every other value
-        stays saturated at it.  (At ``kappa`` that rounding leaves the gate anywhere at 0; a smaller κ widens the band
-        where it is partly open, so only such arguments get it.)"""
+    def _zero_reach(self, st: Stage, j: int, reach: float) -> float:
+        """What the terms of ReLU argument ``j`` reach where it is exactly 0 — the values' terms there
+        (:meth:`CandidateValues.zero_terms`) and the hidden terms of the units they read (a GRU pair's halves hold
+        its last value whatever its value) — else ``reach``, what they reach anywhere."""
+        linear = st.op.operands[0]
+        found = None if self.candidates is None else self.candidates.zero_terms(linear, j)
+        if found is None:
+            return reach
+        entry = self.local_errors.get(self.positions.get(id(linear.operands[0])))
+        hidden = 0.0
+        if entry is not None:
+            cols, weights = next(itertools.islice(ErrorAnalysis._rows(linear.attrs["A"]), j, None))
+            hidden = float(np.abs(weights) @ np.asarray(entry["hidden"])[cols])
+        return min(found + hidden, reach)
+
+    def _closing_kappa(self, st: Stage, j: int, bias: float, reach: float, n: int, bound: float,
+                       kappa: float) -> tuple[float, bool]:
+        """``(κ, closing)`` for the gated ReLU of argument ``j`` (bias ``bias``, its row's ``n`` terms reaching
+        ``reach`` where it is exactly 0, ``|x| ≤ bound``): ``(kappa, False)``, or, where the argument is computed
+        exactly and may be exactly 0 (its candidates or its lattice), the largest power of two up to ``kappa`` at
+        which the gate's rounding there (its bias, and what its partial sums lose) stays below a quarter of
+        ``L − 710`` in the model's dtype, so that σ is exactly 0 at 0 and the unit passes nothing — a GRU pair
+        keeps its last value, which its readers then sum exactly — where every other value stays saturated at it,
+        and ``closing`` True: the gate's thresholds then count that rounding, not ``L`` per partial sum.  (At a
+        larger κ the rounding leaves the gate anywhere at 0; a smaller κ widens the band where it is partly open,
+        so only such arguments get it.)"""
         if self.candidates is None:
-            return kappa
+            return kappa, False
         gap = self.candidates.zero_gap(st.op.operands[0], j)
         if gap is None:
-            return kappa
+            return kappa, False
         u = UNIT_ROUNDOFF[self.dtype]
         room = (self.k.gate - CLOSED_GATE) / 4
         # u·(2(κ|c| + L) + n(κ·reach + L)) ≤ room, in the gate's units
-        scale = (room / u - (n + 2) * self.k.gate) / (2 * abs(bias) + n * reach)
-        if not scale >= 1.0:
-            return kappa
-        closing = pow2_at_most(scale)
-        if closing >= kappa:
-            return kappa
+        spare, spread = room / u - (n + 2) * self.k.gate, 2 * abs(bias) + n * reach
+        if not spare > 0:
+            return kappa, False
+        closing = kappa if spread == 0 else min(kappa, pow2_at_most(spare / spread)) if spare >= spread else None
+        if closing is None:
+            return kappa, False
         # every other value is at least the gap from 0: the gate saturates there (closed_below is below 0)
         exact_from = (self.k.gate + self.saturation_margin + room) / closing
-        return closing if gap >= exact_from and 0.28 / (closing * max(bound, 1.0)) <= ACCURACY_LIMIT else kappa
+        if gap >= exact_from and 0.28 / (closing * max(bound, 1.0)) <= ACCURACY_LIMIT:
+            return closing, True
+        return kappa, False
 
     def _row_reach(self, W: Matrix, c: Vector, j: int) -> float:
         """What the terms of row ``j`` of ``(W, c)`` reach in magnitude: ``Σ |W_ji|·reach_i + |c_j|`` over the
