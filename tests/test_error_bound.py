@@ -730,6 +730,25 @@ def test_a_gates_rounding_is_taken_at_each_value_of_its_argument():
         assert ErrorAnalysis(module, "float64", 1).output_bounds(module)[0] == 0.0
         module.metadata["local_errors"] = {2: local_error_entry(1, **dict(stated, gate_terms=[0.0]))}
         assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == 1.0  # the stated rounding alone
+        entry = local_error_entry(1, **stated)
+        del entry["gate_fixed_u"]  # optional, as in a model saved before it existed: none
+        module.metadata["local_errors"] = {2: entry}
+        assert ErrorAnalysis(module, "float32", 1).output_bounds(module)[0] == bound32
+
+
+@needs_kernel
+def test_a_gate_closed_at_zero_keeps_its_other_values_saturated():
+    """The standard lowering lowers κ so that a gate closes where its argument is exactly 0 only if every other
+    value of the argument stays saturated with the rounding its terms reach there: ``(2²² + 2)a − 2²²b + c − 1`` is
+    0 only at ``a = b = 0, c = 1`` (its terms reach 1 there), but at ``a = b = 1`` they reach 2²³, and the κ that
+    closes the gate at 0 left 1 unsaturated there (a review: bound 0 → 5, measured 0)."""
+    x = lsrl.Input(3, lower=[0, 0, 0], upper=[1, 1, 2], integer=True)
+    state = lsrl.LinState(x, np.zeros((3, 3)), np.eye(3), init_state=np.zeros(3))
+    program = lsrl.ForEach(lsrl.ReLU(lsrl.Linear(state, [[2.0 ** 22 + 2, -2.0 ** 22, 1]], [-1])))
+    model = lsrl.compile(program, "lstm", activations="standard", dtype="float32", t_max=12)
+    assert model.error_bound.tolist() == [0.0]
+    xs = np.array(list(np.ndindex(2, 2, 3)), dtype=float)[None]
+    np.testing.assert_array_equal(model(xs, backend="kernel")[0, :, 0], np.asarray(interpret(program.ir, xs))[0, :, 0])
 
 
 def test_an_underflow_is_charged_where_a_carried_value_may_be_tiny():

@@ -745,8 +745,8 @@ class ErrorAnalysis:
         # per ReLU op whose units state it: the thresholds without their rounding, and that rounding's parts
         # (exact_from, closed_below, gate_fixed_u, gate_terms)
         self.gate_rounding: dict[int, tuple[np.ndarray, ...]] = {
-            id(op): tuple(np.asarray(local[i][name]) for name in ("exact_from", "closed_below", "gate_fixed_u",
-                                                                  "gate_terms"))
+            id(op): tuple(np.broadcast_to(np.asarray(local[i].get(name, 0.0), dtype=np.float64), (op.dim,))
+                          for name in ("exact_from", "closed_below", "gate_fixed_u", "gate_terms"))
             for i, op in enumerate(module.ops) if i in local and np.any(local[i].get("gate_terms", 0))}
         self.saturation: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["exact_from"]) + self.u * np.asarray(local[i]["exact_from_u"]),
@@ -1356,8 +1356,8 @@ class ErrorAnalysis:
         err = self[x].err[cols]
         hidden, n, grain, total = self._reads(x, cols, row)
         computed = abs(k) * (y.mags + float(np.sum(zero_safe_product(np.abs(d), err)))) + abs(bias)
-        reach = np.minimum(computed + hidden + float(np.sum(zero_safe_product(np.abs(off), _magnitude(
-            self[x].lo[cols], self[x].hi[cols]) + err))), total + abs(bias))
+        reach = np.minimum(computed + abs(k) * y.slacks + hidden + float(np.sum(zero_safe_product(np.abs(off),
+                           _magnitude(self[x].lo[cols], self[x].hi[cols]) + err))), total + abs(bias))
         return reach, computed, hidden, n, grain, total
 
     def _unit_rounding(self, x: Op, cols, row, bias: float, k: float, d, y: _Values, off) -> np.ndarray:

@@ -24,7 +24,6 @@ Every bound comes from range analysis; an unbounded value raises CompileError (g
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -76,6 +75,7 @@ class CandidateValues:
     def __init__(self, module: Module, t_max: int | None, ranges: RangeAnalysis | None = None):
         self.module, self.t_max, self.ranges = module, t_max, ranges
         self._analysis: ErrorAnalysis | None = None
+        self._rows: dict[int, list] = {}
 
     def __call__(self, op: Op, i: int) -> tuple[np.ndarray, float] | None:
         v = self._values(op, i)
@@ -97,18 +97,23 @@ class CandidateValues:
             return math.inf if offset == 0 else None
         return step if offset / step == round(offset / step) else None
 
-    def zero_terms(self, op: Op, i: int) -> float | None:
-        """What the terms of row ``i`` of the linear ``op`` reach together (``Σ |w·v| + |b|``) where the row may be
-        exactly 0 (:meth:`zero_gap`: its candidates that are), the values it reads known by their candidates; None
-        where they are not."""
+    def row_terms(self, op: Op, i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where row ``i`` of the linear ``op`` may be exactly 0 (:meth:`zero_gap`) and the values it reads are
+        known by their candidates: its candidate values and what its terms reach at each (``Σ |w·v| + |b|``, slack
+        included); else None."""
         if op.kind != "linear" or self.zero_gap(op, i) is None:
             return None
-        cols, weights = next(itertools.islice(ErrorAnalysis._rows(op.attrs["A"]), i, None))
+        cols, weights = self.rows(op)[i]
         form = self._analysis._form(op.operands[0], cols, weights, float(op.attrs["b"].to_float().values[i]))
         if form.points is None or form.mags is None:
             return None
-        zero = form.points == 0
-        return float(np.max(form.mags[zero] + form.slacks[zero], initial=0.0)) if zero.any() else None
+        return form.points, form.mags + form.slacks
+
+    def rows(self, op: Op) -> list:
+        """``(columns, weights)`` of every row of the linear ``op`` (read once)."""
+        if id(op) not in self._rows:
+            self._rows[id(op)] = list(ErrorAnalysis._rows(op.attrs["A"]))
+        return self._rows[id(op)]
 
     def _values(self, op: Op, i: int):
         if self._analysis is None:
@@ -415,7 +420,7 @@ class StandardLowering:
                 eps_g.append(eps_for(float(hi), self.k.rho))
                 bias, reach, n = float(c.to_float().values[j]), self._row_reach(W, c, j), int(terms[j]) + 1
                 widest = min(pow2_at_most(self.k.kappa_span / bound), self._weight_cap(W, c, j))
-                kappa, closing = self._closing_kappa(st, j, bias, self._zero_reach(st, j, reach), n, bound, widest)
+                kappa, closing = self._closing_kappa(st, j, bias, reach, n, bound, widest)
                 kap.append(kappa)
                 # below the saturation band σ(κx) is partial: the value error there is ≤ 0.28/κ, taken relative to
                 # the argument's bound (a λ-conditional's |x| ≤ 1e10 has float64 resolution 1e-6 of its own)
@@ -468,51 +473,57 @@ class StandardLowering:
         self.relu_units(blocks, st, n, gate=(s_w, s_b), value=(g_w, g_b),
                         decode=slot_matrix(d, gated, [1.0 / e for e in eps_g]), gated=gated, eps=eps_g)
 
-    def _zero_reach(self, st: Stage, j: int, reach: float) -> float:
-        """What the terms of ReLU argument ``j`` reach where it is exactly 0 — the values' terms there
-        (:meth:`CandidateValues.zero_terms`) and the hidden terms of the units they read (a GRU pair's halves hold
-        its last value whatever its value) — else ``reach``, what they reach anywhere."""
+    def _candidate_reach(self, st: Stage, j: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The candidate values of ReLU argument ``j`` where it may be exactly 0, and what the terms of its row
+        reach at each — the values' terms (:meth:`CandidateValues.row_terms`) and the hidden terms of the units
+        they read (a GRU pair's halves hold its last value whatever its value); None where they are not known."""
         linear = st.op.operands[0]
-        found = None if self.candidates is None else self.candidates.zero_terms(linear, j)
+        found = None if self.candidates is None else self.candidates.row_terms(linear, j)
         if found is None:
-            return reach
+            return None
+        points, reach = found
         entry = self.local_errors.get(self.positions.get(id(linear.operands[0])))
-        hidden = 0.0
         if entry is not None:
-            cols, weights = next(itertools.islice(ErrorAnalysis._rows(linear.attrs["A"]), j, None))
-            hidden = float(np.abs(weights) @ np.asarray(entry["hidden"])[cols])
-        return min(found + hidden, reach)
+            cols, weights = self.candidates.rows(linear)[j]
+            reach = reach + float(np.abs(weights) @ np.asarray(entry["hidden"])[cols])
+        return points, reach
 
     def _closing_kappa(self, st: Stage, j: int, bias: float, reach: float, n: int, bound: float,
                        kappa: float) -> tuple[float, bool]:
         """``(κ, closing)`` for the gated ReLU of argument ``j`` (bias ``bias``, its row's ``n`` terms reaching
-        ``reach`` where it is exactly 0, ``|x| ≤ bound``): ``(kappa, False)``, or, where the argument is computed
-        exactly and may be exactly 0 (its candidates or its lattice), the largest power of two up to ``kappa`` at
-        which the gate's rounding there (its bias, and what its partial sums lose) stays below a quarter of
-        ``L − 710`` in the model's dtype, so that σ is exactly 0 at 0 and the unit passes nothing — a GRU pair
-        keeps its last value, which its readers then sum exactly — where every other value stays saturated at it,
-        and ``closing`` True: the gate's thresholds then count that rounding, not ``L`` per partial sum.  (At a
-        larger κ the rounding leaves the gate anywhere at 0; a smaller κ widens the band where it is partly open,
-        so only such arguments get it.)"""
+        ``reach``, ``|x| ≤ bound``): ``(kappa, False)``, or, where the argument is computed exactly and may be
+        exactly 0 (its candidates or its lattice), the largest power of two up to ``kappa`` at which the gate's
+        rounding at 0 (its bias, and what its partial sums lose: what the terms reach there, where the candidates
+        tell) stays below a quarter of ``L − 710`` in the model's dtype, so that σ is exactly 0 at 0 and the unit
+        passes nothing — a GRU pair keeps its last value, which its readers then sum exactly — where every other
+        value stays saturated at it with the rounding the terms reach there, and ``closing`` True: the gate's
+        thresholds then count that rounding, not ``L`` per partial sum.  (At a larger κ the rounding leaves the
+        gate anywhere at 0; a smaller κ widens the band where it is partly open, so only such arguments get it.)"""
         if self.candidates is None:
             return kappa, False
         gap = self.candidates.zero_gap(st.op.operands[0], j)
         if gap is None:
             return kappa, False
+        known = self._candidate_reach(st, j)
+        at_zero = reach if known is None else min(reach, float(np.max(known[1][known[0] == 0], initial=0.0)))
         u = UNIT_ROUNDOFF[self.dtype]
         room = (self.k.gate - CLOSED_GATE) / 4
         # u·(2(κ|c| + L) + n(κ·reach + L)) ≤ room, in the gate's units
-        spare, spread = room / u - (n + 2) * self.k.gate, 2 * abs(bias) + n * reach
-        if not spare > 0:
+        spare, spread = room / u - (n + 2) * self.k.gate, 2 * abs(bias) + n * at_zero
+        if not (spare > 0 and spare >= spread):
             return kappa, False
-        closing = kappa if spread == 0 else min(kappa, pow2_at_most(spare / spread)) if spare >= spread else None
-        if closing is None:
+        closing = kappa if spread == 0 else min(kappa, pow2_at_most(spare / spread))
+        if 0.28 / (closing * max(bound, 1.0)) > ACCURACY_LIMIT:
             return kappa, False
-        # every other value is at least the gap from 0: the gate saturates there (closed_below is below 0)
-        exact_from = (self.k.gate + self.saturation_margin + room) / closing
-        if gap >= exact_from and 0.28 / (closing * max(bound, 1.0)) <= ACCURACY_LIMIT:
-            return closing, True
-        return kappa, False
+        if known is None:  # every other value is at least the gap from 0: the gate saturates there
+            saturated = gap >= (self.k.gate + self.saturation_margin + room) / closing
+        else:  # each other value past its own rounding (the terms reach far more at some: a λ-row's 10¹⁰)
+            points, terms = known
+            rounding = u * (2 * (closing * abs(bias) + self.k.gate) / closing + n * (terms + self.k.gate / closing))
+            saturated = bool(np.all((points == 0)
+                                    | (points >= (self.k.gate + self.saturation_margin) / closing + rounding)
+                                    | (points <= (self.k.gate - CLOSED_GATE) / closing - rounding)))
+        return (closing, True) if saturated else (kappa, False)
 
     def _row_reach(self, W: Matrix, c: Vector, j: int) -> float:
         """What the terms of row ``j`` of ``(W, c)`` reach in magnitude: ``Σ |W_ji|·reach_i + |c_j|`` over the
