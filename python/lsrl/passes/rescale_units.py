@@ -297,9 +297,9 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
     2.3·10⁻¹³, which λ read as 2.3·10⁻³; and the snap broke a pair scaled exactly: ``f_smaller(x, 1.1,
     scale=2)``'s ``2·fl(1.1)`` and ``2·(fl(1.1) − 1/2)``, one apart, snapped to ``2.2`` and ``1.2``, were
     ``1.0000000000000002`` apart (λ read the step's 1 as 2.2·10⁻⁶ off under a bound of 0).  The first member's bias
-    is rounded once and the others are it plus their whole distances, where float64 holds that.  Groups already so far apart, or whose exact biases are not whole
-    numbers apart, keep theirs (the rotation counter's steps: ``−500.00000000000034`` exactly, which float debranch
-    snapped to ``−500``)."""
+    is rounded once and the others are it plus their whole distances, where float64 holds that.  Groups already so
+    far apart, or whose exact biases are not whole numbers apart, keep theirs (the rotation counter's steps:
+    ``−500.00000000000034`` exactly, which float debranch snapped to ``−500``)."""
     values = biases.values.copy()
     for members in groups:
         if len(members) < 2:

@@ -757,9 +757,9 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
     positions = {id(op): i for i, op in enumerate(module.ops)}
     scaled = SCALED_CARRIES * 2 * ACTIVATION_ULPS * 38.0 / KAPPA_SPAN
     local = {}
-    largest = max([float(np.max(_carriedmagnitude_bound(form.input.attrs["lower"].to_float().values,
-                                               form.input.attrs["upper"].to_float().values), initial=1.0))]
-                  + [float(np.max(_carriedmagnitude_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
+    largest = max([float(np.max(_carried_bound(form.input.attrs["lower"].to_float().values,
+                                                form.input.attrs["upper"].to_float().values), initial=1.0))]
+                  + [float(np.max(_carried_bound(st.lo, st.hi), initial=1.0)) for st in form.stages])
     for st, reads in _stage_reads(form, low.t_max):
         entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads))
         for j, rounding in low.rounding.get(st.index, {}).items():
@@ -789,7 +789,8 @@ def _stage_reads(form, t_max: int | None):
     """Per stage of the layer form: the stage and what its rows read (``Σ |W|·bound`` of the value before it — a
     state's over its steps, a product's times the other operand), with the bounds :func:`_carried_bound` takes."""
     steps = math.inf if t_max is None else float(t_max)
-    read = _carriedmagnitude_bound(form.input.attrs["lower"].to_float().values, form.input.attrs["upper"].to_float().values)
+    inputs = form.input.attrs
+    read = _carried_bound(inputs["lower"].to_float().values, inputs["upper"].to_float().values)
     for st in form.stages:
         d = st.out_dim
         reads = np.asarray(abs(st.W.scipy()) @ read).ravel()
@@ -800,10 +801,10 @@ def _stage_reads(form, t_max: int | None):
         elif st.kind == "S" and st.A.nnz:
             reads = reads * power_norm_sum(st.A, steps)
         yield st, reads
-        read = _carriedmagnitude_bound(st.lo, st.hi)
+        read = _carried_bound(st.lo, st.hi)
 
 
-def _carriedmagnitude_bound(lo, hi) -> np.ndarray:
+def _carried_bound(lo, hi) -> np.ndarray:
     """The bound :meth:`_Lowering.kappa` scales a carried value by: at least 1 (an unbounded value: 1)."""
     bound = np.maximum(np.abs(np.asarray(lo, dtype=float)), np.abs(np.asarray(hi, dtype=float)))
     return np.where(np.isfinite(bound), np.maximum(bound, 1.0), 1.0)
