@@ -403,6 +403,10 @@ class NormalForm:
         value = row.get(CONST)
         if self.exact or value is None or not _finite(value) or abs(value) >= LARGE_BIAS:
             return
+        if type(value) is float and type(s) is float and _divides_exactly(value, s):
+            if CONST in nrow:
+                nrow[CONST] = (value / s) or 0.0
+            return
         exact = Fraction(value) / Fraction(s)
         rounded = float(exact)
         if CONST in nrow:

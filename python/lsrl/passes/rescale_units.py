@@ -50,6 +50,7 @@ import numpy as np
 
 from ..errors import PassError
 from ..ir.core import Op
+from ..ir.error_free import product_exact
 from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
@@ -199,7 +200,7 @@ def _natural_scales(layout: list, ops: list, tolerance: float) -> list:
 
 
 def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: list,
-                  exact_offsets: list | None = None, column_scales: np.ndarray | None = None):
+                  exact_offsets=None, column_scales: np.ndarray | None = None):
     """Scales giving rows equal up to a positive factor one common scale with their smallest bias gap 1; the
     producer's stored values with those rows already rescaled (one bit pattern for the whole group, so every
     executor computes one dot product for it); the factors still to apply to each row (1 for those); which
@@ -217,7 +218,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
     ``1000 g`` and read back with ``0.001``), and neither does a row no reader reads beside another of its set
     (``readers``: per row, the reader rows that read it): ``ReLU(x)`` next to a step of ``x`` at 0.3 (μ = 3000)
     was held as ``3000·ReLU(x)``, read back with ``0.33333333333337`` by a step at 4/3 whose λ-reader became
-    ``−9999999999.9989`` — 1.1·10⁻³ off the program under a bound of 2·10⁻¹⁴.  ``exact_offsets`` (each row's
+    ``−9999999999.9989`` — 1.1·10⁻³ off the program under a bound of 2·10⁻¹⁴.  ``exact_offsets`` (row -> its
     bias over its first entry's magnitude, in rationals) give the gap itself, which the float image holds only to
     its offsets' ulps (the step at 100000.5: offsets ``100000.5`` and ``100000.501`` are ``10⁻³(1 − 3.8·10⁻⁹)``
     apart in float64, and the scale ``999.9999961582944`` kept that where the program's is 1000), where the float
@@ -261,7 +262,7 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
         _, a, b = found
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
         gap = abs(_offset(biases[ja], norm_a) - _offset(biases[jb], norm_b))
-        exact_gap = abs(exact_offsets[ja] - exact_offsets[jb]) if exact_offsets is not None else 0
+        exact_gap = abs(exact_offsets(ja) - exact_offsets(jb)) if exact_offsets is not None else 0
         upstream = float(units[indices[ptr[ja]]])
         # the float gap's scale, else the exact gap's (the two rows may be one exactly: their gap is 0 then), in
         # the stored rows' units, else in debranch's
@@ -302,8 +303,10 @@ def _spaced_biases(biases: Vector, original: np.ndarray, exact_rows: dict, group
     ``−500.00000000000034`` exactly, which float debranch snapped to ``−500``)."""
     values = biases.values.copy()
     for members in groups:
-        if len(members) < 2:
-            continue
+        if len(members) < 2 or all(j not in exact_rows and values[j] == original[j] * rows[j] and
+                                   product_exact(float(original[j]), float(rows[j]), float(values[j]))
+                                   for j in members):
+            continue  # the rescaled biases are the exact ones: they are as far apart as those
         exact = [exact_rows.get(j, Fraction(float(original[j]))) * Fraction(float(rows[j])) for j in members]
         apart = [e - exact[0] for e in exact]
         first = Fraction(float(values[members[0]]))
@@ -350,10 +353,13 @@ def _read_together(members: list, readers: list) -> list:
 
 
 def _reader_rows(reader, n: int) -> list:
-    """Per slot of the ``n`` a ``reader`` (linear or linstate) reads: the rows that read it."""
-    by_column = reader.attrs["A" if reader.kind == "linear" else "B"].scipy().tocsc()
-    rows, starts = by_column.indices.tolist(), by_column.indptr.tolist()
-    return [rows[starts[c]:starts[c + 1]] for c in range(n)]
+    """Per slot of the ``n`` a ``reader`` (linear or linstate) reads: the rows that read it, in ascending order."""
+    _, columns, indptr = reader.attrs["A" if reader.kind == "linear" else "B"].csr_parts()
+    rows_of = [[] for _ in range(n)]
+    for row, (start, end) in enumerate(zip(indptr[:-1].tolist(), indptr[1:].tolist())):
+        for column in columns[start:end].tolist():
+            rows_of[column].append(row)
+    return rows_of
 
 
 def _offset(bias, first) -> Fraction:
@@ -361,21 +367,28 @@ def _offset(bias, first) -> Fraction:
     return Fraction(bias) / abs(Fraction(first))
 
 
-def _held_offsets(producer: Op, exact_rows: dict) -> list:
-    """Per row of a float module's ``producer``: its :func:`_offset`, of its exact bias where debranch rounded it
-    (``exact_rows``; 0 for an empty row)."""
+def _held_offsets(producer: Op, exact_rows: dict):
+    """Row ``j`` of a float module's ``producer`` -> its :func:`_offset`, of its exact bias where debranch rounded it
+    (``exact_rows``; 0 for an empty row).  A function: only the rows of a step group's smallest gap are asked."""
     data, _, indptr = producer.attrs["A"].csr_parts()
-    biases = producer.attrs["b"].values.tolist()
-    return [_offset(exact_rows.get(j, biases[j]), float(data[indptr[j]]))
-            if indptr[j] < indptr[j + 1] else Fraction(0) for j in range(len(biases))]
+    biases = producer.attrs["b"].values
+
+    def offset(j: int) -> Fraction:
+        if indptr[j] == indptr[j + 1]:
+            return Fraction(0)
+        return _offset(exact_rows.get(j, float(biases[j])), float(data[indptr[j]]))
+    return offset
 
 
-def _exact_offsets(shadow: ExactShadow, producer: Op) -> list:
-    """Per row of an exact module's ``producer``: the :func:`_offset` of its exact constants (0 for an empty
+def _exact_offsets(shadow: ExactShadow, producer: Op):
+    """Row ``j`` of an exact module's ``producer`` -> the :func:`_offset` of its exact constants (0 for an empty
     row)."""
     held = shadow.held(producer)
-    return [_offset(bias, min(row.items())[1]) if row else Fraction(0)
-            for row, bias in zip(held["A"].exact_rows(), held["b"].array(True).tolist())]
+    rows, biases = held["A"].exact_rows(), held["b"].array(True).tolist()
+
+    def offset(j: int) -> Fraction:
+        return _offset(biases[j], min(rows[j].items())[1]) if rows[j] else Fraction(0)
+    return offset
 
 
 def _short(x: float) -> bool:
