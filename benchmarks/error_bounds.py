@@ -76,6 +76,11 @@ def paper_cases(smoke: bool):
         xs = np.stack([np.concatenate([P.continuous_query(q, 1)[None], prompt]) for q in queries])
         program = P.continuous_approximator(2, 1, conditional, value_bound=1.0)
         yield f"continuous 2→1 {conditional}", program, xs, xs.shape[1]
+        # the queries at their cells' centres and the grid declared (Input(grid=1/16)): the steps are proven exact
+        centred = np.stack([np.concatenate([P.continuous_query(P.cell_centre(q, 8), 1)[None], prompt])
+                            for q in queries])
+        program = P.continuous_approximator(2, 1, conditional, value_bound=1.0, n_levels=8)
+        yield f"continuous 2→1 {conditional}, declared grid", program, centred, centred.shape[1]
 
 
 def random_program(rng, integer: bool):

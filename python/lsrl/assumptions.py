@@ -76,6 +76,10 @@ class InputBounds:
         self.float = {name: input_op.attrs[name].to_float().values.tolist() for name in ("lower", "upper")}
         self.bounded = {name: not all(math.isinf(v) for v in self.float[name]) for name in ("lower", "upper")}
         self.integer = bool(input_op.attrs.get("integer", 0))
+        grid = input_op.attrs.get("grid")
+        steps = [] if grid is None else grid.to_float().values.tolist()
+        #: per gridded feature: (feature, lower, step) — the values it may take are lower + k·step
+        self.grid = [(i, self.float["lower"][i], g) for i, g in enumerate(steps) if g > 0]
 
     def check(self, x: np.ndarray, who: str, *, first_step: int = 0, hint: str = "") -> None:
         """Raise :class:`InputDomainError` when some ``x[b, t, i]`` lies outside ``[lower_i, upper_i]`` (bounds
@@ -102,6 +106,26 @@ class InputBounds:
                     f"{who}: input x[batch={b}, step={first_step + t}, coord={feature}] = {x[b, t, feature]} is not "
                     f"an integer, but {self.input_op.describe()} declares integer inputs; outputs are only "
                     f"guaranteed on the declared domain{hint}")
+        for feature, start, step in self.grid:
+            self._check_grid(x, feature, start, step, who, first_step, hint)
+
+    def _check_grid(self, x: np.ndarray, feature: int, start: float, step: float, who: str, first_step: int,
+                    hint: str) -> None:
+        """Raise :class:`InputDomainError` where feature ``feature`` of ``x`` is not ``start + k·step`` (exact: the
+        grid's declaration keeps each of these operations exact in float64; an exact input in rationals)."""
+        column = x[:, :, feature]
+        if x.dtype == object:
+            origin, spacing = Fraction(start), Fraction(step)
+            off = np.vectorize(lambda v: ((Fraction(v) - origin) / spacing).denominator != 1, otypes=[bool])(column)
+        else:
+            k = np.rint((column - start) / step)
+            off = start + k * step != column
+        if np.any(off):
+            b, t = (int(v) for v in np.argwhere(off)[0])
+            raise InputDomainError(
+                f"{who}: input x[batch={b}, step={first_step + t}, coord={feature}] = {x[b, t, feature]} is not on "
+                f"the grid {start} + k·{step} that {self.input_op.describe()} declares for it; outputs are only "
+                f"guaranteed on the declared domain{hint}")
 
     def _raise(self, x, name: str, limit: list, feature: int, who: str, first_step: int, hint: str):
         column = x[:, :, feature]

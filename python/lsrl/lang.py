@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from .assumptions import FLOAT64_MAX, MAX_DIMENSION
 from .errors import ParseError, ShapeError, VerifyError
 from .inspection import dtype_name
-from .ir.core import Module, Op
+from .ir.core import Module, Op, grid_problem
 from .ir.matrix import Matrix, Vector, as_exact_scalar, is_exact_float
 
 __all__ = ["Variable", "Input", "Linear", "LinState", "ReLU", "Concat", "Multiplicative", "Multi", "Slice",
@@ -173,6 +173,18 @@ def to_vector(value, length: int, what: str) -> Vector:
     if len(vec) != length:
         raise ShapeError(f"{what}: has length {len(vec)}, expected {length}")
     return vec
+
+
+def _grid_vector(value, dim: int) -> Vector:
+    """An input's grid steps: a number or a length-``dim`` sequence, None entries (any value) as 0."""
+    if _is_number(value):
+        items = [value] * dim
+    else:
+        arr = np.asarray(value, dtype=object)
+        if arr.ndim != 1 or arr.shape[0] != dim:
+            raise ShapeError(f"Input: grid has shape {arr.shape}, expected a number or length {dim}")
+        items = arr.tolist()
+    return Vector([0.0 if v is None else _number(v, "Input: grid") for v in items], exact=None)
 
 
 def _bound_vector(value, dim: int, lower: bool) -> Vector | None:
@@ -374,14 +386,17 @@ def _require_variable(value, what: str) -> "Variable":
 # ---------------------------------------------------------------------------- primitives
 
 class Input(Variable):
-    """``Input(dim, lower=None, upper=None, name=None, integer=False)``: the token ``x_t``; bounds promise its
-    domain, ``integer=True`` that every feature is an integer (token ids, counts) — the error bound then proves
-    that comparisons between integers saturate (docs/numerics.md, "Error bounds")."""
+    """``Input(dim, lower=None, upper=None, name=None, integer=False, grid=None)``: the token ``x_t``; bounds
+    promise its domain, ``integer=True`` that every feature is an integer (token ids, counts), ``grid`` (a step,
+    or one per feature, 0 or None for a feature that takes any value) that a feature takes only the values
+    ``lower + k·step`` up to ``upper`` (grid cells' corners and centres) — the error bound then proves that
+    comparisons between such values saturate (docs/numerics.md, "Error bounds"); a model checks both when it
+    runs."""
 
     __slots__ = ()
     kind = "input"
 
-    def __init__(self, dim, lower=None, upper=None, name=None, integer=False):
+    def __init__(self, dim, lower=None, upper=None, name=None, integer=False, grid=None):
         if not isinstance(integer, (bool, np.bool_)):
             raise TypeError(f"Input: integer must be True or False, got {integer!r}")
         if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (numbers.Integral, np.integer)) \
@@ -402,6 +417,15 @@ class Input(Variable):
             attrs["upper"] = hi
         if integer:
             attrs["integer"] = 1
+        if grid is not None:
+            if integer:
+                raise ValueError("Input: grid and integer=True together: declare integer features with a grid "
+                                 "step of 1 instead")
+            steps = _grid_vector(grid, dim)
+            problem = grid_problem(lo, hi, steps)
+            if problem is not None:
+                raise ValueError(f"Input: {problem}")
+            attrs["grid"] = steps
         built = self._build("input", [], attrs, name)
         self.op, self.inputs = built.op, []
 

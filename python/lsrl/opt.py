@@ -48,13 +48,15 @@ def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np
 
     Half of the sequences are uniform in the bounds (normal where unbounded); the other half use integers
     where the bounds allow it, since token programs are only specified on integer inputs — and all of them where
-    the input is declared ``integer`` (a compiled model may rely on it: standard-mode selects).
+    the input is declared ``integer`` (a compiled model may rely on it: standard-mode selects), and every value of
+    a feature with a declared ``grid`` on it.
     """
     inp = module.input
     declared_integer = bool(inp.attrs.get("integer", 0))
     d = inp.dim
     lo = inp.attrs["lower"].array().astype(np.float64)
     hi = inp.attrs["upper"].array().astype(np.float64)
+    grid = inp.attrs["grid"].to_float().values if inp.attrs.get("grid") is not None else np.zeros(d)
     rng = np.random.default_rng(seed)
     xs = np.empty((batch, steps, d))
     for j in range(d):
@@ -75,6 +77,9 @@ def check_inputs(module, *, batch: int = 4, steps: int = 6, seed: int = 0) -> np
             if integral:
                 vals = np.clip(np.round(vals), a, b)
             xs[i, :, j] = vals
+        if grid[j] > 0:  # a declared grid: the values lower + k·step (its declaration keeps them exact)
+            count = int(np.floor((hi[j] - lo[j]) / grid[j])) + 1
+            xs[:, :, j] = lo[j] + grid[j] * rng.integers(0, count, size=(batch, steps))
     return xs
 
 

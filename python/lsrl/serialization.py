@@ -175,6 +175,8 @@ def save_model(model, path) -> None:
                    "upper": put_vector("input.upper", inp.attrs["upper"])}
     if inp.attrs.get("integer", 0):
         input_entry["integer"] = True
+    if inp.attrs.get("grid") is not None:
+        input_entry["grid"] = put_vector("input.grid", inp.attrs["grid"])
     weights = save_tensors(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     doc = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lsrl_version": __version__,
@@ -405,7 +407,7 @@ class _Loader:
         except (SafetensorError, ValueError, TypeError, MemoryError) as e:
             raise ModelFormatError(f"{self.weights_path}: not a valid safetensors file: {e}") from None
 
-        inp = self.obj(doc["input"], "input", {"dim", "name", "lower", "upper"}, {"integer"})
+        inp = self.obj(doc["input"], "input", {"dim", "name", "lower", "upper"}, {"integer", "grid"})
         d = self.int_(inp["dim"], "input.dim", 1)
         in_name = inp["name"]
         if in_name is not None and (not isinstance(in_name, str) or not _NAME_RE.match(in_name)):
@@ -420,7 +422,15 @@ class _Loader:
                 self.fail("input.integer", f"expected true or false, got {inp['integer']!r}")
             if inp["integer"]:
                 input_attrs["integer"] = 1
-        input_op = Op("input", (), input_attrs, name=in_name)
+        if "grid" in inp:
+            grid = self.vector(inp["grid"], "input.grid")
+            if len(grid) != d:
+                self.fail("input.grid", "must have the input's dim")
+            input_attrs["grid"] = grid
+        try:
+            input_op = Op("input", (), input_attrs, name=in_name)
+        except VerifyError as e:
+            self.fail("input", str(e))
         ops_doc = doc["ops"]
         if not isinstance(ops_doc, list) or not ops_doc:
             self.fail("ops", "expected a non-empty list")

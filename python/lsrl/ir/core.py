@@ -21,7 +21,7 @@ from ..errors import VerifyError
 from .matrix import Matrix, Vector
 
 __all__ = ["Location", "AttrSpec", "OpDef", "OPS", "register_op", "Op", "Module", "VerifyError", "as_module",
-           "fill_in_order"]
+           "fill_in_order", "grid_problem"]
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,53 @@ def _infer_input(op: Op) -> int:
                  if not a <= b or a == math.inf or b == -math.inf]  # NaN compares false
         _check(not empty, f"empty domain at coordinate(s) {empty[:10]} (lower > upper, lower = +inf, upper = -inf or "
                           "a NaN bound)")
+    grid = op.attrs.get("grid")
+    if grid is not None:
+        _check(len(grid) == d, f"grid has length {len(grid)}, expected {d}")
+        _check(not integer, "grid and integer together: declare integer features with grid 1 instead")
+        problem = grid_problem(lows, highs, grid)
+        _check(problem is None, problem or "")
     return int(d)
+
+
+#: a grid keeps every point, the bounds and their distance below 2^52 of its finest bit, so that a run's check
+#: (``x − lower``, its quotient by the step, ``lower + k·step``) computes each exactly in float64
+_GRID_BITS = 52
+
+
+def _lowest_bit(value: Fraction) -> int:
+    """The exponent of the lowest set bit of a nonzero dyadic rational."""
+    numerator = abs(value.numerator)
+    return (numerator & -numerator).bit_length() - value.denominator.bit_length()
+
+
+def grid_problem(lower, upper, grid) -> str | None:
+    """What is wrong with an input's ``grid`` (a Vector; 0 = any value) for its ``lower``/``upper`` bounds, or None.
+
+    A feature with step ``g > 0`` takes only the values ``lower + k·g`` (``k = 0, 1, …``) up to ``upper``: both
+    bounds finite, and the step, the lower bound and every such value float64 numbers (a step of 1/16 on [0, 1]
+    is one; 1/10 is not, nor is a range past 2^52 of the grid's finest bit)."""
+    steps = grid.array(True).tolist() if grid.exact else grid.values.tolist()
+    lows = lower.array(True).tolist() if lower is not None else [-math.inf] * len(steps)
+    highs = upper.array(True).tolist() if upper is not None else [math.inf] * len(steps)
+    for i, (g, a, b) in enumerate(zip(steps, lows, highs)):
+        if g == 0:
+            continue
+        where = f"grid[{i}] = {g}"
+        if not g > 0 or not math.isfinite(float(g)) or Fraction(float(g)) != g:
+            return f"{where}: a step must be 0 (any value) or a positive float64 number"
+        if not (math.isfinite(float(a)) and math.isfinite(float(b))):
+            return f"{where}: a gridded feature needs finite lower and upper bounds (its values are lower + k·step)"
+        if Fraction(float(a)) != a:
+            return f"{where}: the lower bound {a} is not a float64 number (the grid's values are lower + k·step)"
+        step, start = Fraction(float(g)), Fraction(float(a))
+        last = start + step * math.floor((Fraction(b) - start) / step)
+        finest = min(_lowest_bit(v) for v in (step, start) if v != 0)
+        reach = max(abs(start), abs(last), last - start)
+        if reach >= Fraction(2) ** (finest + _GRID_BITS):
+            return (f"{where}: the values lower + k·step from {float(start)} to {float(last)} are not all float64 "
+                    f"numbers (the step's and the lower bound's finest bit is 2^{finest})")
+    return None
 
 
 def _defaults_input(op: Op) -> dict:
@@ -224,7 +270,9 @@ def _infer_slice(op: Op) -> int:
 register_op(OpDef("input", "the program input x_t", _infer_input,
                   attrs={"dim": AttrSpec("int"), "lower": AttrSpec("vector", False, "elementwise lower bound"),
                          "upper": AttrSpec("vector", False, "elementwise upper bound"),
-                         "integer": AttrSpec("int", False, "1: every feature takes integer values only")},
+                         "integer": AttrSpec("int", False, "1: every feature takes integer values only"),
+                         "grid": AttrSpec("vector", False, "per feature: a step g > 0 — it takes only the values "
+                                          "lower + k·g — or 0 (any value)")},
                   num_operands=0, defaults=_defaults_input))
 register_op(OpDef("linear", "A x + b", _infer_linear,
                   attrs={"A": AttrSpec("matrix"), "b": AttrSpec("vector", False)}, defaults=_defaults_linear))

@@ -99,6 +99,8 @@ UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
 MAX_POINTS = 2048
 # the most values of a part of a sum that split the sum's lattice into intervals (_Values.spans)
 _SPAN_POINTS = 64
+# the ratio of |k y| between the ends of a piece a group's range is cut into around a breakpoint (_Group._candidates)
+_PIECE_RATIO = 2.0 ** 8
 #: rounded dot products a target may spend on one layer-form op (see the module docstring)
 ROUNDING_HOPS = 2
 # the analysis enumerates points in float64: its own rounding, relative to the magnitudes summed — 8 ulps, for the
@@ -436,6 +438,22 @@ class _Group:
             reach = np.abs(k) * self.y.err + np.minimum(self.delta_of(pos), near) + self.residual[pos]
         with np.errstate(divide="ignore", invalid="ignore"):
             cuts = np.concatenate([(-b - reach) / k, (-b + reach) / k])
+            if self.piece_rounding is not None and math.isfinite(self.y_hi - self.y_lo):
+                # pieces |k y| a factor _PIECE_RATIO apart on either side of each breakpoint where a row's rounding
+                # grows with what its terms reach: a unit is decided on a piece near its breakpoint where the
+                # rounding of its far end (x − 10¹⁰·c reaches 10¹⁰ where c = 1, and rounds at 10¹⁰'s ulp there)
+                # would leave it undecided up to that rounding's distance from the breakpoint
+                far = np.abs(k) * max(abs(self.y_lo), abs(self.y_hi))
+                grows = np.array([self.piece_rounding[p](np.array([f]))[0] > 2 * r
+                                  for p, f, r in zip(pos.tolist(), far.tolist(), reach.tolist())])
+                # (an exact row has no reach at its breakpoint: its first piece is as narrow as this arithmetic's)
+                near = np.where(grows, np.maximum(np.maximum(reach, _ANALYSIS_U * np.abs(b)) / np.abs(k),
+                                                  _ANALYSIS_U * (self.y_hi - self.y_lo)), np.inf)
+                rings = np.ceil(np.log(np.maximum((self.y_hi - self.y_lo) / near, 1.0)) / math.log(_PIECE_RATIO))
+                steps = np.arange(1, int(np.nanmax(rings[np.isfinite(rings)], initial=0)) + 1)
+                distances = (near[:, None] * _PIECE_RATIO ** steps[None, :]).ravel()
+                centres = np.repeat(-b / k, steps.size)
+                cuts = np.concatenate([cuts, centres - distances, centres + distances])
         cuts = cuts[np.isfinite(cuts) & (cuts > self.y_lo) & (cuts < self.y_hi)]
         if self.y.grid is not None and self.y.grid[1] > 0:
             # a lattice point at a cut is a piece of its own (an exact 0 there passes nothing), not the end of two
@@ -1127,19 +1145,27 @@ class ErrorAnalysis:
 
     def _input(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         integer = bool(op.attrs.get("integer", 0))
+        grid = op.attrs.get("grid")
+        # per feature: the lattice (origin, step) its values lie on, or None
+        lattices = [(float(math.ceil(a)), 1.0) if integer and math.isfinite(a) else None for a in lo.tolist()]
+        if grid is not None:  # a declared grid starts at the feature's lower bound (its declaration is exact)
+            starts = op.attrs["lower"].to_float().values.tolist()
+            lattices = [(a, g) if g > 0 else None for a, g in zip(starts, grid.to_float().values.tolist())]
         values = []
-        for a, b in zip(lo.tolist(), hi.tolist()):
+        for a, b, lattice in zip(lo.tolist(), hi.tolist(), lattices):
+            count = math.floor((b - lattice[0]) / lattice[1]) + 1 if lattice is not None and math.isfinite(b) \
+                else math.inf
             if a == b:
                 points = np.array([a])
-            elif integer and math.isfinite(a) and math.isfinite(b) and b - a < MAX_POINTS:
-                points = np.arange(math.ceil(a), math.floor(b) + 1, dtype=np.float64)
+            elif count <= MAX_POINTS:
+                points = lattice[0] + lattice[1] * np.arange(count, dtype=np.float64)
             else:
                 points = None
             size = max(abs(a), abs(b))
             if points is not None:  # the inputs are rounded to the dtype
                 values.append(_Values.of(points, np.abs(points - self._stored(points)), 0.0))
-            elif integer and math.isfinite(size) and size < 2.0 ** self.bits:  # too many to list: their lattice
-                values.append(_Values.unknown(0.0, (float(math.ceil(a)), 1.0), 0.0, size))
+            elif lattice is not None and math.isfinite(size) and size < 2.0 ** self.bits:  # too many to list
+                values.append(_Values.unknown(0.0, lattice, 0.0, size))
             else:
                 values.append(_Values.unknown(0.0 if self.dtype == "float64" else self.u * size))
         return _Facts(values, lo, hi)

@@ -25,7 +25,7 @@ __all__ = ["continuous_approximator", "continuous_graph", "continuous_prompt", "
 
 
 def continuous_graph(d_in: int, d_out: int, conditional: str = "multiplicative", scale: float = 1000,
-                     large_constant: float = 1e10, value_bound: float | None = None):
+                     large_constant: float = 1e10, value_bound: float | None = None, n_levels: int | None = None):
     """Build Listing 1's graph; returns ``(output, nodes)`` with the named nodes of the node table."""
     if int(d_in) != d_in or int(d_out) != d_out or d_in < 1 or d_out < 1:
         raise ValueError(f"continuous_approximator: d_in and d_out must be positive integers, "
@@ -42,7 +42,14 @@ def continuous_graph(d_in: int, d_out: int, conditional: str = "multiplicative",
     upper = np.array([1.0] * (1 + d_in) + [value_upper] * d_out)
     cond_kw = dict(scale=scale, large_constant=large_constant)
 
-    x = Input(1 + d_in + d_out, lower=lower, upper=upper, name="x")
+    grid = None
+    if n_levels is not None:
+        levels = int(n_levels) if not isinstance(n_levels, bool) and int(n_levels) == n_levels else 0
+        if levels < 1 or levels & (levels - 1):
+            raise ValueError(f"continuous_approximator: n_levels must be a power of two (the grid of cell corners "
+                             f"and centres, k/(2·n_levels), is then exact in floats), got {n_levels!r}")
+        grid = [0.5 / levels] * (1 + d_in) + [0.0] * d_out
+    x = Input(1 + d_in + d_out, lower=lower, upper=upper, name="x", grid=grid)
     one = f_constant(x, 1, name="one")
     ctr = LinState(one, A=[[1]], B=[[1]], init_state=[0], name="ctr")
     ctr_v = Linear(ctr, np.ones((d_in, 1)), name="ctr_v")
@@ -75,16 +82,21 @@ def continuous_graph(d_in: int, d_out: int, conditional: str = "multiplicative",
 
 def continuous_approximator(d_in: int, d_out: int, conditional: str = "multiplicative",
                             scale: float = 1000, large_constant: float = 1e10,
-                            value_bound: float | None = None):
+                            value_bound: float | None = None, n_levels: int | None = None):
     """Listing 1 as a program over tokens of dimension ``1 + d_in + d_out``.
 
     Input: ``continuous_query(q, d_out)`` followed by ``continuous_prompt(f, d_in, d_out, N)``.
     The output at the last step is ``f`` at the centre of the grid cell ``Π (l_j, l_j + δ]`` that
     contains ``q`` (0 if none does, e.g. a coordinate equal to 0), provided ``q`` lies at least
     ``1/scale`` inside the cell.  ``value_bound`` (optional) declares ``|ȳ| ≤ value_bound`` for the
-    value slots; the first ``1 + d_in`` slots are declared in ``[0, 1]``.
+    value slots; the first ``1 + d_in`` slots are declared in ``[0, 1]``.  ``n_levels`` (optional, a power of two)
+    declares the grid the prompt of ``continuous_prompt(f, d_in, d_out, n_levels)`` lies on and puts the query on
+    it too (``Input(grid=1/(2·n_levels))`` on those slots: the cells' corners and centres — ``cell_centre(q,
+    n_levels)`` is the query that answers ``f`` there): every comparison of the program is then between grid
+    values, so the error bound proves the steps exact (docs/numerics.md, "Declared grids"), and the compiled
+    model refuses a query off the grid when it runs.
     """
-    output, _ = continuous_graph(d_in, d_out, conditional, scale, large_constant, value_bound)
+    output, _ = continuous_graph(d_in, d_out, conditional, scale, large_constant, value_bound, n_levels)
     return ForEach(output)
 
 

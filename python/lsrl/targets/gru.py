@@ -41,6 +41,7 @@ from ..ir.core import Module, Op
 from ..ir.matrix import Matrix, Vector
 from ..ir.semantics import EvalContext
 from ..passes.error_bound import ROUNDING_HOPS, local_error_entry, output_error_bounds
+from ..passes.range_analysis import RangeAnalysis
 from .registry import Target, register_target
 from .shared.cells import (Recurrent, activation_functions, cell_opdef, csr_arrays, empty_outputs, initial_state,
                            input_projection, optional_vector, vector_array)
@@ -53,6 +54,9 @@ __all__ = ["GruTarget"]
 KIND = "gru"
 GATES = ("r", "z", "n")
 _ONNX_ORDER = (1, 0, 2)       # torch (r, z, n) → ONNX (z, r, h)
+#: the largest float32 error bound, relative to its output's range, of a model whose λ-weights read units without
+#: memory (GruStandard.finish): the issue's measure of a useful bound
+USEFUL_BOUND = 1e-4
 #: unit roundoffs: the rounding of a sum that reads ReLU pairs (see ``GruStandard.check_stage``)
 FLOAT64_ROUNDOFF = 2.0 ** -53
 FLOAT32_ROUNDOFF = 2.0 ** -24
@@ -273,12 +277,13 @@ class GruStandard(StandardLowering):
 
     def finish(self, module) -> None:
         """A weight ≥ 2^24 on units without memory (not ReLU pairs) is right in float32 where the error analysis
-        proves the model's outputs exact in float32 — the token programs with the permutation counter, whose
-        λ-rows read ``materialize-steps``' step units and whose pairs the readers sum exactly; else the model is
-        refused for float32 as a λ-read of a pair is (a λ-row feeding a product stage, whose roundings the products
-        pass on: 2 and 3 off under a bound of 1.2·10⁴ in two of ``benchmarks/conditionals.py``'s integer
-        programs).  Only a model compiled for float32 is analysed (a float32 analysis costs about as much as the
-        lowering); a float64 model with such weights records that its float32 runs are not proven."""
+        proves the model's outputs within :data:`USEFUL_BOUND` of their range in float32 — the token programs with
+        the permutation counter (exact: their λ-rows read ``materialize-steps``' step units and their pairs the
+        readers sum exactly), the continuous programs on a declared grid (``n_levels``); else the model is refused
+        for float32 as a λ-read of a pair is (a λ-row feeding a product stage, whose roundings the products pass
+        on: 2 and 3 off under a bound of 1.2·10⁴ in two of ``benchmarks/conditionals.py``'s integer programs).
+        Only a model compiled for float32 is analysed (a float32 analysis costs about as much as the lowering); a
+        float64 model with such weights records that its float32 runs are not proven."""
         if not self._loud_reads or "float32" in self.dtype_limits:
             return
         if self.dtype != "float32":  # its constants were chosen for float64: not analysed for float32 runs
@@ -288,13 +293,19 @@ class GruStandard(StandardLowering):
         stated = module.metadata
         module.metadata = dict(stated, local_errors=self.local_errors)  # what the model's error bound will read
         try:
-            ranges = None if self.candidates is None else self.candidates.ranges
-            bound = float(np.max(output_error_bounds(module, "float32", self.t_max, ranges), initial=0.0))
+            ranges = RangeAnalysis(module, self.t_max) if self.candidates is None else self.candidates.ranges
+            bounds = np.asarray(output_error_bounds(module, "float32", self.t_max, ranges))
         finally:
             module.metadata = stated
-        if bound != 0:
+        lo, hi = ranges(module.output)
+        with np.errstate(invalid="ignore"):
+            useful = bounds <= USEFUL_BOUND * np.maximum(np.abs(lo), np.abs(hi))
+        if not np.all((bounds == 0) | useful):
+            worst = int(np.argmax(np.where((bounds == 0) | useful, -np.inf, bounds)))
             self._refuse_float32(f"{describe_stage(self._loud_reads[0])} reads units with a weight ≥ 2^24, and "
-                                 f"float32 is not proven exact there (the model's float32 error bound is {bound:.3g})")
+                                 f"float32 is not proven right there (the model's float32 error bound is "
+                                 f"{bounds[worst]:.3g} on output {worst}, whose range reaches "
+                                 f"{max(abs(lo[worst]), abs(hi[worst])):.3g})")
 
     def relu_reads(self, bound):
         return 2 * bound, 2  # p and q, each up to the bound once the ReLU is off
