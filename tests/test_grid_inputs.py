@@ -27,11 +27,37 @@ LEVELS = 8
     ([0.5], {}, lsrl.ShapeError, r"grid has shape \(1,\), expected a number or length 2"),
     (0.5, {"upper": None}, ValueError, r"a gridded feature needs finite lower and upper bounds"),
     (1.0, {"integer": True}, ValueError, r"grid and integer=True together"),
+    (0.5, {"lower": [None, 0.0]}, ValueError, r"^Input: grid\[0\] = 0.5: a gridded feature needs finite lower"),
+    (True, {}, TypeError, r"grid must be a number or a sequence of numbers, got True"),
+    ("0.5", {}, TypeError, r"grid must be a number or a sequence of numbers, got '0.5'"),
 ])
 def test_a_grid_is_validated_where_it_is_declared(grid, kwargs, error, message):
     arguments = {"lower": 0.0, "upper": 1.0, "grid": grid, **kwargs}
     with pytest.raises(error, match=message):
         lsrl.Input(2, **arguments)
+
+
+def test_a_gridded_feature_may_sit_beside_unbounded_ones():
+    # bounds of ±inf on a feature without a grid have no exact value; only a gridded feature's bounds are read
+    x = lsrl.Input(2, lower=[0, None], upper=[1, None], grid=[0.5, 0])
+    assert x.op.attrs["grid"].values.tolist() == [0.5, 0.0]
+    program = P.continuous_approximator(2, 1, "multiplicative", n_levels=LEVELS)  # its value slots unbounded
+    assert program.ir.input.attrs["grid"].values.tolist() == [1 / 16] * 3 + [0.0]
+
+
+def test_a_grid_finer_than_float32_holds_is_charged_its_rounding():
+    from lsrl.assumptions import InputBounds
+    from lsrl.passes.error_bound import ErrorAnalysis
+    # 2^30 + 1 values in [0, 1]: known by their lattice only, which float32 cannot hold (1 − 2^-30 is 1.0 there)
+    module = parse_module("""lsrl.module @fine(%x: 1 {lower = [0.0], upper = [1.0], grid = [9.313225746154785e-10]}) -> 1 {
+  return %x : 1
+}""")
+    assert ErrorAnalysis(module, "float64")[module.input].err[0] == 0.0
+    assert ErrorAnalysis(module, "float32")[module.input].err[0] == 2.0 ** -24
+    # the run's check is exact on a float32 array too (1.0625 is not on 1 + 2^-30 + k/16)
+    offset = lsrl.Input(1, lower=1 + 2.0 ** -30, upper=2.0, grid=1 / 16)
+    with pytest.raises(lsrl.InputDomainError, match="is not on the grid"):
+        InputBounds(offset.op).check(np.array([[[1.0625]]], dtype=np.float32), "check")
 
 
 def test_a_grid_survives_the_ir_text_and_a_bad_one_is_refused_with_its_location():

@@ -113,7 +113,7 @@ class InputBounds:
                     hint: str) -> None:
         """Raise :class:`InputDomainError` where feature ``feature`` of ``x`` is not ``start + k·step`` (exact: the
         grid's declaration keeps each of these operations exact in float64; an exact input in rationals)."""
-        column = x[:, :, feature]
+        column = x[:, :, feature] if x.dtype == object else np.asarray(x[:, :, feature], dtype=np.float64)
         if x.dtype == object:
             origin, spacing = Fraction(start), Fraction(step)
             off = np.vectorize(lambda v: ((Fraction(v) - origin) / spacing).denominator != 1, otypes=[bool])(column)

@@ -177,6 +177,8 @@ def to_vector(value, length: int, what: str) -> Vector:
 
 def _grid_vector(value, dim: int) -> Vector:
     """An input's grid steps: a number or a length-``dim`` sequence, None entries (any value) as 0."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"Input: grid must be a number or a sequence of numbers, got {value!r}")
     if _is_number(value):
         items = [value] * dim
     else:
@@ -184,6 +186,8 @@ def _grid_vector(value, dim: int) -> Vector:
         if arr.ndim != 1 or arr.shape[0] != dim:
             raise ShapeError(f"Input: grid has shape {arr.shape}, expected a number or length {dim}")
         items = arr.tolist()
+    if any(isinstance(v, (bool, np.bool_)) for v in items):
+        raise TypeError(f"Input: grid entries must be numbers or None, got {value!r}")
     return Vector([0.0 if v is None else _number(v, "Input: grid") for v in items], exact=None)
 
 

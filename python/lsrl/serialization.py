@@ -429,8 +429,8 @@ class _Loader:
             input_attrs["grid"] = grid
         try:
             input_op = Op("input", (), input_attrs, name=in_name)
-        except VerifyError as e:
-            self.fail("input", str(e))
+        except (VerifyError, ValueError) as e:
+            self.fail("input", str(e).removeprefix("input: "))
         ops_doc = doc["ops"]
         if not isinstance(ops_doc, list) or not ops_doc:
             self.fail("ops", "expected a non-empty list")

@@ -182,9 +182,11 @@ def grid_problem(lower, upper, grid) -> str | None:
     A feature with step ``g > 0`` takes only the values ``lower + k·g`` (``k = 0, 1, …``) up to ``upper``: both
     bounds finite, and the step, the lower bound and every such value float64 numbers (a step of 1/16 on [0, 1]
     is one; 1/10 is not, nor is a range past 2^52 of the grid's finest bit)."""
-    steps = grid.array(True).tolist() if grid.exact else grid.values.tolist()
-    lows = lower.array(True).tolist() if lower is not None else [-math.inf] * len(steps)
-    highs = upper.array(True).tolist() if upper is not None else [math.inf] * len(steps)
+    def entries(vector, missing: float) -> list:  # a float vector may hold ±inf, which has no exact value
+        if vector is None:
+            return [missing] * len(grid)
+        return vector.array(True).tolist() if vector.exact else vector.values.tolist()
+    steps, lows, highs = entries(grid, 0.0), entries(lower, -math.inf), entries(upper, math.inf)
     for i, (g, a, b) in enumerate(zip(steps, lows, highs)):
         if g == 0:
             continue

@@ -1164,7 +1164,8 @@ class ErrorAnalysis:
             size = max(abs(a), abs(b))
             if points is not None:  # the inputs are rounded to the dtype
                 values.append(_Values.of(points, np.abs(points - self._stored(points)), 0.0))
-            elif lattice is not None and math.isfinite(size) and size < 2.0 ** self.bits:  # too many to list
+            elif lattice is not None and math.isfinite(size) and \
+                    size < 2.0 ** (self.bits + _low_bit(np.array(lattice))):  # too many to list; the dtype holds them
                 values.append(_Values.unknown(0.0, lattice, 0.0, size))
             else:
                 values.append(_Values.unknown(0.0 if self.dtype == "float64" else self.u * size))
