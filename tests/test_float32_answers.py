@@ -116,6 +116,29 @@ def test_continuous_answers_in_float32(target, activations, conditional):
         assert error <= tolerance, f"{name}: |answer − f(centre)| = {error:.2g}"
 
 
+@pytest.mark.parametrize("conditional", ["direct", "multiplicative"])
+@pytest.mark.parametrize("target, activations", MODES)
+def test_continuous_answers_on_a_declared_grid_in_float32(target, activations, conditional):
+    # the queries at their cells' centres and the prompt's grid declared (n_levels): the standard GRU's
+    # λ-conditionals compile too, and every model's float32 bound holds what each executor answers
+    xs, want = continuous_centre_case(N_LEVELS)
+    centred = xs.copy()
+    centred[:, 0, :2] = (np.floor(xs[:, 0, :2] * N_LEVELS) + 0.5) / N_LEVELS
+    program = continuous_approximator(2, 1, conditional=conditional, value_bound=3, n_levels=N_LEVELS)
+    if target == "relu_rnn" and conditional == "multiplicative":
+        return  # cannot multiply: test_continuous_answers_in_float32 checks the refusal
+    model = lsrl.compile(program, target, activations=activations, t_max=xs.shape[1], dtype="float32")
+    bound = float(np.max(model.error_bound_in("float32")))
+    exact = np.asarray(lsrl.ir.interpret(model._layer_form, centred, exact=True), dtype=np.float64)
+    product = activations == "standard" and conditional == "multiplicative" \
+        and target not in ("linear_rnn", "relu_rnn") + HF_TARGETS
+    tolerance = CONTINUOUS_TOLERANCE["standard product" if product else "plain"]
+    for name, run in _executors(model).items():
+        out = run(centred)
+        assert np.max(np.abs(out - exact)) <= bound, name
+        assert np.max(np.abs(out[:, -1, :] - want)) <= tolerance, name
+
+
 @pytest.mark.parametrize("target, activations", MODES)
 def test_more_ones_in_float32(target, activations):
     bits = np.random.default_rng(0).integers(0, 2, size=(3, 40, 1)).astype(float)
