@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import PassError
 from ..ir.core import Op
-from ..ir.error_free import product_exact
+from ..ir.error_free import product_exact, sum_exact
 from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
@@ -261,16 +261,10 @@ def _group_scales(producer, scales: np.ndarray, carried: np.ndarray, readers: li
         # 10¹⁶, biases one apart, offsets divided in floats are 8·10⁻⁸ off their gap of 10⁻¹⁶)
         _, a, b = found
         (ja, norm_a), (jb, norm_b) = members[a], members[b]
-        gap = abs(_offset(biases[ja], norm_a) - _offset(biases[jb], norm_b))
-        exact_gap = abs(exact_offsets(ja) - exact_offsets(jb)) if exact_offsets is not None else 0
+        gap = _gap(biases[ja], norm_a, biases[jb], norm_b)
         upstream = float(units[indices[ptr[ja]]])
-        # the float gap's scale, else the exact gap's (the two rows may be one exactly: their gap is 0 then), in
-        # the stored rows' units, else in debranch's
-        candidates = [(gap, 1.0)] + [(exact_gap, 1.0)] * bool(exact_gap)
-        if upstream != 1.0:
-            candidates += [(gap, upstream)] + [(exact_gap, upstream)] * bool(exact_gap)
         scale, unit = snap_number(float(1 / gap), 1e-9), 1.0  # none short: the float gap's
-        for candidate_gap, candidate_unit in candidates:
+        for candidate_gap, candidate_unit in _gap_candidates(gap, exact_offsets, ja, jb, upstream):
             held = snap_number(float(Fraction(candidate_unit) / candidate_gap), 1e-9)
             if _short(held):
                 scale, unit = held, candidate_unit
@@ -360,6 +354,36 @@ def _reader_rows(reader, n: int) -> list:
         for column in columns[start:end].tolist():
             rows_of[column].append(row)
     return rows_of
+
+
+def _gap_candidates(gap, exact_offsets, ja: int, jb: int, upstream: float):
+    """``(gap, unit)`` pairs to take a group's scale from, in order: the float gap's, else the exact gap's (the two
+    rows may be one exactly: their gap is 0 then), in the stored rows' units, else in debranch's (``upstream``).
+    The exact gap is computed only when the float gap's scale is not short."""
+    yield gap, 1.0
+    exact_gap = abs(exact_offsets(ja) - exact_offsets(jb)) if exact_offsets is not None else 0
+    if exact_gap:
+        yield exact_gap, 1.0
+    if upstream != 1.0:
+        yield gap, upstream
+        if exact_gap:
+            yield exact_gap, upstream
+
+
+def _gap(bias_a: float, first_a: float, bias_b: float, first_b: float) -> float | Fraction:
+    """``|offset_a − offset_b|`` of two rows (:func:`_offset`) exactly: a float where float64 divides both and
+    subtracts exactly (the usual case: the floats then compute every quotient from it as the rationals would), else
+    a Fraction."""
+    quotients = []
+    for bias, first in ((bias_a, first_a), (bias_b, first_b)):
+        q = bias / abs(first)
+        if not (math.isfinite(q) and q * abs(first) == bias and product_exact(q, abs(first), bias)):
+            return abs(_offset(bias_a, first_a) - _offset(bias_b, first_b))
+        quotients.append(q)
+    difference = quotients[0] - quotients[1]
+    if not sum_exact(quotients[0], -quotients[1], difference):
+        return abs(_offset(bias_a, first_a) - _offset(bias_b, first_b))
+    return abs(difference)
 
 
 def _offset(bias, first) -> Fraction:
