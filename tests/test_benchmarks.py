@@ -28,3 +28,12 @@ def test_benchmark_smoke_run(script):
                           env=env, cwd=script.parent.parent)
     assert done.returncode == 0, f"{script.name} --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "|---" in done.stdout, f"{script.name} --smoke printed no table:\n{done.stdout[-2000:]}"
+
+
+def test_the_pass_timings_against_a_revision_run():
+    script = BENCHMARKS[0].parent / "versions.py"
+    done = subprocess.run([sys.executable, str(script), "--against", "HEAD", "--passes", "--smoke"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                          cwd=script.parent.parent)
+    assert done.returncode == 0, f"versions.py --passes --smoke failed:\n{done.stderr[-3000:]}"
+    assert "| continuous 2->1 direct |" in done.stdout and "debranch this" in done.stdout, done.stdout[-2000:]

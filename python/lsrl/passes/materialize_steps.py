@@ -398,7 +398,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
             i += 1  # nothing to rewrite: no group to difference, no bias large enough to complement a unit
             continue
         read = reader.attrs[weights_name]
-        producer_bias = producer.attrs["b"].to_float().values if groups else None
+        producer_bias = producer.attrs["b"].to_float().values.tolist() if groups else None
 
         exact_bias = shadow.held(producer)["b"].values.tolist() if shadow is not None and groups else None
 
@@ -411,7 +411,7 @@ def materialize_steps(module, *, cancel: float = 2.0 ** -20, bound_slack: float 
                 # with it whether or not float64 holds the gap (a rotation counter's step, 1 + 2⁻⁵¹ apart), and
                 # its float image reads the step's 0/1 as a float module's does
                 return float(exact_gap(hi, lo)), True
-            return _gap_above(float(producer_bias[hi]), float(producer_bias[lo]))
+            return _gap_above(producer_bias[hi], producer_bias[lo])
 
         def upper(j, source=source):
             nonlocal analysis
