@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import VerifyError
+from .error_free import lowest_bit
 from .matrix import Matrix, Vector
 
 __all__ = ["Location", "AttrSpec", "OpDef", "OPS", "register_op", "Op", "Module", "VerifyError", "as_module",
@@ -170,12 +171,6 @@ def _infer_input(op: Op) -> int:
 _GRID_BITS = 52
 
 
-def _lowest_bit(value: Fraction) -> int:
-    """The exponent of the lowest set bit of a nonzero dyadic rational."""
-    numerator = abs(value.numerator)
-    return (numerator & -numerator).bit_length() - value.denominator.bit_length()
-
-
 def grid_problem(lower, upper, grid) -> str | None:
     """What is wrong with an input's ``grid`` (a Vector; 0 = any value) for its ``lower``/``upper`` bounds, or None.
 
@@ -199,7 +194,7 @@ def grid_problem(lower, upper, grid) -> str | None:
             return f"{where}: the lower bound {a} is not a float64 number (the grid's values are lower + k·step)"
         step, start = Fraction(float(g)), Fraction(float(a))
         last = start + step * math.floor((Fraction(b) - start) / step)
-        finest = min(_lowest_bit(v) for v in (step, start) if v != 0)
+        finest = int(np.min(lowest_bit(np.array([float(step), float(start)]))))  # the start may be 0
         reach = max(abs(start), abs(last), last - start)
         if reach >= Fraction(2) ** (finest + _GRID_BITS):
             return (f"{where}: the values lower + k·step from {float(start)} to {float(last)} are not all float64 "

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["sum_exact", "product_exact", "fold_products"]
+__all__ = ["sum_exact", "product_exact", "fold_products", "lowest_bit", "divides_exactly"]
 
 #: Veltkamp's splitter for float64 (2^27 + 1): a significand splits into two halves of at most 26 bits
 _SPLITTER = 134217729.0
@@ -19,6 +19,18 @@ _SPLITTER = 134217729.0
 _SPLIT_LIMIT = 1e290
 #: below this magnitude the halves' products may underflow (they reach 2^-106 of the product): counted inexact
 _SMALLEST_PRODUCT = 2.0 ** -960
+
+
+def lowest_bit(x: np.ndarray) -> np.ndarray:
+    """The exponent of the lowest set bit of each finite non-zero ``x`` (a large value for 0 or ±inf)."""
+    out = np.full(x.shape, 1 << 20, dtype=np.int64)
+    ok = np.isfinite(x) & (x != 0)
+    if ok.any():
+        m, e = np.frexp(np.abs(x[ok]))
+        mant = (m * 2.0 ** 53).astype(np.int64)
+        low = mant & (-mant)
+        out[ok] = e.astype(np.int64) - 53 + np.log2(low.astype(np.float64)).astype(np.int64)
+    return out
 
 
 def _sum_error(a, b, s):
@@ -60,6 +72,12 @@ def product_exact(a, b, p):
         zero = (a == 0) | (b == 0)
         splittable = (np.abs(a) < _SPLIT_LIMIT) & (np.abs(b) < _SPLIT_LIMIT) & (np.abs(p) >= _SMALLEST_PRODUCT)
         return np.where(zero, p == 0, np.isfinite(p) & splittable & (_product_error(a, b, p) == 0))
+
+
+def divides_exactly(v: float, s: float) -> bool:
+    """Whether float64 holds ``v / s`` exactly."""
+    q = v / s
+    return q * s == v and product_exact(q, s, q * s)
 
 
 def fold_products(constant: float, products) -> tuple[float, list[float]]:

@@ -35,7 +35,7 @@ import math
 from fractions import Fraction
 
 from ..errors import PassError
-from ..ir.error_free import fold_products, product_exact
+from ..ir.error_free import divides_exactly, fold_products, product_exact
 from .materialize_steps import LARGE_BIAS
 
 CONST = 0  # column of the constant 1
@@ -140,12 +140,6 @@ def normalise(row: dict, exact: bool, signed: bool):
     if s == 1:
         return s, row
     return s, {k: v / s for k, v in row.items()}
-
-
-def _divides_exactly(v: float, s: float) -> bool:
-    """Whether float64 holds ``v / s`` exactly."""
-    q = v / s
-    return q * s == v and product_exact(q, s, q * s)
 
 
 def _mul_bound(a: float, b: float) -> float:
@@ -403,7 +397,7 @@ class NormalForm:
         value = row.get(CONST)
         if self.exact or value is None or not _finite(value) or abs(value) >= LARGE_BIAS:
             return
-        if type(value) is float and type(s) is float and _divides_exactly(value, s):
+        if type(value) is float and type(s) is float and divides_exactly(value, s):
             if CONST in nrow:
                 nrow[CONST] = (value / s) or 0.0
             return
@@ -447,8 +441,8 @@ class NormalForm:
         if known is None:
             scale = s
             constant = row.get(CONST, 0.0)
-            if not all(_divides_exactly(v, s) for k, v in row.items() if k != CONST) or \
-                    abs(constant) >= LARGE_BIAS and not _divides_exactly(float(constant), s):
+            if not all(divides_exactly(v, s) for k, v in row.items() if k != CONST) or \
+                    abs(constant) >= LARGE_BIAS and not divides_exactly(float(constant), s):
                 scale = math.copysign(math.ldexp(1.0, math.frexp(s)[1] - 1), s)
             known = self._directions[direction] = (s, scale, {k: v / scale for k, v in row.items() if k != CONST})
         first, first_scale, first_atoms = known

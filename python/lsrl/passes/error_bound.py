@@ -84,10 +84,10 @@ import scipy.sparse as sp
 from ..assumptions import validate_t_max
 from ..errors import OptionError
 from ..ir.core import Module, Op
-from ..ir.error_free import product_exact, sum_exact
+from ..ir.error_free import lowest_bit, product_exact, sum_exact
 from ..ir.matrix import Matrix, Vector, is_exact_float
 from . import Pass, register_pass
-from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order, _lowest_bit,
+from .range_analysis import (_MAX_NORM_BLOCK, _NORM_MARGIN, RangeAnalysis, _block_order,
                              _spectral_norm_bound, float64_run)
 
 __all__ = ["ErrorAnalysis", "ErrorBoundPass", "UNIT_ROUNDOFF", "MAX_POINTS", "ROUNDING_HOPS", "output_error_bounds",
@@ -122,7 +122,7 @@ def _magnitude(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def _low_bit(values: np.ndarray) -> int:
     """The exponent of the lowest set bit over ``values`` (large when all are 0)."""
-    return int(np.min(_lowest_bit(np.asarray(values, dtype=np.float64)), initial=1 << 20))
+    return int(np.min(lowest_bit(np.asarray(values, dtype=np.float64)), initial=1 << 20))
 
 
 def zero_safe_product(a, b):
@@ -221,7 +221,7 @@ class _Values:
         """These values as one term of a sum: its magnitude and lowest bit at each point."""
         if self.points is None:
             return self
-        return dataclasses.replace(self, mags=np.abs(self.points), grains=_lowest_bit(self.points))
+        return dataclasses.replace(self, mags=np.abs(self.points), grains=lowest_bit(self.points))
 
     @property
     def lattice(self) -> tuple[float, float] | None:
@@ -542,7 +542,7 @@ class _Group:
         with np.errstate(invalid="ignore", over="ignore"):
             terms = coeffs[None, :] * np.maximum(pre, 0.0)
             mags = np.sum(np.abs(terms) + np.abs(coeffs)[None, :] * spread, axis=1)
-        grains = np.min(_lowest_bit(terms), axis=1, initial=1 << 20)
+        grains = np.min(lowest_bit(terms), axis=1, initial=1 << 20)
         return np.where(level_exact, level, values), errors, np.where(level_exact, drift, slack), mags, grains
 
     def _pre_activations(self, pos: np.ndarray, centres: np.ndarray, half: np.ndarray):
@@ -867,13 +867,13 @@ class ErrorAnalysis:
                 errors, slacks = _looked_up(fx.values[c], value)
                 term = value * w
                 rounding = np.where(product_exact(value, np.full(value.shape, w), term), 0.0, _ANALYSIS_U * np.abs(term))
-                clocked.append((term, errors * abs(w), slacks * abs(w) + rounding, np.abs(term), _lowest_bit(term)))
+                clocked.append((term, errors * abs(w), slacks * abs(w) + rounding, np.abs(term), lowest_bit(term)))
         constant = _Values.of(np.array([bias]), np.zeros(1), 0.0).as_term()
         if fx.clock is None or (parts and not clocked):
             return _sum([constant] + parts), None
         states = fx.clock.shape[0]
         total = (np.full(states, bias), np.zeros(states), np.zeros(states), np.full(states, abs(bias)),
-                 np.full(states, _lowest_bit(np.array([bias]))[0]))
+                 np.full(states, lowest_bit(np.array([bias]))[0]))
         for values, errors, slacks, mags, grains in clocked:
             summed = total[0] + values
             # a partial sum rounds by at most an ulp of Σ|terms|
@@ -924,7 +924,7 @@ class ErrorAnalysis:
         with np.errstate(over="ignore"):
             summed = float(np.sum(weights * hidden[cols]))
         read = hidden[cols] != 0
-        terms = grains[cols][read] + _lowest_bit(weights[read])
+        terms = grains[cols][read] + lowest_bit(weights[read])
         grain = int(np.min(terms)) if read.any() and not np.isnan(terms).any() else None
         total = math.inf
         if np.isfinite(totals[cols]).any():
@@ -1392,7 +1392,7 @@ class ErrorAnalysis:
         the direction (``off``) takes from ``x``'s error."""
         err = self[x].err[cols]
         _, computed, hidden, n, grain, total = self._unit_reach(x, cols, row, bias, k, d, y, off)
-        grains = np.minimum(_lowest_bit(np.array([k]))[0] + y.grains, _lowest_bit(np.array([bias]))[0])
+        grains = np.minimum(lowest_bit(np.array([k]))[0] + y.grains, lowest_bit(np.array([bias]))[0])
         mags = np.minimum(computed + hidden, total + abs(bias))
         exact_mags, grains = _with_hidden(computed, grains, hidden, grain, total + abs(bias))
         # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
@@ -1417,7 +1417,7 @@ class ErrorAnalysis:
         # precision
         unit = np.maximum(pre, 0.0)
         known = (e_hat == 0) & (spread == 0) & pre_exact
-        grains = np.minimum(_lowest_bit(np.array([v]))[0] + _lowest_bit(unit), _lowest_bit(np.array([bias]))[0])
+        grains = np.minimum(lowest_bit(np.array([v]))[0] + lowest_bit(unit), lowest_bit(np.array([bias]))[0])
         fits = self._fits(*_with_hidden(abs(v) * unit + abs(bias), grains, hidden, grain, total + abs(bias)))
         storage = 0.0 if representable else self.u * mags
         return np.where((off | (known & fits)) & representable, 0.0,
@@ -1488,7 +1488,7 @@ class ErrorAnalysis:
                 at_a, at_b = fx.clock[:, i], fx.clock[:, i + half]
                 (ea, sa), (eb, sb) = _looked_up(a, at_a), _looked_up(b, at_b)
                 exact = (ea == 0) & (eb == 0) & (sa == 0) & (sb == 0) \
-                    & self._fits(np.abs(at_a * at_b), _lowest_bit(at_a) + _lowest_bit(at_b))
+                    & self._fits(np.abs(at_a * at_b), lowest_bit(at_a) + lowest_bit(at_b))
                 clock[:, i], product = self._product_of_pairs(at_a, ea, sa, at_b, eb, sb, exact)
                 values.append(product)
             elif a.points is not None and b.points is not None and a.points.size * b.points.size <= 4 * MAX_POINTS:

@@ -31,7 +31,7 @@ import scipy.sparse.csgraph  # noqa: F401  (sp.csgraph)
 
 from ..assumptions import validate_t_max
 from ..ir.core import Module, Op, fill_in_order
-from ..ir.error_free import product_exact
+from ..ir.error_free import lowest_bit, product_exact
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
 
@@ -51,18 +51,6 @@ def _down(x: np.ndarray, err: np.ndarray) -> np.ndarray:
 
 def _up(x: np.ndarray, err: np.ndarray) -> np.ndarray:
     return np.where(err > 0, x + err, x)
-
-
-def _lowest_bit(x: np.ndarray) -> np.ndarray:
-    """The exponent of the lowest set bit of each finite non-zero ``x`` (a large value for 0 or ±inf)."""
-    out = np.full(x.shape, 1 << 20, dtype=np.int64)
-    ok = np.isfinite(x) & (x != 0)
-    if ok.any():
-        m, e = np.frexp(np.abs(x[ok]))
-        mant = (m * 2.0 ** 53).astype(np.int64)
-        low = mant & (-mant)
-        out[ok] = e.astype(np.int64) - 53 + np.log2(low.astype(np.float64)).astype(np.int64)
-    return out
 
 
 def _segments(indptr: np.ndarray):
@@ -91,7 +79,7 @@ def _sum_error(terms: np.ndarray, exact: np.ndarray, indptr: np.ndarray) -> tupl
     mag = _seg_reduce(np.add, _finite_abs(terms), indptr, 0.0)
     count = np.diff(indptr)
     inexact = _seg_reduce(np.add, (~exact).astype(np.int64), indptr, 0)
-    lsb = _seg_reduce(np.minimum, _lowest_bit(terms), indptr, 1 << 20)
+    lsb = _seg_reduce(np.minimum, lowest_bit(terms), indptr, 1 << 20)
     with np.errstate(over="ignore"):
         limit = np.ldexp(1.0, np.minimum(lsb + 52, 1100).astype(np.int64))
     is_exact = (inexact == 0) & (mag * (1 + 2.0 ** -40) < limit)

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import PassError
 from ..ir.core import Op
-from ..ir.error_free import product_exact, sum_exact
+from ..ir.error_free import divides_exactly, product_exact, sum_exact
 from ..ir.layer_form import check_layer_form
 from ..ir.matrix import Matrix, Vector
 from . import Pass, register_pass
@@ -374,16 +374,11 @@ def _gap(bias_a: float, first_a: float, bias_b: float, first_b: float) -> float 
     """``|offset_a − offset_b|`` of two rows (:func:`_offset`) exactly: a float where float64 divides both and
     subtracts exactly (the usual case: the floats then compute every quotient from it as the rationals would), else
     a Fraction."""
-    quotients = []
-    for bias, first in ((bias_a, first_a), (bias_b, first_b)):
-        q = bias / abs(first)
-        if not (math.isfinite(q) and q * abs(first) == bias and product_exact(q, abs(first), bias)):
-            return abs(_offset(bias_a, first_a) - _offset(bias_b, first_b))
-        quotients.append(q)
-    difference = quotients[0] - quotients[1]
-    if not sum_exact(quotients[0], -quotients[1], difference):
-        return abs(_offset(bias_a, first_a) - _offset(bias_b, first_b))
-    return abs(difference)
+    if divides_exactly(bias_a, abs(first_a)) and divides_exactly(bias_b, abs(first_b)):
+        qa, qb = bias_a / abs(first_a), bias_b / abs(first_b)
+        if sum_exact(qa, -qb, qa - qb):
+            return abs(qa - qb)
+    return abs(_offset(bias_a, first_a) - _offset(bias_b, first_b))
 
 
 def _offset(bias, first) -> Fraction:

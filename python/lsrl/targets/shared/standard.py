@@ -33,9 +33,10 @@ import scipy.sparse as sp
 
 from ...errors import CompileError
 from ...ir.core import Module, Op
+from ...ir.error_free import lowest_bit
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import UNIT_ROUNDOFF, ErrorAnalysis, local_error_entry
-from ...passes.range_analysis import RangeAnalysis, _lowest_bit
+from ...passes.range_analysis import RangeAnalysis
 from .common import (STANDARD, Stage, UnitBlocks, const_vector, ensure_bounded, eps_for, plan_products,
                      pow2_at_least, pow2_at_most, scale_rows, slot_matrix, stage_state_bounds, vneg)
 
@@ -607,7 +608,7 @@ class StandardLowering:
             self._carrier(blocks, R, cr, [j], [ev], slot_matrix(plan.h, [j], [p[0] / ev]), "select_carrier")
             hidden, units = hidden + abs(p[0]) * bound, units + 1
         constants = np.abs(np.array(gaps + [p[0]]))
-        hidden_step = 2.0 ** float(np.min(_lowest_bit(constants[constants > 0]))) if np.any(constants) else 0.0
+        hidden_step = 2.0 ** float(np.min(lowest_bit(constants[constants > 0]))) if np.any(constants) else 0.0
         return underflow, normal_from, hidden, max(units, 1.0), hidden_step
 
     def _product(self, blocks: UnitBlocks, st: Stage, W: Matrix, c: Vector) -> Vector:
