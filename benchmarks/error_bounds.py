@@ -13,6 +13,8 @@ largest ratio, and how many bounds are finite and below 1e-4 relative; also comp
 GRU, Hawk and Mamba, whose bounds add the local errors of their constructions (programs they refuse are left
 out; Griffin's blocks are Hawk's).  Hawk and Mamba are also run by transformers (``to_hf``, when it is
 installed), whose float64 models read values in float32 parts: ``measured`` is the larger deviation of the two.
+The continuous programs on a declared grid are also run on the greedy prompts of their domain that err most
+(``P.greedy_rounding_input``: the query's cell repeated, values rounding the running sum): bound / largest error.
 """
 from __future__ import annotations
 
@@ -81,6 +83,31 @@ def paper_cases(smoke: bool):
                             for q in queries])
         program = P.continuous_approximator(2, 1, conditional, value_bound=1.0, n_levels=8)
         yield f"continuous 2→1 {conditional}, declared grid", program, centred, centred.shape[1]
+
+
+def adversarial_rows(smoke: bool):
+    """The continuous programs on a declared grid against the greedy prompts of their domain that err most
+    (``P.greedy_rounding_input``: every token the query's cell; values just below ±1, which round the running
+    sum, or tiny ones, which sit on a standard ReLU's gate ramp; both directions): ``(name, target, dtype, bound,
+    error)``, the error the largest over those prompts against the exact layer form."""
+    count, length = (4, 8) if smoke else (64, None)
+    for conditional in ("multiplicative",) if smoke else ("direct", "multiplicative"):
+        program = P.continuous_approximator(2, 1, conditional, value_bound=1.0, n_levels=8)
+        for target, activations in (("linear_rnn", "ideal"),) if smoke else \
+                (("linear_rnn", "ideal"), ("lstm", "standard"), ("gru", "standard")):
+            for dtype in DTYPES:
+                model = lsrl.compile(program, target, activations=activations, t_max=65,
+                                     dtype=dtype if activations == "standard" else "float64")
+                ulp = 2.0 ** (-24 if dtype == "float32" else -53)
+                run = lambda xs: model(xs, backend="kernel", dtype=dtype)  # noqa: E731
+                error = 0.0
+                for values in (1 - ulp * np.arange(count), 10.0 ** np.linspace(-16, -8, count)):
+                    for sign, direction in ((1, 1.0), (1, -1.0), (-1, 1.0), (-1, -1.0)):
+                        xs = P.greedy_rounding_input(run, [0.4, 0.7], 8, sign * values, length, direction)
+                        exact = np.asarray(interpret(model._layer_form, xs, exact=True), dtype=np.float64)
+                        error = max(error, float(np.max(np.abs(run(xs) - exact))))
+                yield (f"continuous 2→1 {conditional}, declared grid", f"{target} {activations}", dtype,
+                       float(np.max(model.error_bound_in(dtype))), error)
 
 
 def random_program(rng, integer: bool):
@@ -166,6 +193,11 @@ def main() -> None:
                     print(f"| {name}, {target} standard | {dtype} | refused | | | |")
                     continue
                 print(paper_row(f"{name}, {target} standard", dtype, *measure(model, xs, (dtype,))[dtype]))
+    print()
+    print("| program, greedy prompts of its domain | compiled for | dtype | bound | largest error | bound / error |")
+    print("|---|---|---|---|---|---|")
+    for name, target, dtype, bound, error in adversarial_rows(args.smoke):
+        print(f"| {name} | {target} | {dtype} | {bound:.3g} | {error:.3g} | {bound / error:.3g} |")
     print()
     print("| random programs | dtype | bound / measured | | bounds |")
     print("|---|---|---|---|---|")

@@ -13,6 +13,7 @@ value conditional (there is no implicit broadcasting).
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from ..sugar import f_and, f_bump, f_constant, f_larger, f_smaller
 from .conditional import check_conditional, gated, named
 
 __all__ = ["continuous_approximator", "continuous_graph", "continuous_prompt", "continuous_query",
-           "cell_centre"]
+           "cell_centre", "repeated_cell_input", "greedy_rounding_input"]
 
 
 def continuous_graph(d_in: int, d_out: int, conditional: str = "multiplicative", scale: float = 1000,
@@ -133,3 +134,39 @@ def cell_centre(q, n_levels: int) -> np.ndarray:
     index = np.clip(np.ceil(q * n_levels) - 1, 0, n_levels - 1).astype(int)
     edges = np.linspace(0.0, 1.0, n_levels + 1)
     return (edges[index] + edges[index + 1]) / 2
+
+
+def repeated_cell_input(q, values, n_levels: int) -> np.ndarray:
+    """``(1 + len(values), 1 + d_in + 1)``: the query at the centre of ``q``'s cell, then one prompt token per
+    value, every one that cell.  Such a prompt lies in the declared domain (``n_levels``' grid), and the answer
+    on it is ``Σ values``, not one cell's value: the state sums as many values as tokens match, and an error bound
+    holds for it too."""
+    centre = cell_centre(q, n_levels)
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    cell = np.concatenate([[1.0 / n_levels], centre - 0.5 / n_levels])
+    tokens = np.hstack([np.broadcast_to(cell, (len(values), cell.size)), values])
+    return np.vstack([continuous_query(centre, 1)[None], tokens])
+
+
+def greedy_rounding_input(run, q, n_levels: int, candidates, length: int | None = None,
+                          direction: float = 1.0) -> np.ndarray:
+    """An input of ``continuous_approximator(d_in, 1, ..., n_levels=n_levels)`` on which ``run`` errs far, built
+    token by token: each token is the query's cell (:func:`repeated_cell_input`) with the value of ``candidates``
+    that puts ``run``'s output at the last step furthest from the exact answer (the exact sum of the values) in
+    ``direction`` (the sign of output − answer).  ``run(xs)`` returns ``(batch, steps, 1)`` outputs (a model in
+    the dtype measured); ``length`` defaults to ``n_levels**d_in`` tokens, the paper's prompt length.  Values just
+    below 1 make the running sum round by up to half a unit each step; this is how close ``model.error_bound``
+    comes to an error of the declared domain (docs/numerics.md, "Declared grids")."""
+    values = np.asarray(candidates, dtype=np.float64).reshape(-1).tolist()
+    length = n_levels ** np.atleast_1d(q).size if length is None else length
+    chosen: list[float] = []
+    answer = Fraction(0)
+    for _ in range(length):
+        batch = np.stack([repeated_cell_input(q, chosen + [value], n_levels) for value in values])
+        outputs = np.asarray(run(batch), dtype=np.float64)[:, -1, 0].tolist()
+        deviations = [float(Fraction(out) - answer - Fraction(value)) * direction
+                      for out, value in zip(outputs, values)]
+        value = values[int(np.argmax(deviations))]
+        chosen.append(value)
+        answer += Fraction(value)
+    return repeated_cell_input(q, chosen, n_levels)[None]
