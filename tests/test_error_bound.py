@@ -251,6 +251,43 @@ def test_a_tiny_relu_keeps_its_kappa_in_float32_range(target):
     assert out.max() > 0 and np.all(np.abs(out - _layer_form_exact(model, xs)) <= model.error_bound)
 
 
+@needs_kernel
+@pytest.mark.parametrize("activations", ["ideal", "standard"])
+@pytest.mark.parametrize("target", ["hawk", "griffin", "mamba"])
+def test_a_lambda_conditional_through_the_stream_is_bounded(target, activations, tmp_path, monkeypatch):
+    """``f_ifelse`` of a real value on an integer condition: the layer form's bounds are 2.8e-14 and 1.5e-5.
+    Through the residual stream they were 0.43 (float64) and 1.4e4–2.4e4 (float32): every read was charged the
+    split of a float32 part at its whole magnitude (also in a float32 model, which has no low part), the
+    standard units' gelu rounding where the gate saturates (it passes κx itself there), and an integer read
+    with a 10⁻²⁵ error (Mamba's scaled carries) a full rounding of the step's row.  Measured: float32
+    1.53e-5 (1.91e-5 for the standard Hawk), float64 1.16e-3 — a residue of the real value in any slot the
+    condition may reuse, times λ."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    x = lsrl.Input(2, lower=[-2, 0], upper=[2, 3], grid=[0, 1])
+    program = lsrl.ForEach(lsrl.f_ifelse(lsrl.f_larger(x[1], 1.5), x[0], x[0] * 0))
+    rng = np.random.default_rng(0)
+    xs = np.stack([rng.uniform(-2, 2, (3, 30)), rng.integers(0, 4, (3, 30))], axis=-1)
+    for dtype, most in (("float32", 3e-5), ("float64", 3e-3)):
+        model = lsrl.compile(program, target, activations=activations, t_max=30, dtype=dtype)
+        bound = model.error_bound_in(dtype)
+        assert float(np.max(bound)) <= most, (dtype, bound)
+        exact = _layer_form_exact(model, xs)
+        assert np.all(np.abs(model(xs, backend="kernel", dtype=dtype) - exact) <= bound)
+        assert np.all(np.abs(_transformers_outputs(model, xs, dtype, tmp_path / dtype) - exact) <= bound)
+
+
+def test_a_read_is_charged_where_the_units_gate_saturates():
+    """A unit whose gate saturates adds nothing of its construction there, but reading it from a stream slot still
+    costs what the read costs (a residue the slot holds)."""
+    from lsrl.passes.error_bound import _Group, _Values
+    y = _Values.of(np.array([5.0]), np.zeros(1), 0.0)
+    group = _Group(np.array([0]), np.ones(1), np.zeros(1), np.zeros(1), np.zeros(1), y, 5.0, 5.0,
+                   on=np.array([1e-6]), exact_from=np.array([1.0]), read_on=np.array([1e-9]), read_off=np.zeros(1))
+    pre, spread, e_hat = np.array([[5.0]]), np.zeros((1, 1)), np.zeros((1, 1))
+    assert group.added(np.array([0]), pre, spread, e_hat).tolist() == [[1e-9]]
+    assert group.added(np.array([0]), pre - 4.5, spread, e_hat).tolist() == [[1e-6 + 1e-9]]
+
+
 def test_split_reads_keep_exactly_held_values_exact():
     """Where every value is computed exactly and float32 holds it, no read rounds and no residue is left."""
     for target in ("hawk", "mamba"):

@@ -375,6 +375,10 @@ class _Group:
     y_at: np.ndarray | None = None
     # per value of y × unit (y has values): what the terms of the unit's row reach there (None: unknown)
     terms_reach: np.ndarray | None = None
+    # per unit: what reading its value from an executor's stream adds where it may pass its value and where it is
+    # proven off (:meth:`ErrorAnalysis._read_in_parts`) — saturated gates or not
+    read_on: np.ndarray | None = None
+    read_off: np.ndarray | None = None
 
     def __post_init__(self):
         self.on = np.zeros(self.units.size) if self.on is None else self.on
@@ -382,10 +386,12 @@ class _Group:
         self.exact_from = np.full(self.units.size, math.inf) if self.exact_from is None else self.exact_from
         self.closed_below = np.full(self.units.size, -math.inf) if self.closed_below is None else self.closed_below
         self.partial_gain = np.full(self.units.size, math.inf) if self.partial_gain is None else self.partial_gain
+        self.read_on = np.zeros(self.units.size) if self.read_on is None else self.read_on
+        self.read_off = np.zeros(self.units.size) if self.read_off is None else self.read_off
 
     def passes(self, pos) -> np.ndarray:
-        """What the construction of units ``pos`` adds where they are not proven on or off: either."""
-        return np.maximum(self.on[pos], self.off[pos])
+        """What the construction and the reads of units ``pos`` add where they are not proven on or off: either."""
+        return np.maximum(self.on[pos], self.off[pos]) + np.maximum(self.read_on[pos], self.read_off[pos])
 
     @staticmethod
     def _reach(pre: np.ndarray, spread: np.ndarray, e_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -398,9 +404,12 @@ class _Group:
         """``(candidates × units)``: what the construction of units ``pos`` adds at exact pre-activations within
         ``spread`` of ``pre``, computed within ``e_hat`` of them (:func:`_construction_error`)."""
         low, high = self._reach(pre, spread, e_hat)
-        return _construction_error(low, high, self.on[pos][None, :], self.off[pos][None, :],
-                                   _per_candidate(self.exact_from, pos), _per_candidate(self.closed_below, pos),
-                                   self.partial_gain[pos][None, :])
+        read_on, read_off = self.read_on[pos][None, :], self.read_off[pos][None, :]
+        with np.errstate(invalid="ignore"):
+            read = np.where(high <= 0, read_off, np.where(low >= 0, read_on, np.maximum(read_on, read_off)))
+        return read + _construction_error(low, high, self.on[pos][None, :], self.off[pos][None, :],
+                                          _per_candidate(self.exact_from, pos), _per_candidate(self.closed_below, pos),
+                                          self.partial_gain[pos][None, :])
 
     def saturated(self, pos: int) -> bool:
         """Whether unit ``pos``'s gates saturate wherever ``y`` may be: its computed pre-activation proven at least
@@ -783,7 +792,7 @@ class ErrorAnalysis:
         #: narrow dtype (with the split) and where they run in the model's dtype (the kernel)
         self.parts_drift = _norm_drift(norms, float(np.finfo(self.split_reads).eps / 2)) if norms else 0.0
         self.whole_drift = _norm_drift(norms, self.u) if norms else 0.0
-        #: with :attr:`split_reads`: the largest value read so far that the narrow dtype does not hold exactly
+        #: with :attr:`split_reads`: the largest ``|lo|`` (:meth:`_read_in_parts`) of a value read inexactly so far
         self._residue = 0.0
         self.facts: dict[int, _Facts] = {}
         for op in module.ops:
@@ -1045,74 +1054,94 @@ class ErrorAnalysis:
     def _read_in_parts(self, facts: _Facts) -> _Facts:
         """``facts`` as a reader sees them when the executor keeps each value in a slot of a stream and reads the
         slot's content ``c`` as ``hi = fl_n(c)`` plus ``fl_n(c − hi)`` (``n`` = :attr:`split_reads`), then
-        subtracts both to reuse the slot.  ``c − hi`` is exact and within ``u_n|c|`` of 0, so a read is within
-        ``u_n²|c|`` (and a subnormal step) of ``c``, and leaves a residue ``r`` of at most that in the slot, which
-        a later value ``v`` sharing it reads too: ``c = v + r``.  Residues come from earlier values the narrow dtype
-        does not hold (:attr:`_residue` bounds them), so a read of ``v`` is off by ``≤ u_n²(|v| + 3|r|) + |r|``
-        ``≤ u_n²(|v| + 4·residue)``, and by nothing where ``v`` is computed exactly, ``n`` holds it and no residue
-        can exist yet.  Every read also passes a neutralised norm, which past its identity range is ``c(1 + δ')``
-        (``|δ'| ≤ δ``, :func:`_norm_drift`) and reads only an exact 0 as itself: an executor that reads in parts
-        (transformers, whose norms run in ``n``) is off by the above with ``u_n² + δ_n(1 + u_n²)`` for ``u_n²``,
-        one that reads values whole through norms in the model's dtype (the kernel) by the same with ``δ`` alone;
-        each read is charged the larger.  ReLU units analysed in groups (read through their groups) add it as a
-        local error: where on, as above; where off (an exact 0), the residue's."""
+        subtracts both to reuse the slot.  ``lo = c − hi`` is exact and within ``u_n|c|`` of 0 — and within the
+        value's error and slack where its exact value is a number of ``n`` (``hi`` is the one nearest ``c``) — so
+        a read is within ``u_n|lo|`` (and a subnormal step) of ``c``, and leaves a residue ``r`` of at most that
+        in the slot, which a later value ``v`` sharing it reads too: ``c = v + r``.  Residues come from earlier
+        values read inexactly (:attr:`_residue` bounds the ``|lo|`` they had), so a read of ``v`` is off by
+        ``≤ u_n|lo| + u_n²·3|r| + |r|`` ``≤ u_n|lo| + u_n²·4·residue``, and by nothing where ``v`` is computed
+        exactly, ``n`` holds it and no residue can exist yet.  Every read also passes a neutralised norm, which
+        past its identity range is ``c(1 + δ')`` (``|δ'| ≤ δ``, :func:`_norm_drift`) and reads only an exact 0 as
+        itself: an executor that reads in parts (transformers, whose norms run in ``n``) is off by the above with
+        ``u_n|lo| + δ_n(1 + u_n²)|c|`` for ``u_n|lo|``, one that reads values whole through norms in the model's
+        dtype (the kernel) by ``δ|c|`` instead; each read is charged the larger, and a drifting read leaves a
+        residue of ``|c|``'s size.
+
+        A model no wider than ``n`` computes its values in ``n``, so ``lo`` is 0; what remains is that the norms
+        resolve a read to multiples of :attr:`read_step` ``s``, which moves a value below ``2^p·s`` (``p`` the
+        bits of ``n``) by up to ``s/2`` and leaves that in its slot.  Such a residue vanishes in a later value's
+        sum where that value is at least ``2^p·s`` (half its spacing is ``s/2``, a tie rounds to it) and in a read
+        of an exact 0 (resolved to 0): a value computed as an exact 0 or at least ``2^p·s`` is read as itself,
+        any other is charged ``2s``.  ReLU units analysed in groups (read through their groups) add it to the
+        group's reads (:attr:`_Group.read_on`, ``read_off``: whether or not their gates saturate): where on, as
+        above; where off (an exact 0), the residue's."""
         narrow = np.finfo(self.split_reads)
-        # each of the two parts rounds to the narrow dtype, coarsened to read_step below its normal range
-        split = float(narrow.eps / 2) ** 2
-        in_parts, whole, floor = split + self.parts_drift * (1 + split), self.whole_drift, 2 * self.read_step
+        u_narrow = float(narrow.eps / 2)
+        wide = self.bits > narrow.nmant + 1
+        split = u_narrow ** 2 if wide else 0.0
+        parts_drift, whole, floor = self.parts_drift * (1 + split), self.whole_drift, 2 * self.read_step
+        ratio = max(split + parts_drift, whole)
+        resolved_from = math.ldexp(self.read_step, narrow.nmant + 1)
         residue = self._residue
-        sizes = [min(size, v.size) for v, size in zip(facts.values, _magnitude(facts.lo, facts.hi).tolist())]
-        # per value (per candidate where it has them): the ratio its read is charged, 0 where both read it exactly
-        ratios = []
-        for v in facts.values:
-            held_in_parts = self._held_exactly(v, narrow, self.read_step, only_zero=self.parts_drift > 0)
-            held_whole = True if whole == 0 else self._held_exactly(v, narrow, self.read_step, only_zero=True)
-            ratios.append(np.maximum(np.where(held_in_parts, 0.0, in_parts), np.where(held_whole, 0.0, whole)))
-        for v, size, ratio in zip(facts.values, sizes, ratios):
-            if np.any(ratio > 0):
-                self._residue = max(self._residue, size + v.err)
-        if residue == 0.0 and not any(np.any(ratio > 0) for ratio in ratios):
+        charges = []
+        for v, size in zip(facts.values, _magnitude(facts.lo, facts.hi).tolist()):
+            held = self._held_in(v, narrow, self.read_step)
+            exact = held & self._computed_exactly(v)
+            if v.points is not None:
+                full, off = np.abs(v.points) + v.slacks + v.errors, v.slacks + v.errors
+            else:
+                full, off = np.array([min(size, v.size) + v.err]), np.array([v.slack + v.err])
+            zero = exact & (full == 0)
+            lo = np.where(held, np.minimum(full, off / u_narrow), full) if wide else np.zeros_like(full)
+            parts_exact = (exact if wide else _normal_or_zero(v, resolved_from)) & (zero if parts_drift > 0 else True)
+            whole_exact = zero if whole > 0 else True
+            read = np.maximum(np.where(parts_exact, 0.0, split * lo + zero_safe_product(parts_drift, full)),
+                              np.where(whole_exact, 0.0, zero_safe_product(whole, full)))
+            exact_read = np.broadcast_to(parts_exact & whole_exact, full.shape)
+            if wide or parts_drift > 0 or whole > 0:
+                left = np.where(exact_read, 0.0, full if parts_drift > 0 or whole > 0 else lo)
+                self._residue = max(self._residue, float(np.max(left)))
+            charges.append(np.where(~exact_read | (residue > 0.0),
+                                    read + float(zero_safe_product(4 * ratio, residue)) + floor, 0.0))
+        if not any(np.any(charge > 0) for charge in charges):
             return facts
-        if residue > 0.0:  # a residue may be in any slot, held values' included
-            ratios = [np.full_like(ratio, max(in_parts, whole)) for ratio in ratios]
         if facts.groups is not None:
-            on = np.array([float(zero_safe_product(np.max(ratio), size + v.err + 4 * residue)) + floor
-                           for v, size, ratio in zip(facts.values, sizes, ratios)])
-            on[[not np.any(ratio > 0) for ratio in ratios]] = 0.0
-            off = 4 * max(in_parts, whole) * residue + floor if residue > 0.0 else 0.0
+            on = np.array([float(np.max(charge)) for charge in charges])
+            off = float(zero_safe_product(4 * ratio, residue)) + floor if residue > 0.0 else 0.0
             values: list = [None] * len(facts.values)
             for group in facts.groups:
-                group.on, group.off = group.on + on[group.units], group.off + off
+                group.read_on, group.read_off = group.read_on + on[group.units], group.read_off + off
             for unit, (g, pos) in facts.unit_of.items():
                 values[unit] = facts.groups[g].evaluate(np.array([pos]), np.ones(1))
             return dataclasses.replace(facts, values=values)
         values = []
-        for v, size, ratio in zip(facts.values, sizes, ratios):
+        for v, charge in zip(facts.values, charges):
             if v.points is not None:
-                extra = zero_safe_product(ratio, np.abs(v.points) + v.slacks + v.errors + 4 * residue) + floor
-                errors = v.errors + np.where(ratio > 0, extra, 0.0)
+                errors = v.errors + charge
                 v = dataclasses.replace(v, errors=errors, err=float(np.max(errors, initial=0.0)))
-            elif np.any(ratio > 0):
-                v = dataclasses.replace(v, err=v.err + float(zero_safe_product(np.max(ratio), size + v.err + 4 * residue))
-                                        + floor)
+            elif np.any(charge > 0):
+                v = dataclasses.replace(v, err=v.err + float(np.max(charge)))
             values.append(v)
         return dataclasses.replace(facts, values=values)
 
     @staticmethod
-    def _held_exactly(v: _Values, narrow, step: float, only_zero: bool = False) -> np.ndarray | bool:
-        """Whether ``v`` is computed exactly and a read holds it (the narrow dtype, at multiples of ``step``; an
-        exact 0 only, with ``only_zero``): per candidate where it has candidates, else whether it is known exactly
-        on a lattice whose points up to its size a read holds."""
+    def _held_in(v: _Values, narrow, step: float) -> np.ndarray | bool:
+        """Whether the exact values of ``v`` are numbers of the narrow dtype on multiples of ``step``: per
+        candidate where it has candidates, else whether its lattice's points up to its size are."""
         if v.points is not None:
             with np.errstate(over="ignore"):
-                held = (v.points.astype(narrow.dtype).astype(np.float64) == v.points) & (np.mod(v.points, step) == 0)
-            if only_zero:
-                held &= v.points == 0
-            return held & (v.errors == 0) & (v.slacks == 0)
-        if only_zero or v.grid is None or v.err != 0.0 or v.slack != 0.0 or not math.isfinite(v.size):
+                return (v.points.astype(narrow.dtype).astype(np.float64) == v.points) & (np.mod(v.points, step) == 0)
+        if v.grid is None or not math.isfinite(v.size):
             return False
         low = _low_bit(np.array(v.grid))
         return low >= math.log2(step) and v.size < math.ldexp(1.0, min(low + narrow.nmant + 1, narrow.maxexp))
+
+    @staticmethod
+    def _computed_exactly(v: _Values) -> np.ndarray | bool:
+        """Whether ``v`` is computed without error at its exact value (per candidate where it has them)."""
+        if v.points is not None:
+            return (v.errors == 0) & (v.slacks == 0)
+        return v.err == 0.0 and v.slack == 0.0
 
     def _unit_errors(self, op: Op) -> tuple:
         """Per unit of the ReLU op ``op``: what its construction adds where it may pass its value, where it is
@@ -1201,16 +1230,28 @@ class ErrorAnalysis:
         # what the computed terms reach (form.mags holds the bias)
         mags = np.minimum(form.mags + float(np.sum(np.abs(weights) * self[x].err[cols])) + hidden, total + abs(bias))
         exact_mags, grains = _with_hidden(form.mags, form.grains, hidden, grain, total + abs(bias))
-        return self._dot_rounding(weights, bias, form, mags, exact_mags, grains, n)
+        return self._dot_rounding(weights, bias, form, mags, exact_mags, grains, n,
+                                  form.errors if hidden == 0 else None)
 
-    def _dot_rounding(self, weights, bias: float, values: _Values, mags, exact_mags, grains, n: int) -> np.ndarray:
+    def _dot_rounding(self, weights, bias: float, values: _Values, mags, exact_mags, grains, n: int,
+                      deviation=None) -> np.ndarray:
         """Per value of a row's form: ``mags`` (what its computed terms reach) times the rounding of a dot product
         of ``n`` terms and of storing the weights — none where the weights are stored as they are, the values
-        exact, and the sum of ``exact_mags`` with lowest bit ``grains`` fits the dtype's precision."""
+        exact, and the sum of ``exact_mags`` with lowest bit ``grains`` fits the dtype's precision.  Where only the
+        values are not exact, at most ``(2^(n+1) − 1)·deviation`` (``deviation``: how far the computed terms are
+        from the exact ones, ``Σ|w·e|``; None where the row reads hidden terms): the row computed from the exact
+        values is then a dtype number at every product and partial sum, in any order, and a rounding goes to the
+        nearest number, so each of its ``n + 1`` levels at most doubles how far the computed result is from it —
+        an error that a dtype-sized rounding ``u·|value|`` would otherwise be charged (an integer read with a
+        10⁻²⁵ error)."""
         representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
         storage = 0.0 if representable else self.u * mags
-        exact = representable & (values.errors == 0) & (values.slacks == 0) & self._fits(exact_mags, grains)
-        return np.where(exact, 0.0, storage + self._dot_error(n, mags))
+        fits = representable & (values.slacks == 0) & self._fits(exact_mags, grains)
+        rounding = storage + self._dot_error(n, mags)
+        if deviation is not None:
+            doubled = zero_safe_product(2.0 ** (n + 1) - 1 if n < 1000 else math.inf, deviation)
+            rounding = np.where(fits, np.minimum(rounding, doubled), rounding)
+        return np.where(fits & (values.errors == 0), 0.0, rounding)
 
     def _relu(self, op: Op, lo: np.ndarray, hi: np.ndarray) -> _Facts:
         (p,) = op.operands
@@ -1396,7 +1437,8 @@ class ErrorAnalysis:
         mags = np.minimum(computed + hidden, total + abs(bias))
         exact_mags, grains = _with_hidden(computed, grains, hidden, grain, total + abs(bias))
         # a part off the direction is not among y's exact terms: never exact (an infinite magnitude)
-        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) else exact_mags, grains, n)
+        rounding = self._dot_rounding(row, bias, y, mags, np.inf if np.any(off) else exact_mags, grains, n,
+                                      zero_safe_product(abs(k), y.errors) if hidden == 0 else None)
         return rounding + float(np.sum(zero_safe_product(off, err)))
 
     def _carry_rounding(self, deep: _Group, pos: int, v: float, bias: float, x: Op, col: int):

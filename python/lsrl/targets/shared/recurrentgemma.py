@@ -68,6 +68,9 @@ KAPPA = 2.0 ** 30
 KAPPA_SPAN = 2.0 ** 80
 #: max |gelu_tanh(t) − ReLU(t)| (0.17004, at t ≈ ±0.75), rounded up
 GELU_RELU_ERROR = 0.1701
+#: gelu_tanh(t) is t or 0 exactly for |t| ≥ 8 in both dtypes: its tanh's argument is then ≥ 24.6, where tanh rounds
+#: to ±1 (measured from 7.25 in float64, 5.25 in float32; every libm returns ±1 past 22), so 1 ± tanh is 2 or 0
+GELU_IDENTITY = 8.0
 #: a standard product's κ is at most ``2^PRODUCT_UNDERFLOW_LOG2·max|u|``: float32's subnormal spacing 2⁻¹⁴⁹ at
 #: ``u/κ``, read times ``κ|v|``, is then below ``2⁻³⁴·|u v|`` (:func:`product_kappa`)
 PRODUCT_UNDERFLOW_LOG2 = 116
@@ -677,7 +680,8 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
 def _standard_local_errors(module: Module, form) -> dict:
     """What the standard (gelu_tanh) units add to each layer-form op (the ``local_errors`` of
     :mod:`lsrl.passes.error_bound`): a ReLU of an argument of either sign is ``gelu(κx)/κ``, within
-    ``GELU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off, and rounds a few ulps of its value; a product
+    ``GELU_RELU_ERROR/κ`` of ``ReLU(x)`` whether on or off, and rounds a few ulps of its value — but for
+    ``|κx| ≥ GELU_IDENTITY``, where it is the computed ``x`` or an exact 0; a product
     ``act(κv)·u/κ + act(−κv)·(−u/κ)`` is ``u·v`` exactly, but its two terms reach
     ``(|v| + 2·GELU_RELU_ERROR/κ)·|u|`` together, each rounding a few ulps.  Every other unit (linear, temporal)
     is the ideal one."""
@@ -689,11 +693,15 @@ def _standard_local_errors(module: Module, form) -> dict:
             W, c = dense(st.W), vector(st.c)
             reads = np.diff(st.W.scipy().tocsr().indptr) > 0
             gated = reads & (st.pre_lo < 0) & (st.pre_hi > 0)
-            gap = np.array([GELU_RELU_ERROR / relu_kappa(W[o], float(c[o]), float(st.pre_lo[o]), float(st.pre_hi[o]))
-                            for o in np.flatnonzero(gated)])
+            kappa = np.array([relu_kappa(W[o], float(c[o]), float(st.pre_lo[o]), float(st.pre_hi[o]))
+                              for o in np.flatnonzero(gated)])
+            gap = GELU_RELU_ERROR / kappa
             entry["on"][gated] = entry["off"][gated] = gap
             entry["on_u"][gated] = ACTIVATION_ULPS * (st.pre_hi[gated] + gap)
             entry["off_u"][gated] = ACTIVATION_ULPS * gap
+            # saturated, the unit passes the computed argument κx itself (κ a power of two) or an exact 0
+            entry["exact_from"][gated] = GELU_IDENTITY / kappa
+            entry["closed_below"][gated] = -GELU_IDENTITY / kappa
         elif st.kind == "M":
             plan = plan_products(st, st.W, st.c)
             U, V, cu, cv = dense(plan.U), dense(plan.V), vector(plan.cu), vector(plan.cv)
