@@ -276,6 +276,23 @@ def test_a_lambda_conditional_through_the_stream_is_bounded(target, activations,
         assert np.all(np.abs(_transformers_outputs(model, xs, dtype, tmp_path / dtype) - exact) <= bound)
 
 
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_a_gelu_unit_short_of_saturation_is_read_as_what_it_passes(target, tmp_path, monkeypatch):
+    """The last unit is proven off but ``κ·pre = −0.75`` (κ = 2^91): it passes ``gelu(−0.75)/κ = −43.5·2⁻⁹⁹``, and
+    the norms' float32 scaling reads that as ``−44·2⁻⁹⁹``.  A read of a unit proven off was charged nothing (an
+    exact 0 assumed): transformers float64 was ``44·2⁻⁹⁹`` off under a bound of ``43.5·2⁻⁹⁹``; now ``45.5·2⁻⁹⁹``."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    x = lsrl.Input(2, lower=[0, -4 * 2.0 ** -83], upper=[2.0 ** -80, -3 * 2.0 ** -83], grid=[2.0 ** -80, 2.0 ** -83])
+    a = lsrl.ReLU(lsrl.Linear(x, [[1.0, 0.0]], b=[-2.0 ** -81]))
+    b = lsrl.ReLU(lsrl.Linear(x, [[0.0, -1.0]], b=[-2.0 ** -83]))
+    program = lsrl.ForEach(lsrl.ReLU(lsrl.Linear(lsrl.Concat([a, b]), [[2.0 ** 29, -2.0 ** -10]])))
+    xs = np.array([[[0.0, -4 * 2.0 ** -83], [2.0 ** -80, -3 * 2.0 ** -83], [0.0, -3 * 2.0 ** -83]]])
+    model = lsrl.compile(program, target, activations="standard", t_max=3, dtype="float64")
+    exact = _layer_form_exact(model, xs)
+    deviation = np.abs(_transformers_outputs(model, xs, "float64", tmp_path) - exact)
+    assert deviation[0, 0, 0] == 44 * 2.0 ** -99 and np.all(deviation <= model.error_bound)
+
+
 def test_a_read_is_charged_where_the_units_gate_saturates():
     """A unit whose gate saturates adds nothing of its construction there, but reading it from a stream slot still
     costs what the read costs (a residue the slot holds)."""

@@ -129,6 +129,17 @@ def test_recurrence_needs_t_max():
         lsrl.compile(more_ones(), "hawk")
 
 
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_a_recurrence_past_the_conv_size_is_refused_before_it_is_built(target):
+    # a counter at t_max = 10⁵ asked numpy for 149 GiB (a MemoryError inside the lowering)
+    x = lsrl.Input(1, lower=0, upper=1, integer=True)
+    counter = lsrl.ForEach(lsrl.LinState(x, A=[[1.0]], B=[[1.0]]))
+    with pytest.raises(lsrl.CompileError, match=rf"^{target}: linstate .*t_max=100000 needs a conv1d weight of at "
+                                                r"least t_max² = 1e\+10 entries .*t_max ≤ 8192 here.*use mamba"):
+        lsrl.compile(counter, target, t_max=100_000)
+    assert lsrl.compile(counter, target, t_max=64).error_bound.tolist() == [0.0]
+
+
 def test_compile_refuses_exact():
     with pytest.raises(lsrl.CompileError, match="has no exact mode"):
         lsrl.compile(more_ones(), "hawk", exact=True, t_max=4)

@@ -1074,7 +1074,8 @@ class ErrorAnalysis:
         of an exact 0 (resolved to 0): a value computed as an exact 0 or at least ``2^p·s`` is read as itself,
         any other is charged ``2s``.  ReLU units analysed in groups (read through their groups) add it to the
         group's reads (:attr:`_Group.read_on`, ``read_off``: whether or not their gates saturate): where on, as
-        above; where off (an exact 0), the residue's."""
+        above; where off, the residue's — and where the construction passes a part of a value there (a gelu
+        ReLU short of saturation: not an exact 0), what a read of the unit at its candidate 0 costs."""
         narrow = np.finfo(self.split_reads)
         u_narrow = float(narrow.eps / 2)
         wide = self.bits > narrow.nmant + 1
@@ -1107,10 +1108,14 @@ class ErrorAnalysis:
             return facts
         if facts.groups is not None:
             on = np.array([float(np.max(charge)) for charge in charges])
-            off = float(zero_safe_product(4 * ratio, residue)) + floor if residue > 0.0 else 0.0
+            # off is an exact 0 but where the construction passes a part of a value (a gelu not saturated): the
+            # read of that part is charged as at its candidate 0
+            off = np.array([float(np.max(charge if v.points is None else np.where(v.points == 0, charge, 0.0),
+                                         initial=0.0)) for v, charge in zip(facts.values, charges)])
+            off = np.maximum(off, float(zero_safe_product(4 * ratio, residue)) + floor if residue > 0.0 else 0.0)
             values: list = [None] * len(facts.values)
             for group in facts.groups:
-                group.read_on, group.read_off = group.read_on + on[group.units], group.read_off + off
+                group.read_on, group.read_off = group.read_on + on[group.units], group.read_off + off[group.units]
             for unit, (g, pos) in facts.unit_of.items():
                 values[unit] = facts.groups[g].evaluate(np.array([pos]), np.ones(1))
             return dataclasses.replace(facts, values=values)
@@ -1241,9 +1246,10 @@ class ErrorAnalysis:
         values are not exact, at most ``(2^(n+1) − 1)·deviation`` (``deviation``: how far the computed terms are
         from the exact ones, ``Σ|w·e|``; None where the row reads hidden terms): the row computed from the exact
         values is then a dtype number at every product and partial sum, in any order, and a rounding goes to the
-        nearest number, so each of its ``n + 1`` levels at most doubles how far the computed result is from it —
-        an error that a dtype-sized rounding ``u·|value|`` would otherwise be charged (an integer read with a
-        10⁻²⁵ error)."""
+        nearest number, so a product at most doubles its term's distance and each of the ``n`` sums the distance
+        built up — an executor's extra terms whose exact value is 0 (a split value's low part) add at most twice
+        themselves and no level.  That is an error that a dtype-sized rounding ``u·|value|`` would otherwise be
+        charged (an integer read with a 10⁻²⁵ error)."""
         representable = bool(np.array_equal(self._stored(weights), weights)) and float(self._stored(bias)) == bias
         storage = 0.0 if representable else self.u * mags
         fits = representable & (values.slacks == 0) & self._fits(exact_mags, grains)

@@ -66,6 +66,9 @@ Y_CONST = 32.0
 #: analysis cannot bound
 KAPPA = 2.0 ** 30
 KAPPA_SPAN = 2.0 ** 80
+#: the most entries a conv1d weight may get: a recurrence's delay line takes one tap per step and one channel per
+#: step and column it reads, t_max² entries per column (a counter at t_max = 10⁵ asked for 149 GiB)
+MAX_CONV_ENTRIES = 2 ** 26
 #: max |gelu_tanh(t) − ReLU(t)| (0.17004, at t ≈ ±0.75), rounded up
 GELU_RELU_ERROR = 0.1701
 #: gelu_tanh(t) is t or 0 exactly for |t| ≥ 8 in both dtypes: its tanh's argument is then ≥ 24.6, where tanh rounds
@@ -404,12 +407,20 @@ class _Temporal:
         return len(self.x_rows)
 
 
-def _powers(st, t_max, who):
-    """``[A^0, A^1, …]`` up to the first zero power or ``t_max`` entries (CompileError when neither)."""
+def _powers(st, t_max, who, most: int):
+    """``[A^0, A^1, …]`` up to the first zero power or ``t_max`` entries (CompileError when neither, or when that
+    is more than ``most``)."""
     A = dense(st.A)
     P = [np.eye(A.shape[0])]
     limit = t_max if t_max is not None else 64
     while len(P) < limit:
+        if len(P) >= most:
+            raise CompileError(
+                f"{who}: {st.op.describe()} (stage {st.index} of the layer form) has a recurrence (A is not "
+                f"nilpotent) that this target computes with one conv tap per step, so t_max={t_max} needs a "
+                f"conv1d weight of at least t_max² = {float(limit) ** 2:.3g} entries per column it reads, past the "
+                f"{MAX_CONV_ENTRIES:.3g} it builds (t_max ≤ {most} here); compile with a smaller t_max, or for long "
+                f"prompts use mamba (its scan holds the state) or linear_rnn, lstm, gru")
         nxt = A @ P[-1]
         if not np.any(nxt):
             return P
@@ -434,9 +445,9 @@ def _temporal_stage(tb: _Temporal, st, reads, out_slots, t_max, who):
     W = dense(st.W)            # k × d_prev, over the previous value
     c, init = vector(st.c), vector(st.init)
     A = dense(st.A)
-    P = _powers(st, t_max, who)
-    k = W.shape[0]
     cols = [j for j in range(W.shape[1]) if np.any(W[:, j])]
+    P = _powers(st, t_max, who, math.isqrt(MAX_CONV_ENTRIES // max(1, len(cols))))
+    k = W.shape[0]
     for i, Pi in enumerate(P):
         M = Pi @ W
         for j in cols:
