@@ -135,7 +135,7 @@ def test_a_recurrence_past_the_conv_size_is_refused_before_it_is_built(target):
     x = lsrl.Input(1, lower=0, upper=1, integer=True)
     counter = lsrl.ForEach(lsrl.LinState(x, A=[[1.0]], B=[[1.0]]))
     with pytest.raises(lsrl.CompileError, match=rf"^{target}: linstate .*t_max=100000 needs a conv1d weight of at "
-                                                r"least t_max² = 1e\+10 entries .*t_max ≤ 8192 here.*use mamba"):
+                                                r"least t_max² = 1e\+10 entries .*t_max ≤ 8192 here.*recurrence holds the state"):
         lsrl.compile(counter, target, t_max=100_000)
     assert lsrl.compile(counter, target, t_max=64).error_bound.tolist() == [0.0]
 

@@ -420,7 +420,7 @@ def _powers(st, t_max, who, most: int):
                 f"nilpotent) that this target computes with one conv tap per step, so t_max={t_max} needs a "
                 f"conv1d weight of at least t_max² = {float(limit) ** 2:.3g} entries per column it reads, past the "
                 f"{MAX_CONV_ENTRIES:.3g} it builds (t_max ≤ {most} here); compile with a smaller t_max, or for long "
-                f"prompts use mamba (its scan holds the state) or linear_rnn, lstm, gru")
+                f"prompts use a target whose recurrence holds the state (not a delay line)")
         nxt = A @ P[-1]
         if not np.any(nxt):
             return P
