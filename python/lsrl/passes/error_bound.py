@@ -1081,7 +1081,7 @@ class ErrorAnalysis:
         wide = self.bits > narrow.nmant + 1
         split = u_narrow ** 2 if wide else 0.0
         parts_drift, whole, floor = self.parts_drift * (1 + split), self.whole_drift, 2 * self.read_step
-        ratio = max(split + parts_drift, whole)
+        ratio, drifts = max(split + parts_drift, whole), parts_drift > 0 or whole > 0
         resolved_from = math.ldexp(self.read_step, narrow.nmant + 1)
         residue = self._residue
         charges = []
@@ -1099,9 +1099,8 @@ class ErrorAnalysis:
             read = np.maximum(np.where(parts_exact, 0.0, split * lo + zero_safe_product(parts_drift, full)),
                               np.where(whole_exact, 0.0, zero_safe_product(whole, full)))
             exact_read = np.broadcast_to(parts_exact & whole_exact, full.shape)
-            if wide or parts_drift > 0 or whole > 0:
-                left = np.where(exact_read, 0.0, full if parts_drift > 0 or whole > 0 else lo)
-                self._residue = max(self._residue, float(np.max(left)))
+            left = np.where(exact_read, 0.0, full if drifts else lo)  # lo is 0 in a model no wider than n
+            self._residue = max(self._residue, float(np.max(left)))
             charges.append(np.where(~exact_read | (residue > 0.0),
                                     read + float(zero_safe_product(4 * ratio, residue)) + floor, 0.0))
         if not any(np.any(charge > 0) for charge in charges):

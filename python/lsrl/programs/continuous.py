@@ -162,7 +162,8 @@ def greedy_rounding_input(run, q, n_levels: int, candidates, length: int | None 
     chosen: list[float] = []
     answer = Fraction(0)
     for _ in range(length):
-        batch = np.stack([repeated_cell_input(q, chosen + [value], n_levels) for value in values])
+        batch = np.repeat(repeated_cell_input(q, chosen + [0.0], n_levels)[None], len(values), axis=0)
+        batch[:, -1, -1] = values
         outputs = np.asarray(run(batch), dtype=np.float64)[:, -1, 0].tolist()
         deviations = [float(Fraction(out) - answer - Fraction(value)) * direction
                       for out, value in zip(outputs, values)]
