@@ -33,8 +33,8 @@ HF's float32 casts (its RMSNorm, the scan input, ``dt_proj.bias``) round nothing
 ``act(±a)`` channels in ideal mode, and in standard mode by one channel ``(2/ε)·silu(ε a)``, exact while
 ``|ε a| ≤ 2^-56`` (σ rounds to 1/2 there).  S stages: diagonal {0, 1} rows integrate in
 the SSM (A_log = −1024 ⇒ decay exactly 1, the weight in Δ through ``dt_proj.weight``), every other row (rotations,
-shifts, decays) in the depthwise conv with taps (A^j)[i, q] (window = the smallest L with A^L[i,:] = 0, else
-t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate, in standard
+shifts, decays) in the depthwise conv with taps (A^j)[i, q] (window = the smallest L with A^L[i,:] = 0 or, for a
+decay, whose dropped taps move the state by at most 2^-60 of its bound, else t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate, in standard
 mode one exact channel (2/ε)·silu(ε u) gated by silu(σ v) = σ v/2.
 """
 from __future__ import annotations
@@ -56,7 +56,11 @@ from .registry import Target, register_target
 from .shared.cells import csr_arrays
 from .shared.common import (
     MAX_WEIGHT_LOG2,
+    WINDOW_SEARCH,
     capped_scale,
+    delay_line,
+    dropped_taps_budget,
+    kept_lags,
     layer_stages,
     magnitude_bound,
     plan_products,
@@ -92,7 +96,6 @@ UNDERFLOW_ULPS = 2.0 ** -126
 #: a value carried by silu(±κa)/κ rounds only where |κa| < 37 (silu is exact beyond): by a few ulps of at most
 #: (37 + 2·SILU_RELU_ERROR)/κ; every value goes through at most this many such carries (split, read, clears)
 SCALED_CARRIES = 8
-NILPOTENT_SEARCH = 64        # without t_max, a conv row must vanish within this many powers of A
 
 
 # ------------------------------------------------------------------------------------------ the op
@@ -303,6 +306,8 @@ class _Lowering:
         # of the SiLU evaluations that carry the coordinate's value — the stage's local errors
         self.gaps: dict[int, dict[int, float]] = {}
         self.rounding: dict[int, dict[int, float]] = {}
+        # per stage index and coordinate: what the conv's dropped taps move the state by (both modes)
+        self.dropped: dict[int, dict[int, float]] = {}
 
     def charge(self, st, j: int, rounding: float, *, both_modes: bool = False) -> None:
         """SiLU evaluations of stage ``st`` round coordinate ``j`` by ``rounding·u``: in standard mode, and in
@@ -511,34 +516,37 @@ class _Lowering:
         """Rows of A the diagonal SSM cannot hold: s_t[i] = f_i(t) + Σ_{j<L} Σ_q (A^j)[i,q] (W h_{t−j})[q] with
         f_i(t) = (A^t s0 + Σ_{j<t} A^j c)[i], exact for t ≤ L (and for every t when A^L[i,:] = 0)."""
         k = A.shape[0]
-        cap = self.t_max if self.t_max is not None else NILPOTENT_SEARCH
-        powers = [np.eye(k)]
-        while len(powers) <= cap:
-            powers.append(powers[-1] @ A)
+        line = delay_line(st, rows, self.t_max)
+        powers = np.stack(line.powers)
+        budget_of = dropped_taps_budget(st)
         for i in rows:
-            L = next((j for j in range(1, cap + 1) if not np.any(powers[j][i])), None)
+            L = line.windows[i]
             if L is None:
-                if self.t_max is None:
-                    raise CompileError(
-                        f"mamba: state coordinate {i} of {st.op.describe()} (stage {st.index}) has a recurrence "
-                        f"(row {np.array2string(A[i], precision=4)}) that Mamba's diagonal SSM (decays in [0, 1]) "
-                        "cannot hold and that does not vanish within "
-                        f"{NILPOTENT_SEARCH} steps; it is realised by the depthwise conv, whose window must cover "
-                        "the whole sequence: compile with t_max=<longest sequence> (the conv window becomes t_max)")
-                L = cap
-            L = min(L, cap)
+                raise CompileError(
+                    f"mamba: state coordinate {i} of {st.op.describe()} (stage {st.index}) has a recurrence "
+                    f"(row {np.array2string(A[i], precision=4)}) that Mamba's diagonal SSM (decays in [0, 1]) "
+                    "cannot hold and whose powers neither vanish nor decay below its bound within "
+                    f"{WINDOW_SEARCH} steps; it is realised by the depthwise conv, whose window must cover "
+                    "the whole sequence: compile with t_max=<longest sequence> (the conv window becomes t_max)")
             self.notes.append({"stage": st.index, "conv_row": i, "window": L})
-            for q in range(k):
-                taps = {j: float(powers[j][i, q]) for j in range(L) if powers[j][i, q] != 0}
-                if not taps or not np.any(W[q]):
+            driven = [q for q in range(k) if np.any(W[q]) and np.any(powers[:L, i, q])]
+            # each entry's lags past its own window, and the constant's, may move the row by an equal share
+            budget = budget_of[i] / (len(driven) + 1)
+            moved = float(line.dropped[i])
+            for q in driven:
+                # the conv reads the drive (W h)_q (the bias c is in f); only the coordinates the row reads count
+                # (an unread one may be unbounded)
+                read = np.flatnonzero(W[q])
+                bounds = np.maximum(np.abs(self.read_lo[read]), np.abs(self.read_hi[read]))
+                drive = float(np.abs(W[q][read]) @ bounds)
+                keep, tail = kept_lags(powers[:L, i, q], drive, budget)
+                moved += tail
+                taps = {j: float(powers[j][i, q]) for j in range(keep) if powers[j][i, q] != 0}
+                if not taps:
                     continue
                 row = _row(W[q], src)
                 if not self.ideal:
-                    # the SiLU reads the conv of the drive (W h)_q over the taps (the bias c is in f); only the
-                    # coordinates the row reads count (an unread one may be unbounded)
-                    read = np.flatnonzero(W[q])
-                    bounds = np.maximum(np.abs(self.read_lo[read]), np.abs(self.read_hi[read]))
-                    carried = sum(abs(v) for v in taps.values()) * float(np.abs(W[q][read]) @ bounds)
+                    carried = sum(abs(v) for v in taps.values()) * drive
                     eps = self.exact_scale(carried, row.values())
                     if eps is not None:
                         blk.add(u_row={m: eps * v for m, v in row.items()}, taps=dict(taps), D=2.0 / eps,
@@ -556,11 +564,16 @@ class _Lowering:
             for t in range(1, L + 1):
                 acc = acc + float(powers[t - 1][i] @ c)
                 f.append(float(powers[t][i] @ s0) + acc)
-            if all(v == f[0] for v in f):
-                blk.bias(dst[i], f[0])
+            steps = [f[0]] + [f[j] - f[j - 1] for j in range(1, L)]
+            keep, tail = kept_lags(steps, 1.0, budget)
+            moved += tail
+            if moved:
+                self.dropped.setdefault(st.index, {})[i] = moved
+            taps = {j: steps[j] for j in range(keep) if steps[j] != 0}
+            if set(taps) <= {0}:
+                blk.bias(dst[i], taps.get(0, 0.0))
                 continue
-            taps = {0: f[0]}
-            taps.update({j: f[j] - f[j - 1] for j in range(1, L) if f[j] != f[j - 1]})
+            f = f[:keep]
             carried = sum(abs(v) for v in taps.values())  # the conv of a constant input
             eps = self.exact_scale(carried, [1.0])
             if eps is not None:
@@ -738,7 +751,7 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
         meta["local_errors"] = _standard_local_errors(module, form, low)
-    elif low.rounding:
+    elif low.rounding or low.dropped:
         meta["local_errors"] = _ideal_local_errors(module, form, low)
     out.metadata = meta
     return out.verify()
@@ -764,6 +777,8 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
         entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads))
         for j, rounding in low.rounding.get(st.index, {}).items():
             entry["on_u"][j] += rounding
+        for j, moved in low.dropped.get(st.index, {}).items():
+            entry["on"][j] += moved
         for j, gap in low.gaps.get(st.index, {}).items():
             entry["on"][j] += gap
             entry["off"][j] += gap
@@ -774,14 +789,17 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
 def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
     """Ideal mode computes the layer form's ops in the kernel, but transformers gates every channel with SiLU
     (hard-coded): a product's gates ``±σ g`` give ``a·(silu(σ g) − silu(−σ g))/σ = a·g`` there, whose terms round
-    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`)."""
+    what :meth:`_Lowering.product` charges (the ``local_errors`` of :mod:`lsrl.passes.error_bound`); a conv's
+    dropped taps move a state by what :class:`DelayLine` bounds."""
     positions = {id(op): i for i, op in enumerate(module.ops)}
     local = {}
     for st in form.stages:
-        if st.index in low.rounding:
+        if st.index in low.rounding or st.index in low.dropped:
             entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
             for j, rounding in low.rounding.get(st.index, {}).items():
                 entry["on_u"][j] += rounding
+            for j, moved in low.dropped.get(st.index, {}).items():
+                entry["on"][j] += moved
     return local
 
 

@@ -33,7 +33,8 @@ from ...passes.range_analysis import RangeAnalysis
 __all__ = ["Stage", "LayerForm", "Decoder", "layer_stages", "sign_split", "pow2_at_most", "capped_scale",
            "MAX_WEIGHT_LOG2", "scale_rows",
            "vscale", "vneg", "vadd", "selection", "finish_module", "ensure_bounded", "StandardConstants",
-           "STANDARD", "row_is_constant"]
+           "STANDARD", "row_is_constant", "DelayLine", "delay_line", "dropped_taps_budget",
+           "kept_lags", "DROPPED_TAPS_SHARE", "WINDOW_SEARCH"]
 
 
 # ------------------------------------------------------------------------------------------ small algebra
@@ -507,3 +508,80 @@ def stage_state_bounds(st: Stage) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of an S stage's state including ``s_0`` (the representation must also hold the initial state)."""
     init = st.init.to_float().values
     return np.minimum(st.lo, init), np.maximum(st.hi, init)
+
+
+# ------------------------------------------------------------------------------------------ delay lines
+
+#: a delay line's window ends once the taps it drops move its state by at most this share of the state's bound
+DROPPED_TAPS_SHARE = 2.0 ** -60
+#: without t_max, how many powers of A a window is searched within
+WINDOW_SEARCH = 8192
+
+
+@dataclass
+class DelayLine:
+    """An S stage computed as a conv over its drives: row ``i`` sums taps ``(A^j)[i, :]`` for ``j < windows[i]``
+    (None: no window found within the search).  For ``t > windows[i]`` the exact state is
+    ``(A^w s_{t−w})_i + Σ_{j<w} (A^j (W h_{t−j} + c))_i`` and the window's constant part holds ``A^w s_0``, so the
+    dropped taps move row ``i`` by ``(A^w (s_{t−w} − s_0))_i``, at most ``dropped[i]`` over the state's bounds
+    (0 where ``(A^w)[i, :] = 0`` or the window is ``t_max``)."""
+    powers: list            # A^0 … A^(longest window)
+    windows: list           # per row: int | None
+    dropped: np.ndarray     # per row
+
+
+def delay_line(st: Stage, rows, t_max: int | None, most: int | None = None) -> DelayLine:
+    """The windows of ``rows`` of S stage ``st``: the first power where the row of ``A^w`` vanishes or moves the
+    state by at most :data:`DROPPED_TAPS_SHARE` of its bound (a contraction over bounded values), else ``t_max``;
+    the search stops at ``t_max`` (:data:`WINDOW_SEARCH` without one) or past ``most`` powers, leaving the rows
+    still open at None (``t_max`` bounds them only when reached)."""
+    A = st.A.to_float().to_dense()
+    k = A.shape[0]
+    lo, hi = stage_state_bounds(st)
+    s0 = st.init.to_float().values.astype(np.float64)
+    spread = np.maximum(np.abs(lo - s0), np.abs(hi - s0))
+    share = dropped_taps_budget(st)
+    limit = t_max if t_max is not None else WINDOW_SEARCH
+    stop = limit if most is None else min(limit, most + 1)
+    powers = [np.eye(k)]
+    windows: list = [None] * k
+    dropped = np.zeros(k)
+    open_rows = [int(i) for i in rows]
+    w = 0
+    while open_rows and w < stop:
+        w += 1
+        powers.append(powers[-1] @ A)
+        row_powers = powers[-1]
+        still = []
+        for i in open_rows:
+            reach = np.abs(row_powers[i])
+            moved = float(np.sum(reach[reach > 0] * spread[reach > 0]))   # inf where an unbounded state is read
+            if w == t_max:
+                windows[i] = w   # exact for every t ≤ t_max
+            elif not reach.any() or moved <= share[i]:
+                windows[i], dropped[i] = w, moved
+            else:
+                still.append(i)
+        open_rows = still
+    longest = max([x for x in windows if x is not None], default=0)
+    return DelayLine(powers[:longest + 1], windows, dropped)
+
+
+def dropped_taps_budget(st: Stage) -> np.ndarray:
+    """Per coordinate of S stage ``st``: how far dropped taps may move it (:data:`DROPPED_TAPS_SHARE` of its
+    bound; 0 where it is unbounded)."""
+    lo, hi = stage_state_bounds(st)
+    size = np.maximum(np.abs(lo), np.abs(hi))
+    return np.where(np.isfinite(size), DROPPED_TAPS_SHARE * size, 0.0)
+
+
+def kept_lags(taps: np.ndarray, bound: float, budget: float) -> tuple[int, float]:
+    """How many leading lags of one conv entry's ``taps`` to keep so that the lags dropped after them move its sum
+    over an input within ``±bound`` by at most ``budget`` — and by how much they may (the window past which a
+    row reading a state that does not decay still has entries that do)."""
+    magnitudes = np.abs(np.asarray(taps, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        reach = np.where(magnitudes > 0, magnitudes * bound, 0.0)
+    beyond = np.cumsum(reach[::-1])[::-1]       # beyond[m]: what lags m, m+1, … reach together
+    keep = int(np.count_nonzero(~(beyond <= budget)))
+    return keep, float(beyond[keep]) if keep < beyond.size else 0.0

@@ -39,7 +39,8 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import local_error_entry
-from .common import capped_scale, layer_stages, magnitude_bound, plan_products, pow2_at_most
+from .common import (WINDOW_SEARCH, capped_scale, delay_line, dropped_taps_budget, kept_lags, layer_stages,
+                     magnitude_bound, plan_products, pow2_at_most)
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
 from .numerics import causal_conv, dense, mean_square, stream_squares, torch_softplus, vector
@@ -407,29 +408,24 @@ class _Temporal:
         return len(self.x_rows)
 
 
-def _powers(st, t_max, who, most: int):
-    """``[A^0, A^1, …]`` up to the first zero power or ``t_max`` entries (CompileError when neither, or when that
-    is more than ``most``)."""
-    A = dense(st.A)
-    P = [np.eye(A.shape[0])]
-    limit = t_max if t_max is not None else 64
-    while len(P) < limit:
-        if len(P) >= most:
-            raise CompileError(
-                f"{who}: {st.op.describe()} (stage {st.index} of the layer form) has a recurrence (A is not "
-                f"nilpotent) that this target computes with one conv tap per step, so t_max={t_max} needs a "
-                f"conv1d weight of at least t_max² = {float(limit) ** 2:.3g} entries per column it reads, past the "
-                f"{MAX_CONV_ENTRIES:.3g} it builds (t_max ≤ {most} here); compile with a smaller t_max, or for long "
-                f"prompts use a target whose recurrence holds the state (not a delay line)")
-        nxt = A @ P[-1]
-        if not np.any(nxt):
-            return P
-        P.append(nxt)
-    if t_max is None and np.any(A @ P[-1]):
-        raise CompileError(f"{who}: {st.op.describe()} (stage {st.index}) has a recurrence (A is not nilpotent); "
-                           "the state is computed by the depthwise conv, whose window conv1d_width must be at least "
-                           "the longest sequence: compile with t_max=<longest sequence>")
-    return P
+def _delay_line(st, t_max, who, cols: int):
+    """The stage's :func:`delay_line` (CompileError where a row's window is not found within :data:`WINDOW_SEARCH`
+    powers without ``t_max``, or needs a conv1d weight past :data:`MAX_CONV_ENTRIES`)."""
+    most = math.isqrt(MAX_CONV_ENTRIES // max(1, cols))
+    line = delay_line(st, range(st.out_dim), t_max, most)
+    if None not in line.windows:
+        return line
+    if t_max is None:
+        raise CompileError(f"{who}: {st.op.describe()} (stage {st.index}) has a recurrence whose powers of A neither "
+                           f"vanish nor decay below its bound within {WINDOW_SEARCH} steps; the state is computed by "
+                           "the depthwise conv, whose window conv1d_width must then be the longest sequence: compile "
+                           "with t_max=<longest sequence>")
+    raise CompileError(
+        f"{who}: {st.op.describe()} (stage {st.index} of the layer form) has a recurrence (A is neither nilpotent "
+        f"nor decaying within {most} steps) that this target computes with one conv tap per step, so t_max={t_max} "
+        f"needs a conv1d weight of at least t_max² = {float(t_max) ** 2:.3g} entries per column it reads, past the "
+        f"{MAX_CONV_ENTRIES:.3g} it builds (t_max ≤ {most} here); compile with a smaller t_max, or for long "
+        f"prompts use a target whose recurrence holds the state (not a delay line)")
 
 
 def _row(H: int, reads: list, coeffs) -> np.ndarray:
@@ -441,27 +437,45 @@ def _row(H: int, reads: list, coeffs) -> np.ndarray:
     return r
 
 
-def _temporal_stage(tb: _Temporal, st, reads, out_slots, t_max, who):
+def _temporal_stage(tb: _Temporal, st, reads, read_bounds, out_slots, t_max, who) -> tuple[int, np.ndarray]:
+    """Add stage ``st``'s delay line to ``tb`` (``read_bounds``: of the value it reads); returns its longest window
+    and what its dropped taps may move each state coordinate by (:class:`DelayLine`, :func:`kept_lags`)."""
     W = dense(st.W)            # k × d_prev, over the previous value
     c, init = vector(st.c), vector(st.init)
     A = dense(st.A)
-    cols = [j for j in range(W.shape[1]) if np.any(W[:, j])]
-    P = _powers(st, t_max, who, math.isqrt(MAX_CONV_ENTRIES // max(1, len(cols))))
     k = W.shape[0]
-    for i, Pi in enumerate(P):
-        M = Pi @ W
+    cols = [j for j in range(W.shape[1]) if np.any(W[:, j])]
+    line = _delay_line(st, t_max, who, len(cols))
+    windows = np.array(line.windows)
+    powers = np.stack(line.powers[:int(windows.max())])
+    # per lag: the taps on each value read (rows past their window dropped) and on the constant input 1
+    taps = powers @ W
+    steps = np.concatenate([(powers[:1] @ (c + A @ init)), powers[1:] @ (c + (A - np.eye(k)) @ init)])
+    ended = np.arange(powers.shape[0])[:, None] >= windows[None, :]
+    taps[ended] = 0.0
+    steps[ended] = 0.0
+    # each entry's lags past its own window, and the constant's, may move the row by an equal share
+    budget = dropped_taps_budget(st) / (1 + np.count_nonzero(np.any(taps, axis=0), axis=1))
+    moved = line.dropped.copy()
+    for r in range(k):
+        for j in [None] + cols:
+            seq = steps[:, r] if j is None else taps[:, r, j]
+            keep, tail = kept_lags(seq, 1.0 if j is None else float(read_bounds[j]), float(budget[r]))
+            seq[keep:] = 0.0
+            moved[r] += tail
+    for i in range(powers.shape[0]):
         for j in cols:
-            if np.any(M[:, j]):
+            if np.any(taps[i, :, j]):
                 col = np.zeros(tb.H)
-                col[out_slots] = M[:, j] / Y_CONST
+                col[out_slots] = taps[i, :, j] / Y_CONST
                 for slot in reads[j]:
                     tb.channel(slot, i, col)
-        ci = Pi @ (c + A @ init) if i == 0 else Pi @ (c + (A - np.eye(k)) @ init)
-        if np.any(ci):
+        if np.any(steps[i]):
             col = np.zeros(tb.H)
-            col[out_slots] = ci / Y_CONST
+            col[out_slots] = steps[i] / Y_CONST
             tb.channel(None, i, col)
-    return len(P)
+    used = [i for i in range(powers.shape[0]) if np.any(taps[i]) or np.any(steps[i])]
+    return (used[-1] + 1 if used else 1), moved
 
 
 def _cancel(tb: _Temporal, slots) -> None:
@@ -568,6 +582,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     value_slots = list(range(d_in))
     stage_slots = []
     dead: list[int] = []
+    dropped: dict[int, np.ndarray] = {}   # per S stage: what its delay line's dropped taps move each coordinate by
 
     def split_block():
         blk = new_block(True)
@@ -588,7 +603,10 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
         stage_slots.append(out)
         if st.kind == "S":
             blk = new_block(True)
-            K = max(K, _temporal_stage(blk["tb"], st, reads, out, t_max, target))
+            prev = form.input if si == 0 else form.stages[si - 1].op
+            read_bounds = np.max(np.abs(np.stack(form.ranges(prev))), axis=0)
+            window, dropped[si] = _temporal_stage(blk["tb"], st, reads, read_bounds, out, t_max, target)
+            K = max(K, window)
             blk["S"] = si
         else:
             if blk is None:
@@ -682,8 +700,10 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     # below 2^28 a norm is the identity only while mean(x²) < 2^46: past that it drifts every read (a value of 1e8
     # beside a channel of 2e5 read them 1.5e-8 and 5.8e-11 off under a bound of 0)
     meta["stream_norms"] = {"eps": NORM_EPS, "squares": stream_squares(form), "width": H}
-    if activations == "standard":
-        meta["local_errors"] = _standard_local_errors(module, form)
+    local = _standard_local_errors(module, form) if activations == "standard" else {}
+    _charge_dropped_taps(local, module, form, dropped)
+    if local:
+        meta["local_errors"] = local
     out.metadata = meta
     return out.verify()
 
@@ -723,6 +743,16 @@ def _standard_local_errors(module: Module, form) -> dict:
                 entry["hidden"][j], entry["units"][j] = (bv + 2 * GELU_RELU_ERROR / kappa) * bu, 2
                 entry["on_u"][j] = ACTIVATION_ULPS * entry["hidden"][j]
     return local
+
+
+def _charge_dropped_taps(local: dict, module: Module, form, dropped: dict) -> None:
+    """Add what each delay line's dropped taps move its state by to the state op's ``local_errors``."""
+    positions = {id(op): i for i, op in enumerate(module.ops)}
+    for si, moved in dropped.items():
+        if np.any(moved):
+            st = form.stages[si]
+            entry = local.setdefault(positions[id(st.op)], local_error_entry(st.out_dim))
+            entry["on"] = entry["on"] + moved
 
 
 def _layout(form, blocks, slots_of, last_slots) -> list:
