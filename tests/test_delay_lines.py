@@ -60,7 +60,7 @@ def test_a_contraction_compiles_for_any_t_max(target, t_max, dtype):
     xs = np.random.default_rng(0).uniform(-1, 1, (2, 1500, 1))
     report = model.check(xs, oracle="float64")
     assert report.within_bound
-    assert model.error_bound.max() <= (2e-4 if dtype == "float32" else 1e-12)
+    assert model.error_bound.max() <= (1e-3 if dtype == "float32" else 5e-12)
 
 
 @pytest.mark.parametrize("target", ["hawk", "mamba"])
@@ -88,3 +88,15 @@ def test_transformers_runs_a_contraction_without_t_max(target, dtype, tmp_path, 
     error = np.abs(out - prog(xs))
     assert np.all(error <= model.error_bound)
     assert 0 < error.max()
+
+
+@pytest.mark.parametrize("target", ["hawk", "griffin"])
+def test_the_bound_covers_the_delay_lines_own_sum(target):
+    """linear_out sums a delay line's products each step; a review crafted an 81-step prompt of s = 0.6 s + x
+    (float32) whose additions all round one way: 3.85e-6 off (kernel and transformers) under the 2.5e-6 the
+    recurrence's rounding gave.  The sum is now charged (min(u·|partial|, |product|) per product)."""
+    model = lsrl.compile(_state([[0.6]], [[1.0]]), target, dtype="float32")
+    assert 3.85e-6 < model.error_bound[0] < 100 * 3.85e-6
+    x = lsrl.Input(1, lower=0, upper=1, integer=True)
+    counter = lsrl.compile(lsrl.ForEach(lsrl.LinState(x, [[1.0]], [[1.0]])), target, dtype="float32", t_max=64)
+    assert counter.error_bound.tolist() == [0.0]

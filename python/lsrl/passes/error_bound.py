@@ -787,6 +787,12 @@ class ErrorAnalysis:
         self.selects: dict[int, tuple[np.ndarray, np.ndarray]] = {
             id(op): (np.asarray(local[i]["selector"]).astype(np.int64), np.asarray(local[i]["margin"]))
             for i, op in enumerate(module.ops) if i in local and op.kind == "multi" and np.any(local[i]["selector"])}
+        #: per state op a target computes as one sum over a delay line's taps: its conv fields (:meth:`_conv_rounding`)
+        self.convs: dict[int, tuple[np.ndarray, ...]] = {
+            id(op): tuple(np.broadcast_to(np.asarray(local[i][name], dtype=np.float64), (op.dim,))
+                          for name in ("conv_terms", "conv_reach", "conv_gain", "conv_tap_bit", "conv_float32",
+                                       "conv_rounding32" if dtype == "float32" else "conv_rounding64"))
+            for i, op in enumerate(module.ops) if i in local and np.any(local[i].get("conv_terms", 0))}
         self.split_reads, self.read_step, norms = _split_reads_of(module)
         #: how far a read through the stream's norms may drift, relative to the value read: where they run in the
         #: narrow dtype (with the split) and where they run in the model's dtype (the kernel)
@@ -1615,11 +1621,42 @@ class ErrorAnalysis:
             local[i] = step_rounding(i, False)
         drive_err = np.array([d.err for d in drives])
         init_err = np.abs(init - self._stored(init)) + init_gap
-        err = self._accumulate(a_mat, blocks, drive_err + local + shift, init_err)
+        err = self._accumulate(a_mat, blocks, drive_err + local + shift, init_err) + self._conv_rounding(op)
         values = [_Values.unknown(float(e), grid, float(s), float(m)) if pts is None else
                   _Values(pts, np.full(pts.size, float(e)), float(s), float(e), None, float(m))
                   for pts, grid, e, s, m in zip(points, grids, err.tolist(), slack.tolist(), size_s.tolist())]
         return _Facts(values, lo, hi, clock=clock)
+
+    def _conv_rounding(self, op: Op) -> np.ndarray:
+        """What a target adds where it computes ``op``'s state each step as one sum over a delay line (the conv
+        fields of its ``local_errors``, :func:`lsrl.targets.shared.common.conv_sum_fields` states them): per row,
+        what the sum of ``conv_terms`` products rounds with every value at its bound, and ``u`` of each further
+        partial sum where the values are off by their errors (through taps of ``conv_gain`` in all) — none where
+        every value is exact on a grain, every tap a multiple of ``2^conv_tap_bit`` that the dtype stores
+        (``conv_float32``, for a float32 run) and the sum fits.  Its steps do not feed each other, so this is not
+        accumulated; the recurrence the analysis follows besides (a bound on the values' errors through the taps)
+        rounds too, which only widens the bound."""
+        if id(op) not in self.convs:
+            return np.zeros(op.dim)
+        terms, reach, gain, tap_bit, float32_taps, rounding = self.convs[id(op)]
+        source, W = op.operands[0], op.attrs["B"].to_float().scipy()
+        while source.kind == "linear":   # the conv reads the value the stage's linears read
+            W = W @ source.attrs["A"].to_float().scipy()
+            source, = source.operands
+        values = [self[source].values[q] for q in np.unique(W.tocoo().col).tolist()]
+        grains = [v.exact_grain for v in values]
+        err = max([v.err for v in values], default=0.0)
+        grain = min([g for g in grains if g is not None] + [0])   # the constant channel reads an exact 1
+        out = np.zeros(op.dim)
+        for i in np.flatnonzero(terms).tolist():
+            stored = self.dtype == "float64" or float32_taps[i] == 1.0
+            with np.errstate(invalid="ignore", over="ignore"):
+                moved = float(zero_safe_product(gain[i], err))
+            if stored and (gain[i] == 0 or None not in grains) \
+                    and bool(self._fits(reach[i] + moved, int(tap_bit[i]) + (grain if gain[i] else 0))):
+                continue
+            out[i] = rounding[i] + _gamma(int(terms[i]) + 1, self.u) * moved
+        return out
 
     def _grid_points(self, a_rows, drives: list[_Values], init, lo, hi) -> list:
         """Candidate states of coordinates that stay on a grid ``2^q·Z``: integer ``A`` rows whose drive (its
@@ -1752,9 +1789,13 @@ class ErrorAnalysis:
 
 _LOCAL_FIELDS = ("on", "on_u", "off", "off_u", "partial_gain", "hidden", "units", "hidden_step", "terms_total",
                  "selector", "margin", "exact_from", "exact_from_u", "closed_below", "closed_below_u", "underflow",
-                 "normal_from", "gate_fixed_u", "gate_terms")
+                 "normal_from", "gate_fixed_u", "gate_terms", "conv_terms", "conv_reach", "conv_gain", "conv_tap_bit",
+                 "conv_float32", "conv_rounding32", "conv_rounding64")
 #: the fields a model saved before they existed may lack (none: 0)
-_OPTIONAL_LOCAL_FIELDS = ("gate_fixed_u", "gate_terms")
+_OPTIONAL_LOCAL_FIELDS = ("gate_fixed_u", "gate_terms", "conv_terms", "conv_reach", "conv_gain", "conv_tap_bit",
+                          "conv_float32", "conv_rounding32", "conv_rounding64")
+#: the local fields that may be negative: a pre-activation, and the exponent of a tap's lowest bit
+_SIGNED_LOCAL_FIELDS = ("closed_below", "conv_tap_bit")
 #: float32's subnormal spacing over float64's, and its smallest normal over float64's: a local ``underflow`` and
 #: ``normal_from`` are stated for float32 runs and scaled by these for float64 ones
 _FLOAT64_UNDERFLOW, _FLOAT64_NORMAL = 2.0 ** -925, 2.0 ** -896
@@ -1859,7 +1900,7 @@ def _check_local_errors(module: Module, local: dict) -> None:
                 continue
             given = fields.get(name) if isinstance(fields, dict) else fields
             values = np.asarray(given if isinstance(fields, dict) else None, dtype=np.float64)
-            signed = name == "closed_below"  # a pre-activation, of either sign
+            signed = name in _SIGNED_LOCAL_FIELDS
             if values.shape != (op.dim,) or np.isnan(values).any() or (not signed and (values < 0).any()):
                 raise ValueError(f"module @{module.name} metadata local_errors[{position}] ({op.describe()}): "
                                  f"{name!r} must be {op.dim} numbers{'' if signed else ' >= 0'}, got {given!r}")

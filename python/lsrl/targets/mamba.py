@@ -49,6 +49,7 @@ from scipy.special import expit
 
 from ..errors import CompileError, LsrlError
 from ..ir.core import AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
+from ..ir.error_free import lowest_bit
 from ..ir.matrix import Matrix, Vector
 from ..ir.semantics import relu_values
 from ..passes.error_bound import local_error_entry, zero_safe_product
@@ -57,7 +58,9 @@ from .shared.cells import csr_arrays
 from .shared.common import (
     MAX_WEIGHT_LOG2,
     WINDOW_SEARCH,
+    ConvSum,
     capped_scale,
+    conv_sum_fields,
     delay_line,
     dropped_taps_budget,
     kept_lags,
@@ -306,8 +309,10 @@ class _Lowering:
         # of the SiLU evaluations that carry the coordinate's value — the stage's local errors
         self.gaps: dict[int, dict[int, float]] = {}
         self.rounding: dict[int, dict[int, float]] = {}
-        # per stage index and coordinate: what the conv's dropped taps move the state by (both modes)
+        # per stage index and coordinate: what the conv's dropped taps move the state by (both modes), and the
+        # sums that compute it (ConvSum)
         self.dropped: dict[int, dict[int, float]] = {}
+        self.convs: dict[int, dict[int, ConvSum]] = {}
 
     def charge(self, st, j: int, rounding: float, *, both_modes: bool = False) -> None:
         """SiLU evaluations of stage ``st`` round coordinate ``j`` by ``rounding·u``: in standard mode, and in
@@ -533,6 +538,8 @@ class _Lowering:
             # each entry's lags past its own window, and the constant's, may move the row by an equal share
             budget = budget_of[i] / (len(driven) + 1)
             moved = float(line.dropped[i])
+            conv = self.convs.setdefault(st.index, {})[i] = ConvSum()
+            channels: list[float] = []   # what each channel's conv reaches
             for q in driven:
                 # the conv reads the drive (W h)_q (the bias c is in f); only the coordinates the row reads count
                 # (an unread one may be unbounded)
@@ -545,6 +552,16 @@ class _Lowering:
                 if not taps:
                     continue
                 row = _row(W[q], src)
+                # each channel's conv sums tap·(W h)_q over the lags (its partial sums within what the lags before
+                # reach); ideal mode's two channels sum it twice
+                tap_list = np.array(list(taps.values()))
+                reached = np.concatenate([[0.0], np.cumsum(np.abs(tap_list) * drive)[:-1]])
+                w_bit = int(np.min(lowest_bit(W[q][read])))
+                for _ in range(1 if self.exact_scale(float(np.sum(np.abs(tap_list))) * drive, row.values())
+                               is not None else 2):
+                    conv.products(tap_list, drive, 1, reached, bits=lowest_bit(tap_list) + w_bit)
+                    channels.append(float(np.sum(np.abs(tap_list))) * drive)
+                conv.weights.extend(tap_list.tolist() + W[q][read].tolist())
                 if not self.ideal:
                     carried = sum(abs(v) for v in taps.values()) * drive
                     eps = self.exact_scale(carried, row.values())
@@ -570,6 +587,22 @@ class _Lowering:
             if moved:
                 self.dropped.setdefault(st.index, {})[i] = moved
             taps = {j: steps[j] for j in range(keep) if steps[j] != 0}
+            if set(taps) > {0}:
+                # the constant channel's partial sums are f(1), f(2), … (its taps' differences, rounded)
+                lags = np.array(list(taps))
+                # (exactly f but for the float64 rounding of the differences, ≤ 2^-53 of each)
+                reached = np.abs(np.array([0.0] + f))[lags] + np.concatenate(
+                    [[0.0], np.cumsum(np.abs(np.diff([0.0] + f)))])[lags] * 2.0 ** -52
+                carried = float(np.sum(np.abs(list(taps.values()))))
+                copies = len(signs_of(min(f[:keep]), max(f[:keep]))) if self.ideal else \
+                    1 if self.exact_scale(carried, [1.0]) is not None else 2
+                for _ in range(copies):
+                    conv.products(np.array(list(taps.values())), 1.0, 1, reached, constant=True)
+                    channels.append(carried)
+                conv.weights.extend(taps.values())
+            # out_proj adds the channels up (powers of two: no bit lower than their own)
+            conv.products(np.ones(len(channels)), np.array(channels), 1, float(np.sum(channels)), constant=True,
+                          bits=1 << 20)
             if set(taps) <= {0}:
                 blk.bias(dst[i], taps.get(0, 0.0))
                 continue
@@ -751,7 +784,7 @@ def lower_mamba(module: Module, *, activations: str, t_max: int | None) -> Modul
     if activations == "standard":
         meta["standard"] = {"kappa_span": KAPPA_SPAN, "gate": GATE}
         meta["local_errors"] = _standard_local_errors(module, form, low)
-    elif low.rounding or low.dropped:
+    elif low.rounding or low.dropped or low.convs:
         meta["local_errors"] = _ideal_local_errors(module, form, low)
     out.metadata = meta
     return out.verify()
@@ -779,6 +812,8 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
             entry["on_u"][j] += rounding
         for j, moved in low.dropped.get(st.index, {}).items():
             entry["on"][j] += moved
+        if st.index in low.convs:
+            entry.update(conv_sum_fields(st.out_dim, low.convs[st.index]))
         for j, gap in low.gaps.get(st.index, {}).items():
             entry["on"][j] += gap
             entry["off"][j] += gap
@@ -794,8 +829,10 @@ def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
     positions = {id(op): i for i, op in enumerate(module.ops)}
     local = {}
     for st in form.stages:
-        if st.index in low.rounding or st.index in low.dropped:
+        if st.index in low.rounding or st.index in low.dropped or st.index in low.convs:
             entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim)
+            if st.index in low.convs:
+                entry.update(conv_sum_fields(st.out_dim, low.convs[st.index]))
             for j, rounding in low.rounding.get(st.index, {}).items():
                 entry["on_u"][j] += rounding
             for j, moved in low.dropped.get(st.index, {}).items():

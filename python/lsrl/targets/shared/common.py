@@ -26,6 +26,7 @@ import numpy as np
 
 from ...errors import CompileError
 from ...ir.core import Module, Op
+from ...ir.error_free import lowest_bit
 from ...ir.layer_form import check_layer_form
 from ...ir.matrix import Matrix, Vector, matvec
 from ...passes.range_analysis import RangeAnalysis
@@ -33,7 +34,8 @@ from ...passes.range_analysis import RangeAnalysis
 __all__ = ["Stage", "LayerForm", "Decoder", "layer_stages", "sign_split", "pow2_at_most", "capped_scale",
            "MAX_WEIGHT_LOG2", "scale_rows",
            "vscale", "vneg", "vadd", "selection", "finish_module", "ensure_bounded", "StandardConstants",
-           "STANDARD", "row_is_constant", "DelayLine", "delay_line", "dropped_taps_budget",
+           "STANDARD", "row_is_constant", "DelayLine", "delay_line", "dropped_taps_budget", "ConvSum",
+           "conv_sum_fields", "SPLIT_PARTS_REACH",
            "kept_lags", "DROPPED_TAPS_SHARE", "WINDOW_SEARCH"]
 
 
@@ -565,6 +567,74 @@ def delay_line(st: Stage, rows, t_max: int | None, most: int | None = None) -> D
         open_rows = still
     longest = max([x for x in windows if x is not None], default=0)
     return DelayLine(powers[:longest + 1], windows, dropped)
+
+
+#: a value read in a hi and a lo part: the parts reach at most this times the value (|lo| ≤ 2^-24·|value|)
+SPLIT_PARTS_REACH = 1.0 + 2.0 ** -22
+
+
+@dataclass
+class ConvSum:
+    """One state row that a target computes each step by sums of products ``tap·value`` over a delay line: its
+    products — what each reaches (``tap·bound`` of its value; a value read in ``parts`` is that many products
+    reaching it together), how far the partial sum it is added to may reach, and the lowest bit of its factors
+    other than the value — and every weight it stores.  Constant taps read an exact 1 (``exact``: no value)."""
+    reaches: list = field(default_factory=list)
+    limits: list = field(default_factory=list)
+    bits: list = field(default_factory=list)
+    gain: float = 0.0          # Σ |tap| over the products of values (what their errors move the sum by)
+    weights: list = field(default_factory=list)
+
+    def products(self, taps, bounds, parts, limits, *, constant: bool = False, bits=None) -> None:
+        """Add products (arguments broadcast together; zero taps are none); ``limits``: of the partial sums they
+        are added to; ``bits``: the lowest bit of their factors other than the value (default: the tap's)."""
+        bits = lowest_bit(np.asarray(taps, dtype=np.float64)) if bits is None else bits
+        taps, bounds, parts, limits, bits = (np.ravel(a) for a in np.broadcast_arrays(taps, bounds, parts, limits,
+                                                                                      bits))
+        kept = taps != 0
+        taps, bounds, parts, limits, bits = (taps[kept], bounds[kept], parts[kept].astype(np.int64), limits[kept],
+                                             bits[kept])
+        with np.errstate(invalid="ignore"):
+            reach = np.abs(taps) * bounds * np.where(parts > 1, SPLIT_PARTS_REACH, 1.0) / parts
+        self.reaches.extend(np.repeat(reach, parts).tolist())
+        self.limits.extend(np.repeat(limits, parts).tolist())
+        self.bits.extend(np.repeat(bits, parts).tolist())
+        if not constant:
+            self.gain += float(np.sum(np.abs(taps)))
+
+
+def conv_sum_fields(dim: int, rows: dict) -> dict:
+    """The conv fields of a state op's ``local_errors`` (``ErrorAnalysis._conv_rounding`` of
+    :mod:`lsrl.passes.error_bound`) for the rows ``{row: ConvSum}`` a delay line computes: per row the number of
+    products, what they reach together, the taps' sum, their lowest bit, whether float32 stores every weight, and
+    per dtype what the sums may round with every value at its bound.  Adding a product ``y`` to a partial sum
+    ``p`` rounds by at most ``min(u·|p + y|, |y|)`` (``p`` itself is a candidate), so a delay line's long tail of
+    small taps costs what it adds, not ``u`` of the sum per tap; the partial sums stay within their limits plus
+    the rounding so far; each product rounds ``u`` of itself, and a weight the dtype does not hold is off by
+    ``u`` of it."""
+    names = ("conv_terms", "conv_reach", "conv_gain", "conv_tap_bit", "conv_float32", "conv_rounding32",
+             "conv_rounding64")
+    fields = {name: np.zeros(dim) for name in names}
+    for r, conv in rows.items():
+        reaches, limits = np.asarray(conv.reaches, dtype=np.float64), np.asarray(conv.limits, dtype=np.float64)
+        weights = np.asarray(conv.weights, dtype=np.float64)
+        weights = weights[weights != 0]
+        float32_weights = bool(np.all((weights.astype(np.float32) == weights)
+                                      & (np.abs(weights) >= np.finfo(np.float32).tiny)))
+        n, reach = reaches.size, float(np.sum(reaches))
+        fields["conv_terms"][r] = n
+        fields["conv_reach"][r] = reach
+        fields["conv_gain"][r] = conv.gain
+        fields["conv_tap_bit"][r] = min(conv.bits, default=0)
+        fields["conv_float32"][r] = float(float32_weights)
+        for name, dtype, stored in (("conv_rounding32", np.float32, float32_weights),
+                                    ("conv_rounding64", np.float64, True)):
+            u, step = float(np.finfo(dtype).eps) / 2, float(np.finfo(dtype).smallest_subnormal)
+            grown = (1.0 + 2 * n * u) if n * u < 0.25 else math.inf
+            with np.errstate(invalid="ignore"):
+                added = np.minimum(u * (limits + reaches) * grown, reaches)
+            fields[name][r] = float(np.sum(added)) + (1 if stored else 2) * u * reach + 2 * n * step
+    return fields
 
 
 def dropped_taps_budget(st: Stage) -> np.ndarray:

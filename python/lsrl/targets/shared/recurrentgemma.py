@@ -39,8 +39,8 @@ from ...errors import CompileError, LsrlError
 from ...ir.core import OPS, AttrSpec, Module, Op, OpDef, ShapeProblem, register_op
 from ...ir.matrix import Matrix, Vector
 from ...passes.error_bound import local_error_entry
-from .common import (WINDOW_SEARCH, capped_scale, delay_line, dropped_taps_budget, kept_lags, layer_stages,
-                     magnitude_bound, plan_products, pow2_at_most)
+from .common import (WINDOW_SEARCH, ConvSum, capped_scale, conv_sum_fields, delay_line, dropped_taps_budget,
+                     kept_lags, layer_stages, magnitude_bound, plan_products, pow2_at_most, stage_state_bounds)
 from .standard import ACTIVATION_ULPS
 from .cells import csr_arrays
 from .numerics import causal_conv, dense, mean_square, stream_squares, torch_softplus, vector
@@ -438,8 +438,9 @@ def _row(H: int, reads: list, coeffs) -> np.ndarray:
 
 
 def _temporal_stage(tb: _Temporal, st, reads, read_bounds, out_slots, t_max, who) -> tuple[int, np.ndarray]:
-    """Add stage ``st``'s delay line to ``tb`` (``read_bounds``: of the value it reads); returns its longest window
-    and what its dropped taps may move each state coordinate by (:class:`DelayLine`, :func:`kept_lags`)."""
+    """Add stage ``st``'s delay line to ``tb`` (``read_bounds``: of the value it reads); returns its longest window,
+    what its dropped taps may move each state coordinate by (:class:`DelayLine`, :func:`kept_lags`) and each
+    row's sum (:class:`ConvSum`)."""
     W = dense(st.W)            # k × d_prev, over the previous value
     c, init = vector(st.c), vector(st.init)
     A = dense(st.A)
@@ -475,7 +476,23 @@ def _temporal_stage(tb: _Temporal, st, reads, read_bounds, out_slots, t_max, who
             col[out_slots] = steps[i] / Y_CONST
             tb.channel(None, i, col)
     used = [i for i in range(powers.shape[0]) if np.any(taps[i]) or np.any(steps[i])]
-    return (used[-1] + 1 if used else 1), moved
+    # linear_out sums (32·v)·(tap/32) over every channel of a row, lag by lag: one dot product per step.  Before
+    # lag m its partial sum is s_t − A^m (s_{t−m} − s_0) (less the dropped lags), within the state's bound, what
+    # A^m moves the state by, and the dropped lags; within lag m it adds at most that lag's products
+    lo, hi = stage_state_bounds(st)
+    spread = np.maximum(np.abs(lo - init), np.abs(hi - init))
+    with np.errstate(invalid="ignore"):
+        away = np.where(powers != 0, np.abs(powers) * spread[None, None, :], 0.0).sum(axis=2)
+        lag_reach = np.where(taps != 0, np.abs(taps) * read_bounds[None, None, :], 0.0).sum(axis=2) + np.abs(steps)
+    limits = np.maximum(np.abs(lo), np.abs(hi))[None, :] + away + lag_reach + moved[None, :]
+    parts = np.array([len(reads[j]) for j in range(W.shape[1])])
+    sums = {}
+    for r in range(k):
+        conv = sums[r] = ConvSum()
+        conv.products(taps[:, r, :], read_bounds[None, :], parts[None, :], limits[:, r, None])
+        conv.products(steps[:, r], 1.0, 1, limits[:, r], constant=True)
+        conv.weights = (np.r_[taps[:, r, :].ravel(), steps[:, r]] / Y_CONST).tolist()
+    return (used[-1] + 1 if used else 1), moved, sums
 
 
 def _cancel(tb: _Temporal, slots) -> None:
@@ -583,6 +600,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     stage_slots = []
     dead: list[int] = []
     dropped: dict[int, np.ndarray] = {}   # per S stage: what its delay line's dropped taps move each coordinate by
+    convs: dict[int, dict] = {}           # per S stage: its rows' sums (ConvSum)
 
     def split_block():
         blk = new_block(True)
@@ -605,7 +623,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
             blk = new_block(True)
             prev = form.input if si == 0 else form.stages[si - 1].op
             read_bounds = np.max(np.abs(np.stack(form.ranges(prev))), axis=0)
-            window, dropped[si] = _temporal_stage(blk["tb"], st, reads, read_bounds, out, t_max, target)
+            window, dropped[si], convs[si] = _temporal_stage(blk["tb"], st, reads, read_bounds, out, t_max, target)
             K = max(K, window)
             blk["S"] = si
         else:
@@ -701,7 +719,7 @@ def lower_stream(module: Module, *, target: str, activations: str, t_max, recurr
     # beside a channel of 2e5 read them 1.5e-8 and 5.8e-11 off under a bound of 0)
     meta["stream_norms"] = {"eps": NORM_EPS, "squares": stream_squares(form), "width": H}
     local = _standard_local_errors(module, form) if activations == "standard" else {}
-    _charge_dropped_taps(local, module, form, dropped)
+    _charge_delay_lines(local, module, form, dropped, convs)
     if local:
         meta["local_errors"] = local
     out.metadata = meta
@@ -745,14 +763,15 @@ def _standard_local_errors(module: Module, form) -> dict:
     return local
 
 
-def _charge_dropped_taps(local: dict, module: Module, form, dropped: dict) -> None:
-    """Add what each delay line's dropped taps move its state by to the state op's ``local_errors``."""
+def _charge_delay_lines(local: dict, module: Module, form, dropped: dict, convs: dict) -> None:
+    """Add what each delay line's dropped taps move its state by, and its rows' sums (:func:`conv_sum_fields`), to
+    the state op's ``local_errors``."""
     positions = {id(op): i for i, op in enumerate(module.ops)}
     for si, moved in dropped.items():
-        if np.any(moved):
-            st = form.stages[si]
-            entry = local.setdefault(positions[id(st.op)], local_error_entry(st.out_dim))
-            entry["on"] = entry["on"] + moved
+        st = form.stages[si]
+        entry = local.setdefault(positions[id(st.op)], local_error_entry(st.out_dim))
+        entry["on"] = entry["on"] + moved
+        entry.update(conv_sum_fields(st.out_dim, convs[si]))
 
 
 def _layout(form, blocks, slots_of, last_slots) -> list:
