@@ -34,8 +34,9 @@ HF's float32 casts (its RMSNorm, the scan input, ``dt_proj.bias``) round nothing
 ``|ε a| ≤ 2^-56`` (σ rounds to 1/2 there).  S stages: diagonal {0, 1} rows integrate in
 the SSM (A_log = −1024 ⇒ decay exactly 1, the weight in Δ through ``dt_proj.weight``), every other row (rotations,
 shifts, decays) in the depthwise conv with taps (A^j)[i, q] (window = the smallest L with A^L[i,:] = 0 or, for a
-decay, whose dropped taps move the state by at most 2^-60 of its bound, else t_max).  R stages: ReLU or SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate, in standard
-mode one exact channel (2/ε)·silu(ε u) gated by silu(σ v) = σ v/2.
+decay, whose dropped taps move the state by at most 2^-60 of its bound, else t_max).  R stages: ReLU or
+SiLU(κx)/κ.  M stages: (u·act(σ v) − u·act(−σ v))/σ through the gate, in standard mode one exact channel
+(2/ε)·silu(ε u) gated by silu(σ v) = σ v/2.
 """
 from __future__ import annotations
 
@@ -555,16 +556,15 @@ class _Lowering:
                 # each channel's conv sums tap·(W h)_q over the lags (its partial sums within what the lags before
                 # reach); ideal mode's two channels sum it twice
                 tap_list = np.array(list(taps.values()))
+                carried = float(np.sum(np.abs(tap_list))) * drive
+                eps = self.exact_scale(carried, row.values())   # None in ideal mode: a ± pair
                 reached = np.concatenate([[0.0], np.cumsum(np.abs(tap_list) * drive)[:-1]])
                 w_bit = int(np.min(lowest_bit(W[q][read])))
-                for _ in range(1 if self.exact_scale(float(np.sum(np.abs(tap_list))) * drive, row.values())
-                               is not None else 2):
+                for _ in range(1 if eps is not None else 2):
                     conv.products(tap_list, drive, 1, reached, bits=lowest_bit(tap_list) + w_bit)
-                    channels.append(float(np.sum(np.abs(tap_list))) * drive)
+                    channels.append(carried)
                 conv.weights.extend(tap_list.tolist() + W[q][read].tolist())
                 if not self.ideal:
-                    carried = sum(abs(v) for v in taps.values()) * drive
-                    eps = self.exact_scale(carried, row.values())
                     if eps is not None:
                         blk.add(u_row={m: eps * v for m, v in row.items()}, taps=dict(taps), D=2.0 / eps,
                                 out={dst[i]: 1.0 / GATE}, role="conv_state")
@@ -588,14 +588,14 @@ class _Lowering:
                 self.dropped.setdefault(st.index, {})[i] = moved
             taps = {j: steps[j] for j in range(keep) if steps[j] != 0}
             if set(taps) > {0}:
-                # the constant channel's partial sums are f(1), f(2), … (its taps' differences, rounded)
+                # the constant channel's partial sums are f(1), f(2), … but for the float64 rounding of its taps
+                # (the differences, ≤ 2^-53 of each)
                 lags = np.array(list(taps))
-                # (exactly f but for the float64 rounding of the differences, ≤ 2^-53 of each)
                 reached = np.abs(np.array([0.0] + f))[lags] + np.concatenate(
                     [[0.0], np.cumsum(np.abs(np.diff([0.0] + f)))])[lags] * 2.0 ** -52
-                carried = float(np.sum(np.abs(list(taps.values()))))
-                copies = len(signs_of(min(f[:keep]), max(f[:keep]))) if self.ideal else \
-                    1 if self.exact_scale(carried, [1.0]) is not None else 2
+                carried = float(np.sum(np.abs(list(taps.values()))))   # the conv of a constant input
+                eps = self.exact_scale(carried, [1.0])
+                copies = len(signs_of(min(f[:keep]), max(f[:keep]))) if self.ideal else 1 if eps is not None else 2
                 for _ in range(copies):
                     conv.products(np.array(list(taps.values())), 1.0, 1, reached, constant=True)
                     channels.append(carried)
@@ -607,8 +607,6 @@ class _Lowering:
                 blk.bias(dst[i], taps.get(0, 0.0))
                 continue
             f = f[:keep]
-            carried = sum(abs(v) for v in taps.values())  # the conv of a constant input
-            eps = self.exact_scale(carried, [1.0])
             if eps is not None:
                 blk.add(u_bias=eps, taps=dict(taps), D=2.0 / eps, out={dst[i]: 1.0 / GATE}, role="conv_constant")
                 self.charge(st, i, ACTIVATION_ULPS * carried + self.exact_rounding(eps, len(taps)))
@@ -810,15 +808,21 @@ def _standard_local_errors(module: Module, form, low: "_Lowering") -> dict:
         entry = local[positions[id(st.op)]] = local_error_entry(st.out_dim, on_u=scaled * (largest + reads))
         for j, rounding in low.rounding.get(st.index, {}).items():
             entry["on_u"][j] += rounding
-        for j, moved in low.dropped.get(st.index, {}).items():
-            entry["on"][j] += moved
-        if st.index in low.convs:
-            entry.update(conv_sum_fields(st.out_dim, low.convs[st.index]))
+        _add_delay_line(entry, st, low)
         for j, gap in low.gaps.get(st.index, {}).items():
             entry["on"][j] += gap
             entry["off"][j] += gap
             entry["off_u"][j] = ACTIVATION_ULPS * gap
     return local
+
+
+def _add_delay_line(entry: dict, st, low: "_Lowering") -> None:
+    """Add what stage ``st``'s conv rows drop (:class:`DelayLine`) and their sums (:func:`conv_sum_fields`) to its
+    ``local_errors`` entry."""
+    for j, moved in low.dropped.get(st.index, {}).items():
+        entry["on"][j] += moved
+    if st.index in low.convs:
+        entry.update(conv_sum_fields(st.out_dim, low.convs[st.index]))
 
 
 def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
@@ -835,8 +839,7 @@ def _ideal_local_errors(module: Module, form, low: "_Lowering") -> dict:
                 entry.update(conv_sum_fields(st.out_dim, low.convs[st.index]))
             for j, rounding in low.rounding.get(st.index, {}).items():
                 entry["on_u"][j] += rounding
-            for j, moved in low.dropped.get(st.index, {}).items():
-                entry["on"][j] += moved
+            _add_delay_line(entry, st, low)
     return local
 
 

@@ -437,7 +437,7 @@ def _row(H: int, reads: list, coeffs) -> np.ndarray:
     return r
 
 
-def _temporal_stage(tb: _Temporal, st, reads, read_bounds, out_slots, t_max, who) -> tuple[int, np.ndarray]:
+def _temporal_stage(tb: _Temporal, st, reads, read_bounds, out_slots, t_max, who) -> tuple[int, np.ndarray, dict]:
     """Add stage ``st``'s delay line to ``tb`` (``read_bounds``: of the value it reads); returns its longest window,
     what its dropped taps may move each state coordinate by (:class:`DelayLine`, :func:`kept_lags`) and each
     row's sum (:class:`ConvSum`)."""
