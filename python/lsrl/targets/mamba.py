@@ -587,7 +587,8 @@ class _Lowering:
             if moved:
                 self.dropped.setdefault(st.index, {})[i] = moved
             taps = {j: steps[j] for j in range(keep) if steps[j] != 0}
-            if set(taps) > {0}:
+            constant = not set(taps) <= {0}   # a tap past lag 0 (else a bias)
+            if constant:
                 # the constant channel's partial sums are f(1), f(2), … but for the float64 rounding of its taps
                 # (the differences, ≤ 2^-53 of each)
                 lags = np.array(list(taps))
@@ -603,7 +604,7 @@ class _Lowering:
             # out_proj adds the channels up (powers of two: no bit lower than their own)
             conv.products(np.ones(len(channels)), np.array(channels), 1, float(np.sum(channels)), constant=True,
                           bits=1 << 20)
-            if set(taps) <= {0}:
+            if not constant:
                 blk.bias(dst[i], taps.get(0, 0.0))
                 continue
             f = f[:keep]
